@@ -1,0 +1,218 @@
+//! The pure comparison of wanted and present state, as an ordered list of operations.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::model::{Link, Route, RouteKey, Rule};
+
+/// One change to the kernel. A plan's operations are applied in the order
+/// [`diff`] returns them: make before break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create the route, or overwrite the present one with the same key in place.
+    ReplaceRoute(Route),
+    AddRule(Rule),
+    DelRule(Rule),
+    DelRoute(Route),
+}
+
+impl Op {
+    /// Phase in the make-before-break order.
+    fn phase(&self) -> u8 {
+        match self {
+            Op::ReplaceRoute(_) => 0,
+            Op::AddRule(_) => 1,
+            Op::DelRule(_) => 2,
+            Op::DelRoute(_) => 3,
+        }
+    }
+}
+
+/// An operation shown the way it is logged: `+rule from 10.2.0.9 lookup 1003 priority 32000`.
+pub struct OpDisplay<'a> {
+    op: &'a Op,
+    links: &'a [Link],
+}
+
+impl Op {
+    pub fn display<'a>(&'a self, links: &'a [Link]) -> OpDisplay<'a> {
+        OpDisplay { op: self, links }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.display(&[]).fmt(f)
+    }
+}
+
+impl fmt::Display for OpDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.op {
+            Op::ReplaceRoute(r) => write!(f, "+route {}", r.display(self.links)),
+            Op::AddRule(r) => write!(f, "+rule {r}"),
+            Op::DelRule(r) => write!(f, "-rule {r}"),
+            Op::DelRoute(r) => write!(f, "-route {}", r.display(self.links)),
+        }
+    }
+}
+
+/// Operations that turn `present` into `wanted`.
+///
+/// `present_*` must hold only what symroute owns (our protocol); anything else is never
+/// deleted. Routes come first so that a new rule never points at an incomplete table; stale
+/// rules go before stale routes so that no packet is looked up in a half-emptied table.
+/// Routes without a gateway go before routes with one, so a gateway's connected route exists
+/// when the route through it is written.
+pub fn diff(
+    wanted_routes: &[Route],
+    wanted_rules: &[Rule],
+    present_routes: &[Route],
+    present_rules: &[Rule],
+) -> Vec<Op> {
+    let present: BTreeMap<RouteKey, &Route> = present_routes.iter().map(|r| (r.key(), r)).collect();
+    let wanted_keys: BTreeSet<RouteKey> = wanted_routes.iter().map(Route::key).collect();
+    let mut ops = Vec::new();
+
+    let mut to_write: Vec<&Route> = wanted_routes
+        .iter()
+        .filter(|r| present.get(&r.key()) != Some(r))
+        .collect();
+    to_write.sort_by_key(|r| r.nexthops.iter().any(|nh| nh.gateway.is_some()));
+    ops.extend(to_write.into_iter().cloned().map(Op::ReplaceRoute));
+
+    let present_rules: BTreeSet<&Rule> = present_rules.iter().collect();
+    let wanted_rules_set: BTreeSet<&Rule> = wanted_rules.iter().collect();
+    ops.extend(
+        wanted_rules_set
+            .difference(&present_rules)
+            .map(|r| Op::AddRule((*r).clone())),
+    );
+    ops.extend(
+        present_rules
+            .difference(&wanted_rules_set)
+            .map(|r| Op::DelRule((*r).clone())),
+    );
+
+    ops.extend(
+        present_routes
+            .iter()
+            .filter(|r| !wanted_keys.contains(&r.key()))
+            .cloned()
+            .map(Op::DelRoute),
+    );
+    debug_assert!(ops.windows(2).all(|w| w[0].phase() <= w[1].phase()));
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{route_type, scope, Family, NextHop};
+
+    fn route(dst: &str, gw: Option<&str>, metric: u32) -> Route {
+        Route {
+            family: Family::V4,
+            table: 1003,
+            dst: dst.parse().unwrap(),
+            dst_len: if dst == "0.0.0.0" { 0 } else { 24 },
+            tos: 0,
+            metric,
+            protocol: 83,
+            scope: if gw.is_some() {
+                scope::UNIVERSE
+            } else {
+                scope::LINK
+            },
+            kind: route_type::UNICAST,
+            pref_src: None,
+            pref: None,
+            metrics: vec![],
+            nexthops: vec![NextHop {
+                ifindex: 3,
+                gateway: gw.map(|g| g.parse().unwrap()),
+                hops: 0,
+                onlink: false,
+            }],
+        }
+    }
+
+    fn rule(src: &str) -> Rule {
+        Rule {
+            family: Family::V4,
+            priority: 32000,
+            src: Some((src.parse().unwrap(), 32)),
+            table: 1003,
+            protocol: 83,
+            other_selectors: false,
+        }
+    }
+
+    #[test]
+    fn converged_state_needs_no_operation() {
+        let routes = vec![
+            route("10.2.0.0", None, 0),
+            route("0.0.0.0", Some("10.2.0.1"), 101),
+        ];
+        let rules = vec![rule("10.2.0.2")];
+        assert!(diff(&routes, &rules, &routes, &rules).is_empty());
+    }
+
+    #[test]
+    fn first_build_writes_connected_routes_before_gateway_routes_then_rules() {
+        let routes = vec![
+            route("0.0.0.0", Some("10.2.0.1"), 101),
+            route("10.2.0.0", None, 0),
+        ];
+        let ops = diff(&routes, &[rule("10.2.0.2")], &[], &[]);
+        assert_eq!(
+            ops,
+            vec![
+                Op::ReplaceRoute(route("10.2.0.0", None, 0)),
+                Op::ReplaceRoute(route("0.0.0.0", Some("10.2.0.1"), 101)),
+                Op::AddRule(rule("10.2.0.2")),
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_gateway_is_replaced_in_place_not_deleted() {
+        let old = vec![route("0.0.0.0", Some("10.2.0.1"), 101)];
+        let new = vec![route("0.0.0.0", Some("10.2.0.254"), 101)];
+        assert_eq!(
+            diff(&new, &[], &old, &[]),
+            vec![Op::ReplaceRoute(new[0].clone())]
+        );
+    }
+
+    #[test]
+    fn address_change_is_make_before_break() {
+        let routes = vec![route("10.2.0.0", None, 0)];
+        let ops = diff(&routes, &[rule("10.2.0.9")], &routes, &[rule("10.2.0.2")]);
+        assert_eq!(
+            ops,
+            vec![Op::AddRule(rule("10.2.0.9")), Op::DelRule(rule("10.2.0.2"))]
+        );
+    }
+
+    #[test]
+    fn removal_deletes_rules_before_routes() {
+        let routes = vec![route("10.2.0.0", None, 0)];
+        let ops = diff(&[], &[], &routes, &[rule("10.2.0.2")]);
+        assert_eq!(
+            ops,
+            vec![
+                Op::DelRule(rule("10.2.0.2")),
+                Op::DelRoute(routes[0].clone())
+            ]
+        );
+    }
+
+    #[test]
+    fn display_uses_ip_syntax() {
+        assert_eq!(
+            Op::AddRule(rule("10.2.0.2")).to_string(),
+            "+rule from 10.2.0.2 lookup 1003 priority 32000"
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The event vocabulary: what NetworkManager, networkd-dispatcher and admins say, mapped onto
+//! the three things symroute can do about an interface.
+
+/// What to do about an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Rebuild its table and rules from the kernel's current state.
+    Sync,
+    /// Remove its rules and table (and collect anything stale).
+    Remove,
+    /// Nothing to do; exit 0.
+    Ignore,
+}
+
+/// Maps an event name to an action. Unknown names are ignored: NetworkManager adds events
+/// over time and a dispatcher script must not fail on them.
+pub fn action_for(event: &str) -> Action {
+    match event {
+        // NetworkManager dispatcher actions.
+        "up" | "dhcp4-change" | "dhcp6-change" | "reapply" | "vpn-up" => Action::Sync,
+        "down" | "pre-down" | "vpn-down" | "vpn-pre-down" => Action::Remove,
+        // networkd-dispatcher operational states.
+        "routable" | "configured" | "degraded" => Action::Sync,
+        "off" | "no-carrier" => Action::Remove,
+        // Manual use.
+        "sync" => Action::Sync,
+        "remove" => Action::Remove,
+        _ => Action::Ignore,
+    }
+}
+
+/// Why an interface name is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("interface name is empty")]
+    Empty,
+    #[error("interface name {0:?} is longer than 15 bytes")]
+    TooLong(String),
+    #[error("interface name {0:?} contains '/', whitespace or a control character")]
+    BadCharacter(String),
+    #[error("interface name {0:?} is not valid")]
+    Reserved(String),
+}
+
+/// Checks a name the way the kernel's `dev_valid_name` does.
+pub fn validate_interface_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > 15 {
+        return Err(NameError::TooLong(name.to_string()));
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::Reserved(name.to_string()));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(NameError::BadCharacter(name.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networkmanager_actions() {
+        for e in ["up", "dhcp4-change", "dhcp6-change", "reapply", "vpn-up"] {
+            assert_eq!(action_for(e), Action::Sync, "{e}");
+        }
+        for e in ["down", "pre-down", "vpn-down"] {
+            assert_eq!(action_for(e), Action::Remove, "{e}");
+        }
+        for e in [
+            "hostname",
+            "connectivity-change",
+            "dns-change",
+            "pre-up",
+            "",
+            "surprise",
+        ] {
+            assert_eq!(action_for(e), Action::Ignore, "{e}");
+        }
+    }
+
+    #[test]
+    fn networkd_dispatcher_states() {
+        for e in ["routable", "configured", "degraded"] {
+            assert_eq!(action_for(e), Action::Sync, "{e}");
+        }
+        for e in ["off", "no-carrier"] {
+            assert_eq!(action_for(e), Action::Remove, "{e}");
+        }
+        for e in ["carrier", "dormant", "configuring"] {
+            assert_eq!(action_for(e), Action::Ignore, "{e}");
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        assert!(validate_interface_name("eth0").is_ok());
+        assert!(validate_interface_name("enp0s31f6.100").is_ok());
+        assert!(validate_interface_name("fifteen-chars15").is_ok());
+        assert_eq!(validate_interface_name(""), Err(NameError::Empty));
+        assert!(matches!(
+            validate_interface_name("sixteen-chars-16"),
+            Err(NameError::TooLong(_))
+        ));
+        assert!(matches!(
+            validate_interface_name("a/b"),
+            Err(NameError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_interface_name("a b"),
+            Err(NameError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_interface_name("a\tb"),
+            Err(NameError::BadCharacter(_))
+        ));
+        assert!(matches!(
+            validate_interface_name(".."),
+            Err(NameError::Reserved(_))
+        ));
+    }
+}

@@ -1,0 +1,252 @@
+//! Reading a [`Snapshot`] from the kernel and applying [`Op`]s to it.
+
+use std::collections::BTreeMap;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::RouteNetlinkMessage as Msg;
+
+use crate::convert;
+use crate::diff::Op;
+use crate::model::{Address, Link, Route, MAIN_TABLE};
+use crate::netlink::{Netlink, NetlinkError};
+use crate::plan::Snapshot;
+use crate::settings::Settings;
+
+const ENOENT: i32 = libc::ENOENT;
+const ESRCH: i32 = libc::ESRCH;
+const EEXIST: i32 = libc::EEXIST;
+
+/// What part of the kernel's state a run needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One interface: its addresses, the main-table routes through it, its table.
+    Interface(u32),
+    /// Every interface.
+    All,
+    /// Only the state of interfaces that are gone (a `down` after the device vanished).
+    Garbage,
+}
+
+/// A failed read, naming what was being read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading {what} from the kernel: {source}")]
+pub struct ReadError {
+    pub what: String,
+    #[source]
+    pub source: NetlinkError,
+}
+
+fn read_error(what: impl Into<String>) -> impl FnOnce(NetlinkError) -> ReadError {
+    let what = what.into();
+    move |source| ReadError { what, source }
+}
+
+pub async fn links(nl: &Netlink) -> Result<Vec<Link>, ReadError> {
+    let answers = nl
+        .dump(Msg::GetLink(convert::link_dump_request()))
+        .await
+        .map_err(read_error("links"))?;
+    Ok(answers
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewLink(l) => convert::link_from(l),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Routes of `table` (both families); a table the kernel has never seen is empty.
+pub async fn routes(
+    nl: &Netlink,
+    table: Option<u32>,
+    oif: Option<u32>,
+) -> Result<Vec<Route>, ReadError> {
+    let what = match table {
+        Some(t) => format!("routes of table {t}"),
+        None => "routes".to_string(),
+    };
+    let answers = match nl
+        .dump(Msg::GetRoute(convert::route_dump_request(table, oif)))
+        .await
+    {
+        Ok(answers) => answers,
+        Err(e) if e.errno() == Some(ENOENT) => Vec::new(),
+        Err(e) => return Err(read_error(what)(e)),
+    };
+    Ok(answers
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewRoute(r) => convert::route_from(r),
+            _ => None,
+        })
+        // Unfiltered dumps (and old kernels that ignore the filter) hand back everything.
+        .filter(|r| table.is_none_or(|t| r.table == t))
+        .filter(|r| oif.is_none_or(|i| r.uses_link(i)))
+        .collect())
+}
+
+async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
+    Ok(nl
+        .dump(Msg::GetAddress(convert::address_dump_request(ifindex)))
+        .await
+        .map_err(read_error("addresses"))?
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewAddress(a) => convert::address_from(a),
+            _ => None,
+        })
+        .filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
+        .collect())
+}
+
+/// Reads what a run over `scope` needs, given the links just read.
+pub async fn snapshot(
+    nl: &Netlink,
+    settings: &Settings,
+    scope: Scope,
+    links: Vec<Link>,
+) -> Result<Snapshot, ReadError> {
+    let addresses = match scope {
+        Scope::Interface(i) => addresses(nl, Some(i)).await?,
+        Scope::All => addresses(nl, None).await?,
+        Scope::Garbage => Vec::new(),
+    };
+    let rules = nl
+        .dump(Msg::GetRule(convert::rule_dump_request()))
+        .await
+        .map_err(read_error("rules"))?
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewRule(r) => convert::rule_from(r),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+
+    let mut tables: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
+    // Tables of our rules whose interface is gone, for garbage collection.
+    let mut stale: Vec<u32> = rules
+        .iter()
+        .filter(|r| r.protocol == settings.protocol)
+        .map(|r| r.table)
+        .filter(|t| {
+            settings
+                .interface_of_table(*t)
+                .is_none_or(|i| !links.iter().any(|l| l.index == i))
+        })
+        .collect();
+    stale.sort_unstable();
+    stale.dedup();
+    let main_routes = match scope {
+        Scope::Interface(_) | Scope::Garbage => {
+            let mut own = Vec::new();
+            if let Scope::Interface(i) = scope {
+                own.push(settings.table_for(i));
+            }
+            for t in own.into_iter().chain(stale) {
+                tables.insert(t, routes(nl, Some(t), None).await?);
+            }
+            match scope {
+                Scope::Interface(i) => routes(nl, Some(MAIN_TABLE), Some(i)).await?,
+                _ => Vec::new(),
+            }
+        }
+        Scope::All => {
+            let mut main = Vec::new();
+            for route in routes(nl, None, None).await? {
+                if route.table == MAIN_TABLE {
+                    main.push(route);
+                } else {
+                    tables.entry(route.table).or_default().push(route);
+                }
+            }
+            main
+        }
+    };
+    Ok(Snapshot {
+        links,
+        addresses,
+        main_routes,
+        rules,
+        tables,
+    })
+}
+
+/// A write the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{interface}: {op}: {source}")]
+pub struct ApplyError {
+    pub interface: String,
+    pub op: String,
+    #[source]
+    pub source: NetlinkError,
+}
+
+/// The message and flags for one operation. Outcomes that mean "already as wanted" (a rule
+/// that exists, a route or rule already gone) count as success, so that a run racing with
+/// the kernel or another tool still converges.
+fn request(op: &Op) -> (Msg, u16) {
+    match op {
+        Op::ReplaceRoute(r) => (
+            Msg::NewRoute(convert::route_message(r)),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        ),
+        Op::AddRule(r) => (
+            Msg::NewRule(convert::rule_message(r)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        // No NLM_F_EXCL on deletes: since Linux 5.19 it asks for a bulk delete.
+        Op::DelRule(r) => (Msg::DelRule(convert::rule_message(r)), 0),
+        Op::DelRoute(r) => (Msg::DelRoute(convert::route_message(r)), 0),
+    }
+}
+
+fn is_benign(op: &Op, errno: i32) -> bool {
+    match op {
+        Op::AddRule(_) => errno == EEXIST,
+        Op::DelRule(_) => errno == ENOENT,
+        Op::DelRoute(_) => errno == ESRCH || errno == ENOENT,
+        Op::ReplaceRoute(_) => false,
+    }
+}
+
+/// Applies `ops` (already in make-before-break order) phase by phase; within a phase the
+/// writes are batched. Stops at the first phase with a failure and reports its first one.
+///
+/// `on_done` is called for every operation the kernel accepted, in order.
+pub async fn apply(
+    nl: &Netlink,
+    interface: &str,
+    ops: &[Op],
+    links: &[Link],
+    mut on_done: impl FnMut(&Op),
+) -> Result<(), ApplyError> {
+    let mut start = 0;
+    while start < ops.len() {
+        let phase = std::mem::discriminant(&ops[start]);
+        let end = ops[start..]
+            .iter()
+            .position(|op| std::mem::discriminant(op) != phase)
+            .map_or(ops.len(), |n| start + n);
+        let chunk = &ops[start..end];
+        let results = nl.write_all(chunk.iter().map(request).collect()).await;
+        let mut failure = None;
+        for (op, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(()) => on_done(op),
+                Err(e) if e.errno().is_some_and(|n| is_benign(op, n)) => {}
+                Err(source) => {
+                    failure.get_or_insert(ApplyError {
+                        interface: interface.to_string(),
+                        op: op.display(links).to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        start = end;
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! Plain data read from the kernel and planned for it.
+//!
+//! These types carry no netlink handles so that planning and diffing can be unit-tested by
+//! writing snapshots and plans down literally.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// `RT_TABLE_MAIN`.
+pub const MAIN_TABLE: u32 = 254;
+
+/// Address family of a route or rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    pub fn host_prefix_len(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    pub fn unspecified(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// A network interface as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    pub loopback: bool,
+}
+
+/// `rtm_scope` / `ifa_scope` values the planner cares about.
+pub mod scope {
+    pub const UNIVERSE: u8 = 0;
+    pub const LINK: u8 = 253;
+    pub const HOST: u8 = 254;
+}
+
+/// `rtm_type` values the planner cares about.
+pub mod route_type {
+    pub const UNICAST: u8 = 1;
+}
+
+/// `IFA_F_*` flags that decide whether an address deserves a rule.
+pub mod addr_flags {
+    pub const TENTATIVE: u32 = 0x40;
+    pub const DADFAILED: u32 = 0x08;
+}
+
+/// An address configured on an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    pub scope: u8,
+    /// `IFA_F_*` flags (from `IFA_FLAGS` when present).
+    pub flags: u32,
+}
+
+impl Address {
+    /// A source address that traffic is answered from: global scope and usable now.
+    /// Link-local and host-scope addresses never leave through a gateway, and a tentative
+    /// IPv6 address cannot be used as a source until DAD finishes (the kernel sends a new
+    /// event then).
+    pub fn wants_rule(&self) -> bool {
+        self.scope == scope::UNIVERSE
+            && self.flags & (addr_flags::TENTATIVE | addr_flags::DADFAILED) == 0
+            && !is_link_local(&self.addr)
+    }
+}
+
+fn is_link_local(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// One way out of a route.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub gateway: Option<IpAddr>,
+    /// `rtnh_hops`: weight - 1, only meaningful in multipath routes.
+    pub hops: u8,
+    pub onlink: bool,
+}
+
+/// A unicast route in some table, reduced to what symroute copies and compares.
+///
+/// Two routes with the same [`RouteKey`] in one table are the same kernel object (a
+/// replace overwrites it); the other fields are its value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub family: Family,
+    pub table: u32,
+    pub dst: IpAddr,
+    pub dst_len: u8,
+    pub tos: u8,
+    /// `RTA_PRIORITY`, what `ip` calls metric.
+    pub metric: u32,
+    pub protocol: u8,
+    pub scope: u8,
+    pub kind: u8,
+    pub pref_src: Option<IpAddr>,
+    /// IPv6 router preference (`RTA_PREF`), kept as the kernel reports it.
+    pub pref: Option<u8>,
+    /// `RTAX_*` id and value of every numeric route metric (mtu, advmss, ...), sorted by id.
+    pub metrics: Vec<(u16, u32)>,
+    /// One entry for a plain route, several for a multipath route; sorted.
+    pub nexthops: Vec<NextHop>,
+}
+
+/// What identifies a route inside one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub family: Family,
+    pub table: u32,
+    pub dst: IpAddr,
+    pub dst_len: u8,
+    pub tos: u8,
+    pub metric: u32,
+}
+
+impl Route {
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            family: self.family,
+            table: self.table,
+            dst: self.dst,
+            dst_len: self.dst_len,
+            tos: self.tos,
+            metric: self.metric,
+        }
+    }
+
+    pub fn uses_link(&self, ifindex: u32) -> bool {
+        self.nexthops.iter().any(|nh| nh.ifindex == ifindex)
+    }
+}
+
+/// A policy routing rule (`ip rule`), reduced to the selectors symroute writes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub family: Family,
+    pub priority: u32,
+    pub src: Option<(IpAddr, u8)>,
+    pub table: u32,
+    pub protocol: u8,
+    /// True when the kernel reported selectors symroute never sets (fwmark, iif, dst, ...):
+    /// such a rule is never taken for one of the rules we want.
+    pub other_selectors: bool,
+}
+
+/// A route shown in `ip route` syntax with interface names, so log lines can be pasted
+/// into a shell.
+pub struct RouteDisplay<'a> {
+    route: &'a Route,
+    links: &'a [Link],
+}
+
+impl Route {
+    pub fn display<'a>(&'a self, links: &'a [Link]) -> RouteDisplay<'a> {
+        RouteDisplay { route: self, links }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.display(&[]).fmt(f)
+    }
+}
+
+impl fmt::Display for RouteDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let links = self.links;
+        let this = self.route;
+        if this.dst_len == 0 {
+            write!(f, "default")?;
+        } else {
+            write!(f, "{}/{}", this.dst, this.dst_len)?;
+        }
+        if this.tos != 0 {
+            write!(f, " tos {:#x}", this.tos)?;
+        }
+        match this.nexthops.as_slice() {
+            [nh] => write_nexthop(f, nh, links)?,
+            many => {
+                for nh in many {
+                    write!(f, " nexthop")?;
+                    write_nexthop(f, nh, links)?;
+                    write!(f, " weight {}", u16::from(nh.hops) + 1)?;
+                }
+            }
+        }
+        write!(f, " table {}", this.table)?;
+        if this.scope == scope::LINK {
+            write!(f, " scope link")?;
+        } else if this.scope == scope::HOST {
+            write!(f, " scope host")?;
+        }
+        if let Some(src) = this.pref_src {
+            write!(f, " src {src}")?;
+        }
+        if this.metric != 0 {
+            write!(f, " metric {}", this.metric)?;
+        }
+        for (id, value) in &this.metrics {
+            match metric_name(*id) {
+                Some(name) => write!(f, " {name} {value}")?,
+                None => write!(f, " rtax{id} {value}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_nexthop(f: &mut fmt::Formatter<'_>, nh: &NextHop, links: &[Link]) -> fmt::Result {
+    if let Some(gw) = nh.gateway {
+        write!(f, " via {gw}")?;
+    }
+    match links.iter().find(|l| l.index == nh.ifindex) {
+        Some(link) => write!(f, " dev {}", link.name)?,
+        None => write!(f, " dev if{}", nh.ifindex)?,
+    }
+    if nh.onlink {
+        write!(f, " onlink")?;
+    }
+    Ok(())
+}
+
+fn metric_name(id: u16) -> Option<&'static str> {
+    Some(match id {
+        1 => "lock",
+        2 => "mtu",
+        3 => "window",
+        4 => "rtt",
+        5 => "rttvar",
+        6 => "ssthresh",
+        7 => "cwnd",
+        8 => "advmss",
+        9 => "reordering",
+        10 => "hoplimit",
+        11 => "initcwnd",
+        12 => "features",
+        13 => "rto_min",
+        14 => "initrwnd",
+        15 => "quickack",
+        17 => "fastopen_no_cookie",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for Rule {
+    /// `ip rule` syntax.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.src {
+            Some((addr, len)) if len == self.family.host_prefix_len() => write!(f, "from {addr}")?,
+            Some((addr, len)) => write!(f, "from {addr}/{len}")?,
+            None => write!(f, "from all")?,
+        }
+        write!(f, " lookup {} priority {}", self.table, self.priority)
+    }
+}

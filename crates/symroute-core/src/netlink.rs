@@ -1,0 +1,166 @@
+//! The one place that talks rtnetlink: dumps and batched writes on a strict-check socket.
+
+use std::os::fd::AsRawFd;
+
+use futures::StreamExt;
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
+use netlink_proto::ConnectionHandle;
+use netlink_sys::AsyncSocket;
+
+/// Writes sent per `sendmsg`. Each one is answered by an ACK; together with a large
+/// receive buffer and capped ACKs this keeps every answer, even for 100 000-route tables.
+const WRITE_BATCH: usize = 128;
+/// Receive buffer asked for with `SO_RCVBUFFORCE` (root) or `SO_RCVBUF` (capped by rmem_max).
+const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+/// A dump that the kernel flags as interrupted by a concurrent change is read again.
+const DUMP_ATTEMPTS: usize = 5;
+
+/// A failure of one netlink request, with the kernel's errno when it gave one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{}", errno_text(*.0))]
+    Errno(i32),
+    #[error("netlink connection closed")]
+    Closed,
+    #[error("dump kept being interrupted by concurrent changes")]
+    Interrupted,
+    #[error("cannot open netlink socket: {0}")]
+    Socket(String),
+}
+
+impl NetlinkError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Errno(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
+fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    // io::Error appends " (os error N)"; keep the errno name an admin can grep for.
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    format!("{text} (errno {errno})")
+}
+
+/// A connection to the kernel's routing netlink, running on the current tokio runtime.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: ConnectionHandle<RouteNetlinkMessage>,
+}
+
+impl Netlink {
+    /// Opens a strict-check socket (so the kernel filters dumps) and spawns its driver on
+    /// the current tokio runtime.
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (mut connection, handle, _) =
+            netlink_proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
+                .map_err(|e| NetlinkError::Socket(e.to_string()))?;
+        let socket = connection.socket_mut().socket_mut();
+        socket
+            .set_netlink_get_strict_chk(true)
+            .map_err(|e| NetlinkError::Socket(e.to_string()))?;
+        // Small ACKs: the kernel would otherwise echo every request back in its ACK.
+        let _ = socket.set_cap_ack(true);
+        grow_receive_buffer(socket.as_raw_fd());
+        // One answer per write, success included, is how results are matched to writes.
+        connection.set_forward_ack(true);
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// Runs one dump request and returns every inner message of the answer.
+    pub async fn dump(
+        &self,
+        request: RouteNetlinkMessage,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        for _ in 0..DUMP_ATTEMPTS {
+            let mut message = NetlinkMessage::from(request.clone());
+            message.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            let mut answers = self
+                .handle
+                .request(message, kernel())
+                .map_err(|_| NetlinkError::Closed)?;
+            let mut out = Vec::new();
+            let mut interrupted = false;
+            while let Some(answer) = answers.next().await {
+                interrupted |= answer.header.flags & NLM_F_DUMP_INTR != 0;
+                match answer.payload {
+                    NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(NetlinkError::Errno(-e.raw_code()));
+                    }
+                    _ => {}
+                }
+            }
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(NetlinkError::Interrupted)
+    }
+
+    /// Sends the writes in order, batched, and returns one result per write, in order.
+    ///
+    /// The kernel handles the messages of one socket in the order they were sent, so a route
+    /// whose gateway depends on an earlier route can follow it in the same call.
+    pub async fn write_all(
+        &self,
+        writes: Vec<(RouteNetlinkMessage, u16)>,
+    ) -> Vec<Result<(), NetlinkError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let batch: Vec<NetlinkMessage<RouteNetlinkMessage>> = writes
+                .by_ref()
+                .take(WRITE_BATCH)
+                .map(|(payload, flags)| {
+                    let mut message = NetlinkMessage::from(payload);
+                    message.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+                    message
+                })
+                .collect();
+            let expected = batch.len();
+            let mut answers = match self.handle.request_batch(batch, kernel()) {
+                Ok(answers) => answers,
+                Err(_) => {
+                    results.extend((0..expected).map(|_| Err(NetlinkError::Closed)));
+                    continue;
+                }
+            };
+            let mut got = 0;
+            while let Some(answer) = answers.next().await {
+                if let NetlinkPayload::Error(e) = answer.payload {
+                    got += 1;
+                    results.push(match e.code {
+                        None => Ok(()),
+                        Some(_) => Err(NetlinkError::Errno(-e.raw_code())),
+                    });
+                }
+            }
+            results.extend((got..expected).map(|_| Err(NetlinkError::Closed)));
+        }
+        results
+    }
+}
+
+fn grow_receive_buffer(fd: i32) {
+    let size = RECEIVE_BUFFER;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = &size as *const libc::c_int as *const libc::c_void;
+    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is owned by the socket.
+    let forced = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ptr, len) };
+    if forced != 0 {
+        // SAFETY: as above.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, ptr, len) };
+    }
+}
+
+fn kernel() -> SocketAddr {
+    SocketAddr::new(0, 0)
+}

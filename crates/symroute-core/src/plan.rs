@@ -1,0 +1,459 @@
+//! The pure decision: what an interface's table and rules should be, given a snapshot.
+
+use std::collections::BTreeMap;
+
+use crate::model::{route_type, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
+use crate::settings::Settings;
+
+/// What symroute read from the kernel for one run. Anything not read is simply absent: a
+/// per-interface run reads only that interface's addresses and main-table routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    /// Main-table routes (at least every one through the interfaces being planned).
+    pub main_routes: Vec<Route>,
+    /// Every policy rule of both families, ours and others'.
+    pub rules: Vec<Rule>,
+    /// Contents of the tables symroute looked into (its own, and those of stale rules).
+    pub tables: BTreeMap<u32, Vec<Route>>,
+}
+
+impl Snapshot {
+    pub fn link(&self, ifindex: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == ifindex)
+    }
+
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn table(&self, table: u32) -> &[Route] {
+        self.tables.get(&table).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The wanted state of one interface's table and rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfacePlan {
+    pub ifindex: u32,
+    pub name: String,
+    pub table: u32,
+    pub routes: Vec<Route>,
+    pub rules: Vec<Rule>,
+}
+
+/// Reasons symroute refuses to plan an interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "{interface}: table {table} already holds a route that is not symroute's ({route}, protocol {protocol}); \
+         refusing to touch it (set table_base to move symroute's tables)"
+    )]
+    ForeignTable {
+        interface: String,
+        table: u32,
+        route: String,
+        protocol: u8,
+    },
+}
+
+/// The wanted table and rules of `link`: a copy of every unicast main-table route through
+/// it (only its own nexthops of a multipath route), and one rule per usable address.
+///
+/// An interface with no usable address gets nothing: a table no rule points to would only be
+/// clutter (loopback, bridges without addresses, links still waiting for DHCP). Only an
+/// interface that would get something is refused when its table holds someone else's routes.
+pub fn plan_interface(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    link: &Link,
+) -> Result<InterfacePlan, PlanError> {
+    let table = settings.table_for(link.index);
+    let mut rules: Vec<Rule> = if link.loopback {
+        Vec::new()
+    } else {
+        snapshot
+            .addresses
+            .iter()
+            .filter(|a| a.ifindex == link.index && a.wants_rule())
+            .filter(|a| settings.family_enabled(Family::of(&a.addr)))
+            .map(|a| Rule {
+                family: Family::of(&a.addr),
+                priority: settings.rule_priority,
+                src: Some((a.addr, Family::of(&a.addr).host_prefix_len())),
+                table,
+                protocol: settings.protocol,
+                other_selectors: false,
+            })
+            .collect()
+    };
+    rules.sort();
+    rules.dedup();
+
+    if rules.is_empty() {
+        return Ok(InterfacePlan {
+            ifindex: link.index,
+            name: link.name.clone(),
+            table,
+            routes: Vec::new(),
+            rules,
+        });
+    }
+    if let Some(foreign) = snapshot
+        .table(table)
+        .iter()
+        .find(|r| r.protocol != settings.protocol)
+    {
+        return Err(PlanError::ForeignTable {
+            interface: link.name.clone(),
+            table,
+            route: foreign.to_string(),
+            protocol: foreign.protocol,
+        });
+    }
+
+    let routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
+
+    Ok(InterfacePlan {
+        ifindex: link.index,
+        name: link.name.clone(),
+        table,
+        routes,
+        rules,
+    })
+}
+
+/// Copies of the main-table unicast routes through `ifindex`, retargeted to `table`.
+fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) -> Vec<Route> {
+    let mut by_key: BTreeMap<RouteKey, Route> = BTreeMap::new();
+    for route in main {
+        if route.table != MAIN_TABLE
+            || route.kind != route_type::UNICAST
+            || !route.uses_link(ifindex)
+            || !settings.family_enabled(route.family)
+        {
+            continue;
+        }
+        let mut copy = route.clone();
+        copy.table = table;
+        copy.protocol = settings.protocol;
+        copy.nexthops.retain(|nh| nh.ifindex == ifindex);
+        // IPv4 can hold several routes under one key (`ip route append`): one table entry
+        // per key is what a replace can express, so they become one multipath route.
+        match by_key.get_mut(&copy.key()) {
+            Some(existing) => existing.nexthops.extend(copy.nexthops),
+            None => {
+                by_key.insert(copy.key(), copy);
+            }
+        }
+    }
+    by_key
+        .into_values()
+        .map(|mut route| {
+            route.nexthops.sort();
+            route.nexthops.dedup();
+            if let [single] = route.nexthops.as_mut_slice() {
+                // A weight means nothing outside a multipath route; the kernel reports 0.
+                single.hops = 0;
+            }
+            route
+        })
+        .collect()
+}
+
+/// Our rules whose table belongs to no existing interface: the interface is gone and its
+/// rules are stale. Returns them with the routes of ours still left in their tables.
+pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec<Route>) {
+    let mut rules: Vec<Rule> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.protocol == settings.protocol)
+        .filter(|r| match settings.interface_of_table(r.table) {
+            Some(ifindex) => snapshot.link(ifindex).is_none(),
+            None => true,
+        })
+        .cloned()
+        .collect();
+    rules.sort();
+    let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    let routes = tables
+        .iter()
+        .flat_map(|t| snapshot.table(*t))
+        .filter(|r| r.protocol == settings.protocol)
+        .cloned()
+        .collect();
+    (rules, routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{addr_flags, scope, NextHop};
+    use std::net::IpAddr;
+
+    const ETH0: u32 = 2;
+    const ETH1: u32 = 3;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn link(index: u32, name: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            up: true,
+            loopback: false,
+        }
+    }
+
+    fn addr(ifindex: u32, a: &str, scope: u8, flags: u32) -> Address {
+        let addr = ip(a);
+        Address {
+            ifindex,
+            prefix_len: if addr.is_ipv4() { 24 } else { 64 },
+            addr,
+            scope,
+            flags,
+        }
+    }
+
+    fn hop(ifindex: u32, gw: Option<&str>) -> NextHop {
+        NextHop {
+            ifindex,
+            gateway: gw.map(ip),
+            hops: 0,
+            onlink: false,
+        }
+    }
+
+    fn route(dst: &str, len: u8, metric: u32, nexthops: Vec<NextHop>) -> Route {
+        let dst = ip(dst);
+        Route {
+            family: Family::of(&dst),
+            table: MAIN_TABLE,
+            dst,
+            dst_len: len,
+            tos: 0,
+            metric,
+            protocol: 4,
+            scope: if nexthops.iter().all(|n| n.gateway.is_none()) {
+                scope::LINK
+            } else {
+                scope::UNIVERSE
+            },
+            kind: route_type::UNICAST,
+            pref_src: None,
+            pref: None,
+            metrics: vec![],
+            nexthops,
+        }
+    }
+
+    fn two_uplinks() -> Snapshot {
+        Snapshot {
+            links: vec![link(ETH0, "eth0"), link(ETH1, "eth1")],
+            addresses: vec![
+                addr(ETH0, "10.1.0.2", scope::UNIVERSE, 0),
+                addr(ETH1, "10.2.0.2", scope::UNIVERSE, 0),
+                addr(ETH1, "fd02::2", scope::UNIVERSE, 0),
+                addr(ETH1, "fe80::2", scope::LINK, 0),
+            ],
+            main_routes: vec![
+                route("0.0.0.0", 0, 100, vec![hop(ETH0, Some("10.1.0.1"))]),
+                route("0.0.0.0", 0, 101, vec![hop(ETH1, Some("10.2.0.1"))]),
+                route("10.1.0.0", 24, 0, vec![hop(ETH0, None)]),
+                route("10.2.0.0", 24, 0, vec![hop(ETH1, None)]),
+                route("::", 0, 101, vec![hop(ETH1, Some("fe80::1"))]),
+            ],
+            ..Snapshot::default()
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings::default()
+    }
+
+    #[test]
+    fn table_mirrors_only_routes_through_the_interface() {
+        let snap = two_uplinks();
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        assert_eq!(plan.table, 1003);
+        let dsts: Vec<String> = plan
+            .routes
+            .iter()
+            .map(|r| format!("{}/{}", r.dst, r.dst_len))
+            .collect();
+        assert_eq!(dsts, ["0.0.0.0/0", "10.2.0.0/24", "::/0"]);
+        assert!(plan
+            .routes
+            .iter()
+            .all(|r| r.table == 1003 && r.protocol == 83));
+    }
+
+    #[test]
+    fn ipv6_link_local_gateway_is_kept() {
+        let snap = two_uplinks();
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let v6_default = plan.routes.iter().find(|r| r.family == Family::V6).unwrap();
+        assert_eq!(v6_default.nexthops, vec![hop(ETH1, Some("fe80::1"))]);
+        assert_eq!(v6_default.metric, 101);
+    }
+
+    #[test]
+    fn one_rule_per_global_address_skipping_link_local_and_tentative() {
+        let mut snap = two_uplinks();
+        snap.addresses.push(addr(
+            ETH1,
+            "fd02::99",
+            scope::UNIVERSE,
+            addr_flags::TENTATIVE,
+        ));
+        snap.addresses.push(addr(
+            ETH1,
+            "fd02::98",
+            scope::UNIVERSE,
+            addr_flags::DADFAILED,
+        ));
+        snap.addresses
+            .push(addr(ETH1, "169.254.3.3", scope::UNIVERSE, 0));
+        snap.addresses.push(addr(ETH1, "127.0.0.9", scope::HOST, 0));
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
+        assert_eq!(
+            rules,
+            [
+                "from 10.2.0.2 lookup 1003 priority 32000",
+                "from fd02::2 lookup 1003 priority 32000"
+            ]
+        );
+    }
+
+    #[test]
+    fn ecmp_route_contributes_only_its_own_nexthops() {
+        let mut snap = two_uplinks();
+        snap.main_routes.push(route(
+            "192.0.2.0",
+            24,
+            10,
+            vec![
+                hop(ETH0, Some("10.1.0.1")),
+                hop(ETH1, Some("10.2.0.1")),
+                hop(ETH1, Some("10.2.0.254")),
+            ],
+        ));
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let ecmp = plan
+            .routes
+            .iter()
+            .find(|r| r.dst == ip("192.0.2.0"))
+            .unwrap();
+        assert_eq!(
+            ecmp.nexthops,
+            vec![hop(ETH1, Some("10.2.0.1")), hop(ETH1, Some("10.2.0.254"))]
+        );
+        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
+        let ecmp0 = plan0
+            .routes
+            .iter()
+            .find(|r| r.dst == ip("192.0.2.0"))
+            .unwrap();
+        assert_eq!(ecmp0.nexthops, vec![hop(ETH0, Some("10.1.0.1"))]);
+    }
+
+    #[test]
+    fn single_nexthop_left_from_weighted_ecmp_loses_its_weight() {
+        let mut snap = two_uplinks();
+        let mut weighted = hop(ETH1, Some("10.2.0.1"));
+        weighted.hops = 4;
+        snap.main_routes.push(route(
+            "192.0.2.0",
+            24,
+            10,
+            vec![hop(ETH0, Some("10.1.0.1")), weighted],
+        ));
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let ecmp = plan
+            .routes
+            .iter()
+            .find(|r| r.dst == ip("192.0.2.0"))
+            .unwrap();
+        assert_eq!(ecmp.nexthops[0].hops, 0);
+    }
+
+    #[test]
+    fn non_unicast_and_other_tables_are_not_mirrored() {
+        let mut snap = two_uplinks();
+        let mut blackhole = route("198.51.100.0", 24, 0, vec![hop(ETH1, None)]);
+        blackhole.kind = 6;
+        snap.main_routes.push(blackhole);
+        let mut other_table = route("203.0.113.0", 24, 0, vec![hop(ETH1, None)]);
+        other_table.table = 200;
+        snap.main_routes.push(other_table);
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        assert_eq!(plan.routes.len(), 3);
+    }
+
+    #[test]
+    fn interface_without_usable_address_gets_nothing() {
+        let mut snap = two_uplinks();
+        snap.addresses
+            .retain(|a| a.ifindex != ETH1 || a.scope == scope::LINK);
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        assert!(plan.rules.is_empty() && plan.routes.is_empty());
+    }
+
+    #[test]
+    fn foreign_route_in_our_table_is_refused_naming_the_table() {
+        let mut snap = two_uplinks();
+        let mut foreign = route("10.9.0.0", 24, 0, vec![hop(ETH1, None)]);
+        foreign.table = 1003;
+        foreign.protocol = 4;
+        snap.tables.insert(1003, vec![foreign]);
+        let err = plan_interface(&snap, &settings(), &snap.links[1]).unwrap_err();
+        assert!(matches!(err, PlanError::ForeignTable { table: 1003, .. }));
+        assert!(err.to_string().contains("table 1003"), "{err}");
+        assert!(err.to_string().starts_with("eth1: "), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_our_rules_of_vanished_interfaces_only() {
+        let mut snap = two_uplinks();
+        let rule = |table, protocol| Rule {
+            family: Family::V4,
+            priority: 32000,
+            src: Some((ip("10.7.0.2"), 32)),
+            table,
+            protocol,
+            other_selectors: false,
+        };
+        snap.rules = vec![rule(1003, 83), rule(1042, 83), rule(1042, 4), rule(200, 83)];
+        let (rules, _) = plan_garbage(&snap, &settings());
+        let tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+        assert_eq!(tables, [200, 1042]);
+    }
+
+    #[test]
+    fn appended_ipv4_routes_with_one_key_merge_into_multipath() {
+        let mut snap = two_uplinks();
+        snap.main_routes
+            .push(route("192.0.2.0", 24, 5, vec![hop(ETH1, Some("10.2.0.1"))]));
+        snap.main_routes.push(route(
+            "192.0.2.0",
+            24,
+            5,
+            vec![hop(ETH1, Some("10.2.0.254"))],
+        ));
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let merged: Vec<&Route> = plan
+            .routes
+            .iter()
+            .filter(|r| r.dst == ip("192.0.2.0"))
+            .collect();
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].nexthops.len(), 2);
+    }
+}

@@ -1,0 +1,198 @@
+//! One run: lock → snapshot → plan → diff → apply, for one interface or all of them.
+
+use std::path::Path;
+
+use crate::diff::{diff, Op};
+use crate::error::Error;
+use crate::events::Action;
+use crate::kernel::{self, Scope};
+use crate::lock::RunLock;
+use crate::model::{Link, Route, Rule};
+use crate::netlink::Netlink;
+use crate::plan::{plan_garbage, plan_interface, Snapshot};
+use crate::settings::Settings;
+
+/// What a run is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One interface, by name, with what its event asks for.
+    Interface { name: String, action: Action },
+    /// Every interface (install, daemon start, manual `--all`).
+    All,
+}
+
+/// Whether a run writes to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    /// Compute and report the operations; change nothing (and take no lock).
+    DryRun,
+}
+
+/// An operation for a named interface, shown the way it is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub interface: String,
+    pub op: Op,
+    /// `eth1: +rule from 10.2.0.9 lookup 1003 priority 32000`
+    pub line: String,
+}
+
+/// What a run did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Planned operations, in order. In apply mode, those the kernel confirmed.
+    pub changes: Vec<Change>,
+    /// Interfaces that were refused or failed while others went on (only in [`Target::All`]).
+    pub failures: Vec<Error>,
+}
+
+/// The operations for one interface, named for logging.
+struct Work {
+    interface: String,
+    ops: Vec<Op>,
+}
+
+fn ours<'a, T>(items: &'a [T], pick: impl Fn(&T) -> bool + 'a) -> impl Iterator<Item = &'a T> + 'a {
+    items.iter().filter(move |i| pick(i))
+}
+
+/// What is present for `table` and ours: the rules pointing at it and its routes.
+fn present(snapshot: &Snapshot, settings: &Settings, table: u32) -> (Vec<Route>, Vec<Rule>) {
+    let routes = ours(snapshot.table(table), |r: &Route| {
+        r.protocol == settings.protocol
+    })
+    .cloned()
+    .collect();
+    let rules = ours(&snapshot.rules, |r: &Rule| {
+        r.protocol == settings.protocol && r.table == table
+    })
+    .cloned()
+    .collect();
+    (routes, rules)
+}
+
+fn sync_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Result<Work, Error> {
+    let plan = plan_interface(snapshot, settings, link)?;
+    let (routes, rules) = present(snapshot, settings, plan.table);
+    Ok(Work {
+        interface: link.name.clone(),
+        ops: diff(&plan.routes, &plan.rules, &routes, &rules),
+    })
+}
+
+fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
+    let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
+    Work {
+        interface: link.name.clone(),
+        ops: diff(&[], &[], &routes, &rules),
+    }
+}
+
+/// Stale state of interfaces that are gone, one [`Work`] per stale table.
+fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
+    let (rules, routes) = plan_garbage(snapshot, settings);
+    let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+    tables.dedup();
+    tables
+        .into_iter()
+        .map(|table| {
+            let name = match settings.interface_of_table(table) {
+                Some(ifindex) => format!("if{ifindex}"),
+                None => format!("table {table}"),
+            };
+            let stale_rules: Vec<Rule> =
+                rules.iter().filter(|r| r.table == table).cloned().collect();
+            let stale_routes: Vec<Route> = routes
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect();
+            Work {
+                interface: name,
+                ops: diff(&[], &[], &stale_routes, &stale_rules),
+            }
+        })
+        .collect()
+}
+
+/// Runs `target` against the kernel behind `nl`.
+///
+/// Bad input (an unknown interface to sync) is an error before anything is written. In
+/// [`Target::All`] an interface that is refused (its table is someone else's) is reported in
+/// [`Report::failures`] and the others are still done.
+pub async fn reconcile(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    lock_path: &Path,
+) -> Result<Report, Error> {
+    let _lock = match mode {
+        Mode::Apply => Some(RunLock::acquire(lock_path)?),
+        Mode::DryRun => None,
+    };
+
+    let links = kernel::links(nl).await?;
+    let (scope, link) = match target {
+        Target::All => (Scope::All, None),
+        Target::Interface { name, action } => match links.iter().find(|l| &l.name == name) {
+            Some(link) => (Scope::Interface(link.index), Some((link.clone(), *action))),
+            None if *action == Action::Sync => {
+                return Err(Error::UnknownInterface(name.clone()));
+            }
+            // `down` after the device vanished: only stale state is left to collect.
+            None => (Scope::Garbage, None),
+        },
+    };
+    let snapshot = kernel::snapshot(nl, settings, scope, links).await?;
+
+    let mut report = Report::default();
+    let mut work = Vec::new();
+    match (target, link) {
+        (Target::All, _) => {
+            for link in &snapshot.links {
+                match sync_work(&snapshot, settings, link) {
+                    Ok(w) => work.push(w),
+                    Err(e) => report.failures.push(e),
+                }
+            }
+        }
+        (_, Some((link, Action::Sync))) => work.push(sync_work(&snapshot, settings, &link)?),
+        (_, Some((link, _))) => work.push(remove_work(&snapshot, settings, &link)),
+        (_, None) => {}
+    }
+    work.extend(garbage_work(&snapshot, settings));
+
+    for Work { interface, ops } in work {
+        let line = |op: &Op| format!("{interface}: {}", op.display(&snapshot.links));
+        match mode {
+            Mode::DryRun => report.changes.extend(ops.iter().map(|op| Change {
+                interface: interface.clone(),
+                op: op.clone(),
+                line: line(op),
+            })),
+            Mode::Apply => {
+                let mut done = Vec::new();
+                let result = kernel::apply(nl, &interface, &ops, &snapshot.links, |op| {
+                    let change = Change {
+                        interface: interface.clone(),
+                        op: op.clone(),
+                        line: line(op),
+                    };
+                    log::info!("{}", change.line);
+                    done.push(change);
+                })
+                .await;
+                report.changes.extend(done);
+                if let Err(e) = result {
+                    match target {
+                        Target::All => report.failures.push(e.into()),
+                        Target::Interface { .. } => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
