@@ -19,6 +19,8 @@ pub enum Target {
     Interface { name: String, action: Action },
     /// Every interface (install, daemon start, manual `--all`).
     All,
+    /// Remove every rule and route of ours (uninstall, `--flush`).
+    Flush,
 }
 
 /// Whether a run writes to the kernel.
@@ -135,7 +137,7 @@ pub async fn reconcile(
 
     let links = kernel::links(nl).await?;
     let (scope, link) = match target {
-        Target::All => (Scope::All, None),
+        Target::All | Target::Flush => (Scope::All, None),
         Target::Interface { name, action } => match links.iter().find(|l| &l.name == name) {
             Some(link) => (Scope::Interface(link.index), Some((link.clone(), *action))),
             None if *action == Action::Sync => {
@@ -157,6 +159,14 @@ pub async fn reconcile(
                     Err(e) => report.failures.push(e),
                 }
             }
+        }
+        (Target::Flush, _) => {
+            work.extend(
+                snapshot
+                    .links
+                    .iter()
+                    .map(|l| remove_work(&snapshot, settings, l)),
+            );
         }
         (_, Some((link, Action::Sync))) => work.push(sync_work(&snapshot, settings, &link)?),
         (_, Some((link, _))) => work.push(remove_work(&snapshot, settings, &link)),
@@ -187,7 +197,7 @@ pub async fn reconcile(
                 report.changes.extend(done);
                 if let Err(e) = result {
                     match target {
-                        Target::All => report.failures.push(e.into()),
+                        Target::All | Target::Flush => report.failures.push(e.into()),
                         Target::Interface { .. } => return Err(e.into()),
                     }
                 }

@@ -45,6 +45,7 @@ EXAMPLES:
   symroute-hook --dry-run eth1 up show what that would change
   symroute-hook eth1 down         remove eth1's rules and table
   symroute-hook --all             sync every interface, remove stale state
+  symroute-hook --flush           remove everything symroute installed
 
 EXIT STATUS:
   0  done, or nothing to do
@@ -59,7 +60,14 @@ FILES:
   /run/symroute/lock          serializes runs";
 
 #[derive(Parser, Debug)]
-#[command(name = "symroute-hook", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = AFTER_HELP)]
+#[command(
+    name = "symroute-hook",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_HELP,
+    override_usage = "symroute-hook [OPTIONS] <INTERFACE> <ACTION>\n       symroute-hook [OPTIONS] --all | --flush"
+)]
 struct Args {
     /// Interface the event is about (NetworkManager's $1, networkd-dispatcher's $IFACE)
     #[arg(
@@ -74,8 +82,12 @@ struct Args {
     action: Option<String>,
 
     /// Sync every interface and remove state left by interfaces that are gone
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "flush")]
     all: bool,
+
+    /// Remove every rule and table route of symroute's, on all interfaces (uninstall)
+    #[arg(long)]
+    flush: bool,
 
     /// Print the changes that would be made, one per line, and change nothing
     #[arg(short = 'n', long)]
@@ -127,6 +139,9 @@ fn main() -> ExitCode {
 fn target(args: &Args) -> Result<Option<Target>, Error> {
     if args.all {
         return Ok(Some(Target::All));
+    }
+    if args.flush {
+        return Ok(Some(Target::Flush));
     }
     let event = args.action.as_deref().unwrap_or_default();
     let action = action_for(event);
