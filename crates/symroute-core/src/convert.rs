@@ -177,6 +177,10 @@ pub fn route_from(msg: &RouteMessage) -> Option<Route> {
             .collect(),
     };
     nexthops.sort_unstable();
+    // Unreachable/blackhole/prohibit routes have no way out; IPv6 reports `dev lo` for them.
+    if u8::from(msg.header.kind) != crate::model::route_type::UNICAST {
+        nexthops.clear();
+    }
     if exotic {
         nexthops.clear();
     }
@@ -290,14 +294,17 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut priority = 0;
     let mut table = u32::from(msg.header.table);
     let mut src = None;
+    let mut dst = None;
+    let mut iif = None;
     let mut protocol = 0;
-    let mut other =
-        msg.header.dst_len != 0 || msg.header.tos != 0 || msg.header.action != RuleAction::ToTable;
+    let mut other = msg.header.tos != 0 || msg.header.action != RuleAction::ToTable;
     for attr in &msg.attributes {
         match attr {
             RuleAttribute::Priority(p) => priority = *p,
             RuleAttribute::Table(t) => table = *t,
             RuleAttribute::Source(a) => src = Some((*a, msg.header.src_len)),
+            RuleAttribute::Destination(a) => dst = Some((*a, msg.header.dst_len)),
+            RuleAttribute::Iifname(name) => iif = Some(name.clone()),
             RuleAttribute::Protocol(p) => protocol = u8::from(*p),
             RuleAttribute::SuppressPrefixLen(_)
             | RuleAttribute::SuppressIfGroup(_)
@@ -305,10 +312,15 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             _ => other = true,
         }
     }
+    if msg.header.dst_len != 0 && dst.is_none() {
+        other = true;
+    }
     Some(Rule {
         family,
         priority,
         src,
+        dst,
+        iif,
         table,
         protocol,
         other_selectors: other,
@@ -329,6 +341,13 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
     if let Some((addr, len)) = rule.src {
         msg.header.src_len = len;
         msg.attributes.push(RuleAttribute::Source(addr));
+    }
+    if let Some((addr, len)) = rule.dst {
+        msg.header.dst_len = len;
+        msg.attributes.push(RuleAttribute::Destination(addr));
+    }
+    if let Some(iif) = &rule.iif {
+        msg.attributes.push(RuleAttribute::Iifname(iif.clone()));
     }
     msg
 }
@@ -405,10 +424,25 @@ mod tests {
             family: Family::V4,
             priority: 32000,
             src: Some(("10.2.0.9".parse().unwrap(), 32)),
+            dst: None,
+            iif: None,
             table: 1003,
             protocol: 83,
             other_selectors: false,
         };
-        assert_eq!(rule_from(&rule_message(&rule)), Some(rule));
+        assert_eq!(rule_from(&rule_message(&rule)), Some(rule.clone()));
+        let iif = Rule {
+            src: None,
+            iif: Some("eth1".into()),
+            ..rule.clone()
+        };
+        assert_eq!(rule_from(&rule_message(&iif)), Some(iif));
+        let exempt = Rule {
+            src: None,
+            dst: Some(("172.17.0.0".parse().unwrap(), 16)),
+            table: 254,
+            ..rule
+        };
+        assert_eq!(rule_from(&rule_message(&exempt)), Some(exempt));
     }
 }

@@ -142,6 +142,8 @@ mod tests {
             family: Family::V4,
             priority: 32000,
             src: Some((src.parse().unwrap(), 32)),
+            dst: None,
+            iif: None,
             table: 1003,
             protocol: 83,
             other_selectors: false,

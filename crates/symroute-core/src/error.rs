@@ -1,5 +1,6 @@
 //! The errors a run can end with, each naming what it was about.
 
+use crate::config::ConfigError;
 use crate::events::NameError;
 use crate::kernel::{ApplyError, ReadError};
 use crate::lock::LockError;
@@ -13,6 +14,8 @@ pub enum Error {
     #[error(transparent)]
     InvalidName(#[from] NameError),
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Connect(#[from] NetlinkError),
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -22,4 +25,12 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Lock(#[from] LockError),
+}
+
+impl Error {
+    /// Whether the fault is in what the caller asked for (exit status 2) rather than in what
+    /// happened while doing it (exit status 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::InvalidName(_) | Error::Config(_))
+    }
 }

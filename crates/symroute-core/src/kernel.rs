@@ -107,6 +107,8 @@ pub async fn snapshot(
     links: Vec<Link>,
 ) -> Result<Snapshot, ReadError> {
     let addresses = match scope {
+        // Prefix rules are checked against every other interface's subnets.
+        Scope::Interface(_) if settings.prefix_rules => addresses(nl, None).await?,
         Scope::Interface(i) => addresses(nl, Some(i)).await?,
         Scope::All => addresses(nl, None).await?,
         Scope::Garbage => Vec::new(),
@@ -126,7 +128,7 @@ pub async fn snapshot(
     // Tables of our rules whose interface is gone, for garbage collection.
     let mut stale: Vec<u32> = rules
         .iter()
-        .filter(|r| r.protocol == settings.protocol)
+        .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
         .map(|r| r.table)
         .filter(|t| {
             settings

@@ -5,6 +5,7 @@
 //! The kernel is the only state: every run reads what is there, so running twice changes
 //! nothing the second time and a run killed midway is repaired by the next one.
 
+pub mod config;
 pub mod convert;
 pub mod diff;
 pub mod error;

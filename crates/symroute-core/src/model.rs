@@ -166,6 +166,9 @@ pub struct Rule {
     pub family: Family,
     pub priority: u32,
     pub src: Option<(IpAddr, u8)>,
+    pub dst: Option<(IpAddr, u8)>,
+    /// `iif NAME`.
+    pub iif: Option<String>,
     pub table: u32,
     pub protocol: u8,
     /// True when the kernel reported selectors symroute never sets (fwmark, iif, dst, ...):
@@ -275,11 +278,24 @@ fn metric_name(id: u16) -> Option<&'static str> {
 impl fmt::Display for Rule {
     /// `ip rule` syntax.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self.family.host_prefix_len();
         match self.src {
-            Some((addr, len)) if len == self.family.host_prefix_len() => write!(f, "from {addr}")?,
+            Some((addr, len)) if len == host => write!(f, "from {addr}")?,
             Some((addr, len)) => write!(f, "from {addr}/{len}")?,
             None => write!(f, "from all")?,
         }
-        write!(f, " lookup {} priority {}", self.table, self.priority)
+        match self.dst {
+            Some((addr, len)) if len == host => write!(f, " to {addr}")?,
+            Some((addr, len)) => write!(f, " to {addr}/{len}")?,
+            None => {}
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
+        }
+        match self.table {
+            MAIN_TABLE => write!(f, " lookup main")?,
+            table => write!(f, " lookup {table}")?,
+        }
+        write!(f, " priority {}", self.priority)
     }
 }

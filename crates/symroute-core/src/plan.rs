@@ -2,8 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{route_type, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
-use crate::settings::Settings;
+use crate::model::{route_type, scope, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
+use crate::settings::{Prefix, Settings};
+
+/// Metric of the `unreachable default` that closes a strict table: after every real default.
+pub const STRICT_METRIC: u32 = u32::MAX;
+/// `RTN_UNREACHABLE`.
+const UNREACHABLE: u8 = 7;
 
 /// What symroute read from the kernel for one run. Anything not read is simply absent: a
 /// per-interface run reads only that interface's addresses and main-table routes.
@@ -56,6 +61,15 @@ pub enum PlanError {
         route: String,
         protocol: u8,
     },
+    #[error(
+        "{interface}: prefix_rules: subnet {prefix} is also on {other}; a rule for the subnet \
+         cannot tell the two apart (turn prefix_rules off or give the interfaces distinct subnets)"
+    )]
+    SharedSubnet {
+        interface: String,
+        other: String,
+        prefix: String,
+    },
 }
 
 /// The wanted table and rules of `link`: a copy of every unicast main-table route through
@@ -70,23 +84,10 @@ pub fn plan_interface(
     link: &Link,
 ) -> Result<InterfacePlan, PlanError> {
     let table = settings.table_for(link.index);
-    let mut rules: Vec<Rule> = if link.loopback {
+    let mut rules: Vec<Rule> = if link.loopback || !settings.manages(&link.name) {
         Vec::new()
     } else {
-        snapshot
-            .addresses
-            .iter()
-            .filter(|a| a.ifindex == link.index && a.wants_rule())
-            .filter(|a| settings.family_enabled(Family::of(&a.addr)))
-            .map(|a| Rule {
-                family: Family::of(&a.addr),
-                priority: settings.rule_priority,
-                src: Some((a.addr, Family::of(&a.addr).host_prefix_len())),
-                table,
-                protocol: settings.protocol,
-                other_selectors: false,
-            })
-            .collect()
+        source_rules(snapshot, settings, link, table)?
     };
     rules.sort();
     rules.dedup();
@@ -113,7 +114,29 @@ pub fn plan_interface(
         });
     }
 
-    let routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
+    let mut families: Vec<Family> = rules.iter().map(|r| r.family).collect();
+    families.dedup();
+    if settings.iif_rules {
+        rules.extend(families.iter().map(|family| Rule {
+            family: *family,
+            priority: settings.rule_priority,
+            src: None,
+            dst: None,
+            iif: Some(link.name.clone()),
+            table,
+            protocol: settings.protocol,
+            other_selectors: false,
+        }));
+        rules.sort();
+    }
+    let mut routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
+    if settings.strict {
+        routes.extend(
+            families
+                .iter()
+                .map(|family| unreachable_default(*family, table, settings)),
+        );
+    }
 
     Ok(InterfacePlan {
         ifindex: link.index,
@@ -122,6 +145,99 @@ pub fn plan_interface(
         routes,
         rules,
     })
+}
+
+/// The `from` rules of `link`: one per usable address, or one per subnet with `prefix_rules`.
+fn source_rules(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    link: &Link,
+    table: u32,
+) -> Result<Vec<Rule>, PlanError> {
+    let usable = |a: &&Address| a.wants_rule() && settings.family_enabled(Family::of(&a.addr));
+    let mut rules = Vec::new();
+    for address in snapshot
+        .addresses
+        .iter()
+        .filter(|a| a.ifindex == link.index)
+        .filter(usable)
+    {
+        let family = Family::of(&address.addr);
+        let src = if settings.prefix_rules {
+            let prefix = Prefix::new(address.addr, address.prefix_len);
+            let clash = snapshot
+                .addresses
+                .iter()
+                .filter(usable)
+                .find(|a| a.ifindex != link.index && prefix.contains(&a.addr));
+            if let Some(other) = clash {
+                return Err(PlanError::SharedSubnet {
+                    interface: link.name.clone(),
+                    other: snapshot
+                        .link(other.ifindex)
+                        .map_or_else(|| format!("if{}", other.ifindex), |l| l.name.clone()),
+                    prefix: prefix.to_string(),
+                });
+            }
+            (prefix.addr, prefix.len)
+        } else {
+            (address.addr, family.host_prefix_len())
+        };
+        rules.push(Rule {
+            family,
+            priority: settings.rule_priority,
+            src: Some(src),
+            dst: None,
+            iif: None,
+            table,
+            protocol: settings.protocol,
+            other_selectors: false,
+        });
+    }
+    Ok(rules)
+}
+
+fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route {
+    Route {
+        family,
+        table,
+        dst: family.unspecified(),
+        dst_len: 0,
+        tos: 0,
+        metric: STRICT_METRIC,
+        protocol: settings.protocol,
+        scope: scope::UNIVERSE,
+        kind: UNREACHABLE,
+        pref_src: None,
+        pref: match family {
+            Family::V4 => None,
+            // The kernel reports a router preference on every IPv6 route: medium.
+            Family::V6 => Some(0),
+        },
+        metrics: Vec::new(),
+        nexthops: Vec::new(),
+    }
+}
+
+/// The exemption rules: `to PREFIX lookup main`, just before ours, for every `exempt` prefix.
+pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = settings
+        .exempt
+        .iter()
+        .filter(|p| settings.family_enabled(p.family()))
+        .map(|p| Rule {
+            family: p.family(),
+            priority: settings.exempt_priority(),
+            src: None,
+            dst: Some((p.addr, p.len)),
+            iif: None,
+            table: MAIN_TABLE,
+            protocol: settings.protocol,
+            other_selectors: false,
+        })
+        .collect();
+    rules.sort();
+    rules
 }
 
 /// Copies of the main-table unicast routes through `ifindex`, retargeted to `table`.
@@ -168,7 +284,8 @@ pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec
     let mut rules: Vec<Rule> = snapshot
         .rules
         .iter()
-        .filter(|r| r.protocol == settings.protocol)
+        // Exemptions point at main and are planned by `plan_exempt`.
+        .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
         .filter(|r| match settings.interface_of_table(r.table) {
             Some(ifindex) => snapshot.link(ifindex).is_none(),
             None => true,
@@ -426,6 +543,8 @@ mod tests {
             family: Family::V4,
             priority: 32000,
             src: Some((ip("10.7.0.2"), 32)),
+            dst: None,
+            iif: None,
             table,
             protocol,
             other_selectors: false,
@@ -455,5 +574,154 @@ mod tests {
             .collect();
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].nexthops.len(), 2);
+    }
+
+    #[test]
+    fn prefix_rules_cover_the_subnet() {
+        let snap = two_uplinks();
+        let settings = Settings {
+            prefix_rules: true,
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
+        assert_eq!(
+            rules,
+            [
+                "from 10.2.0.0/24 lookup 1003 priority 32000",
+                "from fd02::/64 lookup 1003 priority 32000"
+            ]
+        );
+    }
+
+    #[test]
+    fn prefix_rules_are_refused_for_a_shared_subnet() {
+        let mut snap = two_uplinks();
+        snap.addresses
+            .push(addr(ETH0, "10.2.0.77", scope::UNIVERSE, 0));
+        let settings = Settings {
+            prefix_rules: true,
+            ..settings()
+        };
+        let err = plan_interface(&snap, &settings, &snap.links[1]).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::SharedSubnet {
+                interface: "eth1".into(),
+                other: "eth0".into(),
+                prefix: "10.2.0.0/24".into()
+            }
+        );
+        // Per-address rules have no such problem.
+        assert!(plan_interface(&snap, &self::settings(), &snap.links[1]).is_ok());
+    }
+
+    #[test]
+    fn iif_rules_per_family_with_addresses() {
+        let snap = two_uplinks();
+        let settings = Settings {
+            iif_rules: true,
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let iif: Vec<String> = plan
+            .rules
+            .iter()
+            .filter(|r| r.iif.is_some())
+            .map(Rule::to_string)
+            .collect();
+        assert_eq!(
+            iif,
+            [
+                "from all iif eth1 lookup 1003 priority 32000",
+                "from all iif eth1 lookup 1003 priority 32000"
+            ]
+        );
+        assert_eq!(
+            plan.rules
+                .iter()
+                .filter(|r| r.iif.is_some() && r.family == Family::V6)
+                .count(),
+            1
+        );
+        // eth0 has no IPv6 address: no IPv6 iif rule.
+        let plan0 = plan_interface(&snap, &settings, &snap.links[0]).unwrap();
+        assert_eq!(plan0.rules.iter().filter(|r| r.iif.is_some()).count(), 1);
+    }
+
+    #[test]
+    fn strict_tables_end_in_unreachable_default() {
+        let snap = two_uplinks();
+        let settings = Settings {
+            strict: true,
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let closers: Vec<&Route> = plan
+            .routes
+            .iter()
+            .filter(|r| r.kind == UNREACHABLE)
+            .collect();
+        assert_eq!(closers.len(), 2);
+        assert!(closers
+            .iter()
+            .all(|r| r.dst_len == 0 && r.metric == STRICT_METRIC && r.nexthops.is_empty()));
+    }
+
+    #[test]
+    fn exempt_prefixes_become_rules_to_main_just_before_ours() {
+        let settings = Settings {
+            exempt: vec![
+                Prefix::new(ip("172.17.0.0"), 16),
+                Prefix::new(ip("fd00:1::"), 64),
+            ],
+            ipv6: false,
+            ..settings()
+        };
+        let rules: Vec<String> = plan_exempt(&settings).iter().map(Rule::to_string).collect();
+        assert_eq!(
+            rules,
+            ["from all to 172.17.0.0/16 lookup main priority 31999"]
+        );
+    }
+
+    #[test]
+    fn excluded_interfaces_get_nothing() {
+        let snap = two_uplinks();
+        let settings = Settings {
+            exclude: vec!["eth1".into()],
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        assert!(plan.rules.is_empty() && plan.routes.is_empty());
+        assert!(!plan_interface(&snap, &settings, &snap.links[0])
+            .unwrap()
+            .rules
+            .is_empty());
+    }
+
+    #[test]
+    fn applying_a_plan_makes_it_a_no_op() {
+        // Idempotence: what the plan wants, once present, produces no operation.
+        let snap = two_uplinks();
+        for settings in [
+            settings(),
+            Settings {
+                strict: true,
+                iif_rules: true,
+                ..settings()
+            },
+        ] {
+            let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+            let mut applied = snap.clone();
+            applied.tables.insert(plan.table, plan.routes.clone());
+            applied.rules.extend(plan.rules.clone());
+            let again = plan_interface(&applied, &settings, &snap.links[1]).unwrap();
+            assert_eq!(again, plan);
+            assert!(
+                crate::diff::diff(&again.routes, &again.rules, &plan.routes, &plan.rules)
+                    .is_empty()
+            );
+        }
     }
 }

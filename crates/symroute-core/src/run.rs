@@ -7,9 +7,9 @@ use crate::error::Error;
 use crate::events::Action;
 use crate::kernel::{self, Scope};
 use crate::lock::RunLock;
-use crate::model::{Link, Route, Rule};
+use crate::model::{Link, Route, Rule, MAIN_TABLE};
 use crate::netlink::Netlink;
-use crate::plan::{plan_garbage, plan_interface, Snapshot};
+use crate::plan::{plan_exempt, plan_garbage, plan_interface, Snapshot};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -91,6 +91,24 @@ fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     }
 }
 
+/// The exemption rules (`to PREFIX lookup main`): global, not tied to one interface.
+fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
+    let wanted = if flush {
+        Vec::new()
+    } else {
+        plan_exempt(settings)
+    };
+    let present: Vec<Rule> = ours(&snapshot.rules, |r: &Rule| {
+        r.protocol == settings.protocol && r.table == MAIN_TABLE
+    })
+    .cloned()
+    .collect();
+    Work {
+        interface: "exempt".into(),
+        ops: diff(&[], &wanted, &[], &present),
+    }
+}
+
 /// Stale state of interfaces that are gone, one [`Work`] per stale table.
 fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
     let (rules, routes) = plan_garbage(snapshot, settings);
@@ -150,7 +168,12 @@ pub async fn reconcile(
     let snapshot = kernel::snapshot(nl, settings, scope, links).await?;
 
     let mut report = Report::default();
+    let flush = *target == Target::Flush;
     let mut work = Vec::new();
+    if !flush {
+        // Before any `from` rule, so exempted traffic never takes an uplink's table.
+        work.push(exempt_work(&snapshot, settings, false));
+    }
     match (target, link) {
         (Target::All, _) => {
             for link in &snapshot.links {
@@ -173,6 +196,9 @@ pub async fn reconcile(
         (_, None) => {}
     }
     work.extend(garbage_work(&snapshot, settings));
+    if flush {
+        work.push(exempt_work(&snapshot, settings, true));
+    }
 
     for Work { interface, ops } in work {
         let line = |op: &Op| format!("{interface}: {}", op.display(&snapshot.links));
@@ -204,5 +230,52 @@ pub async fn reconcile(
             }
         }
     }
+    if mode == Mode::Apply && settings.table_names {
+        let names = if flush {
+            Vec::new()
+        } else {
+            table_names(&snapshot.links, settings)
+        };
+        if let Err(e) = write_table_names(Path::new(TABLE_NAMES_PATH), &names) {
+            log::warn!("cannot write table names to {TABLE_NAMES_PATH}: {e}");
+        }
+    }
     Ok(report)
+}
+
+/// Where `table_names` puts `1003 symroute-eth1` lines for `ip route show table NAME`.
+pub const TABLE_NAMES_PATH: &str = "/etc/iproute2/rt_tables.d/symroute.conf";
+
+/// `(table, name)` for every interface symroute may manage.
+pub fn table_names(links: &[Link], settings: &Settings) -> Vec<(u32, String)> {
+    links
+        .iter()
+        .filter(|l| !l.loopback && settings.manages(&l.name))
+        .map(|l| (settings.table_for(l.index), format!("symroute-{}", l.name)))
+        .collect()
+}
+
+/// Rewrites the names file when its content changes (atomically: iproute2 may read it at any
+/// moment). An empty list removes it.
+fn write_table_names(path: &Path, names: &[(u32, String)]) -> std::io::Result<()> {
+    if names.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let mut text =
+        String::from("# Written by symroute (table_names = true); changes are overwritten.\n");
+    for (table, name) in names {
+        text.push_str(&format!("{table}\t{name}\n"));
+    }
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("conf.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }

@@ -2,13 +2,13 @@
 //! dispatcher, networkd-dispatcher or an admin. A thin shell: parse, call the core, map the
 //! outcome to an exit status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use symroute_core::{
-    action_for, lock::DEFAULT_LOCK_PATH, logging, reconcile, validate_interface_name, Action,
-    Error, Mode, Netlink, Settings, Target,
+    action_for, config, lock::DEFAULT_LOCK_PATH, logging, reconcile, validate_interface_name,
+    Action, Error, Mode, Netlink, Settings, Target,
 };
 
 const EXIT_FAILURE: u8 = 1;
@@ -50,13 +50,14 @@ EXAMPLES:
 EXIT STATUS:
   0  done, or nothing to do
   1  failure (unknown interface, table owned by someone else, kernel refused a change)
-  2  usage error (bad arguments or interface name)
+  2  usage error (bad arguments, interface name or configuration file)
 
 ENVIRONMENT:
   SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr on a terminal, else
                               syslog with identifier `symroute`)
 
 FILES:
+  /etc/symroute/symroute.toml configuration (every key optional; see symroute.toml(5))
   /run/symroute/lock          serializes runs";
 
 #[derive(Parser, Debug)]
@@ -100,6 +101,11 @@ struct Args {
     /// Log only warnings and errors
     #[arg(short, long)]
     quiet: bool,
+
+    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
+    /// defaults]
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -121,16 +127,31 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let settings = match &args.config {
+        Some(path) => config::load(path, true),
+        None => config::load(Path::new(config::DEFAULT_CONFIG_PATH), false),
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let mode = if args.dry_run {
         Mode::DryRun
     } else {
         Mode::Apply
     };
-    match run(&target, mode) {
+    match run(&target, mode, &settings) {
         Ok(code) => code,
         Err(e) => {
             log::error!("{e}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(if e.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }
@@ -155,7 +176,7 @@ fn target(args: &Args) -> Result<Option<Target>, Error> {
     Ok(Some(Target::Interface { name, action }))
 }
 
-fn run(target: &Target, mode: Mode) -> Result<ExitCode, Error> {
+fn run(target: &Target, mode: Mode, settings: &Settings) -> Result<ExitCode, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,7 +184,7 @@ fn run(target: &Target, mode: Mode) -> Result<ExitCode, Error> {
     let report = runtime.block_on(async {
         let netlink = Netlink::connect()?;
         let lock = PathBuf::from(DEFAULT_LOCK_PATH);
-        reconcile(&netlink, &Settings::default(), target, mode, &lock).await
+        reconcile(&netlink, settings, target, mode, &lock).await
     })?;
     if mode == Mode::DryRun {
         for change in &report.changes {

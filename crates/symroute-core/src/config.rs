@@ -1,0 +1,293 @@
+//! `/etc/symroute/symroute.toml`: every key optional, zero configuration is the default.
+//! A broken file is one error naming the file, the line and the key, and nothing changes.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::settings::{Prefix, Settings};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{}:{line}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// The file as written; `None` means "not set, use the default".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    table_base: Option<u32>,
+    rule_priority: Option<u32>,
+    ipv4: Option<bool>,
+    ipv6: Option<bool>,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    prefix_rules: Option<bool>,
+    iif_rules: Option<bool>,
+    exempt: Option<Vec<String>>,
+    strict: Option<bool>,
+    table_names: Option<bool>,
+}
+
+/// Loads `path`. A missing file at the default path means defaults; a missing file that
+/// was asked for explicitly is an error.
+pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(Settings::default())
+        }
+        Err(e) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    parse(&text, path)
+}
+
+/// Parses and validates configuration text; `path` only names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim().to_string();
+        let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
+        invalid(path, line_of(text, offset), key, message)
+    })?;
+    let defaults = Settings::default();
+    let err =
+        |key: &str, message: String| invalid(path, line_of_key(text, key), key.into(), message);
+
+    let table_base = file.table_base.unwrap_or(defaults.table_base);
+    if !(255..=4_000_000_000).contains(&table_base) {
+        return Err(err(
+            "table_base",
+            format!("{table_base} is out of range 255..=4000000000 (tables 0 and 252-255 are the kernel's)"),
+        ));
+    }
+    let rule_priority = file.rule_priority.unwrap_or(defaults.rule_priority);
+    if !(2..=32765).contains(&rule_priority) {
+        return Err(err(
+            "rule_priority",
+            format!("{rule_priority} is out of range 2..=32765 (it must come after local and before main)"),
+        ));
+    }
+    let include = patterns(file.include.unwrap_or_default(), "include", &err)?;
+    let exclude = patterns(file.exclude.unwrap_or_default(), "exclude", &err)?;
+    let mut exempt = Vec::new();
+    for entry in file.exempt.unwrap_or_default() {
+        exempt.push(parse_prefix(&entry).map_err(|m| err("exempt", m))?);
+    }
+    let settings = Settings {
+        table_base,
+        rule_priority,
+        ipv4: file.ipv4.unwrap_or(defaults.ipv4),
+        ipv6: file.ipv6.unwrap_or(defaults.ipv6),
+        include,
+        exclude,
+        prefix_rules: file.prefix_rules.unwrap_or(defaults.prefix_rules),
+        iif_rules: file.iif_rules.unwrap_or(defaults.iif_rules),
+        exempt,
+        strict: file.strict.unwrap_or(defaults.strict),
+        table_names: file.table_names.unwrap_or(defaults.table_names),
+        ..defaults
+    };
+    if !settings.ipv4 && !settings.ipv6 {
+        return Err(err(
+            "ipv6",
+            "ipv4 and ipv6 are both off: nothing would be done".into(),
+        ));
+    }
+    Ok(settings)
+}
+
+fn patterns(
+    list: Vec<String>,
+    key: &str,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<String>, ConfigError> {
+    for p in &list {
+        if p.is_empty() || p.len() > 15 || p.chars().any(|c| c == '/' || c.is_whitespace()) {
+            return Err(err(key, format!("{p:?} is not an interface name pattern")));
+        }
+    }
+    Ok(list)
+}
+
+/// `10.0.0.0/8` or `fd00::/64`; host bits must be zero, as the kernel requires in rules.
+pub fn parse_prefix(text: &str) -> Result<Prefix, String> {
+    let (addr, len) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not a prefix (ADDRESS/LENGTH)"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: {addr:?} is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| format!("{text:?}: prefix length must be 0..={max}"))?;
+    let prefix = Prefix::new(addr, len);
+    if prefix.addr != addr {
+        return Err(format!(
+            "{text:?} has host bits set (did you mean {prefix}?)"
+        ));
+    }
+    Ok(prefix)
+}
+
+fn invalid(path: &Path, line: usize, key: String, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        key,
+        message,
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The key on the line holding `offset`, for errors the parser reports at a value.
+fn key_at(text: &str, offset: usize) -> String {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) => key.trim().to_string(),
+        None => line.trim().to_string(),
+    }
+}
+
+fn key_in_message(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next().map(str::to_string)
+}
+
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        .map_or(1, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Settings, ConfigError> {
+        parse(text, Path::new("/etc/symroute/symroute.toml"))
+    }
+
+    fn error_of(text: &str) -> String {
+        parse_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse_str("").unwrap(), Settings::default());
+        assert_eq!(
+            parse_str("# only a comment\n").unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let s = parse_str(
+            "table_base = 2000\nrule_priority = 1000\nipv4 = true\nipv6 = false\n\
+             include = [\"eth*\", \"wl?0\"]\nexclude = [\"docker*\"]\nprefix_rules = true\n\
+             iif_rules = true\nexempt = [\"172.17.0.0/16\", \"fd00:1::/64\"]\nstrict = true\n\
+             table_names = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.table_base, 2000);
+        assert_eq!(s.rule_priority, 1000);
+        assert!(s.ipv4 && !s.ipv6);
+        assert_eq!(s.include, ["eth*", "wl?0"]);
+        assert_eq!(s.exclude, ["docker*"]);
+        assert!(s.prefix_rules && s.iif_rules && s.strict && s.table_names);
+        assert_eq!(
+            s.exempt.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["172.17.0.0/16", "fd00:1::/64"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        assert_eq!(
+            error_of("ipv4 = true\ntabel_base = 2000\n"),
+            format!(
+                "/etc/symroute/symroute.toml:2: tabel_base: {}",
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `exempt`, `strict`, `table_names`"
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = error_of("\n\ntable_base = \"high\"\n");
+        assert!(
+            e.starts_with("/etc/symroute/symroute.toml:3: table_base: "),
+            "{e}"
+        );
+        let e = error_of("strict = 1\n");
+        assert!(
+            e.starts_with("/etc/symroute/symroute.toml:1: strict: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = error_of("ipv4 = true\nipv6 = \n");
+        assert!(
+            e.starts_with("/etc/symroute/symroute.toml:2: ipv6: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(error_of("table_base = 100").contains(":1: table_base: 100 is out of range"));
+        assert!(error_of("rule_priority = 32766").contains("rule_priority: 32766 is out of range"));
+        assert!(error_of("rule_priority = 0").contains("rule_priority"));
+        assert!(error_of("ipv4 = false\nipv6 = false").contains(":2: ipv6: "));
+    }
+
+    #[test]
+    fn bad_prefixes_and_patterns_are_refused() {
+        assert!(error_of("exempt = [\"10.0.0.1/8\"]")
+            .contains("host bits set (did you mean 10.0.0.0/8?)"));
+        assert!(error_of("exempt = [\"10.0.0.0\"]").contains("not a prefix"));
+        assert!(error_of("exempt = [\"10.0.0.0/33\"]").contains("prefix length"));
+        assert!(error_of("exempt = [\"tenet/8\"]").contains("not an IP address"));
+        assert!(
+            error_of("include = [\"\"]").contains("include: \"\" is not an interface name pattern")
+        );
+        assert!(error_of("exclude = [\"a b\"]").contains("exclude"));
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
+        let nowhere = Path::new("/nonexistent/symroute.toml");
+        assert_eq!(load(nowhere, false).unwrap(), Settings::default());
+        let e = load(nowhere, true).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/symroute.toml: "), "{e}");
+    }
+}
