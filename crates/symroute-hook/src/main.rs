@@ -73,13 +73,13 @@ struct Args {
     /// Interface the event is about (NetworkManager's $1, networkd-dispatcher's $IFACE)
     #[arg(
         value_name = "INTERFACE",
-        required_unless_present = "all",
-        conflicts_with = "all"
+        required_unless_present_any = ["all", "flush"],
+        conflicts_with_all = ["all", "flush"]
     )]
     interface: Option<String>,
 
     /// Event name (NetworkManager's $2, networkd-dispatcher's $STATE, or sync/remove)
-    #[arg(value_name = "ACTION", required_unless_present = "all")]
+    #[arg(value_name = "ACTION", required_unless_present_any = ["all", "flush"])]
     action: Option<String>,
 
     /// Sync every interface and remove state left by interfaces that are gone

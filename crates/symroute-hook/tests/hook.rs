@@ -1,0 +1,492 @@
+//! `symroute-hook` against the real kernel: a two-uplink host in network namespaces, routers
+//! with strict reverse-path filtering, a client behind both, real pings.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use symroute_testlab::{
+    ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+};
+
+const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+
+/// Runs the hook inside `ns` the way a dispatcher would, logging to stderr.
+fn hook(ns: &Netns, args: &[&str]) -> Output {
+    let mut argv = vec![HOOK];
+    argv.extend_from_slice(args);
+    Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .args(&argv)
+        .env("SYMROUTE_LOG", "stderr")
+        .output()
+        .expect("run ip netns exec")
+}
+
+fn hook_ok(ns: &Netns, args: &[&str]) -> String {
+    let out = hook(ns, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "symroute-hook {args:?} failed: {stderr}"
+    );
+    stderr
+}
+
+fn ifindex(ns: &Netns, dev: &str) -> u32 {
+    let line = ns.ip(&format!("-o link show dev {dev}"));
+    line.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+}
+
+fn table_of(ns: &Netns, dev: &str) -> String {
+    (1000 + ifindex(ns, dev)).to_string()
+}
+
+/// Every rule of both families, for "nothing else changed" comparisons.
+fn all_rules(ns: &Netns) -> Vec<String> {
+    let mut rules = ns.rules(false);
+    rules.extend(ns.rules(true));
+    rules
+}
+
+/// A foreign rule and a foreign table that no test may ever see changed.
+fn add_foreign_state(lab: &Lab) {
+    lab.host
+        .ip("rule add priority 100 from 10.9.9.9 lookup 200");
+    lab.host
+        .ip("-6 rule add priority 100 from fd09::9 lookup 200");
+    lab.host
+        .ip("route add 198.51.100.0/24 via 10.1.0.1 dev eth0 table 200");
+}
+
+fn assert_foreign_state(lab: &Lab) {
+    let rules = all_rules(&lab.host);
+    assert!(
+        rules.iter().any(|r| r.contains("from 10.9.9.9 lookup 200")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.contains("from fd09::9 lookup 200")),
+        "{rules:?}"
+    );
+    let table = lab.host.routes("200", false);
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert!(
+        table[0].starts_with("198.51.100.0/24 via 10.1.0.1"),
+        "{table:?}"
+    );
+}
+
+fn reachable(lab: &Lab) -> Vec<(&'static str, bool)> {
+    [HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH0_V6, HOST_ETH1_V6]
+        .into_iter()
+        .map(|a| (a, ping(&lab.client, a)))
+        .collect()
+}
+
+fn assert_all_reachable(lab: &Lab) {
+    let r = reachable(lab);
+    assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
+}
+
+/// A converged lab: both uplinks synced, foreign state in place.
+fn converged_lab() -> Lab {
+    let lab = Lab::two_uplinks();
+    add_foreign_state(&lab);
+    hook_ok(&lab.host, &["eth0", "up"]);
+    hook_ok(&lab.host, &["eth1", "up"]);
+    lab
+}
+
+#[test]
+fn both_uplinks_answer_after_up_events() {
+    if !require_root("both_uplinks_answer_after_up_events") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    add_foreign_state(&lab);
+    assert!(ping(&lab.client, HOST_ETH0_V4));
+    assert!(
+        !ping(&lab.client, HOST_ETH1_V4),
+        "second uplink answered without symroute"
+    );
+
+    let log = hook_ok(&lab.host, &["eth0", "up"]);
+    assert!(log.contains("eth0: +rule from 10.1.0.2 lookup"), "{log}");
+    hook_ok(&lab.host, &["eth1", "up"]);
+
+    assert_all_reachable(&lab);
+    let t1 = table_of(&lab.host, "eth1");
+    let rules = all_rules(&lab.host);
+    for want in [
+        format!("32000:\tfrom 10.2.0.2 lookup {t1} proto"),
+        format!("32000:\tfrom fd02::2 lookup {t1} proto"),
+    ] {
+        assert!(
+            rules.iter().any(|r| r.starts_with(&want)),
+            "no {want:?} in {rules:?}"
+        );
+    }
+    assert_foreign_state(&lab);
+}
+
+#[test]
+fn second_run_makes_no_netlink_write() {
+    if !require_root("second_run_makes_no_netlink_write") {
+        return;
+    }
+    let lab = converged_lab();
+    let mut monitor = Command::new("ip")
+        .args(["-n", lab.host.name(), "monitor", "route", "rule"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ip monitor");
+    let stdout = monitor.stdout.take().expect("monitor stdout");
+    // `ip monitor` subscribes before printing anything; a first marker proves it is listening.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let marker = |prio: &str| {
+        lab.host.ip(&format!(
+            "rule add priority {prio} from 192.0.2.{prio} lookup 77"
+        ));
+        lab.host.ip(&format!(
+            "rule del priority {prio} from 192.0.2.{prio} lookup 77"
+        ));
+    };
+    let wait_marker = |prio: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            let done =
+                line.contains(&format!("from 192.0.2.{prio}")) && line.starts_with("Deleted");
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+        panic!("marker {prio} never seen: {seen:?}");
+    };
+    marker("11");
+    wait_marker("11");
+
+    hook_ok(&lab.host, &["eth0", "up"]);
+    hook_ok(&lab.host, &["eth1", "up"]);
+    hook_ok(&lab.host, &["--all"]);
+
+    marker("12");
+    let seen = wait_marker("12");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let writes: Vec<&String> = seen.iter().filter(|l| !l.contains("192.0.2.12")).collect();
+    assert!(
+        writes.is_empty(),
+        "a converged rerun wrote to the kernel: {writes:?}"
+    );
+}
+
+#[test]
+fn down_removes_only_that_interfaces_rules_and_table() {
+    if !require_root("down_removes_only_that_interfaces_rules_and_table") {
+        return;
+    }
+    let lab = converged_lab();
+    let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
+    hook_ok(&lab.host, &["eth1", "down"]);
+
+    let rules = all_rules(&lab.host);
+    assert!(
+        !rules.iter().any(|r| r.contains(&format!("lookup {t1}"))),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.contains(&format!("from 10.1.0.2 lookup {t0}"))),
+        "{rules:?}"
+    );
+    assert!(lab.host.routes(&t1, false).is_empty() && lab.host.routes(&t1, true).is_empty());
+    assert!(!lab.host.routes(&t0, false).is_empty());
+    assert!(ping(&lab.client, HOST_ETH0_V4));
+    assert_foreign_state(&lab);
+}
+
+#[test]
+fn table_holding_foreign_routes_is_refused() {
+    if !require_root("table_holding_foreign_routes_is_refused") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let t1 = table_of(&lab.host, "eth1");
+    lab.host.ip(&format!(
+        "route add 203.0.113.0/24 via 10.2.0.1 dev eth1 table {t1} proto static"
+    ));
+    let before = all_rules(&lab.host);
+
+    let out = hook(&lab.host, &["eth1", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("table {t1}")),
+        "error does not name the table: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "not a one-line error: {stderr}"
+    );
+    assert_eq!(all_rules(&lab.host), before);
+    assert_eq!(lab.host.routes(&t1, false).len(), 1);
+
+    // The other uplink is not held hostage by eth1's clash.
+    hook_ok(&lab.host, &["eth0", "up"]);
+    let out = hook(&lab.host, &["--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(ping(&lab.client, HOST_ETH0_V4));
+}
+
+#[test]
+fn changed_address_moves_the_rule() {
+    if !require_root("changed_address_moves_the_rule") {
+        return;
+    }
+    let lab = converged_lab();
+    // What a DHCP client does when the lease comes back with another address: the old one
+    // goes (with the last address the kernel flushes eth1's IPv4 routes, ours included), the
+    // new one and the gateway route come.
+    lab.host.ip("addr del 10.2.0.2/24 dev eth1");
+    lab.host.ip("addr add 10.2.0.3/24 dev eth1");
+    lab.host
+        .ip("route add default via 10.2.0.1 dev eth1 metric 101");
+    hook_ok(&lab.host, &["eth1", "up"]);
+
+    let rules = all_rules(&lab.host);
+    assert!(
+        !rules.iter().any(|r| r.contains("from 10.2.0.2 ")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.contains("from 10.2.0.3 ")),
+        "{rules:?}"
+    );
+    assert!(ping(&lab.client, "10.2.0.3"));
+    assert!(ping(&lab.client, HOST_ETH0_V4));
+    assert_foreign_state(&lab);
+}
+
+#[test]
+fn link_down_and_up_rebuilds_the_emptied_table() {
+    if !require_root("link_down_and_up_rebuilds_the_emptied_table") {
+        return;
+    }
+    let lab = converged_lab();
+    let t1 = table_of(&lab.host, "eth1");
+    lab.host.ip("link set eth1 down");
+    assert!(
+        lab.host.routes(&t1, false).is_empty(),
+        "kernel kept routes of a down link"
+    );
+    lab.host.ip("link set eth1 up");
+    // The network manager puts its addresses and routes back; the kernel does not (IPv6
+    // addresses go with the link unless keep_addr_on_down is set).
+    lab.host
+        .try_ip("-6 addr add fd02::2/64 dev eth1 nodad")
+        .ok();
+    lab.host
+        .try_ip("route add default via 10.2.0.1 dev eth1 metric 101")
+        .ok();
+    lab.host
+        .try_ip("-6 route add default via fd02::1 dev eth1 metric 101")
+        .ok();
+    hook_ok(&lab.host, &["eth1", "up"]);
+
+    assert!(!lab.host.routes(&t1, false).is_empty());
+    assert_all_reachable(&lab);
+}
+
+#[test]
+fn parallel_runs_converge_to_one_runs_state() {
+    if !require_root("parallel_runs_converge_to_one_runs_state") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let dev = if i % 2 == 0 { "eth0" } else { "eth1" };
+            Command::new("ip")
+                .args(["netns", "exec", lab.host.name(), HOOK, dev, "up"])
+                .env("SYMROUTE_LOG", "stderr")
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn hook")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait hook").success());
+    }
+    let parallel = (sorted(all_rules(&lab.host)), tables(&lab));
+
+    hook_ok(&lab.host, &["--flush"]);
+    hook_ok(&lab.host, &["eth0", "up"]);
+    hook_ok(&lab.host, &["eth1", "up"]);
+    // Rules of one priority list in insertion order, which parallel runs do not fix.
+    assert_eq!(parallel, (sorted(all_rules(&lab.host)), tables(&lab)));
+    assert_all_reachable(&lab);
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn tables(lab: &Lab) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for dev in ["eth0", "eth1"] {
+        let t = table_of(&lab.host, dev);
+        out.push(lab.host.routes(&t, false));
+        out.push(lab.host.routes(&t, true));
+    }
+    out
+}
+
+#[test]
+fn resync_under_traffic_loses_no_packet() {
+    if !require_root("resync_under_traffic_loses_no_packet") {
+        return;
+    }
+    let lab = converged_lab();
+    let flow = lab.client.spawn(&[
+        "ping",
+        "-n",
+        "-q",
+        "-i",
+        "0.01",
+        "-c",
+        "400",
+        "-W",
+        "1",
+        HOST_ETH1_V4,
+    ]);
+    for i in 0..50 {
+        // Routes come and go in main through eth1 while it is re-synced.
+        let route = format!("192.0.2.{}/32 via 10.2.0.1 dev eth1", i % 5);
+        if i % 2 == 0 {
+            lab.host.try_ip(&format!("route add {route}")).ok();
+        } else {
+            lab.host.try_ip(&format!("route del {route}")).ok();
+        }
+        hook_ok(&lab.host, &["eth1", "up"]);
+    }
+    let out = flow.wait_with_output().expect("ping flow");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "packets lost during re-syncs: {summary}"
+    );
+}
+
+#[test]
+fn down_for_vanished_interface_collects_its_rules() {
+    if !require_root("down_for_vanished_interface_collects_its_rules") {
+        return;
+    }
+    let lab = converged_lab();
+    let t1 = table_of(&lab.host, "eth1");
+    lab.host.ip("link del eth1");
+    hook_ok(&lab.host, &["eth1", "down"]);
+    let rules = all_rules(&lab.host);
+    assert!(
+        !rules.iter().any(|r| r.contains(&format!("lookup {t1}"))),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.contains("from 10.1.0.2 lookup")),
+        "{rules:?}"
+    );
+    assert_foreign_state_rules_only(&lab);
+}
+
+fn assert_foreign_state_rules_only(lab: &Lab) {
+    let rules = all_rules(&lab.host);
+    assert!(
+        rules.iter().any(|r| r.contains("from 10.9.9.9 lookup 200")),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn unknown_interface_fails_and_changes_nothing() {
+    if !require_root("unknown_interface_fails_and_changes_nothing") {
+        return;
+    }
+    let lab = converged_lab();
+    let before = (all_rules(&lab.host), tables(&lab));
+    let out = hook(&lab.host, &["nosuch0", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim(), "error: nosuch0: no such interface");
+    assert_eq!(before, (all_rules(&lab.host), tables(&lab)));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    if !require_root("dry_run_prints_the_plan_and_changes_nothing") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let before = all_rules(&lab.host);
+    let out = hook(&lab.host, &["--dry-run", "eth1", "up"]);
+    assert!(out.status.success());
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("eth1: +rule from 10.2.0.2 lookup")),
+        "{plan}"
+    );
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("eth1: +route default via 10.2.0.1 dev eth1")),
+        "{plan}"
+    );
+    assert_eq!(before, all_rules(&lab.host));
+}
+
+#[test]
+fn bad_names_are_usage_errors_and_ignored_events_succeed() {
+    // No root needed: both are decided before the kernel is asked anything.
+    for name in ["", "sixteen-chars-16", "a/b", "a b"] {
+        let out = Command::new(HOOK)
+            .args([name, "up"])
+            .env("SYMROUTE_LOG", "stderr")
+            .output()
+            .expect("run hook");
+        assert_eq!(out.status.code(), Some(2), "name {name:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+            1
+        );
+    }
+    for (iface, event) in [
+        ("none", "hostname"),
+        ("", "connectivity-change"),
+        ("eth0", "pre-up"),
+        ("eth0", "carrier"),
+    ] {
+        let out = Command::new(HOOK)
+            .args([iface, event])
+            .output()
+            .expect("run hook");
+        assert_eq!(out.status.code(), Some(0), "{iface} {event}");
+    }
+    let out = Command::new(HOOK).output().expect("run hook");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(HOOK).arg("--help").output().expect("run hook");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("EXIT STATUS"));
+}
