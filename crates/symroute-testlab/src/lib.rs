@@ -1,12 +1,20 @@
-//! Network-namespace labs for symroute's root tests.
+//! Network-namespace labs for symroute's root integration tests.
 //!
-//! Every namespace is created here with a unique name and deleted on drop (also when a test
-//! panics), so tests run in parallel and never touch the machine's own network.
+//! Every namespace is created here with a unique name and deleted on drop (also while a test
+//! panics), so tests run in parallel and never touch the machine's own network: all `ip`,
+//! `sysctl` and `nft` calls go to a namespace this crate made. Everything shells out to
+//! iproute2, procps and nftables so that the lab is built independently of symroute's own
+//! netlink code, which it is there to test.
 
+pub mod daemons;
+
+use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The host's uplink addresses in [`Lab::two_uplinks`] (eth0 via r1, eth1 via r2).
 pub const HOST_ETH0_V4: &str = "10.1.0.2";
 pub const HOST_ETH1_V4: &str = "10.2.0.2";
 pub const HOST_ETH0_V6: &str = "fd01::2";
@@ -15,18 +23,19 @@ pub const HOST_ETH1_V6: &str = "fd02::2";
 /// Whether the caller may run root tests. Not root: skipped with a visible message, or a
 /// failure when `CI=true` (CI must never pass by skipping).
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: needs root and CI=true");
     }
-    eprintln!("SKIPPED {test}: needs root (run as root or via `sudo make test`)");
+    eprintln!("SKIPPED {test}: needs root (run as root or via `make test`)");
     false
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+/// Tests wait for conditions, never for fixed times, so they are fast and not flaky.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -40,123 +49,40 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} {args:?}: {e}"))
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null());
+    cmd
 }
 
-fn check(program: &str, args: &[&str]) -> String {
-    let out = run(program, args);
+fn output(mut cmd: Command, input: Option<&str>) -> Output {
+    let what = format!("{cmd:?}");
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot write to {what}: {e}"));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot wait for {what}: {e}"))
+}
+
+fn stdout_ok(out: Output, what: &dyn std::fmt::Debug) -> String {
     assert!(
         out.status.success(),
-        "{program} {args:?} failed: {}",
+        "{what:?} failed ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A network namespace of a test, deleted on drop with every process left inside it.
-pub struct Netns {
-    name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("sr{}-{n}-{tag}", std::process::id());
-        check("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip("link set lo up");
-        // Addresses must be usable at once: no duplicate address detection, no RAs.
-        for key in [
-            "net.ipv6.conf.all.accept_dad",
-            "net.ipv6.conf.default.accept_dad",
-            "net.ipv6.conf.all.dad_transmits",
-            "net.ipv6.conf.default.dad_transmits",
-            "net.ipv6.conf.all.accept_ra",
-            "net.ipv6.conf.default.accept_ra",
-        ] {
-            ns.sysctl(key, "0");
-        }
-        ns
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `ip netns exec NAME argv...`
-    pub fn run(&self, argv: &[&str]) -> Output {
-        let mut args = vec!["netns", "exec", &self.name];
-        args.extend_from_slice(argv);
-        run("ip", &args)
-    }
-
-    /// Like [`Netns::run`], panicking with the command and its stderr on failure.
-    pub fn sh_ok(&self, argv: &[&str]) -> String {
-        let out = self.run(argv);
-        assert!(
-            out.status.success(),
-            "{argv:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `ip ARGS` inside the namespace; panics on failure.
-    pub fn ip(&self, args: &str) -> String {
-        match self.try_ip(args) {
-            Ok(out) => out,
-            Err(e) => panic!("ip -n {} {args}: {e}", self.name),
-        }
-    }
-
-    pub fn try_ip(&self, args: &str) -> Result<String, String> {
-        let mut argv = vec!["-n", &self.name];
-        argv.extend(args.split_whitespace());
-        let out = run("ip", &argv);
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-
-    pub fn sysctl(&self, key: &str, value: &str) {
-        self.sh_ok(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
-    }
-
-    /// Starts a long-running command inside the namespace with stdout and stderr piped.
-    pub fn spawn(&self, argv: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {argv:?} in {}: {e}", self.name))
-    }
-
-    /// `ip rule show` lines of one family.
-    pub fn rules(&self, v6: bool) -> Vec<String> {
-        let family = if v6 { "-6" } else { "-4" };
-        lines(&self.ip(&format!("{family} rule show")))
-    }
-
-    /// `ip route show table TABLE` lines of one family; a table that does not exist is empty.
-    pub fn routes(&self, table: &str, v6: bool) -> Vec<String> {
-        let family = if v6 { "-6" } else { "-4" };
-        self.try_ip(&format!("{family} route show table {table}"))
-            .map(|out| lines(&out))
-            .unwrap_or_default()
-    }
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -166,18 +92,189 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let pids = run("ip", &["netns", "pids", &self.name]);
-        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-            run("kill", &["-9", pid]);
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `ip netns add` is serialised: on a machine where `/run/netns` is not a mount point yet,
+/// concurrent first calls each bind-mount it and can stack mounts.
+static NETNS_ADD: Mutex<()> = Mutex::new(());
+
+/// A network namespace of a test, deleted on drop together with every process left in it.
+///
+/// IPv4 `all`/`default` settings of a new namespace are copied from the machine's root
+/// namespace (`net.core.devconf_inherit_init_net=0`), so [`Netns::new`] pins the ones the
+/// labs depend on to kernel defaults: a router or a Docker host running the tests must not
+/// change their outcome.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `sr<pid>-<n>-<tag>`, sets loopback up and disables IPv6 DAD and router
+    /// advertisements before any link exists (links inherit `default`), so addresses are
+    /// usable at once and nothing outside the test configures the namespace.
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("sr{}-{n}-{tag}", std::process::id());
+        {
+            let _serial = NETNS_ADD.lock().unwrap_or_else(|e| e.into_inner());
+            let add = command("ip", &["netns", "add", &name]);
+            stdout_ok(output(add, None), &format!("ip netns add {name}"));
         }
-        run("ip", &["netns", "del", &self.name]);
+        let ns = Netns { name };
+        ns.ip("link set lo up");
+        ns.sysctls(&[
+            ("net.ipv4.ip_forward", "0"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.all.dad_transmits", "0"),
+            ("net.ipv6.conf.default.dad_transmits", "0"),
+            ("net.ipv6.conf.all.accept_ra", "0"),
+            ("net.ipv6.conf.default.accept_ra", "0"),
+        ]);
+        ns
+    }
+
+    /// The name for `ip netns exec` / `ip -n`, e.g. to hand to a daemon under test.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NAME argv...`, whatever its exit status.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        output(self.exec(argv), None)
+    }
+
+    /// Like [`Netns::run`], panicking with the command and its stderr on failure; returns
+    /// stdout.
+    pub fn sh_ok(&self, argv: &[&str]) -> String {
+        stdout_ok(self.run(argv), &(&self.name, argv))
+    }
+
+    /// Like [`Netns::sh_ok`] with `input` on stdin (`nft -f -`, `ip -batch -`).
+    pub fn sh_ok_input(&self, argv: &[&str], input: &str) -> String {
+        stdout_ok(output(self.exec(argv), Some(input)), &(&self.name, argv))
+    }
+
+    /// `ip ARGS` inside the namespace (args split on whitespace); panics on failure,
+    /// returns stdout.
+    pub fn ip(&self, args: &str) -> String {
+        self.try_ip(args)
+            .unwrap_or_else(|e| panic!("ip -n {} {args}: {e}", self.name))
+    }
+
+    /// `ip ARGS` inside the namespace; `Err(stderr)` on failure.
+    pub fn try_ip(&self, args: &str) -> Result<String, String> {
+        let mut argv = vec!["-n", &self.name];
+        argv.extend(args.split_whitespace());
+        let out = output(command("ip", &argv), None);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// Sets one sysctl inside the namespace (`net.*` keys are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.sysctls(&[(key, value)]);
+    }
+
+    /// Sets several sysctls with one process: each `ip netns exec` costs a few ms.
+    pub fn sysctls(&self, settings: &[(&str, &str)]) {
+        let pairs: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut argv = vec!["sysctl", "-q", "-w"];
+        argv.extend(pairs.iter().map(String::as_str));
+        self.sh_ok(&argv);
+    }
+
+    /// Starts a long-running command inside the namespace with stdout and stderr piped.
+    /// `ip netns exec` execs the command, so the child's pid is the command's. Kill it
+    /// yourself or leave it to the namespace's drop.
+    pub fn spawn(&self, argv: &[&str]) -> Child {
+        self.exec(argv)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {argv:?} in {}: {e}", self.name))
+    }
+
+    /// `ip rule show` lines of one family.
+    pub fn rules(&self, v6: bool) -> Vec<String> {
+        lines(&self.ip(&format!("{} rule show", family(v6))))
+    }
+
+    /// `ip route show table TABLE` lines of one family; a table that does not exist is
+    /// empty (iproute2 reports it as an error).
+    pub fn routes(&self, table: &str, v6: bool) -> Vec<String> {
+        self.try_ip(&format!("{} route show table {table}", family(v6)))
+            .map(|out| lines(&out))
+            .unwrap_or_default()
+    }
+
+    /// Whether `dev` is operationally up (for veth: both ends are admin-up).
+    pub fn link_up(&self, dev: &str) -> bool {
+        self.try_ip(&format!("-o link show dev {dev}"))
+            .is_ok_and(|out| out.contains(" state UP "))
+    }
+
+    fn exec(&self, argv: &[&str]) -> Command {
+        let mut cmd = command("ip", &["netns", "exec", &self.name]);
+        cmd.args(argv);
+        cmd
+    }
+
+    fn pids(&self) -> Vec<libc::pid_t> {
+        let out = output(command("ip", &["netns", "pids", &self.name]), None);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 }
 
-/// Sends one ping (retried once: the first IPv6 packets can be lost to neighbour
-/// discovery); returns whether an answer came back.
+fn family(v6: bool) -> &'static str {
+    if v6 {
+        "-6"
+    } else {
+        "-4"
+    }
+}
+
+impl Drop for Netns {
+    /// Kills what runs inside (a daemon would otherwise keep the namespace alive unnamed),
+    /// then deletes it. Never panics while the thread is already panicking, which would
+    /// abort the test binary and leave every other lab behind.
+    fn drop(&mut self) {
+        let gone = wait_until(Duration::from_secs(5), || {
+            let pids = self.pids();
+            for &pid in &pids {
+                // SAFETY: kill has no memory-safety preconditions; a stale pid just fails.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            pids.is_empty()
+        });
+        let deleted = wait_until(Duration::from_secs(2), || {
+            output(command("ip", &["netns", "del", &self.name]), None)
+                .status
+                .success()
+        });
+        if !(gone && deleted) {
+            let msg = format!("cannot remove netns {} (processes gone: {gone})", self.name);
+            if std::thread::panicking() {
+                eprintln!("{msg}");
+            } else {
+                panic!("{msg}");
+            }
+        }
+    }
+}
+
+/// Pings `addr` once from `ns` and retries once: the first IPv6 packets of a fresh lab
+/// can be lost to neighbour discovery. Returns whether an answer came back; an unreachable
+/// address costs about 2 s.
 pub fn ping(ns: &Netns, addr: &str) -> bool {
     (0..2).any(|_| {
         ns.run(&["ping", "-n", "-c", "1", "-W", "1", addr])
@@ -186,53 +283,60 @@ pub fn ping(ns: &Netns, addr: &str) -> bool {
     })
 }
 
-/// Creates a veth pair with one end in each namespace.
-pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
-    let tmp = format!("srv{}", COUNTER.fetch_add(1, Ordering::Relaxed));
-    a.ip(&format!("link add {a_name} type veth peer name {tmp}"));
-    a.ip(&format!("link set {tmp} netns {}", b.name()));
-    b.ip(&format!("link set {tmp} name {b_name}"));
-    a.ip(&format!("link set {a_name} up"));
-    b.ip(&format!("link set {b_name} up"));
+/// Creates a veth pair `a:a_dev` — `b:b_dev` and sets both ends up. The pair is made
+/// inside `a` with its peer placed straight into `b`, so the names only need to be free
+/// in their own namespace and the root namespace never sees them.
+pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) {
+    a.ip(&format!(
+        "link add {a_dev} type veth peer name {b_dev} netns {}",
+        b.name()
+    ));
+    a.ip(&format!("link set {a_dev} up"));
+    b.ip(&format!("link set {b_dev} up"));
 }
 
-/// Makes `ns` a router with strict reverse-path filtering, IPv4 and IPv6.
-pub fn make_strict_router(ns: &Netns, devices: &[&str]) {
-    ns.sysctl("net.ipv4.ip_forward", "1");
-    ns.sysctl("net.ipv6.conf.all.forwarding", "1");
-    for scope in ["all", "default"].iter().chain(devices) {
-        ns.sysctl(&format!("net.ipv4.conf.{scope}.rp_filter"), "1");
-    }
-    // IPv6 has no rp_filter sysctl: the same check in nftables.
-    let rules = "table ip6 rpf {\n  chain pre {\n    type filter hook prerouting priority raw; policy accept;\n    \
-                 fib saddr . iif oif missing drop\n  }\n}\n";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("run nft");
-    if let Some(stdin) = child.stdin.as_mut() {
-        use std::io::Write;
-        stdin.write_all(rules.as_bytes()).expect("write nft rules");
-    }
-    drop(child.stdin.take());
-    assert!(
-        child.wait().expect("wait nft").success(),
-        "nft rpf rules failed in {}",
-        ns.name()
-    );
+/// The IPv6 reverse-path filter of [`make_strict_router`], with a counter so tests can see
+/// what it dropped.
+pub const RPF6_TABLE: &str = "table ip6 rpf {
+  chain pre {
+    type filter hook prerouting priority raw; policy accept;
+    fib saddr . iif oif missing counter drop
+  }
+}
+";
+
+/// Makes `ns` a forwarding router with strict reverse-path filtering like an ISP edge:
+/// IPv4 by `rp_filter=1` (all, default and every device), IPv6 — which has no such
+/// sysctl — by nftables' `fib` check. The nft table is `ip6`, not `inet`: at priority raw
+/// an `inet` table would drop IPv4 before the kernel's `rp_filter`, leaving that sysctl
+/// (and its `IPReversePathFilter` counter) meaningless.
+pub fn make_strict_router(ns: &Netns) {
+    let conf = ns.sh_ok(&["ls", "/proc/sys/net/ipv4/conf"]);
+    let keys: Vec<String> = conf
+        .split_whitespace()
+        .map(|dev| format!("net.ipv4.conf.{dev}.rp_filter"))
+        .collect();
+    let mut settings = vec![
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ];
+    settings.extend(keys.iter().map(|k| (k.as_str(), "1")));
+    ns.sysctls(&settings);
+    ns.sh_ok_input(&["nft", "-f", "-"], RPF6_TABLE);
 }
 
-/// The two-uplink host: `host` with eth0 → r1 and eth1 → r2, both routers with strict
-/// reverse-path filtering, and a `client` behind both routers.
+/// The two-uplink host, the situation symroute exists for:
 ///
 /// ```text
 ///   client c1 10.11.0.2 ── up0 r1 down0 10.1.0.1 ── eth0 10.1.0.2 host
-///   client c2 10.12.0.2 ── up0 r2 down0 10.2.0.1 ── eth1 10.2.0.2 host
+///          c2 10.12.0.2 ── up0 r2 down0 10.2.0.1 ── eth1 10.2.0.2
 /// ```
+/// (IPv6 alike: fd11::/64, fd12::/64, fd01::/64, fd02::/64 with the same host parts.)
 /// The host's main table has a default route through each uplink (metrics 100 and 101),
-/// so without policy routing every answer leaves through eth0 and r1 drops those from
-/// 10.2.0.2.
+/// so without policy routing every answer leaves through eth0, and r1 — a strict
+/// reverse-path-filtering router whose own default points at the client — drops those
+/// sourced from 10.2.0.2 / fd02::2.
+#[derive(Debug)]
 pub struct Lab {
     pub host: Netns,
     pub r1: Netns,
@@ -241,57 +345,88 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// Builds the lab with the host addressed and routed; takes about 0.15 s.
     pub fn two_uplinks() -> Lab {
         let lab = Lab::two_uplinks_unaddressed();
-        let host = &lab.host;
-        host.ip("addr add 10.1.0.2/24 dev eth0");
-        host.ip("addr add fd01::2/64 dev eth0 nodad");
-        host.ip("addr add 10.2.0.2/24 dev eth1");
-        host.ip("addr add fd02::2/64 dev eth1 nodad");
-        host.ip("route add default via 10.1.0.1 dev eth0 metric 100");
-        host.ip("route add default via 10.2.0.1 dev eth1 metric 101");
-        host.ip("-6 route add default via fd01::1 dev eth0 metric 100");
-        host.ip("-6 route add default via fd02::1 dev eth1 metric 101");
+        lab.host.sh_ok_input(
+            &["ip", "-batch", "-"],
+            "addr add 10.1.0.2/24 dev eth0
+             addr add fd01::2/64 dev eth0 nodad
+             addr add 10.2.0.2/24 dev eth1
+             addr add fd02::2/64 dev eth1 nodad
+             route add default via 10.1.0.1 dev eth0 metric 100
+             route add default via 10.2.0.1 dev eth1 metric 101
+             route add ::/0 via fd01::1 dev eth0 metric 100
+             route add ::/0 via fd02::1 dev eth1 metric 101
+            ",
+        );
         lab
     }
 
-    /// The same topology with the host's uplinks up but without addresses or routes, for
+    /// The same topology with the host's eth0/eth1 up but without addresses or routes, for
     /// tests where DHCP or a network manager configures them.
     pub fn two_uplinks_unaddressed() -> Lab {
+        // Fields are built in order; if one panics the finished ones are dropped (removed).
         let lab = Lab {
-            host: Netns::new("h"),
+            host: Netns::new("host"),
             r1: Netns::new("r1"),
             r2: Netns::new("r2"),
-            client: Netns::new("c"),
+            client: Netns::new("cl"),
         };
+        // With the default arp_announce=0, an ARP request for one uplink's gateway may
+        // carry the other uplink's address, which a strict router drops.
+        lab.host.sysctl("net.ipv4.conf.all.arp_announce", "2");
         veth(&lab.host, "eth0", &lab.r1, "down0");
         veth(&lab.host, "eth1", &lab.r2, "down0");
         veth(&lab.r1, "up0", &lab.client, "c1");
         veth(&lab.r2, "up0", &lab.client, "c2");
-        // ARP requests for the other uplink's gateway must not carry this uplink's address.
-        lab.host.sysctl("net.ipv4.conf.all.arp_announce", "2");
 
+        let mut client = String::new();
         for (router, n) in [(&lab.r1, 1), (&lab.r2, 2)] {
-            router.ip(&format!("addr add 10.{n}.0.1/24 dev down0"));
-            router.ip(&format!("addr add fd0{n}::1/64 dev down0 nodad"));
-            router.ip(&format!("addr add 10.1{n}.0.1/24 dev up0"));
-            router.ip(&format!("addr add fd1{n}::1/64 dev up0 nodad"));
-            router.ip(&format!("route add default via 10.1{n}.0.2"));
-            router.ip(&format!("-6 route add default via fd1{n}::2"));
-            make_strict_router(router, &["down0", "up0"]);
-            let dev = format!("c{n}");
-            lab.client.ip(&format!("addr add 10.1{n}.0.2/24 dev {dev}"));
-            lab.client
-                .ip(&format!("addr add fd1{n}::2/64 dev {dev} nodad"));
-            lab.client
-                .ip(&format!("route add 10.{n}.0.0/24 via 10.1{n}.0.1"));
-            lab.client
-                .ip(&format!("-6 route add fd0{n}::/64 via fd1{n}::1"));
+            router.sh_ok_input(
+                &["ip", "-batch", "-"],
+                &format!(
+                    "addr add 10.{n}.0.1/24 dev down0
+                     addr add fd0{n}::1/64 dev down0 nodad
+                     addr add 10.1{n}.0.1/24 dev up0
+                     addr add fd1{n}::1/64 dev up0 nodad
+                     route add default via 10.1{n}.0.2
+                     route add ::/0 via fd1{n}::2
+                    "
+                ),
+            );
+            make_strict_router(router);
+            client += &format!(
+                "addr add 10.1{n}.0.2/24 dev c{n}
+                 addr add fd1{n}::2/64 dev c{n} nodad
+                 route add 10.{n}.0.0/24 via 10.1{n}.0.1
+                 route add fd0{n}::/64 via fd1{n}::1
+                "
+            );
+        }
+        lab.client.sh_ok_input(&["ip", "-batch", "-"], &client);
+
+        let ends = [
+            (&lab.host, "eth0"),
+            (&lab.host, "eth1"),
+            (&lab.r1, "down0"),
+            (&lab.r1, "up0"),
+            (&lab.r2, "down0"),
+            (&lab.r2, "up0"),
+            (&lab.client, "c1"),
+            (&lab.client, "c2"),
+        ];
+        for (ns, dev) in ends {
+            assert!(
+                wait_until(Duration::from_secs(5), || ns.link_up(dev)),
+                "{dev} in {} did not come up",
+                ns.name()
+            );
         }
         lab
     }
 
-    /// The host's four addresses the client should reach.
+    /// The host's four addresses the client should reach once routing is symmetric.
     pub fn host_addresses() -> [&'static str; 4] {
         [HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH0_V6, HOST_ETH1_V6]
     }

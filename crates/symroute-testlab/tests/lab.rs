@@ -1,15 +1,51 @@
-//! The lab itself: it must show the problem symroute solves, and clean up after itself.
+//! The lab itself: it must show the problem symroute solves, for the reason we think, and
+//! clean up after itself.
 
+use std::os::unix::process::ExitStatusExt;
+use std::time::Instant;
 use symroute_testlab::{
-    ping, require_root, Lab, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    make_strict_router, ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4,
+    HOST_ETH1_V6,
 };
 
-fn netns_list() -> String {
+fn netns_names() -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
-        .expect("ip netns");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+fn names(lab: &Lab) -> Vec<String> {
+    [&lab.host, &lab.r1, &lab.r2, &lab.client]
+        .iter()
+        .map(|n| n.name().to_string())
+        .collect()
+}
+
+/// Packets the router dropped by reverse-path filtering: IPv4 by `rp_filter`
+/// (`TcpExt: IPReversePathFilter` in /proc/net/netstat), IPv6 by the nft rule's counter.
+fn rpf_drops(router: &Netns) -> (u64, u64) {
+    let netstat = router.sh_ok(&["cat", "/proc/net/netstat"]);
+    let mut tcpext = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (tcpext.next().unwrap(), tcpext.next().unwrap());
+    let v4 = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "IPReversePathFilter")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("IPReversePathFilter in /proc/net/netstat");
+    let nft = router.sh_ok(&["nft", "list", "table", "ip6", "rpf"]);
+    let v6 = nft
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("rpf counter");
+    (v4, v6)
 }
 
 #[test]
@@ -17,17 +53,30 @@ fn without_policy_routing_second_uplink_is_dead() {
     if !require_root("without_policy_routing_second_uplink_is_dead") {
         return;
     }
+    let start = Instant::now();
     let lab = Lab::two_uplinks();
+    eprintln!("lab setup took {:?}", start.elapsed());
+
     assert!(ping(&lab.client, HOST_ETH0_V4));
     assert!(ping(&lab.client, HOST_ETH0_V6));
-    assert!(
-        !ping(&lab.client, HOST_ETH1_V4),
-        "reply via eth0 passed r1's rp_filter"
-    );
-    assert!(
-        !ping(&lab.client, HOST_ETH1_V6),
-        "reply via eth0 passed r1's IPv6 rpf"
-    );
+    assert_eq!(rpf_drops(&lab.r1), (0, 0));
+    assert!(!ping(&lab.client, HOST_ETH1_V4), "reply via eth0 passed r1");
+    assert!(!ping(&lab.client, HOST_ETH1_V6), "reply via eth0 passed r1");
+
+    // Why: r1 dropped the replies by reverse-path filtering (r2 saw the requests fine)...
+    let (v4, v6) = rpf_drops(&lab.r1);
+    assert!(v4 > 0 && v6 > 0, "r1 rpf drops v4 {v4} v6 {v6}");
+    assert_eq!(rpf_drops(&lab.r2), (0, 0));
+    // ...and nothing else: with r1 loose, the asymmetric path works.
+    lab.r1.sysctls(&[
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.down0.rp_filter", "0"),
+    ]);
+    lab.r1.sh_ok(&["nft", "delete", "table", "ip6", "rpf"]);
+    assert!(ping(&lab.client, HOST_ETH1_V4), "unreachable with r1 loose");
+    assert!(ping(&lab.client, HOST_ETH1_V6), "unreachable with r1 loose");
+    make_strict_router(&lab.r1);
+    let strict_again = rpf_drops(&lab.r1);
 
     // The cure, written by hand: the lab is sound when it works.
     lab.host
@@ -39,40 +88,62 @@ fn without_policy_routing_second_uplink_is_dead() {
     lab.host
         .ip("-6 route add default via fd02::1 dev eth1 table 1003");
     for addr in Lab::host_addresses() {
-        assert!(
-            ping(&lab.client, addr),
-            "{addr} unreachable with manual policy routing"
-        );
+        assert!(ping(&lab.client, addr), "{addr} unreachable when cured");
+    }
+    assert_eq!(
+        rpf_drops(&lab.r1),
+        strict_again,
+        "cured, yet r1 dropped some"
+    );
+}
+
+#[test]
+fn namespaces_are_removed_on_drop() {
+    if !require_root("namespaces_are_removed_on_drop") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let mut gone = names(&lab);
+    assert!(gone.iter().all(|n| netns_names().contains(n)));
+    // A process left running inside must not keep anything alive.
+    let mut sleeper = lab.host.spawn(&["sleep", "60"]);
+    drop(lab);
+    let status = sleeper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "sleeper: {status}");
+
+    let in_panic = std::sync::Mutex::new(Vec::new());
+    let panicked = std::panic::catch_unwind(|| {
+        let lab = Lab::two_uplinks();
+        *in_panic.lock().unwrap() = names(&lab);
+        panic!("deliberate panic: the lab must be removed while unwinding");
+    });
+    assert!(panicked.is_err());
+    gone.extend(in_panic.into_inner().unwrap());
+    assert_eq!(gone.len(), 8);
+
+    let left = netns_names();
+    for name in &gone {
+        assert!(!left.contains(name), "{name} left behind: {left:?}");
     }
 }
 
 #[test]
-fn namespaces_are_removed_on_drop_and_on_panic() {
-    if !require_root("namespaces_are_removed_on_drop_and_on_panic") {
+fn two_labs_at_once_are_isolated() {
+    if !require_root("two_labs_at_once_are_isolated") {
         return;
     }
-    let lab = Lab::two_uplinks();
-    let names: Vec<String> = [&lab.host, &lab.r1, &lab.r2, &lab.client]
-        .iter()
-        .map(|n| n.name().to_string())
-        .collect();
-    drop(lab);
-    let panicked = std::panic::catch_unwind(|| {
-        let lab = Lab::two_uplinks();
-        let name = lab.host.name().to_string();
-        std::panic::panic_any(name);
-    });
-    let in_panic = *panicked
-        .expect_err("the closure panics")
-        .downcast::<String>()
-        .expect("name");
-    let left = netns_list();
-    for name in names.iter().chain([&in_panic]) {
-        assert!(
-            !left
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(name)),
-            "{name} left: {left}"
-        );
+    let (a, b) = (Lab::two_uplinks(), Lab::two_uplinks());
+    let all: Vec<String> = names(&a).into_iter().chain(names(&b)).collect();
+    for (i, n) in all.iter().enumerate() {
+        assert!(!all[i + 1..].contains(n), "{n} used twice");
     }
+    // Same addresses in both: a change in one lab must not show in the other.
+    a.host
+        .ip("rule add from 10.2.0.2 lookup 1003 priority 32000");
+    a.host
+        .ip("route add default via 10.2.0.1 dev eth1 table 1003");
+    assert!(ping(&a.client, HOST_ETH1_V4));
+    assert!(ping(&b.client, HOST_ETH0_V4));
+    assert!(b.host.routes("1003", false).is_empty());
+    assert!(!b.host.rules(false).iter().any(|r| r.contains("1003")));
 }

@@ -1,0 +1,1131 @@
+//! Real network daemons for the end-to-end tests.
+//!
+//! - [`Dnsmasq`]: the DHCPv4 server (and IPv6 router advertiser) of a router namespace.
+//! - [`DhcpLab`]: [`Lab::two_uplinks_unaddressed`] with dnsmasq on both routers, so the host's
+//!   uplinks get their addresses and default routes only from DHCP and router advertisements.
+//! - [`NetworkManager`]: NetworkManager with a private D-Bus system bus, and
+//!   [`Networkd`]: systemd-networkd + networkd-dispatcher with a private D-Bus, each in a
+//!   private mount namespace inside the lab's host namespace ([`PrivateMounts`]): `/run`,
+//!   `/var/lib/NetworkManager` are private tmpfs, the test's own `/etc/NetworkManager` and
+//!   networkd configuration are bind-mounted in, `/sys` is read-only (so the daemons do not wait
+//!   for udev). The machine's own NetworkManager, D-Bus, configuration and network are never
+//!   touched: everything lives in the test's namespaces and temporary directories.
+//!
+//! Dropping any of them (also while a test panics) stops the daemons and every process they
+//! started in the private mount namespace, which unmounts everything with the namespace, and
+//! removes the temporary directories. On a panic the tails of the daemons' logs are printed
+//! (the test harness shows them with the failure); `SYMROUTE_KEEP_TEST_DIRS=1` keeps the
+//! directories for a closer look.
+
+use std::fs;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{ping, wait_until, Lab, Netns};
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the programs a test needs are installed. Missing: skipped with a visible message,
+/// or a failure when `CI=true`.
+pub fn require_programs(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: {} not installed (run scripts/install-test-deps.sh)",
+        missing.join(", ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+/// Absolute path of a program: a name with a slash as it is, else searched in the usual
+/// system directories (PATH may not list sbin).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+fn program(name: &str) -> PathBuf {
+    find_program(name).unwrap_or_else(|| panic!("{name} is not installed"))
+}
+
+/// A temporary directory (mode 0755, owned by the test's user), removed on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("symroute-test-{}-{n}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        set_mode(&path, 0o755);
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates `rel` (and its parents) inside this directory, mode 0755; returns its path.
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        mkdir_0755(&self.path.join(rel))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SYMROUTE_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+fn mkdir_0755(path: &Path) -> PathBuf {
+    fs::create_dir_all(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+    let mut p = path.to_path_buf();
+    // Every level we may have created: networkd-dispatcher wants exactly 0755 folders.
+    while p.starts_with(std::env::temp_dir()) && p != std::env::temp_dir() {
+        set_mode(&p, 0o755);
+        if !p.pop() {
+            break;
+        }
+    }
+    path.to_path_buf()
+}
+
+/// Writes a file with `mode`, creating its folder.
+pub fn write_file(path: &Path, contents: &str, mode: u32) {
+    if let Some(dir) = path.parent() {
+        mkdir_0755(dir);
+    }
+    fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    set_mode(path, mode);
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `n` lines of a log file, for failure reports.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = read_lossy(path);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs the repository's `scripts/install-integrations.sh SBINDIR DESTDIR` with
+/// `SYMROUTE_INTEGRATIONS=which` and returns what it printed; panics when it fails.
+pub fn install_integrations(sbindir: &Path, destdir: &Path, which: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-integrations.sh");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg(sbindir)
+        .arg(destdir)
+        .env("SYMROUTE_INTEGRATIONS", which)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {} {} failed:\n{stdout}{}",
+        script.display(),
+        sbindir.display(),
+        destdir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A background process whose stdout and stderr go to a log file; stopped on drop
+/// (SIGTERM, then SIGKILL after 3 s).
+pub struct Daemon {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Daemon {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+        let err = file.try_clone().expect("dup log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Daemon {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+
+    /// Panics (with the log's tail) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited with {status}; its log ends with:\n{}",
+                self.name,
+                tail(&self.log, 40)
+            );
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dnsmasq
+
+/// dnsmasq serving DHCPv4 from a pool (2-minute leases) and, optionally, IPv6 router
+/// advertisements (SLAAC) for one prefix, on one interface of a router namespace.
+pub struct Dnsmasq {
+    netns: String,
+    dev: String,
+    ra_prefix: Option<String>,
+    pool: (String, String),
+    dir: TempDir,
+    daemon: Option<Daemon>,
+}
+
+impl Dnsmasq {
+    pub fn start(
+        router: &Netns,
+        dev: &str,
+        pool: (&str, &str),
+        ra_prefix: Option<&str>,
+    ) -> Dnsmasq {
+        let mut d = Dnsmasq {
+            netns: router.name().to_string(),
+            dev: dev.to_string(),
+            ra_prefix: ra_prefix.map(str::to_string),
+            pool: (pool.0.to_string(), pool.1.to_string()),
+            dir: TempDir::new("dnsmasq"),
+            daemon: None,
+        };
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let leases = self.dir.path().join("leases");
+        let log = self.dir.path().join("dnsmasq.log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns])
+            .arg(program("dnsmasq"))
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--bind-interfaces",
+                "--user=root",
+                "--group=root",
+                "--pid-file=",
+                "--no-ping",
+                "--dhcp-authoritative",
+                "--log-dhcp",
+                "--log-facility=-",
+            ])
+            .arg(format!("--interface={}", self.dev))
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .arg(format!(
+                "--dhcp-range={},{},255.255.255.0,2m",
+                self.pool.0, self.pool.1
+            ));
+        if let Some(prefix) = &self.ra_prefix {
+            cmd.arg("--enable-ra")
+                .arg(format!("--dhcp-range={prefix},ra-only,64"));
+        }
+        let before = read_lossy(&log).len();
+        let mut daemon = Daemon::spawn("dnsmasq", cmd, &log);
+        let ready = wait_until(Duration::from_secs(10), || {
+            read_lossy(&log)[before..].contains("sockets bound exclusively")
+        });
+        daemon.assert_running();
+        assert!(ready, "dnsmasq did not start:\n{}", tail(&log, 20));
+        self.daemon = Some(daemon);
+    }
+
+    /// Restarts with a new pool and no memory of earlier leases: a client that asks for its
+    /// old address is refused (NAK) and gets one from the new pool.
+    pub fn set_pool(&mut self, first: &str, last: &str) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
+        }
+        let _ = fs::remove_file(self.dir.path().join("leases"));
+        self.pool = (first.to_string(), last.to_string());
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        read_lossy(&self.dir.path().join("dnsmasq.log"))
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("dnsmasq.log")
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- dnsmasq in {} ({}), last lines:\n{}",
+                self.netns,
+                self.dev,
+                tail(&self.log_path(), 15)
+            );
+        }
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+}
+
+/// IPv4 pools of the routers' DHCP servers (the lab's subnets are 10.1.0.0/24 and 10.2.0.0/24).
+pub const POOL_R1: (&str, &str) = ("10.1.0.100", "10.1.0.149");
+pub const POOL_R2: (&str, &str) = ("10.2.0.100", "10.2.0.149");
+/// A second pool for r2, to force a new address at the next lease.
+pub const POOL_R2_NEXT: (&str, &str) = ("10.2.0.150", "10.2.0.199");
+
+/// The two-uplink lab of [`Lab::two_uplinks_unaddressed`] with a DHCP server and IPv6 router
+/// advertisements on each router's `down0`: the host's eth0 and eth1 have no addresses and no
+/// routes until a network manager on the host configures them from DHCP (10.1.0.100-149 and
+/// 10.2.0.100-149, 2-minute leases) and SLAAC (fd01::/64, fd02::/64). The routers keep their
+/// IPv6 addresses across link down/up so carrier tests can toggle `down0`.
+pub struct DhcpLab {
+    pub dhcp1: Dnsmasq,
+    pub dhcp2: Dnsmasq,
+    pub lab: Lab,
+}
+
+impl DhcpLab {
+    pub fn two_uplinks() -> DhcpLab {
+        let lab = Lab::two_uplinks_unaddressed();
+        for r in [&lab.r1, &lab.r2] {
+            r.sysctl("net.ipv6.conf.down0.keep_addr_on_down", "1");
+        }
+        let dhcp1 = Dnsmasq::start(&lab.r1, "down0", POOL_R1, Some("fd01::"));
+        let dhcp2 = Dnsmasq::start(&lab.r2, "down0", POOL_R2, Some("fd02::"));
+        DhcpLab { dhcp1, dhcp2, lab }
+    }
+
+    /// The router behind the host's `eth{uplink}` (0 or 1).
+    pub fn router(&self, uplink: usize) -> &Netns {
+        match uplink {
+            0 => &self.lab.r1,
+            1 => &self.lab.r2,
+            _ => panic!("no uplink {uplink}"),
+        }
+    }
+
+    /// Takes the router's end of `eth{uplink}` down or up: the host sees its carrier go or
+    /// come back, nothing on the host is touched.
+    pub fn set_carrier(&self, uplink: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.router(uplink)
+            .ip(&format!("link set down0 {state}"));
+    }
+}
+
+impl Deref for DhcpLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private mount namespace inside a network namespace
+
+/// A private mount (and UTS) namespace inside a network namespace, held open by an anchor
+/// process; programs are started in it with `nsenter`. Mounts made by `setup` exist only in
+/// it and vanish with it. Dropping it kills every process left in the namespace.
+pub struct PrivateMounts {
+    anchor: Child,
+    stdin: Option<ChildStdin>,
+    pid: u32,
+    mnt_ns: String,
+}
+
+impl PrivateMounts {
+    /// `setup` is a shell script run (with `set -e`) in the new namespace before anything else.
+    pub fn new(netns: &Netns, setup: &str) -> PrivateMounts {
+        let script = format!("set -e\n{setup}\necho ready\nexec cat >/dev/null\n");
+        let mut anchor = Command::new("ip")
+            .args(["netns", "exec", netns.name()])
+            .arg(program("unshare"))
+            .args(["--mount", "--uts", "--propagation", "private", "--"])
+            .args(["/bin/sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start unshare");
+        let mut line = String::new();
+        let stdout = anchor.stdout.take().expect("anchor stdout");
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = anchor.kill();
+            let out = anchor.wait_with_output().expect("wait anchor");
+            panic!(
+                "private mount namespace setup failed in {}: {}\nscript:\n{script}",
+                netns.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let pid = anchor.id();
+        let mnt_ns = fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            .expect("anchor mount namespace")
+            .to_string_lossy()
+            .into_owned();
+        let own = fs::read_link("/proc/self/ns/mnt")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert_ne!(mnt_ns, own, "unshare did not create a mount namespace");
+        let stdin = anchor.stdin.take();
+        PrivateMounts {
+            anchor,
+            stdin,
+            pid,
+            mnt_ns,
+        }
+    }
+
+    /// A command that runs `program` inside the namespaces (network, mount, UTS).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid.to_string(), "-m", "-n", "-u", "-F", "--"])
+            .arg(program);
+        cmd
+    }
+
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.command(&program(argv[0]))
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+    }
+
+    /// Like [`PrivateMounts::run`], panicking with the output on failure; returns stdout.
+    pub fn run_ok(&self, argv: &[&str]) -> String {
+        let out = self.run(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Where a path inside the namespace can be read from outside.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{inside}", self.pid))
+    }
+
+    /// PIDs of every process in this mount namespace except the anchor.
+    fn members(&self) -> Vec<u32> {
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| pid != self.pid)
+            .filter(|pid| {
+                fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                    .map(|l| l.to_string_lossy() == self.mnt_ns.as_str())
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Kills every process still in the namespace (daemons' helpers, running scripts).
+    pub fn kill_members(&self) {
+        for _ in 0..50 {
+            let pids = self.members();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                // SAFETY: plain kill(2); these processes live only in this test's namespace.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PrivateMounts {
+    fn drop(&mut self) {
+        self.kill_members();
+        drop(self.stdin.take());
+        let _ = self.anchor.kill();
+        let _ = self.anchor.wait();
+    }
+}
+
+/// Shell lines for [`PrivateMounts::new`] common to both daemons: read-only /sys (no udev:
+/// the daemons then do not wait for devices to be "initialized"), a private /run, and no
+/// path to the machine's syslog (logs fall back to stderr, into the test's log files).
+const COMMON_SETUP: &str = "\
+mount -o remount,ro /sys
+mount -t tmpfs -o mode=0755 symroute-test /run
+mkdir -p /run/dbus
+if [ -e /dev/log ] && [ ! -L /dev/log ]; then mount --bind /dev/null /dev/log || true; fi
+";
+
+fn quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    assert!(!s.contains('\''), "path with a quote: {s}");
+    format!("'{s}'")
+}
+
+fn start_dbus(mounts: &PrivateMounts, log: &Path) -> Daemon {
+    let mut cmd = mounts.command(&program("dbus-daemon"));
+    cmd.args(["--system", "--nofork", "--nopidfile", "--nosyslog"]);
+    let mut dbus = Daemon::spawn("dbus-daemon", cmd, log);
+    let socket = mounts.path("/run/dbus/system_bus_socket");
+    let up = wait_until(Duration::from_secs(10), || socket.exists());
+    dbus.assert_running();
+    assert!(up, "private D-Bus did not start:\n{}", tail(log, 20));
+    dbus
+}
+
+// ---------------------------------------------------------------------------------------------
+// NetworkManager
+
+/// NetworkManager managing some devices of a host namespace with DHCP (IPv4) and SLAAC (IPv6),
+/// with its own D-Bus system bus (which activates `nm-dispatcher` on demand, as on a real
+/// host) in a private mount namespace.
+///
+/// `root` plays the file system root for `/etc/NetworkManager`: `root/etc/NetworkManager` is
+/// bind-mounted there, so scripts that an installer put into
+/// `root/etc/NetworkManager/dispatcher.d` are the only dispatcher scripts NetworkManager runs.
+/// [`NetworkManager::start`] adds `NetworkManager.conf`, one keyfile connection per device
+/// (`symroute-test-DEV`, route metric 100, 101, ... in order) and a dispatcher script
+/// `00-symroute-test-events` that only records `IFACE ACTION` lines (see
+/// [`NetworkManager::events`]).
+pub struct NetworkManager {
+    nm: Option<Daemon>,
+    dbus: Option<Daemon>,
+    mounts: Option<PrivateMounts>,
+    dir: TempDir,
+}
+
+impl NetworkManager {
+    pub fn start(host: &Netns, root: &Path, devices: &[&str]) -> NetworkManager {
+        let dir = TempDir::new("nm");
+        let etc = mkdir_0755(&root.join("etc/NetworkManager"));
+        let events = dir.path().join("events.log");
+        write_file(&events, "", 0o644);
+
+        let unmanaged: String = devices
+            .iter()
+            .map(|d| format!(",except:interface-name:{d}"))
+            .collect();
+        write_file(
+            &etc.join("NetworkManager.conf"),
+            &format!(
+                "[main]\nplugins=keyfile\nno-auto-default=*\ndhcp=internal\ndns=none\n\
+                 rc-manager=unmanaged\nhostname-mode=none\nauth-polkit=false\n\n\
+                 [keyfile]\nunmanaged-devices=*{unmanaged}\n\n\
+                 [connectivity]\nenabled=false\n\n\
+                 [logging]\nlevel=INFO\ndomains=DEFAULT,DISPATCHER:DEBUG,DHCP4:DEBUG\n"
+            ),
+            0o644,
+        );
+        for (i, dev) in devices.iter().enumerate() {
+            let metric = 100 + i;
+            // may-fail=false for IPv6: NetworkManager then dispatches `up` only once the SLAAC
+            // address is there. With the default (may-fail=true) an address that comes later
+            // is never announced to dispatcher scripts.
+            write_file(
+                &etc.join(format!("system-connections/symroute-test-{dev}.nmconnection")),
+                &format!(
+                    "[connection]\nid=symroute-test-{dev}\ntype=ethernet\ninterface-name={dev}\n\
+                     autoconnect=true\n\n\
+                     [ipv4]\nmethod=auto\nroute-metric={metric}\nmay-fail=false\n\n\
+                     [ipv6]\nmethod=auto\naddr-gen-mode=eui64\nroute-metric={metric}\n\
+                     may-fail=false\n"
+                ),
+                0o600,
+            );
+        }
+        set_mode(&etc.join("system-connections"), 0o700);
+        // NetworkManager runs dispatcher scripts with no PATH: builtins and absolute paths only.
+        write_file(
+            &etc.join("dispatcher.d/00-symroute-test-events"),
+            &format!(
+                "#!/bin/sh\n# symroute e2e tests: records the event, does nothing else.\n\
+                 echo \"$1 $2\" >> {}\n",
+                quote(&events)
+            ),
+            0o755,
+        );
+
+        let setup = format!(
+            "{COMMON_SETUP}\
+             mount -t tmpfs -o mode=0700 symroute-test /var/lib/NetworkManager\n\
+             mount --bind {} /etc/NetworkManager\n",
+            quote(&etc)
+        );
+        let mounts = PrivateMounts::new(host, &setup);
+        let dbus = start_dbus(&mounts, &dir.path().join("dbus.log"));
+
+        let mut cmd = mounts.command(&program("NetworkManager"));
+        cmd.arg("--debug");
+        let mut nm = Daemon::spawn("NetworkManager", cmd, &dir.path().join("NetworkManager.log"));
+        let nm_ready = wait_until(Duration::from_secs(15), || {
+            mounts
+                .run(&["nmcli", "-t", "general", "status"])
+                .status
+                .success()
+        });
+        nm.assert_running();
+        assert!(
+            nm_ready,
+            "NetworkManager did not come up:\n{}",
+            tail(nm.log_path(), 40)
+        );
+        NetworkManager {
+            nm: Some(nm),
+            dbus: Some(dbus),
+            mounts: Some(mounts),
+            dir,
+        }
+    }
+
+    fn mounts(&self) -> &PrivateMounts {
+        self.mounts.as_ref().expect("mounts")
+    }
+
+    pub fn nmcli(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["nmcli"];
+        argv.extend_from_slice(args);
+        self.mounts().run(&argv)
+    }
+
+    pub fn nmcli_ok(&self, args: &[&str]) -> String {
+        let mut argv = vec!["nmcli"];
+        argv.extend_from_slice(args);
+        self.mounts().run_ok(&argv)
+    }
+
+    /// NetworkManager's state of a device: `connected`, `unavailable`, `disconnected`, ...
+    pub fn device_state(&self, dev: &str) -> String {
+        let out = self.nmcli(&["-t", "-f", "DEVICE,STATE", "device"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{dev}:")).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The dispatcher events so far, `IFACE ACTION` per line, oldest first.
+    pub fn events(&self) -> Vec<String> {
+        crate::lines(&read_lossy(&self.dir.path().join("events.log")))
+    }
+
+    /// Waits until `IFACE ACTION` was dispatched at least `count` times in all.
+    pub fn wait_event(&self, event: &str, count: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.events().iter().filter(|e| *e == event).count() >= count
+        })
+    }
+
+    /// Runs a command inside NetworkManager's namespaces.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.mounts().run(argv)
+    }
+
+    pub fn log(&self) -> String {
+        self.nm.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+
+    /// What dispatcher scripts wrote to stderr (nm-dispatcher inherits the bus's stderr).
+    pub fn dispatcher_output(&self) -> String {
+        self.dbus.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+}
+
+impl Drop for NetworkManager {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- NetworkManager dispatcher events:\n{}\n--- dispatcher scripts' output \
+                 (nm-dispatcher, symroute-hook):\n{}\n--- NetworkManager log, last lines:\n{}",
+                self.events().join("\n"),
+                tail(&self.dir.path().join("dbus.log"), 60),
+                tail(&self.dir.path().join("NetworkManager.log"), 80),
+            );
+        }
+        if let Some(mut nm) = self.nm.take() {
+            nm.stop();
+        }
+        if let Some(m) = &self.mounts {
+            m.kill_members();
+        }
+        drop(self.dbus.take());
+        drop(self.mounts.take());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd-networkd + networkd-dispatcher
+
+/// systemd-networkd configuring some links of a host namespace with DHCP (IPv4, route metric
+/// 100, 101, ... in order) and router advertisements, plus networkd-dispatcher, with their own
+/// D-Bus system bus in a private mount namespace.
+///
+/// `root` plays the file system root for the integration files an installer put there:
+/// `root/etc/networkd-dispatcher` is networkd-dispatcher's script folder, and
+/// `root/etc/systemd/networkd.conf.d`, when it exists, holds networkd's drop-ins (mounted on
+/// `/run/systemd/networkd.conf.d`). The machine's own networkd configuration
+/// (`/etc/systemd/network`, `networkd.conf`, `networkd.conf.d`) is hidden.
+///
+/// networkd-dispatcher is started with `--run-startup-triggers` (as Debian's unit does) once
+/// networkd runs; scripts `00-symroute-test-events` in a second script folder record
+/// `IFACE STATE` lines of every state (see [`Networkd::events`]).
+pub struct Networkd {
+    dispatcher: Option<Daemon>,
+    networkd: Option<Daemon>,
+    dbus: Option<Daemon>,
+    mounts: Option<PrivateMounts>,
+    dir: TempDir,
+}
+
+/// Every state folder networkd-dispatcher knows.
+const NETWORKD_STATES: &[&str] = &[
+    "carrier",
+    "degraded",
+    "degraded-carrier",
+    "dormant",
+    "enslaved",
+    "missing",
+    "no-carrier",
+    "off",
+    "routable",
+    "configured",
+    "configuring",
+    "failed",
+    "pending",
+    "unmanaged",
+    "linger",
+    "initialized",
+];
+
+impl Networkd {
+    pub fn start(host: &Netns, root: &Path, links: &[&str]) -> Networkd {
+        let dir = TempDir::new("networkd");
+        let network = dir.mkdir("network");
+        for (i, dev) in links.iter().enumerate() {
+            let metric = 100 + i;
+            write_file(
+                &network.join(format!("10-symroute-test-{dev}.network")),
+                &format!(
+                    "[Match]\nName={dev}\n\n\
+                     [Network]\nDHCP=ipv4\nIPv6AcceptRA=yes\nLinkLocalAddressing=ipv6\n\n\
+                     [DHCPv4]\nRouteMetric={metric}\nUseDNS=no\nUseHostname=no\n\n\
+                     [IPv6AcceptRA]\nRouteMetric={metric}\nUseDNS=no\n"
+                ),
+                0o644,
+            );
+        }
+        let empty = dir.mkdir("empty");
+        let empty_file = dir.path().join("empty.conf");
+        write_file(&empty_file, "", 0o644);
+        let events = dir.path().join("events.log");
+        write_file(&events, "", 0o644);
+        let record = dir.mkdir("record");
+        for state in NETWORKD_STATES {
+            write_file(
+                &record.join(format!("{state}.d/00-symroute-test-events")),
+                &format!(
+                    "#!/bin/sh\n# symroute e2e tests: records the event, does nothing else.\n\
+                     echo \"$IFACE $STATE\" >> {}\n",
+                    quote(&events)
+                ),
+                0o755,
+            );
+        }
+        let scripts = root.join("etc/networkd-dispatcher");
+        let dropins = root.join("etc/systemd/networkd.conf.d");
+
+        let mut setup = format!(
+            "{COMMON_SETUP}\
+             mkdir -p /run/systemd/network /run/systemd/netif /run/systemd/networkd.conf.d\n\
+             chown systemd-network:systemd-network /run/systemd/netif\n\
+             mount --bind {net} /run/systemd/network\n\
+             for d in /etc/systemd/network /etc/systemd/networkd.conf.d; do\n\
+             \x20   if [ -d \"$d\" ]; then mount --bind {empty} \"$d\"; fi\n\
+             done\n\
+             if [ -f /etc/systemd/networkd.conf ]; then mount --bind {empty_file} /etc/systemd/networkd.conf; fi\n",
+            net = quote(&network),
+            empty = quote(&empty),
+            empty_file = quote(&empty_file),
+        );
+        if dropins.is_dir() {
+            setup.push_str(&format!(
+                "mount --bind {} /run/systemd/networkd.conf.d\n",
+                quote(&dropins)
+            ));
+        }
+        let mounts = PrivateMounts::new(host, &setup);
+        let dbus = start_dbus(&mounts, &dir.path().join("dbus.log"));
+
+        let networkd_bin = ["/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-networkd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("systemd-networkd is not installed");
+        let mut cmd = mounts.command(&networkd_bin);
+        cmd.env("SYSTEMD_LOG_TARGET", "console")
+            .env("SYSTEMD_LOG_LEVEL", "debug")
+            .env("SYSTEMD_LOG_COLOR", "0");
+        let mut networkd = Daemon::spawn("systemd-networkd", cmd, &dir.path().join("networkd.log"));
+        // networkd is up once it has taken the links over (they leave "unmanaged").
+        let managed = wait_until(Duration::from_secs(15), || {
+            let list = mounts.run(&["networkctl", "list", "--no-legend", "--no-pager"]);
+            let text = String::from_utf8_lossy(&list.stdout).into_owned();
+            links.iter().all(|dev| {
+                text.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() >= 5 && f[1] == *dev && !matches!(f[4], "unmanaged" | "pending" | "-")
+                })
+            })
+        });
+        networkd.assert_running();
+        assert!(
+            managed,
+            "systemd-networkd did not take {links:?} over:\n{}",
+            tail(networkd.log_path(), 40)
+        );
+
+        let mut cmd = mounts.command(&program("networkd-dispatcher"));
+        cmd.args(["-v", "--run-startup-triggers", "-S"])
+            .arg(format!("{}:{}", record.display(), scripts.display()));
+        let mut dispatcher = Daemon::spawn(
+            "networkd-dispatcher",
+            cmd,
+            &dir.path().join("networkd-dispatcher.log"),
+        );
+        let ready = wait_until(Duration::from_secs(15), || {
+            dispatcher.log().contains("Startup complete")
+        });
+        dispatcher.assert_running();
+        assert!(
+            ready,
+            "networkd-dispatcher did not start:\n{}",
+            tail(dispatcher.log_path(), 40)
+        );
+        Networkd {
+            dispatcher: Some(dispatcher),
+            networkd: Some(networkd),
+            dbus: Some(dbus),
+            mounts: Some(mounts),
+            dir,
+        }
+    }
+
+    fn mounts(&self) -> &PrivateMounts {
+        self.mounts.as_ref().expect("mounts")
+    }
+
+    pub fn networkctl(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["networkctl"];
+        argv.extend_from_slice(args);
+        self.mounts().run(&argv)
+    }
+
+    pub fn networkctl_ok(&self, args: &[&str]) -> String {
+        let mut argv = vec!["networkctl"];
+        argv.extend_from_slice(args);
+        self.mounts().run_ok(&argv)
+    }
+
+    /// (operational, setup) state of a link as `networkctl list` shows it.
+    pub fn link_state(&self, dev: &str) -> (String, String) {
+        let out = self.networkctl(&["list", "--no-legend", "--no-pager"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 5 && f[1] == dev).then(|| (f[3].to_string(), f[4].to_string()))
+            })
+            .unwrap_or_default()
+    }
+
+    /// The networkd-dispatcher events so far, `IFACE STATE` per line, oldest first.
+    pub fn events(&self) -> Vec<String> {
+        crate::lines(&read_lossy(&self.dir.path().join("events.log")))
+    }
+
+    /// Waits until `IFACE STATE` was dispatched at least `count` times in all.
+    pub fn wait_event(&self, event: &str, count: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            self.events().iter().filter(|e| *e == event).count() >= count
+        })
+    }
+
+    /// networkd-dispatcher's log, with the scripts' output (symroute-hook's lines).
+    pub fn dispatcher_log(&self) -> String {
+        self.dispatcher
+            .as_ref()
+            .map(Daemon::log)
+            .unwrap_or_default()
+    }
+
+    pub fn networkd_log(&self) -> String {
+        self.networkd.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+}
+
+impl Drop for Networkd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- networkd-dispatcher events:\n{}\n--- networkd-dispatcher log (with \
+                 symroute-hook output), last lines:\n{}\n--- systemd-networkd log, last lines:\n{}",
+                self.events().join("\n"),
+                tail(&self.dir.path().join("networkd-dispatcher.log"), 60),
+                tail(&self.dir.path().join("networkd.log"), 60),
+            );
+        }
+        drop(self.dispatcher.take());
+        drop(self.networkd.take());
+        if let Some(m) = &self.mounts {
+            m.kill_members();
+        }
+        drop(self.dbus.take());
+        drop(self.mounts.take());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the tests check
+
+/// Global addresses of `dev` (without prefix length), one family, tentative ones included.
+pub fn global_addrs(ns: &Netns, dev: &str, v6: bool) -> Vec<String> {
+    let family = if v6 { "-6" } else { "-4" };
+    let out = ns
+        .try_ip(&format!("{family} -o addr show dev {dev} scope global"))
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|t| *t == "inet" || *t == "inet6")?;
+            Some(it.next()?.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Interface index of `dev`.
+pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
+    let line = ns.ip(&format!("-o link show dev {dev}"));
+    line.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+}
+
+/// symroute's rules (protocol 83, shown as `83` or by its name `symroute`), both families,
+/// as (source address, table) pairs.
+pub fn symroute_rules(ns: &Netns) -> Vec<(String, String)> {
+    let mut rules = ns.rules(false);
+    rules.extend(ns.rules(true));
+    rules
+        .iter()
+        .filter(|r| r.contains(" proto 83") || r.contains(" proto symroute"))
+        .filter_map(|r| {
+            let words: Vec<&str> = r.split_whitespace().collect();
+            let from = words.iter().position(|w| *w == "from")?;
+            let lookup = words.iter().position(|w| *w == "lookup")?;
+            Some((
+                words.get(from + 1)?.to_string(),
+                words.get(lookup + 1)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Everything [`wait_symmetric`] checks, once: each of `devs` has a global IPv4 and IPv6
+/// address, a symroute rule for each of them into table 1000+ifindex, that table holds a
+/// default route, and the client gets answers from every address. Err says what is missing.
+pub fn check_symmetric(lab: &Lab, devs: &[&str]) -> Result<(), String> {
+    let rules = symroute_rules(&lab.host);
+    let mut addrs = Vec::new();
+    for dev in devs {
+        let table = (1000 + ifindex(&lab.host, dev)).to_string();
+        for v6 in [false, true] {
+            let mine = global_addrs(&lab.host, dev, v6);
+            if mine.is_empty() {
+                return Err(format!(
+                    "{dev} has no global IPv{} address yet",
+                    if v6 { 6 } else { 4 }
+                ));
+            }
+            for a in mine {
+                if !rules.iter().any(|(from, t)| *from == a && *t == table) {
+                    return Err(format!("no symroute rule from {a} lookup {table}: {rules:?}"));
+                }
+                addrs.push(a);
+            }
+            if !lab
+                .host
+                .routes(&table, v6)
+                .iter()
+                .any(|r| r.starts_with("default"))
+            {
+                return Err(format!(
+                    "table {table} has no IPv{} default route",
+                    if v6 { 6 } else { 4 }
+                ));
+            }
+        }
+    }
+    for a in &addrs {
+        if !ping(&lab.client, a) {
+            return Err(format!("client gets no answer from {a}"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until [`check_symmetric`] holds; panics with the last reason and the host's routing
+/// state when `timeout` passes.
+pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {
+    let mut last = String::new();
+    let ok = wait_until(timeout, || match check_symmetric(lab, devs) {
+        Ok(()) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(ok, "not symmetric after {timeout:?}: {last}\n{}", routing_state(&lab.host));
+}
+
+/// Rules of symroute whose source address is on no interface of `ns` any more.
+pub fn stale_rules(ns: &Netns) -> Vec<String> {
+    let out = ns.ip("-o addr show scope global");
+    let present: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|t| *t == "inet" || *t == "inet6")?;
+            Some(it.next()?.split('/').next()?.to_string())
+        })
+        .collect();
+    symroute_rules(ns)
+        .into_iter()
+        .filter(|(from, _)| !present.contains(from))
+        .map(|(from, table)| format!("from {from} lookup {table}"))
+        .collect()
+}
+
+/// Addresses, rules and non-main routes of `ns`, for failure messages.
+pub fn routing_state(ns: &Netns) -> String {
+    let mut s = String::new();
+    for args in [
+        "-br addr",
+        "-4 rule",
+        "-6 rule",
+        "-4 route show table all",
+        "-6 route show table all",
+    ] {
+        let out = ns.try_ip(args).unwrap_or_else(|e| e);
+        let _ = writeln!(
+            s,
+            "$ ip {args}\n{}",
+            out.lines()
+                .filter(|l| !l.contains("table local") && !l.starts_with("multicast"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    s
+}
