@@ -26,6 +26,7 @@ uninstall:
 	-$(SBINDIR)/symroute-hook --flush
 	for b in $(BINS); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
 	rm -f $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
+	scripts/install-integrations.sh --remove "$(DESTDIR)"
 
 deps:
 	scripts/install-test-deps.sh

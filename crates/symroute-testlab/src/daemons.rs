@@ -17,8 +17,8 @@
 //! (the test harness shows them with the failure); `SYMROUTE_KEEP_TEST_DIRS=1` keeps the
 //! directories for a closer look.
 
-use std::fs;
 use std::fmt::Write as _;
+use std::fs;
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
@@ -53,8 +53,8 @@ pub fn require_programs(test: &str, programs: &[&str]) -> bool {
     false
 }
 
-/// Absolute path of a program: a name with a slash as it is, else searched in the usual
-/// system directories (PATH may not list sbin).
+/// Absolute path of a program: a name with a slash as it is, else searched in PATH and the
+/// usual system directories (PATH may not list sbin; systemd-networkd lives in lib/systemd).
 pub fn find_program(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
@@ -70,6 +70,8 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
             "/usr/bin",
             "/sbin",
             "/bin",
+            "/lib/systemd",
+            "/usr/lib/systemd",
         ])
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(name))
@@ -160,7 +162,8 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// Runs the repository's `scripts/install-integrations.sh SBINDIR DESTDIR` with
 /// `SYMROUTE_INTEGRATIONS=which` and returns what it printed; panics when it fails.
 pub fn install_integrations(sbindir: &Path, destdir: &Path, which: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-integrations.sh");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-integrations.sh");
     let out = Command::new("sh")
         .arg(&script)
         .arg(sbindir)
@@ -322,7 +325,9 @@ impl Dnsmasq {
         let before = read_lossy(&log).len();
         let mut daemon = Daemon::spawn("dnsmasq", cmd, &log);
         let ready = wait_until(Duration::from_secs(10), || {
-            read_lossy(&log)[before..].contains("sockets bound exclusively")
+            read_lossy(&log)
+                .get(before..)
+                .is_some_and(|new| new.contains("sockets bound exclusively"))
         });
         daemon.assert_running();
         assert!(ready, "dnsmasq did not start:\n{}", tail(&log, 20));
@@ -406,8 +411,7 @@ impl DhcpLab {
     /// come back, nothing on the host is touched.
     pub fn set_carrier(&self, uplink: usize, up: bool) {
         let state = if up { "up" } else { "down" };
-        self.router(uplink)
-            .ip(&format!("link set down0 {state}"));
+        self.router(uplink).ip(&format!("link set down0 {state}"));
     }
 }
 
@@ -615,7 +619,7 @@ impl NetworkManager {
                  rc-manager=unmanaged\nhostname-mode=none\nauth-polkit=false\n\n\
                  [keyfile]\nunmanaged-devices=*{unmanaged}\n\n\
                  [connectivity]\nenabled=false\n\n\
-                 [logging]\nlevel=INFO\ndomains=DEFAULT,DISPATCHER:DEBUG,DHCP4:DEBUG\n"
+                 [logging]\nlevel=INFO\ndomains=DEFAULT,DISPATCH:DEBUG,DHCP4:DEBUG\n"
             ),
             0o644,
         );
@@ -625,7 +629,9 @@ impl NetworkManager {
             // address is there. With the default (may-fail=true) an address that comes later
             // is never announced to dispatcher scripts.
             write_file(
-                &etc.join(format!("system-connections/symroute-test-{dev}.nmconnection")),
+                &etc.join(format!(
+                    "system-connections/symroute-test-{dev}.nmconnection"
+                )),
                 &format!(
                     "[connection]\nid=symroute-test-{dev}\ntype=ethernet\ninterface-name={dev}\n\
                      autoconnect=true\n\n\
@@ -659,7 +665,11 @@ impl NetworkManager {
 
         let mut cmd = mounts.command(&program("NetworkManager"));
         cmd.arg("--debug");
-        let mut nm = Daemon::spawn("NetworkManager", cmd, &dir.path().join("NetworkManager.log"));
+        let mut nm = Daemon::spawn(
+            "NetworkManager",
+            cmd,
+            &dir.path().join("NetworkManager.log"),
+        );
         let nm_ready = wait_until(Duration::from_secs(15), || {
             mounts
                 .run(&["nmcli", "-t", "general", "status"])
@@ -857,12 +867,7 @@ impl Networkd {
         let mounts = PrivateMounts::new(host, &setup);
         let dbus = start_dbus(&mounts, &dir.path().join("dbus.log"));
 
-        let networkd_bin = ["/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-networkd"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("systemd-networkd is not installed");
-        let mut cmd = mounts.command(&networkd_bin);
+        let mut cmd = mounts.command(&program("systemd-networkd"));
         cmd.env("SYSTEMD_LOG_TARGET", "console")
             .env("SYSTEMD_LOG_LEVEL", "debug")
             .env("SYSTEMD_LOG_COLOR", "0");
@@ -1050,7 +1055,9 @@ pub fn check_symmetric(lab: &Lab, devs: &[&str]) -> Result<(), String> {
             }
             for a in mine {
                 if !rules.iter().any(|(from, t)| *from == a && *t == table) {
-                    return Err(format!("no symroute rule from {a} lookup {table}: {rules:?}"));
+                    return Err(format!(
+                        "no symroute rule from {a} lookup {table}: {rules:?}"
+                    ));
                 }
                 addrs.push(a);
             }
@@ -1086,7 +1093,11 @@ pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {
             false
         }
     });
-    assert!(ok, "not symmetric after {timeout:?}: {last}\n{}", routing_state(&lab.host));
+    assert!(
+        ok,
+        "not symmetric after {timeout:?}: {last}\n{}",
+        routing_state(&lab.host)
+    );
 }
 
 /// Rules of symroute whose source address is on no interface of `ns` any more.
