@@ -8,8 +8,10 @@
 pub mod config;
 pub mod convert;
 pub mod diff;
+pub mod doctor;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod kernel;
 pub mod lock;
 pub mod logging;
@@ -18,6 +20,7 @@ pub mod netlink;
 pub mod plan;
 pub mod run;
 pub mod settings;
+pub mod status;
 
 pub use diff::Op;
 pub use error::Error;

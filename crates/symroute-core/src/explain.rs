@@ -1,0 +1,894 @@
+//! `symroute explain FROM TO`: which rule and which route the kernel uses for a packet, and
+//! whether the packet leaves through the interface it belongs to.
+//!
+//! The kernel decides ([`lookup`]: `RTM_GETROUTE` with `RTA_SRC`, `RTA_DST` and
+//! `RTM_F_LOOKUP_TABLE`, once plain for the egress and once with `RTM_F_FIB_MATCH` for the
+//! table entry that matched); [`explain`] is the pure part that names the rule leading to that
+//! table, the interface owning `FROM`, and the verdict.
+
+use std::net::IpAddr;
+
+use futures::StreamExt;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
+use netlink_packet_route::RouteNetlinkMessage as Msg;
+use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
+use serde::Serialize;
+
+use crate::convert;
+use crate::model::{route_type, Family, Link, Route, Rule, MAIN_TABLE};
+use crate::netlink::NetlinkError;
+use crate::plan::Snapshot;
+use crate::settings::{Prefix, Settings};
+use crate::status::{self, RouteView, RuleView};
+
+/// `RTN_LOCAL`.
+const LOCAL_TYPE: u8 = 2;
+
+/// The packet to explain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub from: IpAddr,
+    pub to: IpAddr,
+    /// The interface the packet enters through (forwarded traffic); `None` for a packet the
+    /// host sends itself.
+    pub iif: Option<String>,
+}
+
+/// What the kernel answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Route {
+        /// The table the lookup ended in.
+        table: u32,
+        /// The route type of the result (unicast, local, ...).
+        kind: u8,
+        /// The entry of `table` that matched (`RTM_F_FIB_MATCH`), when the kernel gave it.
+        matched: Option<Route>,
+        oif: Option<u32>,
+        gateway: Option<IpAddr>,
+        prefsrc: Option<IpAddr>,
+    },
+    /// The lookup failed (unreachable, prohibited, no route, source not local...).
+    Failed { errno: i32 },
+}
+
+/// The rule that leads to the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleMatch {
+    #[serde(flatten)]
+    pub rule: RuleView,
+    /// Whether the rule is symroute's.
+    pub ours: bool,
+    /// False when the rule has selectors symroute cannot evaluate (fwmark, uid range,
+    /// ports...) or the lookup failed, so that it is only the likely one.
+    pub certain: bool,
+}
+
+/// `symroute explain`'s answer; `--json` prints it as is (documented in `docs/cli.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub from: IpAddr,
+    pub to: IpAddr,
+    pub family: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iif: Option<String>,
+    /// The interface that holds `FROM` as an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleMatch>,
+    /// `main`, `local` or the table number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The interface whose symroute table `table` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_of: Option<String>,
+    /// The table entry that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteView>,
+    /// Result type: `unicast`, `local`, ...
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefsrc: Option<IpAddr>,
+    /// For a packet the host sends: it leaves through the interface that owns `FROM`. For a
+    /// packet entering `iif`: the answer (`TO` to `FROM`) leaves through `iif` again.
+    /// `null` when that cannot be said (local delivery of a local packet, failed lookup,
+    /// `FROM` not local and no `iif`).
+    pub symmetric: Option<bool>,
+    /// With `iif`: how the answer to this packet is routed (`TO` to `FROM`, entering the
+    /// interface this packet leaves through, or sent by the host when `TO` is its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Box<Explanation>>,
+    /// One sentence.
+    pub verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn name_of(links: &[Link], ifindex: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == ifindex)
+        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+}
+
+/// Whether the selectors symroute models match the packet.
+fn selectors_match(rule: &Rule, query: &Query) -> bool {
+    let host = Family::of(&query.from).host_prefix_len();
+    let to_host = Family::of(&query.to).host_prefix_len();
+    // Locally generated packets carry `iif lo` through the rules.
+    let iif = query.iif.as_deref().unwrap_or("lo");
+    rule.family == Family::of(&query.to)
+        && status::selector_covers(rule.src, (query.from, host))
+        && status::selector_covers(rule.dst, (query.to, to_host))
+        && rule.iif.as_deref().is_none_or(|i| i == iif)
+}
+
+/// Whether `table` holds an entry that covers `to` (so a lookup in it ends there).
+fn table_covers(snapshot: &Snapshot, table: u32, to: IpAddr) -> bool {
+    let routes = if table == MAIN_TABLE {
+        &snapshot.main_routes[..]
+    } else {
+        snapshot.table(table)
+    };
+    routes
+        .iter()
+        .any(|r| r.kind != 9 && Prefix::new(r.dst, r.dst_len).contains(&to))
+}
+
+/// Rules in the order the kernel walks them.
+fn rules_in_order(snapshot: &Snapshot) -> Vec<&Rule> {
+    let mut rules: Vec<&Rule> = snapshot.rules.iter().collect();
+    // Stable: rules of equal priority keep the kernel's (insertion) order.
+    rules.sort_by_key(|r| r.priority);
+    rules
+}
+
+/// `EXDEV`: what an input route lookup answers when the reverse-path filter rejects the
+/// packet.
+const EXDEV: i32 = 18;
+/// `EINVAL`: what current kernels answer instead when an input lookup fails the
+/// reverse-path filter (a "martian source").
+const EINVAL: i32 = 22;
+
+/// For a packet entering an interface (`query.iif`), the packet of the answer and the
+/// interface index it enters through (`None`: the host sends it). `None` when there is no
+/// answer to ask about (the lookup failed, `query` is the host's own packet).
+pub fn reply_query(query: &Query, answer: &Answer, links: &[Link]) -> Option<(Query, Option<u32>)> {
+    query.iif.as_ref()?;
+    let Answer::Route { kind, oif, .. } = answer else {
+        return None;
+    };
+    let reverse = |iif: Option<String>| Query {
+        from: query.to,
+        to: query.from,
+        iif,
+    };
+    if *kind == LOCAL_TYPE {
+        return Some((reverse(None), None));
+    }
+    let oif = (*oif)?;
+    Some((reverse(Some(name_of(links, oif))), Some(oif)))
+}
+
+/// Explains the kernel's `answer` for `query` with the rules and addresses of `snapshot`.
+/// For a packet entering an interface, `reply` is the kernel's answer for
+/// [`reply_query`], which decides whether the path is symmetric.
+pub fn explain(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    query: &Query,
+    answer: &Answer,
+    reply: Option<&Answer>,
+) -> Explanation {
+    let mut out = explain_one(snapshot, settings, query, answer);
+    let Some(iif) = &query.iif else {
+        return out;
+    };
+    if out.kind.as_deref() == Some("unicast") && out.dev.as_deref() == Some(iif.as_str()) {
+        out.symmetric = None;
+        out.verdict = format!(
+            "HAIRPIN: sent back out {}, the interface it came in through{}",
+            via_text(out.gateway, out.dev.as_deref()),
+            match (&out.table_of, &out.table) {
+                (Some(_), Some(table)) => format!(
+                    " (table {table} has no route for {}; exempt its network?)",
+                    query.to
+                ),
+                _ => String::new(),
+            }
+        );
+        return out;
+    }
+    let Some((reply_q, _)) = reply_query(query, answer, &snapshot.links) else {
+        return out;
+    };
+    let Some(reply) = reply else {
+        return out;
+    };
+    let back = explain_one(snapshot, settings, &reply_q, reply);
+    let what = if out.kind.as_deref() == Some("local") {
+        format!("{} is this host's own address: delivered locally", query.to)
+    } else {
+        format!("forwarded {}", via_text(out.gateway, out.dev.as_deref()))
+    };
+    match (&back.dev, &back.error) {
+        (Some(dev), None) if dev == iif => {
+            out.symmetric = Some(true);
+            out.verdict = format!(
+                "symmetric: {what}; the answer leaves {} again",
+                via_text(back.gateway, Some(dev))
+            );
+        }
+        (Some(dev), None) => {
+            out.symmetric = Some(false);
+            out.verdict = format!(
+                "ASYMMETRIC: {what}, but the answer leaves {}, not {iif} where this packet came in",
+                via_text(back.gateway, Some(dev))
+            );
+        }
+        _ => {
+            out.verdict = format!("{what}; the answer's path: {}", back.verdict);
+        }
+    }
+    out.reply = Some(Box::new(back));
+    out
+}
+
+fn via_text(gateway: Option<IpAddr>, dev: Option<&str>) -> String {
+    match (gateway, dev) {
+        (Some(gw), Some(dev)) => format!("via {gw} dev {dev}"),
+        (None, Some(dev)) => format!("dev {dev}"),
+        (Some(gw), None) => format!("via {gw}"),
+        (None, None) => "nowhere".into(),
+    }
+}
+
+fn explain_one(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    query: &Query,
+    answer: &Answer,
+) -> Explanation {
+    let links = &snapshot.links;
+    let owner = snapshot
+        .addresses
+        .iter()
+        .find(|a| a.addr == query.from)
+        .map(|a| name_of(links, a.ifindex));
+    let matching: Vec<&Rule> = rules_in_order(snapshot)
+        .into_iter()
+        .filter(|r| selectors_match(r, query))
+        .collect();
+    let rule_match = |rule: &Rule, certain: bool| RuleMatch {
+        rule: RuleView::new(rule),
+        ours: rule.protocol == settings.protocol,
+        certain: certain && !rule.other_selectors,
+    };
+    let table_of = |table: u32| {
+        settings
+            .interface_of_table(table)
+            .filter(|i| {
+                snapshot
+                    .rules
+                    .iter()
+                    .any(|r| r.protocol == settings.protocol && r.table == table)
+                    || snapshot.link(*i).is_some()
+            })
+            .map(|i| name_of(links, i))
+    };
+    let mut out = Explanation {
+        from: query.from,
+        to: query.to,
+        family: status::family_name(Family::of(&query.to)),
+        iif: query.iif.clone(),
+        owner: owner.clone(),
+        rule: None,
+        table: None,
+        table_of: None,
+        route: None,
+        kind: None,
+        dev: None,
+        gateway: None,
+        prefsrc: None,
+        symmetric: None,
+        reply: None,
+        verdict: String::new(),
+        error: None,
+    };
+
+    match answer {
+        Answer::Failed { errno } if owner.is_none() && query.iif.is_none() => {
+            let text = NetlinkError::Errno(*errno).to_string();
+            out.verdict = format!(
+                "the kernel refuses the lookup ({text}): {} is not an address of this host \
+                 (for forwarded traffic give --iif INTERFACE)",
+                query.from
+            );
+            out.error = Some(text);
+        }
+        Answer::Failed { errno }
+            if (*errno == EXDEV || *errno == EINVAL) && query.iif.is_some() =>
+        {
+            let text = NetlinkError::Errno(*errno).to_string();
+            let iif = query.iif.as_deref().unwrap_or_default();
+            out.verdict = format!(
+                "dropped on entry to {iif}: its reverse-path filter (rp_filter) rejects {} \
+                 because the answer would leave through another interface (or the source is \
+                 a martian)",
+                query.from
+            );
+            out.error = Some(text);
+        }
+        Answer::Failed { errno } => {
+            let text = NetlinkError::Errno(*errno).to_string();
+            // The first rule whose table covers the destination is where the lookup ended.
+            let likely = matching
+                .iter()
+                .find(|r| table_covers(snapshot, r.table, query.to));
+            out.rule = likely.map(|r| rule_match(r, false));
+            out.table = likely.map(|r| status::table_name(r.table));
+            out.table_of = likely.and_then(|r| table_of(r.table));
+            let after = match likely {
+                Some(r) => format!(
+                    " (most likely in table {} via `{}`)",
+                    status::table_name(r.table),
+                    status::rule_text(r)
+                ),
+                None => String::new(),
+            };
+            out.verdict = format!("no route: the kernel's lookup fails with {text}{after}");
+            out.error = Some(text);
+        }
+        Answer::Route {
+            table,
+            kind,
+            matched,
+            oif,
+            gateway,
+            prefsrc,
+        } => {
+            let rule = matching.iter().find(|r| r.table == *table);
+            out.rule = rule.map(|r| rule_match(r, true));
+            out.table = Some(status::table_name(*table));
+            out.table_of = table_of(*table);
+            out.route = matched.as_ref().map(|r| RouteView::new(r, links));
+            out.kind = Some(status::route_type_name(*kind));
+            out.dev = oif.map(|i| name_of(links, i));
+            out.gateway = *gateway;
+            out.prefsrc = *prefsrc;
+            let via = via_text(*gateway, out.dev.as_deref());
+            if *kind == LOCAL_TYPE {
+                out.verdict = format!("{} is this host's own address: delivered locally", query.to);
+            } else if *kind != route_type::UNICAST {
+                out.verdict = format!(
+                    "the lookup ends in a {} route",
+                    status::route_type_name(*kind)
+                );
+            } else if query.iif.is_some() {
+                // Judged by `explain` from the answer's path.
+                out.verdict = format!("forwarded {via}");
+            } else {
+                match (&owner, &out.dev) {
+                    (Some(want), Some(dev)) if want == dev => {
+                        out.symmetric = Some(true);
+                        out.verdict = format!(
+                            "symmetric: leaves {via}, the interface that owns {}",
+                            query.from
+                        );
+                    }
+                    (Some(want), Some(_)) => {
+                        out.symmetric = Some(false);
+                        out.verdict =
+                            format!("ASYMMETRIC: leaves {via}, but {want} owns {}", query.from);
+                    }
+                    _ => {
+                        out.verdict = format!(
+                            "leaves {via}; {} is not an address of this host, so symmetry \
+                             cannot be judged (give --iif for forwarded traffic)",
+                            query.from
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Explanation {
+    pub fn render(&self) -> String {
+        let mut out = self.render_path("");
+        if let Some(reply) = &self.reply {
+            out.push_str("answer:\n");
+            out.push_str(&reply.render_path("  "));
+        }
+        out.push_str(&format!("{:<8} {}\n", "verdict", self.verdict));
+        out
+    }
+
+    /// Every line but the verdict, each starting with `indent`.
+    fn render_path(&self, indent: &str) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, value: String| {
+            out.push_str(&format!("{indent}{label:<8} {value}\n"));
+        };
+        let iif = self
+            .iif
+            .as_ref()
+            .map_or_else(String::new, |i| format!(" entering {i}"));
+        let owner = self
+            .owner
+            .as_ref()
+            .map_or_else(String::new, |o| format!(" (address of {o})"));
+        line(
+            "packet",
+            format!("from {}{owner} to {}{iif}", self.from, self.to),
+        );
+        if let Some(rule) = &self.rule {
+            let mut notes = Vec::new();
+            if rule.ours {
+                notes.push("symroute's");
+            }
+            if !rule.certain {
+                notes.push("likely");
+            }
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join(", "))
+            };
+            line("rule", format!("{}{notes}", rule.rule.text));
+        }
+        if let Some(table) = &self.table {
+            let whose = self
+                .table_of
+                .as_ref()
+                .map_or_else(String::new, |i| format!(" (symroute's table for {i})"));
+            line("table", format!("{table}{whose}"));
+        }
+        if let Some(route) = &self.route {
+            line("route", route.text.clone());
+        }
+        if let Some(dev) = &self.dev {
+            let via = self
+                .gateway
+                .map_or_else(String::new, |g| format!(" via {g}"));
+            let src = self
+                .prefsrc
+                .map_or_else(String::new, |s| format!(" src {s}"));
+            line("egress", format!("{dev}{via}{src}"));
+        }
+        if let Some(error) = &self.error {
+            line("error", error.clone());
+        }
+        out
+    }
+}
+
+/// Asks the kernel how it routes `query`. `iif` is the index of `query.iif`.
+///
+/// Two `RTM_GETROUTE` requests, as `ip route get ... fibmatch` does: the plain one gives the
+/// egress interface, gateway and table of the lookup; the `RTM_F_FIB_MATCH` one gives the
+/// table entry that matched. Works without privileges.
+pub async fn lookup(query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkError> {
+    let (connection, handle, _) = netlink_proto::new_connection::<Msg>(NETLINK_ROUTE)
+        .map_err(|e| NetlinkError::Socket(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let get = |flags: RouteFlags| {
+        let mut msg = RouteMessage::default();
+        let family = Family::of(&query.to);
+        msg.header.address_family = convert::family_code(family);
+        msg.header.destination_prefix_length = family.host_prefix_len();
+        msg.header.source_prefix_length = Family::of(&query.from).host_prefix_len();
+        msg.header.flags = flags;
+        msg.attributes
+            .push(RouteAttribute::Source(query.from.into()));
+        msg.attributes
+            .push(RouteAttribute::Destination(query.to.into()));
+        if let Some(i) = iif {
+            msg.attributes.push(RouteAttribute::Iif(i));
+        }
+        let mut message = NetlinkMessage::from(Msg::GetRoute(msg));
+        message.header.flags = NLM_F_REQUEST;
+        message
+    };
+    let ask = |message: NetlinkMessage<Msg>| {
+        let handle = handle.clone();
+        async move {
+            let mut answers = handle
+                .request(message, SocketAddr::new(0, 0))
+                .map_err(|_| NetlinkError::Closed)?;
+            while let Some(answer) = answers.next().await {
+                match answer.payload {
+                    NetlinkPayload::InnerMessage(Msg::NewRoute(route)) => return Ok(route),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(NetlinkError::Errno(-e.raw_code()))
+                    }
+                    _ => {}
+                }
+            }
+            Err(NetlinkError::Closed)
+        }
+    };
+    let result = async {
+        let plain = match ask(get(RouteFlags::LookupTable)).await {
+            Ok(route) => route,
+            Err(NetlinkError::Errno(errno)) => return Ok(Answer::Failed { errno }),
+            Err(e) => return Err(e),
+        };
+        let matched = ask(get(RouteFlags::LookupTable | RouteFlags::FibMatch))
+            .await
+            .ok()
+            .and_then(|m| convert::route_from(&m));
+        Ok(answer_from(&plain, matched))
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+fn answer_from(plain: &RouteMessage, matched: Option<Route>) -> Answer {
+    let mut table = u32::from(plain.header.table);
+    let (mut oif, mut gateway, mut prefsrc) = (None, None, None);
+    for attr in &plain.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Gateway(g) => gateway = ip_of(g),
+            RouteAttribute::PrefSource(s) => prefsrc = ip_of(s),
+            _ => {}
+        }
+    }
+    Answer::Route {
+        table,
+        kind: u8::from(plain.header.kind),
+        matched,
+        oif,
+        gateway,
+        prefsrc,
+    }
+}
+
+fn ip_of(addr: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
+    use netlink_packet_route::route::RouteAddress;
+    match addr {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::tests::{host, ip, route, synced, ETH0, ETH1};
+    use crate::status::LOCAL_TABLE;
+
+    fn query(from: &str, to: &str) -> Query {
+        Query {
+            from: ip(from),
+            to: ip(to),
+            iif: None,
+        }
+    }
+
+    fn unicast(table: u32, oif: u32, gw: &str) -> Answer {
+        Answer::Route {
+            table,
+            kind: route_type::UNICAST,
+            matched: Some(route(table, "0.0.0.0", 0, Some(gw), oif, 83)),
+            oif: Some(oif),
+            gateway: Some(ip(gw)),
+            prefsrc: None,
+        }
+    }
+
+    #[test]
+    fn synced_host_answers_through_the_owning_interface() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let e = explain(
+            &snap,
+            &settings,
+            &query("10.2.0.2", "10.12.0.2"),
+            &unicast(1003, ETH1, "10.2.0.1"),
+            None,
+        );
+        assert_eq!(e.owner.as_deref(), Some("eth1"));
+        let rule = e.rule.as_ref().unwrap();
+        assert_eq!(rule.rule.text, "from 10.2.0.2 lookup 1003 priority 32000");
+        assert!(rule.ours && rule.certain);
+        assert_eq!(e.table.as_deref(), Some("1003"));
+        assert_eq!(e.table_of.as_deref(), Some("eth1"));
+        assert_eq!(e.dev.as_deref(), Some("eth1"));
+        assert_eq!(e.symmetric, Some(true));
+        assert_eq!(
+            e.verdict,
+            "symmetric: leaves via 10.2.0.1 dev eth1, the interface that owns 10.2.0.2"
+        );
+        let text = e.render();
+        assert!(
+            text.contains("rule     from 10.2.0.2 lookup 1003 priority 32000 (symroute's)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("table    1003 (symroute's table for eth1)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unsynced_host_is_asymmetric_through_main() {
+        let settings = Settings::default();
+        let e = explain(
+            &host(),
+            &settings,
+            &query("10.2.0.2", "10.12.0.2"),
+            &unicast(MAIN_TABLE, ETH0, "10.1.0.1"),
+            None,
+        );
+        assert_eq!(
+            e.rule.unwrap().rule.text,
+            "from all lookup main priority 32766"
+        );
+        assert_eq!(e.table.as_deref(), Some("main"));
+        assert_eq!(e.table_of, None);
+        assert_eq!(e.symmetric, Some(false));
+        assert_eq!(
+            e.verdict,
+            "ASYMMETRIC: leaves via 10.1.0.1 dev eth0, but eth1 owns 10.2.0.2"
+        );
+    }
+
+    #[test]
+    fn local_delivery_and_foreign_sources() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let local = Answer::Route {
+            table: LOCAL_TABLE,
+            kind: LOCAL_TYPE,
+            matched: None,
+            oif: Some(1),
+            gateway: None,
+            prefsrc: None,
+        };
+        let e = explain(
+            &snap,
+            &settings,
+            &query("10.1.0.2", "10.2.0.2"),
+            &local,
+            None,
+        );
+        assert_eq!(
+            e.rule.unwrap().rule.text,
+            "from all lookup local priority 0"
+        );
+        assert_eq!(e.symmetric, None);
+        assert!(e.verdict.contains("delivered locally"));
+
+        let e = explain(
+            &snap,
+            &settings,
+            &query("192.0.2.1", "10.12.0.2"),
+            &Answer::Failed {
+                errno: libc::ENETUNREACH,
+            },
+            None,
+        );
+        assert!(e.rule.is_none());
+        assert!(
+            e.verdict
+                .contains("192.0.2.1 is not an address of this host"),
+            "{}",
+            e.verdict
+        );
+        let e = explain(
+            &snap,
+            &settings,
+            &query("192.0.2.1", "10.12.0.2"),
+            &unicast(MAIN_TABLE, ETH0, "10.1.0.1"),
+            None,
+        );
+        assert_eq!(e.owner, None);
+        assert_eq!(e.symmetric, None);
+        assert!(e.verdict.contains("give --iif"), "{}", e.verdict);
+    }
+
+    #[test]
+    fn forwarded_traffic_is_judged_by_the_path_of_its_answer() {
+        let settings = Settings {
+            iif_rules: true,
+            ..Settings::default()
+        };
+        let mut snap = synced(host(), &settings);
+        snap.links.push(crate::status::tests::link(4, "lan0"));
+        // A client beyond r2 reaches 10.50.0.2 behind lan0, entering eth1.
+        let q = Query {
+            iif: Some("eth1".into()),
+            ..query("10.12.0.2", "10.50.0.2")
+        };
+        let forward = Answer::Route {
+            table: MAIN_TABLE,
+            kind: route_type::UNICAST,
+            matched: None,
+            oif: Some(4),
+            gateway: None,
+            prefsrc: None,
+        };
+        let (back_q, back_iif) = reply_query(&q, &forward, &snap.links).unwrap();
+        assert_eq!(
+            back_q,
+            Query {
+                from: ip("10.50.0.2"),
+                to: ip("10.12.0.2"),
+                iif: Some("lan0".into())
+            }
+        );
+        assert_eq!(back_iif, Some(4));
+
+        // The answer leaves through eth0: asymmetric.
+        let e = explain(
+            &snap,
+            &settings,
+            &q,
+            &forward,
+            Some(&unicast(MAIN_TABLE, ETH0, "10.1.0.1")),
+        );
+        assert_eq!(e.symmetric, Some(false));
+        assert_eq!(
+            e.verdict,
+            "ASYMMETRIC: forwarded dev lan0, but the answer leaves via 10.1.0.1 dev eth0, not eth1 where this packet came in"
+        );
+        let reply = e.reply.as_ref().unwrap();
+        assert_eq!(reply.iif.as_deref(), Some("lan0"));
+        assert_eq!(reply.dev.as_deref(), Some("eth0"));
+        assert!(
+            e.render()
+                .contains("answer:\n  packet   from 10.50.0.2 to 10.12.0.2 entering lan0\n"),
+            "{}",
+            e.render()
+        );
+
+        // The answer leaves through eth1: symmetric.
+        let e = explain(
+            &snap,
+            &settings,
+            &q,
+            &forward,
+            Some(&unicast(1003, ETH1, "10.2.0.1")),
+        );
+        assert_eq!(e.symmetric, Some(true));
+        assert_eq!(
+            e.verdict,
+            "symmetric: forwarded dev lan0; the answer leaves via 10.2.0.1 dev eth1 again"
+        );
+
+        // The reverse-path filter drops it on entry.
+        for errno in [EXDEV, EINVAL] {
+            let e = explain(&snap, &settings, &q, &Answer::Failed { errno }, None);
+            assert!(
+                e.verdict
+                    .starts_with("dropped on entry to eth1: its reverse-path filter"),
+                "{}",
+                e.verdict
+            );
+        }
+
+        // iif eth1 lookup 1003 without a route for 10.50.0.0/24: back out where it came in.
+        let e = explain(&snap, &settings, &q, &unicast(1003, ETH1, "10.2.0.1"), None);
+        assert_eq!(e.symmetric, None);
+        assert_eq!(
+            e.verdict,
+            "HAIRPIN: sent back out via 10.2.0.1 dev eth1, the interface it came in through \
+             (table 1003 has no route for 10.50.0.2; exempt its network?)"
+        );
+        assert_eq!(
+            reply_query(&q, &Answer::Failed { errno: EXDEV }, &snap.links),
+            None
+        );
+    }
+
+    #[test]
+    fn traffic_to_the_host_entering_an_interface_is_judged_by_the_hosts_answer() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let q = Query {
+            iif: Some("eth1".into()),
+            ..query("10.12.0.2", "10.2.0.2")
+        };
+        let local = Answer::Route {
+            table: LOCAL_TABLE,
+            kind: LOCAL_TYPE,
+            matched: None,
+            oif: Some(1),
+            gateway: None,
+            prefsrc: None,
+        };
+        let (back_q, back_iif) = reply_query(&q, &local, &snap.links).unwrap();
+        assert_eq!(back_q.iif, None);
+        assert_eq!(back_iif, None);
+        let e = explain(
+            &snap,
+            &settings,
+            &q,
+            &local,
+            Some(&unicast(1003, ETH1, "10.2.0.1")),
+        );
+        assert_eq!(e.symmetric, Some(true));
+        assert!(
+            e.verdict
+                .starts_with("symmetric: 10.2.0.2 is this host's own address"),
+            "{}",
+            e.verdict
+        );
+    }
+
+    #[test]
+    fn failed_lookup_names_the_likely_rule() {
+        let settings = Settings {
+            strict: true,
+            ..Settings::default()
+        };
+        let snap = synced(host(), &settings);
+        let e = explain(
+            &snap,
+            &settings,
+            &query("10.2.0.2", "10.12.0.2"),
+            &Answer::Failed {
+                errno: libc::ENETUNREACH,
+            },
+            None,
+        );
+        let rule = e.rule.as_ref().unwrap();
+        assert_eq!(rule.rule.text, "from 10.2.0.2 lookup 1003 priority 32000");
+        assert!(!rule.certain);
+        assert_eq!(e.symmetric, None);
+        assert!(
+            e.verdict.starts_with(
+                "no route: the kernel's lookup fails with Network is unreachable (errno 101)"
+            ),
+            "{}",
+            e.verdict
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["symmetric"], serde_json::Value::Null);
+        assert_eq!(json["rule"]["priority"], 32000);
+        assert_eq!(json["rule"]["certain"], false);
+        assert!(json["error"].is_string());
+    }
+
+    #[test]
+    fn json_shape() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let e = explain(
+            &snap,
+            &settings,
+            &query("10.2.0.2", "10.12.0.2"),
+            &unicast(1003, ETH1, "10.2.0.1"),
+            None,
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["from"], "10.2.0.2");
+        assert_eq!(json["family"], "inet");
+        assert_eq!(json["owner"], "eth1");
+        assert_eq!(json["rule"]["src"], "10.2.0.2");
+        assert_eq!(json["rule"]["table"], "1003");
+        assert_eq!(json["rule"]["ours"], true);
+        assert_eq!(json["table"], "1003");
+        assert_eq!(json["table_of"], "eth1");
+        assert_eq!(json["route"]["dst"], "default");
+        assert_eq!(json["type"], "unicast");
+        assert_eq!(json["dev"], "eth1");
+        assert_eq!(json["gateway"], "10.2.0.1");
+        assert_eq!(json["symmetric"], true);
+        assert!(json.get("iif").is_none() && json.get("error").is_none());
+    }
+}

@@ -1,0 +1,922 @@
+//! What symroute has installed, per interface, and how far that is from what a sync would
+//! install: the pure half of `symroute status` (and of `doctor`'s sync check).
+//!
+//! [`status`] works on a full snapshot (`kernel::Scope::All`): every link, address, rule and
+//! table. It never writes; it computes the same plan and diff a sync would.
+//!
+//! The JSON shape (`symroute status --json`) is the serde form of [`Status`]; it is documented
+//! in `docs/cli.md` and only ever grows: keys are not renamed or removed.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::diff::{diff, Op};
+use crate::model::{route_type, Family, Link, Route, Rule, MAIN_TABLE};
+use crate::plan::{plan_exempt, plan_garbage, plan_interface, Snapshot};
+use crate::settings::{Prefix, Settings};
+
+/// `RT_TABLE_LOCAL`: only local and broadcast routes, never a default.
+pub const LOCAL_TABLE: u32 = 255;
+
+/// Everything `symroute status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub table_base: u32,
+    pub rule_priority: u32,
+    pub protocol: u8,
+    /// True when a sync would change nothing and nothing was refused.
+    pub in_sync: bool,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub exempt: ExemptStatus,
+    /// Rules of ours whose interface is gone, with the routes left in their tables.
+    pub stale: Vec<StaleTable>,
+}
+
+/// Where one interface stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Its table and rules are exactly what a sync would make them.
+    InSync,
+    /// A sync would change something (see `pending`).
+    Pending,
+    /// A sync refuses it (see `error`): its table is someone else's, or its subnet is shared
+    /// under `prefix_rules`.
+    Refused,
+    /// Loopback, or left out by `include`/`exclude`, and nothing of ours is left on it.
+    Unmanaged,
+    /// Managed, but without an address that gets a rule (down, waiting for DHCP, bridge
+    /// port...): nothing to install, nothing installed.
+    Idle,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::InSync => "in sync",
+            State::Pending => "pending",
+            State::Refused => "refused",
+            State::Unmanaged => "unmanaged",
+            State::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceStatus {
+    pub ifname: String,
+    pub ifindex: u32,
+    /// Administratively up.
+    pub up: bool,
+    /// Not loopback and let through by `include`/`exclude`.
+    pub managed: bool,
+    /// `table_base + ifindex`.
+    pub table: u32,
+    pub state: State,
+    /// Addresses that want a rule (global scope, not tentative, family enabled), and whether
+    /// a rule of ours covers each.
+    pub addresses: Vec<AddressStatus>,
+    /// Rules of ours that point at `table`.
+    pub rules: Vec<RuleView>,
+    /// Routes of ours in `table`.
+    pub routes: Vec<RouteView>,
+    /// What a sync would do, in order, in log-line syntax (`+rule from ...`).
+    pub pending: Vec<String>,
+    /// Someone else's state in the way: routes in `table` without our protocol, rules of
+    /// others that point at `table`.
+    pub foreign: Vec<String>,
+    /// Foreign rules that come before ours and take their traffic elsewhere.
+    pub shadowed_by: Vec<Shadow>,
+    /// Why a sync refuses this interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressStatus {
+    pub local: IpAddr,
+    pub prefixlen: u8,
+    pub covered: bool,
+}
+
+/// The exemption rules (`to PREFIX lookup main`), global rather than per interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExemptStatus {
+    pub rules: Vec<RuleView>,
+    pub pending: Vec<String>,
+}
+
+/// What is left of an interface that is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleTable {
+    pub table: u32,
+    /// The interface index the table was for, when it is in symroute's range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
+    pub rules: Vec<RuleView>,
+    pub routes: Vec<RouteView>,
+    pub pending: Vec<String>,
+}
+
+/// A rule, in the spirit of `ip -j rule`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleView {
+    /// `inet` or `inet6`.
+    pub family: &'static str,
+    pub priority: u32,
+    /// `all` or an address.
+    pub src: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srclen: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dstlen: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iif: Option<String>,
+    /// `main`, `local` or the table number.
+    pub table: String,
+    pub protocol: u8,
+    /// `ip rule` syntax.
+    pub text: String,
+}
+
+/// A route, in the spirit of `ip -j route`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteView {
+    pub family: &'static str,
+    /// `unicast`, `unreachable`, `blackhole`, `prohibit`, `local`, ... or the type number.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `default` or `ADDRESS/LENGTH`.
+    pub dst: String,
+    pub table: u32,
+    pub metric: u32,
+    pub protocol: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefsrc: Option<IpAddr>,
+    /// One entry for a plain route, several for a multipath one, none for unreachable.
+    pub nexthops: Vec<NextHopView>,
+    /// `ip route` syntax.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextHopView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    pub dev: String,
+    pub weight: u16,
+}
+
+/// A foreign rule that comes before one of ours and sends its traffic to another table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shadow {
+    /// Our rule that loses.
+    pub ours: String,
+    /// The rule that wins.
+    pub rule: String,
+    pub priority: u32,
+    pub table: String,
+    /// `full`: its table has a default route, so all of our rule's traffic goes there.
+    /// `partial`: only some destinations (the rule has a `to`, or its table no default).
+    pub extent: ShadowExtent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowExtent {
+    Full,
+    Partial,
+}
+
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "inet",
+        Family::V6 => "inet6",
+    }
+}
+
+pub fn table_name(table: u32) -> String {
+    match table {
+        MAIN_TABLE => "main".into(),
+        LOCAL_TABLE => "local".into(),
+        253 => "default".into(),
+        t => t.to_string(),
+    }
+}
+
+fn link_name(links: &[Link], ifindex: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == ifindex)
+        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+}
+
+pub fn route_type_name(kind: u8) -> String {
+    match kind {
+        0 => "unspec",
+        route_type::UNICAST => "unicast",
+        2 => "local",
+        3 => "broadcast",
+        4 => "anycast",
+        5 => "multicast",
+        6 => "blackhole",
+        7 => "unreachable",
+        8 => "prohibit",
+        9 => "throw",
+        10 => "nat",
+        _ => return kind.to_string(),
+    }
+    .into()
+}
+
+impl RuleView {
+    pub fn new(rule: &Rule) -> RuleView {
+        let host = rule.family.host_prefix_len();
+        RuleView {
+            family: family_name(rule.family),
+            priority: rule.priority,
+            src: rule
+                .src
+                .map_or_else(|| "all".to_string(), |(a, _)| a.to_string()),
+            srclen: rule.src.map(|(_, l)| l).filter(|l| *l != host),
+            dst: rule.dst.map(|(a, _)| a.to_string()),
+            dstlen: rule.dst.map(|(_, l)| l).filter(|l| *l != host),
+            iif: rule.iif.clone(),
+            table: table_name(rule.table),
+            protocol: rule.protocol,
+            text: rule_text(rule),
+        }
+    }
+}
+
+/// `ip rule` syntax, with the kernel's table names (`local`, `main`, `default`).
+pub fn rule_text(rule: &Rule) -> String {
+    rule.to_string().replacen(
+        &format!(" lookup {} ", rule.table),
+        &format!(" lookup {} ", table_name(rule.table)),
+        1,
+    )
+}
+
+impl RouteView {
+    pub fn new(route: &Route, links: &[Link]) -> RouteView {
+        let multipath = route.nexthops.len() > 1;
+        RouteView {
+            family: family_name(route.family),
+            kind: route_type_name(route.kind),
+            dst: if route.dst_len == 0 {
+                "default".into()
+            } else {
+                format!("{}/{}", route.dst, route.dst_len)
+            },
+            table: route.table,
+            metric: route.metric,
+            protocol: route.protocol,
+            prefsrc: route.pref_src,
+            nexthops: route
+                .nexthops
+                .iter()
+                .map(|nh| NextHopView {
+                    gateway: nh.gateway,
+                    dev: link_name(links, nh.ifindex),
+                    weight: if multipath { u16::from(nh.hops) + 1 } else { 1 },
+                })
+                .collect(),
+            text: route_text(route, links),
+        }
+    }
+}
+
+/// `ip route` syntax, with the type in front when it is not unicast.
+pub fn route_text(route: &Route, links: &[Link]) -> String {
+    let text = route.display(links).to_string();
+    if route.kind == route_type::UNICAST {
+        text
+    } else {
+        format!("{} {text}", route_type_name(route.kind))
+    }
+}
+
+/// Whether `outer` (a rule selector; `None` = all) covers every address of `inner`.
+pub fn selector_covers(outer: Option<(IpAddr, u8)>, inner: (IpAddr, u8)) -> bool {
+    match outer {
+        None => true,
+        Some((addr, len)) => len <= inner.1 && Prefix::new(addr, len).contains(&inner.0),
+    }
+}
+
+/// Whether `table` (as read in `snapshot`) has a default route of `family` that traffic
+/// could take (unreachable/prohibit/blackhole defaults also end the lookup there).
+fn has_default(snapshot: &Snapshot, table: u32, family: Family) -> bool {
+    let routes = if table == MAIN_TABLE {
+        &snapshot.main_routes[..]
+    } else {
+        snapshot.table(table)
+    };
+    routes
+        .iter()
+        .any(|r| r.family == family && r.dst_len == 0 && r.kind != 9)
+}
+
+fn has_routes(snapshot: &Snapshot, table: u32, family: Family) -> bool {
+    let routes = if table == MAIN_TABLE {
+        &snapshot.main_routes[..]
+    } else {
+        snapshot.table(table)
+    };
+    routes.iter().any(|r| r.family == family)
+}
+
+/// Foreign rules that come before `ours` (a `from` rule of ours) and send its traffic to
+/// another table. Locally generated traffic has `iif lo`, so only rules without `iif` or with
+/// `iif lo` count. Rules with selectors symroute does not model (fwmark, uid range, ...) are
+/// left out: they cannot be judged from the snapshot. The local table never shadows (it holds
+/// no default), nor do tables that are empty.
+pub fn shadows_of(snapshot: &Snapshot, settings: &Settings, ours: &Rule) -> Vec<Shadow> {
+    let Some(src) = ours.src else {
+        return Vec::new();
+    };
+    snapshot
+        .rules
+        .iter()
+        .filter(|f| {
+            f.family == ours.family
+                && f.protocol != settings.protocol
+                && f.priority < ours.priority
+                && f.table != ours.table
+                && f.table != LOCAL_TABLE
+                && !f.other_selectors
+                && f.iif.as_deref().is_none_or(|i| i == "lo")
+                && selector_covers(f.src, src)
+                && has_routes(snapshot, f.table, f.family)
+        })
+        .map(|f| Shadow {
+            ours: rule_text(ours),
+            rule: rule_text(f),
+            priority: f.priority,
+            table: table_name(f.table),
+            extent: if f.dst.is_none() && has_default(snapshot, f.table, f.family) {
+                ShadowExtent::Full
+            } else {
+                ShadowExtent::Partial
+            },
+        })
+        .collect()
+}
+
+fn op_lines(ops: &[Op], links: &[Link]) -> Vec<String> {
+    ops.iter().map(|op| op.display(links).to_string()).collect()
+}
+
+fn interface_status(snapshot: &Snapshot, settings: &Settings, link: &Link) -> InterfaceStatus {
+    let table = settings.table_for(link.index);
+    let managed = !link.loopback && settings.manages(&link.name);
+    let rules: Vec<Rule> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.protocol == settings.protocol && r.table == table)
+        .cloned()
+        .collect();
+    let routes: Vec<Route> = snapshot
+        .table(table)
+        .iter()
+        .filter(|r| r.protocol == settings.protocol)
+        .cloned()
+        .collect();
+    let mut foreign: Vec<String> = snapshot
+        .table(table)
+        .iter()
+        .filter(|r| r.protocol != settings.protocol)
+        .map(|r| {
+            format!(
+                "route {} proto {}",
+                route_text(r, &snapshot.links),
+                r.protocol
+            )
+        })
+        .collect();
+    foreign.extend(
+        snapshot
+            .rules
+            .iter()
+            .filter(|r| r.protocol != settings.protocol && r.table == table)
+            .map(|r| format!("rule {} proto {}", rule_text(r), r.protocol)),
+    );
+    let addresses = snapshot
+        .addresses
+        .iter()
+        .filter(|a| a.ifindex == link.index)
+        .filter(|a| a.wants_rule() && settings.family_enabled(Family::of(&a.addr)))
+        .map(|a| AddressStatus {
+            local: a.addr,
+            prefixlen: a.prefix_len,
+            covered: rules.iter().any(|r| {
+                r.src
+                    .is_some_and(|(addr, len)| Prefix::new(addr, len).contains(&a.addr))
+            }),
+        })
+        .collect();
+    let shadowed_by = rules
+        .iter()
+        .filter(|r| r.src.is_some())
+        .flat_map(|r| shadows_of(snapshot, settings, r))
+        .collect();
+
+    let (state, pending, error) = match plan_interface(snapshot, settings, link) {
+        Err(e) => (State::Refused, Vec::new(), Some(e.to_string())),
+        Ok(plan) => {
+            let ops = diff(&plan.routes, &plan.rules, &routes, &rules);
+            let state = if !ops.is_empty() {
+                State::Pending
+            } else if !managed {
+                State::Unmanaged
+            } else if plan.rules.is_empty() {
+                State::Idle
+            } else {
+                State::InSync
+            };
+            (state, op_lines(&ops, &snapshot.links), None)
+        }
+    };
+    InterfaceStatus {
+        ifname: link.name.clone(),
+        ifindex: link.index,
+        up: link.up,
+        managed,
+        table,
+        state,
+        addresses,
+        rules: rules.iter().map(RuleView::new).collect(),
+        routes: routes
+            .iter()
+            .map(|r| RouteView::new(r, &snapshot.links))
+            .collect(),
+        pending,
+        foreign,
+        shadowed_by,
+        error,
+    }
+}
+
+/// The status of every interface of a full snapshot, of the exemption rules and of state
+/// left by vanished interfaces.
+pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
+    let mut links: Vec<&Link> = snapshot.links.iter().collect();
+    links.sort_by_key(|l| l.index);
+    let interfaces: Vec<InterfaceStatus> = links
+        .into_iter()
+        .map(|l| interface_status(snapshot, settings, l))
+        .collect();
+
+    let present_exempt: Vec<Rule> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.protocol == settings.protocol && r.table == MAIN_TABLE)
+        .cloned()
+        .collect();
+    let exempt = ExemptStatus {
+        rules: present_exempt.iter().map(RuleView::new).collect(),
+        pending: op_lines(
+            &diff(&[], &plan_exempt(settings), &[], &present_exempt),
+            &snapshot.links,
+        ),
+    };
+
+    let (stale_rules, stale_routes) = plan_garbage(snapshot, settings);
+    let mut tables: Vec<u32> = stale_rules.iter().map(|r| r.table).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    let stale = tables
+        .into_iter()
+        .map(|table| {
+            let rules: Vec<Rule> = stale_rules
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect();
+            let routes: Vec<Route> = stale_routes
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect();
+            StaleTable {
+                table,
+                ifindex: settings.interface_of_table(table),
+                pending: op_lines(&diff(&[], &[], &routes, &rules), &snapshot.links),
+                rules: rules.iter().map(RuleView::new).collect(),
+                routes: routes
+                    .iter()
+                    .map(|r| RouteView::new(r, &snapshot.links))
+                    .collect(),
+            }
+        })
+        .collect::<Vec<_>>();
+
+    let in_sync = interfaces
+        .iter()
+        .all(|i| matches!(i.state, State::InSync | State::Unmanaged | State::Idle))
+        && exempt.pending.is_empty()
+        && stale.is_empty();
+    Status {
+        table_base: settings.table_base,
+        rule_priority: settings.rule_priority,
+        protocol: settings.protocol,
+        in_sync,
+        interfaces,
+        exempt,
+        stale,
+    }
+}
+
+impl Status {
+    /// Keeps only the interface called `name` (exemptions and stale state are global and
+    /// stay). False when there is no such interface.
+    pub fn retain_interface(&mut self, name: &str) -> bool {
+        self.interfaces.retain(|i| i.ifname == name);
+        !self.interfaces.is_empty()
+    }
+
+    /// Human-readable report, one block per managed interface, one line per other one.
+    pub fn render(&self, verbose: bool) -> String {
+        let mut out = String::new();
+        for i in &self.interfaces {
+            let updown = if i.up { "up" } else { "down" };
+            let quiet = matches!(i.state, State::Unmanaged | State::Idle)
+                && i.foreign.is_empty()
+                && i.rules.is_empty()
+                && i.routes.is_empty();
+            if quiet && !verbose {
+                let why = if i.managed {
+                    "idle (no address that gets a rule)"
+                } else {
+                    "unmanaged"
+                };
+                out.push_str(&format!(
+                    "{} (index {}, {updown}): {why}\n",
+                    i.ifname, i.ifindex
+                ));
+                continue;
+            }
+            out.push_str(&format!(
+                "{} (index {}, {updown}): table {}, {}\n",
+                i.ifname,
+                i.ifindex,
+                i.table,
+                i.state.as_str()
+            ));
+            let mut field = |label: &str, lines: Vec<String>| {
+                for (n, line) in lines.iter().enumerate() {
+                    let label = if n == 0 { label } else { "" };
+                    out.push_str(&format!("  {label:<10} {line}\n"));
+                }
+            };
+            field(
+                "addresses",
+                i.addresses
+                    .iter()
+                    .map(|a| {
+                        let c = if a.covered { "covered" } else { "NOT covered" };
+                        format!("{}/{} {c}", a.local, a.prefixlen)
+                    })
+                    .collect(),
+            );
+            field("rules", i.rules.iter().map(|r| r.text.clone()).collect());
+            field("routes", i.routes.iter().map(|r| r.text.clone()).collect());
+            field("pending", i.pending.clone());
+            field("foreign", i.foreign.clone());
+            field(
+                "shadowed",
+                i.shadowed_by
+                    .iter()
+                    .map(|s| {
+                        let extent = match s.extent {
+                            ShadowExtent::Full => "all of its traffic",
+                            ShadowExtent::Partial => "some of its traffic",
+                        };
+                        format!("{} takes {extent} before {}", s.rule, s.ours)
+                    })
+                    .collect(),
+            );
+            if let Some(e) = &i.error {
+                field("error", vec![e.clone()]);
+            }
+        }
+        if !self.exempt.rules.is_empty() || !self.exempt.pending.is_empty() {
+            out.push_str("exempt:\n");
+            for r in &self.exempt.rules {
+                out.push_str(&format!("  {:<10} {}\n", "rule", r.text));
+            }
+            for p in &self.exempt.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+        }
+        for s in &self.stale {
+            let whose = s
+                .ifindex
+                .map_or_else(String::new, |i| format!(" (of vanished if{i})"));
+            out.push_str(&format!("stale table {}{whose}:\n", s.table));
+            for p in &s.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+        }
+        out.push_str(if self.in_sync {
+            "in sync\n"
+        } else {
+            "not in sync: run `symroute sync`\n"
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{scope, Address, NextHop};
+
+    pub const ETH0: u32 = 2;
+    pub const ETH1: u32 = 3;
+
+    pub fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    pub fn link(index: u32, name: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            up: true,
+            loopback: index == 1,
+        }
+    }
+
+    pub fn addr(ifindex: u32, a: &str, len: u8) -> Address {
+        Address {
+            ifindex,
+            addr: ip(a),
+            prefix_len: len,
+            scope: scope::UNIVERSE,
+            flags: 0,
+        }
+    }
+
+    pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: u8) -> Route {
+        let dst = ip(dst);
+        Route {
+            family: Family::of(&dst),
+            table,
+            dst,
+            dst_len: len,
+            tos: 0,
+            metric: if gw.is_some() { 100 + dev } else { 0 },
+            protocol: proto,
+            scope: if gw.is_some() {
+                scope::UNIVERSE
+            } else {
+                scope::LINK
+            },
+            kind: route_type::UNICAST,
+            pref_src: None,
+            pref: None,
+            metrics: vec![],
+            nexthops: vec![NextHop {
+                ifindex: dev,
+                gateway: gw.map(ip),
+                hops: 0,
+                onlink: false,
+            }],
+        }
+    }
+
+    pub fn rule(priority: u32, src: Option<(&str, u8)>, table: u32, protocol: u8) -> Rule {
+        let family = src.map_or(Family::V4, |(a, _)| Family::of(&ip(a)));
+        Rule {
+            family,
+            priority,
+            src: src.map(|(a, l)| (ip(a), l)),
+            dst: None,
+            iif: None,
+            table,
+            protocol,
+            other_selectors: false,
+        }
+    }
+
+    /// The lab host, before symroute ran: two uplinks with a default each.
+    pub fn host() -> Snapshot {
+        Snapshot {
+            links: vec![link(1, "lo"), link(ETH0, "eth0"), link(ETH1, "eth1")],
+            addresses: vec![
+                addr(1, "127.0.0.1", 8),
+                addr(ETH0, "10.1.0.2", 24),
+                addr(ETH1, "10.2.0.2", 24),
+            ],
+            main_routes: vec![
+                route(MAIN_TABLE, "0.0.0.0", 0, Some("10.1.0.1"), ETH0, 4),
+                route(MAIN_TABLE, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4),
+                route(MAIN_TABLE, "10.1.0.0", 24, None, ETH0, 2),
+                route(MAIN_TABLE, "10.2.0.0", 24, None, ETH1, 2),
+            ],
+            rules: vec![
+                rule(0, None, LOCAL_TABLE, 2),
+                rule(32766, None, MAIN_TABLE, 2),
+                rule(32767, None, 253, 2),
+            ],
+            ..Snapshot::default()
+        }
+    }
+
+    /// `snapshot` after a sync of every interface.
+    pub fn synced(mut snapshot: Snapshot, settings: &Settings) -> Snapshot {
+        for link in snapshot.links.clone() {
+            let plan = plan_interface(&snapshot, settings, &link).unwrap();
+            if !plan.routes.is_empty() {
+                snapshot.tables.insert(plan.table, plan.routes);
+            }
+            snapshot.rules.extend(plan.rules);
+        }
+        snapshot.rules.extend(plan_exempt(settings));
+        snapshot.rules.sort_by_key(|r| r.priority);
+        snapshot
+    }
+
+    fn of<'a>(status: &'a Status, name: &str) -> &'a InterfaceStatus {
+        status.interfaces.iter().find(|i| i.ifname == name).unwrap()
+    }
+
+    #[test]
+    fn fresh_host_has_everything_pending() {
+        let st = status(&host(), &Settings::default());
+        assert!(!st.in_sync);
+        let eth1 = of(&st, "eth1");
+        assert_eq!(eth1.state, State::Pending);
+        assert_eq!(eth1.table, 1003);
+        assert_eq!(
+            eth1.pending,
+            [
+                "+route 10.2.0.0/24 dev eth1 table 1003 scope link",
+                "+route default via 10.2.0.1 dev eth1 table 1003 metric 103",
+                "+rule from 10.2.0.2 lookup 1003 priority 32000",
+            ]
+        );
+        assert_eq!(
+            eth1.addresses,
+            [AddressStatus {
+                local: ip("10.2.0.2"),
+                prefixlen: 24,
+                covered: false
+            }]
+        );
+        assert_eq!(of(&st, "lo").state, State::Unmanaged);
+    }
+
+    #[test]
+    fn synced_host_is_in_sync_with_rules_routes_and_covered_addresses() {
+        let settings = Settings::default();
+        let st = status(&synced(host(), &settings), &settings);
+        assert!(st.in_sync, "{st:#?}");
+        let eth1 = of(&st, "eth1");
+        assert_eq!(eth1.state, State::InSync);
+        assert!(eth1.pending.is_empty());
+        assert!(eth1.addresses.iter().all(|a| a.covered));
+        assert_eq!(
+            eth1.rules.iter().map(|r| &r.text).collect::<Vec<_>>(),
+            ["from 10.2.0.2 lookup 1003 priority 32000"]
+        );
+        assert_eq!(eth1.routes.len(), 2);
+        assert!(eth1.foreign.is_empty() && eth1.shadowed_by.is_empty());
+        assert!(st.render(false).ends_with("in sync\n"));
+    }
+
+    #[test]
+    fn idle_and_excluded_interfaces() {
+        let mut snap = host();
+        snap.links.push(link(4, "eth2"));
+        snap.links.push(link(5, "docker0"));
+        snap.addresses.push(addr(5, "172.17.0.1", 16));
+        let settings = Settings {
+            exclude: vec!["docker*".into()],
+            ..Settings::default()
+        };
+        let st = status(&synced(snap, &settings), &settings);
+        assert_eq!(of(&st, "eth2").state, State::Idle);
+        assert_eq!(of(&st, "docker0").state, State::Unmanaged);
+        assert!(st.in_sync);
+        let text = st.render(false);
+        assert!(text.contains("eth2 (index 4, up): idle"), "{text}");
+        assert!(text.contains("docker0 (index 5, up): unmanaged"), "{text}");
+    }
+
+    #[test]
+    fn foreign_table_is_refused_and_shown() {
+        let mut snap = host();
+        snap.tables.insert(
+            1003,
+            vec![route(1003, "203.0.113.0", 24, Some("10.2.0.1"), ETH1, 4)],
+        );
+        snap.rules.push(rule(100, Some(("10.9.9.9", 32)), 1003, 4));
+        let st = status(&snap, &Settings::default());
+        let eth1 = of(&st, "eth1");
+        assert_eq!(eth1.state, State::Refused);
+        assert!(eth1.error.as_deref().unwrap().contains("table 1003"));
+        assert_eq!(
+            eth1.foreign,
+            [
+                "route 203.0.113.0/24 via 10.2.0.1 dev eth1 table 1003 metric 103 proto 4",
+                "rule from 10.9.9.9 lookup 1003 priority 100 proto 4"
+            ]
+        );
+        assert!(!st.in_sync);
+    }
+
+    #[test]
+    fn stale_state_of_a_vanished_interface_is_listed() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        snap.links.retain(|l| l.index != ETH1);
+        snap.addresses.retain(|a| a.ifindex != ETH1);
+        let st = status(&snap, &settings);
+        assert!(!st.in_sync);
+        assert_eq!(st.stale.len(), 1);
+        assert_eq!(st.stale[0].table, 1003);
+        assert_eq!(st.stale[0].ifindex, Some(ETH1));
+        assert_eq!(
+            st.stale[0].pending[0],
+            "-rule from 10.2.0.2 lookup 1003 priority 32000"
+        );
+        assert!(st
+            .render(false)
+            .contains("stale table 1003 (of vanished if3)"));
+    }
+
+    #[test]
+    fn exempt_rules_are_reported() {
+        let settings = Settings {
+            exempt: vec![Prefix::new(ip("172.17.0.0"), 16)],
+            ..Settings::default()
+        };
+        let st = status(&host(), &settings);
+        assert_eq!(
+            st.exempt.pending,
+            ["+rule from all to 172.17.0.0/16 lookup main priority 31999"]
+        );
+        let st = status(&synced(host(), &settings), &settings);
+        assert!(st.exempt.pending.is_empty() && st.in_sync);
+        assert_eq!(st.exempt.rules[0].dst.as_deref(), Some("172.17.0.0"));
+        assert_eq!(st.exempt.rules[0].dstlen, Some(16));
+    }
+
+    #[test]
+    fn shadowing_rules_are_found() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        // A VPN client's catch-all, before ours, into a table with a default.
+        snap.rules.push(rule(100, None, 51820, 4));
+        snap.tables.insert(
+            51820,
+            vec![route(51820, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4)],
+        );
+        // Only for 10.1.0.0/16 sources, into a table without a default: partial for eth0.
+        snap.rules.push(rule(200, Some(("10.1.0.0", 16)), 300, 4));
+        snap.tables.insert(
+            300,
+            vec![route(300, "198.51.100.0", 24, Some("10.1.0.1"), ETH0, 4)],
+        );
+        // Empty table: harmless.
+        snap.rules.push(rule(300, None, 400, 4));
+        let st = status(&snap, &settings);
+        let eth1 = of(&st, "eth1");
+        assert_eq!(eth1.shadowed_by.len(), 1);
+        assert_eq!(eth1.shadowed_by[0].extent, ShadowExtent::Full);
+        assert_eq!(eth1.shadowed_by[0].table, "51820");
+        let eth0 = of(&st, "eth0");
+        let extents: Vec<ShadowExtent> = eth0.shadowed_by.iter().map(|s| s.extent).collect();
+        assert_eq!(extents, [ShadowExtent::Full, ShadowExtent::Partial]);
+    }
+
+    #[test]
+    fn json_shape_is_stable() {
+        let settings = Settings::default();
+        let st = status(&synced(host(), &settings), &settings);
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["table_base"], 1000);
+        assert_eq!(json["in_sync"], true);
+        let eth1 = &json["interfaces"][2];
+        assert_eq!(eth1["ifname"], "eth1");
+        assert_eq!(eth1["state"], "in-sync");
+        assert_eq!(eth1["table"], 1003);
+        assert_eq!(eth1["rules"][0]["src"], "10.2.0.2");
+        assert!(eth1["rules"][0].get("srclen").is_none());
+        assert_eq!(eth1["rules"][0]["table"], "1003");
+        assert_eq!(eth1["routes"][0]["dst"], "default");
+        assert_eq!(eth1["routes"][0]["type"], "unicast");
+        assert_eq!(eth1["routes"][0]["nexthops"][0]["gateway"], "10.2.0.1");
+        assert_eq!(eth1["routes"][0]["nexthops"][0]["dev"], "eth1");
+        assert_eq!(eth1["routes"][1]["dst"], "10.2.0.0/24");
+        assert_eq!(eth1["addresses"][0]["covered"], true);
+        assert!(eth1.get("error").is_none());
+        assert_eq!(json["stale"], serde_json::json!([]));
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line of `symroute`, kept apart from `main.rs` so a man page can be generated
+//! from the same definition.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "Inspect, sync and troubleshoot symroute's symmetric policy routing";
+
+const LONG_ABOUT: &str = "\
+Inspect, sync and troubleshoot symroute's symmetric policy routing.
+
+For every interface with index N and a global address, symroute keeps routing table
+table_base+N (default 1000+N) as a copy of the main-table routes through that interface,
+and a rule `from ADDRESS lookup 1000+N` (priority 32000) per address, so that traffic to an
+address is answered through the interface it belongs to. Everything symroute installs
+carries protocol 83 (`symroute`); nothing else is ever changed.
+
+status, plan, doctor and explain only read the kernel and work without root where the
+kernel allows it; sync and flush need CAP_NET_ADMIN.";
+
+const AFTER_HELP: &str = "\
+EXAMPLES:
+  symroute status                 what is installed, per interface, and what is pending
+  symroute status eth1 --json     the same for eth1, as JSON (shape in docs/cli.md)
+  symroute plan                   the changes a sync would make, one per line
+  symroute sync                   sync every interface, collect state of vanished ones
+  symroute sync eth1              sync eth1 only
+  symroute flush                  remove every rule and route of symroute's (uninstall)
+  symroute doctor                 check the host around symroute; exit 1 on a problem
+  symroute explain 10.2.0.2 192.0.2.7
+                                  which rule, table and route a packet from 10.2.0.2
+                                  to 192.0.2.7 takes, and whether that is symmetric
+
+EXIT STATUS:
+  0  done, nothing to do, or nothing wrong
+  1  failure (unknown interface, table owned by someone else, kernel refused a change,
+     doctor found a problem)
+  2  usage error (bad arguments or configuration file)
+
+ENVIRONMENT:
+  SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr on a terminal, else
+                              syslog with identifier `symroute`)
+
+FILES:
+  /etc/symroute/symroute.toml configuration (every key optional; docs/configuration.md)
+  /run/symroute/lock          serializes sync and flush with the hook and the daemon";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "symroute",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
+    /// defaults]
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Also log what was checked and found in sync
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Log only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show each interface's table, rules, routes and covered addresses, whether it is in
+    /// sync (else the pending changes), and anything stale or foreign in the way
+    Status {
+        /// Only this interface (exemptions and stale state are still shown)
+        #[arg(value_name = "INTERFACE")]
+        interface: Option<String>,
+        /// Print JSON (one document; shape in docs/cli.md)
+        #[arg(short, long)]
+        json: bool,
+        /// Indent the JSON
+        #[arg(short, long, requires = "json")]
+        pretty: bool,
+    },
+    /// Print the changes a sync would make, one per line, and change nothing
+    Plan {
+        /// Only this interface [default: all, including state of vanished interfaces]
+        #[arg(value_name = "INTERFACE")]
+        interface: Option<String>,
+    },
+    /// Make the tables and rules what they should be
+    Sync {
+        /// Only this interface [default: all, including state of vanished interfaces]
+        #[arg(value_name = "INTERFACE")]
+        interface: Option<String>,
+    },
+    /// Remove symroute's rules and table routes (of all interfaces: the uninstall path)
+    Flush {
+        /// Only this interface's rules and table [default: everything of symroute's]
+        #[arg(value_name = "INTERFACE")]
+        interface: Option<String>,
+    },
+    /// Check the host around symroute (sync state, tables, shadowing rules, rp_filter, ARP,
+    /// systemd-networkd, event integrations); exit 1 when something is wrong
+    Doctor {
+        /// Print JSON (shape in docs/cli.md)
+        #[arg(short, long)]
+        json: bool,
+        /// Indent the JSON
+        #[arg(short, long, requires = "json")]
+        pretty: bool,
+    },
+    /// Ask the kernel which rule, table and route a packet from FROM to TO takes, and
+    /// whether it leaves through the interface that owns FROM
+    Explain {
+        /// Source address of the packet
+        #[arg(value_name = "FROM")]
+        from: IpAddr,
+        /// Destination address of the packet
+        #[arg(value_name = "TO")]
+        to: IpAddr,
+        /// The packet enters through this interface (forwarded or DNAT'ed traffic) instead of
+        /// being sent by the host itself
+        #[arg(long, value_name = "INTERFACE")]
+        iif: Option<String>,
+        /// Print JSON (shape in docs/cli.md)
+        #[arg(short, long)]
+        json: bool,
+        /// Indent the JSON
+        #[arg(short, long, requires = "json")]
+        pretty: bool,
+    },
+}

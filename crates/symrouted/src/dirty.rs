@@ -1,0 +1,340 @@
+//! What a drained batch of events asks for: which interfaces to reconcile, and why.
+//!
+//! Pure bookkeeping, no I/O: each notification marks interfaces dirty, so a burst of 10 000
+//! route changes through one interface becomes one run for that interface.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+
+use netlink_packet_core::NLM_F_REPLACE;
+use netlink_packet_route::route::{RouteFlags, RouteMessage};
+use netlink_packet_route::RouteNetlinkMessage as Msg;
+use symroute_core::convert;
+use symroute_core::model::{Family, RouteKey, Rule, MAIN_TABLE};
+use symroute_core::{Op, Settings};
+
+/// Why an interface is dirty. Ordered: a batch that both changed an interface and removed
+/// something of ours counts as a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// Its links, addresses or main-table routes changed.
+    Changed,
+    /// Someone else removed one of our rules or routes for it.
+    Healing,
+}
+
+/// The interfaces a batch of events touched.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Everything must be read again: events were lost, an interface vanished (its state is
+    /// garbage now) or an exemption rule of ours was removed.
+    pub resync: bool,
+    /// A main-table route was replaced: the interface it went through before is unknown.
+    pub every_link: bool,
+    /// By interface index.
+    pub links: BTreeMap<u32, Reason>,
+    /// By name, from NetworkManager.
+    pub names: BTreeSet<String>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        !self.resync && !self.every_link && self.links.is_empty() && self.names.is_empty()
+    }
+
+    pub fn mark(&mut self, ifindex: u32, reason: Reason) {
+        let slot = self.links.entry(ifindex).or_insert(reason);
+        *slot = (*slot).max(reason);
+    }
+
+    pub fn mark_name(&mut self, name: String) {
+        self.names.insert(name);
+    }
+
+    pub fn take(&mut self) -> Dirty {
+        std::mem::take(self)
+    }
+}
+
+/// The identity of a rule as the kernel echoes it back.
+type RuleKey = (Family, u32, Option<(IpAddr, u8)>, Option<(IpAddr, u8)>, Option<String>, u32);
+
+fn rule_key(rule: &Rule) -> RuleKey {
+    (
+        rule.family,
+        rule.priority,
+        rule.src,
+        rule.dst,
+        rule.iif.clone(),
+        rule.table,
+    )
+}
+
+/// Deletions we made ourselves, so that their notifications do not look like someone else
+/// removing our state. The kernel queues a notification before it acknowledges the write,
+/// so every echo of a run is waiting in the socket when the run returns: after the next
+/// drain, whatever was not seen never will be (or was lost in an overrun, which resyncs).
+#[derive(Debug, Default)]
+pub struct Echoes {
+    routes: HashSet<RouteKey>,
+    rules: HashSet<RuleKey>,
+}
+
+impl Echoes {
+    pub fn expect<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) {
+        for op in ops {
+            match op {
+                Op::DelRoute(route) => {
+                    self.routes.insert(route.key());
+                }
+                Op::DelRule(rule) => {
+                    self.rules.insert(rule_key(rule));
+                }
+                // Additions of ours are recognised by their protocol alone.
+                Op::ReplaceRoute(_) | Op::AddRule(_) => {}
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.routes.clear();
+        self.rules.clear();
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.routes.len() + self.rules.len()
+    }
+}
+
+/// Marks what one notification touches.
+pub fn note(dirty: &mut Dirty, echoes: &mut Echoes, settings: &Settings, flags: u16, msg: &Msg) {
+    match msg {
+        Msg::NewLink(link) => dirty.mark(link.header.index, Reason::Changed),
+        // Its table and rules are garbage now; only a full run collects them.
+        Msg::DelLink(_) => dirty.resync = true,
+        Msg::NewAddress(a) | Msg::DelAddress(a) => dirty.mark(a.header.index, Reason::Changed),
+        Msg::NewRoute(r) => note_route(dirty, echoes, settings, r, true, flags),
+        Msg::DelRoute(r) => note_route(dirty, echoes, settings, r, false, flags),
+        Msg::NewRule(_) => {
+            // Ours are our own echoes; others are none of our business.
+        }
+        Msg::DelRule(r) => {
+            let Some(rule) = convert::rule_from(r) else {
+                return;
+            };
+            if rule.protocol != settings.protocol || echoes.rules.remove(&rule_key(&rule)) {
+                return;
+            }
+            if rule.table == MAIN_TABLE {
+                // An exemption rule: not tied to one interface.
+                dirty.resync = true;
+            } else if let Some(ifindex) = settings.interface_of_table(rule.table) {
+                dirty.mark(ifindex, Reason::Healing);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn note_route(
+    dirty: &mut Dirty,
+    echoes: &mut Echoes,
+    settings: &Settings,
+    msg: &RouteMessage,
+    new: bool,
+    flags: u16,
+) {
+    // Route cache exceptions (PMTU, redirects) are no part of any table.
+    if msg.header.flags.contains(RouteFlags::Cloned) {
+        return;
+    }
+    let Some(route) = convert::route_from(msg) else {
+        return;
+    };
+    if route.table == MAIN_TABLE {
+        for nh in &route.nexthops {
+            dirty.mark(nh.ifindex, Reason::Changed);
+        }
+        if new && flags & NLM_F_REPLACE != 0 {
+            dirty.every_link = true;
+        }
+        return;
+    }
+    let Some(ifindex) = settings.interface_of_table(route.table) else {
+        return;
+    };
+    if route.protocol != settings.protocol {
+        // Someone else's route in one of our tables: the run decides (and refuses).
+        dirty.mark(ifindex, Reason::Changed);
+    } else if !new && !echoes.routes.remove(&route.key()) {
+        dirty.mark(ifindex, Reason::Healing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NLM_F_CREATE;
+    use netlink_packet_route::link::LinkMessage;
+    use symroute_core::model::{route_type, scope, NextHop, Route};
+
+    fn route(table: u32, dst: &str, ifindex: u32, protocol: u8) -> Route {
+        Route {
+            family: Family::V4,
+            table,
+            dst: dst.parse().unwrap(),
+            dst_len: 24,
+            tos: 0,
+            metric: 0,
+            protocol,
+            scope: scope::UNIVERSE,
+            kind: route_type::UNICAST,
+            pref_src: None,
+            pref: None,
+            metrics: vec![],
+            nexthops: vec![NextHop {
+                ifindex,
+                gateway: Some("10.2.0.1".parse().unwrap()),
+                hops: 0,
+                onlink: false,
+            }],
+        }
+    }
+
+    fn rule(table: u32, protocol: u8) -> Rule {
+        Rule {
+            family: Family::V4,
+            priority: 32000,
+            src: Some(("10.2.0.2".parse().unwrap(), 32)),
+            dst: None,
+            iif: None,
+            table,
+            protocol,
+            other_selectors: false,
+        }
+    }
+
+    fn run(events: &[(u16, Msg)], echoes: &mut Echoes) -> Dirty {
+        let settings = Settings::default();
+        let mut dirty = Dirty::default();
+        for (flags, msg) in events {
+            note(&mut dirty, echoes, &settings, *flags, msg);
+        }
+        dirty
+    }
+
+    fn new_route(r: &Route) -> Msg {
+        Msg::NewRoute(convert::route_message(r))
+    }
+
+    fn del_route(r: &Route) -> Msg {
+        Msg::DelRoute(convert::route_message(r))
+    }
+
+    #[test]
+    fn main_table_routes_mark_their_interfaces_once() {
+        let events: Vec<(u16, Msg)> = (0..100)
+            .map(|i| {
+                let r = route(MAIN_TABLE, &format!("192.0.{i}.0"), 3, 3);
+                (NLM_F_CREATE, new_route(&r))
+            })
+            .collect();
+        let dirty = run(&events, &mut Echoes::default());
+        assert_eq!(dirty.links, BTreeMap::from([(3, Reason::Changed)]));
+        assert!(!dirty.resync && !dirty.every_link);
+    }
+
+    #[test]
+    fn a_replaced_main_route_marks_every_link() {
+        let r = route(MAIN_TABLE, "192.0.2.0", 3, 3);
+        let dirty = run(
+            &[(NLM_F_CREATE | NLM_F_REPLACE, new_route(&r))],
+            &mut Echoes::default(),
+        );
+        assert!(dirty.every_link);
+        assert_eq!(dirty.links, BTreeMap::from([(3, Reason::Changed)]));
+    }
+
+    #[test]
+    fn our_own_additions_and_deletions_are_ignored() {
+        let ours = route(1003, "192.0.2.0", 3, 83);
+        let our_rule = rule(1003, 83);
+        let mut echoes = Echoes::default();
+        echoes.expect(&[Op::DelRoute(ours.clone()), Op::DelRule(our_rule.clone())]);
+        let dirty = run(
+            &[
+                (0, new_route(&ours)),
+                (0, Msg::NewRule(convert::rule_message(&our_rule))),
+                (0, del_route(&ours)),
+                (0, Msg::DelRule(convert::rule_message(&our_rule))),
+            ],
+            &mut echoes,
+        );
+        assert!(dirty.is_empty(), "{dirty:?}");
+        assert_eq!(echoes.len(), 0);
+    }
+
+    #[test]
+    fn someone_else_removing_ours_is_healing() {
+        let ours = route(1003, "192.0.2.0", 3, 83);
+        let dirty = run(
+            &[
+                (0, del_route(&ours)),
+                (0, Msg::DelRule(convert::rule_message(&rule(1004, 83)))),
+            ],
+            &mut Echoes::default(),
+        );
+        assert_eq!(
+            dirty.links,
+            BTreeMap::from([(3, Reason::Healing), (4, Reason::Healing)])
+        );
+    }
+
+    #[test]
+    fn healing_wins_over_changed() {
+        let mut dirty = Dirty::default();
+        dirty.mark(3, Reason::Healing);
+        dirty.mark(3, Reason::Changed);
+        assert_eq!(dirty.links[&3], Reason::Healing);
+    }
+
+    #[test]
+    fn foreign_rules_and_tables_are_ignored() {
+        let dirty = run(
+            &[
+                (0, Msg::DelRule(convert::rule_message(&rule(200, 4)))),
+                (0, Msg::DelRule(convert::rule_message(&rule(1003, 4)))),
+                (0, new_route(&route(200, "192.0.2.0", 3, 4))),
+                (0, new_route(&route(255, "10.2.0.2", 3, 2))),
+            ],
+            &mut Echoes::default(),
+        );
+        assert!(dirty.is_empty(), "{dirty:?}");
+    }
+
+    #[test]
+    fn foreign_route_in_our_table_marks_it_changed() {
+        let dirty = run(
+            &[(0, new_route(&route(1003, "192.0.2.0", 3, 4)))],
+            &mut Echoes::default(),
+        );
+        assert_eq!(dirty.links, BTreeMap::from([(3, Reason::Changed)]));
+    }
+
+    #[test]
+    fn removed_exemption_or_link_resyncs() {
+        let exempt = Rule {
+            src: None,
+            dst: Some(("172.17.0.0".parse().unwrap(), 16)),
+            ..rule(MAIN_TABLE, 83)
+        };
+        let dirty = run(
+            &[(0, Msg::DelRule(convert::rule_message(&exempt)))],
+            &mut Echoes::default(),
+        );
+        assert!(dirty.resync);
+        let dirty = run(&[(0, Msg::DelLink(LinkMessage::default()))], &mut Echoes::default());
+        assert!(dirty.resync);
+    }
+}

@@ -1,0 +1,343 @@
+//! The kernel source: an rtnetlink socket subscribed to the multicast groups of links,
+//! addresses, routes and rules (IPv4 and IPv6), read by draining.
+//!
+//! The socket is subscribed before the daemon's first full sync, so a change made while the
+//! daemon starts is either in that sync's snapshot or waiting in this socket.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use futures::FutureExt;
+use tokio::io::unix::AsyncFd;
+
+/// Receive buffer asked for by default. Memory is only used while messages wait, so a large
+/// limit costs nothing at idle; 10 000 route changes queue about 10 MiB.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 32 << 20;
+
+/// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
+/// anything it may batch.
+const DATAGRAM_BUFFER: usize = 64 << 10;
+
+/// The rtnetlink multicast groups symroute's plan depends on.
+const GROUPS: [libc::c_uint; 7] = [
+    libc::RTNLGRP_LINK,
+    libc::RTNLGRP_IPV4_IFADDR,
+    libc::RTNLGRP_IPV6_IFADDR,
+    libc::RTNLGRP_IPV4_ROUTE,
+    libc::RTNLGRP_IPV6_ROUTE,
+    libc::RTNLGRP_IPV4_RULE,
+    libc::RTNLGRP_IPV6_RULE,
+];
+
+/// Why the kernel source could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot open the rtnetlink event socket: {0}")]
+    Open(#[source] io::Error),
+    #[error("cannot subscribe to rtnetlink group {group}: {source}")]
+    Subscribe {
+        group: libc::c_uint,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading rtnetlink events: {0}")]
+    Read(#[source] io::Error),
+}
+
+/// One thing read from the socket.
+#[derive(Debug)]
+pub enum Received {
+    /// A notification, with its netlink header flags (`NLM_F_REPLACE` tells a replaced route).
+    Message {
+        flags: u16,
+        message: RouteNetlinkMessage,
+    },
+    /// The kernel dropped notifications because the receive buffer was full (`ENOBUFS`):
+    /// whatever they said is unknown, only a full resync is safe.
+    Overrun,
+}
+
+/// The subscribed socket.
+pub struct Monitor {
+    socket: AsyncFd<Socket>,
+    buffer: Vec<u8>,
+    /// Whether the in-kernel filter that drops our own route echoes is in place.
+    pub filtered: bool,
+}
+
+impl Monitor {
+    /// Opens the socket, sizes its receive buffer, installs the echo filter for routes
+    /// tagged `protocol` and joins the groups. Must run inside a tokio runtime.
+    pub fn open(receive_buffer: usize, protocol: u8) -> Result<Monitor, MonitorError> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Open)?;
+        socket.bind_auto().map_err(MonitorError::Open)?;
+        set_receive_buffer(socket.as_raw_fd(), receive_buffer);
+        let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("no in-kernel filter for our own route echoes: {e}");
+                false
+            }
+        };
+        for group in GROUPS {
+            socket
+                .add_membership(group)
+                .map_err(|source| MonitorError::Subscribe { group, source })?;
+        }
+        socket.set_non_blocking(true).map_err(MonitorError::Open)?;
+        // SAFETY: the socket moves into the AsyncFd, which owns it until it is deregistered
+        // on drop: its descriptor cannot be closed or reused while tokio watches it.
+        let socket = unsafe { AsyncFd::register(socket) }
+            .map_err(|e| MonitorError::Open(io::Error::from(e)))?;
+        Ok(Monitor {
+            socket,
+            buffer: vec![0; DATAGRAM_BUFFER],
+            filtered,
+        })
+    }
+
+    /// Replaces the echo filter (after a configuration reload changed the protocol).
+    pub fn refilter(&mut self, protocol: u8) {
+        self.filtered = attach_echo_filter(self.socket.get_ref().as_raw_fd(), protocol).is_ok();
+    }
+
+    /// Waits until at least one datagram (or an error) is pending. Cancel-safe.
+    pub async fn readable(&self) -> Result<(), MonitorError> {
+        let mut guard = self.socket.readable().await.map_err(MonitorError::Read)?;
+        // Readiness is cleared by `drain` once it has read until EAGAIN.
+        guard.retain_ready();
+        Ok(())
+    }
+
+    /// Reads every pending datagram without waiting and hands each notification (or
+    /// overrun) to `on`. Returns how many datagrams were read.
+    pub fn drain(&mut self, mut on: impl FnMut(Received)) -> Result<usize, MonitorError> {
+        let Monitor { socket, buffer, .. } = self;
+        let fd = socket.get_ref().as_raw_fd();
+        // Taken before reading, so that clearing it below cannot swallow a datagram that
+        // arrives after the last `recv` (tokio only clears the readiness it handed out).
+        let mut ready = socket
+            .readable()
+            .now_or_never()
+            .transpose()
+            .map_err(MonitorError::Read)?;
+        let mut datagrams = 0;
+        loop {
+            match receive(fd, buffer) {
+                Ok(Some(len)) if len > buffer.len() => {
+                    // Cannot happen with a 64 KiB buffer; if it does, the rest is lost.
+                    datagrams += 1;
+                    log::warn!("truncated rtnetlink datagram of {len} bytes");
+                    on(Received::Overrun);
+                }
+                Ok(Some(len)) => {
+                    datagrams += 1;
+                    parse_datagram(&buffer[..len], &mut on);
+                }
+                Ok(None) => {
+                    if let Some(guard) = ready.as_mut() {
+                        guard.clear_ready();
+                    }
+                    return Ok(datagrams);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    datagrams += 1;
+                    on(Received::Overrun);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(MonitorError::Read(e)),
+            }
+        }
+    }
+}
+
+/// One non-blocking `recv`; `Ok(None)` when nothing is pending. With `MSG_TRUNC` the
+/// returned length is the datagram's real size.
+fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: recv writes at most `buffer.len()` bytes into a live, exclusively borrowed
+    // buffer; fd is the socket owned by the monitor.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// Splits a datagram into netlink messages; malformed ones are logged and skipped (a
+/// message this crate's netlink-packet-route version does not know is not an error).
+pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
+    while !bytes.is_empty() {
+        let len = match NetlinkBuffer::new_checked(bytes) {
+            Ok(buffer) => buffer.length() as usize,
+            Err(e) => {
+                log::warn!("ignoring malformed rtnetlink datagram: {e}");
+                return;
+            }
+        };
+        if len == 0 || len > bytes.len() {
+            log::warn!("ignoring malformed rtnetlink datagram: message length {len}");
+            return;
+        }
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]) {
+            Ok(NetlinkMessage {
+                header,
+                payload: NetlinkPayload::InnerMessage(message),
+                ..
+            }) => on(Received::Message {
+                flags: header.flags,
+                message,
+            }),
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::Overrun(_),
+                ..
+            }) => on(Received::Overrun),
+            Ok(_) => {}
+            Err(e) => log::debug!("skipping an rtnetlink message that does not parse: {e}"),
+        }
+        // Messages are 4-byte aligned within a datagram.
+        let next = (len + 3) & !3;
+        bytes = bytes.get(next..).unwrap_or_default();
+    }
+}
+
+fn set_receive_buffer(fd: RawFd, size: usize) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = (&size as *const libc::c_int).cast::<libc::c_void>();
+    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is owned by the caller.
+    let forced = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ptr, len) };
+    if forced != 0 {
+        // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
+        // SAFETY: as above.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, ptr, len) };
+        log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
+    }
+}
+
+/// Netlink message type whose echo is dropped in the kernel.
+const RTM_NEWROUTE: u32 = 24;
+/// Offsets in a notification: the low byte of `nlmsg_type` and `rtm_protocol`.
+const TYPE_LOW_BYTE: u32 = if cfg!(target_endian = "little") { 4 } else { 5 };
+const RTM_PROTOCOL: u32 = 16 + 5;
+
+/// A classic BPF program that drops `RTM_NEWROUTE` notifications tagged with our
+/// protocol: those are the echoes of our own writes, and a 10 000-route mirror would
+/// otherwise queue 10 000 of them. Deletions of our routes still arrive (self-heal).
+fn echo_filter(protocol: u8) -> [libc::sock_filter; 6] {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld_byte = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    [
+        stmt(ld_byte, TYPE_LOW_BYTE),
+        jump(jeq, RTM_NEWROUTE, 0, 2),
+        stmt(ld_byte, RTM_PROTOCOL),
+        jump(jeq, u32::from(protocol), 1, 0),
+        stmt(ret, u32::MAX),
+        stmt(ret, 0),
+    ]
+}
+
+fn attach_echo_filter(fd: RawFd, protocol: u8) -> io::Result<()> {
+    let mut program = echo_filter(protocol);
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: the kernel copies the program during the call; both live until it returns.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{NetlinkHeader, NLM_F_REPLACE};
+    use netlink_packet_route::route::RouteMessage;
+
+    fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+        msg.finalize();
+        let mut bytes = vec![0; msg.buffer_len()];
+        msg.serialize(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn datagram_with_several_messages_yields_each_with_its_flags() {
+        let mut bytes = encode(RouteNetlinkMessage::NewRoute(RouteMessage::default()), 0);
+        bytes.extend(encode(
+            RouteNetlinkMessage::DelRoute(RouteMessage::default()),
+            NLM_F_REPLACE,
+        ));
+        let mut seen = Vec::new();
+        parse_datagram(&bytes, &mut |r| seen.push(r));
+        assert_eq!(seen.len(), 2);
+        assert!(matches!(
+            &seen[1],
+            Received::Message { flags, message: RouteNetlinkMessage::DelRoute(_) }
+                if *flags == NLM_F_REPLACE
+        ));
+    }
+
+    #[test]
+    fn garbage_datagrams_are_skipped() {
+        let mut seen = Vec::new();
+        parse_datagram(&[1, 2, 3], &mut |r| seen.push(r));
+        parse_datagram(&[0xff; 40], &mut |r| seen.push(r));
+        parse_datagram(&[], &mut |r| seen.push(r));
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn echo_filter_reads_type_then_protocol() {
+        let program = echo_filter(83);
+        assert_eq!(program[0].k, TYPE_LOW_BYTE);
+        assert_eq!(program[1].k, RTM_NEWROUTE);
+        assert_eq!(program[3].k, 83);
+        // Protocol match jumps to "drop", everything else reaches "accept".
+        assert_eq!((program[3].jt, program[3].jf), (1, 0));
+        assert_eq!(program[4].k, u32::MAX);
+        assert_eq!(program[5].k, 0);
+    }
+}

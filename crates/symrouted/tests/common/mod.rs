@@ -1,0 +1,359 @@
+//! The daemon under test, run inside a lab namespace, and what the tests check about it.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use symroute_testlab::{ping, wait_until, Lab, Netns};
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_symrouted");
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `symrouted` running in a namespace, with its log captured and its readiness notification
+/// received on a socket of the test's own.
+pub struct Symrouted {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    notify: UnixDatagram,
+    dir: PathBuf,
+    pub started: Instant,
+}
+
+impl Symrouted {
+    /// Starts the daemon (`-v`, logging to stderr, a lock file of its own) and waits for
+    /// READY=1.
+    pub fn start(ns: &Netns, args: &[&str]) -> Symrouted {
+        Symrouted::start_with(ns, args, &[])
+    }
+
+    pub fn start_with(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Symrouted {
+        let dir = std::env::temp_dir().join(format!(
+            "symrouted-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("test directory");
+        let socket = dir.join("notify");
+        let _ = std::fs::remove_file(&socket);
+        let notify = UnixDatagram::bind(&socket).expect("notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("notify timeout");
+        let started = Instant::now();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), DAEMON, "-v", "--lock-file"])
+            .arg(dir.join("lock"))
+            .args(args)
+            .env("SYMROUTE_LOG", "stderr")
+            .env("NOTIFY_SOCKET", &socket)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start symrouted");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("daemon stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("SYMROUTED_TEST_ECHO").is_some() {
+                    eprintln!("symrouted: {line}");
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push(line);
+                }
+            }
+        });
+        let daemon = Symrouted {
+            child,
+            log,
+            notify,
+            dir,
+            started,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
+        let mut buf = [0u8; 512];
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if text.lines().any(|l| l == "READY=1") {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no READY=1 from symrouted ({e}); log:\n{}", self.log()),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.lines().iter().any(|l| l.contains(needle)))
+    }
+
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("symrouted exited with {status}; log:\n{}", self.log());
+        }
+    }
+
+    /// SIGTERM, then waits (at most 10 s) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: signalling our own child, not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "symrouted ignored SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Symrouted {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- symrouted log:\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the daemon once (`--once`, `--flush`, ...) in `ns` and returns its exit status and
+/// log.
+pub fn run_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
+    let lock = std::env::temp_dir().join(format!(
+        "symrouted-once-{}-{}.lock",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), DAEMON, "--lock-file"])
+        .arg(&lock)
+        .args(args)
+        .env("SYMROUTE_LOG", "stderr")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run symrouted");
+    let _ = std::fs::remove_file(&lock);
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
+    let line = ns.ip(&format!("-o link show dev {dev}"));
+    line.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+}
+
+pub fn table_of(ns: &Netns, dev: &str) -> String {
+    (1000 + ifindex(ns, dev)).to_string()
+}
+
+pub fn all_rules(ns: &Netns) -> Vec<String> {
+    let mut rules = ns.rules(false);
+    rules.extend(ns.rules(true));
+    rules
+}
+
+/// Rules and tables of symroute (protocol 83), both families.
+pub fn our_rules(ns: &Netns) -> Vec<String> {
+    all_rules(ns)
+        .into_iter()
+        .filter(|r| r.contains(" proto 83") || r.contains(" proto symroute"))
+        .collect()
+}
+
+pub fn has_rule(ns: &Netns, from: &str, table: &str) -> bool {
+    all_rules(ns)
+        .iter()
+        .any(|r| r.contains(&format!("from {from} lookup {table} ")))
+}
+
+/// Destinations of one family in `table`.
+pub fn destinations(ns: &Netns, table: &str, v6: bool) -> BTreeSet<String> {
+    ns.routes(table, v6)
+        .iter()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Destinations of main-table routes through `dev` (what `dev`'s table must mirror).
+pub fn main_destinations(ns: &Netns, dev: &str, v6: bool) -> BTreeSet<String> {
+    let family = if v6 { "-6" } else { "-4" };
+    ns.try_ip(&format!("{family} route show table main dev {dev}"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Whether `dev`'s table mirrors the main-table routes through it, both families.
+pub fn mirrored(ns: &Netns, dev: &str) -> bool {
+    let table = table_of(ns, dev);
+    [false, true]
+        .into_iter()
+        .all(|v6| destinations(ns, &table, v6) == main_destinations(ns, dev, v6))
+}
+
+/// What differs between `dev`'s table and its mirror, for failure messages.
+pub fn mirror_diff(ns: &Netns, dev: &str) -> String {
+    let table = table_of(ns, dev);
+    let mut out = String::new();
+    for v6 in [false, true] {
+        let have = destinations(ns, &table, v6);
+        let want = main_destinations(ns, dev, v6);
+        let missing: Vec<_> = want.difference(&have).take(5).collect();
+        let extra: Vec<_> = have.difference(&want).take(5).collect();
+        out.push_str(&format!(
+            "{dev} v{}: {} in table {table}, {} in main; missing {missing:?}, extra {extra:?}\n",
+            if v6 { 6 } else { 4 },
+            have.len(),
+            want.len()
+        ));
+    }
+    out
+}
+
+/// A foreign rule and table that must never change. The table's route goes through no
+/// uplink, so the kernel keeps it when the tests take an uplink's address or link away.
+pub fn add_foreign_state(lab: &Lab) {
+    lab.host
+        .ip("rule add priority 100 from 10.9.9.9 lookup 200");
+    lab.host
+        .ip("-6 rule add priority 100 from fd09::9 lookup 200");
+    lab.host
+        .ip("route add blackhole 198.51.100.0/24 table 200");
+}
+
+pub fn assert_foreign_state(lab: &Lab) {
+    let rules = all_rules(&lab.host);
+    for want in ["from 10.9.9.9 lookup 200", "from fd09::9 lookup 200"] {
+        assert!(rules.iter().any(|r| r.contains(want)), "{rules:?}");
+    }
+    let table = lab.host.routes("200", false);
+    assert_eq!(table.len(), 1, "{table:?}");
+}
+
+pub fn assert_all_reachable(lab: &Lab) {
+    let r: Vec<(&str, bool)> = Lab::host_addresses()
+        .into_iter()
+        .map(|a| (a, ping(&lab.client, a)))
+        .collect();
+    assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
+}
+
+/// `ip monitor route rule` in a namespace, with markers that prove it is listening and
+/// delimit a stretch of time: anything else it prints between two markers is a write.
+pub struct Monitor {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Monitor {
+    pub fn start(ns: &Netns) -> Monitor {
+        let mut child = Command::new("ip")
+            .args(["-n", ns.name(), "monitor", "route", "rule"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip monitor");
+        let stdout = child.stdout.take().expect("monitor stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Monitor { child, lines: rx }
+    }
+
+    /// Adds and deletes a rule nobody else writes, then returns every line seen up to its
+    /// deletion (the marker's own lines excluded).
+    pub fn marker(&self, ns: &Netns, n: u8) -> Vec<String> {
+        let from = format!("192.0.2.{n}");
+        ns.ip(&format!("rule add priority 7{n} from {from} lookup 77"));
+        ns.ip(&format!("rule del priority 7{n} from {from} lookup 77"));
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            if line.contains(&format!("from {from} ")) {
+                if line.starts_with("Deleted") {
+                    return seen;
+                }
+                continue;
+            }
+            seen.push(line);
+        }
+        panic!("marker {from} never seen; saw {seen:?}");
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `ip -batch` input to a file and runs it in `ns`.
+pub fn ip_batch(ns: &Netns, dir: &Path, name: &str, lines: impl Iterator<Item = String>) {
+    let path = dir.join(name);
+    let text: String = lines.map(|l| l + "\n").collect();
+    std::fs::write(&path, text).expect("write batch");
+    let out = Command::new("ip")
+        .args(["-n", ns.name(), "-batch"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ip -batch");
+    assert!(
+        out.status.success(),
+        "ip -batch {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
