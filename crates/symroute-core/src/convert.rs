@@ -8,7 +8,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
     RouteNextHopFlags, RoutePreference, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
 use crate::model::{Address, Family, Link, NextHop, Route, Rule};
@@ -297,7 +297,10 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut dst = None;
     let mut iif = None;
     let mut protocol = 0;
-    let mut other = msg.header.tos != 0 || msg.header.action != RuleAction::ToTable;
+    // `not from X` must never be read as `from X`.
+    let mut other = msg.header.tos != 0
+        || msg.header.action != RuleAction::ToTable
+        || msg.header.flags.contains(RuleFlags::Invert);
     for attr in &msg.attributes {
         match attr {
             RuleAttribute::Priority(p) => priority = *p,
@@ -306,9 +309,12 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::Destination(a) => dst = Some((*a, msg.header.dst_len)),
             RuleAttribute::Iifname(name) => iif = Some(name.clone()),
             RuleAttribute::Protocol(p) => protocol = u8::from(*p),
-            RuleAttribute::SuppressPrefixLen(_)
-            | RuleAttribute::SuppressIfGroup(_)
-            | RuleAttribute::Other(_) => {}
+            // The kernel reports these unset as all ones; set, they change what the rule does
+            // (wg-quick's `lookup main suppress_prefixlength 0`).
+            RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
+                other |= *v != u32::MAX
+            }
+            RuleAttribute::Other(_) => {}
             _ => other = true,
         }
     }

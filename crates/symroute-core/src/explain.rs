@@ -8,16 +8,13 @@
 
 use std::net::IpAddr;
 
-use futures::StreamExt;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
 use netlink_packet_route::RouteNetlinkMessage as Msg;
-use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
 use serde::Serialize;
 
 use crate::convert;
 use crate::model::{route_type, Family, Link, Route, Rule, MAIN_TABLE};
-use crate::netlink::NetlinkError;
+use crate::netlink::{Netlink, NetlinkError};
 use crate::plan::Snapshot;
 use crate::settings::{Prefix, Settings};
 use crate::status::{self, RouteView, RuleView};
@@ -477,17 +474,19 @@ impl Explanation {
 /// Two `RTM_GETROUTE` requests, as `ip route get ... fibmatch` does: the plain one gives the
 /// egress interface, gateway and table of the lookup; the `RTM_F_FIB_MATCH` one gives the
 /// table entry that matched. Works without privileges.
-pub async fn lookup(query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkError> {
-    let (connection, handle, _) = netlink_proto::new_connection::<Msg>(NETLINK_ROUTE)
-        .map_err(|e| NetlinkError::Socket(e.to_string()))?;
-    let driver = tokio::spawn(connection);
+pub async fn lookup(nl: &Netlink, query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkError> {
     let get = |flags: RouteFlags| {
         let mut msg = RouteMessage::default();
         let family = Family::of(&query.to);
         msg.header.address_family = convert::family_code(family);
         msg.header.destination_prefix_length = family.host_prefix_len();
         msg.header.source_prefix_length = Family::of(&query.from).host_prefix_len();
-        msg.header.flags = flags;
+        // Under strict checking IPv6 refuses RTM_F_LOOKUP_TABLE (EINVAL); it always reports
+        // the table anyway.
+        msg.header.flags = match family {
+            Family::V4 => flags,
+            Family::V6 => flags - RouteFlags::LookupTable,
+        };
         msg.attributes
             .push(RouteAttribute::Source(query.from.into()));
         msg.attributes
@@ -495,43 +494,28 @@ pub async fn lookup(query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkEr
         if let Some(i) = iif {
             msg.attributes.push(RouteAttribute::Iif(i));
         }
-        let mut message = NetlinkMessage::from(Msg::GetRoute(msg));
-        message.header.flags = NLM_F_REQUEST;
-        message
+        Msg::GetRoute(msg)
     };
-    let ask = |message: NetlinkMessage<Msg>| {
-        let handle = handle.clone();
-        async move {
-            let mut answers = handle
-                .request(message, SocketAddr::new(0, 0))
-                .map_err(|_| NetlinkError::Closed)?;
-            while let Some(answer) = answers.next().await {
-                match answer.payload {
-                    NetlinkPayload::InnerMessage(Msg::NewRoute(route)) => return Ok(route),
-                    NetlinkPayload::Error(e) if e.code.is_some() => {
-                        return Err(NetlinkError::Errno(-e.raw_code()))
-                    }
-                    _ => {}
-                }
-            }
-            Err(NetlinkError::Closed)
-        }
+    let route_of = |answer: Msg| match answer {
+        Msg::NewRoute(route) => Ok(route),
+        _ => Err(NetlinkError::Closed),
     };
-    let result = async {
-        let plain = match ask(get(RouteFlags::LookupTable)).await {
-            Ok(route) => route,
-            Err(NetlinkError::Errno(errno)) => return Ok(Answer::Failed { errno }),
-            Err(e) => return Err(e),
-        };
-        let matched = ask(get(RouteFlags::LookupTable | RouteFlags::FibMatch))
-            .await
-            .ok()
-            .and_then(|m| convert::route_from(&m));
-        Ok(answer_from(&plain, matched))
-    }
-    .await;
-    driver.abort();
-    result
+    let plain = match nl
+        .get(get(RouteFlags::LookupTable))
+        .await
+        .and_then(route_of)
+    {
+        Ok(route) => route,
+        Err(NetlinkError::Errno(errno)) => return Ok(Answer::Failed { errno }),
+        Err(e) => return Err(e),
+    };
+    let matched = nl
+        .get(get(RouteFlags::LookupTable | RouteFlags::FibMatch))
+        .await
+        .and_then(route_of)
+        .ok()
+        .and_then(|m| convert::route_from(&m));
+    Ok(answer_from(&plain, matched))
 }
 
 fn answer_from(plain: &RouteMessage, matched: Option<Route>) -> Answer {

@@ -105,6 +105,30 @@ impl Netlink {
         Err(NetlinkError::Interrupted)
     }
 
+    /// Sends one request that is answered by one message (`RTM_GETROUTE` for a destination,
+    /// `RTM_GETLINK` by name) and returns that answer.
+    pub async fn get(
+        &self,
+        request: RouteNetlinkMessage,
+    ) -> Result<RouteNetlinkMessage, NetlinkError> {
+        let mut message = NetlinkMessage::from(request);
+        message.header.flags = NLM_F_REQUEST;
+        let mut answers = self
+            .handle
+            .request(message, kernel())
+            .map_err(|_| NetlinkError::Closed)?;
+        while let Some(answer) = answers.next().await {
+            match answer.payload {
+                NetlinkPayload::InnerMessage(inner) => return Ok(inner),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(NetlinkError::Errno(-e.raw_code()));
+                }
+                _ => {}
+            }
+        }
+        Err(NetlinkError::Closed)
+    }
+
     /// Sends the writes in order, batched, and returns one result per write, in order.
     ///
     /// The kernel handles the messages of one socket in the order they were sent, so a route

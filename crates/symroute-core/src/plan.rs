@@ -129,7 +129,9 @@ pub fn plan_interface(
         }));
         rules.sort();
     }
+    // A family without a rule would never look its routes up (fe80::/64 of an IPv4 uplink).
     let mut routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
+    routes.retain(|r| families.contains(&r.family));
     if settings.strict {
         routes.extend(
             families

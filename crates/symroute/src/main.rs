@@ -169,14 +169,14 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
                 to: *to,
                 iif: iif.clone(),
             };
-            let answer = explain::lookup(&query, iif_index)
+            let answer = explain::lookup(&netlink, &query, iif_index)
                 .await
                 .map_err(Error::Connect)?;
             // Forwarded traffic is symmetric when its answer goes back the same way: ask
             // the kernel about the answer too.
             let reply = match explain::reply_query(&query, &answer, &snapshot.links) {
                 Some((reply, reply_iif)) => Some(
-                    explain::lookup(&reply, reply_iif)
+                    explain::lookup(&netlink, &reply, reply_iif)
                         .await
                         .map_err(Error::Connect)?,
                 ),
