@@ -23,6 +23,9 @@
 //!       address on I) and times until the mirror appears in table T (route) or the new
 //!       `from` rule exists and the old one is gone (addr). Undoes each change and waits for
 //!       that to be mirrored too before the next one.
+//!   dump    --table T [--oif I]
+//!       The reading floor: one kernel-filtered IPv4 dump of table T (routes through I),
+//!       only counted, not decoded. Prints the count and the time it took.
 //!   rss -- PROGRAM ARGS...
 //!       Runs PROGRAM and prints its peak RSS in KiB (`getrusage(RUSAGE_CHILDREN)`, so its
 //!       descendants count too). Measured from this small process because a child's peak
@@ -436,6 +439,7 @@ fn main() {
         "count" => cmd_count(&args),
         "react" => cmd_react(&args),
         "rss" => cmd_rss(&args),
+        "dump" => cmd_dump(&args),
         _ => die(&format!("unknown subcommand {cmd}")),
     }
 }
@@ -894,4 +898,40 @@ fn cmd_rss(args: &Args) {
     if !status.success() {
         exit(1);
     }
+}
+
+fn cmd_dump(args: &Args) {
+    let table: u32 = args.num("table", None);
+    let oif: Option<u32> = args.get("oif").map(|v| v.parse().unwrap_or_else(|_| die("bad --oif")));
+    let sock = Sock::open(0);
+    let mut m = Msg::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1);
+    m.bytes(&rtmsg(0, table, 0, 0, 0)).attr(RTA_TABLE, &table.to_ne_bytes());
+    if let Some(oif) = oif {
+        m.attr(RTA_OIF, &oif.to_ne_bytes());
+    }
+    let req = m.finish();
+    let mut buf = vec![0u8; 1 << 20];
+    let t0 = now_ns();
+    sock.send_all(&req);
+    let mut count = 0u64;
+    let mut recvs = 0u64;
+    'outer: loop {
+        let n = sock.recv(&mut buf, false).unwrap_or_else(|e| die(&format!("dump recv errno {e}")));
+        recvs += 1;
+        for (t, _, p) in messages(&buf[..n]) {
+            match t {
+                NLMSG_DONE => break 'outer,
+                NLMSG_ERROR => {
+                    if error_code(p) == -2 {
+                        break 'outer;
+                    }
+                    die(&format!("dump error {}", error_code(p)));
+                }
+                RTM_NEWROUTE => count += 1,
+                _ => {}
+            }
+        }
+    }
+    let t1 = now_ns();
+    println!("{{\"count\":{count},\"recvs\":{recvs},\"elapsed_ns\":{}}}", t1 - t0);
 }
