@@ -1,19 +1,23 @@
 //! The one place that talks rtnetlink: dumps and batched writes on a strict-check socket.
 
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
-use netlink_proto::ConnectionHandle;
+use netlink_proto::{ConnectionHandle, ReplyExpectation};
 use netlink_sys::AsyncSocket;
 
-/// Writes sent per `sendmsg`. Each one is answered by an ACK; together with a large
-/// receive buffer and capped ACKs this keeps every answer, even for 100 000-route tables.
-const WRITE_BATCH: usize = 128;
+/// Writes sent per `sendmsg`, bounded in count and bytes (a datagram larger than the send
+/// buffer fails with EMSGSIZE). Only the last write of a batch asks for an ACK; the kernel
+/// answers every failed write anyway, so successes cost no answer at all.
+const WRITE_BATCH: usize = 1024;
+const WRITE_BATCH_BYTES: usize = 96 << 10;
 /// Receive buffer asked for with `SO_RCVBUFFORCE` (root) or `SO_RCVBUF` (capped by rmem_max).
 const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 /// A dump that the kernel flags as interrupted by a concurrent change is read again.
@@ -48,17 +52,21 @@ fn errno_text(errno: i32) -> String {
     format!("{text} (errno {errno})")
 }
 
+type Unsolicited = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+
 /// A connection to the kernel's routing netlink, running on the current tokio runtime.
 #[derive(Clone)]
 pub struct Netlink {
     handle: ConnectionHandle<RouteNetlinkMessage>,
+    /// Where the kernel's answers to writes that asked for none arrive: their errors.
+    unsolicited: Arc<Mutex<Unsolicited>>,
 }
 
 impl Netlink {
     /// Opens a strict-check socket (so the kernel filters dumps) and spawns its driver on
     /// the current tokio runtime.
     pub fn connect() -> Result<Netlink, NetlinkError> {
-        let (mut connection, handle, _) =
+        let (mut connection, handle, unsolicited) =
             netlink_proto::new_connection::<RouteNetlinkMessage>(NETLINK_ROUTE)
                 .map_err(|e| NetlinkError::Socket(e.to_string()))?;
         let socket = connection.socket_mut().socket_mut();
@@ -71,7 +79,10 @@ impl Netlink {
         // One answer per write, success included, is how results are matched to writes.
         connection.set_forward_ack(true);
         tokio::spawn(connection);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            unsolicited: Arc::new(Mutex::new(unsolicited)),
+        })
     }
 
     /// Runs one dump request and returns every inner message of the answer.
@@ -140,34 +151,72 @@ impl Netlink {
         let mut results = Vec::with_capacity(writes.len());
         let mut writes = writes.into_iter().peekable();
         while writes.peek().is_some() {
-            let batch: Vec<NetlinkMessage<RouteNetlinkMessage>> = writes
-                .by_ref()
-                .take(WRITE_BATCH)
-                .map(|(payload, flags)| {
-                    let mut message = NetlinkMessage::from(payload);
-                    message.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-                    message
-                })
-                .collect();
-            let expected = batch.len();
-            let mut answers = match self.handle.request_batch(batch, kernel()) {
-                Ok(answers) => answers,
-                Err(_) => {
-                    results.extend((0..expected).map(|_| Err(NetlinkError::Closed)));
-                    continue;
-                }
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some((payload, flags)) =
+                writes.next_if(|_| batch.len() < WRITE_BATCH && bytes < WRITE_BATCH_BYTES)
+            {
+                let mut message = NetlinkMessage::from(payload);
+                message.header.flags = NLM_F_REQUEST | flags;
+                message.finalize();
+                bytes += message.buffer_len();
+                batch.push(message);
+            }
+            results.extend(self.write_batch(batch).await);
+        }
+        results
+    }
+
+    async fn write_batch(
+        &self,
+        mut batch: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    ) -> Vec<Result<(), NetlinkError>> {
+        let count = batch.len();
+        let mut results: Vec<Result<(), NetlinkError>> = vec![Ok(()); count];
+        if let Some(last) = batch.last_mut() {
+            last.header.flags |= NLM_F_ACK;
+        }
+        let expectations = batch.into_iter().enumerate().map(|(i, m)| {
+            let expect = if i + 1 == count {
+                ReplyExpectation::Expected
+            } else {
+                ReplyExpectation::NotExpected
             };
-            let mut got = 0;
-            while let Some(answer) = answers.next().await {
-                if let NetlinkPayload::Error(e) = answer.payload {
-                    got += 1;
-                    results.push(match e.code {
-                        None => Ok(()),
-                        Some(_) => Err(NetlinkError::Errno(-e.raw_code())),
-                    });
+            (m, expect)
+        });
+        let mut answers = match self
+            .handle
+            .request_batch_with_expectation(expectations, kernel())
+        {
+            Ok(answers) => answers,
+            Err(_) => return vec![Err(NetlinkError::Closed); count],
+        };
+        let mut last_seq = None;
+        let mut acked = false;
+        while let Some(answer) = answers.next().await {
+            if let NetlinkPayload::Error(e) = answer.payload {
+                last_seq = Some(answer.header.sequence_number);
+                acked = true;
+                if e.code.is_some() {
+                    results[count - 1] = Err(NetlinkError::Errno(-e.raw_code()));
                 }
             }
-            results.extend((got..expected).map(|_| Err(NetlinkError::Closed)));
+        }
+        let Some(last_seq) = last_seq.filter(|_| acked) else {
+            return vec![Err(NetlinkError::Closed); count];
+        };
+        // Errors of earlier writes came before the last one's ACK (the kernel answers in
+        // order), so they are all waiting already. Sequence numbers within a batch are
+        // consecutive, which maps each error back to its write.
+        if let Ok(mut unsolicited) = self.unsolicited.lock() {
+            while let Ok((answer, _)) = unsolicited.try_recv() {
+                if let NetlinkPayload::Error(e) = answer.payload {
+                    let behind = last_seq.wrapping_sub(answer.header.sequence_number) as usize;
+                    if e.code.is_some() && behind < count {
+                        results[count - 1 - behind] = Err(NetlinkError::Errno(-e.raw_code()));
+                    }
+                }
+            }
         }
         results
     }
