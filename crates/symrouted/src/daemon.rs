@@ -11,22 +11,12 @@ use symroute_core::{
 };
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::cli::Source;
 use crate::dirty::{note, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::monitor::{Monitor, MonitorError, Received};
 use crate::nm::{NetworkManager, NmError};
 use crate::notify::notify;
-
-/// Where change events come from besides the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Source {
-    /// The kernel, plus NetworkManager when it is on the system bus at start.
-    Auto,
-    /// The kernel only.
-    Netlink,
-    /// The kernel plus NetworkManager, which must be on the system bus.
-    Nm,
-}
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -96,14 +86,15 @@ struct Daemon {
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
 pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Result<(), DaemonError> {
+    // First, so that a SIGTERM during startup is an orderly exit too.
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let nl = Netlink::connect().map_err(Error::from)?;
     // Subscribe first: whatever changes from here on is either in the first snapshot or
     // waiting in the socket.
     let monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
     let nm = connect_networkmanager(options.source).await?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
 
     let mut daemon = Daemon {
         nl,
@@ -251,6 +242,7 @@ impl Daemon {
                     log::error!("{e}");
                     // Tried again on the next event; a broken netlink socket ends the
                     // daemon through the monitor.
+                    self.dirty.resync = true;
                 }
             }
             // A full run covers every interface, paused ones included.
@@ -265,7 +257,7 @@ impl Daemon {
             }
         };
         if dirty.every_link {
-            for link in &links {
+            for link in links.iter().filter(|l| !l.loopback) {
                 dirty.mark(link.index, Reason::Changed);
             }
         }
@@ -330,6 +322,9 @@ impl Daemon {
         .await?;
         self.echoes
             .expect(report.changes.iter().map(|change| &change.op));
+        if report.changes.len() >= BIG_RUN || *target == Target::All {
+            release_memory();
+        }
         let what = match target {
             Target::Interface { name, .. } => name.as_str(),
             Target::All => "all interfaces",
@@ -341,6 +336,19 @@ impl Daemon {
             started.elapsed().as_secs_f64() * 1e3
         );
         Ok(report)
+    }
+}
+
+/// A run with this many changes (a table of thousands of routes built or emptied), or a full
+/// run, allocated enough to be worth handing back to the system once it is over.
+const BIG_RUN: usize = 1000;
+
+/// Returns freed heap memory to the kernel, so that an idle daemon stays small after a burst.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists; no pointer of ours is involved.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

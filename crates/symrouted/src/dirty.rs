@@ -57,7 +57,14 @@ impl Dirty {
 }
 
 /// The identity of a rule as the kernel echoes it back.
-type RuleKey = (Family, u32, Option<(IpAddr, u8)>, Option<(IpAddr, u8)>, Option<String>, u32);
+type RuleKey = (
+    Family,
+    u32,
+    Option<(IpAddr, u8)>,
+    Option<(IpAddr, u8)>,
+    Option<String>,
+    u32,
+);
 
 fn rule_key(rule: &Rule) -> RuleKey {
     (
@@ -334,7 +341,10 @@ mod tests {
             &mut Echoes::default(),
         );
         assert!(dirty.resync);
-        let dirty = run(&[(0, Msg::DelLink(LinkMessage::default()))], &mut Echoes::default());
+        let dirty = run(
+            &[(0, Msg::DelLink(LinkMessage::default()))],
+            &mut Echoes::default(),
+        );
         assert!(dirty.resync);
     }
 }

@@ -7,15 +7,11 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
+use futures::FutureExt;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
-use futures::FutureExt;
 use tokio::io::unix::AsyncFd;
-
-/// Receive buffer asked for by default. Memory is only used while messages wait, so a large
-/// limit costs nothing at idle; 10 000 route changes queue about 10 MiB.
-pub const DEFAULT_RECEIVE_BUFFER: usize = 32 << 20;
 
 /// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
 /// anything it may batch.

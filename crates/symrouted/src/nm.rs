@@ -22,6 +22,18 @@ const DEVICE: &str = "org.freedesktop.NetworkManager.Device";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// Device properties that point at the configuration objects whose changes we follow.
 const CONFIG_PROPERTIES: [&str; 4] = ["Ip4Config", "Ip6Config", "Dhcp4Config", "Dhcp6Config"];
+/// Device properties whose change can mean different addresses or routes. Others (a Wi-Fi
+/// bitrate, statistics) change often and say nothing about routing.
+const DEVICE_PROPERTIES: [&str; 8] = [
+    "State",
+    "Ip4Config",
+    "Ip6Config",
+    "Dhcp4Config",
+    "Dhcp6Config",
+    "IpInterface",
+    "Interface",
+    "Managed",
+];
 /// A hung NetworkManager must not stall the kernel source.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Signals queued in zbus before it drops the oldest; a drain reads them all anyway.
@@ -61,9 +73,15 @@ pub enum Signal {
         name: Option<String>,
     },
     /// An IP or DHCP configuration object changed (addresses, routes, a lease).
-    Config { path: String },
-    DeviceAdded { path: String },
-    DeviceRemoved { path: String },
+    Config {
+        path: String,
+    },
+    DeviceAdded {
+        path: String,
+    },
+    DeviceRemoved {
+        path: String,
+    },
     /// NetworkManager (re)started or stopped: `true` when it has an owner now.
     Restarted(bool),
     Ignored,
@@ -108,11 +126,15 @@ pub fn interpret(msg: &Message) -> Result<Signal, Malformed> {
                 HashMap<String, OwnedValue>,
                 Vec<String>,
             ) = body.deserialize().map_err(|e| malformed(e.to_string()))?;
-            if changed_interface.starts_with(DEVICE) {
+            if changed_interface == DEVICE
+                && changed
+                    .keys()
+                    .any(|k| DEVICE_PROPERTIES.contains(&k.as_str()))
+            {
                 let configs = CONFIG_PROPERTIES
                     .iter()
                     .filter_map(|key| changed.get(*key))
-                    .filter_map(|v| object_path(v))
+                    .filter_map(object_path)
                     .collect();
                 let name = ["IpInterface", "Interface"]
                     .iter()
@@ -415,9 +437,14 @@ mod tests {
         let mut changed: HashMap<&str, Value> = HashMap::new();
         changed.insert(
             "Ip4Config",
-            Value::from(ObjectPath::try_from("/org/freedesktop/NetworkManager/IP4Config/9").unwrap()),
+            Value::from(
+                ObjectPath::try_from("/org/freedesktop/NetworkManager/IP4Config/9").unwrap(),
+            ),
         );
-        changed.insert("Dhcp6Config", Value::from(ObjectPath::try_from("/").unwrap()));
+        changed.insert(
+            "Dhcp6Config",
+            Value::from(ObjectPath::try_from("/").unwrap()),
+        );
         changed.insert("IpInterface", Value::from("eth1"));
         let msg = signal(
             DEV,
@@ -471,8 +498,26 @@ mod tests {
         ] {
             let e = interpret(&msg).expect_err("garbage accepted");
             let line = e.to_string();
-            assert!(line.starts_with("ignoring malformed D-Bus signal "), "{line}");
+            assert!(
+                line.starts_with("ignoring malformed D-Bus signal "),
+                "{line}"
+            );
             assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn device_properties_that_say_nothing_about_routing_are_ignored() {
+        let mut changed: HashMap<&str, Value> = HashMap::new();
+        changed.insert("Bitrate", Value::from(54000u32));
+        for interface in [DEVICE, "org.freedesktop.NetworkManager.Device.Wireless"] {
+            let msg = signal(
+                DEV,
+                PROPERTIES,
+                "PropertiesChanged",
+                &(interface, changed.clone(), Vec::<String>::new()),
+            );
+            assert_eq!(interpret(&msg), Ok(Signal::Ignored), "{interface}");
         }
     }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use symroute_testlab::daemons::TempDir;
 use symroute_testlab::{
     ping, require_root, wait_until, Lab, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
 };
@@ -26,7 +27,11 @@ fn daemon_follows_every_change_on_a_running_host() {
     let host = &lab.host;
     let (t0, t1) = (table_of(host, "eth0"), table_of(host, "eth1"));
     let mut daemon = Symrouted::start(host, &["--source", "netlink", "--fight-pause", "2"]);
-    eprintln!("ready after {:?}", daemon.started.elapsed());
+    eprintln!(
+        "ready after {:?}; RSS {} KiB",
+        daemon.started.elapsed(),
+        daemon.rss_kib()
+    );
     assert!(mirrored(host, "eth0") && mirrored(host, "eth1"));
     assert!(has_rule(host, "10.2.0.2", &t1) && has_rule(host, "fd02::2", &t1));
     assert_all_reachable(&lab);
@@ -123,7 +128,8 @@ fn daemon_follows_every_change_on_a_running_host() {
     }
     host.ip(&format!("route flush table {t1}"));
     assert!(
-        wait_until(SETTLE, || our_rules(host) == ours_before && mirrored(host, "eth1")),
+        wait_until(SETTLE, || our_rules(host) == ours_before
+            && mirrored(host, "eth1")),
         "not repaired: {:?}",
         our_rules(host)
     );
@@ -194,8 +200,8 @@ fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
     let lab = Lab::two_uplinks();
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
-    let dir = std::env::temp_dir().join(format!("symrouted-burst-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("burst dir");
+    let dir = TempDir::new("symrouted-burst");
+    let dir = dir.path();
 
     for (case, args) in [
         ("normal buffer", vec!["--source", "netlink"]),
@@ -207,10 +213,11 @@ fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
         let daemon = Symrouted::start(host, &args);
         let base = destinations(host, &t1, false).len();
         let t = Instant::now();
-        burst(&lab, &dir, "add");
+        burst(&lab, dir, "add");
         let added = t.elapsed();
         assert!(
-            wait_until(Duration::from_secs(60), || destinations(host, &t1, false).len()
+            wait_until(Duration::from_secs(60), || destinations(host, &t1, false)
+                .len()
                 == base + 10_000
                 && mirrored(host, "eth1")),
             "{case}: {}",
@@ -221,25 +228,33 @@ fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
             t.elapsed()
         );
         let t = Instant::now();
-        burst(&lab, &dir, "del");
+        burst(&lab, dir, "del");
         assert!(
-            wait_until(Duration::from_secs(60), || destinations(host, &t1, false).len()
+            wait_until(Duration::from_secs(60), || destinations(host, &t1, false)
+                .len()
                 == base
                 && mirrored(host, "eth1")),
             "{case}: {}",
             mirror_diff(host, "eth1")
         );
-        eprintln!("{case}: 10 000 routes deleted, mirrored after {:?}", t.elapsed());
+        eprintln!(
+            "{case}: 10 000 routes deleted, mirrored after {:?}",
+            t.elapsed()
+        );
         let overrun = daemon.log().contains("overrun");
         if case == "4 KiB buffer" {
             assert!(overrun, "no overrun with a 4 KiB buffer:\n{}", daemon.log());
         } else {
-            assert!(!overrun, "overrun with the normal buffer:\n{}", daemon.log());
+            assert!(
+                !overrun,
+                "overrun with the normal buffer:\n{}",
+                daemon.log()
+            );
         }
+        eprintln!("{case}: RSS after the bursts {} KiB", daemon.rss_kib());
         assert!(daemon.terminate().success());
     }
     assert!(ping(&lab.client, HOST_ETH1_V4));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A converged host, the daemon restarted: the new one writes nothing and a ping flow
@@ -257,7 +272,16 @@ fn restart_over_converged_tables_writes_nothing_and_drops_no_packet() {
     let monitor = Monitor::start(&lab.host);
     monitor.marker(&lab.host, 11);
     let flow = lab.client.spawn(&[
-        "ping", "-n", "-q", "-i", "0.01", "-c", "300", "-W", "1", HOST_ETH1_V4,
+        "ping",
+        "-n",
+        "-q",
+        "-i",
+        "0.01",
+        "-c",
+        "300",
+        "-W",
+        "1",
+        HOST_ETH1_V4,
     ]);
     assert!(first.terminate().success());
     let t = Instant::now();
@@ -300,7 +324,10 @@ fn once_syncs_and_flush_removes_only_ours() {
     assert_all_reachable(&lab);
 
     let (status, log) = run_once(host, &["--once"]);
-    assert!(status.success() && log.trim().is_empty(), "second run: {log}");
+    assert!(
+        status.success() && log.trim().is_empty(),
+        "second run: {log}"
+    );
 
     let (status, log) = run_once(host, &["--flush"]);
     assert!(status.success(), "{log}");

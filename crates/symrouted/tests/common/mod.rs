@@ -105,6 +105,18 @@ impl Symrouted {
         self.child.id()
     }
 
+    /// The daemon's resident set size in KiB (`VmRSS`), for the test output.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
@@ -173,7 +185,10 @@ pub fn run_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
         .output()
         .expect("run symrouted");
     let _ = std::fs::remove_file(&lock);
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
@@ -260,8 +275,7 @@ pub fn add_foreign_state(lab: &Lab) {
         .ip("rule add priority 100 from 10.9.9.9 lookup 200");
     lab.host
         .ip("-6 rule add priority 100 from fd09::9 lookup 200");
-    lab.host
-        .ip("route add blackhole 198.51.100.0/24 table 200");
+    lab.host.ip("route add blackhole 198.51.100.0/24 table 200");
 }
 
 pub fn assert_foreign_state(lab: &Lab) {
