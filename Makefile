@@ -6,9 +6,10 @@ PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 DESTDIR ?=
 CARGO   ?= $(shell scripts/ensure-toolchain.sh)
-BINS     = symroute-hook
+BINS     = symroute-hook symrouted symroute
+UNITDIR ?= /etc/systemd/system
 
-.PHONY: all build install uninstall test lint unit deps
+.PHONY: all build install uninstall test lint unit deps bench package
 all: build
 
 build:
@@ -18,13 +19,27 @@ install: build
 	install -d $(DESTDIR)$(SBINDIR)
 	for b in $(BINS); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
 	install -D -m 0644 packaging/iproute2/symroute.conf $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
-	if [ -x scripts/install-integrations.sh ]; then scripts/install-integrations.sh $(SBINDIR) "$(DESTDIR)"; fi
-	# Make the host symmetric now; later interface events keep it so.
-	if [ -z "$(DESTDIR)" ]; then $(SBINDIR)/symroute-hook --all; fi
+	# The commented default configuration, never over an admin's own.
+	[ -e $(DESTDIR)/etc/symroute/symroute.toml ] || install -D -m 0644 packaging/symroute.toml $(DESTDIR)/etc/symroute/symroute.toml
+	sed 's|/usr/sbin/symrouted|$(SBINDIR)/symrouted|' packaging/systemd/symrouted.service > symrouted.service.tmp
+	install -D -m 0644 symrouted.service.tmp $(DESTDIR)$(UNITDIR)/symrouted.service
+	rm -f symrouted.service.tmp
+	scripts/install-integrations.sh $(SBINDIR) "$(DESTDIR)"
+	# Make the host symmetric now: the daemon where systemd runs, else one sync (the
+	# dispatcher scripts keep it so from then on).
+	if [ -z "$(DESTDIR)" ]; then \
+		if [ -d /run/systemd/system ]; then \
+			systemctl daemon-reload && systemctl enable symrouted && systemctl restart symrouted; \
+		else \
+			$(SBINDIR)/symroute-hook --all; \
+		fi; \
+	fi
 
 uninstall:
-	-$(SBINDIR)/symroute-hook --flush
+	-if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now symrouted; fi
+	-if [ -z "$(DESTDIR)" ]; then $(SBINDIR)/symroute-hook --flush; fi
 	for b in $(BINS); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
+	rm -f $(DESTDIR)$(UNITDIR)/symrouted.service
 	rm -f $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
 	scripts/install-integrations.sh --remove "$(DESTDIR)"
 
@@ -40,3 +55,6 @@ unit:
 
 test: deps lint
 	$(CARGO) test --workspace --locked
+
+bench:
+	bench/run
