@@ -9,7 +9,7 @@ CARGO   ?= $(shell scripts/ensure-toolchain.sh)
 BINS     = symroute-hook symrouted symroute
 UNITDIR ?= /etc/systemd/system
 
-.PHONY: all build install uninstall test lint unit deps bench package
+.PHONY: all build install uninstall test lint unit deps bench package package-test
 all: build
 
 build:
@@ -58,3 +58,12 @@ test: deps lint
 
 bench:
 	bench/run
+
+# Debian package and RPM in target/packages/ (scripts/build-packages.sh --help)
+package:
+	CARGO=$(CARGO) scripts/build-packages.sh
+
+# Build both packages, check them, lintian, install/upgrade/purge in an isolated root (root;
+# also part of `make test` through cargo test)
+package-test:
+	CARGO=$(CARGO) tests/packaging/run.sh

@@ -11,6 +11,7 @@
 #   --deb, --rpm    build only that format (default: both)
 # Environment:
 #   CARGO               cargo to use (default: scripts/ensure-toolchain.sh finds or installs one)
+#   CARGO_TARGET_DIR    cargo's target directory (default: target); binaries from its release/
 #   SOURCE_DATE_EPOCH   time stamp of files, changelog and man pages (default: last commit)
 #   SYMROUTE_MAINTAINER Maintainer of the .deb and its changelog, "Name <address>"
 #
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
         --no-cargo) RUN_CARGO=no; shift ;;
         --deb) WANT_DEB=yes; shift ;;
         --rpm) WANT_RPM=yes; shift ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^set -eu/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-packages: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -100,6 +101,7 @@ RPM_ARCH=$(uname -m)
 
 # --- binaries, man pages -----------------------------------------------------------------
 BINS_ALL="symroute-hook symroute symrouted"
+RELEASE=${CARGO_TARGET_DIR:-$SRC/target}/release
 if [ "$RUN_CARGO" = yes ]; then
     CARGO=${CARGO:-$(scripts/ensure-toolchain.sh)}
     say "cargo build --release (workspace binaries and xtask)"
@@ -107,15 +109,15 @@ if [ "$RUN_CARGO" = yes ]; then
 fi
 BINS=""
 for b in $BINS_ALL; do
-    if [ -f "crates/$b/Cargo.toml" ] && [ -x "target/release/$b" ]; then
+    if [ -f "crates/$b/Cargo.toml" ] && [ -x "$RELEASE/$b" ]; then
         BINS="$BINS $b"
     fi
 done
 case "$BINS" in
     *symroute-hook*) ;;
-    *) die "target/release/symroute-hook is missing (run without --no-cargo)" ;;
+    *) die "$RELEASE/symroute-hook is missing (run without --no-cargo)" ;;
 esac
-[ -x target/release/xtask ] || die "target/release/xtask is missing (run without --no-cargo)"
+[ -x "$RELEASE/xtask" ] || die "$RELEASE/xtask is missing (run without --no-cargo)"
 UNIT_SRC=packaging/systemd/symrouted.service
 HAVE_UNIT=no
 case "$BINS" in *symrouted*) [ -f "$UNIT_SRC" ] && HAVE_UNIT=yes ;; esac
@@ -125,7 +127,7 @@ trap 'rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
 MAN=$WORK/man
-target/release/xtask man "$MAN" --version "$UPSTREAM" >/dev/null
+"$RELEASE/xtask" man "$MAN" --version "$UPSTREAM" >/dev/null
 
 # --- staging -----------------------------------------------------------------------------
 # stage ROOT: the tree both formats share.
@@ -133,7 +135,7 @@ stage() {
     root=$1
     install -d -m 0755 "$root/usr/sbin"
     for b in $BINS; do
-        install -m 0755 "target/release/$b" "$root/usr/sbin/$b"
+        install -m 0755 "$RELEASE/$b" "$root/usr/sbin/$b"
         strip --remove-section=.comment --remove-section=.note "$root/usr/sbin/$b"
     done
 
@@ -182,6 +184,14 @@ if [ "$WANT_DEB" = yes ]; then
     install -d -m 0755 "$doc"
     install -m 0644 packaging/deb/copyright "$doc/copyright"
     gzip -9n -c README.md >"$doc/README.md.gz"
+    install -d -m 0755 "$root/usr/share/lintian/overrides"
+    if [ "$HAVE_UNIT" = yes ]; then
+        cat packaging/deb/lintian-overrides
+    else
+        # The override about the unit would be reported as unused.
+        grep -v -e 'symrouted\.service' -e 'the daemon is systemd-only' packaging/deb/lintian-overrides
+    fi >"$root/usr/share/lintian/overrides/symroute"
+    chmod 0644 "$root/usr/share/lintian/overrides/symroute"
     {
         echo "symroute ($VERSION) unstable; urgency=medium"
         echo

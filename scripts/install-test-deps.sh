@@ -17,7 +17,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils"
+PACKAGES="iproute2 iputils-ping nftables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils lintian debootstrap rpm dpkg-dev"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2

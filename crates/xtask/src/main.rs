@@ -108,10 +108,9 @@ fn pages_of(cmd: clap::Command, date: &str, source: &str) -> std::io::Result<Vec
         if let Some(at) = text.find("\n.SH VERSION\n") {
             text.truncate(at + 1);
         }
-        if let Some(after) = after {
-            text.push_str(&after_help_sections(&after));
-        }
-        text.push_str(&see_also(cmd.get_name()));
+        let (sections, refs) = after_help_sections(after.as_deref().unwrap_or(""));
+        text.push_str(&sections);
+        text.push_str(&see_also(cmd.get_name(), &refs));
         out.push(Page {
             file: man.get_filename(),
             text: text.into_bytes(),
@@ -143,43 +142,64 @@ fn roff_escape(line: &str) -> String {
 
 /// Turns an after-help text made of `HEADING:` lines followed by indented lines into one
 /// `.SH HEADING` per heading, its lines kept as written (`.nf`), so aligned tables stay so.
-fn after_help_sections(after: &str) -> String {
+/// A `SEE ALSO:` section is not rendered but returned as its references, for `see_also`.
+fn after_help_sections(after: &str) -> (String, Vec<String>) {
     let mut out = String::new();
-    let mut open = false;
+    let mut refs = Vec::new();
+    // None before the first heading; Some(true) inside SEE ALSO.
+    let mut in_see_also: Option<bool> = None;
+    let close = |out: &mut String, state: Option<bool>| {
+        if state == Some(false) {
+            out.push_str(".fi\n");
+        }
+    };
     for line in after.lines() {
         let heading = line
             .strip_suffix(':')
             .filter(|h| !h.is_empty() && !h.starts_with(' '));
         if let Some(heading) = heading {
-            if open {
-                out.push_str(".fi\n");
+            close(&mut out, in_see_also);
+            if heading.eq_ignore_ascii_case("see also") {
+                in_see_also = Some(true);
+            } else {
+                out.push_str(&format!(".SH \"{}\"\n.nf\n", heading.to_uppercase()));
+                in_see_also = Some(false);
             }
-            out.push_str(&format!(".SH \"{}\"\n.nf\n", heading.to_uppercase()));
-            open = true;
             continue;
         }
-        if !open {
-            out.push_str(".SH NOTES\n.nf\n");
-            open = true;
+        match in_see_also {
+            Some(true) => refs.extend(
+                line.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from),
+            ),
+            state => {
+                if state.is_none() {
+                    out.push_str(".SH NOTES\n.nf\n");
+                    in_see_also = Some(false);
+                }
+                let line = line.strip_prefix("  ").unwrap_or(line);
+                out.push_str(&roff_escape(line));
+                out.push('\n');
+            }
         }
-        let line = line.strip_prefix("  ").unwrap_or(line);
-        out.push_str(&roff_escape(line));
-        out.push('\n');
     }
-    if open {
-        out.push_str(".fi\n");
-    }
-    out
+    close(&mut out, in_see_also);
+    (out, refs)
 }
 
-/// SEE ALSO: the other binaries' pages, symroute.toml(5), and the iproute2 and dispatcher pages.
-fn see_also(name: &str) -> String {
-    let mut refs: Vec<String> = commands()
-        .iter()
-        .map(|c| c.get_name().to_string())
-        .filter(|n| n != name)
-        .map(|n| format!("{n}(8)"))
-        .collect();
+/// SEE ALSO: the references the command names itself, then the other binaries' pages,
+/// symroute.toml(5), and the iproute2 and dispatcher pages, each once.
+fn see_also(name: &str, own: &[String]) -> String {
+    let mut refs: Vec<String> = own.to_vec();
+    refs.extend(
+        commands()
+            .iter()
+            .map(|c| c.get_name().to_string())
+            .filter(|n| n != name)
+            .map(|n| format!("{n}(8)")),
+    );
     refs.extend(
         [
             "symroute.toml(5)",
@@ -189,6 +209,8 @@ fn see_also(name: &str) -> String {
         ]
         .map(String::from),
     );
+    let mut seen = std::collections::BTreeSet::new();
+    refs.retain(|r| !r.starts_with(&format!("{name}(")) && seen.insert(r.clone()));
     let refs: Vec<String> = refs.iter().map(|r| roff_escape(r)).collect();
     format!(".SH \"SEE ALSO\"\n{}\n", refs.join(",\n"))
 }
@@ -290,6 +312,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn after_help_becomes_sections_and_see_also_is_merged() {
+        let (text, refs) = after_help_sections(
+            "EXIT STATUS:\n  0  done\n  1  failure\n\nSEE ALSO:\n  symroute(8), systemd.service(5)\n",
+        );
+        assert_eq!(
+            text,
+            ".SH \"EXIT STATUS\"\n.nf\n0  done\n1  failure\n\n.fi\n"
+        );
+        assert_eq!(refs, ["symroute(8)", "systemd.service(5)"]);
+        let see = see_also("symrouted", &refs);
+        assert_eq!(see.matches("symroute(8)").count(), 1, "{see}");
+        assert!(
+            see.contains("systemd.service(5)") && !see.contains("symrouted(8)"),
+            "{see}"
+        );
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(951_782_400), "2000-02-29");
@@ -304,10 +344,21 @@ mod tests {
         assert_eq!(pages[0].file, "symroute-hook.8");
         let text = String::from_utf8(pages[0].text.clone()).unwrap();
         assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{text}");
-        assert!(text.contains(".TH symroute-hook 8 2025-01-01 \"symroute 0.1.0\""), "{text}");
+        assert!(
+            text.contains(".TH symroute-hook 8 2025-01-01 \"symroute 0.1.0\""),
+            "{text}"
+        );
         assert!(text.contains(".SH \"EXIT STATUS\"\n.nf\n0  done"), "{text}");
-        assert!(!text.contains(".SH EXTRA") && !text.contains(".SH VERSION"), "{text}");
-        for option in ["\\-\\-all", "\\-\\-flush", "\\-\\-dry\\-run", "\\-\\-config"] {
+        assert!(
+            !text.contains(".SH EXTRA") && !text.contains(".SH VERSION"),
+            "{text}"
+        );
+        for option in [
+            "\\-\\-all",
+            "\\-\\-flush",
+            "\\-\\-dry\\-run",
+            "\\-\\-config",
+        ] {
             assert!(text.contains(option), "{option} missing from\n{text}");
         }
         assert!(text.contains("EXIT STATUS"), "{text}");

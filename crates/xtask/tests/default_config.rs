@@ -37,8 +37,11 @@ fn commented_settings(text: &str) -> Vec<(usize, String)> {
             let rest = line.strip_prefix('#')?;
             let (key, _) = rest.split_once(" = ")?;
             let key = key.trim();
-            (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-                .then(|| (i, key.to_string()))
+            (!key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .then(|| (i, key.to_string()))
         })
         .collect()
 }
@@ -66,14 +69,23 @@ fn as_shipped_it_is_the_default() {
 #[test]
 fn every_key_is_documented() {
     let text = shipped();
-    let documented: Vec<String> = commented_settings(&text).into_iter().map(|(_, k)| k).collect();
+    let documented: Vec<String> = commented_settings(&text)
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
     let keys = known_keys();
     assert!(keys.len() >= 11, "{keys:?}");
     for key in &keys {
-        assert!(documented.contains(key), "key {key} is not in packaging/symroute.toml");
+        assert!(
+            documented.contains(key),
+            "key {key} is not in packaging/symroute.toml"
+        );
     }
     for key in &documented {
-        assert!(keys.contains(key), "packaging/symroute.toml shows unknown key {key}");
+        assert!(
+            keys.contains(key),
+            "packaging/symroute.toml shows unknown key {key}"
+        );
     }
 }
 
