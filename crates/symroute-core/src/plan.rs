@@ -109,7 +109,7 @@ pub fn plan_interface(
         return Err(PlanError::ForeignTable {
             interface: link.name.clone(),
             table,
-            route: foreign.to_string(),
+            route: foreign.display(&snapshot.links).to_string(),
             protocol: foreign.protocol,
         });
     }

@@ -31,12 +31,16 @@ pub enum Mode {
     DryRun,
 }
 
+/// Changes logged one per line for each interface in a run; the rest are counted.
+pub const LOGGED_CHANGES: usize = 50;
+
 /// An operation for a named interface, shown the way it is logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub interface: String,
     pub op: Op,
-    /// `eth1: +rule from 10.2.0.9 lookup 1003 priority 32000`
+    /// `eth1: +rule from 10.2.0.9 lookup 1003 priority 32000`. Always set in a dry run; in
+    /// an applied run only for the first [`LOGGED_CHANGES`] changes of an interface.
     pub line: String,
 }
 
@@ -211,15 +215,30 @@ pub async fn reconcile(
             Mode::Apply => {
                 let mut done = Vec::new();
                 let result = kernel::apply(nl, &interface, &ops, &snapshot.links, |op| {
-                    let change = Change {
+                    // One line per change, up to a point: a 100 000-route table would spend
+                    // a quarter of its time formatting lines nobody reads (and flood the
+                    // journal); the rest is summed up below.
+                    let line = if done.len() < LOGGED_CHANGES {
+                        let line = line(op);
+                        log::info!("{line}");
+                        line
+                    } else {
+                        String::new()
+                    };
+                    done.push(Change {
                         interface: interface.clone(),
                         op: op.clone(),
-                        line: line(op),
-                    };
-                    log::info!("{}", change.line);
-                    done.push(change);
+                        line,
+                    });
                 })
                 .await;
+                if done.len() > LOGGED_CHANGES {
+                    log::info!(
+                        "{interface}: ... and {} more changes ({} in all)",
+                        done.len() - LOGGED_CHANGES,
+                        done.len()
+                    );
+                }
                 report.changes.extend(done);
                 if let Err(e) = result {
                     match target {
