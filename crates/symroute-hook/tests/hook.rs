@@ -33,16 +33,8 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
     stderr
 }
 
-fn ifindex(ns: &Netns, dev: &str) -> u32 {
-    let line = ns.ip(&format!("-o link show dev {dev}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
-}
-
 fn table_of(ns: &Netns, dev: &str) -> String {
-    (1000 + ifindex(ns, dev)).to_string()
+    (1000 + ns.ifindex(dev)).to_string()
 }
 
 /// Every rule of both families, for "nothing else changed" comparisons.

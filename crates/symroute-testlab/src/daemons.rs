@@ -1010,11 +1010,7 @@ pub fn global_addrs(ns: &Netns, dev: &str, v6: bool) -> Vec<String> {
 
 /// Interface index of `dev`.
 pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
-    let line = ns.ip(&format!("-o link show dev {dev}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+    ns.ifindex(dev)
 }
 
 /// symroute's rules (protocol 83, shown as `83` or by its name `symroute`), both families,

@@ -206,6 +206,15 @@ impl Netns {
         lines(&self.ip(&format!("{} rule show", family(v6))))
     }
 
+    /// Interface index of `dev`.
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        let line = self.ip(&format!("-o link show dev {dev}"));
+        line.split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+    }
+
     /// `ip route show table TABLE` lines of one family; a table that does not exist is
     /// empty (iproute2 reports it as an error).
     pub fn routes(&self, table: &str, v6: bool) -> Vec<String> {

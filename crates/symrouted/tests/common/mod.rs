@@ -192,11 +192,7 @@ pub fn run_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
 }
 
 pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
-    let line = ns.ip(&format!("-o link show dev {dev}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
+    ns.ifindex(dev)
 }
 
 pub fn table_of(ns: &Netns, dev: &str) -> String {
