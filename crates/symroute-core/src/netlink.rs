@@ -144,12 +144,15 @@ impl Netlink {
     ///
     /// The kernel handles the messages of one socket in the order they were sent, so a route
     /// whose gateway depends on an earlier route can follow it in the same call.
+    ///
+    /// Messages are taken from `writes` one batch at a time, so a 100 000-route phase never
+    /// holds more than one batch of encoded requests.
     pub async fn write_all(
         &self,
-        writes: Vec<(RouteNetlinkMessage, u16)>,
+        writes: impl IntoIterator<Item = (RouteNetlinkMessage, u16)>,
     ) -> Vec<Result<(), NetlinkError>> {
-        let mut results = Vec::with_capacity(writes.len());
         let mut writes = writes.into_iter().peekable();
+        let mut results = Vec::with_capacity(writes.size_hint().0);
         while writes.peek().is_some() {
             let mut batch = Vec::new();
             let mut bytes = 0;

@@ -214,12 +214,12 @@ pub async fn reconcile(
             })),
             Mode::Apply => {
                 let mut done = Vec::new();
-                let result = kernel::apply(nl, &interface, &ops, &snapshot.links, |op| {
+                let result = kernel::apply(nl, &interface, ops, &snapshot.links, |op| {
                     // One line per change, up to a point: a 100 000-route table would spend
                     // a quarter of its time formatting lines nobody reads (and flood the
                     // journal); the rest is summed up below.
                     let line = if done.len() < LOGGED_CHANGES {
-                        let line = line(op);
+                        let line = line(&op);
                         log::info!("{line}");
                         line
                     } else {
@@ -227,7 +227,7 @@ pub async fn reconcile(
                     };
                     done.push(Change {
                         interface: interface.clone(),
-                        op: op.clone(),
+                        op,
                         line,
                     });
                 })
