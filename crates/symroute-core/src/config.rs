@@ -36,6 +36,7 @@ struct File {
     exclude: Option<Vec<String>>,
     prefix_rules: Option<bool>,
     iif_rules: Option<bool>,
+    fwmark_mask: Option<u32>,
     exempt: Option<Vec<String>>,
     strict: Option<bool>,
     table_names: Option<bool>,
@@ -85,6 +86,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             format!("{rule_priority} is out of range 2..=32765 (it must come after local and before main)"),
         ));
     }
+    let iif_rules = file.iif_rules.unwrap_or(defaults.iif_rules);
+    if iif_rules && rule_priority < 3 {
+        return Err(err(
+            "rule_priority",
+            format!("{rule_priority} leaves no room for the fwmark rules of iif_rules (they take rule_priority - 2); use 3 or more"),
+        ));
+    }
+    let fwmark_mask = file.fwmark_mask.unwrap_or(defaults.fwmark_mask);
+    if fwmark_mask.count_ones() < 2 {
+        return Err(err(
+            "fwmark_mask",
+            format!(
+                "{fwmark_mask:#x} has {} bit(s) set; at least 2 are needed (interface N is marked \
+                 with N written into these bits, so N bits cover interfaces 1..2^N-1)",
+                fwmark_mask.count_ones()
+            ),
+        ));
+    }
     let include = patterns(file.include.unwrap_or_default(), "include", &err)?;
     let exclude = patterns(file.exclude.unwrap_or_default(), "exclude", &err)?;
     let mut exempt = Vec::new();
@@ -99,7 +118,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         include,
         exclude,
         prefix_rules: file.prefix_rules.unwrap_or(defaults.prefix_rules),
-        iif_rules: file.iif_rules.unwrap_or(defaults.iif_rules),
+        iif_rules,
+        fwmark_mask,
         exempt,
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
@@ -212,8 +232,8 @@ mod tests {
         let s = parse_str(
             "table_base = 2000\nrule_priority = 1000\nipv4 = true\nipv6 = false\n\
              include = [\"eth*\", \"wl?0\"]\nexclude = [\"docker*\"]\nprefix_rules = true\n\
-             iif_rules = true\nexempt = [\"172.17.0.0/16\", \"fd00:1::/64\"]\nstrict = true\n\
-             table_names = true\n",
+             iif_rules = true\nfwmark_mask = 0x7f000000\n\
+             exempt = [\"172.17.0.0/16\", \"fd00:1::/64\"]\nstrict = true\ntable_names = true\n",
         )
         .unwrap();
         assert_eq!(s.table_base, 2000);
@@ -222,6 +242,7 @@ mod tests {
         assert_eq!(s.include, ["eth*", "wl?0"]);
         assert_eq!(s.exclude, ["docker*"]);
         assert!(s.prefix_rules && s.iif_rules && s.strict && s.table_names);
+        assert_eq!(s.fwmark_mask, 0x7f00_0000);
         assert_eq!(
             s.exempt.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["172.17.0.0/16", "fd00:1::/64"]
@@ -234,7 +255,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `exempt`, `strict`, `table_names`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`"
             )
         );
     }
@@ -268,6 +289,34 @@ mod tests {
         assert!(error_of("rule_priority = 32766").contains("rule_priority: 32766 is out of range"));
         assert!(error_of("rule_priority = 0").contains("rule_priority"));
         assert!(error_of("ipv4 = false\nipv6 = false").contains(":2: ipv6: "));
+    }
+
+    #[test]
+    fn fwmark_mask_needs_two_bits_and_iif_rules_room_below_rule_priority() {
+        assert_eq!(
+            error_of("ipv4 = true\nfwmark_mask = 0x10000\n"),
+            "/etc/symroute/symroute.toml:2: fwmark_mask: 0x10000 has 1 bit(s) set; at least 2 \
+             are needed (interface N is marked with N written into these bits, so N bits cover \
+             interfaces 1..2^N-1)"
+        );
+        assert!(error_of("fwmark_mask = 0").contains(":1: fwmark_mask: 0x0 has 0 bit(s)"));
+        let e = error_of("fwmark_mask = 0x100000000");
+        assert!(
+            e.starts_with("/etc/symroute/symroute.toml:1: fwmark_mask: "),
+            "{e}"
+        );
+        let e = error_of("fwmark_mask = -1");
+        assert!(
+            e.starts_with("/etc/symroute/symroute.toml:1: fwmark_mask: "),
+            "{e}"
+        );
+        assert_eq!(
+            parse_str("fwmark_mask = 0x3000").unwrap().fwmark_mask,
+            0x3000
+        );
+        assert!(parse_str("rule_priority = 2").is_ok());
+        assert!(error_of("rule_priority = 2\niif_rules = true")
+            .contains(":1: rule_priority: 2 leaves no room for the fwmark rules of iif_rules"));
     }
 
     #[test]

@@ -296,6 +296,8 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut src = None;
     let mut dst = None;
     let mut iif = None;
+    let mut fwmark = None;
+    let mut fwmask = None;
     let mut protocol = 0;
     // `not from X` must never be read as `from X`.
     let mut other = msg.header.tos != 0
@@ -308,6 +310,8 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::Source(a) => src = Some((*a, msg.header.src_len)),
             RuleAttribute::Destination(a) => dst = Some((*a, msg.header.dst_len)),
             RuleAttribute::Iifname(name) => iif = Some(name.clone()),
+            RuleAttribute::FwMark(m) => fwmark = Some(*m),
+            RuleAttribute::FwMask(m) => fwmask = Some(*m),
             RuleAttribute::Protocol(p) => protocol = u8::from(*p),
             // The kernel reports these unset as all ones; set, they change what the rule does
             // (wg-quick's `lookup main suppress_prefixlength 0`).
@@ -321,12 +325,18 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     if msg.header.dst_len != 0 && dst.is_none() {
         other = true;
     }
+    // The kernel reports the mask whenever a mark or mask is set; `fwmark 0/0` is no selector.
+    let fwmark = match (fwmark, fwmask) {
+        (None, None) | (None | Some(0), Some(0)) => None,
+        (mark, mask) => Some((mark.unwrap_or(0), mask.unwrap_or(u32::MAX))),
+    };
     Some(Rule {
         family,
         priority,
         src,
         dst,
         iif,
+        fwmark,
         table,
         protocol,
         other_selectors: other,
@@ -354,6 +364,10 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
     }
     if let Some(iif) = &rule.iif {
         msg.attributes.push(RuleAttribute::Iifname(iif.clone()));
+    }
+    if let Some((mark, mask)) = rule.fwmark {
+        msg.attributes.push(RuleAttribute::FwMark(mark));
+        msg.attributes.push(RuleAttribute::FwMask(mask));
     }
     msg
 }
@@ -432,11 +446,32 @@ mod tests {
             src: Some(("10.2.0.9".parse().unwrap(), 32)),
             dst: None,
             iif: None,
+            fwmark: None,
             table: 1003,
             protocol: 83,
             other_selectors: false,
         };
         assert_eq!(rule_from(&rule_message(&rule)), Some(rule.clone()));
+        let marked = Rule {
+            src: None,
+            priority: 31998,
+            fwmark: Some((0x0300_0000, 0xff00_0000)),
+            ..rule.clone()
+        };
+        assert_eq!(rule_from(&rule_message(&marked)), Some(marked.clone()));
+        assert_eq!(
+            marked.to_string(),
+            "from all fwmark 0x3000000/0xff000000 lookup 1003 priority 31998"
+        );
+        let exact = Rule {
+            fwmark: Some((0xca6c, u32::MAX)),
+            ..marked
+        };
+        assert_eq!(rule_from(&rule_message(&exact)), Some(exact.clone()));
+        assert_eq!(
+            exact.to_string(),
+            "from all fwmark 0xca6c lookup 1003 priority 31998"
+        );
         let iif = Rule {
             src: None,
             iif: Some("eth1".into()),

@@ -144,6 +144,7 @@ mod tests {
             src: Some((src.parse().unwrap(), 32)),
             dst: None,
             iif: None,
+            fwmark: None,
             table: 1003,
             protocol: 83,
             other_selectors: false,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::model::{Family, Link};
+use crate::nftables::{self, Installed as NftInstalled};
 use crate::plan::Snapshot;
 use crate::settings::{Prefix, Settings};
 use crate::status::{self, ShadowExtent, State, Status};
@@ -148,6 +149,11 @@ pub struct HostFacts {
     /// Table names from iproute2's `rt_tables` files other than symroute's own:
     /// `(table, name, file)`.
     pub table_names: Vec<(u32, String, PathBuf)>,
+    /// `/usr/sbin/nft` is installed (`iif_rules` needs it to write its table).
+    pub nft_binary: bool,
+    /// `table inet symroute` as the kernel has it; `None` when it could not be read (that
+    /// needs CAP_NET_ADMIN, so the caller fills it in: [`HostFacts::read`] reads files only).
+    pub nft_table: Option<NftInstalled>,
 }
 
 pub const NM_DISPATCHER_DIRS: [&str; 2] = [
@@ -235,6 +241,8 @@ impl HostFacts {
             networkd_dispatcher,
             daemon_unit,
             table_names: read_table_names(root),
+            nft_binary: root.join(nftables::NFT.trim_start_matches('/')).is_file(),
+            nft_table: None,
         }
     }
 }
@@ -789,9 +797,10 @@ fn check_rp_filter(
                 Verdict::Fail,
                 format!(
                     "{name}: rp_filter=1 (strict) and the host forwards: forwarded or DNAT'ed \
-                     traffic entering {name} is dropped whenever its answer would leave \
-                     through another interface (symroute's rules cover the host's own \
-                     addresses, not forwarded flows; iif_rules do not change this check)"
+                     traffic entering {name} is dropped whenever main would route its answer \
+                     through another interface (the kernel checks a forwarded request's \
+                     reverse path in main: neither symroute's rules nor iif_rules' marks \
+                     change that)"
                 ),
                 Some(format!("loosen: {loosen}")),
             ));
@@ -830,10 +839,10 @@ fn check_rp_filter(
     out
 }
 
-/// With `iif_rules`, traffic entering an interface is routed by that interface's table
-/// alone: a forwarded packet for a network on another interface (a LAN, containers, a VPN)
-/// finds only the table's default and goes back out where it came in, unless the network
-/// is exempted (`exempt` rules come first and send it to main).
+/// With `iif_rules`, connections are marked with the interface they came in through and their
+/// answers routed by its table: each marked interface needs an index that fits in
+/// `fwmark_mask`, `nft` must be there to write `table inet symroute`, the table must be
+/// current, and no one else's rule may test the same mark bits.
 fn check_iif_rules(
     snapshot: &Snapshot,
     settings: &Settings,
@@ -841,6 +850,17 @@ fn check_iif_rules(
     facts: &HostFacts,
 ) -> Vec<Finding> {
     if !settings.iif_rules {
+        if let Some(NftInstalled::Present { .. }) = facts.nft_table {
+            return vec![finding(
+                "iif_rules",
+                Verdict::Warn,
+                format!(
+                    "iif_rules is off, but table {} is still installed",
+                    nftables::TABLE
+                ),
+                Some("symroute sync (removes it)".into()),
+            )];
+        }
         return vec![finding(
             "iif_rules",
             Verdict::Skip,
@@ -849,70 +869,105 @@ fn check_iif_rules(
         )];
     }
     let mut out = Vec::new();
-    for uplink in status.interfaces.iter().filter(|i| {
-        i.rules
-            .iter()
-            .any(|r| r.iif.as_deref() == Some(i.ifname.as_str()))
-    }) {
-        let table = snapshot.table(uplink.table);
-        let mut seen = BTreeSet::new();
-        for address in snapshot.addresses.iter().filter(|a| {
-            a.ifindex != uplink.ifindex
-                && a.wants_rule()
-                && settings.family_enabled(Family::of(&a.addr))
-                // Nothing is forwarded in a family the interface does not forward.
-                && forwarding_of(facts, &uplink.ifname, Family::of(&a.addr)) != Some(0)
-        }) {
-            let prefix = Prefix::new(address.addr, address.prefix_len);
-            let exempted = settings
-                .exempt
-                .iter()
-                .any(|e| e.len <= prefix.len && e.contains(&prefix.addr));
-            let routed = table.iter().any(|r| {
-                r.dst_len > 0
-                    && r.dst_len <= prefix.len
-                    && Prefix::new(r.dst, r.dst_len).contains(&prefix.addr)
-            });
-            // Without a default of that family the lookup falls through to main: harmless.
-            let ends_here = table
-                .iter()
-                .any(|r| r.dst_len == 0 && r.family == prefix.family());
-            if exempted || routed || !ends_here || !seen.insert(prefix) {
-                continue;
+    let mask = settings.fwmark_mask;
+    for i in status
+        .interfaces
+        .iter()
+        .filter(|i| i.managed && !i.addresses.is_empty() && settings.mark_for(i.ifindex).is_none())
+    {
+        out.push(finding(
+            "iif_rules",
+            Verdict::Fail,
+            format!(
+                "{}: its index {} does not fit in fwmark_mask {mask:#x} (room for indexes 1 to \
+                 {}): connections entering {} are not marked, so forwarded and DNAT'ed \
+                 traffic is not answered through it",
+                i.ifname,
+                i.ifindex,
+                settings.mark_capacity(),
+                i.ifname
+            ),
+            Some(
+                "give fwmark_mask more bits (bits no other tool on this host uses), then \
+                 `symroute sync`"
+                    .into(),
+            ),
+        ));
+    }
+    if !facts.nft_binary {
+        out.push(finding(
+            "iif_rules",
+            Verdict::Fail,
+            format!(
+                "iif_rules needs nftables to mark connections, but {} is missing",
+                nftables::NFT
+            ),
+            Some("install nftables (apt install nftables, dnf install nftables), then `symroute sync`".into()),
+        ));
+    }
+    let marked = nftables::marked_links(snapshot, settings, &BTreeMap::new());
+    let wanted = nftables::table(&marked, settings);
+    match &facts.nft_table {
+        None => out.push(finding(
+            "iif_rules",
+            Verdict::Skip,
+            format!(
+                "table {} could not be read (that needs CAP_NET_ADMIN: run doctor as root)",
+                nftables::TABLE
+            ),
+            None,
+        )),
+        Some(installed) => {
+            if let Some(change) = nftables::change(wanted.as_ref(), installed) {
+                let what = match (&change, installed) {
+                    (_, NftInstalled::Absent) => "missing",
+                    (nftables::NftChange::Delete, _) => "installed though no interface is marked",
+                    _ => "not what a sync would make it",
+                };
+                out.push(finding(
+                    "iif_rules",
+                    Verdict::Fail,
+                    format!(
+                        "table {} is {what}: connections are not (all) marked as iif_rules wants",
+                        nftables::TABLE
+                    ),
+                    Some(format!("symroute sync ({})", change.line())),
+                ));
             }
-            let Some(link) = snapshot.link(address.ifindex).filter(|l| !l.loopback) else {
-                continue;
-            };
-            // A network behind a link with its own default is another uplink; one without
-            // is a LAN, a container bridge, a VPN: traffic to it is what a router forwards.
-            let uplink_too = snapshot
-                .main_routes
-                .iter()
-                .any(|r| r.dst_len == 0 && r.uses_link(link.index));
-            out.push(finding(
-                "iif_rules",
-                if uplink_too {
-                    Verdict::Warn
-                } else {
-                    Verdict::Fail
-                },
-                format!(
-                    "{}: traffic entering it for {prefix} (on {}) is routed by table {} alone, \
-                     which has no route for it: it is sent back out {} (hairpin)",
-                    uplink.ifname, link.name, uplink.table, uplink.ifname
-                ),
-                Some(format!(
-                    "add \"{prefix}\" to `exempt` in /etc/symroute/symroute.toml, or turn \
-                     iif_rules off"
-                )),
-            ));
         }
     }
+    // Someone else's rule that tests mark bits of ours sees symroute's marks (and may set them).
+    for rule in snapshot.rules.iter().filter(|r| {
+        r.protocol != settings.protocol
+            && r.fwmark
+                .is_some_and(|(value, rule_mask)| value & rule_mask & mask != 0)
+    }) {
+        out.push(finding(
+            "iif_rules",
+            Verdict::Warn,
+            format!(
+                "`{}` (protocol {}) tests mark bits that fwmark_mask {mask:#x} gives to symroute: \
+                 another tool uses them too",
+                status::rule_text(rule),
+                rule.protocol
+            ),
+            Some("set fwmark_mask to bits no other tool on this host uses".into()),
+        ));
+    }
     if out.is_empty() {
+        let names: Vec<&str> = marked.iter().map(|m| m.name.as_str()).collect();
         out.push(finding(
             "iif_rules",
             Verdict::Ok,
-            "every local network is exempted from the iif rules or in the interface's table".into(),
+            if names.is_empty() {
+                "no interface with rules yet: nothing to mark".into()
+            } else {
+                format!(
+                    "connections entering {} are marked (fwmark_mask {mask:#x}) and answered \
+                     through the interface they came in through",
+                    names.join(", ")
+                )
+            },
             None,
         ));
     }
@@ -1261,61 +1316,128 @@ mod tests {
         );
     }
 
+    /// The table a sync installs for the snapshot's interfaces with rules.
+    fn installed_table(snap: &Snapshot, settings: &Settings) -> NftInstalled {
+        let marked = nftables::marked_links(snap, settings, &BTreeMap::new());
+        NftInstalled::Present {
+            comment: nftables::table(&marked, settings).map(|t| t.comment),
+        }
+    }
+
+    fn iif_findings(d: &Diagnosis) -> Vec<&Finding> {
+        d.findings
+            .iter()
+            .filter(|f| f.check == "iif_rules")
+            .collect()
+    }
+
     #[test]
-    fn iif_rules_without_exemption_hairpin_local_networks() {
+    fn iif_rules_need_nft_and_a_current_table() {
         let settings = Settings {
             iif_rules: true,
             ..Settings::default()
         };
+        let snap = synced(host(), &settings);
+        let mut facts = good_facts();
+        facts.nft_binary = true;
+        facts.nft_table = Some(installed_table(&snap, &settings));
+        let d = run(&snap, &settings, &facts);
+        assert_eq!(
+            only(&d, "iif_rules").message,
+            "connections entering eth0, eth1 are marked (fwmark_mask 0xff000000) and answered \
+             through the interface they came in through"
+        );
+        assert!(d.ok, "{}", d.render());
+
+        // Not installed (someone ran `nft flush ruleset`), or from another configuration.
+        for table in [
+            NftInstalled::Absent,
+            NftInstalled::Present {
+                comment: Some("symroute iif_rules 0000000000000000".into()),
+            },
+        ] {
+            facts.nft_table = Some(table);
+            let d = run(&snap, &settings, &facts);
+            let f = only(&d, "iif_rules");
+            assert_eq!(f.verdict, Verdict::Fail);
+            assert!(
+                f.message.starts_with("table inet symroute is "),
+                "{}",
+                f.message
+            );
+            assert_eq!(
+                f.fix.as_deref(),
+                Some("symroute sync (nft: replace table inet symroute (2 interfaces))")
+            );
+        }
+        // Unknown without privileges; nft missing is a failure of its own.
+        facts.nft_table = None;
+        facts.nft_binary = false;
+        let d = run(&snap, &settings, &facts);
+        assert_eq!(verdicts(&d, "iif_rules"), [Verdict::Fail, Verdict::Skip]);
+        assert_eq!(
+            iif_findings(&d)[0].message,
+            "iif_rules needs nftables to mark connections, but /usr/sbin/nft is missing"
+        );
+        assert!(iif_findings(&d)[1].message.contains("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn iif_rules_report_unmarkable_interfaces_and_foreign_users_of_the_mark_bits() {
+        let settings = Settings {
+            iif_rules: true,
+            fwmark_mask: 0x0300_0000,
+            ..Settings::default()
+        };
         let mut snap = host();
-        snap.links.push(link(4, "lan0"));
-        snap.addresses.push(addr(4, "10.50.0.1", 24));
-        snap.main_routes
-            .push(route(MAIN_TABLE, "10.50.0.0", 24, None, 4, 2));
+        snap.links.push(link(7, "ppp0"));
+        snap.addresses.push(addr(7, "192.0.2.7", 32));
+        // Tailscale's rule keeps to its own byte; the other one tests symroute's bits.
+        let mut tailscale = rule(5210, None, MAIN_TABLE, 4);
+        tailscale.fwmark = Some((0x80000, 0xff0000));
+        let mut clash = rule(100, None, 77, 4);
+        clash.fwmark = Some((0x0100_0000, 0x0100_0000));
+        snap.rules.extend([tailscale, clash]);
         let snap = synced(snap, &settings);
         let mut facts = good_facts();
-        for name in ["all", "eth0", "eth1", "lan0"] {
-            facts.conf.insert(name.into(), conf(0, 2, 1, 1));
-        }
+        facts.nft_binary = true;
+        facts.nft_table = Some(installed_table(&snap, &settings));
         let d = run(&snap, &settings, &facts);
-        let f: Vec<&Finding> = d
-            .findings
-            .iter()
-            .filter(|f| f.check == "iif_rules")
-            .collect();
-        // eth0 and eth1 hairpin the LAN (fail) and each other's subnet (warn); lan0's own
-        // table has no default, so traffic entering it falls through to main.
-        assert_eq!(f.len(), 4, "{f:#?}");
+        let f = iif_findings(&d);
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[0].verdict, Verdict::Fail);
+        assert!(f[0].message.starts_with(
+            "ppp0: its index 7 does not fit in fwmark_mask 0x3000000 (room for indexes 1 to 3)"
+        ));
+        assert_eq!(f[1].verdict, Verdict::Warn);
         assert_eq!(
-            f[0].message,
-            "eth0: traffic entering it for 10.2.0.0/24 (on eth1) is routed by table 1002 alone, \
-             which has no route for it: it is sent back out eth0 (hairpin)"
+            f[1].message,
+            "`from all fwmark 0x1000000/0x1000000 lookup 77 priority 100` (protocol 4) tests \
+             mark bits that fwmark_mask 0x3000000 gives to symroute: another tool uses them too"
         );
-        assert_eq!(f[0].verdict, Verdict::Warn);
-        assert_eq!(f[1].verdict, Verdict::Fail);
-        assert!(f[1].message.contains("10.50.0.0/24 (on lan0)"));
-        assert!(f[1]
-            .fix
-            .as_deref()
-            .unwrap()
-            .starts_with("add \"10.50.0.0/24\" to `exempt`"));
+    }
 
-        let settings = Settings {
-            exempt: vec![Prefix::new("10.0.0.0".parse().unwrap(), 8)],
-            ..settings
-        };
-        let d = run(&synced(host(), &settings), &settings, &facts);
-        assert_eq!(verdicts(&d, "iif_rules"), [Verdict::Ok]);
-        // Not forwarding: nothing is forwarded, nothing hairpins.
-        for name in ["all", "eth0", "eth1", "lan0"] {
-            facts.conf.insert(name.into(), conf(0, 2, 1, 0));
-        }
-        let settings = Settings {
-            exempt: vec![],
-            ..settings
-        };
-        let d = run(&synced(host(), &settings), &settings, &facts);
-        assert_eq!(verdicts(&d, "iif_rules"), [Verdict::Ok]);
+    #[test]
+    fn iif_rules_off_skips_unless_the_table_is_left_behind() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let mut facts = good_facts();
+        assert_eq!(
+            verdicts(&run(&snap, &settings, &facts), "iif_rules"),
+            [Verdict::Skip]
+        );
+        facts.nft_table = Some(NftInstalled::Absent);
+        assert_eq!(
+            verdicts(&run(&snap, &settings, &facts), "iif_rules"),
+            [Verdict::Skip]
+        );
+        facts.nft_table = Some(NftInstalled::Present { comment: None });
+        let d = run(&snap, &settings, &facts);
+        assert_eq!(verdicts(&d, "iif_rules"), [Verdict::Warn]);
+        assert_eq!(
+            only(&d, "iif_rules").fix.as_deref(),
+            Some("symroute sync (removes it)")
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::events::NameError;
 use crate::kernel::{ApplyError, ReadError};
 use crate::lock::LockError;
 use crate::netlink::NetlinkError;
+use crate::nftables::NftError;
 use crate::plan::PlanError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum Error {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
 }
 
 impl Error {

@@ -30,6 +30,9 @@ pub struct Query {
     /// The interface the packet enters through (forwarded traffic); `None` for a packet the
     /// host sends itself.
     pub iif: Option<String>,
+    /// The packet's mark (`fwmark`); 0 for none. The answer of a connection that came in
+    /// through an interface marked by `iif_rules` carries that interface's mark.
+    pub mark: u32,
 }
 
 /// What the kernel answered.
@@ -70,6 +73,10 @@ pub struct Explanation {
     pub family: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iif: Option<String>,
+    /// The packet's mark (`0x3000000`), when it has one: the answer of a connection marked by
+    /// `iif_rules`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
     /// The interface that holds `FROM` as an address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -125,6 +132,9 @@ fn selectors_match(rule: &Rule, query: &Query) -> bool {
         && status::selector_covers(rule.src, (query.from, host))
         && status::selector_covers(rule.dst, (query.to, to_host))
         && rule.iif.as_deref().is_none_or(|i| i == iif)
+        && rule
+            .fwmark
+            .is_none_or(|(mark, mask)| (query.mark ^ mark) & mask == 0)
 }
 
 /// Whether `table` holds an entry that covers `to` (so a lookup in it ends there).
@@ -157,15 +167,38 @@ const EINVAL: i32 = 22;
 /// For a packet entering an interface (`query.iif`), the packet of the answer and the
 /// interface index it enters through (`None`: the host sends it). `None` when there is no
 /// answer to ask about (the lookup failed, `query` is the host's own packet).
-pub fn reply_query(query: &Query, answer: &Answer, links: &[Link]) -> Option<(Query, Option<u32>)> {
-    query.iif.as_ref()?;
+///
+/// With `iif_rules`, the answer carries the mark of the interface the packet came in
+/// through, as `table inet symroute` sets it, when a `fwmark` rule of ours for that
+/// interface's table is installed.
+pub fn reply_query(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    query: &Query,
+    answer: &Answer,
+) -> Option<(Query, Option<u32>)> {
+    let links = &snapshot.links;
+    let entry = snapshot.link_by_name(query.iif.as_deref()?);
     let Answer::Route { kind, oif, .. } = answer else {
         return None;
     };
+    let mark = entry
+        .filter(|_| settings.iif_rules)
+        .and_then(|link| {
+            let table = settings.table_for(link.index);
+            snapshot.rules.iter().find_map(|r| match r.fwmark {
+                Some((mark, _)) if r.protocol == settings.protocol && r.table == table => {
+                    Some(mark)
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or(0);
     let reverse = |iif: Option<String>| Query {
         from: query.to,
         to: query.from,
         iif,
+        mark,
     };
     if *kind == LOCAL_TYPE {
         return Some((reverse(None), None));
@@ -203,7 +236,7 @@ pub fn explain(
         );
         return out;
     }
-    let Some((reply_q, _)) = reply_query(query, answer, &snapshot.links) else {
+    let Some((reply_q, _)) = reply_query(snapshot, settings, query, answer) else {
         return out;
     };
     let Some(reply) = reply else {
@@ -285,6 +318,7 @@ fn explain_one(
         to: query.to,
         family: status::family_name(Family::of(&query.to)),
         iif: query.iif.clone(),
+        mark: (query.mark != 0).then(|| format!("{:#x}", query.mark)),
         owner: owner.clone(),
         rule: None,
         table: None,
@@ -424,9 +458,13 @@ impl Explanation {
             .owner
             .as_ref()
             .map_or_else(String::new, |o| format!(" (address of {o})"));
+        let mark = self
+            .mark
+            .as_ref()
+            .map_or_else(String::new, |m| format!(", mark {m}"));
         line(
             "packet",
-            format!("from {}{owner} to {}{iif}", self.from, self.to),
+            format!("from {}{owner} to {}{iif}{mark}", self.from, self.to),
         );
         if let Some(rule) = &self.rule {
             let mut notes = Vec::new();
@@ -494,6 +532,9 @@ pub async fn lookup(nl: &Netlink, query: &Query, iif: Option<u32>) -> Result<Ans
         if let Some(i) = iif {
             msg.attributes.push(RouteAttribute::Iif(i));
         }
+        if query.mark != 0 {
+            msg.attributes.push(RouteAttribute::Mark(query.mark));
+        }
         Msg::GetRoute(msg)
     };
     let route_of = |answer: Msg| match answer {
@@ -560,6 +601,7 @@ mod tests {
             from: ip(from),
             to: ip(to),
             iif: None,
+            mark: 0,
         }
     }
 
@@ -706,16 +748,24 @@ mod tests {
             gateway: None,
             prefsrc: None,
         };
-        let (back_q, back_iif) = reply_query(&q, &forward, &snap.links).unwrap();
+        let (back_q, back_iif) = reply_query(&snap, &settings, &q, &forward).unwrap();
+        // The answer carries eth1's mark (iif_rules' fwmark rule for table 1003 is there).
         assert_eq!(
             back_q,
             Query {
                 from: ip("10.50.0.2"),
                 to: ip("10.12.0.2"),
-                iif: Some("lan0".into())
+                iif: Some("lan0".into()),
+                mark: 0x0300_0000,
             }
         );
         assert_eq!(back_iif, Some(4));
+        let plain = Settings::default();
+        let unmarked = synced(host(), &plain);
+        assert_eq!(
+            reply_query(&unmarked, &plain, &q, &forward).map(|(q, _)| q.mark),
+            Some(0)
+        );
 
         // The answer leaves through eth0: asymmetric.
         let e = explain(
@@ -734,8 +784,9 @@ mod tests {
         assert_eq!(reply.iif.as_deref(), Some("lan0"));
         assert_eq!(reply.dev.as_deref(), Some("eth0"));
         assert!(
-            e.render()
-                .contains("answer:\n  packet   from 10.50.0.2 to 10.12.0.2 entering lan0\n"),
+            e.render().contains(
+                "answer:\n  packet   from 10.50.0.2 to 10.12.0.2 entering lan0, mark 0x3000000\n"
+            ),
             "{}",
             e.render()
         );
@@ -753,6 +804,18 @@ mod tests {
             e.verdict,
             "symmetric: forwarded dev lan0; the answer leaves via 10.2.0.1 dev eth1 again"
         );
+        // ... taken there by the fwmark rule, which only a marked packet matches.
+        let reply = e.reply.as_ref().unwrap();
+        assert_eq!(
+            reply.rule.as_ref().unwrap().rule.text,
+            "from all fwmark 0x3000000/0xff000000 lookup 1003 priority 31998"
+        );
+        assert_eq!(reply.mark.as_deref(), Some("0x3000000"));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["reply"]["mark"], "0x3000000");
+        assert_eq!(json["reply"]["rule"]["fwmark"], "0x3000000");
+        assert_eq!(json["reply"]["rule"]["fwmask"], "0xff000000");
+        assert!(json.get("mark").is_none());
 
         // The reverse-path filter drops it on entry.
         for errno in [EXDEV, EINVAL] {
@@ -765,7 +828,8 @@ mod tests {
             );
         }
 
-        // iif eth1 lookup 1003 without a route for 10.50.0.0/24: back out where it came in.
+        // A lookup that sends it back out eth1 (someone's `iif eth1` rule into a table
+        // without a route for 10.50.0.0/24): a hairpin.
         let e = explain(&snap, &settings, &q, &unicast(1003, ETH1, "10.2.0.1"), None);
         assert_eq!(e.symmetric, None);
         assert_eq!(
@@ -774,7 +838,7 @@ mod tests {
              (table 1003 has no route for 10.50.0.2; exempt its network?)"
         );
         assert_eq!(
-            reply_query(&q, &Answer::Failed { errno: EXDEV }, &snap.links),
+            reply_query(&snap, &settings, &q, &Answer::Failed { errno: EXDEV }),
             None
         );
     }
@@ -795,7 +859,7 @@ mod tests {
             gateway: None,
             prefsrc: None,
         };
-        let (back_q, back_iif) = reply_query(&q, &local, &snap.links).unwrap();
+        let (back_q, back_iif) = reply_query(&snap, &settings, &q, &local).unwrap();
         assert_eq!(back_q.iif, None);
         assert_eq!(back_iif, None);
         let e = explain(

@@ -17,6 +17,7 @@ pub mod lock;
 pub mod logging;
 pub mod model;
 pub mod netlink;
+pub mod nftables;
 pub mod plan;
 pub mod run;
 pub mod settings;

@@ -169,10 +169,13 @@ pub struct Rule {
     pub dst: Option<(IpAddr, u8)>,
     /// `iif NAME`.
     pub iif: Option<String>,
+    /// `fwmark VALUE/MASK`: matches packets whose mark, masked, equals the value. A rule
+    /// written without a mask has mask `0xffffffff`.
+    pub fwmark: Option<(u32, u32)>,
     pub table: u32,
     pub protocol: u8,
-    /// True when the kernel reported selectors symroute never sets (fwmark, iif, dst, ...):
-    /// such a rule is never taken for one of the rules we want.
+    /// True when the kernel reported selectors symroute never sets (oif, uid range, ports,
+    /// tos, `not`, ...): such a rule is never taken for one of the rules we want.
     pub other_selectors: bool,
 }
 
@@ -287,6 +290,11 @@ impl fmt::Display for Rule {
         match self.dst {
             Some((addr, len)) if len == host => write!(f, " to {addr}")?,
             Some((addr, len)) => write!(f, " to {addr}/{len}")?,
+            None => {}
+        }
+        match self.fwmark {
+            Some((mark, u32::MAX)) => write!(f, " fwmark {mark:#x}")?,
+            Some((mark, mask)) => write!(f, " fwmark {mark:#x}/{mask:#x}")?,
             None => {}
         }
         if let Some(iif) = &self.iif {

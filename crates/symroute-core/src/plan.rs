@@ -46,6 +46,17 @@ pub struct InterfacePlan {
     pub table: u32,
     pub routes: Vec<Route>,
     pub rules: Vec<Rule>,
+    /// With `iif_rules`: the mark of connections entering this interface, when it gets
+    /// rules and its index fits in `fwmark_mask` ([`Settings::mark_for`]).
+    pub mark: Option<u32>,
+}
+
+impl InterfacePlan {
+    /// With `iif_rules`, an interface that gets rules but whose index does not fit in
+    /// `fwmark_mask`: its connections cannot be marked.
+    pub fn unmarkable(&self, settings: &Settings) -> bool {
+        settings.iif_rules && !self.rules.is_empty() && self.mark.is_none()
+    }
 }
 
 /// Reasons symroute refuses to plan an interface.
@@ -99,6 +110,7 @@ pub fn plan_interface(
             table,
             routes: Vec::new(),
             rules,
+            mark: None,
         });
     }
     if let Some(foreign) = snapshot
@@ -116,13 +128,21 @@ pub fn plan_interface(
 
     let mut families: Vec<Family> = rules.iter().map(|r| r.family).collect();
     families.dedup();
-    if settings.iif_rules {
+    let mark = if settings.iif_rules {
+        settings.mark_for(link.index)
+    } else {
+        None
+    };
+    if let Some(mark) = mark {
+        // Answers of connections that came in through this interface (marked by the
+        // `inet symroute` nftables table) are routed by its table.
         rules.extend(families.iter().map(|family| Rule {
             family: *family,
-            priority: settings.rule_priority,
+            priority: settings.mark_priority(),
             src: None,
             dst: None,
-            iif: Some(link.name.clone()),
+            iif: None,
+            fwmark: Some((mark, settings.fwmark_mask)),
             table,
             protocol: settings.protocol,
             other_selectors: false,
@@ -146,6 +166,7 @@ pub fn plan_interface(
         table,
         routes,
         rules,
+        mark,
     })
 }
 
@@ -191,6 +212,7 @@ fn source_rules(
             src: Some(src),
             dst: None,
             iif: None,
+            fwmark: None,
             table,
             protocol: settings.protocol,
             other_selectors: false,
@@ -233,6 +255,7 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
             src: None,
             dst: Some((p.addr, p.len)),
             iif: None,
+            fwmark: None,
             table: MAIN_TABLE,
             protocol: settings.protocol,
             other_selectors: false,
@@ -547,6 +570,7 @@ mod tests {
             src: Some((ip("10.7.0.2"), 32)),
             dst: None,
             iif: None,
+            fwmark: None,
             table,
             protocol,
             other_selectors: false,
@@ -619,36 +643,73 @@ mod tests {
     }
 
     #[test]
-    fn iif_rules_per_family_with_addresses() {
+    fn iif_rules_are_fwmark_rules_per_family_before_the_from_rules() {
         let snap = two_uplinks();
         let settings = Settings {
             iif_rules: true,
             ..settings()
         };
         let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
-        let iif: Vec<String> = plan
-            .rules
-            .iter()
-            .filter(|r| r.iif.is_some())
-            .map(Rule::to_string)
-            .collect();
+        assert_eq!(plan.mark, Some(0x0300_0000));
+        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
         assert_eq!(
-            iif,
+            rules,
             [
-                "from all iif eth1 lookup 1003 priority 32000",
-                "from all iif eth1 lookup 1003 priority 32000"
+                "from all fwmark 0x3000000/0xff000000 lookup 1003 priority 31998",
+                "from 10.2.0.2 lookup 1003 priority 32000",
+                "from all fwmark 0x3000000/0xff000000 lookup 1003 priority 31998",
+                "from fd02::2 lookup 1003 priority 32000",
             ]
         );
         assert_eq!(
             plan.rules
                 .iter()
-                .filter(|r| r.iif.is_some() && r.family == Family::V6)
+                .filter(|r| r.fwmark.is_some() && r.family == Family::V6)
                 .count(),
             1
         );
-        // eth0 has no IPv6 address: no IPv6 iif rule.
+        assert!(plan.rules.iter().all(|r| r.iif.is_none()));
+        // eth0 has no IPv6 address: no IPv6 fwmark rule.
         let plan0 = plan_interface(&snap, &settings, &snap.links[0]).unwrap();
-        assert_eq!(plan0.rules.iter().filter(|r| r.iif.is_some()).count(), 1);
+        assert_eq!(plan0.mark, Some(0x0200_0000));
+        assert_eq!(plan0.rules.iter().filter(|r| r.fwmark.is_some()).count(), 1);
+        assert!(!plan0.unmarkable(&settings));
+
+        // Off: no mark, no fwmark rule.
+        let plan = plan_interface(&snap, &self::settings(), &snap.links[1]).unwrap();
+        assert_eq!(plan.mark, None);
+        assert!(plan.rules.iter().all(|r| r.fwmark.is_none()));
+
+        // An index beyond what fwmark_mask holds: `from` rules only, and said so.
+        let narrow = Settings {
+            fwmark_mask: 0x0300_0000,
+            ..settings
+        };
+        let mut snap = two_uplinks();
+        snap.links[1].index = 4;
+        for a in &mut snap.addresses {
+            if a.ifindex == ETH1 {
+                a.ifindex = 4;
+            }
+        }
+        let plan = plan_interface(&snap, &narrow, &snap.links[1]).unwrap();
+        assert_eq!(plan.mark, None);
+        assert!(plan.unmarkable(&narrow));
+        assert_eq!(plan.rules.len(), 2);
+        assert!(plan.rules.iter().all(|r| r.src.is_some()));
+    }
+
+    #[test]
+    fn interface_without_rules_gets_no_mark() {
+        let mut snap = two_uplinks();
+        snap.addresses.retain(|a| a.ifindex != ETH1);
+        let settings = Settings {
+            iif_rules: true,
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        assert_eq!(plan.mark, None);
+        assert!(plan.rules.is_empty() && !plan.unmarkable(&settings));
     }
 
     #[test]

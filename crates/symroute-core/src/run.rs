@@ -1,5 +1,6 @@
 //! One run: lock → snapshot → plan → diff → apply, for one interface or all of them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diff::{diff, Op};
@@ -9,7 +10,8 @@ use crate::kernel::{self, Scope};
 use crate::lock::RunLock;
 use crate::model::{Link, Route, Rule, MAIN_TABLE};
 use crate::netlink::Netlink;
-use crate::plan::{plan_exempt, plan_garbage, plan_interface, Snapshot};
+use crate::nftables::{self, Installed};
+use crate::plan::{plan_exempt, plan_garbage, plan_interface, InterfacePlan, Snapshot};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -49,8 +51,26 @@ pub struct Change {
 pub struct Report {
     /// Planned operations, in order. In apply mode, those the kernel confirmed.
     pub changes: Vec<Change>,
+    /// The change to `table inet symroute` (`iif_rules`), as one line
+    /// (`nft: replace table inet symroute (2 interfaces)`); in apply mode, once made.
+    pub nft: Option<String>,
     /// Interfaces that were refused or failed while others went on (only in [`Target::All`]).
     pub failures: Vec<Error>,
+}
+
+impl Report {
+    /// Every change as a line: the netlink operations in order, then the nftables change.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.changes
+            .iter()
+            .map(|c| c.line.as_str())
+            .chain(self.nft.as_deref())
+    }
+
+    /// Whether nothing was (or would be) changed.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.nft.is_none()
+    }
 }
 
 /// The operations for one interface, named for logging.
@@ -78,13 +98,36 @@ fn present(snapshot: &Snapshot, settings: &Settings, table: u32) -> (Vec<Route>,
     (routes, rules)
 }
 
-fn sync_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Result<Work, Error> {
+/// The work of syncing `link`, and its plan's connection mark (`iif_rules`).
+fn sync_work(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    link: &Link,
+) -> Result<(Work, Option<u32>), Error> {
     let plan = plan_interface(snapshot, settings, link)?;
+    warn_unmarkable(&plan, settings);
     let (routes, rules) = present(snapshot, settings, plan.table);
-    Ok(Work {
-        interface: link.name.clone(),
-        ops: diff(&plan.routes, &plan.rules, &routes, &rules),
-    })
+    Ok((
+        Work {
+            interface: link.name.clone(),
+            ops: diff(&plan.routes, &plan.rules, &routes, &rules),
+        },
+        plan.mark,
+    ))
+}
+
+fn warn_unmarkable(plan: &InterfacePlan, settings: &Settings) {
+    if plan.unmarkable(settings) {
+        log::warn!(
+            "{name}: iif_rules: its index {index} does not fit in fwmark_mask {mask:#x} (room for \
+             indexes 1 to {max}): connections entering {name} are not tied to it (give \
+             fwmark_mask more bits)",
+            name = plan.name,
+            index = plan.ifindex,
+            mask = settings.fwmark_mask,
+            max = settings.mark_capacity(),
+        );
+    }
 }
 
 fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
@@ -174,6 +217,8 @@ pub async fn reconcile(
     let mut report = Report::default();
     let flush = *target == Target::Flush;
     let mut work = Vec::new();
+    // Interfaces this run decides about, with their connection marks (`iif_rules`).
+    let mut planned: BTreeMap<u32, Option<u32>> = BTreeMap::new();
     if !flush {
         // Before any `from` rule, so exempted traffic never takes an uplink's table.
         work.push(exempt_work(&snapshot, settings, false));
@@ -182,7 +227,10 @@ pub async fn reconcile(
         (Target::All, _) => {
             for link in &snapshot.links {
                 match sync_work(&snapshot, settings, link) {
-                    Ok(w) => work.push(w),
+                    Ok((w, mark)) => {
+                        work.push(w);
+                        planned.insert(link.index, mark);
+                    }
                     Err(e) => report.failures.push(e),
                 }
             }
@@ -195,8 +243,15 @@ pub async fn reconcile(
                     .map(|l| remove_work(&snapshot, settings, l)),
             );
         }
-        (_, Some((link, Action::Sync))) => work.push(sync_work(&snapshot, settings, &link)?),
-        (_, Some((link, _))) => work.push(remove_work(&snapshot, settings, &link)),
+        (_, Some((link, Action::Sync))) => {
+            let (w, mark) = sync_work(&snapshot, settings, &link)?;
+            work.push(w);
+            planned.insert(link.index, mark);
+        }
+        (_, Some((link, _))) => {
+            work.push(remove_work(&snapshot, settings, &link));
+            planned.insert(link.index, None);
+        }
         (_, None) => {}
     }
     work.extend(garbage_work(&snapshot, settings));
@@ -249,6 +304,8 @@ pub async fn reconcile(
             }
         }
     }
+    // After the rules: marks are only set once the rules that route them exist.
+    let nft = sync_nftables(&snapshot, settings, target, mode, &planned, &mut report);
     if mode == Mode::Apply && settings.table_names {
         let names = if flush {
             Vec::new()
@@ -259,7 +316,77 @@ pub async fn reconcile(
             log::warn!("cannot write table names to {TABLE_NAMES_PATH}: {e}");
         }
     }
+    if let Err(e) = nft {
+        match target {
+            Target::All | Target::Flush => report.failures.push(e),
+            Target::Interface { .. } => return Err(e),
+        }
+    }
     Ok(report)
+}
+
+/// Brings `table inet symroute` in line with the marked interfaces (`iif_rules`), or removes
+/// it. The kernel is asked for the installed table (no process) only when it can matter:
+/// with `iif_rules` on, on a full run or flush, or while fwmark rules of ours are left; `nft`
+/// runs only to change something.
+fn sync_nftables(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    planned: &BTreeMap<u32, Option<u32>>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let flush = *target == Target::Flush;
+    let wanted = if flush {
+        None
+    } else {
+        nftables::table(
+            &nftables::marked_links(snapshot, settings, planned),
+            settings,
+        )
+    };
+    let leftovers = snapshot
+        .rules
+        .iter()
+        .any(|r| r.protocol == settings.protocol && r.fwmark.is_some());
+    // Without nf_tables in the kernel there is no table to remove (and asking would load it).
+    let full_run = *target == Target::All && Path::new("/sys/module/nf_tables").exists();
+    if !(settings.iif_rules || flush || leftovers || full_run) {
+        return Ok(());
+    }
+    let installed = match nftables::read_installed() {
+        Ok(installed) => installed,
+        Err(e) if mode == Mode::DryRun => {
+            if settings.iif_rules {
+                log::warn!("{e}: what a sync would change in it is unknown");
+            } else {
+                log::debug!("{e}");
+            }
+            return Ok(());
+        }
+        // Nothing was asked for and nothing can be seen: nothing to remove.
+        Err(e) if !settings.iif_rules && !flush && !leftovers => {
+            log::debug!("{e}");
+            return Ok(());
+        }
+        // Without nf_tables nothing of ours can be there to flush.
+        Err(e) if flush && wanted.is_none() && !leftovers => {
+            log::debug!("{e}");
+            Installed::Absent
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(change) = nftables::change(wanted.as_ref(), &installed) else {
+        return Ok(());
+    };
+    let line = change.line();
+    if mode == Mode::Apply {
+        nftables::apply(&change)?;
+        log::info!("{line}");
+    }
+    report.nft = Some(line);
+    Ok(())
 }
 
 /// Where `table_names` puts `1003 symroute-eth1` lines for `ip route show table NAME`.

@@ -12,6 +12,10 @@ pub const DEFAULT_PROTOCOL: u8 = 83;
 pub const DEFAULT_TABLE_BASE: u32 = 1000;
 /// After the local table (0), before main (32766).
 pub const DEFAULT_RULE_PRIORITY: u32 = 32000;
+/// The packet and connection mark bits `iif_rules` uses: the top byte. The low two bytes are
+/// where administrators and Kubernetes (kube-proxy 0x4000/0x8000, Calico's defaults, Istio
+/// 0x539, Cilium 0xf00) put theirs, the third byte is Tailscale's (0xff0000).
+pub const DEFAULT_FWMARK_MASK: u32 = 0xff00_0000;
 
 /// An address prefix with its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,8 +74,13 @@ pub struct Settings {
     pub exclude: Vec<String>,
     /// One rule per connected subnet instead of per address.
     pub prefix_rules: bool,
-    /// Also `iif IF lookup T`, so forwarded and DNAT'ed traffic is answered through IF.
+    /// Connections entering IF are marked (conntrack), and their answers, wherever they come
+    /// from (a LAN, a container, the host itself), are routed by IF's table: forwarded and
+    /// DNAT'ed traffic is answered through the interface it came in through.
     pub iif_rules: bool,
+    /// The mark bits `iif_rules` owns, in packet marks and conntrack marks alike; interface N
+    /// is marked with N written into these bits ([`Settings::mark_for`]).
+    pub fwmark_mask: u32,
     /// Destinations always looked up in main (`to PREFIX lookup main`, just before ours).
     pub exempt: Vec<Prefix>,
     /// Each table ends in `unreachable default`: traffic from IF's addresses never leaks
@@ -93,6 +102,7 @@ impl Default for Settings {
             exclude: Vec::new(),
             prefix_rules: false,
             iif_rules: false,
+            fwmark_mask: DEFAULT_FWMARK_MASK,
             exempt: Vec::new(),
             strict: false,
             table_names: false,
@@ -126,6 +136,41 @@ impl Settings {
     /// Priority of the exemption rules: just before ours, so they win.
     pub fn exempt_priority(&self) -> u32 {
         self.rule_priority.saturating_sub(1)
+    }
+
+    /// Priority of the `fwmark` rules of `iif_rules`: before the exemptions and the `from`
+    /// rules, so that a marked answer follows the interface its connection came in through,
+    /// whatever its source address, and so that the order never depends on which rule
+    /// happened to be added first.
+    pub fn mark_priority(&self) -> u32 {
+        self.rule_priority.saturating_sub(2)
+    }
+
+    /// The highest interface index that [`Settings::mark_for`] can express:
+    /// `2^(bits in fwmark_mask) - 1`.
+    pub fn mark_capacity(&self) -> u32 {
+        u32::try_from((1u64 << self.fwmark_mask.count_ones()) - 1).unwrap_or(u32::MAX)
+    }
+
+    /// The mark of the interface with index `ifindex`: the bits of `ifindex`, lowest first,
+    /// spread over the bits of `fwmark_mask`, lowest first (with the default mask,
+    /// `ifindex << 24`). `None` for an index that does not fit.
+    pub fn mark_for(&self, ifindex: u32) -> Option<u32> {
+        if ifindex == 0 || ifindex > self.mark_capacity() {
+            return None;
+        }
+        let mut mark = 0;
+        let mut rest = ifindex;
+        let mut mask = self.fwmark_mask;
+        while rest != 0 && mask != 0 {
+            let bit = mask & mask.wrapping_neg();
+            if rest & 1 == 1 {
+                mark |= bit;
+            }
+            rest >>= 1;
+            mask &= !bit;
+        }
+        Some(mark)
     }
 }
 
@@ -182,6 +227,33 @@ mod tests {
         s.include = vec!["eth*".into()];
         s.exclude = vec!["eth9".into()];
         assert!(s.manages("eth0") && !s.manages("eth9") && !s.manages("wlan0"));
+    }
+
+    #[test]
+    fn marks_spread_the_index_over_the_mask() {
+        let s = Settings::default();
+        assert_eq!(s.mark_capacity(), 255);
+        assert_eq!(s.mark_for(3), Some(0x0300_0000));
+        assert_eq!(s.mark_for(255), Some(0xff00_0000));
+        assert_eq!(s.mark_for(256), None);
+        assert_eq!(s.mark_for(0), None);
+        assert_eq!(s.mark_priority(), 31998);
+        // A mask with gaps: bits 12-13 and 24-25 hold the index 0b1111 = 15.
+        let s = Settings {
+            fwmark_mask: 0x0300_3000,
+            ..Settings::default()
+        };
+        assert_eq!(s.mark_capacity(), 15);
+        assert_eq!(s.mark_for(1), Some(0x0000_1000));
+        assert_eq!(s.mark_for(0b0110), Some(0x0100_2000));
+        assert_eq!(s.mark_for(15), Some(0x0300_3000));
+        assert_eq!(s.mark_for(16), None);
+        let all = Settings {
+            fwmark_mask: u32::MAX,
+            ..Settings::default()
+        };
+        assert_eq!(all.mark_capacity(), u32::MAX);
+        assert_eq!(all.mark_for(0x1234_5678), Some(0x1234_5678));
     }
 
     #[test]

@@ -135,6 +135,12 @@ pub struct RuleView {
     pub dstlen: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iif: Option<String>,
+    /// `0x3000000`: the mark of an `fwmark` rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<String>,
+    /// `0xff000000`: its mask, when it is not `0xffffffff`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fwmask: Option<String>,
     /// `main`, `local` or the table number.
     pub table: String,
     pub protocol: u8,
@@ -245,6 +251,12 @@ impl RuleView {
             dst: rule.dst.map(|(a, _)| a.to_string()),
             dstlen: rule.dst.map(|(_, l)| l).filter(|l| *l != host),
             iif: rule.iif.clone(),
+            fwmark: rule.fwmark.map(|(mark, _)| format!("{mark:#x}")),
+            fwmask: rule
+                .fwmark
+                .map(|(_, mask)| mask)
+                .filter(|m| *m != u32::MAX)
+                .map(|m| format!("{m:#x}")),
             table: table_name(rule.table),
             protocol: rule.protocol,
             text: rule_text(rule),
@@ -331,9 +343,10 @@ fn has_routes(snapshot: &Snapshot, table: u32, family: Family) -> bool {
 }
 
 /// Foreign rules that come before `ours` (a `from` rule of ours) and send its traffic to
-/// another table. Locally generated traffic has `iif lo`, so only rules without `iif` or with
-/// `iif lo` count. Rules with selectors symroute does not model (fwmark, uid range, ...) are
-/// left out: they cannot be judged from the snapshot. The local table never shadows (it holds
+/// another table. Locally generated traffic has `iif lo` and no mark, so only rules without
+/// `iif` or with `iif lo`, and without an `fwmark` that needs a mark, count. Rules with
+/// selectors symroute does not model (uid range, ports, ...) are left out: they cannot be
+/// judged from the snapshot. The local table never shadows (it holds
 /// no default), nor do tables that are empty.
 pub fn shadows_of(snapshot: &Snapshot, settings: &Settings, ours: &Rule) -> Vec<Shadow> {
     let Some(src) = ours.src else {
@@ -350,6 +363,7 @@ pub fn shadows_of(snapshot: &Snapshot, settings: &Settings, ours: &Rule) -> Vec<
                 && f.table != LOCAL_TABLE
                 && !f.other_selectors
                 && f.iif.as_deref().is_none_or(|i| i == "lo")
+                && f.fwmark.is_none_or(|(mark, mask)| mark & mask == 0)
                 && selector_covers(f.src, src)
                 && has_routes(snapshot, f.table, f.family)
         })
@@ -698,6 +712,7 @@ pub(crate) mod tests {
             src: src.map(|(a, l)| (ip(a), l)),
             dst: None,
             iif: None,
+            fwmark: None,
             table,
             protocol,
             other_selectors: false,

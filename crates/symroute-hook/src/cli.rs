@@ -15,7 +15,9 @@ main-table route through INTERFACE, and one rule `from ADDRESS lookup 1000+N` (p
 32000) for each of its global IPv4 and IPv6 addresses, so that traffic to an address is
 answered through the uplink it arrived on. Rules and routes are tagged with protocol 83
 (`symroute`); nothing without that tag is ever changed, and a table that already holds
-someone else's routes is refused.
+someone else's routes is refused. With iif_rules, symroute also keeps the nftables table
+`inet symroute` (connection marks, so that forwarded and DNAT'ed traffic is answered through
+the interface it came in through), written with /usr/sbin/nft only when it changes.
 
 The kernel is the only state: each run reads it, applies the difference, and a second run
 changes nothing. Runs are serialized with a lock, so parallel events cannot interleave.";
@@ -36,7 +38,7 @@ EXAMPLES:
   symroute-hook --dry-run eth1 up show what that would change
   symroute-hook eth1 down         remove eth1's rules and table
   symroute-hook --all             sync every interface, remove stale state
-  symroute-hook --flush           remove everything symroute installed
+  symroute-hook --flush           remove everything symroute installed (nft table included)
 
 EXIT STATUS:
   0  done, or nothing to do
@@ -77,7 +79,8 @@ pub struct Args {
     #[arg(short, long, conflicts_with = "flush")]
     pub all: bool,
 
-    /// Remove every rule and table route of symroute's, on all interfaces (uninstall)
+    /// Remove every rule and table route of symroute's, on all interfaces, and its nftables
+    /// table (uninstall)
     #[arg(long)]
     pub flush: bool,
 

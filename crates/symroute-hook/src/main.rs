@@ -96,11 +96,11 @@ fn run(target: &Target, mode: Mode, settings: &Settings) -> Result<ExitCode, Err
         reconcile(&netlink, settings, target, mode, &lock).await
     })?;
     if mode == Mode::DryRun {
-        for change in &report.changes {
-            println!("{}", change.line);
+        for line in report.lines() {
+            println!("{line}");
         }
     }
-    if report.changes.is_empty() {
+    if report.is_empty() {
         log::debug!("in sync, nothing to change");
     }
     for failure in &report.failures {

@@ -15,7 +15,9 @@ For every interface with index N and a global address, symroute keeps routing ta
 table_base+N (default 1000+N) as a copy of the main-table routes through that interface,
 and a rule `from ADDRESS lookup 1000+N` (priority 32000) per address, so that traffic to an
 address is answered through the interface it belongs to. Everything symroute installs
-carries protocol 83 (`symroute`); nothing else is ever changed.
+carries protocol 83 (`symroute`); nothing else is ever changed. With iif_rules, symroute
+also owns the nftables table `inet symroute`, which marks each connection with the
+interface it came in through so that its answers (forwarded, DNAT'ed) leave through it too.
 
 status, plan, doctor and explain only read the kernel and work without root where the
 kernel allows it; sync and flush need CAP_NET_ADMIN.";
@@ -27,7 +29,8 @@ EXAMPLES:
   symroute plan                   the changes a sync would make, one per line
   symroute sync                   sync every interface, collect state of vanished ones
   symroute sync eth1              sync eth1 only
-  symroute flush                  remove every rule and route of symroute's (uninstall)
+  symroute flush                  remove every rule and route of symroute's, and table inet
+                                  symroute (uninstall)
   symroute doctor                 check the host around symroute; exit 1 on a problem
   symroute explain 10.2.0.2 192.0.2.7
                                   which rule, table and route a packet from 10.2.0.2
@@ -101,7 +104,8 @@ pub enum Command {
         #[arg(value_name = "INTERFACE")]
         interface: Option<String>,
     },
-    /// Remove symroute's rules and table routes (of all interfaces: the uninstall path)
+    /// Remove symroute's rules and table routes, and its nftables table (of all interfaces:
+    /// the uninstall path)
     Flush {
         /// Only this interface's rules and table [default: everything of symroute's]
         #[arg(value_name = "INTERFACE")]

@@ -13,6 +13,7 @@ use symroute_core::doctor::{self, HostFacts};
 use symroute_core::explain::{self, Query};
 use symroute_core::kernel::{self, Scope};
 use symroute_core::model::Family;
+use symroute_core::nftables;
 use symroute_core::plan::Snapshot;
 use symroute_core::status;
 use symroute_core::{
@@ -127,7 +128,12 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
             let netlink = connect()?;
             let snapshot = full_snapshot(&netlink, settings).await?;
             let report = status::status(&snapshot, settings);
-            let facts = HostFacts::read(Path::new("/"), &snapshot.links);
+            let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
+            // Needs CAP_NET_ADMIN; unknown otherwise. Not asked when nf_tables is not even
+            // loaded and nothing needs it (asking would load it).
+            if settings.iif_rules || Path::new("/sys/module/nf_tables").exists() {
+                facts.nft_table = nftables::read_installed().ok();
+            }
             let diagnosis = doctor::diagnose(&snapshot, settings, &report, &facts);
             if *json {
                 print_json(&diagnosis, *pretty)?;
@@ -168,13 +174,14 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
                 from: *from,
                 to: *to,
                 iif: iif.clone(),
+                mark: 0,
             };
             let answer = explain::lookup(&netlink, &query, iif_index)
                 .await
                 .map_err(Error::Connect)?;
             // Forwarded traffic is symmetric when its answer goes back the same way: ask
             // the kernel about the answer too.
-            let reply = match explain::reply_query(&query, &answer, &snapshot.links) {
+            let reply = match explain::reply_query(&snapshot, settings, &query, &answer) {
                 Some((reply, reply_iif)) => Some(
                     explain::lookup(&netlink, &reply, reply_iif)
                         .await
@@ -230,11 +237,11 @@ async fn reconcile_and_report(
     let lock = PathBuf::from(DEFAULT_LOCK_PATH);
     let report = reconcile(&netlink, settings, target, mode, &lock).await?;
     if mode == Mode::DryRun {
-        for change in &report.changes {
-            println!("{}", change.line);
+        for line in report.lines() {
+            println!("{line}");
         }
     }
-    if report.changes.is_empty() {
+    if report.is_empty() {
         log::debug!("in sync, nothing to change");
     }
     for failure in &report.failures {

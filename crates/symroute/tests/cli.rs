@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
-use symroute_testlab::{ping, require_root, veth, Lab, Netns, HOST_ETH1_V4, HOST_ETH1_V6};
+use symroute_testlab::{
+    ping, require_root, veth, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_symroute");
 
@@ -476,9 +478,12 @@ fn flush_leaves_no_rule_or_route_of_ours() {
     ok(&lab.host, &config, &["sync"]);
     let installed = ours(&lab.host);
     assert!(
-        installed.iter().any(|l| l.contains("iif eth1")),
+        installed
+            .iter()
+            .any(|l| l.contains(&format!("fwmark {}/0xff000000", mark_of(&lab.host, "eth1")))),
         "{installed:?}"
     );
+    assert!(nft_table(&lab.host).is_some());
     assert!(
         installed
             .iter()
@@ -508,6 +513,7 @@ fn flush_leaves_no_rule_or_route_of_ours() {
     let out = symroute(&lab.host, &config, &["flush"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ours(&lab.host), Vec::<String>::new());
+    assert_eq!(nft_table(&lab.host), None);
     for dev in ["eth0", "eth1", "lan0"] {
         let t = table_of(&lab.host, dev);
         assert!(lab.host.routes(&t, false).is_empty() && lab.host.routes(&t, true).is_empty());
@@ -577,15 +583,20 @@ fn exempt_prefix_stays_local_instead_of_going_via_the_uplink() {
     assert!(!lab.host.ip("rule show").contains("10.50.0.0/24"));
 }
 
-/// [`service_behind_host`], reachable from the client through r2 and the host's eth1 (and
-/// known to r1, so that answers through eth0 pass its reverse-path filter); the host forwards.
+/// [`service_behind_host`], reachable from the client through r2 and the host's eth1, which
+/// forwards; r1 does not know the service network, so an answer that leaves through eth0
+/// fails r1's strict reverse-path filter.
 fn forwarding_lab() -> (Lab, Netns) {
     let lab = Lab::two_uplinks();
     let svc = service_behind_host(&lab);
-    lab.host.sysctl("net.ipv4.ip_forward", "1");
-    lab.r1.ip("route add 10.50.0.0/24 via 10.1.0.2");
+    lab.host.sysctls(&[
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ]);
     lab.r2.ip("route add 10.50.0.0/24 via 10.2.0.2");
+    lab.r2.ip("-6 route add fd50::/64 via fd02::2");
     lab.client.ip("route add 10.50.0.0/24 via 10.12.0.1");
+    lab.client.ip("-6 route add fd50::/64 via fd12::1");
     (lab, svc)
 }
 
@@ -596,23 +607,36 @@ fn findings(doctor: &Value, check: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `table inet symroute` as `nft list` shows it; `None` when it does not exist.
+fn nft_table(ns: &Netns) -> Option<String> {
+    let out = ns.run(&["nft", "list", "table", "inet", "symroute"]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// symroute's fwmark rules, both families, in `ip rule` syntax.
+fn fwmark_rules(ns: &Netns) -> Vec<String> {
+    ours(ns)
+        .into_iter()
+        .filter(|l| l.contains("fwmark"))
+        .collect()
+}
+
+/// The mark iif_rules gives `dev` with the default fwmark_mask.
+fn mark_of(ns: &Netns, dev: &str) -> String {
+    format!("{:#x}", ifindex(ns, dev) << 24)
+}
+
 #[test]
-fn iif_rules_route_traffic_entering_eth1_by_its_table_and_exempt_networks_by_main() {
-    if !require_root(
-        "iif_rules_route_traffic_entering_eth1_by_its_table_and_exempt_networks_by_main",
-    ) {
+fn iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in() {
+    if !require_root("iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in") {
         return;
     }
     let (lab, _svc) = forwarding_lab();
-    let config = Config::new("iif_rules = true\n");
+    let config = Config::new("");
     ok(&lab.host, &config, &["sync"]);
-    let t1 = table_of(&lab.host, "eth1");
-    assert!(lab
-        .host
-        .ip("rule show")
-        .contains(&format!("from all iif eth1 lookup {t1} proto")));
-    // Traffic entering eth1 is routed by eth1's table, which holds no route to the service
-    // network: it goes back out eth1. explain and doctor say so.
+    // The answer of 10.50.0.2 leaves by main's default through eth0; r1 drops it.
     assert!(!ping_once(&lab.client, &["10.50.0.2"]));
     let e = json(
         &lab.host,
@@ -626,35 +650,32 @@ fn iif_rules_route_traffic_entering_eth1_by_its_table_and_exempt_networks_by_mai
             "--json",
         ],
     );
-    assert_eq!(
-        e["rule"]["text"],
-        format!("from all iif eth1 lookup {t1} priority 32000"),
-        "{e}"
-    );
-    assert_eq!(e["dev"], "eth1");
-    assert!(
-        e["verdict"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("HAIRPIN")),
-        "{e}"
-    );
-    let doctor = self::doctor(&lab.host, &config);
-    assert_eq!(doctor["ok"], false);
-    assert!(
-        findings(&doctor, "iif_rules")
-            .iter()
-            .any(|f| f["verdict"] == "fail"
-                && f["message"].as_str().is_some_and(
-                    |m| m.starts_with("eth1: ") && m.contains("10.50.0.0/24 (on lan0)")
-                )
-                && f["fix"].as_str().is_some_and(|x| x.contains("exempt"))),
-        "{doctor}"
-    );
+    assert_eq!(e["dev"], "lan0", "{e}");
+    assert_eq!(e["reply"]["dev"], "eth0", "{e}");
+    assert_eq!(e["symmetric"], false);
 
-    // Exempted, the service network is routed by main: forwarded to lan0.
-    config.set("iif_rules = true\nexempt = [\"10.50.0.0/24\"]\n");
+    config.set("iif_rules = true\n");
+    let plan = ok(&lab.host, &config, &["plan"]);
+    assert!(
+        plan.lines()
+            .any(|l| l == "nft: replace table inet symroute (3 interfaces)"),
+        "{plan}"
+    );
     ok(&lab.host, &config, &["sync"]);
+    let t1 = table_of(&lab.host, "eth1");
+    let mark1 = mark_of(&lab.host, "eth1");
+    let want = format!("from all fwmark {mark1}/0xff000000 lookup {t1} proto");
+    assert!(
+        fwmark_rules(&lab.host)
+            .iter()
+            .any(|r| r.starts_with("31998:") && r.contains(&want)),
+        "{:?}",
+        fwmark_rules(&lab.host)
+    );
+    // Requests are still routed by main (no hairpin, no exemption needed); the answer
+    // carries eth1's mark and leaves through eth1, past r2's strict filter.
     assert!(ping(&lab.client, "10.50.0.2"));
+    assert!(ping(&lab.client, "fd50::2"));
     let e = json(
         &lab.host,
         &config,
@@ -667,26 +688,31 @@ fn iif_rules_route_traffic_entering_eth1_by_its_table_and_exempt_networks_by_mai
             "--json",
         ],
     );
+    assert_eq!(e["dev"], "lan0", "{e}");
+    assert_eq!(e["reply"]["mark"], mark1.as_str(), "{e}");
     assert_eq!(
-        e["rule"]["text"], "from all to 10.50.0.0/24 lookup main priority 31999",
+        e["reply"]["rule"]["text"],
+        format!("from all fwmark {mark1}/0xff000000 lookup {t1} priority 31998"),
         "{e}"
     );
-    assert_eq!(e["dev"], "lan0");
-    // The answer enters lan0 and leaves by main's default: explain shows the asymmetry
-    // (iif rules cannot tie an answer to the interface its request came in through).
-    assert_eq!(e["reply"]["iif"], "lan0", "{e}");
-    assert_eq!(e["reply"]["dev"], "eth0", "{e}");
-    assert_eq!(e["symmetric"], false);
+    assert_eq!(e["reply"]["dev"], "eth1", "{e}");
+    assert_eq!(e["symmetric"], true, "{e}");
     let doctor = self::doctor(&lab.host, &config);
+    let iif = findings(&doctor, "iif_rules");
     assert!(
-        findings(&doctor, "iif_rules")
-            .iter()
-            .all(|f| f["verdict"] != "fail"),
+        iif.len() == 1
+            && iif[0]["verdict"] == "ok"
+            && iif[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("connections entering eth0, eth1, lan0 are marked")),
         "{doctor}"
     );
+    let status = json(&lab.host, &config, &["status", "--json"]);
+    assert_eq!(status["in_sync"], true, "{status}");
 
     // A strict reverse-path filter on the host drops such forwarded traffic whatever the
-    // rules: explain and doctor say so, and loosening it is the fix.
+    // rules (the request's reverse path is looked up in main): explain and doctor say so,
+    // and loosening it is the fix.
     lab.host.sysctl("net.ipv4.conf.all.rp_filter", "1");
     assert!(!ping_once(&lab.client, &["10.50.0.2"]));
     let e = json(
@@ -727,37 +753,242 @@ fn iif_rules_route_traffic_entering_eth1_by_its_table_and_exempt_networks_by_mai
     assert!(ping(&lab.client, "10.50.0.2"));
 }
 
-/// What issue 6 asks of `iif_rules` and the core cannot do yet: the answer to a DNAT'ed
-/// connection that entered eth1 leaves through eth1. The answer enters the host on lan0 and
-/// only per-connection state (a conntrack mark restored onto the answer, and an `fwmark`
-/// rule into eth1's table) can tie it to eth1; an `iif eth1` rule never sees it. Today the
-/// answer leaves through eth0 with source 10.2.0.2 and r1's reverse-path filter drops it.
+/// Issue 6: port forwarding. Echo requests to eth1's addresses are DNAT'ed to the service
+/// behind the host, and to a second address of eth1 to the host's own lan0 address; echo
+/// requests to eth0's address go to the service too. Every answer must leave through the
+/// uplink its request came in through, with that uplink's address as source: through the
+/// other one, the strict router there drops it (neither router knows the other's subnet).
 #[test]
-#[ignore = "needs connmark-based answers in the core: iif rules cannot route a DNAT answer"]
 fn dnat_to_a_service_behind_the_host_is_answered_through_eth1() {
     if !require_root("dnat_to_a_service_behind_the_host_is_answered_through_eth1") {
         return;
     }
     let lab = Lab::two_uplinks();
     let _svc = service_behind_host(&lab);
-    lab.host.sysctl("net.ipv4.ip_forward", "1");
-    // Port forwarding, ICMP flavour: echo requests to eth1's address go to the service.
+    lab.host.sysctls(&[
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ]);
+    lab.host.ip("addr add 10.2.0.3/24 dev eth1");
+    // Port forwarding, ICMP flavour.
     lab.host.sh_ok_input(
         &["nft", "-f", "-"],
-        "table ip portfwd {
+        "table inet portfwd {
            chain pre {
              type nat hook prerouting priority dstnat; policy accept;
-             iifname \"eth1\" ip daddr 10.2.0.2 icmp type echo-request dnat to 10.50.0.2
+             iifname \"eth1\" ip daddr 10.2.0.2 icmp type echo-request dnat ip to 10.50.0.2
+             iifname \"eth1\" ip daddr 10.2.0.3 icmp type echo-request dnat ip to 10.50.0.1
+             iifname \"eth1\" ip6 daddr fd02::2 icmpv6 type echo-request dnat ip6 to fd50::2
+             iifname \"eth0\" ip daddr 10.1.0.2 icmp type echo-request dnat ip to 10.50.0.2
            }
          }
         ",
     );
-    let config = Config::new("iif_rules = true\nexempt = [\"10.50.0.0/24\"]\n");
+    let config = Config::new("");
+    ok(&lab.host, &config, &["sync"]);
+    // Without iif_rules the DNAT'ed answer leaves through eth0 (main's default) with source
+    // 10.2.0.2, and r1 drops it.
+    assert!(!ping_once(&lab.client, &[HOST_ETH1_V4]));
+
+    config.set("iif_rules = true\n");
     ok(&lab.host, &config, &["sync"]);
     assert!(
         ping(&lab.client, HOST_ETH1_V4),
         "the DNAT'ed echo's answer did not come back through eth1"
     );
+    assert!(
+        ping(&lab.client, HOST_ETH1_V6),
+        "the DNAT'ed IPv6 echo's answer did not come back through eth1"
+    );
+    // Answered by the host itself from 10.50.0.1: re-routed in the output hook.
+    assert!(
+        ping(&lab.client, "10.2.0.3"),
+        "the host's own answer to a DNAT'ed echo did not leave through eth1"
+    );
+    // Traffic entering eth0 is still answered through eth0.
+    assert!(ping(&lab.client, HOST_ETH0_V4));
+    assert!(ping(&lab.client, HOST_ETH0_V6));
+}
+
+#[test]
+fn iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table() {
+    if !require_root("iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table")
+    {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let config = Config::new("iif_rules = true\n");
+    // Interface by interface, as the hook does: the table grows with each.
+    ok(&lab.host, &config, &["sync", "eth0"]);
+    let table = nft_table(&lab.host).expect("table inet symroute after sync eth0");
+    assert!(
+        table.contains("ct state new iif \"eth0\"") && !table.contains("iif \"eth1\""),
+        "{table}"
+    );
+    ok(&lab.host, &config, &["sync", "eth1"]);
+    let table = nft_table(&lab.host).expect("table inet symroute after sync eth1");
+    assert!(
+        table.contains("ct state new iif \"eth0\"") && table.contains("ct state new iif \"eth1\""),
+        "{table}"
+    );
+    assert!(table.contains("comment \"symroute iif_rules "), "{table}");
+    assert_eq!(fwmark_rules(&lab.host).len(), 4, "{:?}", ours(&lab.host));
+    assert_eq!(ok(&lab.host, &config, &["plan"]), "");
+
+    // A converged rerun, per interface and of everything, writes neither rules nor routes
+    // nor nftables: both monitors see only the markers around it.
+    let (rx, mut monitors) = monitor(&lab.host);
+    let marker = |n: u32| {
+        lab.host
+            .ip(&format!("rule add priority {n} from 192.0.2.{n} lookup 77"));
+        lab.host
+            .ip(&format!("rule del priority {n} from 192.0.2.{n} lookup 77"));
+        lab.host.sh_ok_input(
+            &["nft", "-f", "-"],
+            &format!("table ip marker{n}\ndelete table ip marker{n}\n"),
+        );
+    };
+    // Lines until both monitors have shown marker `n`, or `None` after `patience`.
+    let wait_marker = |n: u32, patience: std::time::Duration| -> Option<Vec<String>> {
+        let deadline = std::time::Instant::now() + patience;
+        let (mut seen, mut rule, mut table) = (Vec::new(), false, false);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(line) = rx.recv_timeout(left) else {
+                break;
+            };
+            rule |= line.starts_with("Deleted") && line.contains(&format!("from 192.0.2.{n} "));
+            table |= line.contains(&format!("delete table ip marker{n}"));
+            seen.push(line);
+            if rule && table {
+                return Some(seen);
+            }
+        }
+        None
+    };
+    // The monitors subscribe a moment after they start: marker 11 until both show it.
+    assert!(
+        (0..50).any(|_| {
+            marker(11);
+            wait_marker(11, std::time::Duration::from_millis(200)).is_some()
+        }),
+        "the monitors never started"
+    );
+    ok(&lab.host, &config, &["sync", "eth1"]);
+    ok(&lab.host, &config, &["sync", "eth0"]);
+    ok(&lab.host, &config, &["sync"]);
+    marker(12);
+    let seen = wait_marker(12, std::time::Duration::from_secs(10)).expect("marker 12");
+    for m in &mut monitors {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    let writes: Vec<&String> = seen
+        .iter()
+        // Late lines of repeated markers 11, and marker 12; each nft transaction ends in
+        // `# new generation N by process P (nft)`, the markers' too.
+        .filter(|l| {
+            !l.contains("from 192.0.2.11 ")
+                && !l.contains("from 192.0.2.12 ")
+                && !l.contains("marker1")
+                && !l.starts_with("# new generation")
+        })
+        .collect();
+    assert!(writes.is_empty(), "a converged rerun wrote: {writes:?}");
+
+    // Turned off: one interface's run already removes the table (its own rules and those
+    // left elsewhere are the evidence); the full run removes the rest.
+    config.set("");
+    let out = symroute(&lab.host, &config, &["sync", "eth1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nft: delete table inet symroute"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(nft_table(&lab.host), None);
+    ok(&lab.host, &config, &["sync"]);
+    assert_eq!(fwmark_rules(&lab.host), Vec::<String>::new());
+    assert_eq!(ok(&lab.host, &config, &["plan"]), "");
+
+    // On again, then flushed: nothing of ours is left, in nftables either.
+    config.set("iif_rules = true\n");
+    ok(&lab.host, &config, &["sync"]);
+    assert!(nft_table(&lab.host).is_some() && !fwmark_rules(&lab.host).is_empty());
+    ok(&lab.host, &config, &["flush", "eth1"]);
+    let table = nft_table(&lab.host).expect("eth0 is still marked");
+    assert!(
+        !table.contains("iif \"eth1\"") && table.contains("iif \"eth0\""),
+        "{table}"
+    );
+    ok(&lab.host, &config, &["flush"]);
+    assert_eq!(nft_table(&lab.host), None);
+    assert_eq!(ours(&lab.host), Vec::<String>::new());
+    // Someone deleting the table is repaired by the next run.
+    ok(&lab.host, &config, &["sync"]);
+    lab.host
+        .sh_ok(&["nft", "delete", "table", "inet", "symroute"]);
+    ok(&lab.host, &config, &["sync", "eth0"]);
+    assert!(nft_table(&lab.host).is_some_and(|t| t.contains("iif \"eth1\"")));
+}
+
+/// `ip monitor rule route` and `nft monitor` in `ns`, their lines merged into one channel.
+fn monitor(ns: &Netns) -> (std::sync::mpsc::Receiver<String>, Vec<std::process::Child>) {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut children = Vec::new();
+    for argv in [&["ip", "monitor", "rule", "route"][..], &["nft", "monitor"]] {
+        let mut child = ns.spawn(argv);
+        let stdout = child.stdout.take().expect("monitor stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        children.push(child);
+    }
+    (rx, children)
+}
+
+#[test]
+fn iif_rules_without_nft_is_one_error_naming_nft() {
+    if !require_root("iif_rules_without_nft_is_one_error_naming_nft") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let config = Config::new("iif_rules = true\n");
+    let dir = TempDir::new("nonft");
+    let stand_in = dir.path().join("nft");
+    write_file(&stand_in, "", 0o644);
+    // /usr/sbin/nft replaced by a file that cannot be run, in a mount namespace of its own.
+    let script = format!(
+        "mount --bind {stand_in} /usr/sbin/nft && exec {BIN} --config {cfg} sync eth1",
+        stand_in = stand_in.display(),
+        cfg = config.path().display(),
+    );
+    let out = lab.host.run(&[
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(": +")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("error: replacing table inet symroute: cannot run /usr/sbin/nft: ")
+            && lines[0].contains("install it, or turn iif_rules off"),
+        "{err}"
+    );
+    // The rules were made all the same; the table was not.
+    assert!(!fwmark_rules(&lab.host).is_empty());
+    assert_eq!(nft_table(&lab.host), None);
 }
 
 /// Packets leaving eth0 with eth1's address as source, counted by nftables in the host.

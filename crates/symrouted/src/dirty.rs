@@ -216,6 +216,7 @@ mod tests {
             src: Some(("10.2.0.2".parse().unwrap(), 32)),
             dst: None,
             iif: None,
+            fwmark: None,
             table,
             protocol,
             other_selectors: false,
