@@ -183,8 +183,11 @@ fn garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device() {
         &["--source", "nm"],
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
+    // The line may still be on its way through the log pipe when readiness is reported.
     assert!(
-        daemon.log().contains("NetworkManager manages [\"eth1\"]"),
+        wait_until(Duration::from_secs(10), || daemon
+            .log()
+            .contains("NetworkManager manages [\"eth1\"]")),
         "{}",
         daemon.log()
     );
@@ -318,7 +321,7 @@ fn nm_lab(test: &str) -> NmLab {
         &[("DBUS_SYSTEM_BUS_ADDRESS", &address)],
     );
     assert!(
-        daemon.log().contains("NetworkManager manages"),
+        daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
         "{}",
         daemon.log()
     );
@@ -355,7 +358,9 @@ fn assert_moved(nm_lab: &NmLab, old: &[String], new: &[String]) {
         routing_state(&lab.host)
     );
     assert!(
-        nm_lab.daemon.log().contains("names: {\"eth1\"}"),
+        nm_lab
+            .daemon
+            .wait_log("names: {\"eth1\"}", Duration::from_secs(10)),
         "no NetworkManager signal for eth1 reached the daemon:\n{}",
         nm_lab.daemon.log()
     );
