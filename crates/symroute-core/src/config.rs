@@ -60,6 +60,15 @@ pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
     parse(&text, path)
 }
 
+/// The settings every binary starts from: `--config FILE` when given (and then it must
+/// exist), else the default path, where a missing file means defaults.
+pub fn load_from(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+    match explicit {
+        Some(path) => load(path, true),
+        None => load(Path::new(DEFAULT_CONFIG_PATH), false),
+    }
+}
+
 /// Parses and validates configuration text; `path` only names it in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {

@@ -71,6 +71,23 @@ impl Report {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.nft.is_none()
     }
+
+    /// How the command-line tools end a run: a dry run's changes on stdout, one per line,
+    /// every failure logged. Returns whether the run had no failure.
+    pub fn finish(&self, mode: Mode) -> bool {
+        if mode == Mode::DryRun {
+            for line in self.lines() {
+                println!("{line}");
+            }
+        }
+        if self.is_empty() {
+            log::debug!("in sync, nothing to change");
+        }
+        for failure in &self.failures {
+            log::error!("{failure}");
+        }
+        self.failures.is_empty()
+    }
 }
 
 /// The operations for one interface, named for logging.

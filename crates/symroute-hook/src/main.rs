@@ -4,7 +4,7 @@
 
 mod cli;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -36,10 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let settings = match &args.config {
-        Some(path) => config::load(path, true),
-        None => config::load(Path::new(config::DEFAULT_CONFIG_PATH), false),
-    };
+    let settings = config::load_from(args.config.as_deref());
     let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
@@ -95,18 +92,7 @@ fn run(target: &Target, mode: Mode, settings: &Settings) -> Result<ExitCode, Err
         let lock = PathBuf::from(DEFAULT_LOCK_PATH);
         reconcile(&netlink, settings, target, mode, &lock).await
     })?;
-    if mode == Mode::DryRun {
-        for line in report.lines() {
-            println!("{line}");
-        }
-    }
-    if report.is_empty() {
-        log::debug!("in sync, nothing to change");
-    }
-    for failure in &report.failures {
-        log::error!("{failure}");
-    }
-    Ok(if report.failures.is_empty() {
+    Ok(if report.finish(mode) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)

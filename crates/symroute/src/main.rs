@@ -53,10 +53,7 @@ fn main() -> ExitCode {
     };
     logging::init(level);
 
-    let settings = match &args.config {
-        Some(path) => config::load(path, true),
-        None => config::load(Path::new(config::DEFAULT_CONFIG_PATH), false),
-    };
+    let settings = config::load_from(args.config.as_deref());
     let settings = match settings {
         Ok(settings) => settings,
         Err(e) => {
@@ -236,18 +233,7 @@ async fn reconcile_and_report(
     let netlink = connect()?;
     let lock = PathBuf::from(DEFAULT_LOCK_PATH);
     let report = reconcile(&netlink, settings, target, mode, &lock).await?;
-    if mode == Mode::DryRun {
-        for line in report.lines() {
-            println!("{line}");
-        }
-    }
-    if report.is_empty() {
-        log::debug!("in sync, nothing to change");
-    }
-    for failure in &report.failures {
-        log::error!("{failure}");
-    }
-    Ok(if report.failures.is_empty() {
+    Ok(if report.finish(mode) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)

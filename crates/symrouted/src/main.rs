@@ -10,12 +10,11 @@ mod monitor;
 mod nm;
 mod notify;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use symroute_core::{config, logging, Settings, Target};
+use symroute_core::{config, logging, Target};
 
 use crate::cli::Args;
 use crate::daemon::{DaemonError, Options};
@@ -35,7 +34,7 @@ fn main() -> ExitCode {
     };
     logging::init(level);
 
-    let settings = match load_settings(args.config.as_deref()) {
+    let settings = match config::load_from(args.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
             log::error!("{e}");
@@ -93,7 +92,7 @@ fn main() -> ExitCode {
         },
     };
     let config_path = args.config.clone();
-    let reload = Box::new(move || match load_settings(config_path.as_deref()) {
+    let reload = Box::new(move || match config::load_from(config_path.as_deref()) {
         Ok(settings) => Some(settings),
         Err(e) => {
             log::error!("{e}; keeping the configuration in force");
@@ -109,12 +108,5 @@ fn main() -> ExitCode {
                 _ => EXIT_FAILURE,
             })
         }
-    }
-}
-
-fn load_settings(path: Option<&Path>) -> Result<Settings, config::ConfigError> {
-    match path {
-        Some(path) => config::load(path, true),
-        None => config::load(Path::new(config::DEFAULT_CONFIG_PATH), false),
     }
 }
