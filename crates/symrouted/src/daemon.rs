@@ -14,8 +14,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cli::Source;
 use crate::dirty::{note, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
+use crate::follow::Follower;
 use crate::monitor::{Monitor, MonitorError, Received};
-use crate::nm::{NetworkManager, NmError};
+use crate::nm::NmError;
 use crate::notify::notify;
 
 /// How the daemon runs.
@@ -74,7 +75,7 @@ impl Complaints {
 struct Daemon {
     nl: Netlink,
     monitor: Monitor,
-    nm: Option<NetworkManager>,
+    nm: Option<Follower>,
     settings: Settings,
     lock_path: PathBuf,
     /// Interfaces waiting for a run (also those paused by a fight).
@@ -94,7 +95,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     // Subscribe first: whatever changes from here on is either in the first snapshot or
     // waiting in the socket.
     let monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
-    let nm = connect_networkmanager(options.source).await?;
+    let nm = Follower::start(options.source).await?;
 
     let mut daemon = Daemon {
         nl,
@@ -109,7 +110,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     };
     daemon.dirty.resync = true;
     daemon.process().await;
-    let sources = if daemon.nm.is_some() {
+    let sources = if daemon.nm.as_ref().is_some_and(Follower::following) {
         "rtnetlink and NetworkManager"
     } else {
         "rtnetlink"
@@ -121,7 +122,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
 
     loop {
         let wakeup = daemon.fights.next_wakeup(Instant::now());
-        let nm_signal = async {
+        let nm_wake = async {
             match daemon.nm.as_mut() {
                 Some(nm) => nm.next().await,
                 None => std::future::pending().await,
@@ -146,15 +147,12 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 daemon.dirty.resync = true;
             }
             ready = daemon.monitor.readable() => ready?,
-            message = nm_signal => match message {
-                Some(message) => {
-                    let Daemon { nm, dirty, .. } = &mut daemon;
-                    if let Some(nm) = nm.as_mut() {
-                        nm.handle(message, dirty).await;
-                    }
+            wake = nm_wake => {
+                let Daemon { nm, dirty, .. } = &mut daemon;
+                if let Some(nm) = nm.as_mut() {
+                    nm.handle(wake, dirty).await;
                 }
-                None => daemon.lost_networkmanager(),
-            },
+            }
             _ = pause_over => {}
         }
         daemon.drain().await?;
@@ -165,37 +163,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     Ok(())
 }
 
-async fn connect_networkmanager(source: Source) -> Result<Option<NetworkManager>, DaemonError> {
-    match source {
-        Source::Netlink => Ok(None),
-        Source::Nm => {
-            let nm = NetworkManager::connect().await?;
-            log::info!("NetworkManager manages {:?}", nm.interfaces());
-            Ok(Some(nm))
-        }
-        Source::Auto => match NetworkManager::connect().await {
-            Ok(nm) => {
-                log::info!("NetworkManager manages {:?}", nm.interfaces());
-                Ok(Some(nm))
-            }
-            Err(e @ (NmError::Absent | NmError::Bus(_))) => {
-                log::debug!("{e}; following the kernel only");
-                Ok(None)
-            }
-            Err(e) => {
-                log::warn!("{e}; following the kernel only");
-                Ok(None)
-            }
-        },
-    }
-}
-
 impl Daemon {
-    fn lost_networkmanager(&mut self) {
-        log::warn!("lost the system bus connection; following the kernel only");
-        self.nm = None;
-    }
-
     /// Reads everything pending from both sources without waiting.
     async fn drain(&mut self) -> Result<(), DaemonError> {
         let Daemon {
@@ -216,12 +184,8 @@ impl Daemon {
         })?;
         // Every echo of the last run was queued before the run returned, so it was read now.
         self.echoes.clear();
-        while let Some(nm) = self.nm.as_mut() {
-            match nm.try_next() {
-                None => break,
-                Some(Some(message)) => nm.handle(message, &mut self.dirty).await,
-                Some(None) => self.lost_networkmanager(),
-            }
+        if let Some(nm) = self.nm.as_mut() {
+            nm.drain(&mut self.dirty).await;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod dirty;
 mod fight;
+mod follow;
 mod monitor;
 mod nm;
 mod notify;

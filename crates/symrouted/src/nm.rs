@@ -5,10 +5,9 @@
 //! lease that changed), and NetworkManager 1.42 dispatches no hook when a renewal changes
 //! the address.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use futures::stream::{self, Select};
 use futures::{FutureExt, StreamExt};
 use zbus::message::Type;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
@@ -20,6 +19,8 @@ pub const BUS_NAME: &str = "org.freedesktop.NetworkManager";
 const PATH: &str = "/org/freedesktop/NetworkManager";
 const DEVICE: &str = "org.freedesktop.NetworkManager.Device";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+/// The bus driver's name, which is also the sender of its signals.
+const DRIVER: &str = "org.freedesktop.DBus";
 /// Device properties that point at the configuration objects whose changes we follow.
 const CONFIG_PROPERTIES: [&str; 4] = ["Ip4Config", "Ip6Config", "Dhcp4Config", "Dhcp6Config"];
 /// Device properties whose change can mean different addresses or routes. Others (a Wi-Fi
@@ -36,8 +37,16 @@ const DEVICE_PROPERTIES: [&str; 8] = [
 ];
 /// A hung NetworkManager must not stall the kernel source.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Signals queued in zbus before it drops the oldest; a drain reads them all anyway.
+/// Signals queued in zbus before it drops the oldest. Only NetworkManager's own signals get
+/// into this queue: zbus matches the sender's unique name too.
 const QUEUE: usize = 4096;
+/// `NameOwnerChanged` signals queued. Forgeries can get into this queue (the driver's name is
+/// not a unique name, so zbus cannot match it): they make us ask the bus instead.
+const OWNER_QUEUE: usize = 256;
+/// Bounds on what is kept about NetworkManager's devices.
+const MAX_DEVICES: usize = 4096;
+const MAX_CONFIGS: usize = 4 * MAX_DEVICES;
+const MAX_UNKNOWN_CONFIGS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NmError {
@@ -45,6 +54,10 @@ pub enum NmError {
     Bus(#[source] zbus::Error),
     #[error("NetworkManager is not on the system bus")]
     Absent,
+    #[error("the system D-Bus did not answer within {} s", CALL_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("connecting to the system D-Bus: {0}")]
+    Task(String),
     #[error("asking NetworkManager for {what}: {source}")]
     Call {
         what: String,
@@ -82,8 +95,8 @@ pub enum Signal {
     DeviceRemoved {
         path: String,
     },
-    /// NetworkManager (re)started or stopped: `true` when it has an owner now.
-    Restarted(bool),
+    /// NetworkManager's name has a new owner (its unique name), or none.
+    OwnerChanged(Option<String>),
     Ignored,
 }
 
@@ -103,11 +116,13 @@ pub fn interpret(msg: &Message) -> Result<Signal, Malformed> {
     };
     let body = msg.body();
     match (interface.as_str(), member.as_str()) {
-        ("org.freedesktop.DBus", "NameOwnerChanged") => {
+        (DRIVER, "NameOwnerChanged") => {
             let (name, _old, new): (String, String, String) =
                 body.deserialize().map_err(|e| malformed(e.to_string()))?;
             if name == BUS_NAME {
-                Ok(Signal::Restarted(!new.is_empty()))
+                Ok(Signal::OwnerChanged(
+                    Some(new).filter(|n| n.starts_with(':')),
+                ))
             } else {
                 Ok(Signal::Ignored)
             }
@@ -186,71 +201,132 @@ fn text(value: &OwnedValue) -> Option<String> {
     String::try_from(value.try_clone().ok()?).ok()
 }
 
-type Signals = Select<MessageStream, MessageStream>;
+/// Who sent a signal, as the bus stamped it (a client cannot choose its sender field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// The bus driver announcing a name's new owner.
+    Driver,
+    /// The connection that owns NetworkManager's name now.
+    NetworkManager,
+    /// Anyone else: a local user can send any signal to our unique name, and a unicast signal
+    /// bypasses match rules.
+    Forged,
+}
 
-/// A subscription to NetworkManager's signals, with what is known about its devices.
+/// Decides whether a signal may be acted on. `owner` is NetworkManager's unique name, `None`
+/// while it is not on the bus. Pure, so it is unit-tested without a bus.
+pub fn sender_of(msg: &Message, owner: Option<&str>) -> Sender {
+    let header = msg.header();
+    let sender = header.sender().map(|s| s.as_str());
+    let owner_change = header.interface().map(|i| i.as_str()) == Some(DRIVER)
+        && header.member().map(|m| m.as_str()) == Some("NameOwnerChanged");
+    match sender {
+        // The driver's messages carry its well-known name; no connection can own that name.
+        Some(DRIVER) if owner_change => Sender::Driver,
+        Some(s) if !owner_change && owner == Some(s) && s.starts_with(':') => {
+            Sender::NetworkManager
+        }
+        _ => Sender::Forged,
+    }
+}
+
+/// Inserts unless the map is full; `false` when it was full.
+fn insert_bounded(
+    map: &mut HashMap<String, String>,
+    cap: usize,
+    key: String,
+    value: String,
+) -> bool {
+    if map.len() >= cap && !map.contains_key(&key) {
+        return false;
+    }
+    map.insert(key, value);
+    true
+}
+
+/// A kernel interface name as NetworkManager may report one (IFNAMSIZ - 1 bytes at most).
+fn interface_name(name: String) -> Option<String> {
+    (!name.is_empty() && name.len() <= 15 && !name.contains(['/', '\0'])).then_some(name)
+}
+
+/// A connection to the system bus following NetworkManager: who owns its name, and what is
+/// known about its devices. Everything it learns comes from NetworkManager's own replies and
+/// from signals stamped with its unique name.
 pub struct NetworkManager {
     conn: Connection,
-    signals: Signals,
+    /// `NameOwnerChanged` for NetworkManager's name.
+    owner_changes: MessageStream,
+    /// NetworkManager's signals, matched on its unique name (by the bus and again by zbus);
+    /// `None` while it is not on the bus.
+    signals: Option<MessageStream>,
+    /// NetworkManager's unique name; method calls go there, not to the well-known name.
+    owner: Option<String>,
     /// Device object path → the kernel interface carrying its IP traffic.
     devices: HashMap<String, String>,
     /// Configuration object path → device object path.
     configs: HashMap<String, String>,
+    /// Configuration objects no known device points at yet: looked up once after the drain.
+    unknown_configs: BTreeSet<String>,
+    /// More unknown configuration objects than are kept: every device is marked.
+    unknown_overflow: bool,
+    /// A forged `NameOwnerChanged` came: it may have pushed a real one out of the queue, so the
+    /// bus is asked once after the drain.
+    verify_owner: bool,
+    /// Forged signals dropped so far (logged at powers of two, at debug level).
+    dropped: u64,
+    /// The device maps were full once (logged once).
+    full: bool,
 }
 
 impl NetworkManager {
-    /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) and subscribes, then
-    /// learns the devices. [`NmError::Absent`] when NetworkManager does not own its name.
+    /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured), finds who owns
+    /// NetworkManager's name, subscribes and learns the devices. NetworkManager need not be
+    /// on the bus: [`NetworkManager::present`] tells, and it is followed once it appears.
     pub async fn connect() -> Result<NetworkManager, NmError> {
-        let conn = zbus::connection::Builder::system()
+        let build = zbus::connection::Builder::system()
             .map_err(NmError::Bus)?
             .method_timeout(CALL_TIMEOUT)
-            .build()
-            .await
-            .map_err(NmError::Bus)?;
-        let reply = conn
-            .call_method(
-                Some("org.freedesktop.DBus"),
-                "/org/freedesktop/DBus",
-                Some("org.freedesktop.DBus"),
-                "NameHasOwner",
-                &(BUS_NAME,),
-            )
-            .await
-            .map_err(NmError::Bus)?;
-        let present: bool = reply.body().deserialize().map_err(NmError::Bus)?;
-        if !present {
-            return Err(NmError::Absent);
-        }
-        // Subscribe before reading the devices, so no change falls in between.
-        let from_nm = MatchRule::builder()
-            .msg_type(Type::Signal)
-            .sender(BUS_NAME)
-            .and_then(|b| b.path_namespace(PATH))
-            .map_err(NmError::Bus)?
             .build();
+        let conn = tokio::time::timeout(CALL_TIMEOUT, build)
+            .await
+            .map_err(|_| NmError::Timeout)?
+            .map_err(NmError::Bus)?;
+        if let Some(name) = conn.unique_name() {
+            log::debug!("connected to the system bus as {name}");
+        }
+        // Subscribe before asking who owns the name, so no change falls in between.
         let owner = MatchRule::builder()
             .msg_type(Type::Signal)
-            .sender("org.freedesktop.DBus")
-            .and_then(|b| b.interface("org.freedesktop.DBus"))
+            .sender(DRIVER)
+            .and_then(|b| b.interface(DRIVER))
             .and_then(|b| b.member("NameOwnerChanged"))
             .and_then(|b| b.arg(0, BUS_NAME))
             .map_err(NmError::Bus)?
             .build();
-        let from_nm = MessageStream::for_match_rule(from_nm, &conn, Some(QUEUE))
-            .await
-            .map_err(NmError::Bus)?;
-        let owner = MessageStream::for_match_rule(owner, &conn, Some(16))
+        let owner_changes = MessageStream::for_match_rule(owner, &conn, Some(OWNER_QUEUE))
             .await
             .map_err(NmError::Bus)?;
         let mut nm = NetworkManager {
             conn,
-            signals: stream::select(from_nm, owner),
+            owner_changes,
+            signals: None,
+            owner: None,
             devices: HashMap::new(),
             configs: HashMap::new(),
+            unknown_configs: BTreeSet::new(),
+            unknown_overflow: false,
+            verify_owner: false,
+            dropped: 0,
+            full: false,
         };
-        nm.load_devices().await?;
+        let owner = nm.name_owner().await?;
+        nm.follow(owner).await?;
         Ok(nm)
+    }
+
+    /// Whether NetworkManager owns its name on the bus.
+    pub fn present(&self) -> bool {
+        self.owner.is_some()
     }
 
     /// The interface names NetworkManager manages, for logging.
@@ -263,15 +339,25 @@ impl NetworkManager {
 
     /// Waits for the next signal. `None` when the bus connection is gone. Cancel-safe.
     pub async fn next(&mut self) -> Option<zbus::Result<Message>> {
-        self.signals.next().await
+        let signals = async {
+            match self.signals.as_mut() {
+                Some(signals) => signals.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = self.owner_changes.next() => message,
+            message = signals => message,
+        }
     }
 
     /// The next signal if one is already queued; `Some(None)` when the connection is gone.
     pub fn try_next(&mut self) -> Option<Option<zbus::Result<Message>>> {
-        self.signals.next().now_or_never()
+        self.next().now_or_never()
     }
 
-    /// Marks what a signal is about. Garbage is logged in one line and otherwise ignored.
+    /// Marks what a signal is about. Forgeries are dropped before their body is read;
+    /// garbage from NetworkManager itself is logged in one line and otherwise ignored.
     pub async fn handle(&mut self, msg: zbus::Result<Message>, dirty: &mut Dirty) {
         let msg = match msg {
             Ok(msg) => msg,
@@ -280,6 +366,20 @@ impl NetworkManager {
                 return;
             }
         };
+        let sender = sender_of(&msg, self.owner.as_deref());
+        if sender == Sender::Forged {
+            if msg.header().member().map(|m| m.as_str()) == Some("NameOwnerChanged") {
+                self.verify_owner = true;
+            }
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                log::debug!(
+                    "dropped {} D-Bus signal(s) sent by neither the bus nor NetworkManager",
+                    self.dropped
+                );
+            }
+            return;
+        }
         let signal = match interpret(&msg) {
             Ok(signal) => signal,
             Err(e) => {
@@ -290,16 +390,19 @@ impl NetworkManager {
         log::debug!("NetworkManager: {signal:?}");
         match signal {
             Signal::Ignored => {}
+            Signal::OwnerChanged(owner) => self.owner_changed(owner, dirty).await,
             Signal::Device {
                 path,
                 configs,
                 name,
             } => {
                 for config in configs {
-                    self.configs.insert(config, path.clone());
+                    let ok = insert_bounded(&mut self.configs, MAX_CONFIGS, config, path.clone());
+                    self.note_full(ok);
                 }
-                if let Some(name) = name {
-                    self.devices.insert(path.clone(), name);
+                if let Some(name) = name.and_then(interface_name) {
+                    let ok = insert_bounded(&mut self.devices, MAX_DEVICES, path.clone(), name);
+                    self.note_full(ok);
                 }
                 self.mark_device(&path, dirty).await;
             }
@@ -311,33 +414,128 @@ impl NetworkManager {
                 }
                 self.configs.retain(|_, device| *device != path);
             }
-            Signal::Config { path } => {
-                if !self.configs.contains_key(&path) {
-                    // A configuration object we have not seen: learn the devices again.
-                    if let Err(e) = self.load_devices().await {
-                        log::warn!("{e}");
-                    }
+            Signal::Config { path } => match self.configs.get(&path) {
+                Some(device) => {
+                    let device = device.clone();
+                    self.mark_device(&device, dirty).await;
                 }
-                match self.configs.get(&path).cloned() {
-                    Some(device) => self.mark_device(&device, dirty).await,
-                    None => log::debug!("NetworkManager: {path} belongs to no device"),
+                // NetworkManager announces a new object on its device a moment before or after
+                // the object's own change: learn the devices again, once per drain.
+                None if self.unknown_configs.len() < MAX_UNKNOWN_CONFIGS => {
+                    self.unknown_configs.insert(path);
                 }
+                None => self.unknown_overflow = true,
+            },
+        }
+    }
+
+    /// Work deferred to the end of a drain, so that a burst costs one round of calls.
+    pub async fn settle(&mut self, dirty: &mut Dirty) {
+        if std::mem::take(&mut self.verify_owner) {
+            match self.name_owner().await {
+                Ok(owner) if owner != self.owner => self.owner_changed(owner, dirty).await,
+                Ok(_) => {}
+                Err(e) => log::debug!("{e}"),
             }
-            Signal::Restarted(running) => {
-                self.devices.clear();
-                self.configs.clear();
-                if running {
-                    log::info!("NetworkManager restarted");
-                    if let Err(e) = self.load_devices().await {
-                        log::warn!("{e}");
-                    }
-                    for name in self.devices.values() {
-                        dirty.mark_name(name.clone());
-                    }
-                } else {
-                    log::info!("NetworkManager left the bus; following the kernel only");
-                }
+        }
+        let overflow = std::mem::take(&mut self.unknown_overflow);
+        if self.unknown_configs.is_empty() && !overflow {
+            return;
+        }
+        let unknown = std::mem::take(&mut self.unknown_configs);
+        if let Err(e) = self.load_devices().await {
+            log::warn!("{e}");
+        }
+        if overflow {
+            for name in self.devices.values() {
+                dirty.mark_name(name.clone());
             }
+            return;
+        }
+        for path in unknown {
+            match self.configs.get(&path).and_then(|d| self.devices.get(d)) {
+                Some(name) => dirty.mark_name(name.clone()),
+                None => log::debug!("NetworkManager: {path} belongs to no device"),
+            }
+        }
+    }
+
+    /// NetworkManager's name has a new owner, or none: follow the new one from scratch.
+    async fn owner_changed(&mut self, owner: Option<String>, dirty: &mut Dirty) {
+        if owner == self.owner {
+            return;
+        }
+        match (&self.owner, &owner) {
+            (_, None) => log::info!("NetworkManager left the bus; following the kernel only"),
+            (None, Some(new)) => log::info!("NetworkManager is on the bus ({new}); following it"),
+            (Some(_), Some(new)) => log::info!("NetworkManager restarted ({new}); following it"),
+        }
+        if let Err(e) = self.follow(owner).await {
+            log::warn!("{e}");
+        }
+        // Whatever it changed while we were not listening.
+        for name in self.devices.values() {
+            dirty.mark_name(name.clone());
+        }
+    }
+
+    /// Forgets everything about the previous owner and subscribes to `owner`'s signals.
+    async fn follow(&mut self, owner: Option<String>) -> Result<(), NmError> {
+        self.signals = None;
+        self.devices.clear();
+        self.configs.clear();
+        self.unknown_configs.clear();
+        self.unknown_overflow = false;
+        self.owner = owner;
+        let Some(owner) = self.owner.clone() else {
+            return Ok(());
+        };
+        // Subscribe before reading the devices, so no change falls in between.
+        let rule = MatchRule::builder()
+            .msg_type(Type::Signal)
+            .sender(owner.as_str())
+            .and_then(|b| b.path_namespace(PATH))
+            .map_err(NmError::Bus)?
+            .build();
+        let signals = MessageStream::for_match_rule(rule, &self.conn, Some(QUEUE))
+            .await
+            .map_err(NmError::Bus)?;
+        self.signals = Some(signals);
+        self.load_devices().await
+    }
+
+    /// Who owns NetworkManager's name now, asked of the bus driver.
+    async fn name_owner(&self) -> Result<Option<String>, NmError> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(DRIVER),
+                "/org/freedesktop/DBus",
+                Some(DRIVER),
+                "GetNameOwner",
+                &(BUS_NAME,),
+            )
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(NmError::Bus(e)),
+        };
+        let owner: String = reply.body().deserialize().map_err(NmError::Bus)?;
+        Ok(Some(owner).filter(|o| o.starts_with(':')))
+    }
+
+    fn note_full(&mut self, inserted: bool) {
+        if !inserted && !self.full {
+            self.full = true;
+            log::warn!(
+                "NetworkManager reports more than {MAX_DEVICES} devices; the others are \
+                 followed through the kernel only"
+            );
         }
     }
 
@@ -352,23 +550,42 @@ impl NetworkManager {
         }
     }
 
+    /// A method call to NetworkManager's unique name: only that connection can answer it.
+    async fn call<B>(
+        &self,
+        path: &str,
+        interface: &str,
+        method: &str,
+        body: &B,
+    ) -> zbus::Result<Message>
+    where
+        B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let Some(owner) = self.owner.as_deref() else {
+            return Err(zbus::Error::Failure(format!("{BUS_NAME} has no owner")));
+        };
+        self.conn
+            .call_method(Some(owner), path, Some(interface), method, body)
+            .await
+    }
+
     async fn load_devices(&mut self) -> Result<(), NmError> {
         let call = |source| NmError::Call {
             what: "its devices".into(),
             source,
         };
         let reply = self
-            .conn
-            .call_method(Some(BUS_NAME), PATH, Some(BUS_NAME), "GetAllDevices", &())
+            .call(PATH, BUS_NAME, "GetAllDevices", &())
             .await
             .map_err(call)?;
         let paths: Vec<OwnedObjectPath> = reply.body().deserialize().map_err(call)?;
-        for path in paths {
+        for path in paths.iter().take(MAX_DEVICES) {
             if let Err(e) = self.load_device(path.as_str()).await {
                 // A device removed meanwhile; its own signals follow.
                 log::debug!("{e}");
             }
         }
+        self.note_full(paths.len() <= MAX_DEVICES);
         Ok(())
     }
 
@@ -379,24 +596,25 @@ impl NetworkManager {
             source,
         };
         let reply = self
-            .conn
-            .call_method(Some(BUS_NAME), path, Some(PROPERTIES), "GetAll", &(DEVICE,))
+            .call(path, PROPERTIES, "GetAll", &(DEVICE,))
             .await
             .map_err(call)?;
         let props: HashMap<String, OwnedValue> = reply.body().deserialize().map_err(call)?;
         let name = ["IpInterface", "Interface"]
             .iter()
             .filter_map(|key| props.get(*key))
-            .find_map(|v| text(v).filter(|n| !n.is_empty()));
+            .find_map(|v| text(v).and_then(interface_name));
         if let Some(name) = name {
-            self.devices.insert(path.to_string(), name);
+            let ok = insert_bounded(&mut self.devices, MAX_DEVICES, path.to_string(), name);
+            self.note_full(ok);
         }
         for config in CONFIG_PROPERTIES
             .iter()
             .filter_map(|key| props.get(*key))
             .filter_map(object_path)
         {
-            self.configs.insert(config, path.to_string());
+            let ok = insert_bounded(&mut self.configs, MAX_CONFIGS, config, path.to_string());
+            self.note_full(ok);
         }
         Ok(())
     }
@@ -536,5 +754,86 @@ mod tests {
             ),
         );
         assert_eq!(interpret(&other), Ok(Signal::Ignored));
+    }
+
+    fn from(sender: &str, path: &str, interface: &str, member: &str) -> Message {
+        Message::signal(path, interface, member)
+            .unwrap()
+            .sender(sender)
+            .unwrap()
+            .build(&(BUS_NAME, ":1.1", ":1.9"))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_the_owner_and_the_driver_are_believed() {
+        let owner = Some(":1.7");
+        let nm = from(":1.7", DEV, DEVICE, "StateChanged");
+        assert_eq!(sender_of(&nm, owner), Sender::NetworkManager);
+        // The same signal from another connection, or while NetworkManager is not on the bus.
+        assert_eq!(
+            sender_of(&from(":1.8", DEV, DEVICE, "StateChanged"), owner),
+            Sender::Forged
+        );
+        assert_eq!(sender_of(&nm, None), Sender::Forged);
+        let driver = from(DRIVER, "/org/freedesktop/DBus", DRIVER, "NameOwnerChanged");
+        assert_eq!(sender_of(&driver, owner), Sender::Driver);
+        assert_eq!(sender_of(&driver, None), Sender::Driver);
+        // NetworkManager itself cannot announce a new owner of its name.
+        let forged = from(":1.7", "/org/freedesktop/DBus", DRIVER, "NameOwnerChanged");
+        assert_eq!(sender_of(&forged, owner), Sender::Forged);
+        // The driver's name is believed only for owner changes.
+        assert_eq!(
+            sender_of(&from(DRIVER, DEV, DEVICE, "StateChanged"), Some(DRIVER)),
+            Sender::Forged
+        );
+        // No sender at all (a peer-to-peer message).
+        let bare = signal(DEV, DEVICE, "StateChanged", &(1u32, 2u32, 3u32));
+        assert_eq!(sender_of(&bare, owner), Sender::Forged);
+    }
+
+    #[test]
+    fn owner_changes_carry_the_new_unique_name() {
+        let msg = from(DRIVER, "/org/freedesktop/DBus", DRIVER, "NameOwnerChanged");
+        assert_eq!(
+            interpret(&msg),
+            Ok(Signal::OwnerChanged(Some(":1.9".into())))
+        );
+        let gone = signal(
+            "/org/freedesktop/DBus",
+            DRIVER,
+            "NameOwnerChanged",
+            &(BUS_NAME, ":1.9", ""),
+        );
+        assert_eq!(interpret(&gone), Ok(Signal::OwnerChanged(None)));
+        let other = signal(
+            "/org/freedesktop/DBus",
+            DRIVER,
+            "NameOwnerChanged",
+            &("org.example", "", ":1.3"),
+        );
+        assert_eq!(interpret(&other), Ok(Signal::Ignored));
+    }
+
+    #[test]
+    fn maps_stay_bounded() {
+        let mut map = HashMap::new();
+        for i in 0..10 {
+            insert_bounded(&mut map, 4, format!("k{i}"), "v".into());
+        }
+        assert_eq!(map.len(), 4);
+        // A key already there is still updated when the map is full.
+        assert!(insert_bounded(&mut map, 4, "k0".into(), "w".into()));
+        assert_eq!(map["k0"], "w");
+        assert!(!insert_bounded(&mut map, 4, "k9".into(), "w".into()));
+    }
+
+    #[test]
+    fn interface_names_are_kernel_sized() {
+        assert_eq!(interface_name("eth1".into()), Some("eth1".into()));
+        assert_eq!(interface_name("a".repeat(15)), Some("a".repeat(15)));
+        assert_eq!(interface_name("a".repeat(16)), None);
+        assert_eq!(interface_name(String::new()), None);
+        assert_eq!(interface_name("a/b".into()), None);
     }
 }

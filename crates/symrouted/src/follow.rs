@@ -1,0 +1,223 @@
+//! Following NetworkManager across bus outages: while the system bus is gone the daemon
+//! follows the kernel alone and reconnects on a timer with back-off. Logged once per change
+//! of state, not per attempt.
+
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use zbus::Message;
+
+use crate::cli::Source;
+use crate::dirty::Dirty;
+use crate::nm::{NetworkManager, NmError};
+
+/// The first reconnect attempt after the bus connection is lost, and the longest wait
+/// between attempts.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// D-Bus messages handled per drain: a flood on the bus must not keep kernel events waiting.
+/// What is left stays queued for the next turn of the loop.
+pub const MAX_PER_DRAIN: usize = 64;
+
+/// The wait between attempts after one that failed after waiting `delay`.
+pub fn next_delay(delay: Duration) -> Duration {
+    (delay * 2).clamp(FIRST_RETRY, MAX_RETRY)
+}
+
+enum State {
+    Connected(Box<NetworkManager>),
+    /// The bus is gone; the next attempt is at `at`.
+    Waiting {
+        at: Instant,
+        delay: Duration,
+    },
+    /// An attempt runs in a task of its own, so a hung bus cannot hold the event loop.
+    Connecting {
+        task: JoinHandle<Result<Box<NetworkManager>, NmError>>,
+        delay: Duration,
+    },
+}
+
+/// What woke the event loop on the D-Bus side.
+pub enum Wake {
+    Message(zbus::Result<Message>),
+    Lost,
+    Retry,
+    Attempted(Result<Box<NetworkManager>, NmError>),
+}
+
+/// NetworkManager on the system bus, reconnected whenever the connection is lost.
+pub struct Follower {
+    state: State,
+}
+
+impl Follower {
+    /// The follower for `source`: `None` when the daemon follows the kernel only, by choice or
+    /// (with `auto`) because there is no system bus. With `nm`, NetworkManager must be on the
+    /// bus at start.
+    pub async fn start(source: Source) -> Result<Option<Follower>, NmError> {
+        let connected = |nm: NetworkManager| {
+            if nm.present() {
+                log::info!("NetworkManager manages {:?}", nm.interfaces());
+            } else {
+                log::info!(
+                    "NetworkManager is not on the system bus; following the kernel until it is"
+                );
+            }
+            Some(Follower {
+                state: State::Connected(Box::new(nm)),
+            })
+        };
+        match source {
+            Source::Netlink => Ok(None),
+            Source::Nm => {
+                let nm = NetworkManager::connect().await?;
+                if !nm.present() {
+                    return Err(NmError::Absent);
+                }
+                Ok(connected(nm))
+            }
+            Source::Auto => match NetworkManager::connect().await {
+                Ok(nm) => Ok(connected(nm)),
+                Err(e @ NmError::Bus(_)) => {
+                    log::debug!("{e}; following the kernel only");
+                    Ok(None)
+                }
+                Err(e) => {
+                    log::warn!("{e}; following the kernel only until it answers");
+                    Ok(Some(Follower::waiting(FIRST_RETRY)))
+                }
+            },
+        }
+    }
+
+    fn waiting(delay: Duration) -> Follower {
+        Follower {
+            state: State::Waiting {
+                at: Instant::now() + delay,
+                delay,
+            },
+        }
+    }
+
+    /// Whether NetworkManager is followed right now.
+    pub fn following(&self) -> bool {
+        matches!(&self.state, State::Connected(nm) if nm.present())
+    }
+
+    /// Waits for the next thing to do. Cancel-safe.
+    pub async fn next(&mut self) -> Wake {
+        match &mut self.state {
+            State::Connected(nm) => match nm.next().await {
+                Some(message) => Wake::Message(message),
+                None => Wake::Lost,
+            },
+            State::Waiting { at, .. } => {
+                tokio::time::sleep_until((*at).into()).await;
+                Wake::Retry
+            }
+            State::Connecting { task, .. } => Wake::Attempted(match task.await {
+                Ok(result) => result,
+                Err(e) => Err(NmError::Task(e.to_string())),
+            }),
+        }
+    }
+
+    /// Does what [`Follower::next`] woke up for.
+    pub async fn handle(&mut self, wake: Wake, dirty: &mut Dirty) {
+        match wake {
+            Wake::Message(message) => {
+                if let State::Connected(nm) = &mut self.state {
+                    nm.handle(message, dirty).await;
+                }
+            }
+            Wake::Lost => {
+                log::warn!(
+                    "lost the system bus connection; following the kernel only until it is back"
+                );
+                *self = Follower::waiting(FIRST_RETRY);
+            }
+            Wake::Retry => {
+                let delay = match &self.state {
+                    State::Waiting { delay, .. } => *delay,
+                    _ => FIRST_RETRY,
+                };
+                self.state = State::Connecting {
+                    task: tokio::spawn(async { NetworkManager::connect().await.map(Box::new) }),
+                    delay,
+                };
+            }
+            Wake::Attempted(Ok(nm)) => {
+                if nm.present() {
+                    log::info!(
+                        "back on the system bus; following NetworkManager again ({:?})",
+                        nm.interfaces()
+                    );
+                } else {
+                    log::info!("back on the system bus; NetworkManager is not on it yet");
+                }
+                // Whatever NetworkManager changed while we were away.
+                for name in nm.interfaces() {
+                    dirty.mark_name(name);
+                }
+                self.state = State::Connected(nm);
+            }
+            Wake::Attempted(Err(e)) => {
+                let delay = match &self.state {
+                    State::Connecting { delay, .. } => next_delay(*delay),
+                    _ => FIRST_RETRY,
+                };
+                log::debug!("system bus still unreachable ({e}); next attempt in {delay:?}");
+                *self = Follower::waiting(delay);
+            }
+        }
+    }
+
+    /// Handles what is already queued, at most [`MAX_PER_DRAIN`] messages, then the work
+    /// deferred to the end of a drain.
+    pub async fn drain(&mut self, dirty: &mut Dirty) {
+        for _ in 0..MAX_PER_DRAIN {
+            let State::Connected(nm) = &mut self.state else {
+                return;
+            };
+            match nm.try_next() {
+                None => break,
+                Some(Some(message)) => nm.handle(message, dirty).await,
+                Some(None) => {
+                    self.handle(Wake::Lost, dirty).await;
+                    return;
+                }
+            }
+        }
+        if let State::Connected(nm) = &mut self.state {
+            nm.settle(dirty).await;
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let State::Connecting { task, .. } = &self.state {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_a_ceiling() {
+        let mut delay = FIRST_RETRY;
+        let mut seen = vec![delay];
+        for _ in 0..10 {
+            delay = next_delay(delay);
+            seen.push(delay);
+        }
+        assert_eq!(seen[1], Duration::from_secs(2));
+        assert_eq!(seen[4], Duration::from_secs(16));
+        assert!(seen.iter().all(|d| *d <= MAX_RETRY));
+        assert_eq!(*seen.last().unwrap(), MAX_RETRY);
+    }
+}
