@@ -1,12 +1,24 @@
 //! The event vocabulary: what NetworkManager, networkd-dispatcher and admins say, mapped onto
-//! the three things symroute can do about an interface.
+//! the things symroute can do about an interface.
+//!
+//! Events are only nudges: the kernel is the state. A `down`-class event (`down`, `pre-down`,
+//! `no-carrier`, `off`, ...) therefore does not remove anything by itself; it brings the
+//! interface in line with what the kernel still shows ([`Action::Settle`]), exactly what the
+//! daemon does for the same kernel change, so hook and daemon cannot disagree. See
+//! docs/design.md, "Events".
 
 /// What to do about an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Rebuild its table and rules from the kernel's current state.
     Sync,
-    /// Remove its rules and table (and collect anything stale).
+    /// A `down`-class event: the same as [`Action::Sync`] while the kernel still shows the
+    /// interface (what the kernel says is gone — addresses, routes flushed by admin-down —
+    /// goes; what it still shows stays), and for an interface that no longer exists, collect
+    /// whatever of it is left instead of failing.
+    Settle,
+    /// Remove its rules and table whatever the kernel shows (an admin's explicit request:
+    /// `remove`, `symroute flush IFACE`), and collect anything stale.
     Remove,
     /// Nothing to do; exit 0.
     Ignore,
@@ -18,10 +30,10 @@ pub fn action_for(event: &str) -> Action {
     match event {
         // NetworkManager dispatcher actions.
         "up" | "dhcp4-change" | "dhcp6-change" | "reapply" | "vpn-up" => Action::Sync,
-        "down" | "pre-down" | "vpn-down" | "vpn-pre-down" => Action::Remove,
+        "down" | "pre-down" | "vpn-down" | "vpn-pre-down" => Action::Settle,
         // networkd-dispatcher operational states.
         "routable" | "configured" | "degraded" => Action::Sync,
-        "off" | "no-carrier" => Action::Remove,
+        "off" | "no-carrier" => Action::Settle,
         // Manual use.
         "sync" => Action::Sync,
         "remove" => Action::Remove,
@@ -71,9 +83,10 @@ mod tests {
         for e in ["up", "dhcp4-change", "dhcp6-change", "reapply", "vpn-up"] {
             assert_eq!(action_for(e), Action::Sync, "{e}");
         }
-        for e in ["down", "pre-down", "vpn-down"] {
-            assert_eq!(action_for(e), Action::Remove, "{e}");
+        for e in ["down", "pre-down", "vpn-down", "vpn-pre-down"] {
+            assert_eq!(action_for(e), Action::Settle, "{e}");
         }
+        assert_eq!(action_for("remove"), Action::Remove);
         for e in [
             "hostname",
             "connectivity-change",
@@ -92,7 +105,7 @@ mod tests {
             assert_eq!(action_for(e), Action::Sync, "{e}");
         }
         for e in ["off", "no-carrier"] {
-            assert_eq!(action_for(e), Action::Remove, "{e}");
+            assert_eq!(action_for(e), Action::Settle, "{e}");
         }
         for e in ["carrier", "dormant", "configuring"] {
             assert_eq!(action_for(e), Action::Ignore, "{e}");

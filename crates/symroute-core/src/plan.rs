@@ -304,7 +304,10 @@ fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) 
 }
 
 /// Our rules whose table belongs to no existing interface: the interface is gone and its
-/// rules are stale. Returns them with the routes of ours still left in their tables.
+/// rules are stale. Returns them with the routes of ours still left in their tables, and the
+/// routes of ours in tables of symroute's range whose interface is gone even when no rule
+/// points there (a run killed after writing a table and before its rules, or after deleting
+/// the rules and before the routes; `unreachable` routes outlive their interface).
 pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec<Route>) {
     let mut rules: Vec<Rule> = snapshot
         .rules
@@ -319,6 +322,11 @@ pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec
         .collect();
     rules.sort();
     let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+    tables.extend(snapshot.tables.keys().copied().filter(|t| {
+        settings
+            .interface_of_table(*t)
+            .is_some_and(|i| snapshot.link(i).is_none())
+    }));
     tables.sort_unstable();
     tables.dedup();
     let routes = tables
@@ -579,6 +587,25 @@ mod tests {
         let (rules, _) = plan_garbage(&snap, &settings());
         let tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
         assert_eq!(tables, [200, 1042]);
+    }
+
+    #[test]
+    fn garbage_includes_rule_less_tables_of_vanished_interfaces() {
+        let mut snap = two_uplinks();
+        let ours = |table: u32, protocol: u8| Route {
+            table,
+            protocol,
+            ..route("192.0.2.0", 24, 0, vec![hop(42, Some("10.7.0.1"))])
+        };
+        // A run killed after writing table 1042 and before its rule; a foreign route beside
+        // ours there; eth1's own table (it still exists) and a table outside the range.
+        snap.tables
+            .insert(1042, vec![ours(1042, 83), ours(1042, 4)]);
+        snap.tables.insert(1003, vec![ours(1003, 83)]);
+        snap.tables.insert(200, vec![ours(200, 83)]);
+        let (rules, routes) = plan_garbage(&snap, &settings());
+        assert!(rules.is_empty());
+        assert_eq!(routes, vec![ours(1042, 83)]);
     }
 
     #[test]

@@ -177,6 +177,8 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
 fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
     let (rules, routes) = plan_garbage(snapshot, settings);
     let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+    tables.extend(routes.iter().map(|r| r.table));
+    tables.sort_unstable();
     tables.dedup();
     tables
         .into_iter()
@@ -225,7 +227,7 @@ pub async fn reconcile(
             None if *action == Action::Sync => {
                 return Err(Error::UnknownInterface(name.clone()));
             }
-            // `down` after the device vanished: only stale state is left to collect.
+            // `down` or `remove` after the device vanished: only stale state is left to collect.
             None => (Scope::Garbage, None),
         },
     };
@@ -260,7 +262,8 @@ pub async fn reconcile(
                     .map(|l| remove_work(&snapshot, settings, l)),
             );
         }
-        (_, Some((link, Action::Sync))) => {
+        // A down-class event is a sync: the kernel, not the event, says what is gone.
+        (_, Some((link, Action::Sync | Action::Settle))) => {
             let (w, mark) = sync_work(&snapshot, settings, &link)?;
             work.push(w);
             planned.insert(link.index, mark);

@@ -501,6 +501,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
 
     let (stale_rules, stale_routes) = plan_garbage(snapshot, settings);
     let mut tables: Vec<u32> = stale_rules.iter().map(|r| r.table).collect();
+    tables.extend(stale_routes.iter().map(|r| r.table));
     tables.sort_unstable();
     tables.dedup();
     let stale = tables

@@ -27,16 +27,18 @@ ACTIONS:
   sync:    up, dhcp4-change, dhcp6-change, reapply, vpn-up   (NetworkManager)
            routable, configured, degraded                    (networkd-dispatcher)
            sync                                              (by hand)
-  remove:  down, pre-down, vpn-down, vpn-pre-down            (NetworkManager)
+  settle:  down, pre-down, vpn-down, vpn-pre-down            (NetworkManager)
            off, no-carrier                                   (networkd-dispatcher)
-           remove                                            (by hand)
+           a sync: only what the kernel says is gone (addresses, flushed routes) is
+           removed; a link that keeps its addresses keeps its rules and table
+  remove:  remove                                            (by hand)
   Any other action (hostname, connectivity-change, pre-up, carrier, ...) is ignored.
-  `down` for an interface that no longer exists removes whatever is left of it.
+  `down` or `remove` for an interface that no longer exists removes whatever is left of it.
 
 EXAMPLES:
   symroute-hook eth1 up           build eth1's table and rules
   symroute-hook --dry-run eth1 up show what that would change
-  symroute-hook eth1 down         remove eth1's rules and table
+  symroute-hook eth1 remove       remove eth1's rules and table
   symroute-hook --all             sync every interface, remove stale state
   symroute-hook --flush           remove everything symroute installed (nft table included)
 

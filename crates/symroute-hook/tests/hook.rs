@@ -184,14 +184,89 @@ fn second_run_makes_no_netlink_write() {
     );
 }
 
+/// Every line of ours: rules of both families and the routes of both tables.
+fn our_state(lab: &Lab) -> Vec<String> {
+    let mut state: Vec<String> = all_rules(&lab.host)
+        .into_iter()
+        .filter(|r| r.contains("proto 83"))
+        .collect();
+    for dev in ["eth0", "eth1"] {
+        let t = table_of(&lab.host, dev);
+        state.extend(lab.host.routes(&t, false));
+        state.extend(lab.host.routes(&t, true));
+    }
+    state
+}
+
+fn changes(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(": +") || l.contains(": -"))
+        .collect()
+}
+
 #[test]
-fn down_removes_only_that_interfaces_rules_and_table() {
-    if !require_root("down_removes_only_that_interfaces_rules_and_table") {
+fn down_class_events_keep_what_the_kernel_still_shows() {
+    if !require_root("down_class_events_keep_what_the_kernel_still_shows") {
+        return;
+    }
+    let lab = converged_lab();
+    let before = our_state(&lab);
+    let t1 = table_of(&lab.host, "eth1");
+    // Carrier lost (the router's end goes down): the kernel keeps eth1's addresses and marks
+    // its IPv4 routes linkdown. NetworkManager and networkd still send their events.
+    lab.r2.ip("link set down0 down");
+    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
+        lab.host.ip("route show dev eth1").contains("linkdown")
+    }));
+    for event in ["no-carrier", "pre-down", "down", "off"] {
+        let log = hook_ok(&lab.host, &["eth1", event]);
+        assert!(changes(&log).is_empty(), "{event} changed something: {log}");
+    }
+    // The same routes, only marked linkdown by the kernel.
+    let unmarked: Vec<String> = our_state(&lab)
+        .iter()
+        .map(|l| l.replace(" linkdown", ""))
+        .collect();
+    assert_eq!(unmarked, before);
+    lab.r2.ip("link set down0 up");
+    // The router lost its IPv6 address with its link (keep_addr_on_down is off).
+    lab.r2.try_ip("-6 addr add fd02::1/64 dev down0 nodad").ok();
+    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
+        !lab.host.ip("route show dev eth1").contains("linkdown")
+    }));
+    // Nothing to rebuild once the carrier is back.
+    let log = hook_ok(&lab.host, &["eth1", "up"]);
+    assert!(changes(&log).is_empty(), "{log}");
+    assert_all_reachable(&lab);
+
+    // What the kernel says is gone goes: the address removed, then `down`.
+    lab.host.ip("addr del 10.2.0.2/24 dev eth1");
+    let log = hook_ok(&lab.host, &["eth1", "down"]);
+    assert!(log.contains("-rule from 10.2.0.2"), "{log}");
+    let rules = all_rules(&lab.host);
+    assert!(
+        !rules.iter().any(|r| r.contains("from 10.2.0.2")),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.contains(&format!("from fd02::2 lookup {t1}"))),
+        "{rules:?}"
+    );
+    assert!(lab.host.routes(&t1, false).is_empty());
+    assert!(ping(&lab.client, HOST_ETH1_V6));
+    assert_foreign_state(&lab);
+}
+
+#[test]
+fn remove_removes_only_that_interfaces_rules_and_table() {
+    if !require_root("remove_removes_only_that_interfaces_rules_and_table") {
         return;
     }
     let lab = converged_lab();
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
-    hook_ok(&lab.host, &["eth1", "down"]);
+    hook_ok(&lab.host, &["eth1", "remove"]);
 
     let rules = all_rules(&lab.host);
     assert!(
