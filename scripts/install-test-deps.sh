@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what symroute's root tests need, only the packages that are missing:
 #   iproute2 iputils-ping nftables       netns labs, pings, the routers' IPv6 rpf filter
+#   iptables                             Docker-style iptables-nft port publishing (hosts tests)
 #   network-manager dnsmasq dbus          end-to-end tests with real NetworkManager and DHCP
 #   systemd networkd-dispatcher           end-to-end tests with real systemd-networkd
 #   util-linux procps coreutils           unshare/nsenter/mount, sysctl, timeout
@@ -17,7 +18,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils lintian debootstrap rpm dpkg-dev"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils lintian debootstrap rpm dpkg-dev"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2

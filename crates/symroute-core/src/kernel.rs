@@ -11,6 +11,7 @@ use crate::model::{Address, Link, Route, MAIN_TABLE};
 use crate::netlink::{Netlink, NetlinkError};
 use crate::plan::Snapshot;
 use crate::settings::Settings;
+use crate::uplinks::Uplinks;
 
 const ENOENT: i32 = libc::ENOENT;
 const ESRCH: i32 = libc::ESRCH;
@@ -19,7 +20,8 @@ const EEXIST: i32 = libc::EEXIST;
 /// What part of the kernel's state a run needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// One interface: its addresses, the main-table routes through it, its table.
+    /// One interface: all addresses, all of main, its table and the tables of the uplinks
+    /// that depend on it.
     Interface(u32),
     /// Every interface.
     All,
@@ -100,6 +102,13 @@ async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, R
 }
 
 /// Reads what a run over `scope` needs, given the links just read.
+///
+/// A per-interface run reads all of main in one dump (not one filtered by the interface):
+/// an uplink's table holds copies of main's routes into bridges, LANs and tunnels
+/// ([`crate::uplinks`]), so classifying and planning needs every interface's routes. When
+/// the interface is behind the host, or an uplink's table still holds copies through it,
+/// that uplink's table is read too and the run plans it as well ([`Snapshot::tables`] tells
+/// which were read).
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
@@ -107,10 +116,8 @@ pub async fn snapshot(
     links: Vec<Link>,
 ) -> Result<Snapshot, ReadError> {
     let addresses = match scope {
-        // Prefix rules are checked against every other interface's subnets.
-        Scope::Interface(_) if settings.prefix_rules => addresses(nl, None).await?,
-        Scope::Interface(i) => addresses(nl, Some(i)).await?,
-        Scope::All => addresses(nl, None).await?,
+        // Uplinks planned along with the interface need their own addresses.
+        Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
         Scope::Garbage => Vec::new(),
     };
     let rules = nl
@@ -126,7 +133,7 @@ pub async fn snapshot(
 
     let mut tables: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
     // Tables of our rules whose interface is gone, for garbage collection.
-    let mut stale: Vec<u32> = rules
+    let stale = rules
         .iter()
         .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
         .map(|r| r.table)
@@ -134,23 +141,38 @@ pub async fn snapshot(
             settings
                 .interface_of_table(*t)
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
-        })
-        .collect();
-    stale.sort_unstable();
-    stale.dedup();
+        });
     let main_routes = match scope {
-        Scope::Interface(_) | Scope::Garbage => {
-            let mut own = Vec::new();
-            if let Scope::Interface(i) = scope {
-                own.push(settings.table_for(i));
+        Scope::Interface(x) => {
+            let main = routes(nl, Some(MAIN_TABLE), None).await?;
+            let uplinks = Uplinks::classify(&main);
+            let behind = uplinks.is_behind(&main, x);
+            tables.insert(
+                settings.table_for(x),
+                routes(nl, Some(settings.table_for(x)), None).await?,
+            );
+            for y in uplinks.indexes() {
+                if y == x || !links.iter().any(|l| l.index == y) {
+                    continue;
+                }
+                let table = settings.table_for(y);
+                // Copies of routes through `x` from when it was behind the host: a dump
+                // filtered by table and oif costs next to nothing even beside 100 000 routes.
+                if behind || !routes(nl, Some(table), Some(x)).await?.is_empty() {
+                    tables.insert(table, routes(nl, Some(table), None).await?);
+                }
             }
-            for t in own.into_iter().chain(stale) {
+            for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            match scope {
-                Scope::Interface(i) => routes(nl, Some(MAIN_TABLE), Some(i)).await?,
-                _ => Vec::new(),
+            main
+        }
+        Scope::Garbage => {
+            // The kernel takes a vanished device's routes out of every table itself.
+            for t in stale {
+                tables.insert(t, routes(nl, Some(t), None).await?);
             }
+            Vec::new()
         }
         Scope::All => {
             let mut main = Vec::new();

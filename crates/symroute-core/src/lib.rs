@@ -22,6 +22,7 @@ pub mod plan;
 pub mod run;
 pub mod settings;
 pub mod status;
+pub mod uplinks;
 
 pub use diff::Op;
 pub use error::Error;

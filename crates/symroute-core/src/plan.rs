@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{route_type, scope, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
 use crate::settings::{Prefix, Settings};
+use crate::uplinks::{behind_routes, Uplinks};
 
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
 pub const STRICT_METRIC: u32 = u32::MAX;
@@ -152,6 +153,26 @@ pub fn plan_interface(
     // A family without a rule would never look its routes up (fe80::/64 of an IPv4 uplink).
     let mut routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
     routes.retain(|r| families.contains(&r.family));
+    // An uplink's table needs what is behind the host, or the answers to containers and LAN
+    // clients would leave through its gateway. Other tables fall through to main for it,
+    // except a `strict` table, which is closed: it gets the copies too, so that closing it
+    // cuts its address off only from what is beyond every direct route.
+    let uplinks = Uplinks::classify(&snapshot.main_routes);
+    let mut behind = Vec::new();
+    for family in families
+        .iter()
+        .filter(|f| settings.strict || uplinks.is_uplink(**f, link.index))
+    {
+        behind.extend(behind_routes(
+            &snapshot.main_routes,
+            &uplinks,
+            settings,
+            *family,
+            table,
+            &routes,
+        ));
+    }
+    routes.extend(behind);
     if settings.strict {
         routes.extend(
             families
@@ -790,10 +811,128 @@ mod tests {
             .is_empty());
     }
 
+    const DOCKER0: u32 = 4;
+    const LAN0: u32 = 5;
+
+    /// [`two_uplinks`] plus a bridge with a ULA and a gateway-less LAN NIC.
+    fn docker_host() -> Snapshot {
+        let mut snap = two_uplinks();
+        snap.links
+            .extend([link(DOCKER0, "docker0"), link(LAN0, "lan0")]);
+        snap.addresses.extend([
+            addr(DOCKER0, "172.17.0.1", scope::UNIVERSE, 0),
+            addr(DOCKER0, "fd00:17::1", scope::UNIVERSE, 0),
+            addr(LAN0, "192.168.50.1", scope::UNIVERSE, 0),
+        ]);
+        snap.main_routes.extend([
+            route("172.17.0.0", 16, 0, vec![hop(DOCKER0, None)]),
+            route("fd00:17::", 64, 256, vec![hop(DOCKER0, None)]),
+            route("fe80::", 64, 256, vec![hop(DOCKER0, None)]),
+            route("192.168.50.0", 24, 0, vec![hop(LAN0, None)]),
+            route("fe80::", 64, 256, vec![hop(ETH1, None)]),
+        ]);
+        snap
+    }
+
+    fn routes_of(plan: &InterfacePlan) -> Vec<String> {
+        plan.routes
+            .iter()
+            .map(|r| r.display(&[]).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn uplink_table_gets_the_direct_routes_behind_the_host() {
+        let snap = docker_host();
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "default via 10.2.0.1 dev if3 table 1003 metric 101",
+                "10.2.0.0/24 dev if3 table 1003 scope link",
+                "default via fe80::1 dev if3 table 1003 metric 101",
+                "fe80::/64 dev if3 table 1003 scope link metric 256",
+                "172.17.0.0/16 dev if4 table 1003 scope link",
+                "192.168.50.0/24 dev if5 table 1003 scope link",
+                "fd00:17::/64 dev if4 table 1003 scope link metric 256",
+            ]
+        );
+        assert!(plan.routes.iter().all(|r| r.protocol == 83));
+        // eth0 has no IPv6 address: no IPv6 table, so no IPv6 copies either.
+        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
+        assert_eq!(
+            routes_of(&plan0),
+            [
+                "default via 10.1.0.1 dev if2 table 1002 metric 100",
+                "10.1.0.0/24 dev if2 table 1002 scope link",
+                "172.17.0.0/16 dev if4 table 1002 scope link",
+                "192.168.50.0/24 dev if5 table 1002 scope link",
+            ]
+        );
+    }
+
+    #[test]
+    fn non_uplink_table_keeps_only_its_own_routes_unless_strict() {
+        let snap = docker_host();
+        let plan = plan_interface(&snap, &settings(), &snap.links[2]).unwrap();
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "172.17.0.0/16 dev if4 table 1004 scope link",
+                "fd00:17::/64 dev if4 table 1004 scope link metric 256",
+                "fe80::/64 dev if4 table 1004 scope link metric 256",
+            ]
+        );
+        let strict = Settings {
+            strict: true,
+            ..settings()
+        };
+        let plan = plan_interface(&snap, &strict, &snap.links[2]).unwrap();
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "172.17.0.0/16 dev if4 table 1004 scope link",
+                "fd00:17::/64 dev if4 table 1004 scope link metric 256",
+                "fe80::/64 dev if4 table 1004 scope link metric 256",
+                "192.168.50.0/24 dev if5 table 1004 scope link",
+                "default table 1004 metric 4294967295",
+                "default table 1004 metric 4294967295",
+            ]
+        );
+    }
+
+    #[test]
+    fn same_subnet_nic_without_gateway_does_not_take_over_the_uplinks_subnet() {
+        let mut snap = two_uplinks();
+        snap.links.push(link(LAN0, "eth2"));
+        snap.addresses
+            .push(addr(LAN0, "10.2.0.9", scope::UNIVERSE, 0));
+        snap.main_routes
+            .push(route("10.2.0.0", 24, 0, vec![hop(LAN0, None)]));
+        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let subnet: Vec<&Route> = plan
+            .routes
+            .iter()
+            .filter(|r| r.dst == ip("10.2.0.0"))
+            .collect();
+        assert_eq!(subnet.len(), 1);
+        assert_eq!(subnet[0].nexthops, vec![hop(ETH1, None)]);
+        // eth0's table gets eth2's subnet (main sends it there directly); eth1's own
+        // route for the same prefix, through eth1, is not in eth0's table.
+        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
+        let subnet0: Vec<&Route> = plan0
+            .routes
+            .iter()
+            .filter(|r| r.dst == ip("10.2.0.0"))
+            .collect();
+        assert_eq!(subnet0.len(), 1);
+        assert_eq!(subnet0[0].nexthops, vec![hop(LAN0, None)]);
+    }
+
     #[test]
     fn applying_a_plan_makes_it_a_no_op() {
         // Idempotence: what the plan wants, once present, produces no operation.
-        let snap = two_uplinks();
+        let snap = docker_host();
         for settings in [
             settings(),
             Settings {

@@ -13,6 +13,7 @@ use crate::netlink::Netlink;
 use crate::nftables::{self, Installed};
 use crate::plan::{plan_exempt, plan_garbage, plan_interface, InterfacePlan, Snapshot};
 use crate::settings::Settings;
+use crate::uplinks::Uplinks;
 
 /// What a run is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,9 @@ impl Report {
 struct Work {
     interface: String,
     ops: Vec<Op>,
+    /// An uplink planned along with the interface a run is about: a failure to write it
+    /// is logged, and does not fail that run.
+    companion: bool,
 }
 
 fn ours<'a, T>(items: &'a [T], pick: impl Fn(&T) -> bool + 'a) -> impl Iterator<Item = &'a T> + 'a {
@@ -128,6 +132,7 @@ fn sync_work(
         Work {
             interface: link.name.clone(),
             ops: diff(&plan.routes, &plan.rules, &routes, &rules),
+            companion: false,
         },
         plan.mark,
     ))
@@ -152,6 +157,7 @@ fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     Work {
         interface: link.name.clone(),
         ops: diff(&[], &[], &routes, &rules),
+        companion: false,
     }
 }
 
@@ -170,6 +176,7 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
     Work {
         interface: "exempt".into(),
         ops: diff(&[], &wanted, &[], &present),
+        companion: false,
     }
 }
 
@@ -197,8 +204,25 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
             Work {
                 interface: name,
                 ops: diff(&[], &[], &stale_routes, &stale_rules),
+                companion: false,
             }
         })
+        .collect()
+}
+
+/// The uplinks a per-interface run plans besides the interface it is about: those whose
+/// tables the snapshot read because they depend on it.
+fn companions<'a>(
+    snapshot: &'a Snapshot,
+    settings: &Settings,
+    planned: &BTreeMap<u32, Option<u32>>,
+) -> Vec<&'a Link> {
+    Uplinks::classify(&snapshot.main_routes)
+        .indexes()
+        .into_iter()
+        .filter(|i| !planned.contains_key(i))
+        .filter(|i| snapshot.tables.contains_key(&settings.table_for(*i)))
+        .filter_map(|i| snapshot.link(i))
         .collect()
 }
 
@@ -274,12 +298,32 @@ pub async fn reconcile(
         }
         (_, None) => {}
     }
+    if let Target::Interface { .. } = target {
+        // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
+        // every uplink table copies: those tables follow in the same run. An uplink that is
+        // refused does not fail the run for the interface asked about; its own runs report it.
+        for uplink in companions(&snapshot, settings, &planned) {
+            match sync_work(&snapshot, settings, uplink) {
+                Ok((mut w, mark)) => {
+                    w.companion = true;
+                    work.push(w);
+                    planned.insert(uplink.index, mark);
+                }
+                Err(e) => log::debug!("{e}"),
+            }
+        }
+    }
     work.extend(garbage_work(&snapshot, settings));
     if flush {
         work.push(exempt_work(&snapshot, settings, true));
     }
 
-    for Work { interface, ops } in work {
+    for Work {
+        interface,
+        ops,
+        companion,
+    } in work
+    {
         let line = |op: &Op| format!("{interface}: {}", op.display(&snapshot.links));
         match mode {
             Mode::DryRun => report.changes.extend(ops.iter().map(|op| Change {
@@ -317,6 +361,7 @@ pub async fn reconcile(
                 report.changes.extend(done);
                 if let Err(e) = result {
                     match target {
+                        _ if companion => log::warn!("{e}"),
                         Target::All | Target::Flush => report.failures.push(e.into()),
                         Target::Interface { .. } => return Err(e.into()),
                     }

@@ -7,6 +7,7 @@
 //! netlink code, which it is there to test.
 
 pub mod daemons;
+pub mod hosts;
 
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,231 @@
+//! A real host behind its uplinks: a Docker bridge with a container, a LAN behind a
+//! gateway-less NIC. Every path that worked before symroute must work after it, while each
+//! uplink address still answers through its own uplink (real TCP and pings through the
+//! lab's strict reverse-path-filtering routers).
+
+use std::process::{Command, Output};
+
+use symroute_testlab::hosts::{
+    bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
+    SERVICE_PORT,
+};
+use symroute_testlab::{ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
+
+const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+const TAG: &str = "host-service";
+
+fn hook(ns: &Netns, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name(), HOOK])
+        .args(args)
+        .env("SYMROUTE_LOG", "stderr")
+        .output()
+        .expect("run ip netns exec")
+}
+
+fn hook_ok(ns: &Netns, args: &[&str]) -> String {
+    let out = hook(ns, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "symroute-hook {args:?} failed: {stderr}"
+    );
+    stderr
+}
+
+fn table_of(ns: &Netns, dev: &str) -> String {
+    (1000 + ns.ifindex(dev)).to_string()
+}
+
+/// The host addresses a container reaches the host service at: every uplink and the bridge.
+fn container_targets() -> Vec<&'static str> {
+    let mut all = Lab::host_addresses().to_vec();
+    all.extend([BRIDGE_V4, BRIDGE_V6]);
+    all
+}
+
+/// Which of `targets` `from` does not reach the host service at.
+fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> {
+    targets
+        .iter()
+        .copied()
+        .filter(|a| !reaches(from, a, SERVICE_PORT, TAG))
+        .collect()
+}
+
+fn assert_uplinks_symmetric(lab: &Lab) {
+    for a in Lab::host_addresses() {
+        assert!(ping(&lab.client, a), "client no longer reaches {a}");
+    }
+}
+
+#[test]
+fn container_and_lan_reach_every_host_address_before_and_after_symroute() {
+    if !require_root("container_and_lan_reach_every_host_address_before_and_after_symroute") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let container = docker_bridge(&lab);
+    let lan = lan_client(&lab);
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    let uplinks = Lab::host_addresses().to_vec();
+
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+    assert_eq!(unreachable(&lan, &uplinks), [] as [&str; 0]);
+
+    hook_ok(&lab.host, &["--all"]);
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0],
+        "container after --all"
+    );
+    assert_eq!(
+        unreachable(&lan, &uplinks),
+        [] as [&str; 0],
+        "LAN after --all"
+    );
+    assert_uplinks_symmetric(&lab);
+
+    // The mechanism: copies of main's direct routes into the uplink tables, ours.
+    let t1 = table_of(&lab.host, "eth1");
+    let v4 = lab.host.routes(&t1, false);
+    for want in [
+        "172.17.0.0/16 dev docker0 proto 83",
+        "192.168.50.0/24 dev lan0 proto 83",
+    ] {
+        assert!(
+            v4.iter().any(|r| r.starts_with(want)),
+            "no {want:?} in {v4:?}"
+        );
+    }
+    let v6 = lab.host.routes(&t1, true);
+    assert!(
+        v6.iter()
+            .any(|r| r.starts_with("fd00:17::/64 dev docker0 proto 83")),
+        "{v6:?}"
+    );
+    // Never the link-local prefix of another interface.
+    assert!(
+        !v6.iter().any(|r| r.starts_with("fe80::/64 dev docker0")),
+        "{v6:?}"
+    );
+
+    // A converged run writes nothing.
+    let again = hook_ok(&lab.host, &["--all"]);
+    assert!(!again.contains(": +") && !again.contains(": -"), "{again}");
+}
+
+#[test]
+fn strict_tables_keep_what_is_behind_the_host() {
+    if !require_root("strict_tables_keep_what_is_behind_the_host") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let container = docker_bridge(&lab);
+    let lan = lan_client(&lab);
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    let config = std::env::temp_dir().join(format!("symroute-hosts-{}.toml", std::process::id()));
+    std::fs::write(&config, "strict = true\n").expect("write config");
+    let config_arg = config.to_string_lossy().into_owned();
+    let out = hook(&lab.host, &["--config", &config_arg, "--all"]);
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let t1 = table_of(&lab.host, "eth1");
+    assert!(lab
+        .host
+        .routes(&t1, false)
+        .iter()
+        .any(|r| r.starts_with("unreachable default")));
+    // The bridge's own table is closed too, with the LAN's route in it.
+    let bridge = lab.host.routes(&table_of(&lab.host, "docker0"), false);
+    assert!(
+        bridge.iter().any(|r| r.starts_with("unreachable default")),
+        "{bridge:?}"
+    );
+    assert!(
+        bridge
+            .iter()
+            .any(|r| r.starts_with("192.168.50.0/24 dev lan0 proto 83")),
+        "{bridge:?}"
+    );
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+    assert_eq!(
+        unreachable(&lan, &[HOST_ETH0_V4, HOST_ETH1_V4, BRIDGE_V4, BRIDGE_V6]),
+        [] as [&str; 0]
+    );
+    assert_uplinks_symmetric(&lab);
+}
+
+#[test]
+fn event_for_a_bridge_updates_every_uplink_table() {
+    if !require_root("event_for_a_bridge_updates_every_uplink_table") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    hook_ok(&lab.host, &["eth0", "up"]);
+    hook_ok(&lab.host, &["eth1", "up"]);
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
+
+    // Created after symroute ran: broken until an event for it (or for an uplink) comes.
+    let container = docker_bridge(&lab);
+    assert!(!reaches(&container, HOST_ETH1_V4, SERVICE_PORT, TAG));
+    let log = hook_ok(&lab.host, &["docker0", "up"]);
+    for t in [&t0, &t1] {
+        assert!(
+            log.contains(&format!("+route 172.17.0.0/16 dev docker0 table {t}")),
+            "{log}"
+        );
+    }
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+    assert_uplinks_symmetric(&lab);
+
+    // An address the bridge loses: its copy is stale and goes with the next event.
+    lab.host.ip("-6 addr del fd00:17::1/64 dev docker0");
+    hook_ok(&lab.host, &["docker0", "up"]);
+    assert!(
+        !lab.host
+            .routes(&t1, true)
+            .iter()
+            .any(|r| r.starts_with("fd00:17::/64")),
+        "{:?}",
+        lab.host.routes(&t1, true)
+    );
+
+    // A second bridge; then `--flush` removes every copy with the rest.
+    let _second = bridge_with_container(&lab.host, "br1", "172.18", "18");
+    hook_ok(&lab.host, &["br1", "up"]);
+    assert!(lab
+        .host
+        .routes(&t0, false)
+        .iter()
+        .any(|r| r.starts_with("172.18.0.0/16 dev br1 proto 83")));
+    hook_ok(&lab.host, &["--flush"]);
+    for t in [&t0, &t1] {
+        assert!(lab.host.routes(t, false).is_empty() && lab.host.routes(t, true).is_empty());
+    }
+
+    // A bridge that vanished: its `down` collects and exits 0.
+    hook_ok(&lab.host, &["--all"]);
+    lab.host.ip("link del br1");
+    hook_ok(&lab.host, &["br1", "down"]);
+    assert!(!lab
+        .host
+        .routes(&t0, false)
+        .iter()
+        .any(|r| r.contains("172.18.0.0/16")));
+}
