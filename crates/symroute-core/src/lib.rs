@@ -29,5 +29,5 @@ pub use error::Error;
 pub use events::{action_for, validate_interface_name, Action};
 pub use netlink::Netlink;
 pub use plan::{plan_interface, InterfacePlan, Snapshot};
-pub use run::{reconcile, Mode, Report, Target};
+pub use run::{reconcile, reconcile_skipping, Mode, Report, Target};
 pub use settings::Settings;

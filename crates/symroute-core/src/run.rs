@@ -1,6 +1,6 @@
 //! One run: lock → snapshot → plan → diff → apply, for one interface or all of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::diff::{diff, Op};
@@ -238,6 +238,19 @@ pub async fn reconcile(
     mode: Mode,
     lock_path: &Path,
 ) -> Result<Report, Error> {
+    reconcile_skipping(nl, settings, target, mode, lock_path, &BTreeSet::new()).await
+}
+
+/// [`reconcile`], leaving the interfaces in `skip` (by index) as they are in a
+/// [`Target::All`] run: the daemon's full resync keeps interfaces paused by a fight paused.
+pub async fn reconcile_skipping(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    lock_path: &Path,
+    skip: &BTreeSet<u32>,
+) -> Result<Report, Error> {
     let _lock = match mode {
         Mode::Apply => Some(RunLock::acquire(lock_path)?),
         Mode::DryRun => None,
@@ -268,7 +281,7 @@ pub async fn reconcile(
     }
     match (target, link) {
         (Target::All, _) => {
-            for link in &snapshot.links {
+            for link in snapshot.links.iter().filter(|l| !skip.contains(&l.index)) {
                 match sync_work(&snapshot, settings, link) {
                     Ok((w, mark)) => {
                         work.push(w);

@@ -7,17 +7,19 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use symroute_core::{
-    kernel, reconcile, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
+    kernel, reconcile, reconcile_skipping, Action, Error, Mode, Netlink, Op, Report, Settings,
+    Target,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::Source;
-use crate::dirty::{note, Dirty, Echoes, Reason};
+use crate::dirty::{note, Deleted, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::follow::Follower;
 use crate::monitor::{Monitor, MonitorError, Received};
 use crate::nm::NmError;
-use crate::notify::notify;
+use crate::notify::{notify, reloading};
+use crate::retry::{Key, Retries, RetryPolicy};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -26,6 +28,7 @@ pub struct Options {
     pub receive_buffer: usize,
     pub lock_path: PathBuf,
     pub fight: FightPolicy,
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,8 @@ struct Daemon {
     echoes: Echoes,
     fights: FightGuard,
     complaints: Complaints,
+    /// Failed runs waiting for their next attempt.
+    retries: Retries,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -107,6 +112,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         echoes: Echoes::default(),
         fights: FightGuard::new(options.fight),
         complaints: Complaints::default(),
+        retries: Retries::new(options.retry),
     };
     daemon.dirty.resync = true;
     daemon.process().await;
@@ -121,7 +127,12 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     }
 
     loop {
-        let wakeup = daemon.fights.next_wakeup(Instant::now());
+        let now = Instant::now();
+        let wakeup = [daemon.fights.next_wakeup(now), daemon.retries.next_wakeup()]
+            .into_iter()
+            .flatten()
+            .min();
+        let mut reloaded = false;
         let nm_wake = async {
             match daemon.nm.as_mut() {
                 Some(nm) => nm.next().await,
@@ -139,6 +150,10 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
+                if let Err(e) = reloading() {
+                    log::warn!("cannot tell the service manager we are reloading: {e}");
+                }
+                reloaded = true;
                 if let Some(settings) = reload() {
                     log::info!("configuration reloaded");
                     daemon.monitor.refilter(settings.protocol);
@@ -153,10 +168,15 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     nm.handle(wake, dirty).await;
                 }
             }
-            _ = pause_over => {}
+            _ = pause_over => daemon.retry_due(),
         }
         daemon.drain().await?;
         daemon.process().await;
+        if reloaded {
+            if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
+                log::warn!("cannot tell the service manager the reload is done: {e}");
+            }
+        }
     }
     log::info!("stopping; rules and tables stay in place");
     let _ = notify("STOPPING=1");
@@ -174,7 +194,11 @@ impl Daemon {
             ..
         } = self;
         monitor.drain(|received| match received {
-            Received::Message { flags, message } => note(dirty, echoes, settings, flags, &message),
+            Received::Message {
+                flags,
+                sender,
+                message,
+            } => note(dirty, echoes, settings, flags, sender, &message),
             Received::Overrun => {
                 if !dirty.resync {
                     log::warn!("rtnetlink receive buffer overrun, events were lost: full resync");
@@ -190,6 +214,17 @@ impl Daemon {
         Ok(())
     }
 
+    /// Marks dirty whatever failed before and is due for another attempt.
+    fn retry_due(&mut self) {
+        for key in self.retries.take_due(Instant::now()) {
+            log::debug!("retrying {key:?}");
+            match key {
+                Key::All => self.dirty.resync = true,
+                Key::Link(ifindex) => self.dirty.mark(ifindex, Reason::Changed),
+            }
+        }
+    }
+
     /// Runs the core for everything dirty, each interface once.
     async fn process(&mut self) {
         if self.dirty.is_empty() {
@@ -199,17 +234,7 @@ impl Daemon {
         let mut dirty = self.dirty.take();
         log::debug!("dirty: {dirty:?}");
         if dirty.resync {
-            log::debug!("full sync");
-            match self.run(&Target::All).await {
-                Ok(report) => self.complaints.report(None, &report.failures),
-                Err(e) => {
-                    log::error!("{e}");
-                    // Tried again on the next event; a broken netlink socket ends the
-                    // daemon through the monitor.
-                    self.dirty.resync = true;
-                }
-            }
-            // A full run covers every interface, paused ones included.
+            self.resync(dirty, now).await;
             return;
         }
         let links = match kernel::links(&self.nl).await {
@@ -217,6 +242,7 @@ impl Daemon {
             Err(e) => {
                 log::error!("{e}");
                 self.dirty = dirty;
+                self.retries.failed(Key::All, now);
                 return;
             }
         };
@@ -234,30 +260,130 @@ impl Daemon {
         let by_index: BTreeMap<u32, &str> =
             links.iter().map(|l| (l.index, l.name.as_str())).collect();
         self.fights.retain(|i| by_index.contains_key(&i));
+        self.retries.retain_links(|i| by_index.contains_key(&i));
         for (ifindex, reason) in dirty.links {
             let Some(name) = by_index.get(&ifindex) else {
                 // Gone already: its deletion event triggers the garbage collection.
                 continue;
             };
+            let deleted = dirty.deleted.remove(&ifindex).unwrap_or_default();
             if self.fights.paused(ifindex, now) {
-                self.dirty.mark(ifindex, reason);
+                self.keep_for_later(ifindex, reason, deleted);
                 continue;
             }
             let target = Target::Interface {
                 name: name.to_string(),
                 action: Action::Sync,
             };
-            match self.run(&target).await {
+            match self.run(&target, &BTreeSet::new()).await {
                 Ok(report) => {
                     self.complaints.report(Some(name), &[]);
-                    if reason == Reason::Healing && restored_something(&report) {
-                        self.repaired(ifindex, name);
-                    }
+                    self.retries.succeeded(Key::Link(ifindex));
+                    self.count_repairs(&report, &BTreeMap::from([(ifindex, deleted)]));
                 }
                 // Renamed or removed meanwhile; its own event follows.
                 Err(Error::UnknownInterface(_)) => {}
-                Err(e) => self.complaints.report(Some(name), &[e]),
+                Err(e) => {
+                    self.complaints.report(Some(name), &[e]);
+                    let wait = self.retries.failed(Key::Link(ifindex), now);
+                    log::debug!("{name}: next attempt in {:.1} s", wait.as_secs_f64());
+                    // What was deleted is still to be counted when a later run restores it.
+                    if !deleted.rules.is_empty() || !deleted.routes.is_empty() {
+                        self.dirty
+                            .deleted
+                            .entry(ifindex)
+                            .or_default()
+                            .extend(deleted);
+                    }
+                }
             }
+        }
+    }
+
+    /// The full run, with interfaces paused by a fight left alone: they stay dirty, and are
+    /// run (and what they had deleted counted) when their pause ends.
+    async fn resync(&mut self, mut dirty: Dirty, now: Instant) {
+        log::debug!("full sync");
+        let paused: BTreeSet<u32> = match kernel::links(&self.nl).await {
+            Ok(links) => links
+                .iter()
+                .map(|l| l.index)
+                .filter(|i| self.fights.paused(*i, now))
+                .collect(),
+            Err(e) => {
+                log::error!("{e}");
+                self.dirty.resync = true;
+                self.retries.failed(Key::All, now);
+                return;
+            }
+        };
+        for ifindex in &paused {
+            let reason = dirty.links.get(ifindex).copied().unwrap_or(Reason::Changed);
+            let deleted = dirty.deleted.remove(ifindex).unwrap_or_default();
+            self.keep_for_later(*ifindex, reason, deleted);
+        }
+        match self.run(&Target::All, &paused).await {
+            Ok(report) => {
+                self.complaints.report(None, &report.failures);
+                if report.failures.is_empty() {
+                    self.retries.succeeded(Key::All);
+                } else {
+                    self.retries.failed(Key::All, now);
+                }
+                // A full run covers every interface but the paused ones.
+                self.retries.retain_links(|i| paused.contains(&i));
+                self.count_repairs(&report, &dirty.deleted);
+            }
+            Err(e) => {
+                log::error!("{e}");
+                self.dirty.resync = true;
+                for (ifindex, deleted) in dirty.deleted {
+                    self.dirty
+                        .deleted
+                        .entry(ifindex)
+                        .or_default()
+                        .extend(deleted);
+                }
+                let wait = self.retries.failed(Key::All, now);
+                log::debug!("full sync: next attempt in {:.1} s", wait.as_secs_f64());
+            }
+        }
+    }
+
+    fn keep_for_later(&mut self, ifindex: u32, reason: Reason, deleted: Deleted) {
+        self.dirty.mark(ifindex, reason);
+        if !deleted.rules.is_empty() || !deleted.routes.is_empty() {
+            self.dirty
+                .deleted
+                .entry(ifindex)
+                .or_default()
+                .extend(deleted);
+        }
+    }
+
+    /// Counts, per interface, a run that put back objects someone else deleted. A run that
+    /// only follows the kernel (removing the rule of an address that is gone after the hook
+    /// already did, or rebuilding routes the kernel flushed) repairs nothing.
+    fn count_repairs(&mut self, report: &Report, deleted: &BTreeMap<u32, Deleted>) {
+        let mut repaired: BTreeMap<u32, &str> = BTreeMap::new();
+        for change in &report.changes {
+            let table = match &change.op {
+                Op::AddRule(r) => r.table,
+                Op::ReplaceRoute(r) => r.table,
+                _ => continue,
+            };
+            let Some(ifindex) = self.settings.interface_of_table(table) else {
+                continue;
+            };
+            if deleted
+                .get(&ifindex)
+                .is_some_and(|d| d.restored_by(&change.op))
+            {
+                repaired.entry(ifindex).or_insert(&change.interface);
+            }
+        }
+        for (ifindex, name) in repaired {
+            self.repaired(ifindex, name);
         }
     }
 
@@ -274,14 +400,15 @@ impl Daemon {
         }
     }
 
-    async fn run(&mut self, target: &Target) -> Result<Report, Error> {
+    async fn run(&mut self, target: &Target, skip: &BTreeSet<u32>) -> Result<Report, Error> {
         let started = Instant::now();
-        let report = reconcile(
+        let report = reconcile_skipping(
             &self.nl,
             &self.settings,
             target,
             Mode::Apply,
             &self.lock_path,
+            skip,
         )
         .await?;
         self.echoes
@@ -314,14 +441,6 @@ fn release_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Whether a run put back something (as opposed to only removing).
-fn restored_something(report: &Report) -> bool {
-    report
-        .changes
-        .iter()
-        .any(|c| matches!(c.op, Op::AddRule(_) | Op::ReplaceRoute(_)))
 }
 
 /// One-shot modes: `--once` (sync everything) and `--flush` (remove everything ours).

@@ -23,6 +23,31 @@ pub enum Reason {
     Healing,
 }
 
+/// Our rules and routes of one interface that someone else deleted, so that a run putting
+/// back one of these very objects is told from a run that only follows the kernel (a fight
+/// is someone deleting what the kernel still calls for, and us restoring it).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub rules: BTreeSet<RuleKey>,
+    pub routes: BTreeSet<RouteKey>,
+}
+
+impl Deleted {
+    /// Whether `op` puts back something in this set.
+    pub fn restored_by(&self, op: &Op) -> bool {
+        match op {
+            Op::AddRule(rule) => self.rules.contains(&rule_key(rule)),
+            Op::ReplaceRoute(route) => self.routes.contains(&route.key()),
+            Op::DelRule(_) | Op::DelRoute(_) => false,
+        }
+    }
+
+    pub fn extend(&mut self, other: Deleted) {
+        self.rules.extend(other.rules);
+        self.routes.extend(other.routes);
+    }
+}
+
 /// The interfaces a batch of events touched.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dirty {
@@ -35,6 +60,8 @@ pub struct Dirty {
     pub links: BTreeMap<u32, Reason>,
     /// By name, from NetworkManager.
     pub names: BTreeSet<String>,
+    /// What someone else deleted, by interface index.
+    pub deleted: BTreeMap<u32, Deleted>,
 }
 
 impl Dirty {
@@ -57,7 +84,7 @@ impl Dirty {
 }
 
 /// The identity of a rule as the kernel echoes it back.
-type RuleKey = (
+pub type RuleKey = (
     Family,
     u32,
     Option<(IpAddr, u8)>,
@@ -114,15 +141,27 @@ impl Echoes {
     }
 }
 
-/// Marks what one notification touches.
-pub fn note(dirty: &mut Dirty, echoes: &mut Echoes, settings: &Settings, flags: u16, msg: &Msg) {
+/// The kernel's own port id: a notification with it reports a change the kernel made by
+/// itself (routes flushed with an address or a link), not a write of any process.
+pub const KERNEL: u32 = 0;
+
+/// Marks what one notification touches. `sender` is the port id in its header: the socket
+/// whose request caused it, or [`KERNEL`].
+pub fn note(
+    dirty: &mut Dirty,
+    echoes: &mut Echoes,
+    settings: &Settings,
+    flags: u16,
+    sender: u32,
+    msg: &Msg,
+) {
     match msg {
         Msg::NewLink(link) => dirty.mark(link.header.index, Reason::Changed),
         // Its table and rules are garbage now; only a full run collects them.
         Msg::DelLink(_) => dirty.resync = true,
         Msg::NewAddress(a) | Msg::DelAddress(a) => dirty.mark(a.header.index, Reason::Changed),
-        Msg::NewRoute(r) => note_route(dirty, echoes, settings, r, true, flags),
-        Msg::DelRoute(r) => note_route(dirty, echoes, settings, r, false, flags),
+        Msg::NewRoute(r) => note_route(dirty, echoes, settings, r, true, flags, sender),
+        Msg::DelRoute(r) => note_route(dirty, echoes, settings, r, false, flags, sender),
         Msg::NewRule(_) => {
             // Ours are our own echoes; others are none of our business.
         }
@@ -138,6 +177,12 @@ pub fn note(dirty: &mut Dirty, echoes: &mut Echoes, settings: &Settings, flags: 
                 dirty.resync = true;
             } else if let Some(ifindex) = settings.interface_of_table(rule.table) {
                 dirty.mark(ifindex, Reason::Healing);
+                dirty
+                    .deleted
+                    .entry(ifindex)
+                    .or_default()
+                    .rules
+                    .insert(rule_key(&rule));
             }
         }
         _ => {}
@@ -151,6 +196,7 @@ fn note_route(
     msg: &RouteMessage,
     new: bool,
     flags: u16,
+    sender: u32,
 ) {
     // Route cache exceptions (PMTU, redirects) are no part of any table.
     if msg.header.flags.contains(RouteFlags::Cloned) {
@@ -175,7 +221,19 @@ fn note_route(
         // Someone else's route in one of our tables: the run decides (and refuses).
         dirty.mark(ifindex, Reason::Changed);
     } else if !new && !echoes.routes.remove(&route.key()) {
-        dirty.mark(ifindex, Reason::Healing);
+        if sender == KERNEL {
+            // Flushed by the kernel with an address or the link: the run decides from what
+            // the kernel shows now; nobody is fighting.
+            dirty.mark(ifindex, Reason::Changed);
+        } else {
+            dirty.mark(ifindex, Reason::Healing);
+            dirty
+                .deleted
+                .entry(ifindex)
+                .or_default()
+                .routes
+                .insert(route.key());
+        }
     }
 }
 
@@ -223,11 +281,14 @@ mod tests {
         }
     }
 
+    /// The port id of another process's socket.
+    const SOMEONE: u32 = 4242;
+
     fn run(events: &[(u16, Msg)], echoes: &mut Echoes) -> Dirty {
         let settings = Settings::default();
         let mut dirty = Dirty::default();
         for (flags, msg) in events {
-            note(&mut dirty, echoes, &settings, *flags, msg);
+            note(&mut dirty, echoes, &settings, *flags, SOMEONE, msg);
         }
         dirty
     }
@@ -297,6 +358,46 @@ mod tests {
             dirty.links,
             BTreeMap::from([(3, Reason::Healing), (4, Reason::Healing)])
         );
+    }
+
+    #[test]
+    fn deletions_by_someone_are_remembered_and_kernel_flushes_are_no_healing() {
+        let ours = route(1003, "192.0.2.0", 3, 83);
+        let our_rule = rule(1004, 83);
+        let dirty = run(
+            &[
+                (0, del_route(&ours)),
+                (0, Msg::DelRule(convert::rule_message(&our_rule))),
+            ],
+            &mut Echoes::default(),
+        );
+        assert!(dirty.deleted[&3].restored_by(&Op::ReplaceRoute(ours.clone())));
+        assert!(dirty.deleted[&4].restored_by(&Op::AddRule(our_rule.clone())));
+        assert!(!dirty.deleted[&4].restored_by(&Op::AddRule(rule(1004, 83).with_src("10.2.0.9"))));
+
+        let settings = Settings::default();
+        let mut flushed = Dirty::default();
+        note(
+            &mut flushed,
+            &mut Echoes::default(),
+            &settings,
+            0,
+            KERNEL,
+            &del_route(&ours),
+        );
+        assert_eq!(flushed.links, BTreeMap::from([(3, Reason::Changed)]));
+        assert!(flushed.deleted.is_empty());
+    }
+
+    trait WithSrc {
+        fn with_src(self, src: &str) -> Self;
+    }
+
+    impl WithSrc for Rule {
+        fn with_src(mut self, src: &str) -> Rule {
+            self.src = Some((src.parse().unwrap(), 32));
+            self
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod follow;
 mod monitor;
 mod nm;
 mod notify;
+mod retry;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use symroute_core::{config, logging, Target};
 use crate::cli::Args;
 use crate::daemon::{DaemonError, Options};
 use crate::fight::FightPolicy;
+use crate::retry::RetryPolicy;
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             backoff: Duration::from_secs(args.fight_pause.max(1)),
             ..FightPolicy::default()
         },
+        retry: RetryPolicy::default(),
     };
     let config_path = args.config.clone();
     let reload = Box::new(move || match config::load_from(config_path.as_deref()) {

@@ -49,6 +49,8 @@ pub enum Received {
     /// A notification, with its netlink header flags (`NLM_F_REPLACE` tells a replaced route).
     Message {
         flags: u16,
+        /// The port id of the socket whose request caused it; 0 for the kernel's own changes.
+        sender: u32,
         message: RouteNetlinkMessage,
     },
     /// The kernel dropped notifications because the receive buffer was full (`ENOBUFS`):
@@ -196,6 +198,7 @@ pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
                 ..
             }) => on(Received::Message {
                 flags: header.flags,
+                sender: header.port_number,
                 message,
             }),
             Ok(NetlinkMessage {
@@ -311,7 +314,7 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert!(matches!(
             &seen[1],
-            Received::Message { flags, message: RouteNetlinkMessage::DelRoute(_) }
+            Received::Message { flags, message: RouteNetlinkMessage::DelRoute(_), .. }
                 if *flags == NLM_F_REPLACE
         ));
     }

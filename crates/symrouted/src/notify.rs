@@ -13,6 +13,28 @@ pub fn notify(state: &str) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Tells the service manager a reload has begun: `RELOADING=1` with the time on the
+/// monotonic clock, which systemd 253 and later require (`Type=notify-reload`) and older ones
+/// ignore. `READY=1` ends the reload.
+pub fn reloading() -> io::Result<bool> {
+    notify(&reloading_message(monotonic_usec()))
+}
+
+fn reloading_message(usec: u64) -> String {
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into memory we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1000
+}
+
 /// Sends `state` to the notification socket `path` (`@name` for an abstract socket).
 pub fn notify_to(path: &str, state: &str) -> io::Result<()> {
     let addr = match path.strip_prefix('@') {
@@ -44,6 +66,19 @@ mod tests {
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn reloading_carries_the_monotonic_time() {
+        let before = monotonic_usec();
+        assert!(before > 0);
+        assert!(monotonic_usec() >= before);
+        assert_eq!(reloading_message(42), "RELOADING=1\nMONOTONIC_USEC=42");
     }
 }
 

@@ -36,6 +36,17 @@ impl Symrouted {
     }
 
     pub fn start_with(ns: &Netns, args: &[&str], env: &[(&str, &str)]) -> Symrouted {
+        Symrouted::start_locked(ns, args, env, None)
+    }
+
+    /// [`Symrouted::start_with`], with the lock file at `lock` instead of in the daemon's
+    /// own directory.
+    pub fn start_locked(
+        ns: &Netns,
+        args: &[&str],
+        env: &[(&str, &str)],
+        lock: Option<&Path>,
+    ) -> Symrouted {
         let dir = std::env::temp_dir().join(format!(
             "symrouted-test-{}-{}",
             std::process::id(),
@@ -51,7 +62,7 @@ impl Symrouted {
         let started = Instant::now();
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns.name(), DAEMON, "-v", "--lock-file"])
-            .arg(dir.join("lock"))
+            .arg(lock.map_or_else(|| dir.join("lock"), Path::to_path_buf))
             .args(args)
             .env("SYMROUTE_LOG", "stderr")
             .env("NOTIFY_SOCKET", &socket)
@@ -97,6 +108,29 @@ impl Symrouted {
                     }
                 }
                 Err(e) => panic!("no READY=1 from symrouted ({e}); log:\n{}", self.log()),
+            }
+        }
+    }
+
+    /// Waits for the next notification containing the line `line` and returns every
+    /// notification received until then.
+    pub fn wait_notify(&self, line: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let found = text.lines().any(|l| l == line);
+                    seen.push(text);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!(
+                    "no {line} from symrouted ({e}); saw {seen:?}; log:\n{}",
+                    self.log()
+                ),
             }
         }
     }
@@ -317,6 +351,19 @@ impl Monitor {
             }
         });
         Monitor { child, lines: rx }
+    }
+
+    /// Waits (at most `timeout`) for a line containing `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     /// Adds and deletes a rule nobody else writes, then returns every line seen up to its
