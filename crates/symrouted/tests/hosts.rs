@@ -1,0 +1,109 @@
+//! The daemon on a real host: containers on bridges (one of them created while it runs), a
+//! LAN behind a gateway-less NIC. Nobody runs a hook; every path that worked before
+//! symroute must keep working, and each uplink address must still answer through its own
+//! uplink.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use symroute_testlab::hosts::{
+    bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
+    SERVICE_PORT,
+};
+use symroute_testlab::{ping, require_root, wait_until, Lab, Netns, HOST_ETH1_V4, HOST_ETH1_V6};
+
+const TAG: &str = "host-service";
+/// Generous for a loaded 2-core machine; what the daemon needs is logged.
+const SETTLE: Duration = Duration::from_secs(5);
+
+fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> {
+    targets
+        .iter()
+        .copied()
+        .filter(|a| !reaches(from, a, SERVICE_PORT, TAG))
+        .collect()
+}
+
+fn container_targets() -> Vec<&'static str> {
+    let mut all = Lab::host_addresses().to_vec();
+    all.extend([BRIDGE_V4, BRIDGE_V6]);
+    all
+}
+
+#[test]
+fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {
+    if !require_root("daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let container = docker_bridge(&lab);
+    let lan = lan_client(&lab);
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    let uplinks = Lab::host_addresses().to_vec();
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+
+    let mut daemon = Symrouted::start(&lab.host, &["--source", "netlink"]);
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0],
+        "container with the daemon; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(unreachable(&lan, &uplinks), [] as [&str; 0]);
+    for a in Lab::host_addresses() {
+        assert!(ping(&lab.client, a), "client no longer reaches {a}");
+    }
+
+    // `docker network create` + `docker run` while the daemon runs: no hook.
+    let t1 = table_of(&lab.host, "eth1");
+    let started = Instant::now();
+    let second = bridge_with_container(&lab.host, "br-1234", "172.18", "18");
+    let copied = |v6: bool, prefix: &str| {
+        lab.host
+            .routes(&t1, v6)
+            .iter()
+            .any(|r| r.starts_with(prefix))
+    };
+    assert!(
+        wait_until(SETTLE, || copied(
+            false,
+            "172.18.0.0/16 dev br-1234 proto 83"
+        ) && copied(
+            true,
+            "fd00:18::/64 dev br-1234 proto 83"
+        )),
+        "new bridge not in eth1's table; log:\n{}",
+        daemon.log()
+    );
+    eprintln!(
+        "new bridge in the uplink tables after {:?}",
+        started.elapsed()
+    );
+    for a in [HOST_ETH1_V4, HOST_ETH1_V6, "172.18.0.1"] {
+        assert!(
+            reaches(&second, a, SERVICE_PORT, TAG),
+            "new container does not reach {a}"
+        );
+    }
+
+    // The bridge goes away (`docker network rm`): no copy through it is left.
+    lab.host.ip("link del br-1234");
+    assert!(
+        wait_until(SETTLE, || !copied(false, "172.18.0.0/16")
+            && !copied(true, "fd00:18::/64")),
+        "{:?}",
+        lab.host.routes(&t1, true)
+    );
+    // The first container is untouched.
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+    daemon.assert_running();
+    assert!(daemon.terminate().success());
+}
