@@ -203,7 +203,8 @@ mod tests {
         assert!(!up.is_uplink(Family::V6, DOCKER0) && !up.is_uplink(Family::V6, TUN0));
         assert_eq!(up.indexes(), [ETH0, ETH1, LAN0, TUN0]);
         assert!(up.any(LAN0) && !up.any(DOCKER0));
-        assert!(up.is_behind(&main, DOCKER0) && up.is_behind(&main, ETH1));
+        assert!(up.is_behind(&main, DOCKER0) && up.is_behind(&main, LAN0));
+        assert!(!up.is_behind(&main, ETH1) && !up.is_behind(&main, TUN0));
         assert!(!up.is_behind(&main, ETH0) && !up.is_behind(&main, 99));
     }
 
