@@ -4,7 +4,8 @@
 #   iptables                             Docker-style iptables-nft port publishing (hosts tests)
 #   network-manager dnsmasq dbus          end-to-end tests with real NetworkManager and DHCP
 #   systemd networkd-dispatcher           end-to-end tests with real systemd-networkd
-#   util-linux procps coreutils           unshare/nsenter/mount, sysctl, timeout
+#   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
+#   python3                               an unprivileged user forging D-Bus signals (stdlib only)
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
@@ -18,7 +19,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils lintian debootstrap rpm dpkg-dev"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2

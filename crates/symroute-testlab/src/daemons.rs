@@ -569,6 +569,27 @@ fn quote(path: &Path) -> String {
     format!("'{s}'")
 }
 
+/// Starts NetworkManager in `mounts` (logging to `dir/NetworkManager.log`) and waits until it
+/// answers on the bus.
+fn launch_networkmanager(mounts: &PrivateMounts, dir: &Path) -> Daemon {
+    let mut cmd = mounts.command(&program("NetworkManager"));
+    cmd.arg("--debug");
+    let mut nm = Daemon::spawn("NetworkManager", cmd, &dir.join("NetworkManager.log"));
+    let nm_ready = wait_until(Duration::from_secs(15), || {
+        mounts
+            .run(&["nmcli", "-t", "general", "status"])
+            .status
+            .success()
+    });
+    nm.assert_running();
+    assert!(
+        nm_ready,
+        "NetworkManager did not come up:\n{}",
+        tail(nm.log_path(), 40)
+    );
+    nm
+}
+
 fn start_dbus(mounts: &PrivateMounts, log: &Path) -> Daemon {
     let mut cmd = mounts.command(&program("dbus-daemon"));
     cmd.args(["--system", "--nofork", "--nopidfile", "--nosyslog"]);
@@ -663,25 +684,7 @@ impl NetworkManager {
         let mounts = PrivateMounts::new(host, &setup);
         let dbus = start_dbus(&mounts, &dir.path().join("dbus.log"));
 
-        let mut cmd = mounts.command(&program("NetworkManager"));
-        cmd.arg("--debug");
-        let mut nm = Daemon::spawn(
-            "NetworkManager",
-            cmd,
-            &dir.path().join("NetworkManager.log"),
-        );
-        let nm_ready = wait_until(Duration::from_secs(15), || {
-            mounts
-                .run(&["nmcli", "-t", "general", "status"])
-                .status
-                .success()
-        });
-        nm.assert_running();
-        assert!(
-            nm_ready,
-            "NetworkManager did not come up:\n{}",
-            tail(nm.log_path(), 40)
-        );
+        let nm = launch_networkmanager(&mounts, dir.path());
         NetworkManager {
             nm: Some(nm),
             dbus: Some(dbus),
@@ -692,6 +695,50 @@ impl NetworkManager {
 
     fn mounts(&self) -> &PrivateMounts {
         self.mounts.as_ref().expect("mounts")
+    }
+
+    /// The address of NetworkManager's system bus, reachable from outside its mount namespace
+    /// for as long as the namespace lives, also across restarts of the bus.
+    pub fn bus_address(&self) -> String {
+        format!(
+            "unix:path={}",
+            self.mounts().path("/run/dbus/system_bus_socket").display()
+        )
+    }
+
+    /// Stops NetworkManager (SIGTERM, as a service stop does: the devices keep their
+    /// configuration) and starts it again in the same namespaces, on the same bus.
+    pub fn restart(&mut self) {
+        if let Some(mut nm) = self.nm.take() {
+            nm.stop();
+        }
+        self.nm = Some(launch_networkmanager(self.mounts(), self.dir.path()));
+    }
+
+    /// Stops NetworkManager, then the system bus (and whatever the bus had started).
+    pub fn stop_bus(&mut self) {
+        if let Some(mut nm) = self.nm.take() {
+            nm.stop();
+        }
+        if let Some(mut dbus) = self.dbus.take() {
+            dbus.stop();
+        }
+        self.mounts().kill_members();
+        // A socket left behind would make start_bus believe the new bus is up at once.
+        let _ = fs::remove_file(self.mounts().path("/run/dbus/system_bus_socket"));
+    }
+
+    /// Starts the system bus again, then NetworkManager on it.
+    pub fn start_bus(&mut self) {
+        self.dbus = Some(start_dbus(self.mounts(), &self.dir.path().join("dbus.log")));
+        self.nm = Some(launch_networkmanager(self.mounts(), self.dir.path()));
+    }
+
+    /// A command running `argv` inside NetworkManager's namespaces, to be spawned.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = self.mounts().command(&program(argv[0]));
+        cmd.args(&argv[1..]);
+        cmd
     }
 
     pub fn nmcli(&self, args: &[&str]) -> Output {

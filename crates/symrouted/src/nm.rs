@@ -40,8 +40,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Signals queued in zbus before it drops the oldest. Only NetworkManager's own signals get
 /// into this queue: zbus matches the sender's unique name too.
 const QUEUE: usize = 4096;
-/// `NameOwnerChanged` signals queued. Forgeries can get into this queue (the driver's name is
-/// not a unique name, so zbus cannot match it): they make us ask the bus instead.
+/// `NameOwnerChanged` signals queued. zbus takes the driver's name for a unique name and
+/// matches the sender of these too, so forgeries do not get here.
 const OWNER_QUEUE: usize = 256;
 /// Bounds on what is kept about NetworkManager's devices.
 const MAX_DEVICES: usize = 4096;
@@ -269,8 +269,8 @@ pub struct NetworkManager {
     unknown_configs: BTreeSet<String>,
     /// More unknown configuration objects than are kept: every device is marked.
     unknown_overflow: bool,
-    /// A forged `NameOwnerChanged` came: it may have pushed a real one out of the queue, so the
-    /// bus is asked once after the drain.
+    /// A forged `NameOwnerChanged` got through (zbus should have dropped it): it may have
+    /// pushed a real one out of the queue, so the bus is asked once after the drain.
     verify_owner: bool,
     /// Forged signals dropped so far (logged at powers of two, at debug level).
     dropped: u64,
