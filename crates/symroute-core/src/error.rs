@@ -2,10 +2,10 @@
 
 use crate::config::ConfigError;
 use crate::events::NameError;
+use crate::kernel::netlink::NetlinkError;
+use crate::kernel::nftables::NftError;
 use crate::kernel::{ApplyError, ReadError};
 use crate::lock::LockError;
-use crate::netlink::NetlinkError;
-use crate::nftables::NftError;
 use crate::plan::PlanError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,4 +36,13 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::InvalidName(_) | Error::Config(_))
     }
+}
+
+/// `Network is unreachable (errno 101)`: the system's text, with the errno an admin can grep
+/// for.
+pub fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    // io::Error appends " (os error N)".
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    format!("{text} (errno {errno})")
 }

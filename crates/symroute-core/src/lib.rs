@@ -4,30 +4,48 @@
 //!
 //! The kernel is the only state: every run reads what is there, so running twice changes
 //! nothing the second time and a run killed midway is repaired by the next one.
+//!
+//! The folders follow a run (docs/architecture.md):
+//! - [`model`]: plain data — [`Snapshot`], [`Op`], links, routes, rules.
+//! - [`kernel`]: everything that reads or writes the host (netlink, nftables, files).
+//! - [`plan`]: the pure decisions — plans, [`diff`], the nftables table text.
+//! - [`views`]: pure reports over a snapshot — status, doctor, explain.
+//! - [`run`]: one run, lock → read → plan → diff → apply.
 
 pub mod config;
-pub mod convert;
-pub mod diff;
-pub mod doctor;
 pub mod error;
 pub mod events;
-pub mod explain;
 pub mod kernel;
 pub mod lock;
 pub mod logging;
 pub mod model;
-pub mod netlink;
-pub mod nftables;
 pub mod plan;
 pub mod run;
 pub mod settings;
-pub mod status;
 pub mod uplinks;
+pub mod views;
 
-pub use diff::Op;
+#[cfg(test)]
+mod fixtures;
+
 pub use error::Error;
 pub use events::{action_for, validate_interface_name, Action};
-pub use netlink::Netlink;
-pub use plan::{plan_interface, InterfacePlan, Snapshot};
+pub use kernel::netlink::Netlink;
+pub use model::{Op, Snapshot};
+pub use plan::{plan_interface, InterfacePlan};
 pub use run::{reconcile, reconcile_skipping, Mode, Report, Target};
 pub use settings::Settings;
+
+// The modules' paths before the folders, kept so that code written against them still builds.
+pub use kernel::{convert, netlink};
+pub use plan::diff;
+pub use views::{doctor, explain, status};
+
+/// `table inet symroute` (`iif_rules`): its text ([`plan::nft`]) and its reading and
+/// writing ([`kernel::nftables`]), under the module's path before the folders.
+pub mod nftables {
+    pub use crate::kernel::nftables::*;
+    pub use crate::model::nft::*;
+    pub use crate::model::{NftChange, NftInstalled as Installed, NftTable};
+    pub use crate::plan::nft::*;
+}

@@ -3,15 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::diff::{diff, Op};
 use crate::error::Error;
 use crate::events::Action;
-use crate::kernel::{self, Scope};
+use crate::kernel::netlink::Netlink;
+use crate::kernel::{self, nftables, Scope};
 use crate::lock::RunLock;
-use crate::model::{Link, Route, Rule, MAIN_TABLE};
-use crate::netlink::Netlink;
-use crate::nftables::{self, Installed};
-use crate::plan::{plan_exempt, plan_garbage, plan_interface, InterfacePlan, Snapshot};
+use crate::model::Op;
+use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
+use crate::plan::diff::diff;
+use crate::plan::nft;
+use crate::plan::{plan_exempt, plan_garbage, plan_interface, InterfacePlan};
 use crate::settings::Settings;
 use crate::uplinks::Uplinks;
 
@@ -419,10 +420,7 @@ fn sync_nftables(
     let wanted = if flush {
         None
     } else {
-        nftables::table(
-            &nftables::marked_links(snapshot, settings, planned),
-            settings,
-        )
+        nft::table(&nft::marked_links(snapshot, settings, planned), settings)
     };
     let leftovers = snapshot
         .rules
@@ -455,7 +453,7 @@ fn sync_nftables(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(change) = nftables::change(wanted.as_ref(), &installed) else {
+    let Some(change) = nft::change(wanted.as_ref(), &installed) else {
         return Ok(());
     };
     let line = change.line();

@@ -11,10 +11,9 @@ use clap::Parser;
 use cli::{Args, Command};
 use symroute_core::doctor::{self, HostFacts};
 use symroute_core::explain::{self, Query};
+use symroute_core::kernel::nftables;
 use symroute_core::kernel::{self, Scope};
-use symroute_core::model::Family;
-use symroute_core::nftables;
-use symroute_core::plan::Snapshot;
+use symroute_core::model::{Family, Snapshot};
 use symroute_core::status;
 use symroute_core::{
     config, lock::DEFAULT_LOCK_PATH, logging, reconcile, validate_interface_name, Action, Error,
@@ -173,14 +172,14 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
                 iif: iif.clone(),
                 mark: 0,
             };
-            let answer = explain::lookup(&netlink, &query, iif_index)
+            let answer = kernel::lookup(&netlink, &query, iif_index)
                 .await
                 .map_err(Error::Connect)?;
             // Forwarded traffic is symmetric when its answer goes back the same way: ask
             // the kernel about the answer too.
             let reply = match explain::reply_query(&snapshot, settings, &query, &answer) {
                 Some((reply, reply_iif)) => Some(
-                    explain::lookup(&netlink, &reply, reply_iif)
+                    kernel::lookup(&netlink, &reply, reply_iif)
                         .await
                         .map_err(Error::Connect)?,
                 ),

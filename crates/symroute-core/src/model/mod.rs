@@ -6,8 +6,21 @@
 use std::fmt;
 use std::net::IpAddr;
 
+pub mod host;
+mod lookup;
+pub mod nft;
+mod op;
+mod snapshot;
+
+pub use lookup::{Answer, Query};
+pub use nft::{NftChange, NftInstalled, NftTable};
+pub use op::{Op, OpDisplay};
+pub use snapshot::Snapshot;
+
 /// `RT_TABLE_MAIN`.
 pub const MAIN_TABLE: u32 = 254;
+/// `RT_TABLE_LOCAL`.
+pub const LOCAL_TABLE: u32 = 255;
 
 /// Address family of a route or rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,9 +69,31 @@ pub mod scope {
     pub const HOST: u8 = 254;
 }
 
-/// `rtm_type` values the planner cares about.
+/// `rtm_type` values (`RTN_*`).
 pub mod route_type {
     pub const UNICAST: u8 = 1;
+    pub const LOCAL: u8 = 2;
+    pub const UNREACHABLE: u8 = 7;
+    pub const THROW: u8 = 9;
+
+    /// The name `ip route` prints for a route type.
+    pub fn name(kind: u8) -> String {
+        match kind {
+            0 => "unspec",
+            UNICAST => "unicast",
+            LOCAL => "local",
+            3 => "broadcast",
+            4 => "anycast",
+            5 => "multicast",
+            6 => "blackhole",
+            UNREACHABLE => "unreachable",
+            8 => "prohibit",
+            THROW => "throw",
+            10 => "nat",
+            _ => return kind.to_string(),
+        }
+        .into()
+    }
 }
 
 /// `IFA_F_*` flags that decide whether an address deserves a rule.

@@ -13,6 +13,8 @@ use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
 use netlink_proto::{ConnectionHandle, ReplyExpectation};
 use netlink_sys::AsyncSocket;
 
+use crate::error::errno_text;
+
 /// Writes sent per `sendmsg`, bounded in count and bytes (a datagram larger than the send
 /// buffer fails with EMSGSIZE). Only the last write of a batch asks for an ACK; the kernel
 /// answers every failed write anyway, so successes cost no answer at all.
@@ -43,13 +45,6 @@ impl NetlinkError {
             _ => None,
         }
     }
-}
-
-fn errno_text(errno: i32) -> String {
-    let text = std::io::Error::from_raw_os_error(errno).to_string();
-    // io::Error appends " (os error N)"; keep the errno name an admin can grep for.
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-    format!("{text} (errno {errno})")
 }
 
 type Unsolicited = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;

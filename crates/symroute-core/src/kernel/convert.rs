@@ -68,7 +68,7 @@ pub fn address_from(msg: &AddressMessage) -> Option<Address> {
     })
 }
 
-fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
+pub(crate) fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
     match addr {
         RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
         RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),

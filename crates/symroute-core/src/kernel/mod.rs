@@ -1,15 +1,22 @@
-//! Reading a [`Snapshot`] from the kernel and applying [`Op`]s to it.
+//! Everything that reads or writes the host: reading a [`Snapshot`] from the kernel and
+//! applying [`Op`]s to it ([`netlink`], [`convert`]), `table inet symroute` ([`nftables`]),
+//! route lookups ([`lookup`]) and the files doctor looks at ([`host`]).
+
+pub mod convert;
+pub mod host;
+mod lookup;
+pub mod netlink;
+pub mod nftables;
 
 use std::collections::BTreeMap;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 
-use crate::convert;
-use crate::diff::Op;
-use crate::model::{Address, Link, Route, MAIN_TABLE};
-use crate::netlink::{Netlink, NetlinkError};
-use crate::plan::Snapshot;
+pub use lookup::lookup;
+use netlink::{Netlink, NetlinkError};
+
+use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
 use crate::settings::Settings;
 use crate::uplinks::Uplinks;
 

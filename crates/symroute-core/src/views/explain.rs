@@ -8,50 +8,13 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
-use netlink_packet_route::RouteNetlinkMessage as Msg;
 use serde::Serialize;
 
-use crate::convert;
-use crate::model::{route_type, Family, Link, Route, Rule, MAIN_TABLE};
-use crate::netlink::{Netlink, NetlinkError};
-use crate::plan::Snapshot;
+use crate::error::errno_text;
+use crate::model::{route_type, Family, Link, Rule, Snapshot, MAIN_TABLE};
+pub use crate::model::{Answer, Query};
 use crate::settings::{Prefix, Settings};
-use crate::status::{self, RouteView, RuleView};
-
-/// `RTN_LOCAL`.
-const LOCAL_TYPE: u8 = 2;
-
-/// The packet to explain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query {
-    pub from: IpAddr,
-    pub to: IpAddr,
-    /// The interface the packet enters through (forwarded traffic); `None` for a packet the
-    /// host sends itself.
-    pub iif: Option<String>,
-    /// The packet's mark (`fwmark`); 0 for none. The answer of a connection that came in
-    /// through an interface marked by `iif_rules` carries that interface's mark.
-    pub mark: u32,
-}
-
-/// What the kernel answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Route {
-        /// The table the lookup ended in.
-        table: u32,
-        /// The route type of the result (unicast, local, ...).
-        kind: u8,
-        /// The entry of `table` that matched (`RTM_F_FIB_MATCH`), when the kernel gave it.
-        matched: Option<Route>,
-        oif: Option<u32>,
-        gateway: Option<IpAddr>,
-        prefsrc: Option<IpAddr>,
-    },
-    /// The lookup failed (unreachable, prohibited, no route, source not local...).
-    Failed { errno: i32 },
-}
+use crate::views::status::{self, RouteView, RuleView};
 
 /// The rule that leads to the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,7 +109,7 @@ fn table_covers(snapshot: &Snapshot, table: u32, to: IpAddr) -> bool {
     };
     routes
         .iter()
-        .any(|r| r.kind != 9 && Prefix::new(r.dst, r.dst_len).contains(&to))
+        .any(|r| r.kind != route_type::THROW && Prefix::new(r.dst, r.dst_len).contains(&to))
 }
 
 /// Rules in the order the kernel walks them.
@@ -200,7 +163,7 @@ pub fn reply_query(
         iif,
         mark,
     };
-    if *kind == LOCAL_TYPE {
+    if *kind == route_type::LOCAL {
         return Some((reverse(None), None));
     }
     let oif = (*oif)?;
@@ -336,7 +299,7 @@ fn explain_one(
 
     match answer {
         Answer::Failed { errno } if owner.is_none() && query.iif.is_none() => {
-            let text = NetlinkError::Errno(*errno).to_string();
+            let text = errno_text(*errno);
             out.verdict = format!(
                 "the kernel refuses the lookup ({text}): {} is not an address of this host \
                  (for forwarded traffic give --iif INTERFACE)",
@@ -347,7 +310,7 @@ fn explain_one(
         Answer::Failed { errno }
             if (*errno == EXDEV || *errno == EINVAL) && query.iif.is_some() =>
         {
-            let text = NetlinkError::Errno(*errno).to_string();
+            let text = errno_text(*errno);
             let iif = query.iif.as_deref().unwrap_or_default();
             out.verdict = format!(
                 "dropped on entry to {iif}: its reverse-path filter (rp_filter) rejects {} \
@@ -358,7 +321,7 @@ fn explain_one(
             out.error = Some(text);
         }
         Answer::Failed { errno } => {
-            let text = NetlinkError::Errno(*errno).to_string();
+            let text = errno_text(*errno);
             // The first rule whose table covers the destination is where the lookup ended.
             let likely = matching
                 .iter()
@@ -395,7 +358,7 @@ fn explain_one(
             out.gateway = *gateway;
             out.prefsrc = *prefsrc;
             let via = via_text(*gateway, out.dev.as_deref());
-            if *kind == LOCAL_TYPE {
+            if *kind == route_type::LOCAL {
                 out.verdict = format!("{} is this host's own address: delivered locally", query.to);
             } else if *kind != route_type::UNICAST {
                 out.verdict = format!(
@@ -507,94 +470,11 @@ impl Explanation {
     }
 }
 
-/// Asks the kernel how it routes `query`. `iif` is the index of `query.iif`.
-///
-/// Two `RTM_GETROUTE` requests, as `ip route get ... fibmatch` does: the plain one gives the
-/// egress interface, gateway and table of the lookup; the `RTM_F_FIB_MATCH` one gives the
-/// table entry that matched. Works without privileges.
-pub async fn lookup(nl: &Netlink, query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkError> {
-    let get = |flags: RouteFlags| {
-        let mut msg = RouteMessage::default();
-        let family = Family::of(&query.to);
-        msg.header.address_family = convert::family_code(family);
-        msg.header.destination_prefix_length = family.host_prefix_len();
-        msg.header.source_prefix_length = Family::of(&query.from).host_prefix_len();
-        // Under strict checking IPv6 refuses RTM_F_LOOKUP_TABLE (EINVAL); it always reports
-        // the table anyway.
-        msg.header.flags = match family {
-            Family::V4 => flags,
-            Family::V6 => flags - RouteFlags::LookupTable,
-        };
-        msg.attributes
-            .push(RouteAttribute::Source(query.from.into()));
-        msg.attributes
-            .push(RouteAttribute::Destination(query.to.into()));
-        if let Some(i) = iif {
-            msg.attributes.push(RouteAttribute::Iif(i));
-        }
-        if query.mark != 0 {
-            msg.attributes.push(RouteAttribute::Mark(query.mark));
-        }
-        Msg::GetRoute(msg)
-    };
-    let route_of = |answer: Msg| match answer {
-        Msg::NewRoute(route) => Ok(route),
-        _ => Err(NetlinkError::Closed),
-    };
-    let plain = match nl
-        .get(get(RouteFlags::LookupTable))
-        .await
-        .and_then(route_of)
-    {
-        Ok(route) => route,
-        Err(NetlinkError::Errno(errno)) => return Ok(Answer::Failed { errno }),
-        Err(e) => return Err(e),
-    };
-    let matched = nl
-        .get(get(RouteFlags::LookupTable | RouteFlags::FibMatch))
-        .await
-        .and_then(route_of)
-        .ok()
-        .and_then(|m| convert::route_from(&m));
-    Ok(answer_from(&plain, matched))
-}
-
-fn answer_from(plain: &RouteMessage, matched: Option<Route>) -> Answer {
-    let mut table = u32::from(plain.header.table);
-    let (mut oif, mut gateway, mut prefsrc) = (None, None, None);
-    for attr in &plain.attributes {
-        match attr {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Gateway(g) => gateway = ip_of(g),
-            RouteAttribute::PrefSource(s) => prefsrc = ip_of(s),
-            _ => {}
-        }
-    }
-    Answer::Route {
-        table,
-        kind: u8::from(plain.header.kind),
-        matched,
-        oif,
-        gateway,
-        prefsrc,
-    }
-}
-
-fn ip_of(addr: &netlink_packet_route::route::RouteAddress) -> Option<IpAddr> {
-    use netlink_packet_route::route::RouteAddress;
-    match addr {
-        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::tests::{host, ip, route, synced, ETH0, ETH1};
-    use crate::status::LOCAL_TABLE;
+    use crate::fixtures::{host, ip, route, synced, ETH0, ETH1};
+    use crate::model::LOCAL_TABLE;
 
     fn query(from: &str, to: &str) -> Query {
         Query {
@@ -679,7 +559,7 @@ mod tests {
         let snap = synced(host(), &settings);
         let local = Answer::Route {
             table: LOCAL_TABLE,
-            kind: LOCAL_TYPE,
+            kind: route_type::LOCAL,
             matched: None,
             oif: Some(1),
             gateway: None,
@@ -734,7 +614,7 @@ mod tests {
             ..Settings::default()
         };
         let mut snap = synced(host(), &settings);
-        snap.links.push(crate::status::tests::link(4, "lan0"));
+        snap.links.push(crate::fixtures::link(4, "lan0"));
         // A client beyond r2 reaches 10.50.0.2 behind lan0, entering eth1.
         let q = Query {
             iif: Some("eth1".into()),
@@ -853,7 +733,7 @@ mod tests {
         };
         let local = Answer::Route {
             table: LOCAL_TABLE,
-            kind: LOCAL_TYPE,
+            kind: route_type::LOCAL,
             matched: None,
             oif: Some(1),
             gateway: None,

@@ -1,61 +1,9 @@
 //! The pure comparison of wanted and present state, as an ordered list of operations.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-use crate::model::{Link, Route, RouteKey, Rule};
-
-/// One change to the kernel. A plan's operations are applied in the order
-/// [`diff`] returns them: make before break.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Create the route, or overwrite the present one with the same key in place.
-    ReplaceRoute(Route),
-    AddRule(Rule),
-    DelRule(Rule),
-    DelRoute(Route),
-}
-
-impl Op {
-    /// Phase in the make-before-break order.
-    fn phase(&self) -> u8 {
-        match self {
-            Op::ReplaceRoute(_) => 0,
-            Op::AddRule(_) => 1,
-            Op::DelRule(_) => 2,
-            Op::DelRoute(_) => 3,
-        }
-    }
-}
-
-/// An operation shown the way it is logged: `+rule from 10.2.0.9 lookup 1003 priority 32000`.
-pub struct OpDisplay<'a> {
-    op: &'a Op,
-    links: &'a [Link],
-}
-
-impl Op {
-    pub fn display<'a>(&'a self, links: &'a [Link]) -> OpDisplay<'a> {
-        OpDisplay { op: self, links }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.display(&[]).fmt(f)
-    }
-}
-
-impl fmt::Display for OpDisplay<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.op {
-            Op::ReplaceRoute(r) => write!(f, "+route {}", r.display(self.links)),
-            Op::AddRule(r) => write!(f, "+rule {r}"),
-            Op::DelRule(r) => write!(f, "-rule {r}"),
-            Op::DelRoute(r) => write!(f, "-route {}", r.display(self.links)),
-        }
-    }
-}
+pub use crate::model::Op;
+use crate::model::{Route, RouteKey, Rule};
 
 /// Operations that turn `present` into `wanted`.
 ///

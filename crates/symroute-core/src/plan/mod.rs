@@ -1,43 +1,19 @@
-//! The pure decision: what an interface's table and rules should be, given a snapshot.
+//! The pure decisions: what an interface's table and rules should be, given a snapshot
+//! (here), the operations between that and what is there ([`diff`]), and the nftables table
+//! `iif_rules` wants ([`nft`]).
+
+pub mod diff;
+pub mod nft;
 
 use std::collections::BTreeMap;
 
+pub use crate::model::Snapshot;
 use crate::model::{route_type, scope, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
 use crate::settings::{Prefix, Settings};
 use crate::uplinks::{behind_routes, Uplinks};
 
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
 pub const STRICT_METRIC: u32 = u32::MAX;
-/// `RTN_UNREACHABLE`.
-const UNREACHABLE: u8 = 7;
-
-/// What symroute read from the kernel for one run. Anything not read is simply absent: a
-/// per-interface run reads only that interface's addresses and main-table routes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub links: Vec<Link>,
-    pub addresses: Vec<Address>,
-    /// Main-table routes (at least every one through the interfaces being planned).
-    pub main_routes: Vec<Route>,
-    /// Every policy rule of both families, ours and others'.
-    pub rules: Vec<Rule>,
-    /// Contents of the tables symroute looked into (its own, and those of stale rules).
-    pub tables: BTreeMap<u32, Vec<Route>>,
-}
-
-impl Snapshot {
-    pub fn link(&self, ifindex: u32) -> Option<&Link> {
-        self.links.iter().find(|l| l.index == ifindex)
-    }
-
-    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
-        self.links.iter().find(|l| l.name == name)
-    }
-
-    pub fn table(&self, table: u32) -> &[Route] {
-        self.tables.get(&table).map(Vec::as_slice).unwrap_or(&[])
-    }
-}
 
 /// The wanted state of one interface's table and rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +228,7 @@ fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route
         metric: STRICT_METRIC,
         protocol: settings.protocol,
         scope: scope::UNIVERSE,
-        kind: UNREACHABLE,
+        kind: route_type::UNREACHABLE,
         pref_src: None,
         pref: match family {
             Family::V4 => None,
@@ -771,7 +747,7 @@ mod tests {
         let closers: Vec<&Route> = plan
             .routes
             .iter()
-            .filter(|r| r.kind == UNREACHABLE)
+            .filter(|r| r.kind == route_type::UNREACHABLE)
             .collect();
         assert_eq!(closers.len(), 2);
         assert!(closers
@@ -947,10 +923,13 @@ mod tests {
             applied.rules.extend(plan.rules.clone());
             let again = plan_interface(&applied, &settings, &snap.links[1]).unwrap();
             assert_eq!(again, plan);
-            assert!(
-                crate::diff::diff(&again.routes, &again.rules, &plan.routes, &plan.rules)
-                    .is_empty()
-            );
+            assert!(crate::plan::diff::diff(
+                &again.routes,
+                &again.rules,
+                &plan.routes,
+                &plan.rules
+            )
+            .is_empty());
         }
     }
 }

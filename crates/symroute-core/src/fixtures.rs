@@ -1,0 +1,117 @@
+//! Builders and a sample host shared by the unit tests: state written down literally.
+
+use std::net::IpAddr;
+
+use crate::model::{
+    route_type, scope, Address, Family, Link, NextHop, Route, Rule, Snapshot, LOCAL_TABLE,
+    MAIN_TABLE,
+};
+use crate::plan::{plan_exempt, plan_interface};
+use crate::settings::Settings;
+
+pub const ETH0: u32 = 2;
+pub const ETH1: u32 = 3;
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub fn link(index: u32, name: &str) -> Link {
+    Link {
+        index,
+        name: name.into(),
+        up: true,
+        loopback: index == 1,
+    }
+}
+
+pub fn addr(ifindex: u32, a: &str, len: u8) -> Address {
+    Address {
+        ifindex,
+        addr: ip(a),
+        prefix_len: len,
+        scope: scope::UNIVERSE,
+        flags: 0,
+    }
+}
+
+pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: u8) -> Route {
+    let dst = ip(dst);
+    Route {
+        family: Family::of(&dst),
+        table,
+        dst,
+        dst_len: len,
+        tos: 0,
+        metric: if gw.is_some() { 100 + dev } else { 0 },
+        protocol: proto,
+        scope: if gw.is_some() {
+            scope::UNIVERSE
+        } else {
+            scope::LINK
+        },
+        kind: route_type::UNICAST,
+        pref_src: None,
+        pref: None,
+        metrics: vec![],
+        nexthops: vec![NextHop {
+            ifindex: dev,
+            gateway: gw.map(ip),
+            hops: 0,
+            onlink: false,
+        }],
+    }
+}
+
+pub fn rule(priority: u32, src: Option<(&str, u8)>, table: u32, protocol: u8) -> Rule {
+    let family = src.map_or(Family::V4, |(a, _)| Family::of(&ip(a)));
+    Rule {
+        family,
+        priority,
+        src: src.map(|(a, l)| (ip(a), l)),
+        dst: None,
+        iif: None,
+        fwmark: None,
+        table,
+        protocol,
+        other_selectors: false,
+    }
+}
+
+/// The lab host, before symroute ran: two uplinks with a default each.
+pub fn host() -> Snapshot {
+    Snapshot {
+        links: vec![link(1, "lo"), link(ETH0, "eth0"), link(ETH1, "eth1")],
+        addresses: vec![
+            addr(1, "127.0.0.1", 8),
+            addr(ETH0, "10.1.0.2", 24),
+            addr(ETH1, "10.2.0.2", 24),
+        ],
+        main_routes: vec![
+            route(MAIN_TABLE, "0.0.0.0", 0, Some("10.1.0.1"), ETH0, 4),
+            route(MAIN_TABLE, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4),
+            route(MAIN_TABLE, "10.1.0.0", 24, None, ETH0, 2),
+            route(MAIN_TABLE, "10.2.0.0", 24, None, ETH1, 2),
+        ],
+        rules: vec![
+            rule(0, None, LOCAL_TABLE, 2),
+            rule(32766, None, MAIN_TABLE, 2),
+            rule(32767, None, 253, 2),
+        ],
+        ..Snapshot::default()
+    }
+}
+
+/// `snapshot` after a sync of every interface.
+pub fn synced(mut snapshot: Snapshot, settings: &Settings) -> Snapshot {
+    for link in snapshot.links.clone() {
+        let plan = plan_interface(&snapshot, settings, &link).unwrap();
+        if !plan.routes.is_empty() {
+            snapshot.tables.insert(plan.table, plan.routes);
+        }
+        snapshot.rules.extend(plan.rules);
+    }
+    snapshot.rules.extend(plan_exempt(settings));
+    snapshot.rules.sort_by_key(|r| r.priority);
+    snapshot
+}

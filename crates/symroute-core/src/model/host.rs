@@ -1,0 +1,60 @@
+//! Facts about the host that the kernel's routing state does not hold: sysctls,
+//! systemd-networkd's configuration, installed integrations, table names. Read by
+//! `kernel::host`, judged by `views::doctor`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::NftInstalled;
+
+/// Settings of one `net.ipv4.conf.NAME` (`NAME` = `all`, `default` or an interface), and
+/// `net.ipv6.conf.NAME.forwarding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conf {
+    pub rp_filter: Option<u32>,
+    pub arp_announce: Option<u32>,
+    pub arp_ignore: Option<u32>,
+    pub arp_filter: Option<u32>,
+    pub forwarding: Option<u32>,
+    pub ipv6_forwarding: Option<u32>,
+}
+
+/// systemd-networkd on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Networkd {
+    /// Its binary, when installed.
+    pub binary: Option<PathBuf>,
+    /// Running now, or enabled to start at boot.
+    pub active: bool,
+    /// networkd.conf and its drop-ins, in the order networkd applies them, with their text.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// An installed file that runs symroute on events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub uid: u32,
+    /// The program the script calls (`HOOK=...`), and whether it is executable.
+    pub calls: Option<(PathBuf, bool)>,
+}
+
+/// Facts about the host that the kernel snapshot does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostFacts {
+    /// `net.ipv4.conf.*`, by name.
+    pub conf: BTreeMap<String, Conf>,
+    pub networkd: Networkd,
+    pub nm_dispatcher: Vec<Installed>,
+    pub networkd_dispatcher: Vec<Installed>,
+    pub daemon_unit: Vec<PathBuf>,
+    /// Table names from iproute2's `rt_tables` files other than symroute's own:
+    /// `(table, name, file)`.
+    pub table_names: Vec<(u32, String, PathBuf)>,
+    /// `/usr/sbin/nft` is installed (`iif_rules` needs it to write its table).
+    pub nft_binary: bool,
+    /// `table inet symroute` as the kernel has it; `None` when it could not be read (that
+    /// needs CAP_NET_ADMIN, so the caller fills it in: [`HostFacts::read`] reads files only).
+    pub nft_table: Option<NftInstalled>,
+}

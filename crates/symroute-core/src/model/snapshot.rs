@@ -1,0 +1,33 @@
+//! What one run read from the host: the input of every plan and view.
+
+use std::collections::BTreeMap;
+
+use super::{Address, Link, Route, Rule};
+
+/// What symroute read from the kernel for one run. Anything not read is simply absent: a
+/// per-interface run reads only that interface's addresses and main-table routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    /// Main-table routes (at least every one through the interfaces being planned).
+    pub main_routes: Vec<Route>,
+    /// Every policy rule of both families, ours and others'.
+    pub rules: Vec<Rule>,
+    /// Contents of the tables symroute looked into (its own, and those of stale rules).
+    pub tables: BTreeMap<u32, Vec<Route>>,
+}
+
+impl Snapshot {
+    pub fn link(&self, ifindex: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == ifindex)
+    }
+
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn table(&self, table: u32) -> &[Route] {
+        self.tables.get(&table).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
