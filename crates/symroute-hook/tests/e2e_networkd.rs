@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
 use symroute_testlab::daemons::{
     check_symmetric, global_addrs, ifindex, install_integrations, require_programs, routing_state,
     stale_rules, symroute_rules, wait_symmetric, DhcpLab, Networkd, TempDir,
@@ -364,4 +365,95 @@ fn networkd_dispatcher_scripts_are_installed_the_way_networkd_dispatcher_wants_t
             .join(format!("etc/networkd-dispatcher/{state}.d"));
         assert!(!dir.join("50-symroute").exists(), "{state}");
     }
+}
+
+/// Installed as the packages install it: the networkd-dispatcher scripts, the drop-in *and*
+/// the daemon. Activation, carrier cut, renumber, reconfigure and off: one end state, eth0
+/// reachable throughout, no rule torn down while its address is still there, no fight.
+#[test]
+fn networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight() {
+    let test = "networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight";
+    if !ready(test) {
+        return;
+    }
+    let NdLab { nd, lab, .. } = &mut nd_lab(test, "networkd-dispatcher,networkd");
+    let watch = RuleWatch::start(&lab.host);
+    let dir = TempDir::new("nd-beside");
+    let daemon_bin = symrouted_next_to(Path::new(HOOK));
+    let cmd = nd.command(&[&daemon_bin.to_string_lossy(), "-v"]);
+    let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
+    let eth0 = addrs(&lab.host, "eth0");
+    let eth0_reachable = |lab: &DhcpLab| {
+        for a in &eth0 {
+            assert!(ping(&lab.client, a), "{a} unreachable");
+        }
+    };
+
+    // Carrier cut, then back.
+    lab.set_carrier(1, false);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            nd.events().contains(&"eth1 no-carrier".to_string())
+                && rules_of(&lab.host, "eth1").is_empty()
+        }),
+        "{:?}\n{}",
+        nd.events(),
+        routing_state(&lab.host)
+    );
+    eth0_reachable(lab);
+    lab.set_carrier(1, true);
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+
+    // Renumber: the server moves to another pool; reconfigure takes a new lease.
+    let old = global_addrs(&lab.host, "eth1", false);
+    lab.dhcp2.set_pool(
+        symroute_testlab::daemons::POOL_R2_NEXT.0,
+        symroute_testlab::daemons::POOL_R2_NEXT.1,
+    );
+    let missed = reconfigure(nd, lab, "eth1", "eth0");
+    assert_eq!(missed, 0, "eth0's rules vanished while eth1 was renumbered");
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    assert_ne!(global_addrs(&lab.host, "eth1", false), old);
+
+    // Reconfigure the other uplink.
+    let missed = reconfigure(nd, lab, "eth0", "eth1");
+    assert_eq!(
+        missed, 0,
+        "eth1's rules vanished while eth0 was reconfigured"
+    );
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    let eth0 = addrs(&lab.host, "eth0");
+
+    // Off, then up again.
+    nd.networkctl_ok(&["down", "eth1"]);
+    assert!(
+        wait_until(Duration::from_secs(15), || nd
+            .events()
+            .contains(&"eth1 off".to_string())
+            && rules_of(&lab.host, "eth1").is_empty()),
+        "{:?}\n{}",
+        nd.events(),
+        routing_state(&lab.host)
+    );
+    for a in &eth0 {
+        assert!(ping(&lab.client, a), "{a} unreachable while eth1 is off");
+    }
+    nd.networkctl_ok(&["up", "eth1"]);
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+
+    daemon.assert_running();
+    let log = daemon.log();
+    assert!(fights(&log).is_empty(), "{:?}", fights(&log));
+    let needless = watch.needless_removals();
+    assert!(
+        needless.is_empty(),
+        "rules removed while their address was there: {needless:?}\ndaemon:\n{log}\nhook:\n{}",
+        nd.dispatcher_log()
+    );
+    assert!(
+        stale_rules(&lab.host).is_empty(),
+        "{:?}",
+        stale_rules(&lab.host)
+    );
+    eprintln!("{test}: events: {:?}", nd.events());
 }

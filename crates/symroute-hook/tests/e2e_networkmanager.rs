@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
 use symroute_testlab::daemons::{
     global_addrs, ifindex, install_integrations, require_programs, routing_state, stale_rules,
     symroute_rules, wait_symmetric, DhcpLab, NetworkManager, TempDir, POOL_R2_NEXT,
@@ -368,4 +369,123 @@ fn dispatcher_script_hands_the_right_events_to_the_hook() {
         .output()
         .expect("run the dispatcher script");
     assert!(out.status.success());
+}
+
+/// Lines of a symroute log that changed something (`eth1: +rule from ...`).
+fn change_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(": +") || l.contains(": -"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Installed as the packages install it: the dispatcher script *and* the daemon following
+/// NetworkManager's bus. Activation, carrier cut, renumber, reapply and device off: one end
+/// state, eth0 reachable throughout, no rule torn down while its address is still there, no
+/// fight reported.
+#[test]
+fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight() {
+    let test = "networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight";
+    if !ready(test) {
+        return;
+    }
+    let NmLab { nm, lab, .. } = &mut nm_lab(test);
+    let watch = RuleWatch::start(&lab.host);
+    let dir = TempDir::new("nm-beside");
+    let daemon_bin = symrouted_next_to(Path::new(HOOK));
+    let cmd = nm.command(&[&daemon_bin.to_string_lossy(), "-v", "--source", "nm"]);
+    let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
+    assert!(
+        daemon.log().contains("NetworkManager manages"),
+        "{}",
+        daemon.log()
+    );
+    // Activation was the script's; the daemon finds nothing to change.
+    assert!(change_lines(&daemon.log()).is_empty(), "{}", daemon.log());
+    let mut eth0 = global_addrs(&lab.host, "eth0", false);
+    eth0.extend(global_addrs(&lab.host, "eth0", true));
+    let eth0_reachable = |lab: &DhcpLab| {
+        for a in &eth0 {
+            assert!(ping(&lab.client, a), "{a} unreachable");
+        }
+    };
+
+    // Carrier cut longer than NetworkManager's down delay, then back.
+    lab.set_carrier(1, false);
+    let down = wait_until(Duration::from_secs(20), || {
+        nm.events().contains(&"eth1 down".to_string())
+            && symroute_rules(&lab.host)
+                .iter()
+                .all(|(from, _)| eth0.contains(from))
+    });
+    assert!(down, "{:?}\n{}", nm.events(), routing_state(&lab.host));
+    eth0_reachable(lab);
+    lab.set_carrier(1, true);
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+
+    // Renumber: a new lease at the next activation.
+    let old = global_addrs(&lab.host, "eth1", false);
+    lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
+    nm.nmcli_ok(&["device", "down", "eth1"]);
+    nm.nmcli_ok(&["device", "up", "eth1"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let now = global_addrs(&lab.host, "eth1", false);
+            now.len() == 1 && now != old
+        }),
+        "{}",
+        routing_state(&lab.host)
+    );
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    eth0_reachable(lab);
+
+    // Reconfigure in place: nothing changes.
+    let rules = symroute_rules(&lab.host);
+    let reapplies = nm.events().iter().filter(|e| *e == "eth1 reapply").count();
+    nm.nmcli_ok(&["device", "reapply", "eth1"]);
+    assert!(nm.wait_event("eth1 reapply", reapplies + 1, Duration::from_secs(10)));
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(10));
+    assert_eq!(symroute_rules(&lab.host), rules);
+
+    // Off, then on again.
+    nm.nmcli_ok(&["device", "down", "eth1"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || symroute_rules(&lab.host)
+            .iter()
+            .all(|(from, _)| eth0.contains(from))),
+        "{}",
+        routing_state(&lab.host)
+    );
+    eth0_reachable(lab);
+    nm.nmcli_ok(&["device", "up", "eth1"]);
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+
+    daemon.assert_running();
+    let log = daemon.log();
+    assert!(fights(&log).is_empty(), "{:?}", fights(&log));
+    let needless = watch.needless_removals();
+    assert!(
+        needless.is_empty(),
+        "rules removed while their address was there: {needless:?}\ndaemon:\n{log}\nhook:\n{}",
+        nm.dispatcher_output()
+    );
+    // eth0 was never touched: its rules never went and never came again.
+    let eth0_churn: Vec<String> = watch
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.contains("proto 83") && eth0.iter().any(|a| l.contains(&format!("from {a} ")))
+        })
+        .collect();
+    assert!(eth0_churn.is_empty(), "{eth0_churn:?}");
+    assert!(
+        stale_rules(&lab.host).is_empty(),
+        "{:?}",
+        stale_rules(&lab.host)
+    );
+    eprintln!(
+        "{test}: daemon made {} change(s); events: {:?}",
+        change_lines(&log).len(),
+        nm.events()
+    );
 }

@@ -5,11 +5,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use std::path::Path;
+
+use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
+use symroute_testlab::daemons::TempDir;
 use symroute_testlab::{
     ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+/// The hook's lock (it has no option for another); a daemon beside it must share it.
+const DEFAULT_LOCK: &str = "/run/symroute/lock";
 
 /// Runs the hook inside `ns` the way a dispatcher would, logging to stderr.
 fn hook(ns: &Netns, args: &[&str]) -> Output {
@@ -256,6 +262,62 @@ fn down_class_events_keep_what_the_kernel_still_shows() {
     );
     assert!(lab.host.routes(&t1, false).is_empty());
     assert!(ping(&lab.client, HOST_ETH1_V6));
+    assert_foreign_state(&lab);
+}
+
+/// The measured problem of two managers: with the daemon running, down-class events for a
+/// link that keeps its addresses tore the table down and the daemon rebuilt it at once.
+/// Now neither writes anything, and the daemon reports no fight.
+#[test]
+fn hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows() {
+    if !require_root("hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows") {
+        return;
+    }
+    let lab = converged_lab();
+    let watch = RuleWatch::start(&lab.host);
+    let dir = TempDir::new("hook-beside");
+    let daemon_bin = symrouted_next_to(Path::new(HOOK));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", lab.host.name()])
+        .arg(&daemon_bin)
+        .args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
+    let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
+    let before = our_state(&lab);
+
+    lab.r2.ip("link set down0 down");
+    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
+        lab.host.ip("route show dev eth1").contains("linkdown")
+    }));
+    for event in [
+        "no-carrier",
+        "pre-down",
+        "down",
+        "off",
+        "no-carrier",
+        "down",
+    ] {
+        let log = hook_ok(&lab.host, &["eth1", event]);
+        assert!(changes(&log).is_empty(), "{event} changed something: {log}");
+    }
+    lab.r2.ip("link set down0 up");
+    lab.r2.try_ip("-6 addr add fd02::1/64 dev down0 nodad").ok();
+    hook_ok(&lab.host, &["eth1", "up"]);
+    assert_all_reachable(&lab);
+    let after: Vec<String> = our_state(&lab)
+        .iter()
+        .map(|l| l.replace(" linkdown", ""))
+        .collect();
+    assert_eq!(after, before);
+
+    daemon.assert_running();
+    let log = daemon.log();
+    let daemon_changes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": +") || l.contains(": -"))
+        .collect();
+    assert!(daemon_changes.is_empty(), "the daemon rebuilt: {log}");
+    assert!(fights(&log).is_empty(), "{log}");
+    assert!(watch.needless_removals().is_empty(), "{:?}", watch.lines());
     assert_foreign_state(&lab);
 }
 

@@ -967,6 +967,14 @@ impl Networkd {
         self.mounts.as_ref().expect("mounts")
     }
 
+    /// A command running `argv` inside networkd's namespaces (its `/run`, its bus), to be
+    /// spawned.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = self.mounts().command(&program(argv[0]));
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
     pub fn networkctl(&self, args: &[&str]) -> Output {
         let mut argv = vec!["networkctl"];
         argv.extend_from_slice(args);

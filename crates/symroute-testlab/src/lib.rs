@@ -6,6 +6,7 @@
 //! iproute2, procps and nftables so that the lab is built independently of symroute's own
 //! netlink code, which it is there to test.
 
+pub mod beside;
 pub mod daemons;
 pub mod hosts;
 
