@@ -13,11 +13,12 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 32 << 20;
 /// Where change events come from besides the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
-    /// The kernel, plus NetworkManager when it is on the system bus at start.
+    /// The kernel, plus NetworkManager whenever it is on the system bus (if there is a system
+    /// bus at start).
     Auto,
     /// The kernel only.
     Netlink,
-    /// The kernel plus NetworkManager, which must be on the system bus.
+    /// The kernel plus NetworkManager, which must be on the system bus at start.
     Nm,
 }
 
@@ -43,6 +44,10 @@ because the receive buffer overflowed, everything is synced again.
 
 With NetworkManager on the system bus its device, IP configuration and DHCP signals are
 followed too. The kernel stays the only state: a signal only says which interface to look at.
+Only signals from NetworkManager's current unique name (and the bus driver's NameOwnerChanged)
+are believed; signals other users send are dropped. When NetworkManager restarts it is followed
+again under its new name; when the bus connection is lost, symrouted follows the kernel alone
+and reconnects with back-off (1 s, doubling up to 30 s), logging each change of state once.
 
 On SIGTERM or SIGINT symrouted exits and leaves rules and tables in place, so a restart drops
 no traffic; --flush removes them. SIGHUP rereads the configuration and syncs everything.";

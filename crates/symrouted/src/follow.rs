@@ -220,4 +220,26 @@ mod tests {
         assert!(seen.iter().all(|d| *d <= MAX_RETRY));
         assert_eq!(*seen.last().unwrap(), MAX_RETRY);
     }
+
+    /// Without a bus an attempt fails, is logged at debug level only, and the next one waits
+    /// longer; the daemon meanwhile follows the kernel (`following` is false).
+    #[tokio::test]
+    async fn a_failed_attempt_waits_longer_for_the_next() {
+        std::env::set_var(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/symroute-test/system_bus_socket",
+        );
+        let mut follower = Follower::waiting(Duration::ZERO);
+        let mut dirty = Dirty::default();
+        let wake = follower.next().await;
+        assert!(matches!(wake, Wake::Retry));
+        follower.handle(wake, &mut dirty).await;
+        assert!(matches!(follower.state, State::Connecting { .. }));
+        let wake = follower.next().await;
+        assert!(matches!(wake, Wake::Attempted(Err(_))));
+        follower.handle(wake, &mut dirty).await;
+        assert!(matches!(follower.state, State::Waiting { delay, .. } if delay == FIRST_RETRY));
+        assert!(!follower.following());
+        assert!(dirty.is_empty());
+    }
 }

@@ -345,9 +345,18 @@ impl NetworkManager {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let message = tokio::select! {
             message = self.owner_changes.next() => message,
             message = signals => message,
+        };
+        match message {
+            // zbus stops reading after a socket error: the connection is gone, which the
+            // caller reports once.
+            Some(Err(zbus::Error::InputOutput(e))) => {
+                log::debug!("system bus connection: {e}");
+                None
+            }
+            message => message,
         }
     }
 

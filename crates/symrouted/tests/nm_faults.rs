@@ -310,6 +310,17 @@ fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
     );
     l.daemon.assert_running();
     assert_kernel_followed(&l.lab, "while the bus is gone");
+    // At least one reconnect attempt fails before the bus is back (logged at debug level).
+    assert!(
+        wait_line(
+            &l.daemon,
+            from,
+            &["system bus still unreachable"],
+            Duration::from_secs(20)
+        ),
+        "{}",
+        l.daemon.log()
+    );
 
     let from = l.daemon.lines().len();
     let t = Instant::now();
@@ -339,6 +350,13 @@ fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
         .filter(|l| l.contains("lost the system bus connection"))
         .count();
     assert_eq!(lost, 1, "{}", l.daemon.log());
+    let noise: Vec<String> = l
+        .daemon
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("warning:") && !l.contains("lost the system bus connection"))
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
     wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(30));
     assert_renumber_followed(&mut l, test);
     assert!(l.daemon.terminate().success());
