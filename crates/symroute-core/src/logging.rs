@@ -1,57 +1,196 @@
-//! Where the binaries' log lines go: the journal/syslog (identifier `symroute`) when not on a
-//! terminal, stderr when they are. `SYMROUTE_LOG=stderr|syslog` overrides the choice.
+//! Where the binaries' log lines go. Each binary follows the convention of the programs that
+//! run it:
+//! - [`init_admin`] (`symroute`): an admin by hand, ssh or Ansible reads stderr, so every
+//!   line at the chosen level goes there always; changes (info and above) also go to the
+//!   journal/syslog (identifier `symroute`) for audit when a syslog socket exists.
+//! - [`init_hook`] (`symroute-hook`): on a terminal, stderr; run by a dispatcher, the journal/
+//!   syslog, and errors also to stderr, which the dispatchers capture.
+//! - [`init`] (`symrouted`): the journal/syslog off a terminal, else stderr.
+//!
+//! `SYMROUTE_LOG=stderr` sends everything to stderr only; `SYMROUTE_LOG=syslog` behaves as
+//! off a terminal. Without a syslog socket (containers, minimal namespaces) everything goes to
+//! stderr, so messages are never lost silently.
 
 use std::io::{IsTerminal, Write};
 
 pub const SYSLOG_IDENTIFIER: &str = "symroute";
 
-struct StderrLogger {
-    level: log::LevelFilter,
+/// Which binary logs: decides where its lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Hook,
+    Daemon,
 }
 
-impl log::Log for StderrLogger {
+/// How much goes to each destination; `Off` for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    pub stderr: log::LevelFilter,
+    pub syslog: log::LevelFilter,
+}
+
+/// Where the lines of `role` go at `level`. `forced` is `SYMROUTE_LOG`, `terminal` whether
+/// stderr is a terminal, `have_syslog` whether a syslog socket could be opened.
+pub fn routing(
+    role: Role,
+    level: log::LevelFilter,
+    forced: Option<&str>,
+    terminal: bool,
+    have_syslog: bool,
+) -> Routing {
+    use log::LevelFilter::{Error, Info, Off};
+    let stderr_only = Routing {
+        stderr: level,
+        syslog: Off,
+    };
+    if !have_syslog || forced == Some("stderr") {
+        return stderr_only;
+    }
+    let off_terminal = forced == Some("syslog") || !terminal;
+    match role {
+        // Audit: changes reach the journal even with --quiet; debug stays on stderr.
+        Role::Admin => Routing {
+            stderr: level,
+            syslog: Info,
+        },
+        Role::Hook if off_terminal => Routing {
+            stderr: level.min(Error),
+            syslog: level,
+        },
+        Role::Daemon if off_terminal => Routing {
+            stderr: Off,
+            syslog: level,
+        },
+        Role::Hook | Role::Daemon => stderr_only,
+    }
+}
+
+struct Logger {
+    routing: Routing,
+    syslog: Option<syslog::BasicLogger>,
+}
+
+impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= self.routing.stderr || metadata.level() <= self.routing.syslog
     }
 
     fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
+        if record.level() <= self.routing.stderr {
+            let prefix = match record.level() {
+                log::Level::Error => "error: ",
+                log::Level::Warn => "warning: ",
+                _ => "",
+            };
+            let _ = writeln!(std::io::stderr().lock(), "{prefix}{}", record.args());
         }
-        let prefix = match record.level() {
-            log::Level::Error => "error: ",
-            log::Level::Warn => "warning: ",
-            _ => "",
-        };
-        let _ = writeln!(std::io::stderr().lock(), "{prefix}{}", record.args());
+        if record.level() <= self.routing.syslog {
+            if let Some(syslog) = &self.syslog {
+                log::Log::log(syslog, record);
+            }
+        }
     }
 
     fn flush(&self) {}
 }
 
-/// Installs the logger once per process. Falls back to stderr when no syslog socket exists
-/// (containers, minimal namespaces), so messages are never lost silently.
-pub fn init(level: log::LevelFilter) {
-    let want_syslog = match std::env::var("SYMROUTE_LOG").as_deref() {
-        Ok("stderr") => false,
-        Ok("syslog") => true,
-        _ => !std::io::stderr().is_terminal(),
+fn open_syslog() -> Option<syslog::BasicLogger> {
+    let formatter = syslog::Formatter3164 {
+        facility: syslog::Facility::LOG_DAEMON,
+        hostname: None,
+        process: SYSLOG_IDENTIFIER.into(),
+        pid: std::process::id(),
     };
-    if want_syslog {
-        let formatter = syslog::Formatter3164 {
-            facility: syslog::Facility::LOG_DAEMON,
-            hostname: None,
-            process: SYSLOG_IDENTIFIER.into(),
-            pid: std::process::id(),
-        };
-        if let Ok(logger) = syslog::unix(formatter) {
-            if log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok() {
-                log::set_max_level(level);
-            }
-            return;
-        }
+    syslog::unix(formatter).ok().map(syslog::BasicLogger::new)
+}
+
+/// Installs the logger of `role` once per process.
+pub fn init_role(role: Role, level: log::LevelFilter) {
+    let forced = std::env::var("SYMROUTE_LOG").ok();
+    let forced = forced.as_deref();
+    // Not even tried when nothing would go there (the hook's latency counts).
+    let syslog = if forced == Some("stderr") {
+        None
+    } else {
+        open_syslog()
+    };
+    let routing = routing(
+        role,
+        level,
+        forced,
+        std::io::stderr().is_terminal(),
+        syslog.is_some(),
+    );
+    let max = routing.stderr.max(routing.syslog);
+    if log::set_boxed_logger(Box::new(Logger { routing, syslog })).is_ok() {
+        log::set_max_level(max);
     }
-    if log::set_boxed_logger(Box::new(StderrLogger { level })).is_ok() {
-        log::set_max_level(level);
+}
+
+/// The daemon's logger: the journal/syslog off a terminal, else stderr.
+pub fn init(level: log::LevelFilter) {
+    init_role(Role::Daemon, level);
+}
+
+/// The admin command line's logger: stderr always, changes also to the journal.
+pub fn init_admin(level: log::LevelFilter) {
+    init_role(Role::Admin, level);
+}
+
+/// The hook's logger: the journal off a terminal with errors also on stderr.
+pub fn init_hook(level: log::LevelFilter) {
+    init_role(Role::Hook, level);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::LevelFilter::{Debug, Error, Info, Off, Warn};
+
+    fn r(stderr: log::LevelFilter, syslog: log::LevelFilter) -> Routing {
+        Routing { stderr, syslog }
+    }
+
+    #[test]
+    fn admin_always_writes_stderr_and_audits_changes() {
+        for terminal in [true, false] {
+            assert_eq!(
+                routing(Role::Admin, Info, None, terminal, true),
+                r(Info, Info)
+            );
+        }
+        assert_eq!(routing(Role::Admin, Warn, None, false, true), r(Warn, Info));
+        assert_eq!(
+            routing(Role::Admin, Debug, Some("syslog"), false, true),
+            r(Debug, Info)
+        );
+        assert_eq!(
+            routing(Role::Admin, Info, Some("stderr"), false, true),
+            r(Info, Off)
+        );
+        assert_eq!(routing(Role::Admin, Info, None, false, false), r(Info, Off));
+    }
+
+    #[test]
+    fn hook_off_a_terminal_logs_to_syslog_and_errors_to_stderr() {
+        assert_eq!(routing(Role::Hook, Info, None, false, true), r(Error, Info));
+        assert_eq!(routing(Role::Hook, Info, None, true, true), r(Info, Off));
+        assert_eq!(
+            routing(Role::Hook, Info, Some("syslog"), true, true),
+            r(Error, Info)
+        );
+        assert_eq!(routing(Role::Hook, Info, None, false, false), r(Info, Off));
+        assert_eq!(routing(Role::Hook, Off, None, false, true), r(Off, Off));
+    }
+
+    #[test]
+    fn daemon_off_a_terminal_logs_to_syslog_only() {
+        assert_eq!(routing(Role::Daemon, Info, None, false, true), r(Off, Info));
+        assert_eq!(routing(Role::Daemon, Info, None, true, true), r(Info, Off));
+        assert_eq!(
+            routing(Role::Daemon, Info, None, false, false),
+            r(Info, Off)
+        );
     }
 }

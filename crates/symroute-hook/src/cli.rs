@@ -49,7 +49,8 @@ EXIT STATUS:
 
 ENVIRONMENT:
   SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr on a terminal, else
-                              syslog with identifier `symroute`)
+                              syslog with identifier `symroute` and errors also to stderr,
+                              which dispatchers capture)
 
 FILES:
   /etc/symroute/symroute.toml configuration (every key optional; see symroute.toml(5))

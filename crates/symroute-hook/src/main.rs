@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     } else {
         log::LevelFilter::Info
     };
-    logging::init(level);
+    logging::init_hook(level);
 
     let target = match target(&args) {
         Ok(Some(target)) => target,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
 use symroute_testlab::daemons::TempDir;
+use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
     ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
@@ -618,4 +619,33 @@ fn bad_names_are_usage_errors_and_ignored_events_succeed() {
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(HOOK).arg("--help").output().expect("run hook");
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("EXIT STATUS"));
+}
+
+#[test]
+fn run_by_a_dispatcher_errors_reach_stderr_and_changes_reach_syslog() {
+    if !require_root("run_by_a_dispatcher_errors_reach_stderr_and_changes_reach_syslog") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let mut syslog = Syslog::new(&lab.host);
+    let hook = Path::new(HOOK);
+
+    let out = syslog.run(hook, &["eth1", "up"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let change = format!("eth1: +rule from {HOST_ETH1_V4} lookup");
+    // Changes go to the journal only: a dispatcher would log them a second time.
+    assert!(!err.contains(&change), "{err}");
+    let got = syslog.wait_for(&change, Duration::from_secs(10));
+    assert!(got.iter().any(|m| m.contains(&change)), "{got:?}");
+
+    let out = syslog.run(hook, &["eth9", "up"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: eth9: no such interface"), "{err}");
+    let got = syslog.wait_for("eth9: no such interface", Duration::from_secs(10));
+    assert!(
+        got.iter().any(|m| m.contains("eth9: no such interface")),
+        "{got:?}"
+    );
 }

@@ -9,6 +9,7 @@
 pub mod beside;
 pub mod daemons;
 pub mod hosts;
+pub mod syslog;
 
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};

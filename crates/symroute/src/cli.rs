@@ -43,8 +43,9 @@ EXIT STATUS:
   2  usage error (bad arguments or configuration file)
 
 ENVIRONMENT:
-  SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr on a terminal, else
-                              syslog with identifier `symroute`)
+  SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr always, and changes,
+                              warnings and errors also to syslog with identifier
+                              `symroute` for audit; `stderr`: stderr only)
 
 FILES:
   /etc/symroute/symroute.toml configuration (every key optional; docs/configuration.md)

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     } else {
         log::LevelFilter::Info
     };
-    logging::init(level);
+    logging::init_admin(level);
 
     let settings = config::load_from(args.config.as_deref());
     let settings = match settings {
@@ -223,7 +223,7 @@ async fn full_snapshot(netlink: &Netlink, settings: &Settings) -> Result<Snapsho
 }
 
 /// Runs `target`; a dry run prints its changes on stdout, a real run logs each change
-/// (journal, or stderr on a terminal).
+/// (stderr, and the journal for audit).
 async fn reconcile_and_report(
     settings: &Settings,
     target: &Target,

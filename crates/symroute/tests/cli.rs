@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
+use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
     ping, require_root, veth, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
@@ -1248,4 +1250,49 @@ fn doctor_reports_foreign_tables_and_shadowing_rules() {
             "{check}: {doctor}"
         );
     }
+}
+
+#[test]
+fn off_a_terminal_errors_reach_stderr_and_changes_reach_syslog() {
+    if !require_root("off_a_terminal_errors_reach_stderr_and_changes_reach_syslog") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let config = Config::new("");
+    let mut syslog = Syslog::new(&lab.host);
+    let cfg = config.path();
+    let cfg = cfg.to_string_lossy();
+    let t1 = table_of(&lab.host, "eth1");
+
+    let out = syslog.run(Path::new(BIN), &["--config", &cfg, "sync"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let change = format!("eth1: +rule from {HOST_ETH1_V4} lookup {t1} priority 32000");
+    assert!(stderr(&out).contains(&change), "{}", stderr(&out));
+    let got = syslog.wait_for(&change, Duration::from_secs(10));
+    assert!(
+        got.iter()
+            .any(|m| m.contains(&change) && m.contains("symroute[")),
+        "no audit line for {change:?} in {got:?}"
+    );
+
+    let out = syslog.run(Path::new(BIN), &["--config", &cfg, "sync", "eth9"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: eth9: no such interface"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+
+    // SYMROUTE_LOG=syslog changes nothing for the admin: stderr still gets the error.
+    let out = syslog.run(
+        Path::new(BIN),
+        &["--config", &cfg, "status", "eth9"],
+        &[("SYMROUTE_LOG", "syslog")],
+    );
+    assert!(
+        stderr(&out).contains("eth9: no such interface"),
+        "{}",
+        stderr(&out)
+    );
 }
