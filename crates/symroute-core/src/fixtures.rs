@@ -35,7 +35,25 @@ pub fn addr(ifindex: u32, a: &str, len: u8) -> Address {
     }
 }
 
-pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: u8) -> Route {
+/// A next hop through `ifindex`, via `gw` when given.
+pub fn hop(ifindex: u32, gw: Option<&str>) -> NextHop {
+    NextHop {
+        ifindex,
+        gateway: gw.map(ip),
+        hops: 0,
+        onlink: false,
+    }
+}
+
+/// A unicast route; its scope is `link` when no next hop has a gateway.
+pub fn unicast(
+    table: u32,
+    dst: &str,
+    len: u8,
+    metric: u32,
+    protocol: u8,
+    nexthops: Vec<NextHop>,
+) -> Route {
     let dst = ip(dst);
     Route {
         family: Family::of(&dst),
@@ -43,24 +61,25 @@ pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: 
         dst,
         dst_len: len,
         tos: 0,
-        metric: if gw.is_some() { 100 + dev } else { 0 },
-        protocol: proto,
-        scope: if gw.is_some() {
-            scope::UNIVERSE
-        } else {
+        metric,
+        protocol,
+        scope: if nexthops.iter().all(|n| n.gateway.is_none()) {
             scope::LINK
+        } else {
+            scope::UNIVERSE
         },
         kind: route_type::UNICAST,
         pref_src: None,
         pref: None,
         metrics: vec![],
-        nexthops: vec![NextHop {
-            ifindex: dev,
-            gateway: gw.map(ip),
-            hops: 0,
-            onlink: false,
-        }],
+        nexthops,
     }
+}
+
+/// A route through one device; via a gateway it gets metric 100 + `dev`.
+pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: u8) -> Route {
+    let metric = if gw.is_some() { 100 + dev } else { 0 };
+    unicast(table, dst, len, metric, proto, vec![hop(dev, gw)])
 }
 
 pub fn rule(priority: u32, src: Option<(&str, u8)>, table: u32, protocol: u8) -> Rule {

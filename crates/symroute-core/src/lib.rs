@@ -22,7 +22,7 @@ pub mod model;
 pub mod plan;
 pub mod run;
 pub mod settings;
-pub mod uplinks;
+
 pub mod views;
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::diff;
 use crate::plan::nft;
-use crate::plan::{plan_exempt, plan_garbage, plan_interface, InterfacePlan};
+use crate::plan::uplinks::Uplinks;
+use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage, InterfacePlan};
 use crate::settings::Settings;
-use crate::uplinks::Uplinks;
 
 /// What a run is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,22 +101,16 @@ struct Work {
     companion: bool,
 }
 
-fn ours<'a, T>(items: &'a [T], pick: impl Fn(&T) -> bool + 'a) -> impl Iterator<Item = &'a T> + 'a {
-    items.iter().filter(move |i| pick(i))
-}
-
 /// What is present for `table` and ours: the rules pointing at it and its routes.
 fn present(snapshot: &Snapshot, settings: &Settings, table: u32) -> (Vec<Route>, Vec<Rule>) {
-    let routes = ours(snapshot.table(table), |r: &Route| {
-        r.protocol == settings.protocol
-    })
-    .cloned()
-    .collect();
-    let rules = ours(&snapshot.rules, |r: &Rule| {
-        r.protocol == settings.protocol && r.table == table
-    })
-    .cloned()
-    .collect();
+    let routes = snapshot
+        .routes_in(settings.protocol, table)
+        .cloned()
+        .collect();
+    let rules = snapshot
+        .rules_into(settings.protocol, table)
+        .cloned()
+        .collect();
     (routes, rules)
 }
 
@@ -169,11 +163,10 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
     } else {
         plan_exempt(settings)
     };
-    let present: Vec<Rule> = ours(&snapshot.rules, |r: &Rule| {
-        r.protocol == settings.protocol && r.table == MAIN_TABLE
-    })
-    .cloned()
-    .collect();
+    let present: Vec<Rule> = snapshot
+        .rules_into(settings.protocol, MAIN_TABLE)
+        .cloned()
+        .collect();
     Work {
         interface: "exempt".into(),
         ops: diff(&[], &wanted, &[], &present),
@@ -183,31 +176,26 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
 
 /// Stale state of interfaces that are gone, one [`Work`] per stale table.
 fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
-    let (rules, routes) = plan_garbage(snapshot, settings);
-    let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
-    tables.extend(routes.iter().map(|r| r.table));
-    tables.sort_unstable();
-    tables.dedup();
-    tables
+    garbage_by_table(snapshot, settings)
         .into_iter()
-        .map(|table| {
-            let name = match settings.interface_of_table(table) {
-                Some(ifindex) => format!("if{ifindex}"),
-                None => format!("table {table}"),
-            };
-            let stale_rules: Vec<Rule> =
-                rules.iter().filter(|r| r.table == table).cloned().collect();
-            let stale_routes: Vec<Route> = routes
-                .iter()
-                .filter(|r| r.table == table)
-                .cloned()
-                .collect();
-            Work {
-                interface: name,
-                ops: diff(&[], &[], &stale_routes, &stale_rules),
-                companion: false,
-            }
-        })
+        .map(
+            |Garbage {
+                 table,
+                 rules,
+                 routes,
+             }| {
+                // The interface is gone: its name is too.
+                let name = match settings.interface_of_table(table) {
+                    Some(ifindex) => snapshot.link_name(ifindex),
+                    None => format!("table {table}"),
+                };
+                Work {
+                    interface: name,
+                    ops: diff(&[], &[], &routes, &rules),
+                    companion: false,
+                }
+            },
+        )
         .collect()
 }
 

@@ -17,8 +17,8 @@ pub use lookup::lookup;
 use netlink::{Netlink, NetlinkError};
 
 use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
-use crate::uplinks::Uplinks;
 
 const ENOENT: i32 = libc::ENOENT;
 const ESRCH: i32 = libc::ESRCH;
@@ -112,7 +112,7 @@ async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, R
 ///
 /// A per-interface run reads all of main in one dump (not one filtered by the interface):
 /// an uplink's table holds copies of main's routes into bridges, LANs and tunnels
-/// ([`crate::uplinks`]), so classifying and planning needs every interface's routes. When
+/// ([`crate::plan::uplinks`]), so classifying and planning needs every interface's routes. When
 /// the interface is behind the host, or an uplink's table still holds copies through it,
 /// that uplink's table is read too and the run plans it as well ([`Snapshot::tables`] tells
 /// which were read).

@@ -52,6 +52,15 @@ impl Family {
     }
 }
 
+/// The name of interface `ifindex` in `links`, or `if{ifindex}` when it is not there (gone,
+/// or not read).
+pub fn link_name(links: &[Link], ifindex: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == ifindex)
+        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+}
+
 /// A network interface as the kernel lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Address, Link, Route, Rule};
+use super::{link_name, Address, Link, Route, Rule};
 
 /// What symroute read from the kernel for one run. Anything not read is simply absent: a
 /// per-interface run reads only that interface's addresses and main-table routes.
@@ -29,5 +29,24 @@ impl Snapshot {
 
     pub fn table(&self, table: u32) -> &[Route] {
         self.tables.get(&table).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The name of interface `ifindex`, or `if{ifindex}` when it is gone.
+    pub fn link_name(&self, ifindex: u32) -> String {
+        link_name(&self.links, ifindex)
+    }
+
+    /// The rules of `protocol` (symroute's: `settings.protocol`) that look up `table`.
+    pub fn rules_into(&self, protocol: u8, table: u32) -> impl Iterator<Item = &Rule> {
+        self.rules
+            .iter()
+            .filter(move |r| r.protocol == protocol && r.table == table)
+    }
+
+    /// The routes of `protocol` (symroute's: `settings.protocol`) in `table`.
+    pub fn routes_in(&self, protocol: u8, table: u32) -> impl Iterator<Item = &Route> {
+        self.table(table)
+            .iter()
+            .filter(move |r| r.protocol == protocol)
     }
 }

@@ -56,47 +56,15 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{route_type, scope, Family, NextHop};
+    use crate::fixtures;
 
     fn route(dst: &str, gw: Option<&str>, metric: u32) -> Route {
-        Route {
-            family: Family::V4,
-            table: 1003,
-            dst: dst.parse().unwrap(),
-            dst_len: if dst == "0.0.0.0" { 0 } else { 24 },
-            tos: 0,
-            metric,
-            protocol: 83,
-            scope: if gw.is_some() {
-                scope::UNIVERSE
-            } else {
-                scope::LINK
-            },
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops: vec![NextHop {
-                ifindex: 3,
-                gateway: gw.map(|g| g.parse().unwrap()),
-                hops: 0,
-                onlink: false,
-            }],
-        }
+        let len = if dst == "0.0.0.0" { 0 } else { 24 };
+        fixtures::unicast(1003, dst, len, metric, 83, vec![fixtures::hop(3, gw)])
     }
 
     fn rule(src: &str) -> Rule {
-        Rule {
-            family: Family::V4,
-            priority: 32000,
-            src: Some((src.parse().unwrap(), 32)),
-            dst: None,
-            iif: None,
-            fwmark: None,
-            table: 1003,
-            protocol: 83,
-            other_selectors: false,
-        }
+        fixtures::rule(32000, Some((src, 32)), 1003, 83)
     }
 
     #[test]

@@ -4,13 +4,14 @@
 
 pub mod diff;
 pub mod nft;
+pub mod uplinks;
 
 use std::collections::BTreeMap;
 
 pub use crate::model::Snapshot;
 use crate::model::{route_type, scope, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
 use crate::settings::{Prefix, Settings};
-use crate::uplinks::{behind_routes, Uplinks};
+use uplinks::{behind_routes, Uplinks};
 
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
 pub const STRICT_METRIC: u32 = u32::MAX;
@@ -193,9 +194,7 @@ fn source_rules(
             if let Some(other) = clash {
                 return Err(PlanError::SharedSubnet {
                     interface: link.name.clone(),
-                    other: snapshot
-                        .link(other.ifindex)
-                        .map_or_else(|| format!("if{}", other.ifindex), |l| l.name.clone()),
+                    other: snapshot.link_name(other.ifindex),
                     prefix: prefix.to_string(),
                 });
             }
@@ -335,27 +334,43 @@ pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec
     (rules, routes)
 }
 
+/// The stale state of one table: what [`plan_garbage`] found in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Garbage {
+    pub table: u32,
+    pub rules: Vec<Rule>,
+    pub routes: Vec<Route>,
+}
+
+/// [`plan_garbage`], table by table in ascending order.
+pub fn garbage_by_table(snapshot: &Snapshot, settings: &Settings) -> Vec<Garbage> {
+    let (rules, routes) = plan_garbage(snapshot, settings);
+    let mut tables: Vec<u32> = rules.iter().map(|r| r.table).collect();
+    tables.extend(routes.iter().map(|r| r.table));
+    tables.sort_unstable();
+    tables.dedup();
+    tables
+        .into_iter()
+        .map(|table| Garbage {
+            table,
+            rules: rules.iter().filter(|r| r.table == table).cloned().collect(),
+            routes: routes
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{hop, ip, link, unicast};
     use crate::model::{addr_flags, scope, NextHop};
-    use std::net::IpAddr;
 
     const ETH0: u32 = 2;
     const ETH1: u32 = 3;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn link(index: u32, name: &str) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            up: true,
-            loopback: false,
-        }
-    }
 
     fn addr(ifindex: u32, a: &str, scope: u8, flags: u32) -> Address {
         let addr = ip(a);
@@ -368,36 +383,9 @@ mod tests {
         }
     }
 
-    fn hop(ifindex: u32, gw: Option<&str>) -> NextHop {
-        NextHop {
-            ifindex,
-            gateway: gw.map(ip),
-            hops: 0,
-            onlink: false,
-        }
-    }
-
+    /// A main-table route as a DHCP client writes it.
     fn route(dst: &str, len: u8, metric: u32, nexthops: Vec<NextHop>) -> Route {
-        let dst = ip(dst);
-        Route {
-            family: Family::of(&dst),
-            table: MAIN_TABLE,
-            dst,
-            dst_len: len,
-            tos: 0,
-            metric,
-            protocol: 4,
-            scope: if nexthops.iter().all(|n| n.gateway.is_none()) {
-                scope::LINK
-            } else {
-                scope::UNIVERSE
-            },
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops,
-        }
+        unicast(MAIN_TABLE, dst, len, metric, 4, nexthops)
     }
 
     fn two_uplinks() -> Snapshot {

@@ -39,9 +39,9 @@ pub fn marked_links(
     let has_rules = |link: &Link| {
         let table = settings.table_for(link.index);
         snapshot
-            .rules
-            .iter()
-            .any(|r| r.protocol == settings.protocol && r.table == table)
+            .rules_into(settings.protocol, table)
+            .next()
+            .is_some()
     };
     let mut marked: Vec<Marked> = snapshot
         .links
@@ -151,7 +151,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Family, Rule};
+    use crate::fixtures::{self, link};
+    use crate::model::Rule;
 
     fn settings() -> Settings {
         Settings {
@@ -168,27 +169,8 @@ mod tests {
         }
     }
 
-    fn link(index: u32, name: &str) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            up: true,
-            loopback: index == 1,
-        }
-    }
-
     fn rule(table: u32, protocol: u8) -> Rule {
-        Rule {
-            family: Family::V4,
-            priority: 32000,
-            src: Some(("10.2.0.2".parse().unwrap(), 32)),
-            dst: None,
-            iif: None,
-            fwmark: None,
-            table,
-            protocol,
-            other_selectors: false,
-        }
+        fixtures::rule(32000, Some(("10.2.0.2", 32)), table, protocol)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::error::errno_text;
-use crate::model::{route_type, Family, Link, Rule, Snapshot, MAIN_TABLE};
+use crate::model::{link_name, route_type, Family, Rule, Snapshot, MAIN_TABLE};
 pub use crate::model::{Answer, Query};
 use crate::settings::{Prefix, Settings};
 use crate::views::status::{self, RouteView, RuleView};
@@ -78,13 +78,6 @@ pub struct Explanation {
     pub error: Option<String>,
 }
 
-fn name_of(links: &[Link], ifindex: u32) -> String {
-    links
-        .iter()
-        .find(|l| l.index == ifindex)
-        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
-}
-
 /// Whether the selectors symroute models match the packet.
 fn selectors_match(rule: &Rule, query: &Query) -> bool {
     let host = Family::of(&query.from).host_prefix_len();
@@ -149,12 +142,9 @@ pub fn reply_query(
         .filter(|_| settings.iif_rules)
         .and_then(|link| {
             let table = settings.table_for(link.index);
-            snapshot.rules.iter().find_map(|r| match r.fwmark {
-                Some((mark, _)) if r.protocol == settings.protocol && r.table == table => {
-                    Some(mark)
-                }
-                _ => None,
-            })
+            snapshot
+                .rules_into(settings.protocol, table)
+                .find_map(|r| r.fwmark.map(|(mark, _)| mark))
         })
         .unwrap_or(0);
     let reverse = |iif: Option<String>| Query {
@@ -167,7 +157,7 @@ pub fn reply_query(
         return Some((reverse(None), None));
     }
     let oif = (*oif)?;
-    Some((reverse(Some(name_of(links, oif))), Some(oif)))
+    Some((reverse(Some(link_name(links, oif))), Some(oif)))
 }
 
 /// Explains the kernel's `answer` for `query` with the rules and addresses of `snapshot`.
@@ -254,7 +244,7 @@ fn explain_one(
         .addresses
         .iter()
         .find(|a| a.addr == query.from)
-        .map(|a| name_of(links, a.ifindex));
+        .map(|a| link_name(links, a.ifindex));
     let matching: Vec<&Rule> = rules_in_order(snapshot)
         .into_iter()
         .filter(|r| selectors_match(r, query))
@@ -269,12 +259,12 @@ fn explain_one(
             .interface_of_table(table)
             .filter(|i| {
                 snapshot
-                    .rules
-                    .iter()
-                    .any(|r| r.protocol == settings.protocol && r.table == table)
+                    .rules_into(settings.protocol, table)
+                    .next()
+                    .is_some()
                     || snapshot.link(*i).is_some()
             })
-            .map(|i| name_of(links, i))
+            .map(|i| link_name(links, i))
     };
     let mut out = Explanation {
         from: query.from,
@@ -354,7 +344,7 @@ fn explain_one(
             out.table_of = table_of(*table);
             out.route = matched.as_ref().map(|r| RouteView::new(r, links));
             out.kind = Some(status::route_type_name(*kind));
-            out.dev = oif.map(|i| name_of(links, i));
+            out.dev = oif.map(|i| link_name(links, i));
             out.gateway = *gateway;
             out.prefsrc = *prefsrc;
             let via = via_text(*gateway, out.dev.as_deref());

@@ -11,10 +11,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::Op;
-use crate::model::{route_type, Family, Link, Route, Rule, Snapshot, MAIN_TABLE};
+use crate::model::{link_name, route_type, Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::diff;
-use crate::plan::{plan_exempt, plan_garbage, plan_interface};
+use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage};
 use crate::settings::{Prefix, Settings};
 
 pub use crate::model::LOCAL_TABLE;
@@ -213,13 +212,6 @@ pub fn table_name(table: u32) -> String {
     }
 }
 
-fn link_name(links: &[Link], ifindex: u32) -> String {
-    links
-        .iter()
-        .find(|l| l.index == ifindex)
-        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
-}
-
 pub fn route_type_name(kind: u8) -> String {
     route_type::name(kind)
 }
@@ -375,15 +367,11 @@ fn interface_status(snapshot: &Snapshot, settings: &Settings, link: &Link) -> In
     let table = settings.table_for(link.index);
     let managed = !link.loopback && settings.manages(&link.name);
     let rules: Vec<Rule> = snapshot
-        .rules
-        .iter()
-        .filter(|r| r.protocol == settings.protocol && r.table == table)
+        .rules_into(settings.protocol, table)
         .cloned()
         .collect();
     let routes: Vec<Route> = snapshot
-        .table(table)
-        .iter()
-        .filter(|r| r.protocol == settings.protocol)
+        .routes_in(settings.protocol, table)
         .cloned()
         .collect();
     let mut foreign: Vec<String> = snapshot
@@ -472,9 +460,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         .collect();
 
     let present_exempt: Vec<Rule> = snapshot
-        .rules
-        .iter()
-        .filter(|r| r.protocol == settings.protocol && r.table == MAIN_TABLE)
+        .rules_into(settings.protocol, MAIN_TABLE)
         .cloned()
         .collect();
     let exempt = ExemptStatus {
@@ -485,35 +471,26 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         ),
     };
 
-    let (stale_rules, stale_routes) = plan_garbage(snapshot, settings);
-    let mut tables: Vec<u32> = stale_rules.iter().map(|r| r.table).collect();
-    tables.extend(stale_routes.iter().map(|r| r.table));
-    tables.sort_unstable();
-    tables.dedup();
-    let stale = tables
+    let stale = garbage_by_table(snapshot, settings)
         .into_iter()
-        .map(|table| {
-            let rules: Vec<Rule> = stale_rules
-                .iter()
-                .filter(|r| r.table == table)
-                .cloned()
-                .collect();
-            let routes: Vec<Route> = stale_routes
-                .iter()
-                .filter(|r| r.table == table)
-                .cloned()
-                .collect();
-            StaleTable {
-                table,
-                ifindex: settings.interface_of_table(table),
-                pending: op_lines(&diff(&[], &[], &routes, &rules), &snapshot.links),
-                rules: rules.iter().map(RuleView::new).collect(),
-                routes: routes
-                    .iter()
-                    .map(|r| RouteView::new(r, &snapshot.links))
-                    .collect(),
-            }
-        })
+        .map(
+            |Garbage {
+                 table,
+                 rules,
+                 routes,
+             }| {
+                StaleTable {
+                    table,
+                    ifindex: settings.interface_of_table(table),
+                    pending: op_lines(&diff(&[], &[], &routes, &rules), &snapshot.links),
+                    rules: rules.iter().map(RuleView::new).collect(),
+                    routes: routes
+                        .iter()
+                        .map(|r| RouteView::new(r, &snapshot.links))
+                        .collect(),
+                }
+            },
+        )
         .collect::<Vec<_>>();
 
     let in_sync = interfaces

@@ -123,7 +123,8 @@ pub fn behind_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{scope, NextHop};
+    use crate::fixtures;
+    use crate::model::scope;
 
     const ETH0: u32 = 2;
     const ETH1: u32 = 3;
@@ -131,30 +132,12 @@ mod tests {
     const LAN0: u32 = 5;
     const TUN0: u32 = 6;
 
+    /// A main-table route as the kernel writes it (protocol kernel, scope link).
     fn route(dst: &str, len: u8, metric: u32, hops: &[(u32, Option<&str>)]) -> Route {
-        let dst: IpAddr = dst.parse().unwrap();
+        let hops = hops.iter().map(|(i, gw)| fixtures::hop(*i, *gw)).collect();
         Route {
-            family: Family::of(&dst),
-            table: MAIN_TABLE,
-            dst,
-            dst_len: len,
-            tos: 0,
-            metric,
-            protocol: 2,
             scope: scope::LINK,
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops: hops
-                .iter()
-                .map(|(ifindex, gw)| NextHop {
-                    ifindex: *ifindex,
-                    gateway: gw.map(|g| g.parse().unwrap()),
-                    hops: 0,
-                    onlink: false,
-                })
-                .collect(),
+            ..fixtures::unicast(MAIN_TABLE, dst, len, metric, 2, hops)
         }
     }
 
