@@ -262,24 +262,6 @@ fn networkmanager_without_nm_on_the_bus_fails_with_source_nm() {
     );
 }
 
-/// The bus socket of the NetworkManager running in `nm`'s private mount namespace, reached
-/// from outside through `/proc/PID/root`.
-fn bus_of(nm: &NetworkManager) -> String {
-    let out = nm.run(&[
-        "/bin/sh",
-        "-c",
-        "me=$(readlink /proc/self/ns/mnt); for d in /proc/[0-9]*; do \
-         [ \"$(cat $d/comm 2>/dev/null)\" = NetworkManager ] && \
-         [ \"$(readlink $d/ns/mnt)\" = \"$me\" ] && echo ${d#/proc/}; done; true",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let pid = stdout
-        .split_whitespace()
-        .next()
-        .expect("NetworkManager pid");
-    format!("unix:path=/proc/{pid}/root/run/dbus/system_bus_socket")
-}
-
 fn nm_ready(test: &str) -> bool {
     require_root(test)
         && require_programs(
@@ -314,11 +296,10 @@ fn nm_lab(test: &str) -> NmLab {
     let lab = DhcpLab::two_uplinks();
     let root = TempDir::new("nm-root");
     let nm = NetworkManager::start(&lab.host, root.path(), &UPLINKS);
-    let address = bus_of(&nm);
     let daemon = Symrouted::start_with(
         &lab.host,
         &["--source", "nm"],
-        &[("DBUS_SYSTEM_BUS_ADDRESS", &address)],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &nm.bus_address())],
     );
     assert!(
         daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
