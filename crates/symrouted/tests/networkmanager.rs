@@ -102,6 +102,8 @@ impl FakeDevice {
 enum Send {
     Garbage,
     StateChanged,
+    /// That many state changes, as fast as the bus takes them.
+    Flood(usize),
     Leave,
 }
 
@@ -154,6 +156,24 @@ fn fake_networkmanager(address: String) -> mpsc::UnboundedSender<Send> {
                             &(100u32, 70u32, 0u32),
                         )
                         .await
+                    }
+                    Send::Flood(n) => {
+                        let mut result = Ok(());
+                        for _ in 0..n {
+                            result = conn
+                                .emit_signal(
+                                    None::<()>,
+                                    DEVICE_PATH,
+                                    DEVICE,
+                                    "StateChanged",
+                                    &(100u32, 70u32, 0u32),
+                                )
+                                .await;
+                            if result.is_err() {
+                                break;
+                            }
+                        }
+                        result
                     }
                     Send::Leave => break,
                 };
@@ -230,6 +250,75 @@ fn garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device() {
         &lab.host, &t1, false
     )
     .contains("203.0.113.0/24")));
+    assert!(daemon.terminate().success());
+    drop(bus);
+}
+
+/// NetworkManager itself floods the bus (5000 state changes of eth1): the daemon handles at
+/// most 65 D-Bus messages per turn of its loop (one that woke it, 64 drained), syncing eth1 once
+/// per turn, and a kernel change made during the flood is followed.
+#[test]
+fn a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events() {
+    let test = "a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events";
+    if !require_root(test) || !require_programs(test, &["dbus-daemon"]) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let dir = TempDir::new("symrouted-bus");
+    let bus = Bus::start(dir.path());
+    let nm = fake_networkmanager(bus.address.clone());
+    let mut daemon = Symrouted::start_with(
+        &lab.host,
+        &["--source", "nm"],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    assert!(
+        daemon.wait_log("NetworkManager manages [\"eth1\"]", Duration::from_secs(10)),
+        "{}",
+        daemon.log()
+    );
+    let flood = 5000;
+    nm.unbounded_send(Send::Flood(flood)).expect("fake NM");
+    let t1 = table_of(&lab.host, "eth1");
+    lab.host
+        .ip("route add 203.0.113.0/24 via 10.2.0.1 dev eth1");
+    assert!(
+        wait_until(Duration::from_secs(20), || destinations(
+            &lab.host, &t1, false
+        )
+        .contains("203.0.113.0/24")),
+        "{}",
+        daemon.log()
+    );
+    let handled = |daemon: &Symrouted| {
+        daemon
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("NetworkManager: Device"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || handled(&daemon) >= flood),
+        "{} of {flood} handled",
+        handled(&daemon)
+    );
+    // Between two runs (each logs its `dirty:` line first) at most one wake-up and a drain.
+    let mut batch = 0;
+    let mut largest = 0;
+    for line in daemon.lines() {
+        if line.starts_with("NetworkManager: ") {
+            batch += 1;
+            largest = largest.max(batch);
+        } else if line.starts_with("dirty: ") {
+            batch = 0;
+        }
+    }
+    eprintln!("{test}: largest batch {largest} messages");
+    assert!(
+        largest <= 65,
+        "{largest} D-Bus messages in one turn of the loop"
+    );
+    daemon.assert_running();
     assert!(daemon.terminate().success());
     drop(bus);
 }
