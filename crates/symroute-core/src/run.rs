@@ -230,8 +230,9 @@ pub async fn reconcile(
     reconcile_skipping(nl, settings, target, mode, lock_path, &BTreeSet::new()).await
 }
 
-/// [`reconcile`], leaving the interfaces in `skip` (by index) as they are in a
-/// [`Target::All`] run: the daemon's full resync keeps interfaces paused by a fight paused.
+/// [`reconcile`], leaving the interfaces in `skip` (by index) as they are, in a
+/// [`Target::All`] run and as companions of a per-interface run: the daemon keeps
+/// interfaces paused by a fight paused.
 pub async fn reconcile_skipping(
     nl: &Netlink,
     settings: &Settings,
@@ -304,7 +305,10 @@ pub async fn reconcile_skipping(
         // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
         // every uplink table copies: those tables follow in the same run. An uplink that is
         // refused does not fail the run for the interface asked about; its own runs report it.
-        for uplink in companions(&snapshot, settings, &planned) {
+        for uplink in companions(&snapshot, settings, &planned)
+            .into_iter()
+            .filter(|l| !skip.contains(&l.index))
+        {
             match sync_work(&snapshot, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;

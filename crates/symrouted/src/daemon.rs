@@ -261,25 +261,38 @@ impl Daemon {
             links.iter().map(|l| (l.index, l.name.as_str())).collect();
         self.fights.retain(|i| by_index.contains_key(&i));
         self.retries.retain_links(|i| by_index.contains_key(&i));
+        // Paused interfaces are left alone also as the companions of another's run.
+        let paused: BTreeSet<u32> = by_index
+            .keys()
+            .copied()
+            .filter(|i| self.fights.paused(*i, now))
+            .collect();
+        let mut deleted = std::mem::take(&mut dirty.deleted);
+        // Interfaces whose deletions stay to be counted when a later run restores them.
+        let mut pending: BTreeSet<u32> = BTreeSet::new();
         for (ifindex, reason) in dirty.links {
             let Some(name) = by_index.get(&ifindex) else {
                 // Gone already: its deletion event triggers the garbage collection.
                 continue;
             };
-            let deleted = dirty.deleted.remove(&ifindex).unwrap_or_default();
-            if self.fights.paused(ifindex, now) {
-                self.keep_for_later(ifindex, reason, deleted);
+            if paused.contains(&ifindex) {
+                self.dirty.mark(ifindex, reason);
+                pending.insert(ifindex);
                 continue;
             }
             let target = Target::Interface {
                 name: name.to_string(),
                 action: Action::Sync,
             };
-            match self.run(&target, &BTreeSet::new()).await {
+            match self.run(&target, &paused).await {
                 Ok(report) => {
                     self.complaints.report(Some(name), &[]);
                     self.retries.succeeded(Key::Link(ifindex));
-                    self.count_repairs(&report, &BTreeMap::from([(ifindex, deleted)]));
+                    // Against every interface's deletions: a run also syncs the uplinks
+                    // that depend on its interface, and may restore what was theirs.
+                    self.count_repairs(&report, &mut deleted);
+                    // Not put back by a run that read the kernel: not wanted any more.
+                    deleted.remove(&ifindex);
                 }
                 // Renamed or removed meanwhile; its own event follows.
                 Err(Error::UnknownInterface(_)) => {}
@@ -287,15 +300,13 @@ impl Daemon {
                     self.complaints.report(Some(name), &[e]);
                     let wait = self.retries.failed(Key::Link(ifindex), now);
                     log::debug!("{name}: next attempt in {:.1} s", wait.as_secs_f64());
-                    // What was deleted is still to be counted when a later run restores it.
-                    if !deleted.rules.is_empty() || !deleted.routes.is_empty() {
-                        self.dirty
-                            .deleted
-                            .entry(ifindex)
-                            .or_default()
-                            .extend(deleted);
-                    }
+                    pending.insert(ifindex);
                 }
+            }
+        }
+        for (ifindex, d) in deleted {
+            if pending.contains(&ifindex) {
+                self.dirty.deleted.entry(ifindex).or_default().extend(d);
             }
         }
     }
@@ -332,7 +343,7 @@ impl Daemon {
                 }
                 // A full run covers every interface but the paused ones.
                 self.retries.retain_links(|i| paused.contains(&i));
-                self.count_repairs(&report, &dirty.deleted);
+                self.count_repairs(&report, &mut dirty.deleted);
             }
             Err(e) => {
                 log::error!("{e}");
@@ -364,7 +375,8 @@ impl Daemon {
     /// Counts, per interface, a run that put back objects someone else deleted. A run that
     /// only follows the kernel (removing the rule of an address that is gone after the hook
     /// already did, or rebuilding routes the kernel flushed) repairs nothing.
-    fn count_repairs(&mut self, report: &Report, deleted: &BTreeMap<u32, Deleted>) {
+    /// Interfaces counted are taken out of `deleted`.
+    fn count_repairs(&mut self, report: &Report, deleted: &mut BTreeMap<u32, Deleted>) {
         let mut repaired: BTreeMap<u32, &str> = BTreeMap::new();
         for change in &report.changes {
             let table = match &change.op {
@@ -383,6 +395,7 @@ impl Daemon {
             }
         }
         for (ifindex, name) in repaired {
+            deleted.remove(&ifindex);
             self.repaired(ifindex, name);
         }
     }

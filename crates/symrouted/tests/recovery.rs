@@ -350,3 +350,44 @@ fn renamed_interface_keeps_its_state_and_a_recreated_one_leaves_nothing_stale() 
     assert!(has_rule(host, HOST_ETH1_V4, &newest));
     assert_foreign_state(&lab);
 }
+
+#[test]
+fn an_interface_paused_by_a_fight_stays_paused_through_a_full_resync() {
+    if !require_root("an_interface_paused_by_a_fight_stays_paused_through_a_full_resync") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let host = &lab.host;
+    let (t0, t1) = (table_of(host, "eth0"), table_of(host, "eth1"));
+    let daemon = Symrouted::start(host, &["--source", "netlink", "--fight-pause", "600"]);
+    let rule = format!("from {HOST_ETH1_V4} lookup {t1} priority 32000 proto 83");
+    let fought = wait_until(Duration::from_secs(60), || {
+        if has_rule(host, HOST_ETH1_V4, &t1) {
+            let _ = host.try_ip(&format!("rule del {rule}"));
+        }
+        daemon
+            .lines()
+            .iter()
+            .any(|l| l.contains("removed by someone else"))
+    });
+    assert!(fought, "{}", daemon.log());
+    // The fighter wins while eth1 is paused.
+    let _ = host.try_ip(&format!("rule del {rule}"));
+    // SIGHUP: a full resync. eth1 stays paused; the others are synced.
+    host.ip(&format!(
+        "rule del from 10.1.0.2 lookup {t0} priority 32000 proto 83"
+    ));
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
+    daemon.wait_notify("READY=1");
+    assert!(
+        wait_until(SETTLE, || has_rule(host, "10.1.0.2", &t0)),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        !has_rule(host, HOST_ETH1_V4, &t1),
+        "a paused interface was synced by the resync: {}",
+        daemon.log()
+    );
+}
