@@ -7,14 +7,21 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::settings::{Prefix, Settings};
+use crate::trust::{self, ReadError};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
+
+/// Larger files are refused unread: a real configuration is a few hundred bytes.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
+    /// Someone other than root could have written it (see [`crate::trust`]).
+    #[error("{}: refused: {reason}", path.display())]
+    Untrusted { path: PathBuf, reason: String },
     #[error("{}:{line}: {key}: {message}", path.display())]
     Invalid {
         path: PathBuf,
@@ -43,17 +50,28 @@ struct File {
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
-/// was asked for explicitly is an error.
+/// was asked for explicitly is an error. A file that anyone but root (or the running user)
+/// could have written, or one over [`MAX_CONFIG_BYTES`], is refused.
 pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match trust::read_trusted(path, MAX_CONFIG_BYTES) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok(Settings::default())
-        }
-        Err(e) => {
+        Err(ReadError::NotFound) if !explicit => return Ok(Settings::default()),
+        Err(ReadError::NotFound) => {
             return Err(ConfigError::Unreadable {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                reason: "No such file or directory".into(),
+            })
+        }
+        Err(ReadError::Io(reason)) => {
+            return Err(ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason,
+            })
+        }
+        Err(ReadError::Refused(reason)) => {
+            return Err(ConfigError::Untrusted {
+                path: path.to_path_buf(),
+                reason,
             })
         }
     };
@@ -347,5 +365,28 @@ mod tests {
         assert_eq!(load(nowhere, false).unwrap(), Settings::default());
         let e = load(nowhere, true).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/symroute.toml: "), "{e}");
+    }
+
+    #[test]
+    fn group_writable_file_is_refused_naming_it_and_why() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("symroute-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("symroute.toml");
+        std::fs::write(&path, "ipv4 = true\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = load(&path, false).unwrap_err();
+        assert!(matches!(e, ConfigError::Untrusted { .. }));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: refused: it is writable by its group (mode 0664); remove that with chmod go-w",
+                path.display()
+            )
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&path, true).unwrap().ipv4);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

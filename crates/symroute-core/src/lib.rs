@@ -22,6 +22,7 @@ pub mod model;
 pub mod plan;
 pub mod run;
 pub mod settings;
+pub mod trust;
 
 pub mod views;
 
@@ -33,7 +34,7 @@ pub use events::{action_for, validate_interface_name, Action};
 pub use kernel::netlink::Netlink;
 pub use model::{Op, Snapshot};
 pub use plan::{plan_interface, InterfacePlan};
-pub use run::{reconcile, reconcile_skipping, Mode, Report, Target};
+pub use run::{reconcile, reconcile_locked, Mode, Report, Target};
 pub use settings::Settings;
 
 // The modules' paths before the folders, kept so that code written against them still builds.

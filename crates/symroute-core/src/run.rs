@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::events::Action;
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, Scope};
-use crate::lock::RunLock;
+use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::diff;
@@ -227,25 +227,26 @@ pub async fn reconcile(
     mode: Mode,
     lock_path: &Path,
 ) -> Result<Report, Error> {
-    reconcile_skipping(nl, settings, target, mode, lock_path, &BTreeSet::new()).await
+    // Bounded: a hook must not hold a dispatcher's queue waiting for a stuck holder.
+    let lock = match mode {
+        Mode::Apply => Some(RunLock::acquire(lock_path, LOCK_WAIT)?),
+        Mode::DryRun => None,
+    };
+    reconcile_locked(nl, settings, target, mode, lock.as_ref(), &BTreeSet::new()).await
 }
 
-/// [`reconcile`], leaving the interfaces in `skip` (by index) as they are, in a
-/// [`Target::All`] run and as companions of a per-interface run: the daemon keeps
-/// interfaces paused by a fight paused.
-pub async fn reconcile_skipping(
+/// [`reconcile`] for a caller that took the run lock itself (the daemon, which must not
+/// wait for it; `_held` is the proof, `None` only in a dry run), leaving the interfaces in
+/// `skip` (by index) as they are, in a [`Target::All`] run and as companions of a
+/// per-interface run: the daemon keeps interfaces paused by a fight paused.
+pub async fn reconcile_locked(
     nl: &Netlink,
     settings: &Settings,
     target: &Target,
     mode: Mode,
-    lock_path: &Path,
+    _held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
 ) -> Result<Report, Error> {
-    let _lock = match mode {
-        Mode::Apply => Some(RunLock::acquire(lock_path)?),
-        Mode::DryRun => None,
-    };
-
     let links = kernel::links(nl).await?;
     let (scope, link) = match target {
         Target::All | Target::Flush => (Scope::All, None),

@@ -6,9 +6,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use symroute_core::lock::{RunLock, LOCK_WAIT};
 use symroute_core::{
-    kernel, reconcile, reconcile_skipping, Action, Error, Mode, Netlink, Op, Report, Settings,
-    Target,
+    kernel, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -16,9 +16,10 @@ use crate::cli::Source;
 use crate::dirty::{note, Deleted, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::follow::Follower;
+use crate::lockwait::LockWaiter;
 use crate::monitor::{Monitor, MonitorError, Received};
 use crate::nm::NmError;
-use crate::notify::{notify, reloading};
+use crate::notify::{notify, reloading, watchdog_interval};
 use crate::retry::{Key, Retries, RetryPolicy};
 
 /// How the daemon runs.
@@ -80,7 +81,9 @@ struct Daemon {
     monitor: Monitor,
     nm: Option<Follower>,
     settings: Settings,
-    lock_path: PathBuf,
+    lock: LockWaiter,
+    /// The run lock, while [`Daemon::process`] runs.
+    held: Option<RunLock>,
     /// Interfaces waiting for a run (also those paused by a fight).
     dirty: Dirty,
     echoes: Echoes,
@@ -107,7 +110,8 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         monitor,
         nm,
         settings,
-        lock_path: options.lock_path.clone(),
+        lock: LockWaiter::new(options.lock_path.clone()),
+        held: None,
         dirty: Dirty::default(),
         echoes: Echoes::default(),
         fights: FightGuard::new(options.fight),
@@ -115,19 +119,34 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         retries: Retries::new(options.retry),
     };
     daemon.dirty.resync = true;
+    let started = Instant::now();
     daemon.process().await;
     let sources = if daemon.nm.as_ref().is_some_and(Follower::following) {
         "rtnetlink and NetworkManager"
     } else {
         "rtnetlink"
     };
-    log::info!("in sync; following {sources}");
-    if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
-        log::warn!("cannot tell the service manager we are ready: {e}");
-    }
+    let mut ready = false;
+    // Half the interval, as sd_watchdog_enabled(3) advises; pinged from this loop only, so
+    // that a loop stuck anywhere stops the pings and systemd restarts the daemon.
+    let mut watchdog = watchdog_interval().map(|usec| {
+        let mut tick = tokio::time::interval(usec / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
 
     loop {
+        // Ready once the first full sync is done, or when the run lock stays taken: systemd
+        // must not time out the start because someone else holds the lock.
+        if !ready {
+            let waiting = daemon.lock.waiting_for(Instant::now());
+            if waiting.is_none() || started.elapsed() >= LOCK_WAIT {
+                daemon.announce_ready(sources, waiting.is_some());
+                ready = true;
+            }
+        }
         let now = Instant::now();
+        let lock_retry = daemon.lock.retry_at();
         let wakeup = [daemon.fights.next_wakeup(now), daemon.retries.next_wakeup()]
             .into_iter()
             .flatten()
@@ -142,6 +161,20 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         let pause_over = async {
             match wakeup {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let lock_free = async {
+            match lock_retry {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let watchdog_due = async {
+            match watchdog.as_mut() {
+                Some(tick) => {
+                    tick.tick().await;
+                }
                 None => std::future::pending().await,
             }
         };
@@ -168,7 +201,13 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     nm.handle(wake, dirty).await;
                 }
             }
+            _ = watchdog_due => {
+                if let Err(e) = notify("WATCHDOG=1") {
+                    log::debug!("cannot ping the watchdog: {e}");
+                }
+            }
             _ = pause_over => daemon.retry_due(),
+            _ = lock_free => {}
         }
         daemon.drain().await?;
         daemon.process().await;
@@ -184,6 +223,25 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
 }
 
 impl Daemon {
+    fn announce_ready(&self, sources: &str, lock_waiting: bool) {
+        let status = if lock_waiting {
+            log::warn!(
+                "following {sources}; the first sync waits for {}",
+                self.lock.path().display()
+            );
+            format!(
+                "following {sources}; waiting for {}",
+                self.lock.path().display()
+            )
+        } else {
+            log::info!("in sync; following {sources}");
+            format!("following {sources}")
+        };
+        if let Err(e) = notify(&format!("READY=1\nSTATUS={status}")) {
+            log::warn!("cannot tell the service manager we are ready: {e}");
+        }
+    }
+
     /// Reads everything pending from both sources without waiting.
     async fn drain(&mut self) -> Result<(), DaemonError> {
         let Daemon {
@@ -225,11 +283,22 @@ impl Daemon {
         }
     }
 
-    /// Runs the core for everything dirty, each interface once.
+    /// Runs the core for everything dirty, each interface once, under the run lock. Never
+    /// waits for the lock: when another run has it, everything stays dirty and is tried
+    /// again on the lock's timer.
     async fn process(&mut self) {
         if self.dirty.is_empty() {
             return;
         }
+        let Some(lock) = self.lock.try_take(Instant::now()) else {
+            return;
+        };
+        self.held = Some(lock);
+        self.process_locked().await;
+        self.held = None;
+    }
+
+    async fn process_locked(&mut self) {
         let now = Instant::now();
         let mut dirty = self.dirty.take();
         log::debug!("dirty: {dirty:?}");
@@ -415,12 +484,12 @@ impl Daemon {
 
     async fn run(&mut self, target: &Target, skip: &BTreeSet<u32>) -> Result<Report, Error> {
         let started = Instant::now();
-        let report = reconcile_skipping(
+        let report = reconcile_locked(
             &self.nl,
             &self.settings,
             target,
             Mode::Apply,
-            &self.lock_path,
+            self.held.as_ref(),
             skip,
         )
         .await?;

@@ -7,6 +7,7 @@ mod daemon;
 mod dirty;
 mod fight;
 mod follow;
+mod lockwait;
 mod monitor;
 mod nm;
 mod notify;

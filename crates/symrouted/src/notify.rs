@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
 
 /// Sends `state` (e.g. `READY=1`) to the service manager. Returns `Ok(false)` when not run
 /// by one (`NOTIFY_SOCKET` unset).
@@ -48,6 +49,43 @@ pub fn notify_to(path: &str, state: &str) -> io::Result<()> {
     let socket = UnixDatagram::unbound()?;
     socket.send_to_addr(state.as_bytes(), &addr)?;
     Ok(())
+}
+
+/// How often systemd expects `WATCHDOG=1` (`WatchdogSec=`), read as sd_watchdog_enabled(3)
+/// does: `WATCHDOG_USEC`, for this process only when `WATCHDOG_PID` names another one.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    watchdog_from(usec.as_deref(), pid.as_deref(), std::process::id())
+}
+
+fn watchdog_from(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != own_pid {
+            return None;
+        }
+    }
+    let usec: u64 = usec?.trim().parse().ok()?;
+    // 0 is "off" and u64::MAX systemd's "infinity".
+    (usec > 0 && usec != u64::MAX).then(|| Duration::from_micros(usec))
+}
+
+#[cfg(test)]
+mod watchdog_tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_is_read_like_sd_watchdog_enabled() {
+        let s = Duration::from_secs;
+        assert_eq!(watchdog_from(Some("30000000"), None, 7), Some(s(30)));
+        assert_eq!(watchdog_from(Some("30000000"), Some("7"), 7), Some(s(30)));
+        assert_eq!(watchdog_from(Some("30000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_from(Some("30000000"), Some("x"), 7), None);
+        assert_eq!(watchdog_from(None, Some("7"), 7), None);
+        assert_eq!(watchdog_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_from(Some("-5"), None, 7), None);
+        assert_eq!(watchdog_from(Some("18446744073709551615"), None, 7), None);
+    }
 }
 
 #[cfg(test)]

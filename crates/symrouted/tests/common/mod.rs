@@ -12,6 +12,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use symroute_testlab::daemons::PrivateMounts;
 use symroute_testlab::{ping, wait_until, Lab, Netns};
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_symrouted");
@@ -47,6 +48,23 @@ impl Symrouted {
         env: &[(&str, &str)],
         lock: Option<&Path>,
     ) -> Symrouted {
+        Symrouted::launch(Some(ns), None, args, env, lock, true)
+    }
+
+    /// Starts the daemon in a private mount namespace with its default lock file (in that
+    /// namespace's /run). With `wait_ready`, returns after READY=1.
+    pub fn start_in(mounts: &PrivateMounts, args: &[&str], wait_ready: bool) -> Symrouted {
+        Symrouted::launch(None, Some(mounts), args, &[], None, wait_ready)
+    }
+
+    fn launch(
+        ns: Option<&Netns>,
+        mounts: Option<&PrivateMounts>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        lock: Option<&Path>,
+        wait_ready: bool,
+    ) -> Symrouted {
         let dir = std::env::temp_dir().join(format!(
             "symrouted-test-{}-{}",
             std::process::id(),
@@ -60,9 +78,19 @@ impl Symrouted {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("notify timeout");
         let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), DAEMON, "-v", "--lock-file"])
-            .arg(lock.map_or_else(|| dir.join("lock"), Path::to_path_buf))
+        let mut command = match (ns, mounts) {
+            (_, Some(mounts)) => mounts.command(Path::new(DAEMON)),
+            (Some(ns), None) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", ns.name(), DAEMON, "--lock-file"])
+                    .arg(lock.map_or_else(|| dir.join("lock"), Path::to_path_buf));
+                command
+            }
+            (None, None) => unreachable!("a namespace to run in"),
+        };
+        let mut child = command
+            .arg("-v")
             .args(args)
             .env("SYMROUTE_LOG", "stderr")
             .env("NOTIFY_SOCKET", &socket)
@@ -93,11 +121,13 @@ impl Symrouted {
             dir,
             started,
         };
-        daemon.wait_ready();
+        if wait_ready {
+            daemon.wait_ready();
+        }
         daemon
     }
 
-    fn wait_ready(&self) {
+    pub fn wait_ready(&self) {
         let mut buf = [0u8; 512];
         loop {
             match self.notify.recv(&mut buf) {

@@ -1,0 +1,268 @@
+//! An unprivileged local user against `symroute-hook`: the run lock and the configuration.
+//! Every run happens in a private mount namespace with its own tmpfs on /run, so the lock is
+//! the real default path (/run/symroute/lock) without touching the machine's /run.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::Instant;
+
+use symroute_testlab::daemons::{require_programs, write_file, PrivateMounts, TempDir};
+use symroute_testlab::{require_root, Lab};
+
+const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+const NOBODY: [&str; 4] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
+
+fn private_run(lab: &Lab, extra: &str) -> PrivateMounts {
+    PrivateMounts::new(
+        &lab.host,
+        &format!("mount -t tmpfs -o mode=0755 symroute-test /run\n{extra}"),
+    )
+}
+
+fn hook(mounts: &PrivateMounts, args: &[&str]) -> Output {
+    mounts
+        .command(Path::new(HOOK))
+        .args(args)
+        .env("SYMROUTE_LOG", "stderr")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run symroute-hook")
+}
+
+fn as_nobody(mounts: &PrivateMounts, argv: &[&str]) -> Output {
+    let mut all = NOBODY.to_vec();
+    all.extend_from_slice(argv);
+    mounts.run(&all)
+}
+
+/// `flock -n LOCK` as nobody, printing whether it got the lock.
+fn nobody_can_lock(mounts: &PrivateMounts) -> (bool, String) {
+    let out = as_nobody(
+        mounts,
+        &["flock", "-n", "/run/symroute/lock", "echo", "locked"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (stdout.contains("locked"), stderr)
+}
+
+/// `stat -c '%a %U %i' PATH` (mode, owner, inode) inside the namespace.
+fn mode_owner(mounts: &PrivateMounts, path: &str) -> String {
+    mounts
+        .run_ok(&["stat", "-c", "%a %U %i", path])
+        .trim()
+        .to_string()
+}
+
+/// Someone holding the lock until the child is killed; returns once the lock is held. The
+/// file must exist.
+fn holder(mounts: &PrivateMounts, prefix: &[&str]) -> Child {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend_from_slice(&[
+        "flock",
+        "-n",
+        "/run/symroute/lock",
+        "sh",
+        "-c",
+        "echo held; exec sleep 300",
+    ]);
+    let program = symroute_testlab::daemons::find_program(argv[0]).expect("program");
+    let mut child = mounts
+        .command(&program)
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Its own process group, killed whole: the sleep inherits the locked descriptor.
+        .process_group(0)
+        .spawn()
+        .expect("start the lock holder");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("holder stdout");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    assert_eq!(line.trim(), "held", "the holder did not get the lock");
+    child
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of the process group of our own child.
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn unprivileged_user_cannot_hold_the_run_lock() {
+    let test = "unprivileged_user_cannot_hold_the_run_lock";
+    if !require_root(test) || !require_programs(test, &["setpriv", "flock", "stat"]) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let mounts = private_run(&lab, "");
+    let t1 = (1000 + lab.host.ifindex("eth1")).to_string();
+
+    // Before the first run: there is nothing to open, and nobody can create it.
+    let (locked, why) = nobody_can_lock(&mounts);
+    assert!(!locked, "nobody locked before the first run");
+    eprintln!("before the first run, nobody's flock: {}", why.trim());
+
+    let out = hook(&mounts, &["eth1", "up"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lab.host.rules(false).iter().any(|r| r.contains(&t1)));
+    assert!(mode_owner(&mounts, "/run/symroute").starts_with("700 root "));
+    assert!(mode_owner(&mounts, "/run/symroute/lock").starts_with("600 root "));
+
+    // After it: not even opened.
+    let (locked, why) = nobody_can_lock(&mounts);
+    assert!(!locked, "nobody locked after the first run");
+    assert!(why.contains("Permission denied"), "{why}");
+
+    // What an older version left (0755 directory, 0644 file), held by nobody: the hook
+    // replaces the file and finishes in normal time instead of waiting for nobody.
+    mounts.run_ok(&["chmod", "0755", "/run/symroute"]);
+    mounts.run_ok(&["chmod", "0644", "/run/symroute/lock"]);
+    let before = mode_owner(&mounts, "/run/symroute/lock");
+    let _nobody = Killed(holder(&mounts, &NOBODY));
+    let started = Instant::now();
+    let out = hook(&mounts, &["eth0", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    eprintln!(
+        "hook with nobody holding the old lock file: {:?}; {}",
+        started.elapsed(),
+        stderr.trim()
+    );
+    assert!(
+        stderr.contains("/run/symroute: mode was 0755, set to 0700"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/run/symroute/lock: was mode 0644; replaced"),
+        "{stderr}"
+    );
+    let after = mode_owner(&mounts, "/run/symroute/lock");
+    assert!(after.starts_with("600 root "), "{after}");
+    assert_ne!(before, after, "the old file (inode) is still in place");
+    let (locked, _) = nobody_can_lock(&mounts);
+    assert!(!locked);
+}
+
+#[test]
+fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
+    let test = "root_holding_the_lock_delays_the_hook_a_few_seconds_at_most";
+    if !require_root(test) || !require_programs(test, &["flock"]) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let mounts = private_run(
+        &lab,
+        "mkdir -m 0700 /run/symroute\ninstall -m 0600 /dev/null /run/symroute/lock",
+    );
+    let before = lab.host.rules(false);
+    let holder = Killed(holder(&mounts, &[]));
+    let started = Instant::now();
+    let out = hook(&mounts, &["eth1", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("gave up after {:?}: {}", started.elapsed(), stderr.trim());
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // nsenter forks the flock(1) that took the lock: its pid is not the child's.
+    let line = stderr.trim();
+    assert!(
+        line.starts_with("error: cannot lock /run/symroute/lock: still held after 5 s by pid ")
+            && line.ends_with(" (flock); giving up")
+            && !line.contains('\n'),
+        "{line}"
+    );
+    assert_eq!(
+        lab.host.rules(false),
+        before,
+        "changed something without the lock"
+    );
+    drop(holder);
+    let out = hook(&mounts, &["eth1", "up"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn group_writable_config_is_refused_and_nothing_changes() {
+    let test = "group_writable_config_is_refused_and_nothing_changes";
+    if !require_root(test) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let mounts = private_run(&lab, "");
+    let dir = TempDir::new("config");
+    let config = dir.path().join("symroute.toml");
+    write_file(&config, "prefix_rules = true\n", 0o664);
+    let cfg = config.display().to_string();
+    let before = (lab.host.rules(false), lab.host.rules(true));
+
+    let out = hook(&mounts, &["--config", &cfg, "eth1", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: {cfg}: refused: it is writable by its group (mode 0664); remove that with \
+             chmod go-w"
+        )
+    );
+    // The directory too, and a file of someone else's.
+    write_file(&config, "prefix_rules = true\n", 0o644);
+    set_mode(dir.path(), 0o777);
+    let out = hook(&mounts, &["--config", &cfg, "eth1", "up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable by group and others"));
+    set_mode(dir.path(), 0o755);
+    std::os::unix::fs::chown(&config, Some(65534), None).expect("chown");
+    let out = hook(&mounts, &["--config", &cfg, "eth1", "up"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("it is owned by uid 65534, not by root"),
+        "{stderr}"
+    );
+    // Nothing changed, and the lock was never even created.
+    assert_eq!((lab.host.rules(false), lab.host.rules(true)), before);
+    assert!(!mounts.path("/run/symroute").exists());
+
+    // Fixed, it is used.
+    std::os::unix::fs::chown(&config, Some(0), None).expect("chown");
+    let out = hook(&mounts, &["--config", &cfg, "eth1", "up"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        lab.host
+            .rules(false)
+            .iter()
+            .any(|r| r.contains("from 10.2.0.0/24")),
+        "{:?}",
+        lab.host.rules(false)
+    );
+}
