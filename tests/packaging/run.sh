@@ -200,6 +200,30 @@ check "rpm: post, preun, postun scriptlets, valid sh" sh -c "
 check "rpm: post syncs, preun flushes" sh -c "grep -q 'symroute-hook --all' '$scriptlets/postinstall' &&
     grep -q 'symroute-hook --flush' '$scriptlets/preuninstall'"
 
+# --- the unit's hardening ------------------------------------------------------------------
+if [ "$UNIT" = yes ]; then
+    unit=$SRC/packaging/systemd/symrouted.service
+    check "unit: 0700 run directory, kept; UMask 0077; no restart loop on a bad config; watchdog; memory and task bounds" sh -c "
+        for line in RuntimeDirectoryMode=0700 RuntimeDirectoryPreserve=yes UMask=0077 \
+            RestartPreventExitStatus=2 WatchdogSec= MemoryMax= TasksMax= NoNewPrivileges=yes; do
+            grep -q \"^\$line\" '$unit' || { echo \"    missing: \$line\"; exit 1; }
+        done"
+    # The score is recorded, not judged (it moves with systemd's version); a unit that does
+    # not parse, or has a line systemd ignores, fails.
+    if command -v systemd-analyze >/dev/null 2>&1 &&
+        systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+        sec_err=$T/security.err
+        sec_out=$(systemd-analyze security --offline=true "$unit" 2>"$sec_err") && sec_rc=0 || sec_rc=$?
+        score=$(echo "$sec_out" | sed -n 's/.*Overall exposure level for symrouted.service: \([0-9.]*\).*/\1/p')
+        sed 's/^/    /' "$sec_err"
+        echo "# systemd-analyze security --offline: exposure ${score:-unknown} (0 best, 10 worst), systemd $(systemd-analyze --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')" | tee -a "$LOG"
+        check "unit: systemd-analyze security --offline=true parses it, no line ignored (exposure ${score:-?})" \
+            sh -c "[ '$sec_rc' -eq 0 ] && [ -n '$score' ] && ! grep -q 'symrouted.service' '$sec_err'"
+    else
+        echo "# systemd-analyze security --offline not available here: unit hardening score not recorded"
+    fi
+fi
+
 # --- install, upgrade, remove, purge in an isolated root -----------------------------------
 SUITE=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 # iproute2: the package's dependency; rpm: to run the RPM's scriptlets too.

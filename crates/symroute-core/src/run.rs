@@ -492,5 +492,7 @@ fn write_table_names(path: &Path, names: &[(u32, String)]) -> std::io::Result<()
     }
     let tmp = path.with_extension("conf.tmp");
     std::fs::write(&tmp, text)?;
+    // Readable by all whatever the umask (the unit's is 0077): every user's `ip` reads it.
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     std::fs::rename(&tmp, path)
 }

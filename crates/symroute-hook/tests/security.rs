@@ -266,3 +266,46 @@ fn group_writable_config_is_refused_and_nothing_changes() {
         lab.host.rules(false)
     );
 }
+
+#[test]
+fn hanging_nft_is_killed_and_named() {
+    let test = "hanging_nft_is_killed_and_named";
+    if !require_root(test) || !Path::new("/usr/sbin/nft").exists() {
+        if !Path::new("/usr/sbin/nft").exists() {
+            eprintln!("SKIPPED {test}: /usr/sbin/nft is not installed");
+        }
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let dir = TempDir::new("hangingnft");
+    let stand_in = dir.path().join("nft");
+    write_file(&stand_in, "#!/bin/sh\nexec sleep 600\n", 0o755);
+    let config = dir.path().join("symroute.toml");
+    write_file(&config, "iif_rules = true\n", 0o644);
+    // /usr/sbin/nft replaced by one that never answers, in this mount namespace only.
+    let mounts = private_run(
+        &lab,
+        &format!("mount --bind {} /usr/sbin/nft", stand_in.display()),
+    );
+    let started = Instant::now();
+    let out = hook(
+        &mounts,
+        &["--config", &config.display().to_string(), "eth1", "up"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "hook with a hanging nft ended after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [
+            "error: replacing table inet symroute: /usr/sbin/nft -f - failed (timed out): no \
+          answer within 10 s; killed"
+        ],
+        "{stderr}"
+    );
+    mounts.kill_members();
+}

@@ -7,6 +7,7 @@ pub mod host;
 mod lookup;
 pub mod netlink;
 pub mod nftables;
+pub mod timed;
 
 use std::collections::BTreeMap;
 

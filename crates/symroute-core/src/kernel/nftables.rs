@@ -8,9 +8,11 @@
 //!
 //! Nothing but `table inet symroute` is ever read or written.
 
-use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
+
+use super::timed::{self, TimedError};
 
 pub use crate::model::nft::NFT;
 use crate::model::nft::TABLE;
@@ -34,39 +36,42 @@ pub enum NftError {
     Read(String),
 }
 
-/// Runs `nft -f -` with `change`'s script.
+/// How long `nft` may take: it answers in milliseconds; one that hangs is killed so that the
+/// run (a hook in a dispatcher's queue, the daemon's loop) goes on.
+pub const NFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `nft -f -` with `change`'s script, killed after [`NFT_TIMEOUT`].
 pub fn apply(change: &NftChange) -> Result<(), NftError> {
     let what = match change {
         NftChange::Replace(_) => "replacing",
         NftChange::Delete => "deleting",
     };
-    let mut child = Command::new(NFT)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NftError::Missing {
-            what,
-            reason: io_text(&e),
-        })?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(change.script().as_bytes()));
-    let out = child.wait_with_output().map_err(|e| NftError::Failed {
-        what,
-        status: "not waited for".into(),
-        message: io_text(&e),
-    })?;
-    if out.status.success() {
-        if let Some(Err(e)) = written {
+    let mut command = Command::new(NFT);
+    command.args(["-f", "-"]);
+    let out = match timed::run(command, change.script().into_bytes(), NFT_TIMEOUT) {
+        Ok(out) => out,
+        Err(TimedError::Spawn(e)) => {
+            return Err(NftError::Missing {
+                what,
+                reason: io_text(&e),
+            })
+        }
+        Err(e @ TimedError::Timeout(_)) => {
             return Err(NftError::Failed {
                 what,
-                status: "script not written".into(),
-                message: io_text(&e),
-            });
+                status: "timed out".into(),
+                message: e.to_string(),
+            })
         }
+        Err(TimedError::Wait(e)) => {
+            return Err(NftError::Failed {
+                what,
+                status: "not waited for".into(),
+                message: io_text(&e),
+            })
+        }
+    };
+    if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
