@@ -391,3 +391,32 @@ fn an_interface_paused_by_a_fight_stays_paused_through_a_full_resync() {
         daemon.log()
     );
 }
+
+#[test]
+fn a_table_id_clash_resolved_later_converges_by_itself() {
+    if !require_root("a_table_id_clash_resolved_later_converges_by_itself") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let host = &lab.host;
+    let t1 = table_of(host, "eth1");
+    // Someone else's route in eth1's table: symroute refuses the table, eth0 goes on.
+    host.ip(&format!("route add blackhole 198.51.100.0/24 table {t1}"));
+    let daemon = Symrouted::start(host, &["--source", "netlink"]);
+    assert!(
+        daemon.wait_log("refusing to touch it", SETTLE),
+        "{}",
+        daemon.log()
+    );
+    assert!(!has_rule(host, HOST_ETH1_V4, &t1));
+    assert!(mirrored(host, "eth0"));
+    // The other program moves away; nobody tells symroute anything else.
+    host.ip(&format!("route del blackhole 198.51.100.0/24 table {t1}"));
+    assert!(
+        wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &t1)
+            && mirrored(host, "eth1")),
+        "{}",
+        daemon.log()
+    );
+    assert_all_reachable(&lab);
+}
