@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use symroute_testlab::daemons::TempDir;
+use symroute_testlab::daemons::{PrivateMounts, TempDir};
 use symroute_testlab::{require_root, veth, wait_until, Lab, Netns, HOST_ETH1_V4};
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -68,24 +68,24 @@ fn stale(ns: &Netns) -> Vec<String> {
 }
 
 #[test]
-fn failed_runs_are_retried_until_they_succeed_on_a_quiet_host() {
-    if !require_root("failed_runs_are_retried_until_they_succeed_on_a_quiet_host") {
+fn a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host() {
+    if !require_root("a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host") {
         return;
     }
     let lab = Lab::two_uplinks();
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
     // A real fault no event reports the end of: the lock's directory cannot be created
-    // because a file sits where it should be (as with /run not mounted yet, or full).
+    // because a file sits where it should be (as with /run not mounted yet).
     let dir = TempDir::new("retry");
     let blocker = dir.path().join("run");
     std::fs::write(&blocker, "").expect("blocker");
     let lock = blocker.join("lock");
     let daemon = Symrouted::start_locked(host, &["--source", "netlink"], &[], Some(&lock));
-    assert!(daemon.wait_log("cannot lock", SETTLE), "{}", daemon.log());
+    assert!(daemon.wait_log("lock", SETTLE), "{}", daemon.log());
     assert!(our_rules(host).is_empty(), "{:?}", our_rules(host));
 
-    // The fault goes away; nothing else happens on the host. The retry timer converges.
+    // The fault goes away; nothing else happens on the host. A timer converges.
     std::fs::remove_file(&blocker).expect("remove blocker");
     assert!(
         wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &t1)
@@ -96,33 +96,103 @@ fn failed_runs_are_retried_until_they_succeed_on_a_quiet_host() {
         daemon.log()
     );
     assert_all_reachable(&lab);
+}
 
-    // The same for one interface's run: the fault returns, an address is added, the run for
-    // eth1 fails; the fault goes and the retry alone brings the new rule.
-    std::fs::remove_dir_all(&blocker).expect("remove lock directory");
-    std::fs::write(&blocker, "").expect("blocker");
-    let failures = |d: &Symrouted| {
-        d.lines()
-            .iter()
-            .filter(|l| l.contains("cannot lock"))
-            .count()
-    };
-    let before = failures(&daemon);
-    host.ip("addr add 10.2.0.3/24 dev eth1");
+/// A run that fails inside (here: `nft` unusable while `iif_rules` needs it, as while the
+/// nftables package is being installed) is retried with back-off until it succeeds, for the
+/// full sync and for one interface's run, with nothing else happening on the host.
+#[test]
+fn failed_runs_are_retried_until_they_succeed_on_a_quiet_host() {
+    if !require_root("failed_runs_are_retried_until_they_succeed_on_a_quiet_host") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let host = &lab.host;
+    let t1 = table_of(host, "eth1");
+    let dir = TempDir::new("retry-nft");
+    let config = dir.path().join("symroute.toml");
+    std::fs::write(&config, "iif_rules = true\n").expect("config");
+    // In the daemon's own mount namespace only: /usr/sbin/nft fails until unmounted.
+    let mounts = PrivateMounts::new(
+        host,
+        "mount -t tmpfs -o mode=0755 symroute-test /run\n\
+         mount --bind /bin/false /usr/sbin/nft",
+    );
+    let config_arg = config.display().to_string();
+    let daemon = Symrouted::start_in(
+        &mounts,
+        &["--source", "netlink", "--config", &config_arg],
+        true,
+    );
+    assert!(daemon.wait_log("nft", SETTLE), "{}", daemon.log());
+    assert!(nft_table(host).is_none());
+
+    // nft works again; no event follows. The retry timer installs the table.
+    let out = mounts.run(&["umount", "/usr/sbin/nft"]);
     assert!(
-        wait_until(SETTLE, || failures(&daemon) > before),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(SETTLE, || nft_table(host).is_some()),
+        "not retried: {}",
+        daemon.log()
+    );
+    assert!(has_rule(host, HOST_ETH1_V4, &t1));
+    assert!(
+        daemon.lines().iter().any(|l| l.contains("retrying")),
         "{}",
         daemon.log()
     );
-    assert!(!has_rule(host, "10.2.0.3", &t1));
-    std::fs::remove_file(&blocker).expect("remove blocker");
+
+    // One interface's run: nft breaks again, an address comes (its run fails to write the
+    // table), nft comes back; the retry alone finishes the job.
+    let out = mounts.run(&["mount", "--bind", "/bin/false", "/usr/sbin/nft"]);
     assert!(
-        wait_until(SETTLE, || has_rule(host, "10.2.0.3", &t1)),
-        "not retried: {:?}\n{}",
-        our_rules(host),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failures = |d: &Symrouted| d.lines().iter().filter(|l| l.starts_with("error:")).count();
+    let before = failures(&daemon);
+    host.ip("link add lan0 type veth peer name lan1");
+    host.ip("link set lan0 up");
+    host.ip("addr add 10.7.0.1/24 dev lan0");
+    let lan0 = table_of(host, "lan0");
+    assert!(
+        wait_until(SETTLE, || failures(&daemon) > before
+            || daemon
+                .lines()
+                .iter()
+                .filter(|l| l.contains("still failing"))
+                .count()
+                > 0),
+        "{}",
         daemon.log()
     );
-    assert!(daemon.lines().iter().any(|l| l.contains("retrying")));
+    let out = mounts.run(&["umount", "/usr/sbin/nft"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(SETTLE, || has_rule(host, "10.7.0.1", &lan0)
+            && nft_table(host).is_some_and(|t| t.contains("lan0"))),
+        "not retried: {:?}\n{:?}\n{}",
+        our_rules(host),
+        nft_table(host),
+        daemon.log()
+    );
+}
+
+/// `table inet symroute` as nft lists it, if there.
+fn nft_table(ns: &Netns) -> Option<String> {
+    let out = ns.run(&["nft", "list", "table", "inet", "symroute"]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
