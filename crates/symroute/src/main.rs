@@ -130,6 +130,7 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
             if settings.iif_rules || Path::new("/sys/module/nf_tables").exists() {
                 facts.nft_table = nftables::read_installed().ok();
             }
+            facts.nat = kernel::nat::read(Path::new("/"));
             let diagnosis = doctor::diagnose(&snapshot, settings, &report, &facts);
             if *json {
                 print_json(&diagnosis, *pretty)?;

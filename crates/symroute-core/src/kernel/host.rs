@@ -96,6 +96,7 @@ impl HostFacts {
             table_names: read_table_names(root),
             nft_binary: root.join(NFT.trim_start_matches('/')).is_file(),
             nft_table: None,
+            nat: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod host;
 mod lookup;
+pub mod nat;
 pub mod netlink;
 pub mod nftables;
 pub mod timed;

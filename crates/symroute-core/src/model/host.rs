@@ -57,4 +57,23 @@ pub struct HostFacts {
     /// `table inet symroute` as the kernel has it; `None` when it could not be read (that
     /// needs CAP_NET_ADMIN, so the caller fills it in: [`HostFacts::read`] reads files only).
     pub nft_table: Option<NftInstalled>,
+    /// DNAT rules in nftables or legacy iptables ([`crate::kernel::nat::read`]); `None`
+    /// when they could not be read (root only, so the caller fills it in too).
+    pub nat: Option<Nat>,
+}
+
+/// What the host's NAT configuration looks like, as far as it can be seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Nat {
+    /// nftables tables (iptables-nft's included, `ip nat`) with a `dnat`/`redirect`
+    /// statement, as `family name`.
+    pub dnat_tables: Vec<String>,
+    /// A legacy (x_tables) `nat` table is loaded: its rules are invisible to nftables.
+    pub legacy_nat: bool,
+}
+
+impl Nat {
+    pub fn dnat_seen(&self) -> bool {
+        !self.dnat_tables.is_empty() || self.legacy_nat
+    }
 }

@@ -8,6 +8,7 @@
 
 mod facts;
 mod integration;
+mod nat;
 mod routing;
 mod sysctl;
 
@@ -120,6 +121,7 @@ pub fn diagnose(
     findings.extend(check_shadowing(status, settings));
     findings.extend(check_rp_filter(snapshot, settings, status, facts));
     findings.extend(check_iif_rules(snapshot, settings, status, facts));
+    findings.extend(nat::check(snapshot, settings, facts));
     findings.extend(check_arp(snapshot, facts));
     findings.extend(check_networkd(&facts.networkd));
     findings.extend(check_integration(facts));
