@@ -3,6 +3,8 @@
 //! outcome to an exit status.
 
 mod cli;
+#[cfg(test)]
+mod properties;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,6 +11,8 @@ mod lockwait;
 mod monitor;
 mod nm;
 mod notify;
+#[cfg(test)]
+mod properties;
 mod retry;
 
 use std::process::ExitCode;
