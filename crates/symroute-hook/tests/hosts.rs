@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use symroute_testlab::hosts::{
     bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
-    SERVICE_PORT,
+    CONTAINER_V4 as CONTAINER, SERVICE_PORT,
 };
 use symroute_testlab::{ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
@@ -228,4 +228,149 @@ fn event_for_a_bridge_updates_every_uplink_table() {
         .routes(&t0, false)
         .iter()
         .any(|r| r.contains("172.18.0.0/16")));
+}
+
+/// The kernel's own answer to `ip route get TO from FROM`: the `dev` it picks.
+fn dev_for(ns: &Netns, to: &str, from: &str) -> String {
+    let out = ns.ip(&format!("route get {to} from {from}"));
+    out.split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bridge() {
+    if !require_root(
+        "same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bridge",
+    ) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let container = docker_bridge(&lab);
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    // A second NIC in eth1's subnet (a macvlan on the same segment), with its own default.
+    lab.host.sysctl("net.ipv4.conf.all.arp_ignore", "1");
+    lab.host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        "link add eth2 link eth1 type macvlan mode bridge
+         link set eth2 up
+         addr add 10.2.0.3/24 dev eth2
+         route add default via 10.2.0.1 dev eth2 metric 102
+        ",
+    );
+    // IPv6 through r2's link-local address instead of its ULA.
+    let r2_ll = lab
+        .r2
+        .ip("-6 -o addr show dev down0 scope link")
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next().map(str::to_string))
+        .expect("r2 has a link-local address");
+    lab.host
+        .ip("-6 route del ::/0 via fd02::1 dev eth1 metric 101");
+    lab.host.ip(&format!(
+        "-6 route add ::/0 via {r2_ll} dev eth1 metric 101"
+    ));
+    // An ECMP route over both uplinks.
+    lab.host
+        .ip("route add 192.0.2.0/24 nexthop via 10.1.0.1 dev eth0 nexthop via 10.2.0.1 dev eth1");
+
+    hook_ok(&lab.host, &["--all"]);
+    let (t1, t2) = (table_of(&lab.host, "eth1"), table_of(&lab.host, "eth2"));
+    // Each same-subnet NIC answers through itself, also inside the subnet.
+    assert_eq!(dev_for(&lab.host, "10.12.0.2", "10.2.0.2"), "eth1");
+    assert_eq!(dev_for(&lab.host, "10.12.0.2", "10.2.0.3"), "eth2");
+    assert_eq!(dev_for(&lab.host, "10.2.0.1", "10.2.0.2"), "eth1");
+    assert_eq!(dev_for(&lab.host, "10.2.0.1", "10.2.0.3"), "eth2");
+    for t in [&t1, &t2] {
+        let routes = lab.host.routes(t, false);
+        let subnet: Vec<&String> = routes
+            .iter()
+            .filter(|r| r.starts_with("10.2.0.0/24"))
+            .collect();
+        assert_eq!(subnet.len(), 1, "table {t}: {routes:?}");
+    }
+    // ... and both reach the container directly.
+    assert_eq!(dev_for(&lab.host, CONTAINER, "10.2.0.3"), "docker0");
+    for a in ["10.2.0.3", HOST_ETH1_V4] {
+        assert!(ping(&lab.client, a), "client does not reach {a}");
+    }
+    // ECMP: eth1's table holds only eth1's nexthop.
+    let ecmp: Vec<String> = lab
+        .host
+        .routes(&t1, false)
+        .into_iter()
+        .filter(|r| r.starts_with("192.0.2.0/24"))
+        .collect();
+    assert_eq!(ecmp.len(), 1, "{ecmp:?}");
+    assert!(ecmp[0].contains("via 10.2.0.1 dev eth1"), "{ecmp:?}");
+    // The link-local gateway is kept, and the bridge's ULA is next to it.
+    let v6 = lab.host.routes(&t1, true);
+    assert!(
+        v6.iter()
+            .any(|r| r.starts_with(&format!("default via {r2_ll} dev eth1"))),
+        "{v6:?}"
+    );
+    assert!(
+        v6.iter().any(|r| r.starts_with("fd00:17::/64 dev docker0")),
+        "{v6:?}"
+    );
+    assert!(ping(&lab.client, "fd02::2"));
+    assert_eq!(
+        unreachable(&container, &container_targets()),
+        [] as [&str; 0]
+    );
+}
+
+#[test]
+fn tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space() {
+    if !require_root("tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    hook_ok(&lab.host, &["--all"]);
+    let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
+    // A VPN's tun device (no process behind it here: its routes are `linkdown`).
+    lab.host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        "tuntap add tun0 mode tun
+         link set tun0 up
+         addr add 10.8.0.1/24 dev tun0
+        ",
+    );
+    hook_ok(&lab.host, &["tun0", "up"]);
+    for t in [&t0, &t1] {
+        assert!(
+            lab.host
+                .routes(t, false)
+                .iter()
+                .any(|r| r.starts_with("10.8.0.0/24 dev tun0 proto 83")),
+            "table {t}: {:?}",
+            lab.host.routes(t, false)
+        );
+    }
+    // The VPN client now sends everything through the tunnel (0/1 + 128/1): tun0 is an
+    // uplink, whose routes are its own table's, no longer copies in the others.
+    lab.host.ip("route add 0.0.0.0/1 dev tun0");
+    lab.host.ip("route add 128.0.0.0/1 dev tun0");
+    hook_ok(&lab.host, &["tun0", "up"]);
+    for t in [&t0, &t1] {
+        assert!(
+            !lab.host.routes(t, false).iter().any(|r| r.contains("tun0")),
+            "table {t}: {:?}",
+            lab.host.routes(t, false)
+        );
+    }
+    let tun = lab.host.routes(&table_of(&lab.host, "tun0"), false);
+    for want in [
+        "0.0.0.0/1 dev tun0",
+        "128.0.0.0/1 dev tun0",
+        "10.8.0.0/24 dev tun0",
+    ] {
+        assert!(tun.iter().any(|r| r.starts_with(want)), "{tun:?}");
+    }
+    assert_uplinks_symmetric(&lab);
 }
