@@ -44,8 +44,10 @@ EXAMPLES:
 
 EXIT STATUS:
   0  done, or nothing to do
-  1  failure (unknown interface, table owned by someone else, kernel refused a change)
-  2  usage error (bad arguments, interface name or configuration file)
+  1  failure (unknown interface, table owned by someone else, kernel refused a change,
+     the run lock still held after 5 s, nft not answering within 10 s)
+  2  usage error (bad arguments, interface name, or a configuration file that is broken,
+     too large, or owned or writable by anyone but root)
 
 ENVIRONMENT:
   SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr on a terminal, else
@@ -54,7 +56,8 @@ ENVIRONMENT:
 
 FILES:
   /etc/symroute/symroute.toml configuration (every key optional; see symroute.toml(5))
-  /run/symroute/lock          serializes runs";
+  /run/symroute/lock          serializes runs (0600 in a 0700 directory, root's; waited
+                              for at most 5 s)";
 
 #[derive(Parser, Debug)]
 #[command(

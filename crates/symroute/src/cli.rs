@@ -39,8 +39,9 @@ EXAMPLES:
 EXIT STATUS:
   0  done, nothing to do, or nothing wrong
   1  failure (unknown interface, table owned by someone else, kernel refused a change,
-     doctor found a problem)
-  2  usage error (bad arguments or configuration file)
+     doctor found a problem, the run lock still held after 5 s)
+  2  usage error (bad arguments, or a configuration file that is broken, too large, or
+     owned or writable by anyone but root)
 
 ENVIRONMENT:
   SYMROUTE_LOG=stderr|syslog  where log lines go (default: stderr always, and changes,

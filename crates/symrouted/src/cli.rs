@@ -64,7 +64,8 @@ EXIT STATUS:
   0  stopped by SIGTERM/SIGINT, or --once/--flush done
   1  failure (no netlink socket, NetworkManager missing with --source nm, a refused or failed
      change with --once/--flush)
-  2  usage error (bad arguments or configuration file)
+  2  usage error (bad arguments, or a configuration file that is broken, too large, or
+     owned or writable by anyone but root)
 
 SIGNALS:
   SIGTERM, SIGINT  exit 0, leaving rules and tables in place
@@ -74,11 +75,15 @@ ENVIRONMENT:
   SYMROUTE_LOG=stderr|syslog   where log lines go (default: stderr on a terminal, else syslog
                                with identifier `symroute`)
   NOTIFY_SOCKET                set by systemd (Type=notify); READY=1 is sent after the first sync
+                               (or after 5 s waiting for the run lock)
+  WATCHDOG_USEC, WATCHDOG_PID  set by systemd (WatchdogSec=); WATCHDOG=1 is sent from the
+                               event loop every half interval
   DBUS_SYSTEM_BUS_ADDRESS      the system bus to find NetworkManager on
 
 FILES:
   /etc/symroute/symroute.toml  configuration (every key optional; see symroute.toml(5))
-  /run/symroute/lock           serializes runs with symroute-hook and the admin CLI
+  /run/symroute/lock           serializes runs with symroute-hook and the admin CLI (0600 in a
+                               0700 directory, root's; never waited for: retried on a timer)
 
 SEE ALSO:
   symroute-hook(8), symroute(8), systemd.service(5)";
