@@ -457,3 +457,50 @@ fn networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight() {
     );
     eprintln!("{test}: events: {:?}", nd.events());
 }
+
+/// A Docker bridge is no link of networkd's, but networkd-dispatcher runs its scripts for
+/// unmanaged links too: the hook gets `docker0 routable` (or `degraded`) and puts the
+/// bridge's routes into both uplink tables, with no daemon and nobody running the hook.
+#[test]
+fn networkd_dispatcher_reports_an_unmanaged_bridge_and_the_hook_copies_it() {
+    let test = "networkd_dispatcher_reports_an_unmanaged_bridge_and_the_hook_copies_it";
+    if !ready(test) {
+        return;
+    }
+    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher,networkd");
+    let container =
+        symroute_testlab::hosts::bridge_with_container(&lab.host, "docker0", "172.17", "17");
+    let tables: Vec<String> = UPLINKS
+        .iter()
+        .map(|dev| (1000 + ifindex(&lab.host, dev)).to_string())
+        .collect();
+    let copied = wait_until(Duration::from_secs(30), || {
+        tables.iter().all(|t| {
+            lab.host
+                .routes(t, false)
+                .iter()
+                .any(|r| r.starts_with("172.17.0.0/16 dev docker0 proto 83"))
+        })
+    });
+    // With a container attached the bridge has carrier and a global address.
+    let docker0_events = || -> Vec<String> {
+        nd.events()
+            .into_iter()
+            .filter(|e| e.starts_with("docker0 "))
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), || {
+        docker0_events().iter().any(|e| e == "docker0 routable")
+    });
+    let events = docker0_events();
+    eprintln!("{test}: docker0 events {events:?}");
+    assert!(events.iter().any(|e| e == "docker0 routable"), "{events:?}");
+    assert!(
+        copied,
+        "bridge not copied; docker0 events {events:?}\n{}",
+        routing_state(&lab.host)
+    );
+    for a in global_addrs(&lab.host, "eth1", false) {
+        assert!(ping(&container, &a), "container does not reach {a}");
+    }
+}
