@@ -489,3 +489,53 @@ fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight(
         nm.events()
     );
 }
+
+/// A bridge someone else creates (Docker's `docker0`) on a device NetworkManager does not
+/// leave unmanaged: NetworkManager shows it as connected externally and dispatches for it,
+/// and the hook alone puts the bridge's routes into both uplink tables.
+#[test]
+fn networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it() {
+    let test = "networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it";
+    if !ready(test) {
+        return;
+    }
+    let lab = DhcpLab::two_uplinks();
+    let root = TempDir::new("nm-root");
+    let sbindir = Path::new(HOOK).parent().expect("hook directory");
+    install_integrations(sbindir, root.path(), "networkmanager");
+    let nm = NetworkManager::start_with_external(&lab.host, root.path(), &UPLINKS, &["docker0"]);
+    wait_symmetric(&lab, &UPLINKS, Duration::from_secs(30));
+
+    let container =
+        symroute_testlab::hosts::bridge_with_container(&lab.host, "docker0", "172.17", "17");
+    let tables: Vec<String> = UPLINKS
+        .iter()
+        .map(|dev| (1000 + ifindex(&lab.host, dev)).to_string())
+        .collect();
+    let copied = wait_until(Duration::from_secs(30), || {
+        tables.iter().all(|t| {
+            lab.host
+                .routes(t, false)
+                .iter()
+                .any(|r| r.starts_with("172.17.0.0/16 dev docker0 proto 83"))
+        })
+    });
+    let events: Vec<String> = nm
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("docker0 "))
+        .collect();
+    eprintln!(
+        "{test}: docker0 events {events:?}, state {}",
+        nm.device_state("docker0")
+    );
+    assert!(
+        copied,
+        "bridge not copied; docker0 events {events:?}\n{}",
+        routing_state(&lab.host)
+    );
+    assert!(events.iter().any(|e| e == "docker0 up"), "{events:?}");
+    for a in global_addrs(&lab.host, "eth1", false) {
+        assert!(ping(&container, &a), "container does not reach {a}");
+    }
+}

@@ -624,6 +624,18 @@ pub struct NetworkManager {
 
 impl NetworkManager {
     pub fn start(host: &Netns, root: &Path, devices: &[&str]) -> NetworkManager {
+        NetworkManager::start_with_external(host, root, devices, &[])
+    }
+
+    /// Like [`NetworkManager::start`], with `external` devices not unmanaged either but
+    /// without a connection of their own: NetworkManager only follows what others configure
+    /// on them (a bridge Docker creates shows as "connected (externally)").
+    pub fn start_with_external(
+        host: &Netns,
+        root: &Path,
+        devices: &[&str],
+        external: &[&str],
+    ) -> NetworkManager {
         let dir = TempDir::new("nm");
         let etc = mkdir_0755(&root.join("etc/NetworkManager"));
         let events = dir.path().join("events.log");
@@ -631,6 +643,7 @@ impl NetworkManager {
 
         let unmanaged: String = devices
             .iter()
+            .chain(external)
             .map(|d| format!(",except:interface-name:{d}"))
             .collect();
         write_file(
