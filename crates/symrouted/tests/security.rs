@@ -135,3 +135,69 @@ fn daemon_waits_for_the_lock_without_blocking_and_nobody_cannot_take_it() {
     host.ip("route del 203.0.113.0/24 via 10.2.0.1 dev eth1");
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn watchdog_is_pinged_from_the_loop_only_for_this_process() {
+    if !require_root("watchdog_is_pinged_from_the_loop_only_for_this_process") {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    // 0.4 s: pings every 0.2 s, as systemd's WatchdogSec=30s would get them every 15 s.
+    let daemon = Symrouted::start_with(
+        &lab.host,
+        &["--source", "netlink"],
+        &[("WATCHDOG_USEC", "400000")],
+    );
+    for _ in 0..3 {
+        daemon.wait_notify("WATCHDOG=1");
+    }
+    assert!(daemon.terminate().success());
+
+    // WATCHDOG_PID naming another process: not ours to ping. The first tick would come
+    // right after READY=1, so a reload's READY=1 comes after it if there is one.
+    let daemon = Symrouted::start_with(
+        &lab.host,
+        &["--source", "netlink"],
+        &[("WATCHDOG_USEC", "400000"), ("WATCHDOG_PID", "1")],
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
+    let seen = daemon.wait_notify("READY=1");
+    assert!(
+        !seen.iter().any(|n| n.lines().any(|l| l == "WATCHDOG=1")),
+        "{seen:?}"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn group_writable_config_stops_the_daemon_with_status_2() {
+    let test = "group_writable_config_stops_the_daemon_with_status_2";
+    if !require_root(test) {
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    let dir = symroute_testlab::daemons::TempDir::new("daemon-config");
+    let config = dir.path().join("symroute.toml");
+    symroute_testlab::daemons::write_file(&config, "prefix_rules = true\n", 0o664);
+    let cfg = config.display().to_string();
+    for mode in [&["--once"][..], &[]] {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.host.name(), DAEMON, "--config", &cfg])
+            .args(mode)
+            .env("SYMROUTE_LOG", "stderr")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run symrouted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "error: {cfg}: refused: it is writable by its group (mode 0664); remove that \
+                 with chmod go-w"
+            )
+        );
+    }
+    assert!(our_rules(&lab.host).is_empty());
+}
