@@ -551,6 +551,13 @@ fn exempt_prefix_stays_local_instead_of_going_via_the_uplink() {
         &["explain", HOST_ETH1_V4, "10.50.0.2", "--json"],
     );
     assert_eq!(e["dev"], "lan0", "{e}");
+    assert_eq!(e["symmetric"], true, "{e}");
+    assert!(
+        e["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("direct: ")),
+        "{e}"
+    );
     assert!(ping_from(&lab.host, HOST_ETH1_V4, "10.50.0.2"));
 
     config.set("exempt = [\"10.50.0.0/24\", \"fd50::/64\"]\n");

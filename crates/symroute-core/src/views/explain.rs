@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::error::errno_text;
 use crate::model::{link_name, route_type, Family, Rule, Snapshot, MAIN_TABLE};
 pub use crate::model::{Answer, Query};
+use crate::plan::uplinks::Uplinks;
 use crate::settings::{Prefix, Settings};
 use crate::views::status::{self, RouteView, RuleView};
 
@@ -365,6 +366,20 @@ fn explain_one(
                         out.verdict = format!(
                             "symmetric: leaves {via}, the interface that owns {}",
                             query.from
+                        );
+                    }
+                    // Straight into a bridge, LAN or tunnel behind the host: where main sends
+                    // it too, and where the peer's own answer comes from.
+                    (Some(_), Some(dev))
+                        if gateway.is_none()
+                            && oif.is_some_and(|i| {
+                                !Uplinks::classify(&snapshot.main_routes)
+                                    .is_uplink(Family::of(&query.to), i)
+                            }) =>
+                    {
+                        out.symmetric = Some(true);
+                        out.verdict = format!(
+                            "direct: leaves {via} into a network behind the host ({dev} is no                              uplink), as main sends it"
                         );
                     }
                     (Some(want), Some(_)) => {
