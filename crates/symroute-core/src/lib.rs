@@ -10,8 +10,10 @@
 //! - [`kernel`]: everything that reads or writes the host (netlink, nftables, files).
 //! - [`plan`]: the pure decisions — plans, [`diff`], the nftables table text.
 //! - [`views`]: pure reports over a snapshot — status, doctor, explain.
-//! - [`run`]: one run, lock → read → plan → diff → apply.
+//! - [`run`]: one run, lock → read → plan → diff → apply; [`admin`]: the admin CLI's reads
+//!   and views; [`shell`]: what the binaries share (log level, configuration, exit status).
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -22,8 +24,8 @@ pub mod model;
 pub mod plan;
 pub mod run;
 pub mod settings;
+pub mod shell;
 pub mod trust;
-
 pub mod views;
 
 #[cfg(test)]

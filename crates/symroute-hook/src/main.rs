@@ -6,62 +6,45 @@ mod cli;
 #[cfg(test)]
 mod properties;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 use cli::Args;
+use symroute_core::lock::DEFAULT_LOCK_PATH;
+use symroute_core::shell::{self, Failure};
 use symroute_core::{
-    action_for, config, lock::DEFAULT_LOCK_PATH, logging, reconcile, validate_interface_name,
-    Action, Error, Mode, Netlink, Settings, Target,
+    action_for, logging, reconcile, validate_interface_name, Action, Error, Mode, Netlink, Target,
 };
-
-const EXIT_FAILURE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = if args.verbose {
-        log::LevelFilter::Debug
-    } else if args.quiet {
-        log::LevelFilter::Warn
-    } else {
-        log::LevelFilter::Info
-    };
-    logging::init_hook(level);
+    logging::init_hook(shell::level(args.verbose, args.quiet));
+    shell::exit(run(&args))
+}
 
-    let target = match target(&args) {
-        Ok(Some(target)) => target,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+fn run(args: &Args) -> Result<ExitCode, Failure> {
+    let Some(target) = target(args)? else {
+        return Ok(ExitCode::SUCCESS);
     };
-    let settings = config::load_from(args.config.as_deref());
-    let settings = match settings {
-        Ok(settings) => settings,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let settings = shell::settings(args.config.as_deref())?;
     let mode = if args.dry_run {
         Mode::DryRun
     } else {
         Mode::Apply
     };
-    match run(&target, mode, &settings) {
-        Ok(code) => code,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::from(if e.is_usage() {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            })
-        }
-    }
+    let report = shell::runtime("async runtime")?.block_on(async {
+        let netlink = Netlink::connect()?;
+        reconcile(
+            &netlink,
+            &settings,
+            &target,
+            mode,
+            Path::new(DEFAULT_LOCK_PATH),
+        )
+        .await
+    })?;
+    Ok(shell::report_exit(&report, mode))
 }
 
 /// What the arguments ask for; `None` for an event that needs nothing.
@@ -82,21 +65,4 @@ fn target(args: &Args) -> Result<Option<Target>, Error> {
     let name = args.interface.clone().unwrap_or_default();
     validate_interface_name(&name)?;
     Ok(Some(Target::Interface { name, action }))
-}
-
-fn run(target: &Target, mode: Mode, settings: &Settings) -> Result<ExitCode, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Connect(symroute_core::netlink::NetlinkError::Socket(e.to_string())))?;
-    let report = runtime.block_on(async {
-        let netlink = Netlink::connect()?;
-        let lock = PathBuf::from(DEFAULT_LOCK_PATH);
-        reconcile(&netlink, settings, target, mode, &lock).await
-    })?;
-    Ok(if report.finish(mode) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    })
 }

@@ -19,73 +19,31 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use symroute_core::{config, logging, Target};
+use symroute_core::shell::{self, Failure};
+use symroute_core::{config, logging, Mode, Target};
 
 use crate::cli::Args;
 use crate::daemon::{DaemonError, Options};
 use crate::fight::FightPolicy;
 use crate::retry::RetryPolicy;
 
-const EXIT_FAILURE: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = if args.verbose {
-        log::LevelFilter::Debug
-    } else if args.quiet {
-        log::LevelFilter::Warn
-    } else {
-        log::LevelFilter::Info
-    };
-    logging::init(level);
+    logging::init(shell::level(args.verbose, args.quiet));
+    shell::exit(run(&args))
+}
 
-    let settings = match config::load_from(args.config.as_deref()) {
-        Ok(settings) => settings,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    // One thread: the work is sequential by design (one run at a time, under one lock), and
-    // an idle daemon should cost next to nothing.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            log::error!("cannot start the event loop: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-
+fn run(args: &Args) -> Result<ExitCode, Failure> {
+    let settings = shell::settings(args.config.as_deref())?;
+    let runtime = shell::runtime("event loop")?;
     if args.once || args.flush {
         let target = if args.flush {
             Target::Flush
         } else {
             Target::All
         };
-        return match runtime.block_on(daemon::run_once(&settings, &target, &args.lock_file)) {
-            Ok(report) => {
-                for failure in &report.failures {
-                    log::error!("{failure}");
-                }
-                if report.failures.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(EXIT_FAILURE)
-                }
-            }
-            Err(e) => {
-                log::error!("{e}");
-                ExitCode::from(if e.is_usage() {
-                    EXIT_USAGE
-                } else {
-                    EXIT_FAILURE
-                })
-            }
-        };
+        let report = runtime.block_on(daemon::run_once(&settings, &target, &args.lock_file))?;
+        return Ok(shell::report_exit(&report, Mode::Apply));
     }
 
     let options = Options {
@@ -107,13 +65,8 @@ fn main() -> ExitCode {
         }
     });
     match runtime.block_on(daemon::run(settings, &options, reload)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::from(match e {
-                DaemonError::Run(e) if e.is_usage() => EXIT_USAGE,
-                _ => EXIT_FAILURE,
-            })
-        }
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(DaemonError::Run(e)) => Err(e.into()),
+        Err(e) => Err(Failure::Run(e.to_string())),
     }
 }

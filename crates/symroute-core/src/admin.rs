@@ -1,0 +1,84 @@
+//! What the admin command line (`symroute status|doctor|explain`) asks of the host, each a
+//! read through [`kernel`](crate::kernel) followed by its pure view.
+
+use std::path::Path;
+
+use crate::kernel::netlink::Netlink;
+use crate::kernel::{self, nftables, Scope};
+use crate::model::host::HostFacts;
+use crate::model::{Query, Snapshot};
+use crate::views::doctor::{self, Diagnosis};
+use crate::views::explain::{self, Explanation};
+use crate::views::status::{self, Status};
+use crate::{Error, Settings};
+
+/// Everything: every link, address, rule and table.
+pub async fn full_snapshot(nl: &Netlink, settings: &Settings) -> Result<Snapshot, Error> {
+    let links = kernel::links(nl).await?;
+    Ok(kernel::snapshot(nl, settings, Scope::All, links).await?)
+}
+
+/// `symroute status [INTERFACE]`.
+pub async fn status(
+    nl: &Netlink,
+    settings: &Settings,
+    interface: Option<&str>,
+) -> Result<Status, Error> {
+    let snapshot = full_snapshot(nl, settings).await?;
+    let mut report = status::status(&snapshot, settings);
+    if let Some(name) = interface {
+        if !report.retain_interface(name) {
+            return Err(Error::UnknownInterface(name.to_string()));
+        }
+    }
+    Ok(report)
+}
+
+/// `symroute doctor`: the full snapshot and the host's facts, judged.
+pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Error> {
+    let snapshot = full_snapshot(nl, settings).await?;
+    let report = status::status(&snapshot, settings);
+    let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
+    // Needs CAP_NET_ADMIN; unknown otherwise. Not asked when nf_tables is not even loaded
+    // and nothing needs it (asking would load it).
+    if settings.iif_rules || Path::new("/sys/module/nf_tables").exists() {
+        facts.nft_table = nftables::read_installed().ok();
+    }
+    facts.nat = kernel::nat::read(Path::new("/"));
+    Ok(doctor::diagnose(&snapshot, settings, &report, &facts))
+}
+
+/// `symroute explain FROM TO [--iif NAME]`: the kernel's lookup of the packet and, for a
+/// forwarded one, of its answer (symmetric when the answer goes back the same way).
+pub async fn explain(
+    nl: &Netlink,
+    settings: &Settings,
+    query: &Query,
+) -> Result<Explanation, Error> {
+    let snapshot = full_snapshot(nl, settings).await?;
+    let iif_index = match &query.iif {
+        Some(name) => match snapshot.link_by_name(name) {
+            Some(link) => Some(link.index),
+            None => return Err(Error::UnknownInterface(name.clone())),
+        },
+        None => None,
+    };
+    let answer = kernel::lookup(nl, query, iif_index)
+        .await
+        .map_err(Error::Connect)?;
+    let reply = match explain::reply_query(&snapshot, settings, query, &answer) {
+        Some((reply, reply_iif)) => Some(
+            kernel::lookup(nl, &reply, reply_iif)
+                .await
+                .map_err(Error::Connect)?,
+        ),
+        None => None,
+    };
+    Ok(explain::explain(
+        &snapshot,
+        settings,
+        query,
+        &answer,
+        reply.as_ref(),
+    ))
+}

@@ -1,0 +1,104 @@
+//! What the three binaries share around the core: the log level their `-v`/`-q` flags ask
+//! for, loading the configuration, the tokio runtime, and exit statuses. The flags themselves
+//! are declared in each binary's `cli.rs`, from which its man page is generated.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::{config, Error, Mode, Report, Settings};
+
+/// A run failed (the kernel refused a change, an interface was refused, ...).
+pub const EXIT_FAILURE: u8 = 1;
+/// The caller asked for something wrong: bad arguments, name or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+/// `-v` shows debug lines, `-q` only warnings and errors.
+pub fn level(verbose: bool, quiet: bool) -> log::LevelFilter {
+    if verbose {
+        log::LevelFilter::Debug
+    } else if quiet {
+        log::LevelFilter::Warn
+    } else {
+        log::LevelFilter::Info
+    }
+}
+
+/// Why a command ended badly, and with which exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Exit status 2.
+    Usage(String),
+    /// Exit status 1.
+    Run(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Run(e.to_string())
+        }
+    }
+}
+
+impl Failure {
+    /// Logs the failure and returns its exit status.
+    pub fn exit(self) -> ExitCode {
+        let (message, code) = match self {
+            Failure::Usage(m) => (m, EXIT_USAGE),
+            Failure::Run(m) => (m, EXIT_FAILURE),
+        };
+        log::error!("{message}");
+        ExitCode::from(code)
+    }
+}
+
+/// How a command's outcome ends the process.
+pub fn exit(outcome: Result<ExitCode, Failure>) -> ExitCode {
+    outcome.unwrap_or_else(Failure::exit)
+}
+
+/// The configuration at `path` (the default file when `None`); a bad one is a usage error.
+pub fn settings(path: Option<&Path>) -> Result<Settings, Failure> {
+    config::load_from(path).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// A single-threaded runtime: the work is sequential by design (one run at a time, under
+/// one lock), and an idle daemon should cost next to nothing. `what` names it in the error.
+pub fn runtime(what: &str) -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(format!("cannot start the {what}: {e}")))
+}
+
+/// A finished run's exit status ([`Report::finish`]: a dry run prints its changes, every
+/// failure is logged).
+pub fn report_exit(report: &Report, mode: Mode) -> ExitCode {
+    if report.finish(mode) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_pick_the_level() {
+        assert_eq!(level(false, false), log::LevelFilter::Info);
+        assert_eq!(level(true, false), log::LevelFilter::Debug);
+        assert_eq!(level(false, true), log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn usage_errors_exit_2_others_1() {
+        let usage = Failure::from(Error::from(crate::events::NameError::Empty));
+        assert!(matches!(usage, Failure::Usage(_)));
+        let run = Failure::from(Error::UnknownInterface("eth9".into()));
+        assert_eq!(run, Failure::Run("eth9: no such interface".into()));
+    }
+}
