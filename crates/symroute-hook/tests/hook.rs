@@ -11,7 +11,8 @@ use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleW
 use symroute_testlab::daemons::TempDir;
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    add_foreign_state, all_rules, assert_foreign_state, ping, require_root, table_of, Lab, Netns,
+    HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
@@ -38,45 +39,6 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
         "symroute-hook {args:?} failed: {stderr}"
     );
     stderr
-}
-
-fn table_of(ns: &Netns, dev: &str) -> String {
-    (1000 + ns.ifindex(dev)).to_string()
-}
-
-/// Every rule of both families, for "nothing else changed" comparisons.
-fn all_rules(ns: &Netns) -> Vec<String> {
-    let mut rules = ns.rules(false);
-    rules.extend(ns.rules(true));
-    rules
-}
-
-/// A foreign rule and a foreign table that no test may ever see changed.
-fn add_foreign_state(lab: &Lab) {
-    lab.host
-        .ip("rule add priority 100 from 10.9.9.9 lookup 200");
-    lab.host
-        .ip("-6 rule add priority 100 from fd09::9 lookup 200");
-    lab.host
-        .ip("route add 198.51.100.0/24 via 10.1.0.1 dev eth0 table 200");
-}
-
-fn assert_foreign_state(lab: &Lab) {
-    let rules = all_rules(&lab.host);
-    assert!(
-        rules.iter().any(|r| r.contains("from 10.9.9.9 lookup 200")),
-        "{rules:?}"
-    );
-    assert!(
-        rules.iter().any(|r| r.contains("from fd09::9 lookup 200")),
-        "{rules:?}"
-    );
-    let table = lab.host.routes("200", false);
-    assert_eq!(table.len(), 1, "{table:?}");
-    assert!(
-        table[0].starts_with("198.51.100.0/24 via 10.1.0.1"),
-        "{table:?}"
-    );
 }
 
 fn reachable(lab: &Lab) -> Vec<(&'static str, bool)> {

@@ -9,7 +9,7 @@ use symroute_testlab::hosts::{
     bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
     CONTAINER_V4 as CONTAINER, SERVICE_PORT,
 };
-use symroute_testlab::{ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
+use symroute_testlab::{ping, require_root, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 const TAG: &str = "host-service";
@@ -31,10 +31,6 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
         "symroute-hook {args:?} failed: {stderr}"
     );
     stderr
-}
-
-fn table_of(ns: &Netns, dev: &str) -> String {
-    (1000 + ns.ifindex(dev)).to_string()
 }
 
 /// The host addresses a container reaches the host service at: every uplink and the bridge.

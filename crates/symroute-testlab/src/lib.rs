@@ -9,7 +9,10 @@
 pub mod beside;
 pub mod daemons;
 pub mod hosts;
+mod state;
 pub mod syslog;
+
+pub use state::{add_foreign_state, all_rules, assert_foreign_state, table_of};
 
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
@@ -238,7 +241,10 @@ impl Netns {
         cmd
     }
 
-    fn pids(&self) -> Vec<libc::pid_t> {
+    /// The processes inside the namespace (`ip netns pids`). A process started with
+    /// [`Netns::spawn`] is listed only once `ip netns exec` has entered the namespace: wait
+    /// for its pid here before relying on it being inside.
+    pub fn pids(&self) -> Vec<libc::pid_t> {
         let out = output(command("ip", &["netns", "pids", &self.name]), None);
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()

@@ -2,10 +2,10 @@
 //! clean up after itself.
 
 use std::os::unix::process::ExitStatusExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use symroute_testlab::{
-    make_strict_router, ping, require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4,
-    HOST_ETH1_V6,
+    make_strict_router, ping, require_root, wait_until, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6,
+    HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 fn netns_names() -> Vec<String> {
@@ -107,6 +107,14 @@ fn namespaces_are_removed_on_drop() {
     assert!(gone.iter().all(|n| netns_names().contains(n)));
     // A process left running inside must not keep anything alive.
     let mut sleeper = lab.host.spawn(&["sleep", "60"]);
+    // `ip netns exec` enters the namespace after the spawn returns: until then the sleeper
+    // is neither listed nor killed by the drop.
+    let pid = libc::pid_t::try_from(sleeper.id()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.host.pids().contains(&pid)),
+        "sleeper {pid} never showed up in {}",
+        lab.host.name()
+    );
     drop(lab);
     let status = sleeper.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "sleeper: {status}");

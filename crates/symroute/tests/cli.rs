@@ -9,7 +9,8 @@ use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    ping, require_root, veth, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    ping, require_root, table_of, veth, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4,
+    HOST_ETH1_V6,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_symroute");
@@ -90,18 +91,6 @@ fn doctor(ns: &Netns, config: &Config) -> Value {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ifindex(ns: &Netns, dev: &str) -> u32 {
-    let line = ns.ip(&format!("-o link show dev {dev}"));
-    line.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no ifindex in {line:?}"))
-}
-
-fn table_of(ns: &Netns, dev: &str) -> String {
-    (1000 + ifindex(ns, dev)).to_string()
 }
 
 fn interface<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -246,7 +235,7 @@ fn status_plan_and_sync_in_the_lab() {
     assert!(
         text.contains(&format!(
             "eth1 (index {}, up): table {t1}, in sync",
-            ifindex(&lab.host, "eth1")
+            lab.host.ifindex("eth1")
         )),
         "{text}"
     );
@@ -634,7 +623,7 @@ fn fwmark_rules(ns: &Netns) -> Vec<String> {
 
 /// The mark iif_rules gives `dev` with the default fwmark_mask.
 fn mark_of(ns: &Netns, dev: &str) -> String {
-    format!("{:#x}", ifindex(ns, dev) << 24)
+    format!("{:#x}", ns.ifindex(dev) << 24)
 }
 
 #[test]

@@ -259,15 +259,9 @@ pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
     ns.ifindex(dev)
 }
 
-pub fn table_of(ns: &Netns, dev: &str) -> String {
-    (1000 + ifindex(ns, dev)).to_string()
-}
-
-pub fn all_rules(ns: &Netns) -> Vec<String> {
-    let mut rules = ns.rules(false);
-    rules.extend(ns.rules(true));
-    rules
-}
+// Not every test binary that includes this module uses all of them.
+#[allow(unused_imports)]
+pub use symroute_testlab::{add_foreign_state, all_rules, assert_foreign_state, table_of};
 
 /// Rules and tables of symroute (protocol 83), both families.
 pub fn our_rules(ns: &Netns) -> Vec<String> {
@@ -326,25 +320,6 @@ pub fn mirror_diff(ns: &Netns, dev: &str) -> String {
         ));
     }
     out
-}
-
-/// A foreign rule and table that must never change. The table's route goes through no
-/// uplink, so the kernel keeps it when the tests take an uplink's address or link away.
-pub fn add_foreign_state(lab: &Lab) {
-    lab.host
-        .ip("rule add priority 100 from 10.9.9.9 lookup 200");
-    lab.host
-        .ip("-6 rule add priority 100 from fd09::9 lookup 200");
-    lab.host.ip("route add blackhole 198.51.100.0/24 table 200");
-}
-
-pub fn assert_foreign_state(lab: &Lab) {
-    let rules = all_rules(&lab.host);
-    for want in ["from 10.9.9.9 lookup 200", "from fd09::9 lookup 200"] {
-        assert!(rules.iter().any(|r| r.contains(want)), "{rules:?}");
-    }
-    let table = lab.host.routes("200", false);
-    assert_eq!(table.len(), 1, "{table:?}");
 }
 
 pub fn assert_all_reachable(lab: &Lab) {
