@@ -202,6 +202,37 @@ fn event_for_a_bridge_updates_every_uplink_table() {
         lab.host.routes(&t1, true)
     );
 
+    // A bridge that loses every address has nothing left to copy: the run for it, which
+    // has no main route to go by, finds the leftover copies through it and removes them.
+    let _third = bridge_with_container(&lab.host, "br2", "172.19", "19");
+    hook_ok(&lab.host, &["br2", "up"]);
+    assert!(lab
+        .host
+        .routes(&t1, true)
+        .iter()
+        .any(|r| r.starts_with("fd00:19::/64 dev br2 proto 83")));
+    lab.host.ip("addr flush dev br2 scope global");
+    hook_ok(&lab.host, &["br2", "up"]);
+    for t in [&t0, &t1] {
+        for v6 in [false, true] {
+            let left: Vec<String> = lab
+                .host
+                .routes(t, v6)
+                .into_iter()
+                .filter(|r| r.contains("dev br2"))
+                .collect();
+            assert!(left.is_empty(), "table {t}: {left:?}");
+        }
+    }
+    // A veth's event (a bridge port: no address, only fe80::/64) changes nothing.
+    let before = (lab.host.routes(&t1, false), lab.host.routes(&t1, true));
+    let log = hook_ok(&lab.host, &["vdocker0", "up"]);
+    assert!(!log.contains(": +") && !log.contains(": -"), "{log}");
+    assert_eq!(
+        before,
+        (lab.host.routes(&t1, false), lab.host.routes(&t1, true))
+    );
+
     // A second bridge; then `--flush` removes every copy with the rest.
     let _second = bridge_with_container(&lab.host, "br1", "172.18", "18");
     hook_ok(&lab.host, &["br1", "up"]);

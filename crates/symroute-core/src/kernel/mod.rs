@@ -19,7 +19,7 @@ pub use lookup::lookup;
 use netlink::{Netlink, NetlinkError};
 
 use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
-use crate::plan::uplinks::Uplinks;
+use crate::plan::uplinks::{matters_to_others, Uplinks};
 use crate::settings::Settings;
 
 const ENOENT: i32 = libc::ENOENT;
@@ -152,6 +152,16 @@ pub async fn snapshot(
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
     let main_routes = match scope {
+        Scope::Interface(x) if !needs_all_of_main(nl, settings, &addresses, &rules, x).await? => {
+            // A veth, a bridge port, a tun without routes: nothing of another interface
+            // depends on it, so a container host's veth churn never reads a large main.
+            let own = settings.table_for(x);
+            tables.insert(own, routes(nl, Some(own), None).await?);
+            for t in stale {
+                tables.insert(t, routes(nl, Some(t), None).await?);
+            }
+            routes(nl, Some(MAIN_TABLE), Some(x)).await?
+        }
         Scope::Interface(x) => {
             let main = routes(nl, Some(MAIN_TABLE), None).await?;
             let uplinks = Uplinks::classify(&main);
@@ -202,6 +212,41 @@ pub async fn snapshot(
         rules,
         tables,
     })
+}
+
+/// Whether a run for `x` must read all of main (and maybe uplink tables). Yes when `x` has a
+/// global address (it has direct routes: it is an uplink or behind the host), when `strict`
+/// (every closed table gets the copies), when main routes through it in a way that matters
+/// to other tables, or when a table of ours still holds a route through it (a stale copy).
+/// The two dumps of the last checks are filtered by the kernel (`RTA_OIF`): for an
+/// address-less veth they are next to empty.
+async fn needs_all_of_main(
+    nl: &Netlink,
+    settings: &Settings,
+    addresses: &[Address],
+    rules: &[crate::model::Rule],
+    x: u32,
+) -> Result<bool, ReadError> {
+    if settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule()) {
+        return Ok(true);
+    }
+    if matters_to_others(&routes(nl, Some(MAIN_TABLE), Some(x)).await?) {
+        return Ok(true);
+    }
+    let mut ours: Vec<u32> = rules
+        .iter()
+        .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
+        .map(|r| r.table)
+        .filter(|t| *t != settings.table_for(x))
+        .collect();
+    ours.sort_unstable();
+    ours.dedup();
+    for table in ours {
+        if !routes(nl, Some(table), Some(x)).await?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A write the kernel refused.

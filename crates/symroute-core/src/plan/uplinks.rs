@@ -48,11 +48,11 @@ impl Uplinks {
         self.by_family.iter().any(|(_, i)| *i == ifindex)
     }
 
-    /// Whether main has a route through `ifindex` in a family where it is not an uplink: its
-    /// direct routes belong in every uplink table.
+    /// Whether main has a route through `ifindex` that every uplink table copies (see
+    /// [`behind_routes`]; a veth's or bridge port's `fe80::/64` is none).
     pub fn is_behind(&self, main: &[Route], ifindex: u32) -> bool {
         main.iter()
-            .any(|r| r.uses_link(ifindex) && !self.is_uplink(r.family, ifindex))
+            .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family, ifindex))
     }
 
     /// Every interface that is an uplink of some family, ascending.
@@ -76,6 +76,28 @@ fn is_local_scope(dst: &IpAddr) -> bool {
     }
 }
 
+/// A main-table route of the kind that is copied when its interfaces are behind the host:
+/// direct (unicast, no gateway, less than half the space), not IPv6 link-local or multicast,
+/// and readable (nexthops known).
+pub fn is_copyable(route: &Route) -> bool {
+    route.table == MAIN_TABLE
+        && route.kind == route_type::UNICAST
+        && !route.nexthops.is_empty()
+        && !is_way_out(route)
+        && !is_local_scope(&route.dst)
+}
+
+/// Whether any route of `main` (routes through one interface, say) makes its interfaces
+/// matter to other tables: a way out (an uplink) or a copyable direct route.
+pub fn matters_to_others(main: &[Route]) -> bool {
+    main.iter().any(|r| {
+        r.table == MAIN_TABLE
+            && r.kind == route_type::UNICAST
+            && !r.nexthops.is_empty()
+            && (is_way_out(r) || is_copyable(r))
+    })
+}
+
 /// The routes behind the host that the uplink table `table` of family `family` gets: copies
 /// of main's direct routes (unicast, no gateway on any nexthop) through non-uplinks of that
 /// family, except IPv6 link-local and multicast, and except a prefix that `own` (the
@@ -97,12 +119,8 @@ pub fn behind_routes(
         .collect();
     let mut copies = BTreeMap::new();
     for route in main {
-        if route.table != MAIN_TABLE
-            || route.family != family
-            || route.kind != route_type::UNICAST
-            || route.nexthops.is_empty()
-            || is_way_out(route)
-            || is_local_scope(&route.dst)
+        if route.family != family
+            || !is_copyable(route)
             || route
                 .nexthops
                 .iter()
@@ -189,6 +207,23 @@ mod tests {
         assert!(up.is_behind(&main, DOCKER0) && up.is_behind(&main, LAN0));
         assert!(!up.is_behind(&main, ETH1) && !up.is_behind(&main, TUN0));
         assert!(!up.is_behind(&main, ETH0) && !up.is_behind(&main, 99));
+        // A bridge port or veth with only its link-local prefix matters to nobody.
+        const VETH: u32 = 7;
+        let veth = [route("fe80::", 64, 256, &[(VETH, None)])];
+        assert!(!Uplinks::classify(&veth).is_behind(&veth, VETH));
+        assert!(!matters_to_others(&veth) && !matters_to_others(&[]));
+        assert!(matters_to_others(&[route(
+            "172.17.0.0",
+            16,
+            0,
+            &[(DOCKER0, None)]
+        )]));
+        assert!(matters_to_others(&[route(
+            "0.0.0.0",
+            1,
+            0,
+            &[(TUN0, None)]
+        )]));
     }
 
     #[test]
