@@ -242,9 +242,14 @@ fn networkd_carrier_loss_removes_and_carrier_return_restores() {
 }
 
 /// The control experiment for the drop-in: without it, networkd deletes every foreign rule
-/// when it reconfigures one link, and only that link gets events to rebuild its own. The
-/// other uplink is left without rules and unreachable. If this starts failing, networkd
-/// changed its default and the drop-in may no longer be needed.
+/// when it reconfigures one link, the other uplink's included, although only the
+/// reconfigured link gets events. If this starts failing, networkd changed its default and
+/// the drop-in may no longer be needed.
+///
+/// Whether the other uplink's rules come back without the drop-in is timing: while eth0's
+/// lease is renewed it may be without its default route for a moment, and a hook run in that
+/// moment sees eth0 behind the host and re-plans every uplink (eth1 included). So this only
+/// asserts the deletion and that eth0 ends up right.
 #[test]
 fn networkd_without_the_dropin_deletes_the_other_uplinks_rules() {
     let test = "networkd_without_the_dropin_deletes_the_other_uplinks_rules";
@@ -252,19 +257,18 @@ fn networkd_without_the_dropin_deletes_the_other_uplinks_rules() {
         return;
     }
     let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher");
-    let missed = reconfigure(nd, lab, "eth0", "eth1");
-    assert!(missed > 0, "eth1's rules survived without the drop-in");
-    // Nothing brings them back: eth1 had no event.
-    assert!(
-        rules_of(&lab.host, "eth1").is_empty(),
-        "{}",
-        routing_state(&lab.host)
-    );
+    // The kernel's own record of deletions: a poll could miss a rule deleted and restored
+    // between two looks.
+    let watch = RuleWatch::start(&lab.host);
     let eth1 = global_addrs(&lab.host, "eth1", false);
-    assert!(
-        !ping(&lab.client, &eth1[0]),
-        "{eth1:?} reachable without rules"
-    );
+    reconfigure(nd, lab, "eth0", "eth1");
+    let deleted = wait_until(Duration::from_secs(10), || {
+        watch
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("Deleted") && l.contains(&format!("from {} ", eth1[0])))
+    });
+    assert!(deleted, "eth1's rules survived without the drop-in");
     // eth0, which had the events, has its rules back.
     assert_eq!(
         rules_of(&lab.host, "eth0").len(),
