@@ -17,10 +17,10 @@ use crate::dirty::{note, Deleted, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::follow::Follower;
 use crate::lockwait::LockWaiter;
-use crate::monitor::{Monitor, MonitorError, Received};
 use crate::nm::NmError;
 use crate::notify::{notify, reloading, watchdog_interval};
 use crate::retry::{Key, Retries, RetryPolicy};
+use symroute_core::kernel::monitor::{Monitor, MonitorError, Received};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]

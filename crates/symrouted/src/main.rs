@@ -8,7 +8,6 @@ mod dirty;
 mod fight;
 mod follow;
 mod lockwait;
-mod monitor;
 mod nm;
 mod notify;
 #[cfg(test)]

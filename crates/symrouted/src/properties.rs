@@ -10,7 +10,7 @@ use symroute_core::model::{route_type, scope, Family, NextHop, Route, MAIN_TABLE
 use symroute_core::Settings;
 
 use crate::dirty::{note, Dirty, Echoes};
-use crate::monitor::{parse_datagram, Received};
+use symroute_core::kernel::monitor::{parse_datagram, Received};
 
 /// Decodes `bytes` and notes every message, as the daemon's drain does; returns what is
 /// dirty afterwards and how many things were received.

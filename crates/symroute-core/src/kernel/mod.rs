@@ -5,9 +5,11 @@
 pub mod convert;
 pub mod host;
 mod lookup;
+pub mod monitor;
 pub mod nat;
 pub mod netlink;
 pub mod nftables;
+mod socket;
 pub mod timed;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,7 @@ use netlink_proto::sys::{protocols::NETLINK_ROUTE, SocketAddr};
 use netlink_proto::{ConnectionHandle, ReplyExpectation};
 use netlink_sys::AsyncSocket;
 
+use super::socket;
 use crate::error::errno_text;
 
 /// Writes sent per `sendmsg`, bounded in count and bytes (a datagram larger than the send
@@ -21,7 +22,7 @@ use crate::error::errno_text;
 const WRITE_BATCH: usize = 1024;
 const WRITE_BATCH_BYTES: usize = 96 << 10;
 /// Receive buffer asked for with `SO_RCVBUFFORCE` (root) or `SO_RCVBUF` (capped by rmem_max).
-const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+const RECEIVE_BUFFER: usize = 8 << 20;
 /// A dump that the kernel flags as interrupted by a concurrent change is read again.
 const DUMP_ATTEMPTS: usize = 5;
 
@@ -70,7 +71,7 @@ impl Netlink {
             .map_err(|e| NetlinkError::Socket(e.to_string()))?;
         // Small ACKs: the kernel would otherwise echo every request back in its ACK.
         let _ = socket.set_cap_ack(true);
-        grow_receive_buffer(socket.as_raw_fd());
+        socket::set_receive_buffer(socket.as_raw_fd(), RECEIVE_BUFFER);
         // One answer per write, success included, is how results are matched to writes.
         connection.set_forward_ack(true);
         tokio::spawn(connection);
@@ -207,7 +208,11 @@ impl Netlink {
         // order), so they are all waiting already. Sequence numbers within a batch are
         // consecutive, which maps each error back to its write.
         if let Ok(mut unsolicited) = self.unsolicited.lock() {
-            while let Ok((answer, _)) = unsolicited.try_recv() {
+            while let Ok((answer, sender)) = unsolicited.try_recv() {
+                // A process can send to our port too: only the kernel's errors count.
+                if !socket::from_kernel(&sender) {
+                    continue;
+                }
                 if let NetlinkPayload::Error(e) = answer.payload {
                     let behind = last_seq.wrapping_sub(answer.header.sequence_number) as usize;
                     if e.code.is_some() && behind < count {
@@ -217,18 +222,6 @@ impl Netlink {
             }
         }
         results
-    }
-}
-
-fn grow_receive_buffer(fd: i32) {
-    let size = RECEIVE_BUFFER;
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let ptr = &size as *const libc::c_int as *const libc::c_void;
-    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is owned by the socket.
-    let forced = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ptr, len) };
-    if forced != 0 {
-        // SAFETY: as above.
-        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, ptr, len) };
     }
 }
 

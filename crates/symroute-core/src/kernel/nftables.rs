@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::timed::{self, TimedError};
 
+use super::socket;
 pub use crate::model::nft::NFT;
 use crate::model::nft::TABLE;
 use crate::model::{NftChange, NftInstalled as Installed};
@@ -230,7 +231,11 @@ pub fn read_installed() -> Result<Installed, NftError> {
             .map_err(read_error)?;
         let answer = loop {
             let mut buf = Vec::with_capacity(16 << 10);
-            socket.recv(&mut buf, 0).map_err(read_error)?;
+            let (_, sender) = socket.recv_from(&mut buf, 0).map_err(read_error)?;
+            // A process can send to our port too: only the kernel answers.
+            if !socket::from_kernel(&sender) {
+                continue;
+            }
             if let Some(answer) = parse_answer(&buf, seq) {
                 break answer;
             }

@@ -2,7 +2,9 @@
 //! addresses, routes and rules (IPv4 and IPv6), read by draining.
 //!
 //! The socket is subscribed before the daemon's first full sync, so a change made while the
-//! daemon starts is either in that sync's snapshot or waiting in this socket.
+//! daemon starts is either in that sync's snapshot or waiting in this socket. Only the
+//! kernel's datagrams are read ([`socket::receive_from_kernel`]): a process sending to this
+//! socket's port cannot fake a change.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,6 +14,8 @@ use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use tokio::io::unix::AsyncFd;
+
+use super::socket::{self, receive_from_kernel};
 
 /// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
 /// anything it may batch.
@@ -72,7 +76,10 @@ impl Monitor {
     pub fn open(receive_buffer: usize, protocol: u8) -> Result<Monitor, MonitorError> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Open)?;
         socket.bind_auto().map_err(MonitorError::Open)?;
-        set_receive_buffer(socket.as_raw_fd(), receive_buffer);
+        if !socket::set_receive_buffer(socket.as_raw_fd(), receive_buffer) {
+            // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
+            log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
+        }
         let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol) {
             Ok(()) => true,
             Err(e) => {
@@ -124,7 +131,7 @@ impl Monitor {
             .map_err(MonitorError::Read)?;
         let mut datagrams = 0;
         loop {
-            match receive(fd, buffer) {
+            match receive_from_kernel(fd, buffer) {
                 Ok(Some(len)) if len > buffer.len() => {
                     // Cannot happen with a 64 KiB buffer; if it does, the rest is lost.
                     datagrams += 1;
@@ -149,30 +156,6 @@ impl Monitor {
                 Err(e) => return Err(MonitorError::Read(e)),
             }
         }
-    }
-}
-
-/// One non-blocking `recv`; `Ok(None)` when nothing is pending. With `MSG_TRUNC` the
-/// returned length is the datagram's real size.
-fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: recv writes at most `buffer.len()` bytes into a live, exclusively borrowed
-    // buffer; fd is the socket owned by the monitor.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-        )
-    };
-    if n >= 0 {
-        return Ok(Some(n as usize));
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::WouldBlock {
-        Ok(None)
-    } else {
-        Err(e)
     }
 }
 
@@ -211,20 +194,6 @@ pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
         // Messages are 4-byte aligned within a datagram.
         let next = (len + 3) & !3;
         bytes = bytes.get(next..).unwrap_or_default();
-    }
-}
-
-fn set_receive_buffer(fd: RawFd, size: usize) {
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let ptr = (&size as *const libc::c_int).cast::<libc::c_void>();
-    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is owned by the caller.
-    let forced = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, ptr, len) };
-    if forced != 0 {
-        // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
-        // SAFETY: as above.
-        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, ptr, len) };
-        log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
     }
 }
 
