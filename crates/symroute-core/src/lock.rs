@@ -203,9 +203,20 @@ fn open(path: &Path) -> Result<(File, File), LockError> {
         )));
     }
     let mode = meta.mode() & 0o7777;
-    // A sticky shared directory (like /tmp, for a test's lock file) is left as it is: the
-    // file checks below are enough there.
-    if mode & 0o077 != 0 && mode & 0o1000 == 0 {
+    // Only symroute's own run directory (`/run/symroute`, or any directory of that name)
+    // is narrowed to 0700: a root binary must never chmod a directory it was merely handed
+    // with `--lock-file`. Elsewhere a directory others cannot write to is safe, since they
+    // cannot open the 0600 file in it; one they can write to, unless sticky like /tmp (the
+    // file checks below are enough there), is refused.
+    let ours = dir.file_name() == Some(std::ffi::OsStr::new("symroute"));
+    let sticky = mode & 0o1000 != 0;
+    if !ours && !sticky && mode & 0o022 != 0 {
+        return Err(unsafe_(format!(
+            "its directory {} is writable by group or others (mode {mode:04o})",
+            dir.display()
+        )));
+    }
+    if ours && mode & 0o077 != 0 && !sticky {
         // SAFETY: fchmod on a descriptor we own.
         if unsafe { libc::fchmod(dir_file.as_raw_fd(), 0o700) } != 0 {
             return Err(io_error(path, io::Error::last_os_error()));
@@ -220,8 +231,11 @@ fn open(path: &Path) -> Result<(File, File), LockError> {
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK;
     let file = match open_at(Some(&dir_file), name, flags, 0o600) {
         Ok(fd) => File::from(fd),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && ours && !sticky => {
             replace(&dir_file, name, path, "a symlink")?
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unsafe_("it is a symlink; remove it".into()))
         }
         Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
             return Err(unsafe_("it is a directory; remove it".into()))
@@ -244,7 +258,7 @@ fn open(path: &Path) -> Result<(File, File), LockError> {
     };
     let file = match wrong {
         // Our own directory: what is in it can be replaced without touching anything else.
-        Some(what) if mode & 0o1000 == 0 => {
+        Some(what) if ours && !sticky => {
             drop(file);
             replace(&dir_file, name, path, &what)?
         }
@@ -348,10 +362,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A directory named like the run directory (`.../symroute`), which is ours to repair.
     fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("symroute-lock-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        let parent =
+            std::env::temp_dir().join(format!("symroute-lock-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&parent);
+        parent.join("symroute")
+    }
+
+    fn remove(dir: &Path) {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(dir));
     }
 
     fn mode(path: &Path) -> u32 {
@@ -361,9 +381,9 @@ mod tests {
     #[test]
     fn creates_a_private_directory_and_file() {
         let dir = temp_dir("create");
-        let path = dir.join("run/lock");
+        let path = dir.join("lock");
         let lock = RunLock::acquire(&path, LOCK_WAIT).unwrap();
-        assert_eq!(mode(&dir.join("run")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&path), 0o600);
         // Held: a second take fails at once, then works once released.
         assert!(RunLock::try_acquire(&path).unwrap().is_none());
@@ -379,7 +399,7 @@ mod tests {
         assert!(text.ends_with("; giving up"), "{text}");
         drop(lock);
         assert!(RunLock::try_acquire(&path).unwrap().is_some());
-        let _ = std::fs::remove_dir_all(dir);
+        remove(&dir);
     }
 
     #[test]
@@ -401,7 +421,7 @@ mod tests {
         );
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&path), 0o600);
-        let _ = std::fs::remove_dir_all(dir);
+        remove(&dir);
     }
 
     #[test]
@@ -421,7 +441,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 1);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
         assert_eq!(mode(&target), 0o644, "the link's target was changed");
-        let _ = std::fs::remove_dir_all(dir);
+        remove(&dir);
     }
 
     #[test]
@@ -443,7 +463,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not a directory (a symlink?)"), "{e}");
-        let _ = std::fs::remove_dir_all(dir);
+        remove(&dir);
     }
 
     #[test]
@@ -470,6 +490,40 @@ mod tests {
         std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
         drop(RunLock::try_acquire(&path).unwrap().unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().uid(), 0);
-        let _ = std::fs::remove_dir_all(dir);
+        remove(&dir);
+    }
+
+    #[test]
+    fn a_directory_handed_over_is_never_changed_only_refused_when_others_can_write() {
+        let parent = temp_dir("handed").parent().unwrap().to_path_buf();
+        let dir = parent.join("locks");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("lock");
+        drop(RunLock::try_acquire(&path).unwrap().unwrap());
+        assert_eq!(mode(&dir), 0o755, "a directory not ours was changed");
+        assert_eq!(mode(&path), 0o600);
+        // A file not as it must be is not replaced in someone's directory.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(parent.join("elsewhere"), &path).unwrap();
+        let e = RunLock::try_acquire(&path).unwrap_err().to_string();
+        assert!(e.contains("remove it"), "{e}");
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = RunLock::try_acquire(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot lock {}: its directory {} is writable by group or others (mode 0777)",
+                path.display(),
+                dir.display()
+            )
+        );
+        assert_eq!(mode(&dir), 0o777);
+        let _ = std::fs::remove_dir_all(parent);
     }
 }
