@@ -14,10 +14,6 @@ mod sysctl;
 
 use serde::Serialize;
 
-pub use crate::kernel::host::{
-    parse_table_names, NETWORKD_CONF_DIRS, NETWORKD_DISPATCHER_DIRS, NETWORKD_DISPATCHER_STATES,
-    NM_DISPATCHER_DIRS, UNIT_DIRS,
-};
 pub use crate::model::host::{Conf, HostFacts, Installed, Networkd};
 use crate::model::Snapshot;
 use crate::settings::Settings;
