@@ -41,7 +41,7 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
     let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
     // Needs CAP_NET_ADMIN; unknown otherwise. Not asked when nf_tables is not even loaded
     // and nothing needs it (asking would load it).
-    if settings.iif_rules || Path::new("/sys/module/nf_tables").exists() {
+    if settings.iif_rules || kernel::nat::nf_tables_present(Path::new("/")) {
         facts.nft_table = nftables::read_installed().ok();
     }
     facts.nat = kernel::nat::read(Path::new("/"));

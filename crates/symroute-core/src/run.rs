@@ -420,7 +420,7 @@ fn sync_nftables(
         .iter()
         .any(|r| r.protocol == settings.protocol && r.fwmark.is_some());
     // Without nf_tables in the kernel there is no table to remove (and asking would load it).
-    let full_run = *target == Target::All && Path::new("/sys/module/nf_tables").exists();
+    let full_run = *target == Target::All && crate::kernel::nat::nf_tables_present(Path::new("/"));
     if !(settings.iif_rules || flush || leftovers || full_run) {
         return Ok(());
     }

@@ -66,7 +66,7 @@ pub fn read(root: &Path) -> Option<Nat> {
 /// Whether nf_tables is in the kernel now: loaded as a module, or built in (no module
 /// support at all, or listed in `modules.builtin`; a built-in has no `/sys/module` entry
 /// when it has no parameters).
-fn nf_tables_present(root: &Path) -> bool {
+pub fn nf_tables_present(root: &Path) -> bool {
     if root.join("sys/module/nf_tables").exists() || !root.join("proc/modules").exists() {
         return true;
     }
