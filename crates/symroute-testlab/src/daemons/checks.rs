@@ -1,0 +1,147 @@
+//! What the end-to-end tests check on a host that real daemons configure.
+
+use super::*;
+
+/// Global addresses of `dev` (without prefix length), one family, tentative ones included.
+pub fn global_addrs(ns: &Netns, dev: &str, v6: bool) -> Vec<String> {
+    let family = if v6 { "-6" } else { "-4" };
+    let out = ns
+        .try_ip(&format!("{family} -o addr show dev {dev} scope global"))
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|t| *t == "inet" || *t == "inet6")?;
+            Some(it.next()?.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Interface index of `dev`.
+pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
+    ns.ifindex(dev)
+}
+
+/// symroute's rules (protocol 83, shown as `83` or by its name `symroute`), both families,
+/// as (source address, table) pairs.
+pub fn symroute_rules(ns: &Netns) -> Vec<(String, String)> {
+    let mut rules = ns.rules(false);
+    rules.extend(ns.rules(true));
+    rules
+        .iter()
+        .filter(|r| r.contains(" proto 83") || r.contains(" proto symroute"))
+        .filter_map(|r| {
+            let words: Vec<&str> = r.split_whitespace().collect();
+            let from = words.iter().position(|w| *w == "from")?;
+            let lookup = words.iter().position(|w| *w == "lookup")?;
+            Some((
+                words.get(from + 1)?.to_string(),
+                words.get(lookup + 1)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Everything [`wait_symmetric`] checks, once: each of `devs` has a global IPv4 and IPv6
+/// address, a symroute rule for each of them into table 1000+ifindex, that table holds a
+/// default route, and the client gets answers from every address. Err says what is missing.
+pub fn check_symmetric(lab: &Lab, devs: &[&str]) -> Result<(), String> {
+    let rules = symroute_rules(&lab.host);
+    let mut addrs = Vec::new();
+    for dev in devs {
+        let table = (1000 + ifindex(&lab.host, dev)).to_string();
+        for v6 in [false, true] {
+            let mine = global_addrs(&lab.host, dev, v6);
+            if mine.is_empty() {
+                return Err(format!(
+                    "{dev} has no global IPv{} address yet",
+                    if v6 { 6 } else { 4 }
+                ));
+            }
+            for a in mine {
+                if !rules.iter().any(|(from, t)| *from == a && *t == table) {
+                    return Err(format!(
+                        "no symroute rule from {a} lookup {table}: {rules:?}"
+                    ));
+                }
+                addrs.push(a);
+            }
+            if !lab
+                .host
+                .routes(&table, v6)
+                .iter()
+                .any(|r| r.starts_with("default"))
+            {
+                return Err(format!(
+                    "table {table} has no IPv{} default route",
+                    if v6 { 6 } else { 4 }
+                ));
+            }
+        }
+    }
+    for a in &addrs {
+        if !ping(&lab.client, a) {
+            return Err(format!("client gets no answer from {a}"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until [`check_symmetric`] holds; panics with the last reason and the host's routing
+/// state when `timeout` passes.
+pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {
+    let mut last = String::new();
+    let ok = wait_until(timeout, || match check_symmetric(lab, devs) {
+        Ok(()) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(
+        ok,
+        "not symmetric after {timeout:?}: {last}\n{}",
+        routing_state(&lab.host)
+    );
+}
+
+/// Rules of symroute whose source address is on no interface of `ns` any more.
+pub fn stale_rules(ns: &Netns) -> Vec<String> {
+    let out = ns.ip("-o addr show scope global");
+    let present: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            it.find(|t| *t == "inet" || *t == "inet6")?;
+            Some(it.next()?.split('/').next()?.to_string())
+        })
+        .collect();
+    symroute_rules(ns)
+        .into_iter()
+        .filter(|(from, _)| !present.contains(from))
+        .map(|(from, table)| format!("from {from} lookup {table}"))
+        .collect()
+}
+
+/// Addresses, rules and non-main routes of `ns`, for failure messages.
+pub fn routing_state(ns: &Netns) -> String {
+    let mut s = String::new();
+    for args in [
+        "-br addr",
+        "-4 rule",
+        "-6 rule",
+        "-4 route show table all",
+        "-6 route show table all",
+    ] {
+        let out = ns.try_ip(args).unwrap_or_else(|e| e);
+        let _ = writeln!(
+            s,
+            "$ ip {args}\n{}",
+            out.lines()
+                .filter(|l| !l.contains("table local") && !l.starts_with("multicast"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    s
+}
