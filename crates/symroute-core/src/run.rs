@@ -10,7 +10,7 @@ use crate::kernel::{self, nftables, Scope};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
-use crate::plan::diff::diff;
+use crate::plan::diff::{diff, diff_owned};
 use crate::plan::nft;
 use crate::plan::uplinks::Uplinks;
 use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage, InterfacePlan};
@@ -101,12 +101,14 @@ struct Work {
     companion: bool,
 }
 
-/// What is present for `table` and ours: the rules pointing at it and its routes.
-fn present(snapshot: &Snapshot, settings: &Settings, table: u32) -> (Vec<Route>, Vec<Rule>) {
-    let routes = snapshot
-        .routes_in(settings.protocol, table)
-        .cloned()
-        .collect();
+/// What is present for `table` and ours: the rules pointing at it and its routes (borrowed:
+/// a 100 000-route table is not copied to be compared).
+fn present<'a>(
+    snapshot: &'a Snapshot,
+    settings: &Settings,
+    table: u32,
+) -> (Vec<&'a Route>, Vec<Rule>) {
+    let routes = snapshot.routes_in(settings.protocol, table).collect();
     let rules = snapshot
         .rules_into(settings.protocol, table)
         .cloned()
@@ -126,7 +128,7 @@ fn sync_work(
     Ok((
         Work {
             interface: link.name.clone(),
-            ops: diff(&plan.routes, &plan.rules, &routes, &rules),
+            ops: diff_owned(plan.routes, &plan.rules, &routes, &rules),
             companion: false,
         },
         plan.mark,
@@ -151,7 +153,7 @@ fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
     Work {
         interface: link.name.clone(),
-        ops: diff(&[], &[], &routes, &rules),
+        ops: diff_owned(Vec::new(), &[], &routes, &rules),
         companion: false,
     }
 }
@@ -259,7 +261,7 @@ pub async fn reconcile_locked(
             None => (Scope::Garbage, None),
         },
     };
-    let snapshot = kernel::snapshot(nl, settings, scope, links).await?;
+    let mut snapshot = kernel::snapshot(nl, settings, scope, links).await?;
 
     let mut report = Report::default();
     let flush = *target == Target::Flush;
@@ -325,6 +327,10 @@ pub async fn reconcile_locked(
         work.push(exempt_work(&snapshot, settings, true));
     }
 
+    // Planned: the routes read are not needed any more, and main's (which can be 100 000)
+    // are most of what a run would otherwise hold while it writes.
+    snapshot.main_routes = Vec::new();
+    snapshot.tables.clear();
     for Work {
         interface,
         ops,
@@ -339,7 +345,7 @@ pub async fn reconcile_locked(
                 line: line(op),
             })),
             Mode::Apply => {
-                let mut done = Vec::new();
+                let mut done = Vec::with_capacity(ops.len());
                 let result = kernel::apply(nl, &interface, ops, &snapshot.links, |op| {
                     // One line per change, up to a point: a 100 000-route table would spend
                     // a quarter of its time formatting lines nobody reads (and flood the
@@ -365,7 +371,11 @@ pub async fn reconcile_locked(
                         done.len()
                     );
                 }
-                report.changes.extend(done);
+                if report.changes.is_empty() {
+                    report.changes = done;
+                } else {
+                    report.changes.append(&mut done);
+                }
                 if let Err(e) = result {
                     match target {
                         _ if companion => log::warn!("{e}"),

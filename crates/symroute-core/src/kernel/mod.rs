@@ -9,16 +9,21 @@ pub mod monitor;
 pub mod nat;
 pub mod netlink;
 pub mod nftables;
+pub mod rtnl;
 mod socket;
 pub mod timed;
+pub mod wire;
 
 use std::collections::BTreeMap;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{
+    Emitable, NetlinkMessage, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+};
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 
 pub use lookup::lookup;
 use netlink::{Netlink, NetlinkError};
+use rtnl::Answer;
 
 use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
 use crate::plan::uplinks::{matters_to_others, Uplinks};
@@ -55,17 +60,8 @@ fn read_error(what: impl Into<String>) -> impl FnOnce(NetlinkError) -> ReadError
 }
 
 pub async fn links(nl: &Netlink) -> Result<Vec<Link>, ReadError> {
-    let answers = nl
-        .dump(Msg::GetLink(convert::link_dump_request()))
-        .await
-        .map_err(read_error("links"))?;
-    Ok(answers
-        .iter()
-        .filter_map(|m| match m {
-            Msg::NewLink(l) => convert::link_from(l),
-            _ => None,
-        })
-        .collect())
+    nl.dump_with(&mut wire::link_dump_request(), wire::link_from)
+        .map_err(read_error("links"))
 }
 
 /// Routes of `table` (both families); a table the kernel has never seen is empty.
@@ -78,38 +74,29 @@ pub async fn routes(
         Some(t) => format!("routes of table {t}"),
         None => "routes".to_string(),
     };
-    let answers = match nl
-        .dump(Msg::GetRoute(convert::route_dump_request(table, oif)))
-        .await
-    {
-        Ok(answers) => answers,
-        Err(e) if e.errno() == Some(ENOENT) => Vec::new(),
-        Err(e) => return Err(read_error(what)(e)),
-    };
-    Ok(answers
-        .iter()
-        .filter_map(|m| match m {
-            Msg::NewRoute(r) => convert::route_from(r),
-            _ => None,
-        })
+    // Parsed as they stream in: a 100 000-route table is never held as raw messages.
+    let parse = |answer: &Answer<'_>| {
+        let route = match answer.kind {
+            wire::RTM_NEWROUTE => wire::route_from(answer.payload)?,
+            _ => return None,
+        };
         // Unfiltered dumps (and old kernels that ignore the filter) hand back everything.
-        .filter(|r| table.is_none_or(|t| r.table == t))
-        .filter(|r| oif.is_none_or(|i| r.uses_link(i)))
-        .collect())
+        (table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i)))
+            .then_some(route)
+    };
+    match nl.dump_with(&mut wire::route_dump_request(table, oif), parse) {
+        Ok(routes) => Ok(routes),
+        Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(read_error(what)(e)),
+    }
 }
 
 async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
-    Ok(nl
-        .dump(Msg::GetAddress(convert::address_dump_request(ifindex)))
-        .await
-        .map_err(read_error("addresses"))?
-        .iter()
-        .filter_map(|m| match m {
-            Msg::NewAddress(a) => convert::address_from(a),
-            _ => None,
-        })
-        .filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
-        .collect())
+    let parse = |answer: &Answer<'_>| {
+        wire::address_from(answer).filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
+    };
+    nl.dump_with(&mut wire::address_dump_request(ifindex), parse)
+        .map_err(read_error("addresses"))
 }
 
 /// Reads what a run over `scope` needs, given the links just read.
@@ -261,23 +248,33 @@ pub struct ApplyError {
     pub source: NetlinkError,
 }
 
-/// The message and flags for one operation. Outcomes that mean "already as wanted" (a rule
+/// Appends the message for one operation. Outcomes that mean "already as wanted" (a rule
 /// that exists, a route or rule already gone) count as success, so that a run racing with
 /// the kernel or another tool still converges.
-fn request(op: &Op) -> (Msg, u16) {
+fn request(op: &Op, buf: &mut Vec<u8>) {
     match op {
-        Op::ReplaceRoute(r) => (
-            Msg::NewRoute(convert::route_message(r)),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        ),
-        Op::AddRule(r) => (
+        // Routes are encoded directly (there can be 100 000 of them); rules are few.
+        Op::ReplaceRoute(r) => {
+            wire::route_message(buf, wire::RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r)
+        }
+        Op::DelRoute(r) => wire::route_message(buf, wire::RTM_DELROUTE, 0, r),
+        Op::AddRule(r) => rule_request(
+            buf,
             Msg::NewRule(convert::rule_message(r)),
             NLM_F_CREATE | NLM_F_EXCL,
         ),
         // No NLM_F_EXCL on deletes: since Linux 5.19 it asks for a bulk delete.
-        Op::DelRule(r) => (Msg::DelRule(convert::rule_message(r)), 0),
-        Op::DelRoute(r) => (Msg::DelRoute(convert::route_message(r)), 0),
+        Op::DelRule(r) => rule_request(buf, Msg::DelRule(convert::rule_message(r)), 0),
     }
+}
+
+fn rule_request(buf: &mut Vec<u8>, message: Msg, flags: u16) {
+    let mut message = NetlinkMessage::from(message);
+    message.header.flags = NLM_F_REQUEST | flags;
+    message.finalize();
+    let at = buf.len();
+    buf.resize(at + message.buffer_len(), 0);
+    message.emit(&mut buf[at..]);
 }
 
 fn is_benign(op: &Op, errno: i32) -> bool {
@@ -301,14 +298,18 @@ pub async fn apply(
     links: &[Link],
     mut on_done: impl FnMut(Op),
 ) -> Result<(), ApplyError> {
-    let mut ops = ops.into_iter().peekable();
-    while let Some(first) = ops.peek() {
+    // Phases are contiguous runs of one kind; each is written from the operations in place
+    // and then moved on, so no phase is copied.
+    let mut ops = ops.into_iter();
+    while let Some(first) = ops.as_slice().first() {
         let phase = std::mem::discriminant(first);
-        let mut chunk = Vec::new();
-        while let Some(op) = ops.next_if(|op| std::mem::discriminant(op) == phase) {
-            chunk.push(op);
-        }
-        let results = nl.write_all(chunk.iter().map(request)).await;
+        let pending = ops.as_slice();
+        let count = pending
+            .iter()
+            .take_while(|op| std::mem::discriminant(*op) == phase)
+            .count();
+        let results = nl.write_with(count, |i, buf| request(&pending[i], buf));
+        let chunk = ops.by_ref().take(count);
         let mut failure = None;
         for (op, result) in chunk.into_iter().zip(results) {
             match result {

@@ -1,9 +1,9 @@
 //! The pure comparison of wanted and present state, as an ordered list of operations.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 pub use crate::model::Op;
-use crate::model::{Route, RouteKey, Rule};
+use crate::model::{Route, Rule};
 
 /// Operations that turn `present` into `wanted`.
 ///
@@ -18,16 +18,35 @@ pub fn diff(
     present_routes: &[Route],
     present_rules: &[Rule],
 ) -> Vec<Op> {
-    let present: BTreeMap<RouteKey, &Route> = present_routes.iter().map(|r| (r.key(), r)).collect();
-    let wanted_keys: BTreeSet<RouteKey> = wanted_routes.iter().map(Route::key).collect();
-    let mut ops = Vec::new();
+    let present: Vec<&Route> = present_routes.iter().collect();
+    diff_owned(
+        wanted_routes.to_vec(),
+        wanted_rules,
+        &present,
+        present_rules,
+    )
+}
 
-    let mut to_write: Vec<&Route> = wanted_routes
-        .iter()
-        .filter(|r| present.get(&r.key()) != Some(r))
-        .collect();
-    to_write.sort_by_key(|r| r.nexthops.iter().any(|nh| nh.gateway.is_some()));
-    ops.extend(to_write.into_iter().cloned().map(Op::ReplaceRoute));
+/// [`diff`] that moves the wanted routes into the operations instead of copying them (a
+/// first build of a 100 000-route table would otherwise hold them twice).
+pub fn diff_owned(
+    wanted_routes: Vec<Route>,
+    wanted_rules: &[Rule],
+    present_routes: &[&Route],
+    present_rules: &[Rule],
+) -> Vec<Op> {
+    let (write, keep) = compare(&wanted_routes, present_routes);
+    let deletes = keep.iter().filter(|k| !**k).count();
+    let writes = write.iter().filter(|w| **w).count();
+    // Sized once: growing a 100 000-operation list would briefly hold it twice.
+    let mut ops = Vec::with_capacity(writes + wanted_rules.len() + present_rules.len() + deletes);
+    let (direct, via_gateway): (Vec<Route>, Vec<Route>) = wanted_routes
+        .into_iter()
+        .zip(write)
+        .filter_map(|(route, write)| write.then_some(route))
+        .partition(|r| !r.nexthops.iter().any(|nh| nh.gateway.is_some()));
+    ops.extend(direct.into_iter().map(Op::ReplaceRoute));
+    ops.extend(via_gateway.into_iter().map(Op::ReplaceRoute));
 
     let present_rules: BTreeSet<&Rule> = present_rules.iter().collect();
     let wanted_rules_set: BTreeSet<&Rule> = wanted_rules.iter().collect();
@@ -45,12 +64,44 @@ pub fn diff(
     ops.extend(
         present_routes
             .iter()
-            .filter(|r| !wanted_keys.contains(&r.key()))
-            .cloned()
-            .map(Op::DelRoute),
+            .zip(keep)
+            .filter(|(_, keep)| !keep)
+            .map(|(r, _)| Op::DelRoute((*r).clone())),
     );
     debug_assert!(ops.windows(2).all(|w| w[0].phase() <= w[1].phase()));
     ops
+}
+
+/// Which wanted routes must be written (no present route with its key, or a different one)
+/// and which present routes stay (some wanted route has their key): both sides sorted by
+/// key once and walked together. Of present routes sharing a key, the last one counts.
+fn compare(wanted: &[Route], present: &[&Route]) -> (Vec<bool>, Vec<bool>) {
+    // Indexes, not keys, are sorted: 4 bytes a route instead of 48.
+    let mut w: Vec<u32> = (0..wanted.len() as u32).collect();
+    w.sort_by_key(|i| wanted[*i as usize].sort_key());
+    let mut p: Vec<u32> = (0..present.len() as u32).collect();
+    p.sort_by_key(|i| present[*i as usize].sort_key());
+    let mut write = vec![true; wanted.len()];
+    let mut keep = vec![false; present.len()];
+    let mut j = 0;
+    for i in w.into_iter().map(|i| i as usize) {
+        let key = wanted[i].sort_key();
+        while j < p.len() && present[p[j] as usize].sort_key() < key {
+            j += 1;
+        }
+        // The last present route under this key.
+        let mut last = None;
+        let mut k = j;
+        while k < p.len() && present[p[k] as usize].sort_key() == key {
+            keep[p[k] as usize] = true;
+            last = Some(p[k] as usize);
+            k += 1;
+        }
+        if let Some(at) = last {
+            write[i] = present[at] != &wanted[i];
+        }
+    }
+    (write, keep)
 }
 
 #[cfg(test)]

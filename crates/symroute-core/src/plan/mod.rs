@@ -6,10 +6,8 @@ pub mod diff;
 pub mod nft;
 pub mod uplinks;
 
-use std::collections::BTreeMap;
-
 pub use crate::model::Snapshot;
-use crate::model::{route_type, scope, Address, Family, Link, Route, RouteKey, Rule, MAIN_TABLE};
+use crate::model::{route_type, scope, Address, Family, Link, Route, Rule, MAIN_TABLE};
 use crate::settings::{Prefix, Settings};
 use uplinks::{behind_routes, Uplinks};
 
@@ -263,40 +261,46 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
 
 /// Copies of the main-table unicast routes through `ifindex`, retargeted to `table`.
 fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) -> Vec<Route> {
-    let mut by_key: BTreeMap<RouteKey, Route> = BTreeMap::new();
-    for route in main {
-        if route.table != MAIN_TABLE
-            || route.kind != route_type::UNICAST
-            || !route.uses_link(ifindex)
-            || !settings.family_enabled(route.family)
-        {
-            continue;
-        }
+    let mirrored = |route: &&Route| {
+        route.table == MAIN_TABLE
+            && route.kind == route_type::UNICAST
+            && route.uses_link(ifindex)
+            && settings.family_enabled(route.family)
+    };
+    // Counted first: a list grown by doubling would hold up to twice the table.
+    let mut copies: Vec<Route> = Vec::with_capacity(main.iter().filter(mirrored).count());
+    copies.extend(main.iter().filter(mirrored).map(|route| {
         let mut copy = route.clone();
         copy.table = table;
         copy.protocol = settings.protocol;
         copy.nexthops.retain(|nh| nh.ifindex == ifindex);
-        // IPv4 can hold several routes under one key (`ip route append`): one table entry
-        // per key is what a replace can express, so they become one multipath route.
-        match by_key.get_mut(&copy.key()) {
-            Some(existing) => existing.nexthops.extend(copy.nexthops),
-            None => {
-                by_key.insert(copy.key(), copy);
-            }
+        copy
+    }));
+    // Sorted by key (stable: routes under one key keep the kernel's order), then merged in
+    // place. The kernel dumps in key order already, so usually there is nothing to sort
+    // (and no scratch copy of the table to allocate).
+    if !copies.is_sorted_by_key(Route::sort_key) {
+        copies.sort_by_key(Route::sort_key);
+    }
+    // IPv4 can hold several routes under one key (`ip route append`): one table entry per
+    // key is what a replace can express, so they become one multipath route.
+    copies.dedup_by(|later, first| {
+        let same = later.key() == first.key();
+        if same {
+            first.nexthops.append(&mut later.nexthops);
+        }
+        same
+    });
+    let mut merged = copies;
+    for route in &mut merged {
+        route.nexthops.sort();
+        route.nexthops.dedup();
+        if let [single] = route.nexthops.as_mut_slice() {
+            // A weight means nothing outside a multipath route; the kernel reports 0.
+            single.hops = 0;
         }
     }
-    by_key
-        .into_values()
-        .map(|mut route| {
-            route.nexthops.sort();
-            route.nexthops.dedup();
-            if let [single] = route.nexthops.as_mut_slice() {
-                // A weight means nothing outside a multipath route; the kernel reports 0.
-                single.hops = 0;
-            }
-            route
-        })
-        .collect()
+    merged
 }
 
 /// Our rules whose table belongs to no existing interface: the interface is gone and its

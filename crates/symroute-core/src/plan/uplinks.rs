@@ -31,11 +31,20 @@ fn is_way_out(route: &Route) -> bool {
 impl Uplinks {
     /// Classifies every interface main routes through.
     pub fn classify(main: &[Route]) -> Uplinks {
-        let by_family = main
+        let mut by_family = BTreeSet::new();
+        // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
+        // through the same one: only a change of (family, interface) is looked up.
+        let mut last = None;
+        for way in main
             .iter()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && is_way_out(r))
             .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family, nh.ifindex)))
-            .collect();
+        {
+            if last != Some(way) {
+                by_family.insert(way);
+                last = Some(way);
+            }
+        }
         Uplinks { by_family }
     }
 
@@ -112,22 +121,32 @@ pub fn behind_routes(
     table: u32,
     own: &[Route],
 ) -> Vec<Route> {
+    if !settings.family_enabled(family) {
+        return Vec::new();
+    }
+    let candidates: Vec<&Route> = main
+        .iter()
+        .filter(|route| {
+            route.family == family
+                && is_copyable(route)
+                && !route
+                    .nexthops
+                    .iter()
+                    .any(|nh| uplinks.is_uplink(family, nh.ifindex))
+        })
+        .collect();
+    if candidates.is_empty() {
+        // No need to index `own`, which can be a 100 000-route mirror.
+        return Vec::new();
+    }
     let taken: BTreeSet<(IpAddr, u8, u8)> = own
         .iter()
         .filter(|r| r.family == family)
         .map(|r| (r.dst, r.dst_len, r.tos))
         .collect();
     let mut copies = BTreeMap::new();
-    for route in main {
-        if route.family != family
-            || !is_copyable(route)
-            || route
-                .nexthops
-                .iter()
-                .any(|nh| uplinks.is_uplink(family, nh.ifindex))
-            || taken.contains(&(route.dst, route.dst_len, route.tos))
-            || !settings.family_enabled(family)
-        {
+    for route in candidates {
+        if taken.contains(&(route.dst, route.dst_len, route.tos)) {
             continue;
         }
         let mut copy = route.clone();

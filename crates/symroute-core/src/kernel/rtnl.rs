@@ -1,0 +1,443 @@
+//! rtnetlink without a framework: one blocking socket, requests encoded straight into a
+//! reused buffer, answers handed to the caller in place as they arrive.
+//!
+//! The kernel handles a routing request inside `sendmsg` and generates dump parts inside
+//! `recvmsg`, so a blocking socket never waits for anything but the kernel's own work; no
+//! runtime, task or channel is needed, and a one-shot hook pays for none of them.
+//!
+//! As on every netlink socket of ours ([`super::socket`]), only the kernel is believed:
+//! datagrams from other processes' sockets are dropped where they are received.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::socket;
+use crate::kernel::netlink::NetlinkError;
+
+pub const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+pub const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_ACK: u16 = 0x04;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const NLM_F_DUMP: u16 = 0x300;
+const NETLINK_CAP_ACK: libc::c_int = 10;
+const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
+
+/// Writes sent per `sendmsg`, bounded in count and bytes (a datagram larger than the send
+/// buffer fails with EMSGSIZE). Only the last write of a batch asks for an ACK; the kernel
+/// answers every failed write anyway, so successes cost no answer at all.
+const WRITE_BATCH: usize = 4096;
+const WRITE_BATCH_BYTES: usize = 240 << 10;
+/// Send buffer asked for so that one batch fits in one datagram.
+const SEND_BUFFER: libc::c_int = 1 << 20;
+/// Receive buffer asked for with `SO_RCVBUFFORCE` (root) or `SO_RCVBUF` (capped by rmem_max).
+const RECEIVE_BUFFER: usize = 8 << 20;
+/// Larger than any datagram the kernel sends (dump parts are at most 32 KiB).
+const RECV_BUFFER_LEN: usize = 64 << 10;
+/// A dump that the kernel flags as interrupted by a concurrent change is read again.
+const DUMP_ATTEMPTS: usize = 5;
+
+/// One netlink message of an answer: its type, flags and payload (after the header).
+pub struct Answer<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+    /// The whole message, header included.
+    pub message: &'a [u8],
+}
+
+pub struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+    batch_bytes: usize,
+    recv: Vec<u8>,
+    send: Vec<u8>,
+}
+
+fn last_error() -> NetlinkError {
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(errno) => NetlinkError::Errno(errno),
+        None => NetlinkError::Closed,
+    }
+}
+
+fn set_int(fd: i32, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = &value as *const libc::c_int as *const libc::c_void;
+    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is an open socket.
+    unsafe { libc::setsockopt(fd, level, name, ptr, len) == 0 }
+}
+
+fn get_int(fd: i32, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = &mut value as *mut libc::c_int as *mut libc::c_void;
+    // SAFETY: getsockopt writes at most `len` bytes into a live c_int.
+    (unsafe { libc::getsockopt(fd, level, name, ptr, &mut len) } == 0).then_some(value)
+}
+
+fn u16_at(buf: &[u8], at: usize) -> u16 {
+    buf.get(at..at + 2)
+        .map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]))
+}
+
+pub fn u32_at(buf: &[u8], at: usize) -> u32 {
+    buf.get(at..at + 4)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Splits a datagram into its messages; stops at the first malformed length.
+fn messages(mut buf: &[u8]) -> impl Iterator<Item = Answer<'_>> {
+    std::iter::from_fn(move || {
+        let len = u32_at(buf, 0) as usize;
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return None;
+        }
+        let message = &buf[..len];
+        let answer = Answer {
+            kind: u16_at(message, 4),
+            flags: u16_at(message, 6),
+            seq: u32_at(message, 8),
+            payload: &message[NLMSG_HDRLEN..],
+            message,
+        };
+        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+        Some(answer)
+    })
+}
+
+/// The errno of an `NLMSG_ERROR` payload (0 for an ACK).
+fn error_code(payload: &[u8]) -> i32 {
+    -(u32_at(payload, 0) as i32)
+}
+
+impl Socket {
+    /// A strict-check socket (so the kernel filters dumps) with small ACKs and buffers large
+    /// enough for a batch of writes and its errors.
+    pub fn open() -> Result<Socket, NetlinkError> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(NetlinkError::Socket(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = fd.as_raw_fd();
+        if !set_int(raw, libc::SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) {
+            return Err(NetlinkError::Socket(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        // Small ACKs: the kernel would otherwise echo every request back in its ACK.
+        set_int(raw, libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
+        socket::set_receive_buffer(raw, RECEIVE_BUFFER);
+        if !set_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER) {
+            set_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
+        }
+        // The kernel reports twice the size it accounts; keep each datagram well inside.
+        let send_buffer = get_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
+        let batch_bytes =
+            (usize::try_from(send_buffer).unwrap_or(0) / 4).clamp(16 << 10, WRITE_BATCH_BYTES);
+        Ok(Socket {
+            fd,
+            seq: 0,
+            batch_bytes,
+            recv: Vec::with_capacity(RECV_BUFFER_LEN),
+            send: Vec::new(),
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn send_buffer(&self, buf: &[u8]) -> Result<(), NetlinkError> {
+        // SAFETY: sockaddr_nl is plain data; zeroed means "the kernel".
+        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        loop {
+            // SAFETY: buf and kernel are live for the call; lengths match them.
+            let sent = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    buf.as_ptr() as *const libc::c_void,
+                    buf.len(),
+                    0,
+                    &kernel as *const libc::sockaddr_nl as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                )
+            };
+            if sent >= 0 {
+                return Ok(());
+            }
+            let e = last_error();
+            if e != NetlinkError::Errno(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receives one datagram the kernel sent into the receive buffer (waiting for it);
+    /// returns its length. Datagrams from processes are dropped.
+    fn receive(&mut self) -> Result<usize, NetlinkError> {
+        // Received into spare capacity: zeroing 64 KiB first would cost more than a small
+        // dump.
+        self.recv.clear();
+        loop {
+            let room = self.recv.capacity();
+            // SAFETY: sockaddr_nl is plain data, valid when zeroed.
+            let mut sender: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+            let mut sender_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+            // SAFETY: the kernel writes at most `room` bytes into the buffer's allocation and
+            // at most `sender_len` bytes into `sender`.
+            let got = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    self.recv.as_mut_ptr() as *mut libc::c_void,
+                    room,
+                    0,
+                    (&mut sender as *mut libc::sockaddr_nl).cast(),
+                    &mut sender_len,
+                )
+            };
+            if got >= 0 && sender.nl_pid != 0 {
+                log::debug!(
+                    "dropped a netlink datagram from process port {}: only the kernel is believed",
+                    sender.nl_pid
+                );
+                continue;
+            }
+            if got > 0 {
+                let got = (got as usize).min(room);
+                // SAFETY: recvfrom initialized the first `got` bytes, within the capacity.
+                unsafe { self.recv.set_len(got) };
+                return Ok(got);
+            }
+            if got == 0 {
+                return Err(NetlinkError::Closed);
+            }
+            let e = last_error();
+            if e != NetlinkError::Errno(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Sends one request (a whole message whose header's length and type are set; sequence
+    /// number and flags are filled in here) and hands every answer message to `each` until
+    /// the kernel ends the answer. `each` returns false to reset what it gathered when the
+    /// answer is a dump the kernel had to restart.
+    fn request(
+        &mut self,
+        request: &mut [u8],
+        flags: u16,
+        mut each: impl FnMut(&Answer<'_>),
+    ) -> Result<bool, NetlinkError> {
+        let seq = self.next_seq();
+        request[6..8].copy_from_slice(&flags.to_ne_bytes());
+        request[8..12].copy_from_slice(&seq.to_ne_bytes());
+        request[12..16].copy_from_slice(&0u32.to_ne_bytes());
+        self.send_buffer(request)?;
+        let dump = flags & NLM_F_DUMP != 0;
+        let mut interrupted = false;
+        loop {
+            let len = self.receive()?;
+            for answer in messages(&self.recv[..len]) {
+                if answer.seq != seq {
+                    continue;
+                }
+                interrupted |= answer.flags & NLM_F_DUMP_INTR != 0;
+                match answer.kind {
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    NLMSG_DONE => return Ok(!interrupted),
+                    NLMSG_ERROR => {
+                        return match error_code(answer.payload) {
+                            0 => Ok(!interrupted),
+                            errno => Err(NetlinkError::Errno(errno)),
+                        };
+                    }
+                    _ => {
+                        each(&answer);
+                        if !dump {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a dump request and parses every answer with `parse`, streaming: no answer is held
+    /// beyond its datagram. An interrupted dump is read again from the start.
+    pub fn dump<T>(
+        &mut self,
+        request: &mut [u8],
+        mut parse: impl FnMut(&Answer<'_>) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        let mut out = Vec::new();
+        for _ in 0..DUMP_ATTEMPTS {
+            out.clear();
+            let complete = self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
+                out.extend(parse(answer))
+            })?;
+            if complete {
+                // Grown by doubling while it streamed in; a large table keeps what it needs.
+                out.shrink_to_fit();
+                return Ok(out);
+            }
+        }
+        Err(NetlinkError::Interrupted)
+    }
+
+    /// Sends one request answered by one message and parses it.
+    pub fn get<T>(
+        &mut self,
+        request: &mut [u8],
+        parse: impl FnOnce(&Answer<'_>) -> T,
+    ) -> Result<T, NetlinkError> {
+        let mut parse = Some(parse);
+        let mut out = None;
+        self.request(request, NLM_F_REQUEST, |answer| {
+            if let Some(parse) = parse.take() {
+                out = Some(parse(answer));
+            }
+        })?;
+        out.ok_or(NetlinkError::Closed)
+    }
+
+    /// Sends `count` writes in order, batched, and returns one result per write, in order.
+    /// `encode(i, buf)` appends write `i` as a whole message (length, type and flags set;
+    /// sequence number is filled in here).
+    ///
+    /// Only the last write of a batch asks for an ACK: the kernel answers writes in order and
+    /// sends an error for every failed one, so when that ACK arrives every error of the batch
+    /// has, and the sequence numbers map each back to its write.
+    pub fn write(
+        &mut self,
+        count: usize,
+        mut encode: impl FnMut(usize, &mut Vec<u8>),
+    ) -> Vec<Result<(), NetlinkError>> {
+        let mut results = Vec::with_capacity(count);
+        let mut send = std::mem::take(&mut self.send);
+        let mut next = 0;
+        while next < count {
+            send.clear();
+            let first_seq = self.seq.wrapping_add(1);
+            let mut last_at = 0;
+            let start = next;
+            while next < count && next - start < WRITE_BATCH && send.len() < self.batch_bytes {
+                last_at = send.len();
+                encode(next, &mut send);
+                let seq = self.next_seq();
+                send[last_at + 8..last_at + 12].copy_from_slice(&seq.to_ne_bytes());
+                // Messages are padded to 4 bytes inside a datagram.
+                send.resize((send.len() + 3) & !3, 0);
+                next += 1;
+            }
+            let flags = u16_at(&send, last_at + 6) | NLM_F_ACK;
+            send[last_at + 6..last_at + 8].copy_from_slice(&flags.to_ne_bytes());
+            let n = next - start;
+            let batch = self.finish_batch(&send, first_seq, n);
+            results.extend(batch);
+        }
+        self.send = send;
+        results
+    }
+
+    fn finish_batch(
+        &mut self,
+        send: &[u8],
+        first_seq: u32,
+        n: usize,
+    ) -> Vec<Result<(), NetlinkError>> {
+        if let Err(e) = self.send_buffer(send) {
+            return vec![Err(e); n];
+        }
+        let mut results: Vec<Result<(), NetlinkError>> = vec![Ok(()); n];
+        let last = n - 1;
+        loop {
+            let len = match self.receive() {
+                Ok(len) => len,
+                // Lost answers (a full receive buffer): no write's outcome is known.
+                Err(e) => return vec![Err(e); n],
+            };
+            let mut acked = false;
+            for answer in messages(&self.recv[..len]) {
+                if answer.kind != NLMSG_ERROR {
+                    continue;
+                }
+                let i = answer.seq.wrapping_sub(first_seq) as usize;
+                if i > last {
+                    continue;
+                }
+                let errno = error_code(answer.payload);
+                if errno != 0 {
+                    results[i] = Err(NetlinkError::Errno(errno));
+                }
+                acked |= i == last;
+            }
+            if acked {
+                return results;
+            }
+        }
+    }
+}
+
+/// Appends a message header (length patched by [`finish`]) for `kind` with `flags`.
+pub fn begin(buf: &mut Vec<u8>, kind: u16, flags: u16) -> usize {
+    let at = buf.len();
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    buf.extend_from_slice(&[0; 8]);
+    at
+}
+
+/// Sets the length of the message begun at `at`.
+pub fn finish(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Appends an attribute; returns where it starts (for nesting with [`end_nested`]).
+pub fn attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) -> usize {
+    let at = buf.len();
+    let len = (4 + value.len()) as u16;
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value);
+    buf.resize((buf.len() + 3) & !3, 0);
+    at
+}
+
+/// Sets the length of the nested attribute begun at `at` to cover everything after it.
+pub fn end_nested(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at) as u16;
+    buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// The attributes in `buf`: `(type without flag bits, value)`.
+pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = usize::from(u16_at(buf, 0));
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let kind = u16_at(buf, 2) & 0x3fff;
+        let value = &buf[4..len];
+        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+        Some((kind, value))
+    })
+}
