@@ -65,10 +65,15 @@ fn start_up() {
 /// (options, help, errors) goes through clap. Both give the same [`Args`].
 fn arguments() -> Args {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if let [interface, action] = argv.as_slice() {
+    direct_arguments(&argv).unwrap_or_else(Args::parse)
+}
+
+/// `IFACE ACTION` read without clap; `None` for anything else.
+fn direct_arguments(argv: &[OsString]) -> Option<Args> {
+    if let [interface, action] = argv {
         if let (Some(interface), Some(action)) = (interface.to_str(), action.to_str()) {
             if !interface.starts_with('-') && !action.starts_with('-') {
-                return Args {
+                return Some(Args {
                     interface: Some(interface.to_string()),
                     action: Some(action.to_string()),
                     all: false,
@@ -77,11 +82,11 @@ fn arguments() -> Args {
                     verbose: false,
                     quiet: false,
                     config: None,
-                };
+                });
             }
         }
     }
-    Args::parse()
+    None
 }
 
 /// [`Failure::exit`] as a number, for the C `main`.

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use symroute_core::{validate_interface_name, Action, Error, Target};
 
 use crate::cli::Args;
-use crate::target;
+use crate::{direct_arguments, target};
 
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -59,6 +59,24 @@ proptest! {
                 prop_assert!(!e.to_string().contains('\n'));
             }
         }
+    }
+
+    #[test]
+    fn the_direct_reading_of_iface_action_agrees_with_clap(
+        interface in word(),
+        action in word(),
+    ) {
+        let argv = [interface.clone().into(), action.clone().into()];
+        let Some(direct) = direct_arguments(&argv) else {
+            // Left to clap: an option or a dash-word is in it.
+            prop_assert!(interface.starts_with('-') || action.starts_with('-'));
+            return Ok(());
+        };
+        let clap = Args::try_parse_from(["symroute-hook", &interface, &action]);
+        let clap = clap.map_err(|e| TestCaseError::fail(format!("clap refused: {e}")))?;
+        prop_assert_eq!(&direct.interface, &clap.interface);
+        prop_assert_eq!(&direct.action, &clap.action);
+        prop_assert!(!clap.all && !clap.flush && !clap.dry_run && clap.config.is_none());
     }
 
     #[test]
