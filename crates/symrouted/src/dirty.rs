@@ -7,10 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use netlink_packet_core::NLM_F_REPLACE;
-use netlink_packet_route::route::{RouteFlags, RouteMessage};
-use netlink_packet_route::RouteNetlinkMessage as Msg;
-use symroute_core::convert;
-use symroute_core::model::{Family, RouteKey, Rule, MAIN_TABLE};
+use symroute_core::kernel::monitor::Change;
+use symroute_core::model::{Family, Route, RouteKey, Rule, MAIN_TABLE};
 use symroute_core::{Op, Settings};
 
 /// Why an interface is dirty. Ordered: a batch that both changed an interface and removed
@@ -153,23 +151,20 @@ pub fn note(
     settings: &Settings,
     flags: u16,
     sender: u32,
-    msg: &Msg,
+    change: &Change,
 ) {
-    match msg {
-        Msg::NewLink(link) => dirty.mark(link.header.index, Reason::Changed),
+    match change {
+        Change::Link(index) | Change::Address(index) => dirty.mark(*index, Reason::Changed),
         // Its table and rules are garbage now; only a full run collects them.
-        Msg::DelLink(_) => dirty.resync = true,
-        Msg::NewAddress(a) | Msg::DelAddress(a) => dirty.mark(a.header.index, Reason::Changed),
-        Msg::NewRoute(r) => note_route(dirty, echoes, settings, r, true, flags, sender),
-        Msg::DelRoute(r) => note_route(dirty, echoes, settings, r, false, flags, sender),
-        Msg::NewRule(_) => {
+        Change::LinkGone(_) => dirty.resync = true,
+        Change::Route { route, added } => {
+            note_route(dirty, echoes, settings, route, *added, flags, sender)
+        }
+        Change::RuleAdded(_) => {
             // Ours are our own echoes; others are none of our business.
         }
-        Msg::DelRule(r) => {
-            let Some(rule) = convert::rule_from(r) else {
-                return;
-            };
-            if rule.protocol != settings.protocol || echoes.rules.remove(&rule_key(&rule)) {
+        Change::RuleRemoved(rule) => {
+            if rule.protocol != settings.protocol || echoes.rules.remove(&rule_key(rule)) {
                 return;
             }
             if rule.table == MAIN_TABLE {
@@ -182,10 +177,9 @@ pub fn note(
                     .entry(ifindex)
                     .or_default()
                     .rules
-                    .insert(rule_key(&rule));
+                    .insert(rule_key(rule));
             }
         }
-        _ => {}
     }
 }
 
@@ -193,18 +187,11 @@ fn note_route(
     dirty: &mut Dirty,
     echoes: &mut Echoes,
     settings: &Settings,
-    msg: &RouteMessage,
+    route: &Route,
     new: bool,
     flags: u16,
     sender: u32,
 ) {
-    // Route cache exceptions (PMTU, redirects) are no part of any table.
-    if msg.header.flags.contains(RouteFlags::Cloned) {
-        return;
-    }
-    let Some(route) = convert::route_from(msg) else {
-        return;
-    };
     if route.table == MAIN_TABLE {
         for nh in &route.nexthops {
             dirty.mark(nh.ifindex, Reason::Changed);
@@ -242,7 +229,10 @@ mod tests {
     use super::*;
     use netlink_packet_core::NLM_F_CREATE;
     use netlink_packet_route::link::LinkMessage;
-    use symroute_core::model::{route_type, scope, NextHop, Route};
+    use netlink_packet_route::RouteNetlinkMessage as Msg;
+    use symroute_core::convert;
+    use symroute_core::kernel::monitor::decode;
+    use symroute_core::model::{route_type, scope, NextHop};
 
     fn route(table: u32, dst: &str, ifindex: u32, protocol: u8) -> Route {
         Route {
@@ -288,7 +278,9 @@ mod tests {
         let settings = Settings::default();
         let mut dirty = Dirty::default();
         for (flags, msg) in events {
-            note(&mut dirty, echoes, &settings, *flags, SOMEONE, msg);
+            if let Some(change) = decode(msg) {
+                note(&mut dirty, echoes, &settings, *flags, SOMEONE, &change);
+            }
         }
         dirty
     }
@@ -383,7 +375,7 @@ mod tests {
             &settings,
             0,
             KERNEL,
-            &del_route(&ours),
+            &decode(&del_route(&ours)).unwrap(),
         );
         assert_eq!(flushed.links, BTreeMap::from([(3, Reason::Changed)]));
         assert!(flushed.deleted.is_empty());

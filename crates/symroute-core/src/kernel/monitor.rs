@@ -11,11 +11,14 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use futures::FutureExt;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::route::RouteFlags;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use tokio::io::unix::AsyncFd;
 
+use super::convert;
 use super::socket::{self, receive_from_kernel};
+use crate::model::{Route, Rule};
 
 /// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
 /// anything it may batch.
@@ -47,6 +50,50 @@ pub enum MonitorError {
     Read(#[source] io::Error),
 }
 
+/// A notification, decoded into what the daemon's decisions need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A link appeared or changed (`RTM_NEWLINK`), by index.
+    Link(u32),
+    /// A link is gone (`RTM_DELLINK`).
+    LinkGone(u32),
+    /// An address of the link was added or removed.
+    Address(u32),
+    /// A route was added (or replaced: `NLM_F_REPLACE` in the header flags) or removed.
+    Route {
+        route: Route,
+        added: bool,
+    },
+    RuleAdded(Rule),
+    RuleRemoved(Rule),
+}
+
+/// What `message` changed; `None` for what no decision depends on (other message types,
+/// route cache exceptions) and for what does not decode.
+pub fn decode(message: &RouteNetlinkMessage) -> Option<Change> {
+    use RouteNetlinkMessage as Msg;
+    let route = |msg: &netlink_packet_route::route::RouteMessage, added| {
+        // Route cache exceptions (PMTU, redirects) are no part of any table.
+        if msg.header.flags.contains(RouteFlags::Cloned) {
+            return None;
+        }
+        Some(Change::Route {
+            route: convert::route_from(msg)?,
+            added,
+        })
+    };
+    match message {
+        Msg::NewLink(link) => Some(Change::Link(link.header.index)),
+        Msg::DelLink(link) => Some(Change::LinkGone(link.header.index)),
+        Msg::NewAddress(a) | Msg::DelAddress(a) => Some(Change::Address(a.header.index)),
+        Msg::NewRoute(r) => route(r, true),
+        Msg::DelRoute(r) => route(r, false),
+        Msg::NewRule(r) => convert::rule_from(r).map(Change::RuleAdded),
+        Msg::DelRule(r) => convert::rule_from(r).map(Change::RuleRemoved),
+        _ => None,
+    }
+}
+
 /// One thing read from the socket.
 #[derive(Debug)]
 pub enum Received {
@@ -55,7 +102,7 @@ pub enum Received {
         flags: u16,
         /// The port id of the socket whose request caused it; 0 for the kernel's own changes.
         sender: u32,
-        message: RouteNetlinkMessage,
+        message: Change,
     },
     /// The kernel dropped notifications because the receive buffer was full (`ENOBUFS`):
     /// whatever they said is unknown, only a full resync is safe.
@@ -179,11 +226,15 @@ pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
                 header,
                 payload: NetlinkPayload::InnerMessage(message),
                 ..
-            }) => on(Received::Message {
-                flags: header.flags,
-                sender: header.port_number,
-                message,
-            }),
+            }) => {
+                if let Some(message) = decode(&message) {
+                    on(Received::Message {
+                        flags: header.flags,
+                        sender: header.port_number,
+                        message,
+                    });
+                }
+            }
             Ok(NetlinkMessage {
                 payload: NetlinkPayload::Overrun(_),
                 ..
@@ -259,7 +310,11 @@ fn attach_echo_filter(fd: RawFd, protocol: u8) -> io::Result<()> {
 mod tests {
     use super::*;
     use netlink_packet_core::{NetlinkHeader, NLM_F_REPLACE};
+    use netlink_packet_route::link::LinkMessage;
     use netlink_packet_route::route::RouteMessage;
+
+    use crate::fixtures;
+    use crate::model::MAIN_TABLE;
 
     fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
         let mut header = NetlinkHeader::default();
@@ -273,9 +328,11 @@ mod tests {
 
     #[test]
     fn datagram_with_several_messages_yields_each_with_its_flags() {
-        let mut bytes = encode(RouteNetlinkMessage::NewRoute(RouteMessage::default()), 0);
+        let route = fixtures::route(MAIN_TABLE, "192.0.2.0", 24, None, 3, 2);
+        let message = convert::route_message(&route);
+        let mut bytes = encode(RouteNetlinkMessage::NewRoute(message.clone()), 0);
         bytes.extend(encode(
-            RouteNetlinkMessage::DelRoute(RouteMessage::default()),
+            RouteNetlinkMessage::DelRoute(message),
             NLM_F_REPLACE,
         ));
         let mut seen = Vec::new();
@@ -283,9 +340,27 @@ mod tests {
         assert_eq!(seen.len(), 2);
         assert!(matches!(
             &seen[1],
-            Received::Message { flags, message: RouteNetlinkMessage::DelRoute(_), .. }
-                if *flags == NLM_F_REPLACE
+            Received::Message { flags, message: Change::Route { route: r, added: false }, .. }
+                if *flags == NLM_F_REPLACE && *r == route
         ));
+    }
+
+    #[test]
+    fn what_no_decision_needs_is_not_decoded() {
+        let mut cached =
+            convert::route_message(&fixtures::route(MAIN_TABLE, "192.0.2.9", 32, None, 3, 2));
+        cached.header.flags |= RouteFlags::Cloned;
+        assert_eq!(decode(&RouteNetlinkMessage::NewRoute(cached)), None);
+        assert_eq!(
+            decode(&RouteNetlinkMessage::DelRoute(RouteMessage::default())),
+            None
+        );
+        let mut link = LinkMessage::default();
+        link.header.index = 7;
+        assert_eq!(
+            decode(&RouteNetlinkMessage::DelLink(link)),
+            Some(Change::LinkGone(7))
+        );
     }
 
     #[test]
