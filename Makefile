@@ -8,6 +8,7 @@ DESTDIR ?=
 CARGO   ?= $(shell scripts/ensure-toolchain.sh)
 BINS     = symroute-hook symrouted symroute
 UNITDIR ?= /etc/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
 
 .PHONY: all build install uninstall test lint unit deps bench package package-test
 all: build
@@ -25,6 +26,11 @@ install: build
 	install -D -m 0644 symrouted.service.tmp $(DESTDIR)$(UNITDIR)/symrouted.service
 	rm -f symrouted.service.tmp
 	scripts/install-integrations.sh $(SBINDIR) "$(DESTDIR)"
+	# Man pages, generated from the binaries' own command lines (as the packages do).
+	rm -rf target/man && target/release/xtask man target/man >/dev/null
+	install -d $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	install -m 0644 target/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 target/man/symroute.toml.5 $(DESTDIR)$(MANDIR)/man5/
 	# Make the host symmetric now: the daemon where systemd runs, else one sync (the
 	# dispatcher scripts keep it so from then on).
 	if [ -z "$(DESTDIR)" ]; then \
@@ -41,6 +47,7 @@ uninstall:
 	for b in $(BINS); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
 	rm -f $(DESTDIR)$(UNITDIR)/symrouted.service
 	rm -f $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
+	rm -f $(DESTDIR)$(MANDIR)/man8/symroute*.8 $(DESTDIR)$(MANDIR)/man5/symroute.toml.5
 	scripts/install-integrations.sh --remove "$(DESTDIR)"
 
 deps:

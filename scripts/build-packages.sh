@@ -23,11 +23,16 @@
 #   /usr/lib/NetworkManager/dispatcher.d/50-symroute
 #   /usr/lib/networkd-dispatcher/{routable,configured,degraded,off,no-carrier}.d/50-symroute
 #   /usr/lib/systemd/networkd.conf.d/symroute.conf       stops networkd deleting our rules
+#   /usr/lib/dhcpcd/dhcpcd-hooks/50-symroute             dhcpcd hook (sourced, 0644)
 #   /usr/lib/systemd/system/symrouted.service            when packaging/systemd/ has it
 #   /etc/symroute/symroute.toml                          conffile, every line commented
 #   /etc/iproute2/rt_protos.d/symroute.conf              conffile, "83 symroute"
 #   /usr/share/man/man8/*.8.gz, man5/symroute.toml.5.gz
 #   README, copyright / licenses
+# .deb only (Debian's ifupdown and dhclient-script hook folders; conffiles, inert once the
+# package is removed):
+#   /etc/network/{if-up.d,if-post-down.d}/symroute        ifupdown hook
+#   /etc/dhcp/dhclient-exit-hooks.d/symroute              dhclient exit hook (sourced, 0644)
 set -eu
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -156,6 +161,9 @@ stage() {
             >"$root/usr/lib/networkd-dispatcher/$state.d/50-symroute"
         chmod 0755 "$root/usr/lib/networkd-dispatcher/$state.d/50-symroute"
     done
+    install -d -m 0755 "$root/usr/lib/dhcpcd/dhcpcd-hooks"
+    sed 's|@SBINDIR@|/usr/sbin|g' dhcp/dhcpcd-hook >"$root/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute"
+    chmod 0644 "$root/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute"
     if grep -rl '@SBINDIR@' "$root/usr/lib" >/dev/null 2>&1; then
         die "@SBINDIR@ left in a staged script"
     fi
@@ -180,6 +188,17 @@ built=""
 if [ "$WANT_DEB" = yes ]; then
     root=$WORK/deb
     stage "$root"
+    for dir in if-up.d if-post-down.d; do
+        install -d -m 0755 "$root/etc/network/$dir"
+        sed 's|@SBINDIR@|/usr/sbin|g' ifupdown/symroute >"$root/etc/network/$dir/symroute"
+        chmod 0755 "$root/etc/network/$dir/symroute"
+    done
+    install -d -m 0755 "$root/etc/dhcp/dhclient-exit-hooks.d"
+    sed 's|@SBINDIR@|/usr/sbin|g' dhcp/dhclient-exit-hook >"$root/etc/dhcp/dhclient-exit-hooks.d/symroute"
+    chmod 0644 "$root/etc/dhcp/dhclient-exit-hooks.d/symroute"
+    if grep -rl '@SBINDIR@' "$root/etc" >/dev/null 2>&1; then
+        die "@SBINDIR@ left in a staged script"
+    fi
     doc=$root/usr/share/doc/symroute
     install -d -m 0755 "$doc"
     install -m 0644 packaging/deb/copyright "$doc/copyright"

@@ -7,6 +7,13 @@
 #                         -> $DESTDIR/etc/networkd-dispatcher/{routable,configured,degraded,off,no-carrier}.d/50-symroute
 #   systemd-networkd      packaging/networkd/symroute.conf
 #                         -> $DESTDIR/etc/systemd/networkd.conf.d/symroute.conf
+#   ifupdown              ifupdown/symroute
+#                         -> $DESTDIR/etc/network/{if-up.d,if-post-down.d}/symroute
+#   isc-dhcp-client       dhcp/dhclient-exit-hook
+#                         -> $DESTDIR/etc/dhcp/dhclient-exit-hooks.d/symroute
+#   dhcpcd                dhcp/dhcpcd-hook
+#                         -> $DESTDIR/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute (or the
+#                            /lib/dhcpcd/dhcpcd-hooks of older dhcpcd5, whichever exists)
 #
 # Usage: install-integrations.sh SBINDIR [DESTDIR]
 #        install-integrations.sh --remove [DESTDIR]
@@ -16,10 +23,12 @@
 #   --remove  deletes every file this script can install (state folders are left)
 # Environment:
 #   SYMROUTE_INTEGRATIONS  which to install instead of detecting them: a list of
-#                          networkmanager, networkd-dispatcher, networkd, or "all" / "none"
+#                          networkmanager, networkd-dispatcher, networkd, ifupdown, dhclient,
+#                          dhcpcd, or "all" / "none"
 #
 # Scripts are installed owned by root with mode exactly 0755 (networkd-dispatcher skips
-# anything else, NetworkManager skips scripts writable by others). Running it again changes
+# anything else, NetworkManager skips scripts writable by others); the dhclient and dhcpcd
+# hooks, which their clients source, 0644. Running it again changes
 # nothing; it prints what it installed or found already in place.
 set -eu
 
@@ -29,6 +38,16 @@ usage() {
     exit 2
 }
 NETWORKD_STATES="routable configured degraded off no-carrier"
+# dhcpcd's hook folder: the one this host's dhcpcd has, else Debian's current one.
+dhcpcd_hooks() {
+    for d in /usr/lib/dhcpcd/dhcpcd-hooks /lib/dhcpcd/dhcpcd-hooks; do
+        if [ -d "$d" ]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    echo /usr/lib/dhcpcd/dhcpcd-hooks
+}
 
 if [ "${1:-}" = --remove ]; then
     [ $# -le 2 ] || usage
@@ -36,6 +55,10 @@ if [ "${1:-}" = --remove ]; then
     DESTDIR=${DESTDIR%/}
     for f in "$DESTDIR/etc/NetworkManager/dispatcher.d/50-symroute" \
         "$DESTDIR/etc/systemd/networkd.conf.d/symroute.conf" \
+        "$DESTDIR/etc/network/if-up.d/symroute" "$DESTDIR/etc/network/if-post-down.d/symroute" \
+        "$DESTDIR/etc/dhcp/dhclient-exit-hooks.d/symroute" \
+        "$DESTDIR/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute" \
+        "$DESTDIR/lib/dhcpcd/dhcpcd-hooks/50-symroute" \
         $(for state in $NETWORKD_STATES; do
             echo "$DESTDIR/etc/networkd-dispatcher/$state.d/50-symroute"
         done); do
@@ -80,6 +103,16 @@ has_networkd_dispatcher() {
     [ -d /etc/networkd-dispatcher ] || command -v networkd-dispatcher >/dev/null 2>&1 ||
         [ -x /usr/bin/networkd-dispatcher ]
 }
+has_ifupdown() {
+    [ -x /sbin/ifup ] || [ -x /usr/sbin/ifup ]
+}
+has_dhclient() {
+    [ -x /sbin/dhclient-script ] || [ -x /usr/sbin/dhclient-script ]
+}
+has_dhcpcd() {
+    { [ -x /sbin/dhcpcd ] || [ -x /usr/sbin/dhcpcd ]; } &&
+        { [ -d /usr/lib/dhcpcd/dhcpcd-hooks ] || [ -d /lib/dhcpcd/dhcpcd-hooks ]; }
+}
 has_networkd() {
     for f in /lib/systemd/systemd-networkd /usr/lib/systemd/systemd-networkd; do
         [ -x "$f" ] && return 0
@@ -87,21 +120,27 @@ has_networkd() {
     return 1
 }
 
-want_nm=no want_nd=no want_networkd=no
+want_nm=no want_nd=no want_networkd=no want_ifupdown=no want_dhclient=no want_dhcpcd=no
 case "${SYMROUTE_INTEGRATIONS-auto}" in
     auto)
         if has_networkmanager; then want_nm=yes; fi
         if has_networkd_dispatcher; then want_nd=yes; fi
         if has_networkd; then want_networkd=yes; fi
+        if has_ifupdown; then want_ifupdown=yes; fi
+        if has_dhclient; then want_dhclient=yes; fi
+        if has_dhcpcd; then want_dhcpcd=yes; fi
         ;;
     *)
         for i in $(echo "$SYMROUTE_INTEGRATIONS" | tr ',' ' '); do
             case "$i" in
-                all) want_nm=yes want_nd=yes want_networkd=yes ;;
+                all) want_nm=yes want_nd=yes want_networkd=yes want_ifupdown=yes want_dhclient=yes want_dhcpcd=yes ;;
                 none) ;;
                 networkmanager | NetworkManager) want_nm=yes ;;
                 networkd-dispatcher) want_nd=yes ;;
                 networkd | systemd-networkd) want_networkd=yes ;;
+                ifupdown) want_ifupdown=yes ;;
+                dhclient | isc-dhcp-client) want_dhclient=yes ;;
+                dhcpcd) want_dhcpcd=yes ;;
                 *) echo "install-integrations: unknown integration '$i' in SYMROUTE_INTEGRATIONS" >&2; exit 2 ;;
             esac
         done
@@ -186,7 +225,26 @@ if [ "$want_networkd" = yes ]; then
     installed_any=yes
 fi
 
+if [ "$want_ifupdown" = yes ]; then
+    for dir in if-up.d if-post-down.d; do
+        install_file "$SRC/ifupdown/symroute" "$DESTDIR/etc/network/$dir/symroute" 0755 yes
+    done
+    installed_any=yes
+fi
+
+if [ "$want_dhclient" = yes ]; then
+    install_file "$SRC/dhcp/dhclient-exit-hook" \
+        "$DESTDIR/etc/dhcp/dhclient-exit-hooks.d/symroute" 0644 yes
+    installed_any=yes
+fi
+
+if [ "$want_dhcpcd" = yes ]; then
+    install_file "$SRC/dhcp/dhcpcd-hook" "$DESTDIR$(dhcpcd_hooks)/50-symroute" 0644 yes
+    installed_any=yes
+fi
+
 if [ "$installed_any" = no ] && [ "${SYMROUTE_INTEGRATIONS-auto}" = auto ]; then
-    echo "install-integrations: neither NetworkManager, networkd-dispatcher nor systemd-networkd found;" \
+    echo "install-integrations: neither NetworkManager, networkd-dispatcher, systemd-networkd," \
+        "ifupdown, dhclient nor dhcpcd found;" \
         "run symroute-hook from your own interface hooks"
 fi

@@ -4,6 +4,7 @@
 #   iptables                             Docker-style iptables-nft port publishing (hosts tests)
 #   network-manager dnsmasq dbus          end-to-end tests with real NetworkManager and DHCP
 #   systemd networkd-dispatcher           end-to-end tests with real systemd-networkd
+#   ifupdown isc-dhcp-client dhcpcd-base  end-to-end tests with real ifup/ifdown, dhclient, dhcpcd
 #   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
 #   python3                               an unprivileged user forging D-Bus signals (stdlib only)
 #
@@ -13,13 +14,14 @@
 # DNS port. So:
 #   - while installing, /usr/sbin/policy-rc.d refuses every service start (invoke-rc.d and
 #     deb-systemd-invoke ask it first); an existing policy-rc.d is left as it is;
-#   - services of packages this run installed that manage the network (NetworkManager, dnsmasq)
-#     are disabled at boot, so a reboot does not start them either;
+#   - services of packages this run installed that manage the network (NetworkManager, dnsmasq,
+#     ifupdown's networking.service) are disabled at boot, so a reboot does not start them
+#     either (ifupdown's postinst only writes a default /etc/network/interfaces with `lo`);
 #   - afterwards it checks that no network daemon appeared in the root network namespace, and
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2
@@ -43,7 +45,7 @@ fi
 root_daemons() {
     root_ns=$(readlink /proc/1/ns/net 2>/dev/null || true)
     for comm in NetworkManager dnsmasq systemd-network networkd-dispat systemd-udevd \
-        wpa_supplicant ModemManager dhclient; do
+        wpa_supplicant ModemManager dhclient dhcpcd; do
         for pid in $(pgrep -x "$comm" 2>/dev/null || true); do
             if [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null || true)" = "$root_ns" ]; then
                 echo "$pid $comm"
@@ -78,11 +80,12 @@ if ! apt-get install -y -qq --no-install-recommends $missing; then
 fi
 
 # Not at boot either: these would manage the machine's own network or DNS.
-for pkg in network-manager dnsmasq; do
+for pkg in network-manager dnsmasq ifupdown; do
     case " $missing " in *" $pkg "*) ;; *) continue ;; esac
     case "$pkg" in
         network-manager) units="NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service" init="" ;;
         dnsmasq) units="dnsmasq.service" init=dnsmasq ;;
+        ifupdown) units="networking.service" init=networking ;;
     esac
     if command -v systemctl >/dev/null 2>&1; then
         # shellcheck disable=SC2086

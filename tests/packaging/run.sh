@@ -108,7 +108,7 @@ UNIT=no
 [ -f "$SRC/packaging/systemd/symrouted.service" ] && case " $BINS " in *" symrouted "*) UNIT=yes ;; esac
 SHARED="etc/iproute2/rt_protos.d/symroute.conf etc/symroute/symroute.toml
 usr/lib/NetworkManager/dispatcher.d/50-symroute usr/lib/systemd/networkd.conf.d/symroute.conf
-usr/share/man/man5/symroute.toml.5.gz"
+usr/share/man/man5/symroute.toml.5.gz usr/lib/dhcpcd/dhcpcd-hooks/50-symroute"
 for b in $BINS; do SHARED="$SHARED usr/sbin/$b"; done
 for p in $PAGES; do SHARED="$SHARED usr/share/man/man8/$p.gz"; done
 for s in routable configured degraded off no-carrier; do
@@ -116,7 +116,9 @@ for s in routable configured degraded off no-carrier; do
 done
 [ "$UNIT" = no ] || SHARED="$SHARED usr/lib/systemd/system/symrouted.service"
 DEB_ONLY="usr/share/doc/symroute/README.md.gz usr/share/doc/symroute/changelog.Debian.gz
-usr/share/doc/symroute/copyright usr/share/lintian/overrides/symroute"
+usr/share/doc/symroute/copyright usr/share/lintian/overrides/symroute
+etc/network/if-up.d/symroute etc/network/if-post-down.d/symroute
+etc/dhcp/dhclient-exit-hooks.d/symroute"
 RPM_ONLY="usr/share/doc/symroute/README.md usr/share/licenses/symroute/LICENSE-APACHE
 usr/share/licenses/symroute/LICENSE-MIT"
 [ "$UNIT" = no ] || RPM_ONLY="$RPM_ONLY usr/lib/systemd/system-preset/50-symroute.preset"
@@ -128,12 +130,13 @@ check "deb: Package symroute, Version $V1, Architecture $ARCH" \
     [ "$(field Package) $(field Version) $(field Architecture)" = "symroute $V1 $ARCH" ]
 check "deb: depends on iproute2 and libc6" sh -c "dpkg-deb -f '$DEB1' Depends | grep -q 'iproute2' &&
     dpkg-deb -f '$DEB1' Depends | grep -q 'libc6 (>= '"
+check "deb: recommends nftables (iif_rules)" sh -c "dpkg-deb -f '$DEB1' Recommends | grep -qw nftables"
 check "deb: Section net, Maintainer, Homepage, Description set" \
     sh -c "[ '$(field Section)' = net ] && [ -n '$(field Maintainer)' ] && [ -n '$(field Homepage)' ] && [ -n \"\$(dpkg-deb -f '$DEB1' Description)\" ]"
 ctrl=$T/ctrl
 rm -rf "$ctrl" && mkdir -p "$ctrl" && dpkg-deb -e "$DEB1" "$ctrl"
-check "deb: conffiles are the config and the rt_protos.d entry" \
-    [ "$(LC_ALL=C sort "$ctrl/conffiles" | tr '\n' ' ')" = "/etc/iproute2/rt_protos.d/symroute.conf /etc/symroute/symroute.toml " ]
+check "deb: conffiles are the config, the rt_protos.d entry, the ifupdown and dhclient hooks" \
+    [ "$(LC_ALL=C sort "$ctrl/conffiles" | tr '\n' ' ')" = "/etc/dhcp/dhclient-exit-hooks.d/symroute /etc/iproute2/rt_protos.d/symroute.conf /etc/network/if-post-down.d/symroute /etc/network/if-up.d/symroute /etc/symroute/symroute.toml " ]
 check "deb: postinst, prerm, postrm present, executable, valid sh" \
     sh -c "for s in postinst prerm postrm; do [ -x '$ctrl'/\$s ] && sh -n '$ctrl'/\$s || exit 1; done"
 if command -v shellcheck >/dev/null 2>&1; then
@@ -145,19 +148,28 @@ check "deb: file list is exactly the expected one" [ "$deb_files" = "$(sorted $S
     sorted $SHARED $DEB_ONLY | diff - /dev/fd/3 3<<EOF | sed 's/^/    /'
 $deb_files
 EOF
-check "deb: every entry is root's; scripts 0755, other files 0644, dirs 0755" sh -c "
+check "deb: every entry is root's; scripts 0755, other files (sourced hooks too) 0644, dirs 0755" sh -c "
     dpkg-deb -c '$DEB1' | awk '
         \$2 != \"root/root\" { bad = 1; print \"    owner: \" \$0 }
         \$1 ~ /^d/ && \$1 != \"drwxr-xr-x\" { bad = 1; print \"    mode: \" \$0 }
-        \$1 ~ /^-/ && \$6 ~ /(sbin\/|50-symroute\$)/ && \$1 != \"-rwxr-xr-x\" { bad = 1; print \"    mode: \" \$0 }
-        \$1 ~ /^-/ && \$6 !~ /(sbin\/|50-symroute\$)/ && \$1 != \"-rw-r--r--\" { bad = 1; print \"    mode: \" \$0 }
+        \$1 ~ /^-/ { x = \$6 ~ /(sbin\/|dispatcher.*50-symroute\$|if-[a-z-]+\.d\/symroute\$)/ }
+        \$1 ~ /^-/ && x && \$1 != \"-rwxr-xr-x\" { bad = 1; print \"    mode: \" \$0 }
+        \$1 ~ /^-/ && !x && \$1 != \"-rw-r--r--\" { bad = 1; print \"    mode: \" \$0 }
         END { exit bad }'"
 payload=$T/payload
 rm -rf "$payload" && mkdir -p "$payload" && dpkg-deb -x "$DEB1" "$payload"
-check "deb: scripts call /usr/sbin/symroute-hook, no @SBINDIR@ left" sh -c "
-    ! grep -rq '@SBINDIR@' '$payload/usr/lib' &&
+check "deb: scripts and hooks call /usr/sbin/symroute-hook, no @SBINDIR@ left" sh -c "
+    ! grep -rq '@SBINDIR@' '$payload/usr/lib' '$payload/etc' &&
+    grep -q '^HOOK=/usr/sbin/symroute-hook\$' '$payload/etc/network/if-up.d/symroute' &&
+    grep -q '^symroute_hook=/usr/sbin/symroute-hook\$' '$payload/etc/dhcp/dhclient-exit-hooks.d/symroute' &&
+    grep -q '^symroute_hook=/usr/sbin/symroute-hook\$' '$payload/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute' &&
     grep -q '^HOOK=/usr/sbin/symroute-hook\$' '$payload/usr/lib/NetworkManager/dispatcher.d/50-symroute' &&
     grep -q '^HOOK=/usr/sbin/symroute-hook\$' '$payload/usr/lib/networkd-dispatcher/off.d/50-symroute'"
+# NetworkManager sends pre-down events only to dispatcher.d/pre-down.d/, before anything is
+# gone: the script does not subscribe to them (see its comment).
+check "deb: the NetworkManager script subscribes to up/down, not to pre-down" sh -c "
+    grep -Eq '^ +up \\| .*\\| down \\| vpn-down\\) ;;\$' '$payload/usr/lib/NetworkManager/dispatcher.d/50-symroute' &&
+    ! grep -Eq '^ +up \\| .*pre-down' '$payload/usr/lib/NetworkManager/dispatcher.d/50-symroute'"
 check "deb: the config is packaging/symroute.toml" cmp -s "$payload/etc/symroute/symroute.toml" "$SRC/packaging/symroute.toml"
 check "deb: man pages are groff-clean" sh -c "
     for p in '$payload'/usr/share/man/man*/*.gz; do
@@ -197,6 +209,15 @@ rpm -qp --scripts "$RPM1" 2>/dev/null | awk -v dir="$scriptlets" '
     out { print > out }'
 check "rpm: post, preun, postun scriptlets, valid sh" sh -c "
     for s in postinstall preuninstall postuninstall; do [ -s '$scriptlets'/\$s ] && sh -n '$scriptlets'/\$s || exit 1; done"
+if [ "$UNIT" = yes ]; then
+    # What %systemd_post/%systemd_preun/%systemd_postun_with_restart expand to: systemd's
+    # own macros (systemd-update-helper) or the fallback in the spec (systemctl).
+    check "rpm: scriptlets are the systemd macros' (preset, disable --now, try-restart)" sh -c "
+        grep -Eq 'systemctl --no-reload preset symrouted.service|systemd-update-helper install-system-units symrouted.service' '$scriptlets/postinstall' &&
+        grep -Eq 'systemctl --no-reload disable --now symrouted.service|systemd-update-helper remove-system-units symrouted.service' '$scriptlets/preuninstall' &&
+        grep -Eq 'systemctl try-restart symrouted.service|systemd-update-helper mark-restart-system-units symrouted.service' '$scriptlets/postuninstall'"
+fi
+check "rpm: recommends nftables" sh -c "rpm -qp --recommends '$RPM1' 2>/dev/null | grep -qx nftables"
 check "rpm: post syncs, preun flushes" sh -c "grep -q 'symroute-hook --all' '$scriptlets/postinstall' &&
     grep -q 'symroute-hook --flush' '$scriptlets/preuninstall'"
 
@@ -223,6 +244,26 @@ if [ "$UNIT" = yes ]; then
         echo "# systemd-analyze security --offline not available here: unit hardening score not recorded"
     fi
 fi
+
+# --- make install into a staging root ------------------------------------------------------
+DEST=$T/destdir
+rm -rf "$DEST"
+if SYMROUTE_INTEGRATIONS=all make -s -C "$SRC" install DESTDIR="$DEST" PREFIX=/usr \
+    ${CARGO:+CARGO="$CARGO"} >"$T/make-install.log" 2>&1; then
+    ok "make install DESTDIR=... PREFIX=/usr"
+else
+    tail -20 "$T/make-install.log" | sed 's/^/    /'
+    bad "make install DESTDIR=... PREFIX=/usr (log: $T/make-install.log)"
+fi
+check "make install (all integrations): ifupdown, dhclient and dhcpcd hooks, with SBINDIR" sh -c "
+    grep -q '^HOOK=/usr/sbin/symroute-hook\$' '$DEST/etc/network/if-up.d/symroute' &&
+    grep -q '^HOOK=/usr/sbin/symroute-hook\$' '$DEST/etc/network/if-post-down.d/symroute' &&
+    [ -f '$DEST/etc/dhcp/dhclient-exit-hooks.d/symroute' ] &&
+    ls '$DEST'/usr/lib/dhcpcd/dhcpcd-hooks/50-symroute '$DEST'/lib/dhcpcd/dhcpcd-hooks/50-symroute 2>/dev/null | grep -q ."
+check "make install: the man pages of the packages, uncompressed" sh -c "
+    for p in $(echo $PAGES); do [ -f '$DEST/usr/share/man/man8/'\$p ] || exit 1; done &&
+    [ -f '$DEST/usr/share/man/man5/symroute.toml.5' ]"
+rm -rf "$DEST"
 
 # --- install, upgrade, remove, purge in an isolated root -----------------------------------
 SUITE=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")

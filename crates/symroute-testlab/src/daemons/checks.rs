@@ -87,6 +87,40 @@ pub fn check_symmetric(lab: &Lab, devs: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Each of `devs` has a global IPv4 address, a symroute rule for each into 1000+ifindex whose
+/// table has a default route, the client gets answers from every address, and no rule is
+/// left for an address that is gone. For labs that configure no IPv6.
+pub fn check_symmetric_v4(host: &Netns, client: &Netns, devs: &[&str]) -> Result<(), String> {
+    let rules = symroute_rules(host);
+    for dev in devs {
+        let table = (1000 + host.ifindex(dev)).to_string();
+        let addrs = global_addrs(host, dev, false);
+        if addrs.is_empty() {
+            return Err(format!("{dev} has no IPv4 address yet"));
+        }
+        if !host
+            .routes(&table, false)
+            .iter()
+            .any(|r| r.starts_with("default"))
+        {
+            return Err(format!("table {table} has no default route"));
+        }
+        for a in addrs {
+            if !rules.iter().any(|(from, t)| *from == a && *t == table) {
+                return Err(format!("no rule from {a} lookup {table}: {rules:?}"));
+            }
+            if !ping(client, &a) {
+                return Err(format!("client gets no answer from {a}"));
+            }
+        }
+    }
+    let stale = stale_rules(host);
+    if !stale.is_empty() {
+        return Err(format!("stale rules: {stale:?}"));
+    }
+    Ok(())
+}
+
 /// Waits until [`check_symmetric`] holds; panics with the last reason and the host's routing
 /// state when `timeout` passes.
 pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {

@@ -10,6 +10,7 @@ pub struct Dnsmasq {
     dev: String,
     ra_prefix: Option<String>,
     pool: (String, String),
+    extra: Vec<String>,
     dir: TempDir,
     daemon: Option<Daemon>,
 }
@@ -21,11 +22,24 @@ impl Dnsmasq {
         pool: (&str, &str),
         ra_prefix: Option<&str>,
     ) -> Dnsmasq {
+        Dnsmasq::start_with(router, dev, pool, ra_prefix, &[])
+    }
+
+    /// Like [`Dnsmasq::start`] with `extra` options for dnsmasq, e.g.
+    /// `--dhcp-option=option:T1,4` so that clients renew after seconds, not a minute.
+    pub fn start_with(
+        router: &Netns,
+        dev: &str,
+        pool: (&str, &str),
+        ra_prefix: Option<&str>,
+        extra: &[&str],
+    ) -> Dnsmasq {
         let mut d = Dnsmasq {
             netns: router.name().to_string(),
             dev: dev.to_string(),
             ra_prefix: ra_prefix.map(str::to_string),
             pool: (pool.0.to_string(), pool.1.to_string()),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             dir: TempDir::new("dnsmasq"),
             daemon: None,
         };
@@ -58,6 +72,7 @@ impl Dnsmasq {
                 "--dhcp-range={},{},255.255.255.0,2m",
                 self.pool.0, self.pool.1
             ));
+        cmd.args(&self.extra);
         if let Some(prefix) = &self.ra_prefix {
             cmd.arg("--enable-ra")
                 .arg(format!("--dhcp-range={prefix},ra-only,64"));
@@ -129,12 +144,17 @@ pub struct DhcpLab {
 
 impl DhcpLab {
     pub fn two_uplinks() -> DhcpLab {
+        DhcpLab::two_uplinks_with(&[])
+    }
+
+    /// Like [`DhcpLab::two_uplinks`], both servers run with `extra` dnsmasq options.
+    pub fn two_uplinks_with(extra: &[&str]) -> DhcpLab {
         let lab = Lab::two_uplinks_unaddressed();
         for r in [&lab.r1, &lab.r2] {
             r.sysctl("net.ipv6.conf.down0.keep_addr_on_down", "1");
         }
-        let dhcp1 = Dnsmasq::start(&lab.r1, "down0", POOL_R1, Some("fd01::"));
-        let dhcp2 = Dnsmasq::start(&lab.r2, "down0", POOL_R2, Some("fd02::"));
+        let dhcp1 = Dnsmasq::start_with(&lab.r1, "down0", POOL_R1, Some("fd01::"), extra);
+        let dhcp2 = Dnsmasq::start_with(&lab.r2, "down0", POOL_R2, Some("fd02::"), extra);
         DhcpLab { dhcp1, dhcp2, lab }
     }
 
