@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Args, Command};
+use symroute_core::kernel::names::Names;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
 use symroute_core::model::{Family, Query};
 use symroute_core::shell::{self, Failure, EXIT_FAILURE};
@@ -36,7 +37,10 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
             if let Some(name) = interface {
                 validate_interface_name(name).map_err(Error::from)?;
             }
-            let report = admin::status(&connect()?, settings, interface.as_deref()).await?;
+            let mut report = admin::status(&connect()?, settings, interface.as_deref()).await?;
+            if *json {
+                report.name(&Names::load(Path::new("/")));
+            }
             show(&report, *json, *pretty, || report.render(false))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -82,7 +86,10 @@ async fn run(command: &Command, settings: &Settings) -> Result<ExitCode, Failure
                 iif: iif.clone(),
                 mark: 0,
             };
-            let explanation = admin::explain(&connect()?, settings, &query).await?;
+            let mut explanation = admin::explain(&connect()?, settings, &query).await?;
+            if *json {
+                explanation.name(&Names::load(Path::new("/")));
+            }
             show(&explanation, *json, *pretty, || explanation.render())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -214,11 +214,9 @@ fn status_plan_and_sync_in_the_lab() {
             format!("from {HOST_ETH1_V6} lookup {t1} priority 32000")
         ]
     );
-    assert!(eth1["routes"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|x| x["dst"] == "default"
-            && x["nexthops"][0]["gateway"] == "10.2.0.1"
-            && x["nexthops"][0]["dev"] == "eth1")));
+    assert!(eth1["routes"].as_array().is_some_and(|r| r
+        .iter()
+        .any(|x| x["dst"] == "default" && x["gateway"] == "10.2.0.1" && x["dev"] == "eth1")));
     assert_eq!(
         ok(&lab.host, &config, &["plan"]),
         "",
@@ -323,7 +321,7 @@ fn explain_names_rule_table_route_and_symmetry() {
     assert_eq!(e["table"].as_str(), Some(t1.as_str()));
     assert_eq!(e["table_of"], "eth1");
     assert_eq!(e["route"]["dst"], "default");
-    assert_eq!(e["route"]["protocol"], 83);
+    assert_eq!(e["route"]["protocol"], "83");
     assert_eq!(e["type"], "unicast");
     assert_eq!(e["dev"], "eth1");
     assert_eq!(e["gateway"], "10.2.0.1");
@@ -1291,4 +1289,129 @@ fn off_a_terminal_errors_reach_stderr_and_changes_reach_syslog() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `ip -j` objects of one family, from `ip [-6] -j ARGS` output.
+fn ip_json(text: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_else(|| panic!("not an ip -j array: {text}"))
+}
+
+/// Every key `ip -j` prints for `theirs` (but `flags`, which symroute does not show) has the
+/// same value in `ours`.
+fn same_as_ip(ours: &Value, theirs: &Value) -> Result<(), String> {
+    let Some(fields) = theirs.as_object() else {
+        return Err(format!("not an object: {theirs}"));
+    };
+    for (key, value) in fields {
+        if key == "flags" {
+            continue;
+        }
+        if key == "nexthops" {
+            let (Some(a), Some(b)) = (ours[key].as_array(), value.as_array()) else {
+                return Err(format!("nexthops: {} vs {value}", ours[key]));
+            };
+            if a.len() != b.len() {
+                return Err(format!("nexthops: {} vs {value}", ours[key]));
+            }
+            for (x, y) in a.iter().zip(b) {
+                same_as_ip(x, y)?;
+            }
+            continue;
+        }
+        if &ours[key] != value {
+            return Err(format!("{key}: ours {} , ip -j {value}", ours[key]));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn json_rules_and_routes_read_like_ip_j() {
+    if !require_root("json_rules_and_routes_read_like_ip_j") {
+        return;
+    }
+    let etc = Path::new("/etc/iproute2");
+    if !etc.join("rt_tables.d").is_dir() || !etc.join("rt_protos.d").is_dir() {
+        eprintln!("SKIPPED json test: /etc/iproute2/rt_tables.d or rt_protos.d missing");
+        return;
+    }
+    let lab = Lab::two_uplinks();
+    // Named tables (rt_tables.d) and protocol (rt_protos.d), both in a private mount
+    // namespace only.
+    let config = Config::new("table_names = true\n");
+    let t1 = table_of(&lab.host, "eth1");
+    let script = format!(
+        "set -e
+         mount -t tmpfs symroute-test /etc/iproute2/rt_tables.d
+         mount -t tmpfs symroute-test /etc/iproute2/rt_protos.d
+         echo '83 symroute' > /etc/iproute2/rt_protos.d/symroute.conf
+         {BIN} --config {cfg} sync 2>/dev/null
+         {BIN} --config {cfg} status --json
+         echo ---; ip -j rule show
+         echo ---; ip -6 -j rule show
+         echo ---; ip -j route show table {t1}
+         echo ---; ip -6 -j route show table {t1}",
+        cfg = config.path().display(),
+    );
+    let out = lab.host.sh_ok(&[
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let parts: Vec<&str> = out.split("---\n").collect();
+    assert_eq!(parts.len(), 5, "{out}");
+    let status: Value = serde_json::from_str(parts[0]).expect("status JSON");
+    assert_eq!(status["schema_version"], 2, "{status}");
+    let eth1 = interface(&status, "eth1");
+
+    let rules = eth1["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 2, "{eth1}");
+    for rule in rules {
+        let ip = ip_json(if rule["family"] == "inet" {
+            parts[1]
+        } else {
+            parts[2]
+        });
+        let theirs = ip
+            .iter()
+            .find(|r| r["priority"] == rule["priority"] && r["src"] == rule["src"])
+            .unwrap_or_else(|| panic!("{rule} not in ip -j rule: {ip:?}"));
+        same_as_ip(rule, theirs).unwrap_or_else(|e| panic!("{e}\nours {rule}\nip -j {theirs}"));
+        assert_eq!(rule["table"], "symroute-eth1");
+        assert_eq!(rule["protocol"], "symroute");
+    }
+
+    let routes = eth1["routes"].as_array().expect("routes");
+    for v6 in [false, true] {
+        let family = if v6 { "inet6" } else { "inet" };
+        let ip = ip_json(if v6 { parts[4] } else { parts[3] });
+        let ip: Vec<&Value> = ip.iter().filter(|r| r["protocol"] == "symroute").collect();
+        let ours: Vec<&Value> = routes.iter().filter(|r| r["family"] == family).collect();
+        assert_eq!(
+            ours.len(),
+            ip.len(),
+            "{family}: ours {ours:?}\nip -j {ip:?}"
+        );
+        assert!(!ours.is_empty());
+        for route in ours {
+            let theirs = ip
+                .iter()
+                .find(|r| r["dst"] == route["dst"] && r["type"] == route["type"])
+                .unwrap_or_else(|| panic!("{route} not in ip -j route: {ip:?}"));
+            same_as_ip(route, theirs)
+                .unwrap_or_else(|e| panic!("{e}\nours {route}\nip -j {theirs}"));
+            assert_eq!(route["table"], "symroute-eth1");
+            assert!(route.get("nexthops").is_none(), "single path: {route}");
+        }
+    }
+    assert!(routes
+        .iter()
+        .any(|r| r["dst"] == "default" && r["gateway"] == "10.2.0.1" && r["dev"] == "eth1"));
 }

@@ -1,11 +1,13 @@
 //! Everything that reads or writes the host: reading a [`Snapshot`] from the kernel and
 //! applying [`Op`]s to it ([`netlink`], [`convert`]), `table inet symroute` ([`nftables`]),
-//! route lookups ([`lookup`]) and the files doctor looks at ([`host`]).
+//! route lookups ([`lookup`]), the files doctor looks at ([`host`]) and iproute2's table and
+//! protocol names ([`names`]).
 
 pub mod convert;
 pub mod host;
 mod lookup;
 pub mod monitor;
+pub mod names;
 pub mod nat;
 pub mod netlink;
 pub mod nftables;

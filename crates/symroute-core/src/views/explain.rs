@@ -32,6 +32,9 @@ pub struct RuleMatch {
 /// `symroute explain`'s answer; `--json` prints it as is (documented in `docs/cli.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
+    /// [`status::SCHEMA_VERSION`]; 0 (left out) in a `reply`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub schema_version: u32,
     pub from: IpAddr,
     pub to: IpAddr,
     pub family: &'static str,
@@ -221,6 +224,8 @@ pub fn explain(
             out.verdict = format!("{what}; the answer's path: {}", back.verdict);
         }
     }
+    let mut back = back;
+    back.schema_version = 0;
     out.reply = Some(Box::new(back));
     out
 }
@@ -268,6 +273,7 @@ fn explain_one(
             .map(|i| link_name(links, i))
     };
     let mut out = Explanation {
+        schema_version: status::SCHEMA_VERSION,
         from: query.from,
         to: query.to,
         family: status::family_name(Family::of(&query.to)),
@@ -401,7 +407,24 @@ fn explain_one(
     out
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl Explanation {
+    /// The rule's and the route's tables and protocols by their iproute2 names (`--json`).
+    pub fn name(&mut self, names: &crate::kernel::names::Names) {
+        if let Some(m) = &mut self.rule {
+            m.rule.name(names);
+        }
+        if let Some(r) = &mut self.route {
+            r.name(names);
+        }
+        if let Some(reply) = &mut self.reply {
+            reply.name(names);
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = self.render_path("");
         if let Some(reply) = &self.reply {

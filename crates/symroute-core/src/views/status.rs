@@ -5,12 +5,14 @@
 //! table. It never writes; it computes the same plan and diff a sync would.
 //!
 //! The JSON shape (`symroute status --json`) is the serde form of [`Status`]; it is documented
-//! in `docs/cli.md` and only ever grows: keys are not renamed or removed.
+//! in `docs/cli.md`. Rules and routes use `ip -j`'s keys and value forms; `schema_version`
+//! goes up whenever a key changes its meaning or form (2: the `ip -j` forms).
 
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::kernel::names::Names;
 use crate::model::{link_name, route_type, Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::diff;
 use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage};
@@ -18,9 +20,13 @@ use crate::settings::{Prefix, Settings};
 
 pub use crate::model::LOCAL_TABLE;
 
+/// `schema_version` of the JSON of `status` and `explain`.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// Everything `symroute status` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
+    pub schema_version: u32,
     pub table_base: u32,
     pub rule_priority: u32,
     pub protocol: u8,
@@ -140,31 +146,65 @@ pub struct RuleView {
     /// `0xff000000`: its mask, when it is not `0xffffffff`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fwmask: Option<String>,
-    /// `main`, `local` or the table number.
+    /// As `ip -j rule` prints it: `main`, a name from rt_tables(.d), else the number.
     pub table: String,
-    pub protocol: u8,
+    #[serde(skip)]
+    pub table_id: u32,
+    /// As `ip -j rule` prints it: `symroute` once rt_protos.d names 83, else `"83"`.
+    pub protocol: String,
+    #[serde(skip)]
+    pub protocol_id: u8,
     /// `ip rule` syntax.
     pub text: String,
 }
 
-/// A route, in the spirit of `ip -j route`.
+/// A route, with the keys and value forms of `ip -j route` (plus `family` and `text`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteView {
     pub family: &'static str,
-    /// `unicast`, `unreachable`, `blackhole`, `prohibit`, `local`, ... or the type number.
-    #[serde(rename = "type")]
+    /// `unreachable`, `blackhole`, `prohibit`, `local`, ... or the type number; left out for
+    /// unicast, as `ip -j` does.
+    #[serde(rename = "type", skip_serializing_if = "is_unicast")]
     pub kind: String,
     /// `default` or `ADDRESS/LENGTH`.
     pub dst: String,
-    pub table: u32,
+    /// A single-path route's gateway and device; a multipath route has `nexthops` instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// As `ip -j route` prints it: a name from rt_tables(.d), else the number.
+    pub table: String,
+    #[serde(skip)]
+    pub table_id: u32,
+    /// As `ip -j route` prints it: `symroute` once rt_protos.d names 83, else `"83"`.
+    pub protocol: String,
+    #[serde(skip)]
+    pub protocol_id: u8,
+    /// `link` or `host`; left out for global scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+    /// Left out when 0, as `ip -j` does.
+    #[serde(skip_serializing_if = "is_zero")]
     pub metric: u32,
-    pub protocol: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefsrc: Option<IpAddr>,
-    /// One entry for a plain route, several for a multipath one, none for unreachable.
+    /// IPv6 router preference: `medium`, `high`, `low`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pref: Option<&'static str>,
+    /// Only for a multipath route: one entry per path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nexthops: Vec<NextHopView>,
     /// `ip route` syntax.
     pub text: String,
+}
+
+fn is_unicast(kind: &str) -> bool {
+    kind == "unicast"
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -236,7 +276,9 @@ impl RuleView {
                 .filter(|m| *m != u32::MAX)
                 .map(|m| format!("{m:#x}")),
             table: table_name(rule.table),
-            protocol: rule.protocol,
+            table_id: rule.table,
+            protocol: rule.protocol.to_string(),
+            protocol_id: rule.protocol,
             text: rule_text(rule),
         }
     }
@@ -254,6 +296,7 @@ pub fn rule_text(rule: &Rule) -> String {
 impl RouteView {
     pub fn new(route: &Route, links: &[Link]) -> RouteView {
         let multipath = route.nexthops.len() > 1;
+        let single = route.nexthops.first().filter(|_| !multipath);
         RouteView {
             family: family_name(route.family),
             kind: route_type_name(route.kind),
@@ -262,13 +305,31 @@ impl RouteView {
             } else {
                 format!("{}/{}", route.dst, route.dst_len)
             },
-            table: route.table,
+            gateway: single.and_then(|nh| nh.gateway),
+            dev: single.map(|nh| link_name(links, nh.ifindex)),
+            table: table_name(route.table),
+            table_id: route.table,
+            protocol: route.protocol.to_string(),
+            protocol_id: route.protocol,
+            scope: match route.scope {
+                crate::model::scope::LINK => Some("link"),
+                crate::model::scope::HOST => Some("host"),
+                200 => Some("site"),
+                255 => Some("nowhere"),
+                _ => None,
+            },
             metric: route.metric,
-            protocol: route.protocol,
             prefsrc: route.pref_src,
+            // RTA_PREF: ICMPV6_ROUTER_PREF_* as iproute2 names them.
+            pref: route.pref.map(|p| match p {
+                1 => "high",
+                3 => "low",
+                _ => "medium",
+            }),
             nexthops: route
                 .nexthops
                 .iter()
+                .filter(|_| multipath)
                 .map(|nh| NextHopView {
                     gateway: nh.gateway,
                     dev: link_name(links, nh.ifindex),
@@ -499,6 +560,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         && exempt.pending.is_empty()
         && stale.is_empty();
     Status {
+        schema_version: SCHEMA_VERSION,
         table_base: settings.table_base,
         rule_priority: settings.rule_priority,
         protocol: settings.protocol,
@@ -509,7 +571,37 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
     }
 }
 
+impl RuleView {
+    /// `table` and `protocol` as iproute2 names them on this host.
+    pub fn name(&mut self, names: &Names) {
+        self.table = names.table(self.table_id);
+        self.protocol = names.protocol(self.protocol_id);
+    }
+}
+
+impl RouteView {
+    /// `table` and `protocol` as iproute2 names them on this host.
+    pub fn name(&mut self, names: &Names) {
+        self.table = names.table(self.table_id);
+        self.protocol = names.protocol(self.protocol_id);
+    }
+}
+
 impl Status {
+    /// Tables and protocols of every rule and route by their iproute2 names (`--json`).
+    pub fn name(&mut self, names: &Names) {
+        let interfaces = self
+            .interfaces
+            .iter_mut()
+            .map(|i| (&mut i.rules, &mut i.routes));
+        let stale = self.stale.iter_mut().map(|s| (&mut s.rules, &mut s.routes));
+        for (rules, routes) in interfaces.chain(stale) {
+            rules.iter_mut().for_each(|r| r.name(names));
+            routes.iter_mut().for_each(|r| r.name(names));
+        }
+        self.exempt.rules.iter_mut().for_each(|r| r.name(names));
+    }
+
     /// Keeps only the interface called `name` (exemptions and stale state are global and
     /// stay). False when there is no such interface.
     pub fn retain_interface(&mut self, name: &str) -> bool {
@@ -782,13 +874,53 @@ mod tests {
         assert_eq!(eth1["rules"][0]["src"], "10.2.0.2");
         assert!(eth1["rules"][0].get("srclen").is_none());
         assert_eq!(eth1["rules"][0]["table"], "1003");
+        assert_eq!(eth1["rules"][0]["protocol"], "83");
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        // ip -j's forms: no type for unicast, gateway/dev of a single path, table a string.
         assert_eq!(eth1["routes"][0]["dst"], "default");
-        assert_eq!(eth1["routes"][0]["type"], "unicast");
-        assert_eq!(eth1["routes"][0]["nexthops"][0]["gateway"], "10.2.0.1");
-        assert_eq!(eth1["routes"][0]["nexthops"][0]["dev"], "eth1");
+        assert!(eth1["routes"][0].get("type").is_none());
+        assert!(eth1["routes"][0].get("nexthops").is_none());
+        assert_eq!(eth1["routes"][0]["gateway"], "10.2.0.1");
+        assert_eq!(eth1["routes"][0]["dev"], "eth1");
+        assert_eq!(eth1["routes"][0]["table"], "1003");
+        assert_eq!(eth1["routes"][0]["protocol"], "83");
         assert_eq!(eth1["routes"][1]["dst"], "10.2.0.0/24");
+        assert_eq!(eth1["routes"][1]["scope"], "link");
         assert_eq!(eth1["addresses"][0]["covered"], true);
         assert!(eth1.get("error").is_none());
         assert_eq!(json["stale"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn names_replace_table_and_protocol_numbers_and_multipath_keeps_nexthops() {
+        let settings = Settings::default();
+        let mut st = status(&synced(host(), &settings), &settings);
+        let mut names = Names::default();
+        names.parse(crate::kernel::names::Kind::Protocols, "83 symroute\n");
+        names.parse(crate::kernel::names::Kind::Tables, "1003 symroute-eth1\n");
+        st.name(&names);
+        let json = serde_json::to_value(&st).unwrap();
+        let eth1 = &json["interfaces"][2];
+        assert_eq!(eth1["rules"][0]["table"], "symroute-eth1");
+        assert_eq!(eth1["rules"][0]["protocol"], "symroute");
+        assert_eq!(eth1["routes"][0]["table"], "symroute-eth1");
+        assert_eq!(eth1["routes"][0]["protocol"], "symroute");
+
+        let links = synced(host(), &settings).links;
+        let mut route = synced(host(), &settings)
+            .table(1003)
+            .first()
+            .cloned()
+            .expect("a route");
+        let mut second = route.nexthops[0].clone();
+        second.gateway = Some("10.2.0.9".parse().unwrap());
+        route.nexthops.push(second);
+        let view = serde_json::to_value(RouteView::new(&route, &links)).unwrap();
+        assert!(
+            view.get("gateway").is_none() && view.get("dev").is_none(),
+            "{view}"
+        );
+        assert_eq!(view["nexthops"].as_array().map(Vec::len), Some(2), "{view}");
+        assert_eq!(view["nexthops"][1]["gateway"], "10.2.0.9");
     }
 }
