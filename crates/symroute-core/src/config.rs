@@ -47,6 +47,7 @@ struct File {
     exempt: Option<Vec<String>>,
     strict: Option<bool>,
     table_names: Option<bool>,
+    metrics_textfile: Option<String>,
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -137,6 +138,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     for entry in file.exempt.unwrap_or_default() {
         exempt.push(parse_prefix(&entry).map_err(|m| err("exempt", m))?);
     }
+    let metrics_textfile = match file.metrics_textfile.as_deref() {
+        None | Some("") => None,
+        Some(path) if path.starts_with('/') && path.ends_with(".prom") && !path.contains('\0') => {
+            Some(PathBuf::from(path))
+        }
+        Some(path) => {
+            return Err(err(
+                "metrics_textfile",
+                format!("{path:?} is not an absolute path ending in .prom (node_exporter's textfile collector reads only *.prom)"),
+            ));
+        }
+    };
     let settings = Settings {
         table_base,
         rule_priority,
@@ -150,6 +163,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         exempt,
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
+        metrics_textfile,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -282,7 +296,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`"
             )
         );
     }
@@ -299,6 +313,29 @@ mod tests {
             e.starts_with("/etc/symroute/symroute.toml:1: strict: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn metrics_textfile_is_off_when_empty_and_must_be_an_absolute_prom_file() {
+        let parse = |t: &str| super::parse(t, Path::new("/etc/symroute/symroute.toml"));
+        assert_eq!(
+            parse("metrics_textfile = \"\"\n").unwrap().metrics_textfile,
+            None
+        );
+        assert_eq!(
+            parse("metrics_textfile = \"/var/lib/prometheus/node-exporter/symroute.prom\"\n")
+                .unwrap()
+                .metrics_textfile,
+            Some(PathBuf::from(
+                "/var/lib/prometheus/node-exporter/symroute.prom"
+            ))
+        );
+        for bad in ["symroute.prom", "/tmp/symroute.txt"] {
+            let e = parse(&format!("metrics_textfile = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(":1: metrics_textfile: "), "{e}");
+        }
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Settings {
     pub strict: bool,
     /// Name the tables `symroute-IF` in `/etc/iproute2/rt_tables.d/symroute.conf`.
     pub table_names: bool,
+    /// Where symrouted writes its node_exporter textfile; `None`: not at all.
+    pub metrics_textfile: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -106,6 +108,7 @@ impl Default for Settings {
             exempt: Vec::new(),
             strict: false,
             table_names: false,
+            metrics_textfile: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::dirty::{note, Deleted, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::follow::Follower;
 use crate::lockwait::LockWaiter;
+use crate::metrics::Metrics;
 use crate::nm::NmError;
 use crate::notify::{notify, reloading, watchdog_interval};
 use crate::retry::{Key, Retries, RetryPolicy};
@@ -91,6 +92,10 @@ struct Daemon {
     complaints: Complaints,
     /// Failed runs waiting for their next attempt.
     retries: Retries,
+    metrics: Metrics,
+    /// What the metrics file holds, and the last error writing it (logged once).
+    published: Option<Metrics>,
+    publish_error: Option<String>,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -117,10 +122,14 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         fights: FightGuard::new(options.fight),
         complaints: Complaints::default(),
         retries: Retries::new(options.retry),
+        metrics: Metrics::default(),
+        published: None,
+        publish_error: None,
     };
     daemon.dirty.resync = true;
     let started = Instant::now();
     daemon.process().await;
+    daemon.publish();
     let sources = if daemon.nm.as_ref().is_some_and(Follower::following) {
         "rtnetlink and NetworkManager"
     } else {
@@ -191,6 +200,8 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     log::info!("configuration reloaded");
                     daemon.monitor.refilter(settings.protocol);
                     daemon.settings = settings;
+                    // The file may have moved: write it again.
+                    daemon.published = None;
                 }
                 daemon.dirty.resync = true;
             }
@@ -211,6 +222,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         }
         daemon.drain().await?;
         daemon.process().await;
+        daemon.publish();
         if reloaded {
             if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
                 log::warn!("cannot tell the service manager the reload is done: {e}");
@@ -339,6 +351,8 @@ impl Daemon {
         let mut deleted = std::mem::take(&mut dirty.deleted);
         // Interfaces whose deletions stay to be counted when a later run restores them.
         let mut pending: BTreeSet<u32> = BTreeSet::new();
+        self.metrics
+            .retain_interfaces(|name| by_index.values().any(|n| *n == name));
         for (ifindex, reason) in dirty.links {
             let Some(name) = by_index.get(&ifindex) else {
                 // Gone already: its deletion event triggers the garbage collection.
@@ -355,6 +369,7 @@ impl Daemon {
             };
             match self.run(&target, &paused).await {
                 Ok(report) => {
+                    self.metrics.interface(name, report.failures.is_empty());
                     self.complaints.report(Some(name), &[]);
                     self.retries.succeeded(Key::Link(ifindex));
                     // Against every interface's deletions: a run also syncs the uplinks
@@ -366,6 +381,7 @@ impl Daemon {
                 // Renamed or removed meanwhile; its own event follows.
                 Err(Error::UnknownInterface(_)) => {}
                 Err(e) => {
+                    self.metrics.interface(name, false);
                     self.complaints.report(Some(name), &[e]);
                     let wait = self.retries.failed(Key::Link(ifindex), now);
                     log::debug!("{name}: next attempt in {:.1} s", wait.as_secs_f64());
@@ -384,12 +400,8 @@ impl Daemon {
     /// run (and what they had deleted counted) when their pause ends.
     async fn resync(&mut self, mut dirty: Dirty, now: Instant) {
         log::debug!("full sync");
-        let paused: BTreeSet<u32> = match kernel::links(&self.nl).await {
-            Ok(links) => links
-                .iter()
-                .map(|l| l.index)
-                .filter(|i| self.fights.paused(*i, now))
-                .collect(),
+        let links = match kernel::links(&self.nl).await {
+            Ok(links) => links,
             Err(e) => {
                 log::error!("{e}");
                 self.dirty.resync = true;
@@ -397,6 +409,11 @@ impl Daemon {
                 return;
             }
         };
+        let paused: BTreeSet<u32> = links
+            .iter()
+            .map(|l| l.index)
+            .filter(|i| self.fights.paused(*i, now))
+            .collect();
         for ifindex in &paused {
             let reason = dirty.links.get(ifindex).copied().unwrap_or(Reason::Changed);
             let deleted = dirty.deleted.remove(ifindex).unwrap_or_default();
@@ -404,6 +421,19 @@ impl Daemon {
         }
         match self.run(&Target::All, &paused).await {
             Ok(report) => {
+                self.metrics
+                    .retain_interfaces(|name| links.iter().any(|l| l.name == name));
+                for link in links
+                    .iter()
+                    .filter(|l| !l.loopback && !paused.contains(&l.index))
+                {
+                    let prefix = format!("{}:", link.name);
+                    let failed = report
+                        .failures
+                        .iter()
+                        .any(|f| f.to_string().starts_with(&prefix));
+                    self.metrics.interface(&link.name, !failed);
+                }
                 self.complaints.report(None, &report.failures);
                 if report.failures.is_empty() {
                     self.retries.succeeded(Key::All);
@@ -426,6 +456,29 @@ impl Daemon {
                 }
                 let wait = self.retries.failed(Key::All, now);
                 log::debug!("full sync: next attempt in {:.1} s", wait.as_secs_f64());
+            }
+        }
+    }
+
+    /// Writes the metrics file (`metrics_textfile`) when the metrics changed.
+    fn publish(&mut self) {
+        let Some(path) = self.settings.metrics_textfile.clone() else {
+            return;
+        };
+        if self.published.as_ref() == Some(&self.metrics) {
+            return;
+        }
+        match self.metrics.write(&path) {
+            Ok(()) => {
+                self.published = Some(self.metrics.clone());
+                self.publish_error = None;
+            }
+            Err(e) => {
+                let line = format!("cannot write metrics to {}: {e}", path.display());
+                if self.publish_error.as_ref() != Some(&line) {
+                    log::warn!("{line}");
+                    self.publish_error = Some(line);
+                }
             }
         }
     }
@@ -470,7 +523,9 @@ impl Daemon {
     }
 
     fn repaired(&mut self, ifindex: u32, name: &str) {
+        self.metrics.repairs += 1;
         if let Some(fight) = self.fights.repaired(ifindex, Instant::now()) {
+            self.metrics.fights += 1;
             log::error!(
                 "{name}: symroute's rules or routes were removed by someone else and restored {} \
                  times within {} s; leaving {name} alone for {} s. Likely cause: {}",
@@ -484,7 +539,7 @@ impl Daemon {
 
     async fn run(&mut self, target: &Target, skip: &BTreeSet<u32>) -> Result<Report, Error> {
         let started = Instant::now();
-        let report = reconcile_locked(
+        let report = match reconcile_locked(
             &self.nl,
             &self.settings,
             target,
@@ -492,7 +547,21 @@ impl Daemon {
             self.held.as_ref(),
             skip,
         )
-        .await?;
+        .await
+        {
+            Ok(report) => report,
+            Err(e) => {
+                // Renamed or removed meanwhile: its own event follows, nothing failed.
+                if !matches!(e, Error::UnknownInterface(_)) {
+                    self.metrics.run_failed();
+                }
+                return Err(e);
+            }
+        };
+        self.metrics.ran(
+            report.changes.len() + usize::from(report.nft.is_some()),
+            report.failures.len(),
+        );
         self.echoes
             .expect(report.changes.iter().map(|change| &change.op));
         if report.changes.len() >= BIG_RUN || *target == Target::All {

@@ -8,6 +8,7 @@ mod dirty;
 mod fight;
 mod follow;
 mod lockwait;
+mod metrics;
 mod nm;
 mod notify;
 #[cfg(test)]
