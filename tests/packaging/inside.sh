@@ -180,8 +180,11 @@ check "dispatcher scripts and folders are root's, mode 0755" scripts_exec_root_0
 check "dispatcher scripts call /usr/sbin/symroute-hook" \
     grep -q '^HOOK=/usr/sbin/symroute-hook$' /usr/lib/NetworkManager/dispatcher.d/50-symroute \
     /usr/lib/networkd-dispatcher/routable.d/50-symroute
-check "config files registered" [ "$(config_files)" = \
-    "/etc/iproute2/rt_protos.d/symroute.conf /etc/symroute/symroute.toml " ]
+# The .deb also has the ifupdown and dhclient hooks in /etc (Debian's hook folders).
+CONFIG_FILES="/etc/iproute2/rt_protos.d/symroute.conf /etc/symroute/symroute.toml "
+[ "$FORMAT" = rpm ] || CONFIG_FILES="/etc/dhcp/dhclient-exit-hooks.d/symroute $CONFIG_FILES"
+[ "$FORMAT" = rpm ] || CONFIG_FILES="$(echo "$CONFIG_FILES /etc/network/if-post-down.d/symroute /etc/network/if-up.d/symroute" | tr ' ' '\n' | grep . | sort | tr '\n' ' ')"
+check "config files registered" [ "$(config_files)" = "$CONFIG_FILES" ]
 check "installing synced eth0 (rule from 10.81.0.2 lookup $T0)" has_rule 10.81.0.2 "$T0"
 check "installing synced eth1 (rule from 10.82.0.2 lookup $T1)" has_rule 10.82.0.2 "$T1"
 check "installing synced eth0's IPv6 address" has_rule fd81::2 "$T0"
