@@ -121,3 +121,63 @@ proptest! {
         }
     }
 }
+
+mod monitor {
+    use proptest::prelude::*;
+    use symroute_core::kernel::monitor::{parse_datagram, Change, Received};
+    use symroute_core::model::Family;
+
+    fn received(bytes: &[u8]) -> Vec<Received> {
+        let mut all = Vec::new();
+        parse_datagram(bytes, &mut |r| all.push(r));
+        all
+    }
+
+    fn datagram(kind: u16, flags: u16, sender: u32, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(16 + payload.len());
+        bytes.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&flags.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
+        bytes.extend_from_slice(&sender.to_ne_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_bytes_decode_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            received(&bytes);
+        }
+
+        #[test]
+        fn decoded_routes_are_well_formed(
+            kind in 16u16..0x70,
+            flags in any::<u16>(),
+            payload in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            for r in received(&datagram(kind, flags, 0, &payload)) {
+                if let Received::Message { message: Change::Route { route, .. }, .. } = r {
+                    let max = match route.family {
+                        Family::V4 => 32,
+                        Family::V6 => 128,
+                    };
+                    prop_assert!(route.dst_len <= max, "{route:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn other_message_types_yield_nothing(
+            kind in prop_oneof![
+                prop::sample::select(vec![0u16, 1, 2, 3, 5, 6, 15]),
+                0x100u16..=u16::MAX
+            ],
+            payload in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            prop_assert!(received(&datagram(kind, 0, 0, &payload)).is_empty());
+        }
+    }
+}
