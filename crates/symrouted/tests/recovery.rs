@@ -239,6 +239,12 @@ fn reload_tells_systemd_and_a_broken_file_keeps_the_running_configuration() {
     let state = our_rules(host);
     unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
     daemon.wait_notify("READY=1");
+    // The log comes through a pipe read by another thread: READY=1 can be seen first.
+    assert!(
+        daemon.wait_log(&format!("{config_arg}:2: rule_priority"), SETTLE),
+        "{}",
+        daemon.log()
+    );
     let errors: Vec<String> = daemon
         .lines()
         .into_iter()
