@@ -414,11 +414,14 @@ pub fn finish(buf: &mut [u8], at: usize) {
 /// Appends an attribute; returns where it starts (for nesting with [`end_nested`]).
 pub fn attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) -> usize {
     let at = buf.len();
-    let len = (4 + value.len()) as u16;
-    buf.extend_from_slice(&len.to_ne_bytes());
+    let len = 4 + value.len();
+    let padded = (len + 3) & !3;
+    // One reservation, then plain copies: 100 000 routes have half a million attributes.
+    buf.reserve(padded);
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(value);
-    buf.resize((buf.len() + 3) & !3, 0);
+    buf.extend_from_slice(&[0; 3][..padded - len]);
     at
 }
 
