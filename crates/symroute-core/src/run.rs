@@ -180,24 +180,18 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
 fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
     garbage_by_table(snapshot, settings)
         .into_iter()
-        .map(
-            |Garbage {
-                 table,
-                 rules,
-                 routes,
-             }| {
-                // The interface is gone: its name is too.
-                let name = match settings.interface_of_table(table) {
-                    Some(ifindex) => snapshot.link_name(ifindex),
-                    None => format!("table {table}"),
-                };
-                Work {
-                    interface: name,
-                    ops: diff(&[], &[], &routes, &rules),
-                    companion: false,
-                }
-            },
-        )
+        .map(|g: Garbage| {
+            // The interface is gone: its name is too.
+            let name = match settings.interface_of_table(g.table) {
+                Some(ifindex) => snapshot.link_name(ifindex),
+                None => format!("table {}", g.table),
+            };
+            Work {
+                interface: name,
+                ops: diff(&[], &[], &g.routes, &g.rules),
+                companion: false,
+            }
+        })
         .collect()
 }
 

@@ -370,7 +370,7 @@ pub fn garbage_by_table(snapshot: &Snapshot, settings: &Settings) -> Vec<Garbage
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{hop, ip, link, unicast};
+    use crate::fixtures::{self, hop, ip, link, unicast};
     use crate::model::{addr_flags, scope, NextHop};
 
     const ETH0: u32 = 2;
@@ -561,17 +561,7 @@ mod tests {
     #[test]
     fn garbage_is_our_rules_of_vanished_interfaces_only() {
         let mut snap = two_uplinks();
-        let rule = |table, protocol| Rule {
-            family: Family::V4,
-            priority: 32000,
-            src: Some((ip("10.7.0.2"), 32)),
-            dst: None,
-            iif: None,
-            fwmark: None,
-            table,
-            protocol,
-            other_selectors: false,
-        };
+        let rule = |table, protocol| fixtures::rule(32000, Some(("10.7.0.2", 32)), table, protocol);
         snap.rules = vec![rule(1003, 83), rule(1042, 83), rule(1042, 4), rule(200, 83)];
         let (rules, _) = plan_garbage(&snap, &settings());
         let tables: Vec<u32> = rules.iter().map(|r| r.table).collect();

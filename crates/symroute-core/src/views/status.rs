@@ -534,24 +534,17 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
 
     let stale = garbage_by_table(snapshot, settings)
         .into_iter()
-        .map(
-            |Garbage {
-                 table,
-                 rules,
-                 routes,
-             }| {
-                StaleTable {
-                    table,
-                    ifindex: settings.interface_of_table(table),
-                    pending: op_lines(&diff(&[], &[], &routes, &rules), &snapshot.links),
-                    rules: rules.iter().map(RuleView::new).collect(),
-                    routes: routes
-                        .iter()
-                        .map(|r| RouteView::new(r, &snapshot.links))
-                        .collect(),
-                }
-            },
-        )
+        .map(|g: Garbage| StaleTable {
+            table: g.table,
+            ifindex: settings.interface_of_table(g.table),
+            pending: op_lines(&diff(&[], &[], &g.routes, &g.rules), &snapshot.links),
+            rules: g.rules.iter().map(RuleView::new).collect(),
+            routes: g
+                .routes
+                .iter()
+                .map(|r| RouteView::new(r, &snapshot.links))
+                .collect(),
+        })
         .collect::<Vec<_>>();
 
     let in_sync = interfaces
