@@ -16,16 +16,15 @@ use symroute_testlab::{
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
-/// The hook's lock (it has no option for another); a daemon beside it must share it.
+/// The hook's lock (it has no option for another); a daemon beside it must share it. Under
+/// [`Netns::private_run`] it is the lab's own, never the machine's.
 const DEFAULT_LOCK: &str = "/run/symroute/lock";
 
 /// Runs the hook inside `ns` the way a dispatcher would, logging to stderr.
 fn hook(ns: &Netns, args: &[&str]) -> Output {
     let mut argv = vec![HOOK];
     argv.extend_from_slice(args);
-    Command::new("ip")
-        .args(["netns", "exec", ns.name()])
-        .args(&argv)
+    ns.private_run(&argv)
         .env("SYMROUTE_LOG", "stderr")
         .output()
         .expect("run ip netns exec")
@@ -240,10 +239,8 @@ fn hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows() {
     let watch = RuleWatch::start(&lab.host);
     let dir = TempDir::new("hook-beside");
     let daemon_bin = symrouted_next_to(Path::new(HOOK));
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", lab.host.name()])
-        .arg(&daemon_bin)
-        .args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
+    let mut cmd = lab.host.private_run(&[&daemon_bin]);
+    cmd.args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
     let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
     let before = our_state(&lab);
 
@@ -412,8 +409,8 @@ fn parallel_runs_converge_to_one_runs_state() {
     let children: Vec<_> = (0..20)
         .map(|i| {
             let dev = if i % 2 == 0 { "eth0" } else { "eth1" };
-            Command::new("ip")
-                .args(["netns", "exec", lab.host.name(), HOOK, dev, "up"])
+            lab.host
+                .private_run(&[HOOK, dev, "up"])
                 .env("SYMROUTE_LOG", "stderr")
                 .stderr(Stdio::null())
                 .spawn()

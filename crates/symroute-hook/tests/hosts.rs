@@ -3,7 +3,7 @@
 //! uplink address still answers through its own uplink (real TCP and pings through the
 //! lab's strict reverse-path-filtering routers).
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use symroute_testlab::hosts::{
     bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
@@ -15,8 +15,7 @@ const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 const TAG: &str = "host-service";
 
 fn hook(ns: &Netns, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns.name(), HOOK])
+    ns.private_run(&[HOOK])
         .args(args)
         .env("SYMROUTE_LOG", "stderr")
         .output()

@@ -9,6 +9,7 @@
 pub mod beside;
 pub mod daemons;
 pub mod hosts;
+mod rundir;
 mod state;
 pub mod syslog;
 
@@ -279,6 +280,7 @@ impl Drop for Netns {
                 .status
                 .success()
         });
+        self.remove_run_dir();
         if !(gone && deleted) {
             let msg = format!("cannot remove netns {} (processes gone: {gone})", self.name);
             if std::thread::panicking() {

@@ -44,8 +44,7 @@ fn symroute(ns: &Netns, config: &Config, args: &[&str]) -> Output {
 /// Like [`symroute`], as uid/gid `user` when given (via setpriv, all capabilities dropped).
 fn symroute_as(ns: &Netns, config: &Config, user: Option<u32>, args: &[&str]) -> Output {
     let path = config.path();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns.name()]);
+    let mut cmd = ns.private_run::<&str>(&[]);
     let id;
     if let Some(uid) = user {
         id = uid.to_string();
@@ -964,15 +963,7 @@ fn iif_rules_without_nft_is_one_error_naming_nft() {
         stand_in = stand_in.display(),
         cfg = config.path().display(),
     );
-    let out = lab.host.run(&[
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let out = lab.host.run_private(&["sh", "-c", &script]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.contains(": +")).collect();
@@ -1146,15 +1137,7 @@ fn table_names_are_written_in_a_private_mount_namespace_only() {
         dir = real.display(),
         cfg = config.path().display(),
     );
-    let out = lab.host.sh_ok(&[
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let out = lab.host.sh_ok_private(&["sh", "-c", &script]);
     let parts: Vec<&str> = out.split("---\n").collect();
     assert_eq!(parts.len(), 4, "{out}");
     assert!(
@@ -1356,15 +1339,7 @@ fn json_rules_and_routes_read_like_ip_j() {
          echo ---; ip -6 -j route show table {t1}",
         cfg = config.path().display(),
     );
-    let out = lab.host.sh_ok(&[
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let out = lab.host.sh_ok_private(&["sh", "-c", &script]);
     let parts: Vec<&str> = out.split("---\n").collect();
     assert_eq!(parts.len(), 5, "{out}");
     let status: Value = serde_json::from_str(parts[0]).expect("status JSON");

@@ -2,7 +2,7 @@
 //! through each uplink: doctor spots that the second uplink needs `iif_rules`, and the one
 //! line it recommends makes it work, without breaking the container's own paths.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
@@ -14,8 +14,7 @@ use symroute_testlab::{require_root, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 const BIN: &str = env!("CARGO_BIN_EXE_symroute");
 
 fn symroute(ns: &Netns, config: &std::path::Path, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns.name(), BIN, "--config"])
+    ns.private_run(&[BIN, "--config"])
         .arg(config)
         .args(args)
         .env("SYMROUTE_LOG", "stderr")

@@ -182,8 +182,9 @@ fn group_writable_config_stops_the_daemon_with_status_2() {
     symroute_testlab::daemons::write_file(&config, "prefix_rules = true\n", 0o664);
     let cfg = config.display().to_string();
     for mode in [&["--once"][..], &[]] {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", lab.host.name(), DAEMON, "--config", &cfg])
+        let out = lab
+            .host
+            .private_run(&[DAEMON, "--config", &cfg])
             .args(mode)
             .env("SYMROUTE_LOG", "stderr")
             .stdin(Stdio::null())
