@@ -1,7 +1,6 @@
 //! `symroute-hook` against the real kernel: a two-uplink host in network namespaces, routers
 //! with strict reverse-path filtering, a client behind both, real pings.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use std::path::Path;
 
 use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
 use symroute_testlab::daemons::TempDir;
+use symroute_testlab::monitor::Monitor;
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
     add_foreign_state, all_rules, assert_foreign_state, ping, require_root, table_of, Lab, Netns,
@@ -99,52 +99,14 @@ fn second_run_makes_no_netlink_write() {
         return;
     }
     let lab = converged_lab();
-    let mut monitor = Command::new("ip")
-        .args(["-n", lab.host.name(), "monitor", "route", "rule"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ip monitor");
-    let stdout = monitor.stdout.take().expect("monitor stdout");
-    // `ip monitor` subscribes before printing anything; a first marker proves it is listening.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let marker = |prio: &str| {
-        lab.host.ip(&format!(
-            "rule add priority {prio} from 192.0.2.{prio} lookup 77"
-        ));
-        lab.host.ip(&format!(
-            "rule del priority {prio} from 192.0.2.{prio} lookup 77"
-        ));
-    };
-    let wait_marker = |prio: &str| -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-            let done =
-                line.contains(&format!("from 192.0.2.{prio}")) && line.starts_with("Deleted");
-            seen.push(line);
-            if done {
-                return seen;
-            }
-        }
-        panic!("marker {prio} never seen: {seen:?}");
-    };
-    marker("11");
-    wait_marker("11");
+    let monitor = Monitor::start(&lab.host);
+    monitor.marker(&lab.host, 11);
 
     hook_ok(&lab.host, &["eth0", "up"]);
     hook_ok(&lab.host, &["eth1", "up"]);
     hook_ok(&lab.host, &["--all"]);
 
-    marker("12");
-    let seen = wait_marker("12");
-    let _ = monitor.kill();
-    let _ = monitor.wait();
+    let seen = monitor.marker(&lab.host, 12);
     let writes: Vec<&String> = seen.iter().filter(|l| !l.contains("192.0.2.12")).collect();
     assert!(
         writes.is_empty(),

@@ -9,6 +9,7 @@
 pub mod beside;
 pub mod daemons;
 pub mod hosts;
+pub mod monitor;
 mod rundir;
 mod state;
 pub mod syslog;

@@ -8,7 +8,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -330,77 +329,9 @@ pub fn assert_all_reachable(lab: &Lab) {
     assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
 }
 
-/// `ip monitor route rule` in a namespace, with markers that prove it is listening and
-/// delimit a stretch of time: anything else it prints between two markers is a write.
-pub struct Monitor {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Monitor {
-    pub fn start(ns: &Netns) -> Monitor {
-        let mut child = Command::new("ip")
-            .args(["-n", ns.name(), "monitor", "route", "rule"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ip monitor");
-        let stdout = child.stdout.take().expect("monitor stdout");
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Monitor { child, lines: rx }
-    }
-
-    /// Waits (at most `timeout`) for a line containing `needle`.
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-
-    /// Adds and deletes a rule nobody else writes, then returns every line seen up to its
-    /// deletion (the marker's own lines excluded).
-    pub fn marker(&self, ns: &Netns, n: u8) -> Vec<String> {
-        let from = format!("192.0.2.{n}");
-        ns.ip(&format!("rule add priority 7{n} from {from} lookup 77"));
-        ns.ip(&format!("rule del priority 7{n} from {from} lookup 77"));
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            if line.contains(&format!("from {from} ")) {
-                if line.starts_with("Deleted") {
-                    return seen;
-                }
-                continue;
-            }
-            seen.push(line);
-        }
-        panic!("marker {from} never seen; saw {seen:?}");
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
+pub use symroute_testlab::monitor::Monitor;
 
 /// Writes `ip -batch` input to a file and runs it in `ns`.
 pub fn ip_batch(ns: &Netns, dir: &Path, name: &str, lines: impl Iterator<Item = String>) {
