@@ -155,3 +155,30 @@ fn two_labs_at_once_are_isolated() {
     assert!(b.host.routes("1003", false).is_empty());
     assert!(!b.host.rules(false).iter().any(|r| r.contains("1003")));
 }
+
+/// What a test runs through `private_run` writes `/run/symroute` of its namespace only: the
+/// namespace's own directory, shared by its runs, gone with the namespace. The machine's
+/// `/run` is not where it lands (another test binary may create it there meanwhile, so
+/// only the file's name is checked).
+#[test]
+fn private_run_gives_each_namespace_its_own_run_directory() {
+    if !require_root("private_run_gives_each_namespace_its_own_run_directory") {
+        return;
+    }
+    let ns = Netns::new("rundir");
+    let other = Netns::new("rundir2");
+    let name = format!("probe-{}", ns.name());
+    let touch = format!("touch /run/symroute/{name} && stat -c %a /run/symroute");
+    let out = ns.private_run(&["sh", "-c", &touch]).output().expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "700");
+    let dir = ns.run_dir();
+    assert!(dir.join(&name).exists());
+    assert!(!std::path::Path::new("/run/symroute").join(&name).exists());
+    let seen = ns.sh_ok_private(&["ls", "/run/symroute"]);
+    assert_eq!(seen.trim(), name, "a second run shares the directory");
+    let elsewhere = other.sh_ok_private(&["ls", "/run/symroute"]);
+    assert_eq!(elsewhere.trim(), "", "another namespace has its own");
+    drop(ns);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
