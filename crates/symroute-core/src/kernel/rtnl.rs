@@ -444,3 +444,55 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
         Some((kind, value))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_sys::protocols::NETLINK_ROUTE;
+    use netlink_sys::SocketAddr;
+
+    fn port_of(socket: &Socket) -> u32 {
+        // SAFETY: sockaddr_nl is plain data, valid when zeroed.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into a live sockaddr_nl.
+        let rc = unsafe {
+            libc::getsockname(
+                socket.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        addr.nl_pid
+    }
+
+    /// A real kernel, no privileges, nothing changed: an `NLMSG_ERROR` forged by a process
+    /// for our next request, queued before the kernel's answer, is not taken for it.
+    #[test]
+    fn forged_answers_are_not_believed() {
+        let mut ours = Socket::open().unwrap();
+        let links = ours
+            .dump(&mut crate::kernel::wire::link_dump_request(), |_| Some(()))
+            .unwrap();
+        assert!(!links.is_empty(), "every namespace has lo");
+        let port = port_of(&ours);
+
+        let mut forged = Vec::new();
+        let at = begin(&mut forged, NLMSG_ERROR, 0);
+        forged[at + 8..at + 12].copy_from_slice(&ours.seq.wrapping_add(1).to_ne_bytes());
+        forged.extend_from_slice(&(-libc::EPERM).to_ne_bytes());
+        forged.extend_from_slice(&[0; NLMSG_HDRLEN]);
+        finish(&mut forged, at);
+        let mut forger = netlink_sys::Socket::new(NETLINK_ROUTE).unwrap();
+        forger.bind_auto().unwrap();
+        forger
+            .send_to(&forged, &SocketAddr::new(port, 0), 0)
+            .unwrap();
+
+        let again = ours
+            .dump(&mut crate::kernel::wire::link_dump_request(), |_| Some(()))
+            .unwrap();
+        assert_eq!(again.len(), links.len());
+    }
+}
