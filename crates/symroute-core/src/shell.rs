@@ -45,12 +45,59 @@ impl From<Error> for Failure {
 impl Failure {
     /// Logs the failure and returns its exit status.
     pub fn exit(self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    /// Logs the failure and returns its exit status as a number (for a C `main`).
+    pub fn code(self) -> u8 {
         let (message, code) = match self {
             Failure::Usage(m) => (m, EXIT_USAGE),
             Failure::Run(m) => (m, EXIT_FAILURE),
         };
         log::error!("{message}");
-        ExitCode::from(code)
+        code
+    }
+}
+
+/// What std's runtime set-up does that a binary with its own C `main` needs: standard
+/// descriptors that are closed are opened on /dev/null (else the netlink socket could become
+/// fd 2 and receive log lines), and SIGPIPE is ignored (a closed stdout is an error, not a
+/// silent death).
+pub fn start_up() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: poll reads and writes the three pollfd structs of a live array.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } >= 0 {
+        for pfd in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+            // SAFETY: open with a NUL-terminated literal path; the lowest free descriptor is
+            // the closed one being filled, and it stays open for the process's lifetime.
+            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if fd != pfd.fd {
+                std::process::abort();
+            }
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Runs a future of the core to completion on this thread, without an async runtime. A
+/// one-shot run waits on nothing but the kernel's answers (blocking syscalls), so the future
+/// completes at its first poll and a runtime (threads, epoll, timers) would be pure
+/// start-up cost.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
     }
 }
 

@@ -3,7 +3,8 @@
 //! outcome to an exit status.
 
 // The C `main` below replaces std's, whose set-up reads /proc/self/maps for a stack guard:
-// a quarter of the instructions of a whole no-op run (`start_up` keeps what matters of it).
+// a quarter of the instructions of a whole no-op run (`shell::start_up` keeps what matters
+// of it).
 #![cfg_attr(not(test), no_main)]
 
 mod cli;
@@ -11,54 +12,25 @@ mod cli;
 mod properties;
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::io::Write;
 use std::path::Path;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use clap::Parser;
 use cli::Args;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
-use symroute_core::shell::{self, Failure, EXIT_FAILURE, EXIT_USAGE};
+use symroute_core::shell::{self, Failure, EXIT_FAILURE};
 use symroute_core::{
     action_for, logging, reconcile, validate_interface_name, Action, Error, Mode, Netlink, Target,
 };
 
 #[cfg_attr(not(test), no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    start_up();
+    shell::start_up();
     let args = arguments();
     logging::init_hook(shell::level(args.verbose, args.quiet));
-    let code = run(&args).unwrap_or_else(exit_status);
+    let code = run(&args).unwrap_or_else(Failure::code);
     let _ = std::io::stdout().flush();
     libc::c_int::from(code)
-}
-
-/// What std's runtime set-up does that a hook needs: standard descriptors that are closed
-/// are opened on /dev/null (else the netlink socket could become fd 2 and receive log
-/// lines), and SIGPIPE is ignored (a closed stdout is an error, not a silent death).
-fn start_up() {
-    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    });
-    // SAFETY: poll reads and writes the three pollfd structs of a live array.
-    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } >= 0 {
-        for pfd in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
-            // SAFETY: open with a NUL-terminated literal path; the lowest free descriptor is
-            // the closed one being filled, and it stays open for the process's lifetime.
-            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-            if fd != pfd.fd {
-                std::process::abort();
-            }
-        }
-    }
-    // SAFETY: setting a signal's disposition to SIG_IGN touches no memory of ours.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
 }
 
 /// The arguments: `IFACE ACTION` as dispatchers pass them is read directly; anything else
@@ -89,16 +61,6 @@ fn direct_arguments(argv: &[OsString]) -> Option<Args> {
     None
 }
 
-/// [`Failure::exit`] as a number, for the C `main`.
-fn exit_status(failure: Failure) -> u8 {
-    let (message, code) = match failure {
-        Failure::Usage(m) => (m, EXIT_USAGE),
-        Failure::Run(m) => (m, EXIT_FAILURE),
-    };
-    log::error!("{message}");
-    code
-}
-
 fn run(args: &Args) -> Result<u8, Failure> {
     let Some(target) = target(args)? else {
         return Ok(0);
@@ -109,7 +71,7 @@ fn run(args: &Args) -> Result<u8, Failure> {
     } else {
         Mode::Apply
     };
-    let report = block_on(async {
+    let report = shell::block_on(async {
         let netlink = Netlink::connect()?;
         reconcile(
             &netlink,
@@ -121,20 +83,6 @@ fn run(args: &Args) -> Result<u8, Failure> {
         .await
     })?;
     Ok(if report.finish(mode) { 0 } else { EXIT_FAILURE })
-}
-
-/// Runs the core's future to completion on this thread. Nothing in a hook run waits on
-/// anything but the kernel's answers (blocking syscalls), so the future completes at its
-/// first poll and an async runtime (threads, epoll, timers) would be pure start-up cost.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::yield_now();
-    }
 }
 
 /// What the arguments ask for; `None` for an event that needs nothing.
