@@ -6,13 +6,12 @@
 use std::process::Output;
 
 use symroute_testlab::hosts::{
-    bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
-    CONTAINER_V4 as CONTAINER, SERVICE_PORT,
+    bridge_with_container, container_targets, docker_bridge, lan_client, reaches, unreachable,
+    Service, BRIDGE_V4, BRIDGE_V6, CONTAINER_V4 as CONTAINER, SERVICE_PORT, SERVICE_TAG as TAG,
 };
 use symroute_testlab::{ping, require_root, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
-const TAG: &str = "host-service";
 
 fn hook(ns: &Netns, args: &[&str]) -> Output {
     ns.private_run(&[HOOK])
@@ -30,22 +29,6 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
         "symroute-hook {args:?} failed: {stderr}"
     );
     stderr
-}
-
-/// The host addresses a container reaches the host service at: every uplink and the bridge.
-fn container_targets() -> Vec<&'static str> {
-    let mut all = Lab::host_addresses().to_vec();
-    all.extend([BRIDGE_V4, BRIDGE_V6]);
-    all
-}
-
-/// Which of `targets` `from` does not reach the host service at.
-fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> {
-    targets
-        .iter()
-        .copied()
-        .filter(|a| !reaches(from, a, SERVICE_PORT, TAG))
-        .collect()
 }
 
 fn assert_uplinks_symmetric(lab: &Lab) {

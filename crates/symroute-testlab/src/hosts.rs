@@ -125,6 +125,26 @@ pub fn tcp_get(ns: &Netns, addr: &str, port: u16) -> Result<String, String> {
     .map_err(|_| "client thread panicked".to_string())?
 }
 
+/// What the host service of the host tests answers ([`Service::start`] with it).
+pub const SERVICE_TAG: &str = "host-service";
+
+/// The host addresses a container reaches the host service at: every uplink and the bridge.
+pub fn container_targets() -> Vec<&'static str> {
+    let mut all = Lab::host_addresses().to_vec();
+    all.extend([BRIDGE_V4, BRIDGE_V6]);
+    all
+}
+
+/// Which of `targets` `from` does not reach the host service (on [`SERVICE_PORT`],
+/// answering [`SERVICE_TAG`]) at.
+pub fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> {
+    targets
+        .iter()
+        .copied()
+        .filter(|a| !reaches(from, a, SERVICE_PORT, SERVICE_TAG))
+        .collect()
+}
+
 /// Whether `ns` gets `tag` from `addr:port`, trying twice: the first packets of a fresh
 /// link can be lost to neighbour discovery.
 pub fn reaches(ns: &Netns, addr: &str, port: u16, tag: &str) -> bool {

@@ -9,28 +9,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use symroute_testlab::hosts::{
-    bridge_with_container, docker_bridge, lan_client, reaches, Service, BRIDGE_V4, BRIDGE_V6,
-    SERVICE_PORT,
+    bridge_with_container, container_targets, docker_bridge, lan_client, reaches, unreachable,
+    Service, SERVICE_PORT, SERVICE_TAG as TAG,
 };
-use symroute_testlab::{ping, require_root, wait_until, Lab, Netns, HOST_ETH1_V4, HOST_ETH1_V6};
+use symroute_testlab::{ping, require_root, wait_until, Lab, HOST_ETH1_V4, HOST_ETH1_V6};
 
-const TAG: &str = "host-service";
 /// Generous for a loaded 2-core machine; what the daemon needs is logged.
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> {
-    targets
-        .iter()
-        .copied()
-        .filter(|a| !reaches(from, a, SERVICE_PORT, TAG))
-        .collect()
-}
-
-fn container_targets() -> Vec<&'static str> {
-    let mut all = Lab::host_addresses().to_vec();
-    all.extend([BRIDGE_V4, BRIDGE_V6]);
-    all
-}
 
 #[test]
 fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {

@@ -143,39 +143,35 @@ pub async fn snapshot(
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
     let main_routes = match scope {
-        Scope::Interface(x) if !needs_all_of_main(nl, settings, &addresses, &rules, x).await? => {
-            // A veth, a bridge port, a tun without routes: nothing of another interface
-            // depends on it, so a container host's veth churn never reads a large main.
+        Scope::Interface(x) => {
             let own = settings.table_for(x);
             tables.insert(own, routes(nl, Some(own), None).await?);
             for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            routes(nl, Some(MAIN_TABLE), Some(x)).await?
-        }
-        Scope::Interface(x) => {
-            let main = routes(nl, Some(MAIN_TABLE), None).await?;
-            let uplinks = Uplinks::classify(&main);
-            let behind = uplinks.is_behind(&main, x);
-            tables.insert(
-                settings.table_for(x),
-                routes(nl, Some(settings.table_for(x)), None).await?,
-            );
-            for y in uplinks.indexes() {
-                if y == x || !links.iter().any(|l| l.index == y) {
-                    continue;
-                }
-                let table = settings.table_for(y);
-                // Copies of routes through `x` from when it was behind the host: a dump
-                // filtered by table and oif costs next to nothing even beside 100 000 routes.
-                if behind || !routes(nl, Some(table), Some(x)).await?.is_empty() {
-                    tables.insert(table, routes(nl, Some(table), None).await?);
+            match own_main_if_alone(nl, settings, &addresses, &rules, x).await? {
+                // A veth, a bridge port, a tun without routes: nothing of another interface
+                // depends on it, so a container host's veth churn never reads a large main.
+                Some(own_main) => own_main,
+                None => {
+                    let main = routes(nl, Some(MAIN_TABLE), None).await?;
+                    let uplinks = Uplinks::classify(&main);
+                    let behind = uplinks.is_behind(&main, x);
+                    for y in uplinks.indexes() {
+                        if y == x || !links.iter().any(|l| l.index == y) {
+                            continue;
+                        }
+                        let table = settings.table_for(y);
+                        // Copies of routes through `x` from when it was behind the host: a
+                        // dump filtered by table and oif costs next to nothing even beside
+                        // 100 000 routes.
+                        if behind || !routes(nl, Some(table), Some(x)).await?.is_empty() {
+                            tables.insert(table, routes(nl, Some(table), None).await?);
+                        }
+                    }
+                    main
                 }
             }
-            for t in stale {
-                tables.insert(t, routes(nl, Some(t), None).await?);
-            }
-            main
         }
         Scope::Garbage => {
             // The kernel takes a vanished device's routes out of every table itself.
@@ -203,24 +199,26 @@ pub async fn snapshot(
     })
 }
 
-/// Whether a run for `x` must read all of main (and maybe uplink tables). Yes when `x` has a
-/// global address (it has direct routes: it is an uplink or behind the host), when `strict`
-/// (every closed table gets the copies), when main routes through it in a way that matters
-/// to other tables, or when a table of ours still holds a route through it (a stale copy).
-/// The two dumps of the last checks are filtered by the kernel (`RTA_OIF`): for an
-/// address-less veth they are next to empty.
-async fn needs_all_of_main(
+/// Main's routes through `x` when they are all a run for `x` needs of main; `None` when it
+/// must read all of main (and maybe uplink tables). All is needed when `x` has a global
+/// address (it has direct routes: it is an uplink or behind the host), when `strict` (every
+/// closed table gets the copies), when main routes through it in a way that matters to other
+/// tables, or when a table of ours still holds a route through it (a stale copy). The dumps
+/// of the last checks are filtered by the kernel (`RTA_OIF`): for an address-less veth they
+/// are next to empty, and the first is the answer itself.
+async fn own_main_if_alone(
     nl: &Netlink,
     settings: &Settings,
     addresses: &[Address],
     rules: &[crate::model::Rule],
     x: u32,
-) -> Result<bool, ReadError> {
+) -> Result<Option<Vec<Route>>, ReadError> {
     if settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule()) {
-        return Ok(true);
+        return Ok(None);
     }
-    if matters_to_others(&routes(nl, Some(MAIN_TABLE), Some(x)).await?) {
-        return Ok(true);
+    let own_main = routes(nl, Some(MAIN_TABLE), Some(x)).await?;
+    if matters_to_others(&own_main) {
+        return Ok(None);
     }
     let mut ours: Vec<u32> = rules
         .iter()
@@ -232,10 +230,10 @@ async fn needs_all_of_main(
     ours.dedup();
     for table in ours {
         if !routes(nl, Some(table), Some(x)).await?.is_empty() {
-            return Ok(true);
+            return Ok(None);
         }
     }
-    Ok(false)
+    Ok(Some(own_main))
 }
 
 /// A write the kernel refused.
