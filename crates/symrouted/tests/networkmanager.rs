@@ -14,7 +14,7 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use symroute_testlab::daemons::{
     global_addrs, require_programs, routing_state, stale_rules, symroute_rules, wait_symmetric,
-    DhcpLab, NetworkManager, TempDir, POOL_R2_NEXT,
+    TempDir, POOL_R2_NEXT,
 };
 use symroute_testlab::{ping, require_root, wait_until, Lab};
 use zbus::zvariant::OwnedObjectPath;
@@ -370,45 +370,6 @@ fn nm_ready(test: &str) -> bool {
 
 const UPLINKS: [&str; 2] = ["eth0", "eth1"];
 
-/// The DHCP lab with the real NetworkManager on the host and no dispatcher script of
-/// symroute's, and the daemon following NetworkManager's bus: symmetric by the daemon alone.
-/// Fields drop in order: the daemon first, the namespaces last.
-struct NmLab {
-    daemon: Symrouted,
-    nm: NetworkManager,
-    _root: TempDir,
-    lab: DhcpLab,
-}
-
-fn nm_lab(test: &str) -> NmLab {
-    let started = Instant::now();
-    let lab = DhcpLab::two_uplinks();
-    let root = TempDir::new("nm-root");
-    let nm = NetworkManager::start(&lab.host, root.path(), &UPLINKS);
-    let daemon = Symrouted::start_with(
-        &lab.host,
-        &["--source", "nm"],
-        &[("DBUS_SYSTEM_BUS_ADDRESS", &nm.bus_address())],
-    );
-    assert!(
-        daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
-    wait_symmetric(&lab, &UPLINKS, Duration::from_secs(30));
-    eprintln!(
-        "{test}: symmetric {:?} after start; daemon RSS {} KiB",
-        started.elapsed(),
-        daemon.rss_kib()
-    );
-    NmLab {
-        daemon,
-        nm,
-        _root: root,
-        lab,
-    }
-}
-
 /// Checks the host after eth1 got `new` instead of `old`: symmetric, the new address
 /// answers, no rule for the old one, and NetworkManager's own signals about eth1 reached the
 /// daemon (the kernel's address events alone would have been enough).
@@ -446,7 +407,7 @@ fn networkmanager_uplinks_are_symmetric_with_the_daemon_alone() {
     if !nm_ready(test) {
         return;
     }
-    let mut nm_lab = nm_lab(test);
+    let mut nm_lab = nm_lab(test, &UPLINKS);
     let old = global_addrs(&nm_lab.lab.host, "eth1", false);
     nm_lab.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
     let t = Instant::now();
@@ -482,7 +443,7 @@ fn networkmanager_dhcp_rebind_to_a_new_address_is_followed_without_any_hook() {
     if !nm_ready(test) {
         return;
     }
-    let mut nm_lab = nm_lab(test);
+    let mut nm_lab = nm_lab(test, &UPLINKS);
     let old = global_addrs(&nm_lab.lab.host, "eth1", false);
     let events_before = nm_lab.nm.events().len();
     nm_lab.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);

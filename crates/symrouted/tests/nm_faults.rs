@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use symroute_testlab::daemons::{
     global_addrs, require_programs, routing_state, stale_rules, symroute_rules, wait_symmetric,
-    DhcpLab, NetworkManager, TempDir, POOL_R2_NEXT,
+    POOL_R2_NEXT,
 };
 use symroute_testlab::{require_root, wait_until, Lab};
 
@@ -37,40 +37,6 @@ fn ready(test: &str) -> bool {
                 "/usr/bin/python3",
             ],
         )
-}
-
-/// The DHCP lab with the real NetworkManager on the host and the daemon following it over
-/// NetworkManager's bus. Fields drop in order: the daemon first, the namespaces last.
-struct NmLab {
-    daemon: Symrouted,
-    nm: NetworkManager,
-    _root: TempDir,
-    lab: DhcpLab,
-}
-
-fn nm_lab(test: &str) -> NmLab {
-    let started = Instant::now();
-    let lab = DhcpLab::two_uplinks();
-    let root = TempDir::new("nm-root");
-    let nm = NetworkManager::start(&lab.host, root.path(), &UPLINKS);
-    let daemon = Symrouted::start_with(
-        &lab.host,
-        &["--source", "nm"],
-        &[("DBUS_SYSTEM_BUS_ADDRESS", &nm.bus_address())],
-    );
-    assert!(
-        daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
-    wait_symmetric(&lab, &UPLINKS, Duration::from_secs(30));
-    eprintln!("{test}: symmetric {:?} after start", started.elapsed());
-    NmLab {
-        daemon,
-        nm,
-        _root: root,
-        lab,
-    }
 }
 
 /// Lines of the daemon's log that say NetworkManager's own signals marked eth1.
@@ -193,7 +159,7 @@ fn forged_networkmanager_signals_from_an_unprivileged_user_change_nothing() {
     if !ready(test) {
         return;
     }
-    let mut l = nm_lab(test);
+    let mut l = nm_lab(test, &UPLINKS);
     let me = l
         .daemon
         .lines()
@@ -282,7 +248,7 @@ fn networkmanager_restarted_is_followed_again() {
     if !ready(test) {
         return;
     }
-    let mut l = nm_lab(test);
+    let mut l = nm_lab(test, &UPLINKS);
     let from = l.daemon.lines().len();
     l.nm.restart();
     assert!(
@@ -309,7 +275,7 @@ fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
     if !ready(test) {
         return;
     }
-    let mut l = nm_lab(test);
+    let mut l = nm_lab(test, &UPLINKS);
     let from = l.daemon.lines().len();
     l.nm.stop_bus();
     assert!(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use symroute_testlab::daemons::PrivateMounts;
+use symroute_testlab::daemons::{wait_symmetric, DhcpLab, NetworkManager, PrivateMounts, TempDir};
 use symroute_testlab::{ping, wait_until, Lab, Netns};
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_symrouted");
@@ -349,4 +349,44 @@ pub fn ip_batch(ns: &Netns, dir: &Path, name: &str, lines: impl Iterator<Item = 
         "ip -batch {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The DHCP lab with the real NetworkManager on the host (and no dispatcher script of
+/// symroute's), and the daemon following NetworkManager's bus: symmetric by the daemon
+/// alone. Fields drop in order: the daemon first, the namespaces last.
+pub struct NmLab {
+    pub daemon: Symrouted,
+    pub nm: NetworkManager,
+    pub _root: TempDir,
+    pub lab: DhcpLab,
+}
+
+/// Starts an [`NmLab`] on `uplinks` and waits until they are symmetric.
+pub fn nm_lab(test: &str, uplinks: &[&str]) -> NmLab {
+    let started = Instant::now();
+    let lab = DhcpLab::two_uplinks();
+    let root = TempDir::new("nm-root");
+    let nm = NetworkManager::start(&lab.host, root.path(), uplinks);
+    let daemon = Symrouted::start_with(
+        &lab.host,
+        &["--source", "nm"],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &nm.bus_address())],
+    );
+    assert!(
+        daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
+        "{}",
+        daemon.log()
+    );
+    wait_symmetric(&lab, uplinks, Duration::from_secs(30));
+    eprintln!(
+        "{test}: symmetric {:?} after start; daemon RSS {} KiB",
+        started.elapsed(),
+        daemon.rss_kib()
+    );
+    NmLab {
+        daemon,
+        nm,
+        _root: root,
+        lab,
+    }
 }
