@@ -2,10 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{
-    route_type, scope, Address, Family, Link, NextHop, Route, Rule, Snapshot, LOCAL_TABLE,
-    MAIN_TABLE,
-};
+use crate::model::{scope, Address, Link, NextHop, Route, Rule, Snapshot, LOCAL_TABLE, MAIN_TABLE};
 use crate::plan::{plan_exempt, plan_interface};
 use crate::settings::Settings;
 
@@ -37,11 +34,9 @@ pub fn addr(ifindex: u32, a: &str, len: u8) -> Address {
 
 /// A next hop through `ifindex`, via `gw` when given.
 pub fn hop(ifindex: u32, gw: Option<&str>) -> NextHop {
-    NextHop {
-        ifindex,
-        gateway: gw.map(ip),
-        hops: 0,
-        onlink: false,
+    match gw {
+        Some(gw) => NextHop::via(ip(gw), ifindex),
+        None => NextHop::dev(ifindex),
     }
 }
 
@@ -54,26 +49,10 @@ pub fn unicast(
     protocol: u8,
     nexthops: Vec<NextHop>,
 ) -> Route {
-    let dst = ip(dst);
-    Route {
-        family: Family::of(&dst),
-        table,
-        dst,
-        dst_len: len,
-        tos: 0,
-        metric,
-        protocol,
-        scope: if nexthops.iter().all(|n| n.gateway.is_none()) {
-            scope::LINK
-        } else {
-            scope::UNIVERSE
-        },
-        kind: route_type::UNICAST,
-        pref_src: None,
-        pref: None,
-        metrics: vec![],
-        nexthops,
-    }
+    Route::unicast(table, ip(dst), len)
+        .multipath(nexthops)
+        .with_metric(metric)
+        .with_protocol(protocol)
 }
 
 /// A route through one device; via a gateway it gets metric 100 + `dev`.
@@ -83,17 +62,10 @@ pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: 
 }
 
 pub fn rule(priority: u32, src: Option<(&str, u8)>, table: u32, protocol: u8) -> Rule {
-    let family = src.map_or(Family::V4, |(a, _)| Family::of(&ip(a)));
-    Rule {
-        family,
-        priority,
-        src: src.map(|(a, l)| (ip(a), l)),
-        dst: None,
-        iif: None,
-        fwmark: None,
-        table,
-        protocol,
-        other_selectors: false,
+    let rule = Rule::lookup(table, priority).with_protocol(protocol);
+    match src {
+        Some((a, len)) => rule.with_src(ip(a), len),
+        None => rule,
     }
 }
 

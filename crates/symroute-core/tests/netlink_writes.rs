@@ -7,31 +7,15 @@ use std::os::fd::AsRawFd;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use symroute_core::convert::route_message;
-use symroute_core::model::{route_type, scope, Family, NextHop, Route};
+use symroute_core::model::Route;
 use symroute_core::netlink::{Netlink, NetlinkError};
 use symroute_testlab::{require_root, Netns};
 
-fn route(dst: [u8; 3], gateway: &str) -> Route {
-    Route {
-        family: Family::V4,
-        table: 1042,
-        dst: std::net::IpAddr::from([dst[0], dst[1], dst[2], 0]),
-        dst_len: 24,
-        tos: 0,
-        metric: 0,
-        protocol: 83,
-        scope: scope::UNIVERSE,
-        kind: route_type::UNICAST,
-        pref_src: None,
-        pref: None,
-        metrics: vec![],
-        nexthops: vec![NextHop {
-            ifindex: 0,
-            gateway: Some(gateway.parse().expect("gateway")),
-            hops: 0,
-            onlink: false,
-        }],
-    }
+fn route(dst: [u8; 3], gateway: &str, ifindex: u32) -> Route {
+    let dst = std::net::IpAddr::from([dst[0], dst[1], dst[2], 0]);
+    Route::unicast(1042, dst, 24)
+        .via(gateway.parse().expect("gateway"), ifindex)
+        .with_protocol(83)
 }
 
 /// Runs `f` on a thread that lives in `ns`, so its sockets open there.
@@ -75,9 +59,7 @@ fn every_write_gets_its_own_result_in_order() {
             } else {
                 "10.1.0.1"
             };
-            let mut r = route([100, (i / 256) as u8, (i % 256) as u8], gw);
-            r.nexthops[0].ifindex = ifindex;
-            r
+            route([100, (i / 256) as u8, (i % 256) as u8], gw, ifindex)
         })
         .collect();
     let writes: Vec<(RouteNetlinkMessage, u16)> = routes

@@ -232,43 +232,17 @@ mod tests {
     use netlink_packet_route::RouteNetlinkMessage as Msg;
     use symroute_core::convert;
     use symroute_core::kernel::monitor::decode;
-    use symroute_core::model::{route_type, scope, NextHop};
 
     fn route(table: u32, dst: &str, ifindex: u32, protocol: u8) -> Route {
-        Route {
-            family: Family::V4,
-            table,
-            dst: dst.parse().unwrap(),
-            dst_len: 24,
-            tos: 0,
-            metric: 0,
-            protocol,
-            scope: scope::UNIVERSE,
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops: vec![NextHop {
-                ifindex,
-                gateway: Some("10.2.0.1".parse().unwrap()),
-                hops: 0,
-                onlink: false,
-            }],
-        }
+        Route::unicast(table, dst.parse().unwrap(), 24)
+            .via("10.2.0.1".parse().unwrap(), ifindex)
+            .with_protocol(protocol)
     }
 
     fn rule(table: u32, protocol: u8) -> Rule {
-        Rule {
-            family: Family::V4,
-            priority: 32000,
-            src: Some(("10.2.0.2".parse().unwrap(), 32)),
-            dst: None,
-            iif: None,
-            fwmark: None,
-            table,
-            protocol,
-            other_selectors: false,
-        }
+        Rule::lookup(table, 32000)
+            .with_src("10.2.0.2".parse().unwrap(), 32)
+            .with_protocol(protocol)
     }
 
     /// The port id of another process's socket.
@@ -365,7 +339,9 @@ mod tests {
         );
         assert!(dirty.deleted[&3].restored_by(&Op::ReplaceRoute(ours.clone())));
         assert!(dirty.deleted[&4].restored_by(&Op::AddRule(our_rule.clone())));
-        assert!(!dirty.deleted[&4].restored_by(&Op::AddRule(rule(1004, 83).with_src("10.2.0.9"))));
+        assert!(!dirty.deleted[&4].restored_by(&Op::AddRule(
+            rule(1004, 83).with_src("10.2.0.9".parse().unwrap(), 32)
+        )));
 
         let settings = Settings::default();
         let mut flushed = Dirty::default();
@@ -379,17 +355,6 @@ mod tests {
         );
         assert_eq!(flushed.links, BTreeMap::from([(3, Reason::Changed)]));
         assert!(flushed.deleted.is_empty());
-    }
-
-    trait WithSrc {
-        fn with_src(self, src: &str) -> Self;
-    }
-
-    impl WithSrc for Rule {
-        fn with_src(mut self, src: &str) -> Rule {
-            self.src = Some((src.parse().unwrap(), 32));
-            self
-        }
     }
 
     #[test]
@@ -425,11 +390,9 @@ mod tests {
 
     #[test]
     fn removed_exemption_or_link_resyncs() {
-        let exempt = Rule {
-            src: None,
-            dst: Some(("172.17.0.0".parse().unwrap(), 16)),
-            ..rule(MAIN_TABLE, 83)
-        };
+        let exempt = Rule::lookup(MAIN_TABLE, 32000)
+            .with_dst("172.17.0.0".parse().unwrap(), 16)
+            .with_protocol(83);
         let dirty = run(
             &[(0, Msg::DelRule(convert::rule_message(&exempt)))],
             &mut Echoes::default(),

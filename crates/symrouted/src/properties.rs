@@ -6,7 +6,7 @@ use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use proptest::prelude::*;
 use symroute_core::convert;
-use symroute_core::model::{route_type, scope, Family, NextHop, Route, MAIN_TABLE};
+use symroute_core::model::{Route, MAIN_TABLE};
 use symroute_core::Settings;
 
 use crate::dirty::{note, Dirty, Echoes};
@@ -94,26 +94,9 @@ proptest! {
     #[test]
     fn a_truncated_notification_marks_nothing(cut in 0usize..200, garbage in any::<u8>()) {
         // A route through interface 3 in main: whole, it marks interface 3.
-        let route = Route {
-            family: Family::V4,
-            table: MAIN_TABLE,
-            dst: "192.0.2.0".parse().expect("address"),
-            dst_len: 24,
-            tos: 0,
-            metric: 0,
-            protocol: 3,
-            scope: scope::UNIVERSE,
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops: vec![NextHop {
-                ifindex: 3,
-                gateway: Some("10.2.0.1".parse().expect("address")),
-                hops: 0,
-                onlink: false,
-            }],
-        };
+        let route = Route::unicast(MAIN_TABLE, "192.0.2.0".parse().expect("address"), 24)
+            .via("10.2.0.1".parse().expect("address"), 3)
+            .with_protocol(3);
         let whole = encode(RouteNetlinkMessage::NewRoute(convert::route_message(&route)));
         let (dirty, _) = decode_and_note(&whole, &Settings::default());
         prop_assert!(!dirty.is_empty());

@@ -392,65 +392,38 @@ pub fn link_dump_request() -> LinkMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{route_type, scope};
+    use crate::fixtures::ip;
+    use crate::model::scope;
 
     fn sample(nexthops: Vec<NextHop>) -> Route {
-        Route {
-            family: Family::V6,
-            table: 1003,
-            dst: "2001:db8::".parse().unwrap(),
-            dst_len: 32,
-            tos: 0,
-            metric: 1024,
-            protocol: 83,
-            scope: scope::UNIVERSE,
-            kind: route_type::UNICAST,
-            pref_src: Some("2001:db8::9".parse().unwrap()),
-            pref: Some(0),
-            metrics: vec![(2, 1400)],
-            nexthops,
-        }
+        Route::unicast(1003, ip("2001:db8::"), 32)
+            .multipath(nexthops)
+            .with_scope(scope::UNIVERSE)
+            .with_metric(1024)
+            .with_protocol(83)
+            .with_pref_src(ip("2001:db8::9"))
+            .with_pref(0)
+            .with_metrics(vec![(2, 1400)])
     }
 
     #[test]
     fn route_survives_round_trip_through_message() {
-        let single = sample(vec![NextHop {
-            ifindex: 3,
-            gateway: Some("fe80::1".parse().unwrap()),
-            hops: 0,
-            onlink: false,
-        }]);
+        let single = sample(vec![NextHop::via(ip("fe80::1"), 3)]);
         assert_eq!(route_from(&route_message(&single)), Some(single));
         let multi = sample(vec![
-            NextHop {
-                ifindex: 3,
-                gateway: Some("fe80::1".parse().unwrap()),
-                hops: 0,
-                onlink: false,
-            },
-            NextHop {
-                ifindex: 3,
-                gateway: Some("fe80::2".parse().unwrap()),
-                hops: 4,
-                onlink: true,
-            },
+            NextHop::via(ip("fe80::1"), 3),
+            NextHop::via(ip("fe80::2"), 3)
+                .with_hops(4)
+                .with_onlink(true),
         ]);
         assert_eq!(route_from(&route_message(&multi)), Some(multi));
     }
 
     #[test]
     fn rule_survives_round_trip_through_message() {
-        let rule = Rule {
-            family: Family::V4,
-            priority: 32000,
-            src: Some(("10.2.0.9".parse().unwrap(), 32)),
-            dst: None,
-            iif: None,
-            fwmark: None,
-            table: 1003,
-            protocol: 83,
-            other_selectors: false,
-        };
+        let rule = Rule::lookup(1003, 32000)
+            .with_src(ip("10.2.0.9"), 32)
+            .with_protocol(83);
         assert_eq!(rule_from(&rule_message(&rule)), Some(rule.clone()));
         let marked = Rule {
             src: None,
@@ -478,12 +451,9 @@ mod tests {
             ..rule.clone()
         };
         assert_eq!(rule_from(&rule_message(&iif)), Some(iif));
-        let exempt = Rule {
-            src: None,
-            dst: Some(("172.17.0.0".parse().unwrap(), 16)),
-            table: 254,
-            ..rule
-        };
+        let exempt = Rule::lookup(254, rule.priority)
+            .with_dst(ip("172.17.0.0"), 16)
+            .with_protocol(rule.protocol);
         assert_eq!(rule_from(&rule_message(&exempt)), Some(exempt));
     }
 }

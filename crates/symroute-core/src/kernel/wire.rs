@@ -348,45 +348,28 @@ pub fn address_dump_request(ifindex: Option<u32>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::kernel::convert;
     use crate::model::scope;
     use netlink_packet_core::{Emitable, NetlinkMessage, NLM_F_CREATE, NLM_F_REPLACE};
     use netlink_packet_route::RouteNetlinkMessage;
 
     fn sample(family: Family, nexthops: Vec<NextHop>) -> Route {
-        let v6 = family == Family::V6;
-        Route {
-            family,
-            table: if v6 { 1003 } else { 200 },
-            dst: if v6 {
-                "2001:db8::".parse().unwrap()
-            } else {
-                "10.9.0.0".parse().unwrap()
-            },
-            dst_len: if v6 { 32 } else { 16 },
-            tos: 0,
-            metric: if v6 { 1024 } else { 0 },
-            protocol: 83,
-            scope: scope::UNIVERSE,
-            kind: route_type::UNICAST,
-            pref_src: v6.then(|| "2001:db8::9".parse().unwrap()),
-            pref: v6.then_some(0),
-            metrics: if v6 {
-                vec![(2, 1400), (8, 1300)]
-            } else {
-                vec![]
-            },
-            nexthops,
-        }
+        let v4 = Route::unicast(200, fixtures::ip("10.9.0.0"), 16).multipath(nexthops);
+        let route = match family {
+            Family::V4 => v4,
+            Family::V6 => Route::unicast(1003, fixtures::ip("2001:db8::"), 32)
+                .multipath(v4.nexthops)
+                .with_metric(1024)
+                .with_pref_src(fixtures::ip("2001:db8::9"))
+                .with_pref(0)
+                .with_metrics(vec![(2, 1400), (8, 1300)]),
+        };
+        route.with_scope(scope::UNIVERSE).with_protocol(83)
     }
 
     fn hop(gw: Option<&str>, hops: u8, onlink: bool) -> NextHop {
-        NextHop {
-            ifindex: 3,
-            gateway: gw.map(|g| g.parse().unwrap()),
-            hops,
-            onlink,
-        }
+        fixtures::hop(3, gw).with_hops(hops).with_onlink(onlink)
     }
 
     fn samples() -> Vec<Route> {

@@ -218,6 +218,125 @@ impl Route {
     }
 }
 
+/// Builders for routes and next hops written down in code (tests, the planner's own
+/// routes), so that callers do not depend on how a route is laid out.
+impl NextHop {
+    /// Straight out of `ifindex` (the destination is on its link).
+    pub fn dev(ifindex: u32) -> NextHop {
+        NextHop {
+            ifindex,
+            gateway: None,
+            hops: 0,
+            onlink: false,
+        }
+    }
+
+    /// Through `gateway` on `ifindex`.
+    pub fn via(gateway: IpAddr, ifindex: u32) -> NextHop {
+        NextHop {
+            gateway: Some(gateway),
+            ..NextHop::dev(ifindex)
+        }
+    }
+
+    /// With weight `hops + 1` in a multipath route.
+    pub fn with_hops(self, hops: u8) -> NextHop {
+        NextHop { hops, ..self }
+    }
+
+    /// With the `onlink` flag (the gateway is on the link even if no subnet says so).
+    pub fn with_onlink(self, onlink: bool) -> NextHop {
+        NextHop { onlink, ..self }
+    }
+}
+
+impl Route {
+    /// A unicast route to `dst/dst_len` in `table` with no way out yet: metric 0,
+    /// protocol 0, scope universe, no source, no metrics. Add one with [`Route::via`],
+    /// [`Route::dev`] or [`Route::multipath`].
+    pub fn unicast(table: u32, dst: IpAddr, dst_len: u8) -> Route {
+        Route {
+            family: Family::of(&dst),
+            table,
+            dst,
+            dst_len,
+            tos: 0,
+            metric: 0,
+            protocol: 0,
+            scope: scope::UNIVERSE,
+            kind: route_type::UNICAST,
+            pref_src: None,
+            pref: None,
+            metrics: Vec::new(),
+            nexthops: Vec::new(),
+        }
+    }
+
+    /// Through `gateway` on `ifindex` only (scope universe).
+    pub fn via(self, gateway: IpAddr, ifindex: u32) -> Route {
+        self.multipath(vec![NextHop::via(gateway, ifindex)])
+    }
+
+    /// Straight out of `ifindex` only (scope link, as `ip route add PREFIX dev IF` writes it).
+    pub fn dev(self, ifindex: u32) -> Route {
+        self.multipath(vec![NextHop::dev(ifindex)])
+    }
+
+    /// Out of these next hops (sorted here); scope link when none has a gateway, universe
+    /// otherwise.
+    pub fn multipath(self, mut nexthops: Vec<NextHop>) -> Route {
+        nexthops.sort_unstable();
+        let scope = if nexthops.iter().all(|nh| nh.gateway.is_none()) {
+            scope::LINK
+        } else {
+            scope::UNIVERSE
+        };
+        Route {
+            scope,
+            nexthops,
+            ..self
+        }
+    }
+
+    pub fn with_metric(self, metric: u32) -> Route {
+        Route { metric, ..self }
+    }
+
+    pub fn with_protocol(self, protocol: u8) -> Route {
+        Route { protocol, ..self }
+    }
+
+    pub fn with_scope(self, scope: u8) -> Route {
+        Route { scope, ..self }
+    }
+
+    pub fn with_table(self, table: u32) -> Route {
+        Route { table, ..self }
+    }
+
+    /// `src ADDR`.
+    pub fn with_pref_src(self, pref_src: IpAddr) -> Route {
+        Route {
+            pref_src: Some(pref_src),
+            ..self
+        }
+    }
+
+    /// IPv6 router preference (`RTA_PREF`).
+    pub fn with_pref(self, pref: u8) -> Route {
+        Route {
+            pref: Some(pref),
+            ..self
+        }
+    }
+
+    /// `RTAX_*` metrics (mtu, advmss, ...), sorted here.
+    pub fn with_metrics(self, mut metrics: Vec<(u16, u32)>) -> Route {
+        metrics.sort_unstable();
+        Route { metrics, ..self }
+    }
+}
+
 /// A policy routing rule (`ip rule`), reduced to the selectors symroute writes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rule {
@@ -235,6 +354,50 @@ pub struct Rule {
     /// True when the kernel reported selectors symroute never sets (oif, uid range, ports,
     /// tos, `not`, ...): such a rule is never taken for one of the rules we want.
     pub other_selectors: bool,
+}
+
+impl Rule {
+    /// `from all lookup TABLE priority PRIORITY` (IPv4 until a selector says otherwise),
+    /// protocol 0.
+    pub fn lookup(table: u32, priority: u32) -> Rule {
+        Rule {
+            family: Family::V4,
+            priority,
+            src: None,
+            dst: None,
+            iif: None,
+            fwmark: None,
+            table,
+            protocol: 0,
+            other_selectors: false,
+        }
+    }
+
+    /// `from ADDR/LEN` (and its family).
+    pub fn with_src(self, addr: IpAddr, len: u8) -> Rule {
+        Rule {
+            family: Family::of(&addr),
+            src: Some((addr, len)),
+            ..self
+        }
+    }
+
+    /// `to ADDR/LEN` (and its family).
+    pub fn with_dst(self, addr: IpAddr, len: u8) -> Rule {
+        Rule {
+            family: Family::of(&addr),
+            dst: Some((addr, len)),
+            ..self
+        }
+    }
+
+    pub fn with_protocol(self, protocol: u8) -> Rule {
+        Rule { protocol, ..self }
+    }
+
+    pub fn with_family(self, family: Family) -> Rule {
+        Rule { family, ..self }
+    }
 }
 
 /// A route shown in `ip route` syntax with interface names, so log lines can be pasted

@@ -571,10 +571,10 @@ mod tests {
     #[test]
     fn garbage_includes_rule_less_tables_of_vanished_interfaces() {
         let mut snap = two_uplinks();
-        let ours = |table: u32, protocol: u8| Route {
-            table,
-            protocol,
-            ..route("192.0.2.0", 24, 0, vec![hop(42, Some("10.7.0.1"))])
+        let ours = |table: u32, protocol: u8| {
+            route("192.0.2.0", 24, 0, vec![hop(42, Some("10.7.0.1"))])
+                .with_table(table)
+                .with_protocol(protocol)
         };
         // A run killed after writing table 1042 and before its rule; a foreign route beside
         // ours there; eth1's own table (it still exists) and a table outside the range.

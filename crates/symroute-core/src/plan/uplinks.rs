@@ -172,10 +172,7 @@ mod tests {
     /// A main-table route as the kernel writes it (protocol kernel, scope link).
     fn route(dst: &str, len: u8, metric: u32, hops: &[(u32, Option<&str>)]) -> Route {
         let hops = hops.iter().map(|(i, gw)| fixtures::hop(*i, *gw)).collect();
-        Route {
-            scope: scope::LINK,
-            ..fixtures::unicast(MAIN_TABLE, dst, len, metric, 2, hops)
-        }
+        fixtures::unicast(MAIN_TABLE, dst, len, metric, 2, hops).with_scope(scope::LINK)
     }
 
     fn docker_host() -> Vec<Route> {

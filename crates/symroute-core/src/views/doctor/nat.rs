@@ -114,46 +114,18 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::model::host::{Conf, Nat};
-    use crate::model::{route_type, scope, Address, Family, Link, NextHop, Route, MAIN_TABLE};
+    use crate::model::MAIN_TABLE;
 
     fn host(forwarding: u32) -> (Snapshot, HostFacts) {
-        let route = |ifindex, gw: &str| Route {
-            family: Family::V4,
-            table: MAIN_TABLE,
-            dst: "0.0.0.0".parse().unwrap(),
-            dst_len: 0,
-            tos: 0,
-            metric: 100 + ifindex,
-            protocol: 4,
-            scope: scope::UNIVERSE,
-            kind: route_type::UNICAST,
-            pref_src: None,
-            pref: None,
-            metrics: vec![],
-            nexthops: vec![NextHop {
-                ifindex,
-                gateway: Some(gw.parse().unwrap()),
-                hops: 0,
-                onlink: false,
-            }],
-        };
-        let link = |index, name: &str| Link {
-            index,
-            name: name.into(),
-            up: true,
-            loopback: false,
-        };
-        let addr = |ifindex, a: &str| Address {
-            ifindex,
-            addr: a.parse().unwrap(),
-            prefix_len: 24,
-            scope: scope::UNIVERSE,
-            flags: 0,
-        };
+        let route = |ifindex, gw| fixtures::route(MAIN_TABLE, "0.0.0.0", 0, Some(gw), ifindex, 4);
         let snapshot = Snapshot {
-            links: vec![link(2, "eth0"), link(3, "eth1")],
-            addresses: vec![addr(2, "10.1.0.2"), addr(3, "10.2.0.2")],
+            links: vec![fixtures::link(2, "eth0"), fixtures::link(3, "eth1")],
+            addresses: vec![
+                fixtures::addr(2, "10.1.0.2", 24),
+                fixtures::addr(3, "10.2.0.2", 24),
+            ],
             main_routes: vec![route(2, "10.1.0.1"), route(3, "10.2.0.1")],
             ..Snapshot::default()
         };
