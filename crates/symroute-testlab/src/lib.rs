@@ -42,6 +42,19 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// [`require_root`] for the running test, under its own name: libtest runs each test on a
+/// thread named after it, so a scenario need not spell its name a second time.
+pub fn running_as_root() -> bool {
+    let thread = std::thread::current();
+    require_root(thread.name().unwrap_or("this test"))
+}
+
+/// [`Lab::two_uplinks`] for a root test, or `None` when [`running_as_root`] skips it:
+/// `let Some(lab) = root_lab() else { return };` opens a scenario.
+pub fn root_lab() -> Option<Lab> {
+    running_as_root().then(Lab::two_uplinks)
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 /// Tests wait for conditions, never for fixed times, so they are fast and not flaky.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -4,8 +4,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 use symroute_testlab::{
-    make_strict_router, ping, require_root, wait_until, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6,
-    HOST_ETH1_V4, HOST_ETH1_V6,
+    make_strict_router, ping, root_lab, running_as_root, wait_until, Lab, Netns, HOST_ETH0_V4,
+    HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 fn netns_names() -> Vec<String> {
@@ -48,13 +48,26 @@ fn rpf_drops(router: &Netns) -> (u64, u64) {
     (v4, v6)
 }
 
+/// What symroute would do for eth1, written by hand for one `family` ("" or "-6"): its
+/// address's rule into table 1003, and a default route through r2 there.
+fn cure_by_hand(host: &Netns, family: &str) {
+    let (addr, gateway) = if family.is_empty() {
+        (HOST_ETH1_V4, "10.2.0.1")
+    } else {
+        (HOST_ETH1_V6, "fd02::1")
+    };
+    host.ip(&format!(
+        "{family} rule add from {addr} lookup 1003 priority 32000"
+    ));
+    host.ip(&format!(
+        "{family} route add default via {gateway} dev eth1 table 1003"
+    ));
+}
+
 #[test]
 fn without_policy_routing_second_uplink_is_dead() {
-    if !require_root("without_policy_routing_second_uplink_is_dead") {
-        return;
-    }
     let start = Instant::now();
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     eprintln!("lab setup took {:?}", start.elapsed());
 
     assert!(ping(&lab.client, HOST_ETH0_V4));
@@ -79,14 +92,8 @@ fn without_policy_routing_second_uplink_is_dead() {
     let strict_again = rpf_drops(&lab.r1);
 
     // The cure, written by hand: the lab is sound when it works.
-    lab.host
-        .ip("rule add from 10.2.0.2 lookup 1003 priority 32000");
-    lab.host
-        .ip("route add default via 10.2.0.1 dev eth1 table 1003");
-    lab.host
-        .ip("-6 rule add from fd02::2 lookup 1003 priority 32000");
-    lab.host
-        .ip("-6 route add default via fd02::1 dev eth1 table 1003");
+    cure_by_hand(&lab.host, "");
+    cure_by_hand(&lab.host, "-6");
     for addr in Lab::host_addresses() {
         assert!(ping(&lab.client, addr), "{addr} unreachable when cured");
     }
@@ -99,10 +106,7 @@ fn without_policy_routing_second_uplink_is_dead() {
 
 #[test]
 fn namespaces_are_removed_on_drop() {
-    if !require_root("namespaces_are_removed_on_drop") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let mut gone = names(&lab);
     assert!(gone.iter().all(|n| netns_names().contains(n)));
     // A process left running inside must not keep anything alive.
@@ -137,7 +141,7 @@ fn namespaces_are_removed_on_drop() {
 
 #[test]
 fn two_labs_at_once_are_isolated() {
-    if !require_root("two_labs_at_once_are_isolated") {
+    if !running_as_root() {
         return;
     }
     let (a, b) = (Lab::two_uplinks(), Lab::two_uplinks());
@@ -146,10 +150,7 @@ fn two_labs_at_once_are_isolated() {
         assert!(!all[i + 1..].contains(n), "{n} used twice");
     }
     // Same addresses in both: a change in one lab must not show in the other.
-    a.host
-        .ip("rule add from 10.2.0.2 lookup 1003 priority 32000");
-    a.host
-        .ip("route add default via 10.2.0.1 dev eth1 table 1003");
+    cure_by_hand(&a.host, "");
     assert!(ping(&a.client, HOST_ETH1_V4));
     assert!(ping(&b.client, HOST_ETH0_V4));
     assert!(b.host.routes("1003", false).is_empty());
@@ -162,7 +163,7 @@ fn two_labs_at_once_are_isolated() {
 /// only the file's name is checked).
 #[test]
 fn private_run_gives_each_namespace_its_own_run_directory() {
-    if !require_root("private_run_gives_each_namespace_its_own_run_directory") {
+    if !running_as_root() {
         return;
     }
     let ns = Netns::new("rundir");

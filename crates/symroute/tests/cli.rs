@@ -1,96 +1,20 @@
 //! `symroute` against the real kernel: the two-uplink lab (routers with strict reverse-path
 //! filtering, a client behind both), each subcommand and each policy with real traffic.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::{assert_contains, findings, Admin, Ran, BIN, NOBODY};
 use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    ping, require_root, table_of, veth, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4,
-    HOST_ETH1_V6,
+    all_rules, ping, root_lab, running_as_root, table_of, veth, Lab, Netns, HOST_ETH0_V4,
+    HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_symroute");
-
-/// A configuration file in a temporary directory, handed to `symroute --config`.
-struct Config {
-    dir: TempDir,
-}
-
-impl Config {
-    fn new(text: &str) -> Config {
-        let dir = TempDir::new("config");
-        write_file(&dir.path().join("symroute.toml"), text, 0o644);
-        Config { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("symroute.toml")
-    }
-
-    fn set(&self, text: &str) {
-        write_file(&self.path(), text, 0o644);
-    }
-}
-
-/// `symroute --config FILE ARGS` inside `ns`, logging to stderr.
-fn symroute(ns: &Netns, config: &Config, args: &[&str]) -> Output {
-    symroute_as(ns, config, None, args)
-}
-
-/// Like [`symroute`], as uid/gid `user` when given (via setpriv, all capabilities dropped).
-fn symroute_as(ns: &Netns, config: &Config, user: Option<u32>, args: &[&str]) -> Output {
-    let path = config.path();
-    let mut cmd = ns.private_run::<&str>(&[]);
-    let id;
-    if let Some(uid) = user {
-        id = uid.to_string();
-        cmd.args(["setpriv", "--reuid", &id, "--regid", &id, "--clear-groups"]);
-        cmd.args(["--inh-caps=-all", "--bounding-set=-all"]);
-    }
-    cmd.arg(BIN)
-        .arg("--config")
-        .arg(&path)
-        .args(args)
-        .env("SYMROUTE_LOG", "stderr")
-        .output()
-        .expect("run ip netns exec symroute")
-}
-
-fn ok(ns: &Netns, config: &Config, args: &[&str]) -> String {
-    let out = symroute(ns, config, args);
-    assert!(
-        out.status.success(),
-        "symroute {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(ns: &Netns, config: &Config, args: &[&str]) -> Value {
-    let out = ok(ns, config, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("symroute {args:?}: {e}: {out}"))
-}
-
-/// `symroute doctor --json`, which exits 1 when it finds a problem.
-fn doctor(ns: &Netns, config: &Config) -> Value {
-    let out = symroute(ns, config, &["doctor", "--json"]);
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "doctor: {}",
-        stderr(&out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor JSON: {e}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn interface<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["interfaces"]
@@ -149,16 +73,36 @@ fn service_behind_host(lab: &Lab) -> Netns {
     svc
 }
 
+/// [`service_behind_host`] with the host forwarding to it (both families).
+fn service_forwarded_to(lab: &Lab) -> Netns {
+    let svc = service_behind_host(lab);
+    lab.host.sysctls(&[
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ]);
+    svc
+}
+
+/// The rules of one interface in `symroute status --json`, as text.
+fn rule_texts(interface: &Value) -> Vec<&str> {
+    interface["rules"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["text"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `value` (a JSON string) satisfies `test`.
+fn text_is(value: &Value, test: impl Fn(&str) -> bool) -> bool {
+    value.as_str().is_some_and(test)
+}
+
 #[test]
 fn status_plan_and_sync_in_the_lab() {
-    if !require_root("status_plan_and_sync_in_the_lab") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "");
     let t1 = table_of(&lab.host, "eth1");
 
-    let before = json(&lab.host, &config, &["status", "--json"]);
+    let before = admin.status();
     assert_eq!(before["in_sync"], false);
     assert_eq!(before["table_base"], 1000);
     let eth1 = interface(&before, "eth1");
@@ -167,47 +111,34 @@ fn status_plan_and_sync_in_the_lab() {
     assert_eq!(eth1["addresses"][0]["covered"], false);
     assert_eq!(interface(&before, "lo")["state"], "unmanaged");
 
-    let rules_before = (lab.host.rules(false), lab.host.rules(true));
-    let plan = ok(&lab.host, &config, &["plan"]);
+    let rules_before = all_rules(&lab.host);
+    let plan = admin.plan();
     let want = format!("eth1: +rule from {HOST_ETH1_V4} lookup {t1} priority 32000");
     assert!(plan.lines().any(|l| l == want), "{plan}");
-    assert!(
+    let only = |plan: &str, devs: &[&str]| {
         plan.lines()
-            .all(|l| l.starts_with("eth0: ") || l.starts_with("eth1: ")),
-        "{plan}"
-    );
-    let plan_eth1 = ok(&lab.host, &config, &["plan", "eth1"]);
-    assert!(
-        plan_eth1.lines().all(|l| l.starts_with("eth1: ")),
-        "{plan_eth1}"
-    );
-    assert_eq!(
-        rules_before,
-        (lab.host.rules(false), lab.host.rules(true)),
-        "plan changed something"
-    );
+            .all(|l| devs.iter().any(|d| l.starts_with(&format!("{d}: "))))
+    };
+    assert!(only(&plan, &["eth0", "eth1"]), "{plan}");
+    let plan_eth1 = admin.ok(&["plan", "eth1"]).out;
+    assert!(only(&plan_eth1, &["eth1"]), "{plan_eth1}");
+    assert_eq!(rules_before, all_rules(&lab.host), "plan changed something");
     assert!(!ping_once(&lab.client, &[HOST_ETH1_V4]));
 
-    let out = symroute(&lab.host, &config, &["sync"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    assert_contains(&admin.sync().err, &want);
     for addr in Lab::host_addresses() {
         assert!(ping(&lab.client, addr), "{addr} unreachable after sync");
     }
 
-    let after = json(&lab.host, &config, &["status", "--json"]);
+    let after = admin.status();
     assert_eq!(after["in_sync"], true, "{after}");
     let eth1 = interface(&after, "eth1");
     assert_eq!(eth1["state"], "in-sync");
     assert!(eth1["addresses"]
         .as_array()
         .is_some_and(|a| a.len() == 2 && a.iter().all(|x| x["covered"] == true)));
-    let rules: Vec<&str> = eth1["rules"]
-        .as_array()
-        .map(|r| r.iter().filter_map(|x| x["text"].as_str()).collect())
-        .unwrap_or_default();
     assert_eq!(
-        rules,
+        rule_texts(eth1),
         [
             format!("from {HOST_ETH1_V4} lookup {t1} priority 32000"),
             format!("from {HOST_ETH1_V6} lookup {t1} priority 32000")
@@ -216,55 +147,35 @@ fn status_plan_and_sync_in_the_lab() {
     assert!(eth1["routes"].as_array().is_some_and(|r| r
         .iter()
         .any(|x| x["dst"] == "default" && x["gateway"] == "10.2.0.1" && x["dev"] == "eth1")));
-    assert_eq!(
-        ok(&lab.host, &config, &["plan"]),
-        "",
-        "a second sync would change something"
-    );
-    let out = symroute(&lab.host, &config, &["-v", "sync"]);
-    assert!(
-        out.status.success() && stderr(&out).contains("in sync"),
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(admin.plan(), "", "a second sync would change something");
+    assert_contains(&admin.ok(&["-v", "sync"]).err, "in sync");
 
-    let text = ok(&lab.host, &config, &["status"]);
-    assert!(
-        text.contains(&format!(
-            "eth1 (index {}, up): table {t1}, in sync",
-            lab.host.ifindex("eth1")
-        )),
-        "{text}"
+    let text = admin.ok(&["status"]).out;
+    let index = lab.host.ifindex("eth1");
+    assert_contains(
+        &text,
+        &format!("eth1 (index {index}, up): table {t1}, in sync"),
     );
     assert!(text.ends_with("in sync\n"), "{text}");
-    let one = json(&lab.host, &config, &["status", "eth1", "--json"]);
+    let one = admin.json(&["status", "eth1", "--json"]);
     assert_eq!(one["interfaces"].as_array().map(Vec::len), Some(1));
-    let out = symroute(&lab.host, &config, &["status", "eth9"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("eth9: no such interface"),
-        "{}",
-        stderr(&out)
-    );
+    let unknown = admin.exits(1, &["status", "eth9"]);
+    assert_contains(&unknown.err, "eth9: no such interface");
 }
 
 #[test]
 fn status_shows_foreign_and_stale_state() {
-    if !require_root("status_shows_foreign_and_stale_state") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
-    let t0 = table_of(&lab.host, "eth0");
-    let t1 = table_of(&lab.host, "eth1");
+    let Some(lab) = root_lab() else { return };
+    let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
     // Someone else's rule into eth0's table, and eth1 vanishes behind symroute's back.
     lab.host.ip(&format!(
         "rule add priority 100 from 10.9.9.9 lookup {t0} proto static"
     ));
     lab.host.ip("link del eth1");
 
-    let status = json(&lab.host, &config, &["status", "--json"]);
+    let status = admin.status();
     assert_eq!(status["in_sync"], false);
     let foreign = &interface(&status, "eth0")["foreign"];
     assert_eq!(
@@ -274,42 +185,29 @@ fn status_shows_foreign_and_stale_state() {
     );
     let stale = &status["stale"][0];
     assert_eq!(stale["table"].to_string(), t1, "{status}");
-    assert!(stale["pending"][0]
-        .as_str()
-        .is_some_and(|p| p.starts_with(&format!("-rule from {HOST_ETH1_V4} lookup {t1}"))));
+    let removal = format!("-rule from {HOST_ETH1_V4} lookup {t1}");
+    assert!(text_is(&stale["pending"][0], |p| p.starts_with(&removal)));
 
-    ok(&lab.host, &config, &["sync"]);
-    let status = json(&lab.host, &config, &["status", "--json"]);
-    assert_eq!(status["stale"], Value::Array(vec![]));
+    admin.sync();
+    assert_eq!(admin.status()["stale"], Value::Array(vec![]));
     assert!(lab.host.ip("rule show").contains("from 10.9.9.9 lookup"));
 }
 
 #[test]
 fn explain_names_rule_table_route_and_symmetry() {
-    if !require_root("explain_names_rule_table_route_and_symmetry") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "");
     let t1 = table_of(&lab.host, "eth1");
 
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.12.0.2", "--json"],
-    );
+    let e = admin.explain(&[HOST_ETH1_V4, "10.12.0.2"]);
     assert_eq!(e["table"], "main", "{e}");
     assert_eq!(e["rule"]["text"], "from all lookup main priority 32766");
     assert_eq!(e["dev"], "eth0");
     assert_eq!(e["owner"], "eth1");
     assert_eq!(e["symmetric"], false);
 
-    ok(&lab.host, &config, &["sync"]);
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.12.0.2", "--json"],
-    );
+    admin.sync();
+    let e = admin.explain(&[HOST_ETH1_V4, "10.12.0.2"]);
     assert_eq!(
         e["rule"]["text"],
         format!("from {HOST_ETH1_V4} lookup {t1} priority 32000"),
@@ -326,115 +224,89 @@ fn explain_names_rule_table_route_and_symmetry() {
     assert_eq!(e["gateway"], "10.2.0.1");
     assert_eq!(e["symmetric"], true);
 
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V6, "fd12::2", "--json"],
-    );
+    let e = admin.explain(&[HOST_ETH1_V6, "fd12::2"]);
     assert_eq!(e["family"], "inet6");
     assert_eq!(e["dev"], "eth1", "{e}");
     assert_eq!(e["symmetric"], true);
 
     // eth0's address answering a client on eth1's side still leaves through eth0.
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", "10.1.0.2", "10.2.0.9", "--json"],
-    );
+    let e = admin.explain(&["10.1.0.2", "10.2.0.9"]);
     assert_eq!(e["dev"], "eth0", "{e}");
     assert_eq!(e["symmetric"], true);
 
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", "10.1.0.2", HOST_ETH1_V4, "--json"],
-    );
+    let e = admin.explain(&["10.1.0.2", HOST_ETH1_V4]);
     assert_eq!(e["type"], "local", "{e}");
     assert_eq!(e["table"], "local");
     assert_eq!(e["symmetric"], Value::Null);
 
-    let text = ok(&lab.host, &config, &["explain", HOST_ETH1_V4, "10.12.0.2"]);
-    assert!(
-        text.contains(&format!("table    {t1} (symroute's table for eth1)")),
-        "{text}"
-    );
-    assert!(
-        text.contains("verdict  symmetric: leaves via 10.2.0.1 dev eth1"),
-        "{text}"
-    );
+    let text = admin.ok(&["explain", HOST_ETH1_V4, "10.12.0.2"]).out;
+    assert_contains(&text, &format!("table    {t1} (symroute's table for eth1)"));
+    assert_contains(&text, "verdict  symmetric: leaves via 10.2.0.1 dev eth1");
 
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", "192.0.2.1", "10.12.0.2", "--json"],
-    );
+    let e = admin.explain(&["192.0.2.1", "10.12.0.2"]);
     assert!(e["error"].is_string(), "{e}");
-    assert!(e["verdict"]
-        .as_str()
-        .is_some_and(|v| v.contains("not an address of this host")));
+    assert!(text_is(&e["verdict"], |v| v.contains("not an address of this host")));
 }
 
 #[test]
 fn read_only_commands_work_without_root() {
-    if !require_root("read_only_commands_work_without_root") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
-    let nobody = Some(65534);
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "");
+    let nobody = |args: &[&str]| admin.run_as(Some(NOBODY), args);
     for args in [
         &["status", "--json"][..],
         &["plan"],
         &["explain", HOST_ETH1_V4, "10.12.0.2", "--json"],
     ] {
-        let out = symroute_as(&lab.host, &config, nobody, args);
-        assert!(out.status.success(), "{args:?} as nobody: {}", stderr(&out));
+        let ran = nobody(args);
+        assert_eq!(ran.code, Some(0), "{args:?} as nobody: {ran:?}");
     }
-    let out = symroute_as(&lab.host, &config, nobody, &["plan"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("+rule from"));
-    let out = symroute_as(&lab.host, &config, nobody, &["doctor", "--json"]);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
-    let doctor: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_contains(&nobody(&["plan"]).out, "+rule from");
+    let ran = nobody(&["doctor", "--json"]);
+    assert!(matches!(ran.code, Some(0 | 1)), "{ran:?}");
+    let doctor: Value = serde_json::from_str(&ran.out).expect("doctor JSON");
     assert!(doctor["findings"].as_array().is_some_and(|f| !f.is_empty()));
 
     // Writing needs privileges: refused, nothing changed.
-    let out = symroute_as(&lab.host, &config, nobody, &["sync"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let ran = nobody(&["sync"]);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
     assert!(ours(&lab.host).is_empty());
 }
 
 #[test]
 fn usage_and_config_errors_exit_2_and_change_nothing() {
     // No kernel access is reached: these need no root.
-    let config = Config::new("table_base = 1000\nstrict = \"yes\"\n");
-    let run = |args: &[&str]| {
+    let dir = TempDir::new("config");
+    let config = dir.path().join("symroute.toml");
+    write_file(&config, "table_base = 1000\nstrict = \"yes\"\n", 0o644);
+    let run = |args: &[&str]| -> Ran {
         Command::new(BIN)
             .args(args)
             .env("SYMROUTE_LOG", "stderr")
             .output()
             .expect("run symroute")
+            .into()
     };
-    let path = config.path();
-    let path = path.to_str().unwrap_or_default();
-    let out = run(&["--config", path, "sync"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains(&format!("{path}:2: strict: ")),
-        "{}",
-        stderr(&out)
+    let usage = |args: &[&str]| {
+        let ran = run(args);
+        assert_eq!(ran.code, Some(2), "{args:?}: {ran:?}");
+        ran.err
+    };
+    let path = config.to_str().unwrap_or_default();
+    assert_contains(
+        &usage(&["--config", path, "sync"]),
+        &format!("{path}:2: strict: "),
     );
-    let out = run(&["--config", "/nonexistent/symroute.toml", "status"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    config.set("");
-    let out = run(&["--config", path, "explain", "10.0.0.1", "fd00::1"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("different address families"));
-    let out = run(&["--config", path, "status", "a/b"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(run(&["explain", "10.0.0.1"]).status.code(), Some(2));
-    let help = run(&["--help"]);
-    let help = String::from_utf8_lossy(&help.stdout);
+    usage(&["--config", "/nonexistent/symroute.toml", "status"]);
+    write_file(&config, "", 0o644);
+    assert_contains(
+        &usage(&["--config", path, "explain", "10.0.0.1", "fd00::1"]),
+        "different address families",
+    );
+    usage(&["--config", path, "status", "a/b"]);
+    usage(&["frobnicate"]);
+    usage(&["explain", "10.0.0.1"]);
+    let help = run(&["--help"]).out;
     for word in [
         "status",
         "plan",
@@ -450,156 +322,113 @@ fn usage_and_config_errors_exit_2_and_change_nothing() {
 
 #[test]
 fn flush_leaves_no_rule_or_route_of_ours() {
-    if !require_root("flush_leaves_no_rule_or_route_of_ours") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let _svc = service_behind_host(&lab);
     lab.host
         .ip("rule add priority 100 from 10.9.9.9 lookup 200");
     lab.host
         .ip("route add 198.51.100.0/24 via 10.2.0.1 dev eth1 table 200");
-    let foreign = (lab.host.rules(false), lab.host.routes("200", false));
-    let config = Config::new(
+    let foreign_routes = lab.host.routes("200", false);
+    let admin = Admin::new(
+        &lab.host,
         "iif_rules = true\nstrict = true\nexempt = [\"10.50.0.0/24\", \"fd50::/64\"]\n",
     );
-    ok(&lab.host, &config, &["sync"]);
+    admin.sync();
     let installed = ours(&lab.host);
+    let mark1 = mark_of(&lab.host, "eth1");
+    let has = |lines: &[String], part: &str| lines.iter().any(|l| l.contains(part));
     assert!(
-        installed
-            .iter()
-            .any(|l| l.contains(&format!("fwmark {}/0xff000000", mark_of(&lab.host, "eth1")))),
+        has(&installed, &format!("fwmark {mark1}/0xff000000")),
         "{installed:?}"
     );
     assert!(nft_table(&lab.host).is_some());
     assert!(
-        installed
-            .iter()
-            .any(|l| l.contains("to 10.50.0.0/24 lookup main")),
+        has(&installed, "to 10.50.0.0/24 lookup main"),
         "{installed:?}"
     );
-    assert!(
-        installed
-            .iter()
-            .any(|l| l.starts_with("unreachable default")),
-        "{installed:?}"
-    );
+    let closed = installed
+        .iter()
+        .any(|l| l.starts_with("unreachable default"));
+    assert!(closed, "{installed:?}");
 
     // One interface: only its rules and table go.
     let t1 = table_of(&lab.host, "eth1");
-    ok(&lab.host, &config, &["flush", "eth1"]);
+    admin.ok(&["flush", "eth1"]);
     let left = ours(&lab.host);
     assert!(
-        !left
-            .iter()
-            .any(|l| l.contains(&format!("lookup {t1}")) || l.contains("dev eth1")),
+        !has(&left, &format!("lookup {t1}")) && !has(&left, "dev eth1"),
         "{left:?}"
     );
-    assert!(left.iter().any(|l| l.contains("dev eth0")), "{left:?}");
+    assert!(has(&left, "dev eth0"), "{left:?}");
 
-    ok(&lab.host, &config, &["sync"]);
-    let out = symroute(&lab.host, &config, &["flush"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    admin.sync();
+    admin.ok(&["flush"]);
     assert_eq!(ours(&lab.host), Vec::<String>::new());
     assert_eq!(nft_table(&lab.host), None);
     for dev in ["eth0", "eth1", "lan0"] {
         let t = table_of(&lab.host, dev);
         assert!(lab.host.routes(&t, false).is_empty() && lab.host.routes(&t, true).is_empty());
     }
-    assert_eq!(foreign.1, lab.host.routes("200", false));
-    assert!(lab
-        .host
-        .rules(false)
-        .iter()
-        .any(|r| r.contains("from 10.9.9.9 lookup 200")));
-    let status = json(&lab.host, &config, &["status", "--json"]);
+    assert_eq!(foreign_routes, lab.host.routes("200", false));
+    assert!(has(&lab.host.rules(false), "from 10.9.9.9 lookup 200"));
+    let status = admin.status();
     assert!(status["interfaces"]
         .as_array()
         .is_some_and(|i| i.iter().all(|x| x["rules"] == Value::Array(vec![]))));
     // Flushing what is already gone is fine.
-    ok(&lab.host, &config, &["flush"]);
+    admin.ok(&["flush"]);
 }
 
 #[test]
 fn exempt_prefix_stays_local_instead_of_going_via_the_uplink() {
-    if !require_root("exempt_prefix_stays_local_instead_of_going_via_the_uplink") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let _svc = service_behind_host(&lab);
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
     // Without exemption, eth1's table already reaches the container network next door:
     // it holds a copy of main's direct route to it.
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.50.0.2", "--json"],
-    );
+    let e = admin.explain(&[HOST_ETH1_V4, "10.50.0.2"]);
     assert_eq!(e["dev"], "lan0", "{e}");
     assert_eq!(e["symmetric"], true, "{e}");
-    assert!(
-        e["verdict"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("direct: ")),
-        "{e}"
-    );
+    assert!(text_is(&e["verdict"], |v| v.starts_with("direct: ")), "{e}");
     assert!(ping_from(&lab.host, HOST_ETH1_V4, "10.50.0.2"));
 
-    config.set("exempt = [\"10.50.0.0/24\", \"fd50::/64\"]\n");
-    let plan = ok(&lab.host, &config, &["plan"]);
+    admin.configure("exempt = [\"10.50.0.0/24\", \"fd50::/64\"]\n");
+    let exempt = "from all to 10.50.0.0/24 lookup main priority 31999";
+    let plan = admin.plan();
     assert!(
-        plan.lines()
-            .any(|l| l == "exempt: +rule from all to 10.50.0.0/24 lookup main priority 31999"),
+        plan.lines().any(|l| l == format!("exempt: +rule {exempt}")),
         "{plan}"
     );
-    ok(&lab.host, &config, &["sync"]);
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.50.0.2", "--json"],
-    );
-    assert_eq!(
-        e["rule"]["text"], "from all to 10.50.0.0/24 lookup main priority 31999",
-        "{e}"
-    );
+    admin.sync();
+    let e = admin.explain(&[HOST_ETH1_V4, "10.50.0.2"]);
+    assert_eq!(e["rule"]["text"], exempt, "{e}");
     assert_eq!(e["rule"]["ours"], true);
     assert_eq!(e["dev"], "lan0");
     assert!(ping_from(&lab.host, HOST_ETH1_V4, "10.50.0.2"));
     assert!(ping_from(&lab.host, HOST_ETH1_V6, "fd50::2"));
     // Still symmetric for everything else.
     assert!(ping(&lab.client, HOST_ETH1_V4));
-    let status = json(&lab.host, &config, &["status", "--json"]);
+    let status = admin.status();
     assert_eq!(status["exempt"]["rules"].as_array().map(Vec::len), Some(2));
 
     // Exemptions removed from the configuration are removed from the kernel.
-    config.set("");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("");
+    admin.sync();
     assert!(!lab.host.ip("rule show").contains("10.50.0.0/24"));
 }
 
-/// [`service_behind_host`], reachable from the client through r2 and the host's eth1, which
-/// forwards; r1 does not know the service network, so an answer that leaves through eth0
-/// fails r1's strict reverse-path filter.
-fn forwarding_lab() -> (Lab, Netns) {
-    let lab = Lab::two_uplinks();
-    let svc = service_behind_host(&lab);
-    lab.host.sysctls(&[
-        ("net.ipv4.ip_forward", "1"),
-        ("net.ipv6.conf.all.forwarding", "1"),
-    ]);
+/// [`service_forwarded_to`], reachable from the client through r2 and the host's eth1; r1
+/// does not know the service network, so an answer that leaves through eth0 fails r1's
+/// strict reverse-path filter.
+fn forwarding_lab() -> Option<(Lab, Netns)> {
+    let lab = root_lab()?;
+    let svc = service_forwarded_to(&lab);
     lab.r2.ip("route add 10.50.0.0/24 via 10.2.0.2");
     lab.r2.ip("-6 route add fd50::/64 via fd02::2");
     lab.client.ip("route add 10.50.0.0/24 via 10.12.0.1");
     lab.client.ip("-6 route add fd50::/64 via fd12::1");
-    (lab, svc)
-}
-
-fn findings(doctor: &Value, check: &str) -> Vec<Value> {
-    doctor["findings"]
-        .as_array()
-        .map(|f| f.iter().filter(|x| x["check"] == check).cloned().collect())
-        .unwrap_or_default()
+    Some((lab, svc))
 }
 
 /// `table inet symroute` as `nft list` shows it; `None` when it does not exist.
@@ -625,64 +454,43 @@ fn mark_of(ns: &Netns, dev: &str) -> String {
 
 #[test]
 fn iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in() {
-    if !require_root("iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in") {
+    let Some((lab, _svc)) = forwarding_lab() else {
         return;
-    }
-    let (lab, _svc) = forwarding_lab();
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
+    };
+    let admin = Admin::new(&lab.host, "");
+    // What the host does with the client's request to the service, entering eth1.
+    let forwarded = || admin.explain(&["10.12.0.2", "10.50.0.2", "--iif", "eth1"]);
+    admin.sync();
     // The answer of 10.50.0.2 leaves by main's default through eth0; r1 drops it.
     assert!(!ping_once(&lab.client, &["10.50.0.2"]));
-    let e = json(
-        &lab.host,
-        &config,
-        &[
-            "explain",
-            "10.12.0.2",
-            "10.50.0.2",
-            "--iif",
-            "eth1",
-            "--json",
-        ],
-    );
+    let e = forwarded();
     assert_eq!(e["dev"], "lan0", "{e}");
     assert_eq!(e["reply"]["dev"], "eth0", "{e}");
     assert_eq!(e["symmetric"], false);
 
-    config.set("iif_rules = true\n");
-    let plan = ok(&lab.host, &config, &["plan"]);
+    admin.configure("iif_rules = true\n");
+    let plan = admin.plan();
     assert!(
         plan.lines()
             .any(|l| l == "nft: replace table inet symroute (3 interfaces)"),
         "{plan}"
     );
-    ok(&lab.host, &config, &["sync"]);
+    admin.sync();
     let t1 = table_of(&lab.host, "eth1");
     let mark1 = mark_of(&lab.host, "eth1");
     let want = format!("from all fwmark {mark1}/0xff000000 lookup {t1} proto");
+    let marked = fwmark_rules(&lab.host);
     assert!(
-        fwmark_rules(&lab.host)
+        marked
             .iter()
             .any(|r| r.starts_with("31998:") && r.contains(&want)),
-        "{:?}",
-        fwmark_rules(&lab.host)
+        "{marked:?}"
     );
     // Requests are still routed by main (no hairpin, no exemption needed); the answer
     // carries eth1's mark and leaves through eth1, past r2's strict filter.
     assert!(ping(&lab.client, "10.50.0.2"));
     assert!(ping(&lab.client, "fd50::2"));
-    let e = json(
-        &lab.host,
-        &config,
-        &[
-            "explain",
-            "10.12.0.2",
-            "10.50.0.2",
-            "--iif",
-            "eth1",
-            "--json",
-        ],
-    );
+    let e = forwarded();
     assert_eq!(e["dev"], "lan0", "{e}");
     assert_eq!(e["reply"]["mark"], mark1.as_str(), "{e}");
     assert_eq!(
@@ -692,17 +500,16 @@ fn iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in() {
     );
     assert_eq!(e["reply"]["dev"], "eth1", "{e}");
     assert_eq!(e["symmetric"], true, "{e}");
-    let doctor = self::doctor(&lab.host, &config);
+    let doctor = admin.doctor();
     let iif = findings(&doctor, "iif_rules");
+    let marks = "connections entering eth0, eth1, lan0 are marked";
     assert!(
         iif.len() == 1
             && iif[0]["verdict"] == "ok"
-            && iif[0]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("connections entering eth0, eth1, lan0 are marked")),
+            && text_is(&iif[0]["message"], |m| m.starts_with(marks)),
         "{doctor}"
     );
-    let status = json(&lab.host, &config, &["status", "--json"]);
+    let status = admin.status();
     assert_eq!(status["in_sync"], true, "{status}");
 
     // A strict reverse-path filter on the host drops such forwarded traffic whatever the
@@ -710,35 +517,18 @@ fn iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in() {
     // and loosening it is the fix.
     lab.host.sysctl("net.ipv4.conf.all.rp_filter", "1");
     assert!(!ping_once(&lab.client, &["10.50.0.2"]));
-    let e = json(
-        &lab.host,
-        &config,
-        &[
-            "explain",
-            "10.12.0.2",
-            "10.50.0.2",
-            "--iif",
-            "eth1",
-            "--json",
-        ],
-    );
+    let e = forwarded();
     assert!(
-        e["verdict"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("dropped on entry to eth1")),
+        text_is(&e["verdict"], |v| v.starts_with("dropped on entry to eth1")),
         "{e}"
     );
-    let doctor = self::doctor(&lab.host, &config);
+    let doctor = admin.doctor();
     assert!(
         findings(&doctor, "rp_filter")
             .iter()
             .any(|f| f["verdict"] == "fail"
-                && f["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("eth1: rp_filter=1"))
-                && f["fix"]
-                    .as_str()
-                    .is_some_and(|x| x.contains("net.ipv4.conf.eth1.rp_filter=2"))),
+                && text_is(&f["message"], |m| m.starts_with("eth1: rp_filter=1"))
+                && text_is(&f["fix"], |x| x.contains("net.ipv4.conf.eth1.rp_filter=2"))),
         "{doctor}"
     );
     lab.host.sysctls(&[
@@ -755,15 +545,8 @@ fn iif_rules_answer_forwarded_traffic_through_the_interface_it_came_in() {
 /// other one, the strict router there drops it (neither router knows the other's subnet).
 #[test]
 fn dnat_to_a_service_behind_the_host_is_answered_through_eth1() {
-    if !require_root("dnat_to_a_service_behind_the_host_is_answered_through_eth1") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let _svc = service_behind_host(&lab);
-    lab.host.sysctls(&[
-        ("net.ipv4.ip_forward", "1"),
-        ("net.ipv6.conf.all.forwarding", "1"),
-    ]);
+    let Some(lab) = root_lab() else { return };
+    let _svc = service_forwarded_to(&lab);
     lab.host.ip("addr add 10.2.0.3/24 dev eth1");
     // Port forwarding, ICMP flavour.
     lab.host.sh_ok_input(
@@ -779,14 +562,14 @@ fn dnat_to_a_service_behind_the_host_is_answered_through_eth1() {
          }
         ",
     );
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
     // Without iif_rules the DNAT'ed answer leaves through eth0 (main's default) with source
     // 10.2.0.2, and r1 drops it.
     assert!(!ping_once(&lab.client, &[HOST_ETH1_V4]));
 
-    config.set("iif_rules = true\n");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("iif_rules = true\n");
+    admin.sync();
     assert!(
         ping(&lab.client, HOST_ETH1_V4),
         "the DNAT'ed echo's answer did not come back through eth1"
@@ -807,28 +590,24 @@ fn dnat_to_a_service_behind_the_host_is_answered_through_eth1() {
 
 #[test]
 fn iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table() {
-    if !require_root("iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table")
-    {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("iif_rules = true\n");
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "iif_rules = true\n");
     // Interface by interface, as the hook does: the table grows with each.
-    ok(&lab.host, &config, &["sync", "eth0"]);
+    admin.ok(&["sync", "eth0"]);
     let table = nft_table(&lab.host).expect("table inet symroute after sync eth0");
     assert!(
         table.contains("ct state new iif \"eth0\"") && !table.contains("iif \"eth1\""),
         "{table}"
     );
-    ok(&lab.host, &config, &["sync", "eth1"]);
+    admin.ok(&["sync", "eth1"]);
     let table = nft_table(&lab.host).expect("table inet symroute after sync eth1");
     assert!(
         table.contains("ct state new iif \"eth0\"") && table.contains("ct state new iif \"eth1\""),
         "{table}"
     );
-    assert!(table.contains("comment \"symroute iif_rules "), "{table}");
+    assert_contains(&table, "comment \"symroute iif_rules ");
     assert_eq!(fwmark_rules(&lab.host).len(), 4, "{:?}", ours(&lab.host));
-    assert_eq!(ok(&lab.host, &config, &["plan"]), "");
+    assert_eq!(admin.plan(), "");
 
     // A converged rerun, per interface and of everything, writes neither rules nor routes
     // nor nftables: both monitors see only the markers around it.
@@ -868,9 +647,9 @@ fn iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table()
         }),
         "the monitors never started"
     );
-    ok(&lab.host, &config, &["sync", "eth1"]);
-    ok(&lab.host, &config, &["sync", "eth0"]);
-    ok(&lab.host, &config, &["sync"]);
+    admin.ok(&["sync", "eth1"]);
+    admin.ok(&["sync", "eth0"]);
+    admin.sync();
     marker(12);
     let seen = wait_marker(12, std::time::Duration::from_secs(10)).expect("marker 12");
     for m in &mut monitors {
@@ -892,37 +671,32 @@ fn iif_rules_converged_rerun_writes_nothing_and_off_or_flush_removes_the_table()
 
     // Turned off: one interface's run already removes the table (its own rules and those
     // left elsewhere are the evidence); the full run removes the rest.
-    config.set("");
-    let out = symroute(&lab.host, &config, &["sync", "eth1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("nft: delete table inet symroute"),
-        "{}",
-        stderr(&out)
-    );
+    admin.configure("");
+    let ran = admin.ok(&["sync", "eth1"]);
+    assert_contains(&ran.err, "nft: delete table inet symroute");
     assert_eq!(nft_table(&lab.host), None);
-    ok(&lab.host, &config, &["sync"]);
+    admin.sync();
     assert_eq!(fwmark_rules(&lab.host), Vec::<String>::new());
-    assert_eq!(ok(&lab.host, &config, &["plan"]), "");
+    assert_eq!(admin.plan(), "");
 
     // On again, then flushed: nothing of ours is left, in nftables either.
-    config.set("iif_rules = true\n");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("iif_rules = true\n");
+    admin.sync();
     assert!(nft_table(&lab.host).is_some() && !fwmark_rules(&lab.host).is_empty());
-    ok(&lab.host, &config, &["flush", "eth1"]);
+    admin.ok(&["flush", "eth1"]);
     let table = nft_table(&lab.host).expect("eth0 is still marked");
     assert!(
         !table.contains("iif \"eth1\"") && table.contains("iif \"eth0\""),
         "{table}"
     );
-    ok(&lab.host, &config, &["flush"]);
+    admin.ok(&["flush"]);
     assert_eq!(nft_table(&lab.host), None);
     assert_eq!(ours(&lab.host), Vec::<String>::new());
     // Someone deleting the table is repaired by the next run.
-    ok(&lab.host, &config, &["sync"]);
+    admin.sync();
     lab.host
         .sh_ok(&["nft", "delete", "table", "inet", "symroute"]);
-    ok(&lab.host, &config, &["sync", "eth0"]);
+    admin.ok(&["sync", "eth0"]);
     assert!(nft_table(&lab.host).is_some_and(|t| t.contains("iif \"eth1\"")));
 }
 
@@ -949,11 +723,8 @@ fn monitor(ns: &Netns) -> (std::sync::mpsc::Receiver<String>, Vec<std::process::
 
 #[test]
 fn iif_rules_without_nft_is_one_error_naming_nft() {
-    if !require_root("iif_rules_without_nft_is_one_error_naming_nft") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("iif_rules = true\n");
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "iif_rules = true\n");
     let dir = TempDir::new("nonft");
     let stand_in = dir.path().join("nft");
     write_file(&stand_in, "", 0o644);
@@ -961,11 +732,11 @@ fn iif_rules_without_nft_is_one_error_naming_nft() {
     let script = format!(
         "mount --bind {stand_in} /usr/sbin/nft && exec {BIN} --config {cfg} sync eth1",
         stand_in = stand_in.display(),
-        cfg = config.path().display(),
+        cfg = admin.config().display(),
     );
-    let out = lab.host.run_private(&["sh", "-c", &script]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let ran = Ran::from(lab.host.run_private(&["sh", "-c", &script]));
+    let err = ran.err;
+    assert_eq!(ran.code, Some(1), "{err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.contains(": +")).collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
@@ -1003,49 +774,36 @@ fn leak_counter(host: &Netns) -> impl Fn() -> u64 + '_ {
 
 #[test]
 fn strict_keeps_eth1_traffic_from_leaking_through_eth0() {
-    if !require_root("strict_keeps_eth1_traffic_from_leaking_through_eth0") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     // eth1's gateway is gone from main (DHCP lost it, an admin removed it).
     lab.host.ip("route del default via 10.2.0.1 dev eth1");
     let leaked = leak_counter(&lab.host);
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.12.0.2", "--json"],
-    );
+    let admin = Admin::new(&lab.host, "");
+    // What the host sends from eth1's address to the client.
+    let to_client = || admin.explain(&[HOST_ETH1_V4, "10.12.0.2"]);
+    let try_client = || ping_once(&lab.host, &["-I", HOST_ETH1_V4, "10.12.0.2"]);
+    admin.sync();
+    let e = to_client();
     assert_eq!(e["dev"], "eth0", "{e}");
     assert_eq!(e["symmetric"], false);
-    assert!(!ping_once(&lab.host, &["-I", HOST_ETH1_V4, "10.12.0.2"]));
+    assert!(!try_client());
     assert!(
         leaked() > 0,
         "without strict the packet should have left through eth0"
     );
 
-    config.set("strict = true\n");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("strict = true\n");
+    admin.sync();
     let before = leaked();
-    assert!(!ping_once(&lab.host, &["-I", HOST_ETH1_V4, "10.12.0.2"]));
+    assert!(!try_client());
     assert_eq!(
         leaked(),
         before,
         "traffic from eth1's address leaked through eth0"
     );
-    let e = json(
-        &lab.host,
-        &config,
-        &["explain", HOST_ETH1_V4, "10.12.0.2", "--json"],
-    );
+    let e = to_client();
     // An `unreachable` route answers EHOSTUNREACH.
-    assert!(
-        e["error"]
-            .as_str()
-            .is_some_and(|x| x.contains("(errno 113)")),
-        "{e}"
-    );
+    assert!(text_is(&e["error"], |x| x.contains("(errno 113)")), "{e}");
     assert_eq!(
         e["rule"]["text"],
         format!(
@@ -1059,24 +817,18 @@ fn strict_keeps_eth1_traffic_from_leaking_through_eth0() {
 
 #[test]
 fn prefix_rules_cover_a_new_address_before_any_sync() {
-    if !require_root("prefix_rules_cover_a_new_address_before_any_sync") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let t1 = table_of(&lab.host, "eth1");
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
     // Per-address rules: a new address is dead until the next sync.
     lab.host.ip("addr add 10.2.0.8/24 dev eth1");
     assert!(!ping_once(&lab.client, &["10.2.0.8"]));
 
-    config.set("prefix_rules = true\n");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("prefix_rules = true\n");
+    admin.sync();
     let rules = lab.host.ip("rule show");
-    assert!(
-        rules.contains(&format!("from 10.2.0.0/24 lookup {t1}")),
-        "{rules}"
-    );
+    assert_contains(&rules, &format!("from 10.2.0.0/24 lookup {t1}"));
     assert!(
         !rules.contains(&format!("from {HOST_ETH1_V4} lookup")),
         "{rules}"
@@ -1097,16 +849,14 @@ fn prefix_rules_cover_a_new_address_before_any_sync() {
 
     // A subnet on two interfaces cannot be told apart by a prefix rule: refused.
     lab.host.ip("addr add 10.2.0.77/24 dev eth0");
-    let out = symroute(&lab.host, &config, &["sync", "eth1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("prefix_rules"), "{}", stderr(&out));
-    let status = json(&lab.host, &config, &["status", "--json"]);
+    assert_contains(&admin.exits(1, &["sync", "eth1"]).err, "prefix_rules");
+    let status = admin.status();
     assert_eq!(interface(&status, "eth1")["state"], "refused", "{status}");
 }
 
 #[test]
 fn table_names_are_written_in_a_private_mount_namespace_only() {
-    if !require_root("table_names_are_written_in_a_private_mount_namespace_only") {
+    if !running_as_root() {
         return;
     }
     let real = Path::new("/etc/iproute2/rt_tables.d");
@@ -1120,7 +870,7 @@ fn table_names_are_written_in_a_private_mount_namespace_only() {
     let names_file = real.join("symroute.conf");
     let before = std::fs::read(&names_file).ok();
     let lab = Lab::two_uplinks();
-    let config = Config::new("table_names = true\n");
+    let admin = Admin::new(&lab.host, "table_names = true\n");
     let t1 = table_of(&lab.host, "eth1");
     let script = format!(
         "set -e
@@ -1135,7 +885,7 @@ fn table_names_are_written_in_a_private_mount_namespace_only() {
          {BIN} --config {cfg} flush
          test ! -e {dir}/symroute.conf && echo removed",
         dir = real.display(),
-        cfg = config.path().display(),
+        cfg = admin.config().display(),
     );
     let out = lab.host.sh_ok_private(&["sh", "-c", &script]);
     let parts: Vec<&str> = out.split("---\n").collect();
@@ -1161,14 +911,11 @@ fn table_names_are_written_in_a_private_mount_namespace_only() {
 
 #[test]
 fn doctor_reports_foreign_tables_and_shadowing_rules() {
-    if !require_root("doctor_reports_foreign_tables_and_shadowing_rules") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
-    ok(&lab.host, &config, &["sync"]);
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
     let t1 = table_of(&lab.host, "eth1");
-    let doctor = self::doctor(&lab.host, &config);
+    let doctor = admin.doctor();
     for check in ["sync", "tables", "shadowing", "rp_filter", "arp"] {
         let f = findings(&doctor, check);
         assert!(
@@ -1184,41 +931,36 @@ fn doctor_reports_foreign_tables_and_shadowing_rules() {
     lab.host.ip(&format!(
         "route add 203.0.113.0/24 via 10.2.0.1 dev eth1 table {t1} proto static"
     ));
-    let out = symroute(&lab.host, &config, &["doctor", "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let doctor: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    let ran = admin.exits(1, &["doctor", "--json"]);
+    let doctor: Value = serde_json::from_str(&ran.out).expect("doctor JSON");
     assert_eq!(doctor["ok"], false);
-    let tables = findings(&doctor, "tables");
+    let ours = format!("table {t1} (for eth1)");
     assert!(
-        tables.iter().any(|x| x["verdict"] == "fail"
-            && x["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(&format!("table {t1} (for eth1)")))
-            && x["fix"]
-                .as_str()
-                .is_some_and(|f| f.contains("table_base = 2000"))),
+        findings(&doctor, "tables")
+            .iter()
+            .any(|x| x["verdict"] == "fail"
+                && text_is(&x["message"], |m| m.starts_with(&ours))
+                && text_is(&x["fix"], |f| f.contains("table_base = 2000"))),
         "{doctor}"
     );
-    let shadowing = findings(&doctor, "shadowing");
+    let vpn = "from all lookup 51820 priority 100";
     assert!(
-        shadowing.iter().any(|x| x["verdict"] == "fail"
-            && x["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("from all lookup 51820 priority 100"))),
+        findings(&doctor, "shadowing")
+            .iter()
+            .any(|x| x["verdict"] == "fail" && text_is(&x["message"], |m| m.contains(vpn))),
         "{doctor}"
     );
 
-    let text =
-        String::from_utf8_lossy(&symroute(&lab.host, &config, &["doctor"]).stdout).into_owned();
-    assert!(text.contains("FAIL  tables"), "{text}");
-    assert!(text.contains("fix: set `table_base = 2000`"), "{text}");
+    let text = admin.run(&["doctor"]).out;
+    assert_contains(&text, "FAIL  tables");
+    assert_contains(&text, "fix: set `table_base = 2000`");
 
     // The suggested base works.
-    config.set("table_base = 2000\n");
-    ok(&lab.host, &config, &["sync"]);
+    admin.configure("table_base = 2000\n");
+    admin.sync();
     lab.host.ip("rule del priority 100 from all lookup 51820");
     assert!(ping(&lab.client, HOST_ETH1_V4));
-    let doctor = self::doctor(&lab.host, &config);
+    let doctor = admin.doctor();
     for check in ["sync", "tables", "shadowing"] {
         assert!(
             findings(&doctor, check)
@@ -1231,20 +973,23 @@ fn doctor_reports_foreign_tables_and_shadowing_rules() {
 
 #[test]
 fn off_a_terminal_errors_reach_stderr_and_changes_reach_syslog() {
-    if !require_root("off_a_terminal_errors_reach_stderr_and_changes_reach_syslog") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let config = Config::new("");
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "");
     let mut syslog = Syslog::new(&lab.host);
-    let cfg = config.path();
+    let cfg = admin.config();
     let cfg = cfg.to_string_lossy();
     let t1 = table_of(&lab.host, "eth1");
+    // `symroute --config FILE ARGS` off a terminal, its syslog the test's own.
+    let logged = |syslog: &Syslog, args: &[&str], env: &[(&str, &str)]| -> Ran {
+        let mut argv = vec!["--config", &cfg];
+        argv.extend_from_slice(args);
+        syslog.run(Path::new(BIN), &argv, env).into()
+    };
 
-    let out = syslog.run(Path::new(BIN), &["--config", &cfg, "sync"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let ran = logged(&syslog, &["sync"], &[]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
     let change = format!("eth1: +rule from {HOST_ETH1_V4} lookup {t1} priority 32000");
-    assert!(stderr(&out).contains(&change), "{}", stderr(&out));
+    assert_contains(&ran.err, &change);
     let got = syslog.wait_for(&change, Duration::from_secs(10));
     assert!(
         got.iter()
@@ -1252,26 +997,14 @@ fn off_a_terminal_errors_reach_stderr_and_changes_reach_syslog() {
         "no audit line for {change:?} in {got:?}"
     );
 
-    let out = syslog.run(Path::new(BIN), &["--config", &cfg, "sync", "eth9"], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("error: eth9: no such interface"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(out.stdout.is_empty());
+    let ran = logged(&syslog, &["sync", "eth9"], &[]);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert_contains(&ran.err, "error: eth9: no such interface");
+    assert!(ran.out.is_empty());
 
     // SYMROUTE_LOG=syslog changes nothing for the admin: stderr still gets the error.
-    let out = syslog.run(
-        Path::new(BIN),
-        &["--config", &cfg, "status", "eth9"],
-        &[("SYMROUTE_LOG", "syslog")],
-    );
-    assert!(
-        stderr(&out).contains("eth9: no such interface"),
-        "{}",
-        stderr(&out)
-    );
+    let ran = logged(&syslog, &["status", "eth9"], &[("SYMROUTE_LOG", "syslog")]);
+    assert_contains(&ran.err, "eth9: no such interface");
 }
 
 /// `ip -j` objects of one family, from `ip [-6] -j ARGS` output.
@@ -1313,7 +1046,7 @@ fn same_as_ip(ours: &Value, theirs: &Value) -> Result<(), String> {
 
 #[test]
 fn json_rules_and_routes_read_like_ip_j() {
-    if !require_root("json_rules_and_routes_read_like_ip_j") {
+    if !running_as_root() {
         return;
     }
     let etc = Path::new("/etc/iproute2");
@@ -1324,7 +1057,7 @@ fn json_rules_and_routes_read_like_ip_j() {
     let lab = Lab::two_uplinks();
     // Named tables (rt_tables.d) and protocol (rt_protos.d), both in a private mount
     // namespace only.
-    let config = Config::new("table_names = true\n");
+    let admin = Admin::new(&lab.host, "table_names = true\n");
     let t1 = table_of(&lab.host, "eth1");
     let script = format!(
         "set -e
@@ -1337,7 +1070,7 @@ fn json_rules_and_routes_read_like_ip_j() {
          echo ---; ip -6 -j rule show
          echo ---; ip -j route show table {t1}
          echo ---; ip -6 -j route show table {t1}",
-        cfg = config.path().display(),
+        cfg = admin.config().display(),
     );
     let out = lab.host.sh_ok_private(&["sh", "-c", &script]);
     let parts: Vec<&str> = out.split("---\n").collect();
