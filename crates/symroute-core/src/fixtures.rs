@@ -106,3 +106,14 @@ pub fn synced(mut snapshot: Snapshot, settings: &Settings) -> Snapshot {
     snapshot.rules.sort_by_key(|r| r.priority);
     snapshot
 }
+
+/// `snapshot` with a VPN client's catch-all (`from all lookup 51820 priority 100`, before
+/// ours) into a table with a default route through eth1: it takes all traffic.
+pub fn with_vpn_catch_all(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.rules.push(rule(100, None, 51820, 4));
+    snapshot.tables.insert(
+        51820,
+        vec![route(51820, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4)],
+    );
+    snapshot
+}

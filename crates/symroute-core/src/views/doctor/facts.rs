@@ -61,3 +61,60 @@ pub fn networkd_key(files: &[(PathBuf, String)], key: &str) -> NetworkdKey {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networkd_keys_follow_file_order_and_defaults() {
+        let files = |list: &[(&str, &str)]| -> Vec<(PathBuf, String)> {
+            list.iter()
+                .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                .collect()
+        };
+        let k = "ManageForeignRoutingPolicyRules";
+        assert_eq!(
+            networkd_key(&[], k),
+            NetworkdKey {
+                value: true,
+                source: None
+            }
+        );
+        let f = files(&[
+            (
+                "/etc/systemd/networkd.conf",
+                "[Network]\n#ManageForeignRoutingPolicyRules=no\n",
+            ),
+            (
+                "/etc/systemd/networkd.conf.d/symroute.conf",
+                "[Network]\nManageForeignRoutingPolicyRules = no\n",
+            ),
+        ]);
+        assert_eq!(
+            networkd_key(&f, k),
+            NetworkdKey {
+                value: false,
+                source: Some("/etc/systemd/networkd.conf.d/symroute.conf".into())
+            }
+        );
+        // A later drop-in turns it back on; a key in another section does not count; an
+        // unparsable value is ignored; an empty one resets to yes.
+        let f = files(&[
+            ("/a.conf", "[Network]\nManageForeignRoutingPolicyRules=off\n"),
+            ("/b.conf", "[DHCPv4]\nManageForeignRoutingPolicyRules=yes\n[Network]\nManageForeignRoutingPolicyRules=maybe\n"),
+        ]);
+        assert!(!networkd_key(&f, k).value);
+        let f = files(&[
+            ("/a.conf", "[Network]\nManageForeignRoutingPolicyRules=no\n"),
+            ("/z.conf", "[Network]\nManageForeignRoutingPolicyRules=\n"),
+        ]);
+        assert_eq!(
+            networkd_key(&f, k),
+            NetworkdKey {
+                value: true,
+                source: Some("/z.conf".into())
+            }
+        );
+    }
+}

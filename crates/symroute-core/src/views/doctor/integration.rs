@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::facts::networkd_key;
-use super::{finding, Finding, Verdict};
+use super::{Finding, Verdict, IIF_RULES, INTEGRATION, NETWORKD};
 use crate::model::host::{HostFacts, Networkd};
 use crate::model::nft::{NFT, TABLE};
 use crate::model::{NftChange, NftInstalled, Snapshot};
 use crate::plan::nft;
 use crate::settings::Settings;
-use crate::views::status::{self, Status};
+use crate::views::iproute::rule_text;
+use crate::views::status::Status;
 
 /// With `iif_rules`, connections are marked with the interface they came in through and their
 /// answers routed by its table: each marked interface needs an index that fits in
@@ -24,19 +25,12 @@ pub(super) fn check_iif_rules(
 ) -> Vec<Finding> {
     if !settings.iif_rules {
         if let Some(NftInstalled::Present { .. }) = facts.nft_table {
-            return vec![finding(
-                "iif_rules",
-                Verdict::Warn,
+            return vec![IIF_RULES.warn(
                 format!("iif_rules is off, but table {} is still installed", TABLE),
-                Some("symroute sync (removes it)".into()),
+                "symroute sync (removes it)",
             )];
         }
-        return vec![finding(
-            "iif_rules",
-            Verdict::Skip,
-            "iif_rules is off".into(),
-            None,
-        )];
+        return vec![IIF_RULES.skip("iif_rules is off")];
     }
     let mut out = Vec::new();
     let mask = settings.fwmark_mask;
@@ -45,9 +39,7 @@ pub(super) fn check_iif_rules(
         .iter()
         .filter(|i| i.managed && !i.addresses.is_empty() && settings.mark_for(i.ifindex).is_none())
     {
-        out.push(finding(
-            "iif_rules",
-            Verdict::Fail,
+        out.push(IIF_RULES.fail(
             format!(
                 "{}: its index {} does not fit in fwmark_mask {mask:#x} (room for indexes 1 to \
                  {}): connections entering {} are not marked, so forwarded and DNAT'ed \
@@ -57,36 +49,26 @@ pub(super) fn check_iif_rules(
                 settings.mark_capacity(),
                 i.ifname
             ),
-            Some(
-                "give fwmark_mask more bits (bits no other tool on this host uses), then \
-                 `symroute sync`"
-                    .into(),
-            ),
+            "give fwmark_mask more bits (bits no other tool on this host uses), then \
+             `symroute sync`",
         ));
     }
     if !facts.nft_binary {
-        out.push(finding(
-            "iif_rules",
-            Verdict::Fail,
+        out.push(IIF_RULES.fail(
             format!(
                 "iif_rules needs nftables to mark connections, but {} is missing",
                 NFT
             ),
-            Some("install nftables (apt install nftables, dnf install nftables), then `symroute sync`".into()),
+            "install nftables (apt install nftables, dnf install nftables), then `symroute sync`",
         ));
     }
     let marked = nft::marked_links(snapshot, settings, &BTreeMap::new());
     let wanted = nft::table(&marked, settings);
     match &facts.nft_table {
-        None => out.push(finding(
-            "iif_rules",
-            Verdict::Skip,
-            format!(
-                "table {} could not be read (that needs CAP_NET_ADMIN: run doctor as root)",
-                TABLE
-            ),
-            None,
-        )),
+        None => out.push(IIF_RULES.skip(format!(
+            "table {} could not be read (that needs CAP_NET_ADMIN: run doctor as root)",
+            TABLE
+        ))),
         Some(installed) => {
             if let Some(change) = nft::change(wanted.as_ref(), installed) {
                 let what = match (&change, installed) {
@@ -94,14 +76,12 @@ pub(super) fn check_iif_rules(
                     (NftChange::Delete, _) => "installed though no interface is marked",
                     _ => "not what a sync would make it",
                 };
-                out.push(finding(
-                    "iif_rules",
-                    Verdict::Fail,
+                out.push(IIF_RULES.fail(
                     format!(
                         "table {} is {what}: connections are not (all) marked as iif_rules wants",
                         TABLE
                     ),
-                    Some(format!("symroute sync ({})", change.line())),
+                    format!("symroute sync ({})", change.line()),
                 ));
             }
         }
@@ -112,34 +92,27 @@ pub(super) fn check_iif_rules(
             && r.fwmark
                 .is_some_and(|(value, rule_mask)| value & rule_mask & mask != 0)
     }) {
-        out.push(finding(
-            "iif_rules",
-            Verdict::Warn,
+        out.push(IIF_RULES.warn(
             format!(
                 "`{}` (protocol {}) tests mark bits that fwmark_mask {mask:#x} gives to symroute: \
                  another tool uses them too",
-                status::rule_text(rule),
+                rule_text(rule),
                 rule.protocol
             ),
-            Some("set fwmark_mask to bits no other tool on this host uses".into()),
+            "set fwmark_mask to bits no other tool on this host uses",
         ));
     }
     if out.is_empty() {
         let names: Vec<&str> = marked.iter().map(|m| m.name.as_str()).collect();
-        out.push(finding(
-            "iif_rules",
-            Verdict::Ok,
-            if names.is_empty() {
-                "no interface with rules yet: nothing to mark".into()
-            } else {
-                format!(
-                    "connections entering {} are marked (fwmark_mask {mask:#x}) and answered \
-                     through the interface they came in through",
-                    names.join(", ")
-                )
-            },
-            None,
-        ));
+        out.push(IIF_RULES.ok(if names.is_empty() {
+            "no interface with rules yet: nothing to mark".into()
+        } else {
+            format!(
+                "connections entering {} are marked (fwmark_mask {mask:#x}) and answered \
+                 through the interface they came in through",
+                names.join(", ")
+            )
+        }));
     }
     out
 }
@@ -148,12 +121,7 @@ pub const NETWORKD_DROPIN: &str = "/etc/systemd/networkd.conf.d/symroute.conf";
 
 pub(super) fn check_networkd(networkd: &Networkd) -> Vec<Finding> {
     let Some(binary) = &networkd.binary else {
-        return vec![finding(
-            "networkd",
-            Verdict::Skip,
-            "systemd-networkd is not installed".into(),
-            None,
-        )];
+        return vec![NETWORKD.skip("systemd-networkd is not installed")];
     };
     let keys = ["ManageForeignRoutingPolicyRules", "ManageForeignRoutes"];
     let on: Vec<String> = keys
@@ -166,20 +134,14 @@ pub(super) fn check_networkd(networkd: &Networkd) -> Vec<Finding> {
         })
         .collect();
     if on.is_empty() {
-        return vec![finding(
-            "networkd",
-            Verdict::Ok,
-            "systemd-networkd leaves foreign rules and routes alone".into(),
-            None,
-        )];
+        return vec![NETWORKD.ok("systemd-networkd leaves foreign rules and routes alone")];
     }
     let (verdict, how) = if networkd.active {
         (Verdict::Fail, "runs")
     } else {
         (Verdict::Warn, "is installed (not running or enabled now)")
     };
-    vec![finding(
-        "networkd",
+    vec![NETWORKD.finding(
         verdict,
         format!(
             "systemd-networkd ({}) {how} with {}: it deletes symroute's rules and routes \
@@ -205,15 +167,13 @@ pub(super) fn check_integration(facts: &HostFacts) -> Vec<Finding> {
     for (script, networkd_dispatcher) in scripts {
         let path = script.path.display();
         if let Some((hook, false)) = &script.calls {
-            out.push(finding(
-                "integration",
-                Verdict::Fail,
+            out.push(INTEGRATION.fail(
                 format!(
                     "{path} calls {}, which is missing or not executable: every event is \
                      silently ignored",
                     hook.display()
                 ),
-                Some("reinstall symroute (sudo make install)".into()),
+                "reinstall symroute (sudo make install)",
             ));
         }
         let bad_mode = if networkd_dispatcher {
@@ -227,14 +187,12 @@ pub(super) fn check_integration(facts: &HostFacts) -> Vec<Finding> {
             } else {
                 "NetworkManager runs only executable scripts owned by root and not writable by others"
             };
-            out.push(finding(
-                "integration",
-                Verdict::Fail,
+            out.push(INTEGRATION.fail(
                 format!(
                     "{path} has mode {:04o} and owner uid {}: {need}",
                     script.mode, script.uid
                 ),
-                Some(format!("chown root:root {path} && chmod 0755 {path}")),
+                format!("chown root:root {path} && chmod 0755 {path}"),
             ));
         }
     }
@@ -256,25 +214,14 @@ pub(super) fn check_integration(facts: &HostFacts) -> Vec<Finding> {
         found.push(format!("daemon unit {}", u.display()));
     }
     if found.is_empty() {
-        out.push(finding(
-            "integration",
-            Verdict::Fail,
+        out.push(INTEGRATION.fail(
             "nothing runs symroute when interfaces change: no NetworkManager dispatcher script \
-             (dispatcher.d/50-symroute), no networkd-dispatcher scripts and no symrouted.service"
-                .into(),
-            Some(
-                "sudo make install (installs the scripts for the network manager in use), or \
-                 install and enable symrouted.service"
-                    .into(),
-            ),
+             (dispatcher.d/50-symroute), no networkd-dispatcher scripts and no symrouted.service",
+            "sudo make install (installs the scripts for the network manager in use), or \
+             install and enable symrouted.service",
         ));
     } else if out.is_empty() {
-        out.push(finding(
-            "integration",
-            Verdict::Ok,
-            format!("installed: {}", found.join("; ")),
-            None,
-        ));
+        out.push(INTEGRATION.ok(format!("installed: {}", found.join("; "))));
     }
     out
 }

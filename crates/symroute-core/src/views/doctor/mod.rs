@@ -52,7 +52,7 @@ impl Verdict {
 /// One verdict of one check, about one subject (an interface, a table, a file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `sync`, `tables`, `shadowing`, `rp_filter`, `iif_rules`, `arp`, `networkd` or
+    /// `sync`, `tables`, `shadowing`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd` or
     /// `integration`.
     pub check: &'static str,
     pub verdict: Verdict,
@@ -60,6 +60,48 @@ pub struct Finding {
     /// What to do about it (absent for `ok` and `skip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+}
+
+/// A check, by the name its findings carry; it makes them, so that `ok` and `skip` come
+/// without a fix and `warn` and `fail` with one.
+#[derive(Debug, Clone, Copy)]
+struct Check(&'static str);
+
+const SYNC: Check = Check("sync");
+const TABLES: Check = Check("tables");
+const SHADOWING: Check = Check("shadowing");
+const RP_FILTER: Check = Check("rp_filter");
+const IIF_RULES: Check = Check("iif_rules");
+const NAT: Check = Check("nat");
+const ARP: Check = Check("arp");
+const NETWORKD: Check = Check("networkd");
+const INTEGRATION: Check = Check("integration");
+
+impl Check {
+    fn finding(self, verdict: Verdict, message: String, fix: Option<String>) -> Finding {
+        Finding {
+            check: self.0,
+            verdict,
+            message,
+            fix,
+        }
+    }
+
+    fn ok(self, message: impl Into<String>) -> Finding {
+        self.finding(Verdict::Ok, message.into(), None)
+    }
+
+    fn skip(self, message: impl Into<String>) -> Finding {
+        self.finding(Verdict::Skip, message.into(), None)
+    }
+
+    fn warn(self, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+        self.finding(Verdict::Warn, message.into(), Some(fix.into()))
+    }
+
+    fn fail(self, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+        self.finding(Verdict::Fail, message.into(), Some(fix.into()))
+    }
 }
 
 /// Everything `symroute doctor` reports.
@@ -127,23 +169,13 @@ pub fn diagnose(
     }
 }
 
-fn finding(check: &'static str, verdict: Verdict, message: String, fix: Option<String>) -> Finding {
-    Finding {
-        check,
-        verdict,
-        message,
-        fix,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{addr, host, link, route, rule, synced, ETH0, ETH1};
+    use crate::fixtures::{addr, host, link, route, rule, synced, with_vpn_catch_all, ETH0, ETH1};
     use crate::model::MAIN_TABLE;
     use std::collections::BTreeMap;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     use crate::model::{NftInstalled, LOCAL_TABLE};
     use crate::plan::nft as nftables;
@@ -491,12 +523,7 @@ mod tests {
     #[test]
     fn shadowing_catch_all_fails_partial_warns() {
         let settings = Settings::default();
-        let mut snap = synced(host(), &settings);
-        snap.rules.push(rule(100, None, 51820, 4));
-        snap.tables.insert(
-            51820,
-            vec![route(51820, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4)],
-        );
+        let snap = with_vpn_catch_all(synced(host(), &settings));
         let d = run(&snap, &settings, &good_facts());
         assert_eq!(verdicts(&d, "shadowing"), [Verdict::Fail, Verdict::Fail]);
         assert!(d.findings[..].iter().any(|f| f.message
@@ -508,58 +535,6 @@ mod tests {
         assert!(snap.rules.iter().any(|r| r.table == MAIN_TABLE));
         let d = run(&snap, &settings, &good_facts());
         assert_eq!(verdicts(&d, "shadowing"), [Verdict::Ok]);
-    }
-
-    #[test]
-    fn networkd_keys_follow_file_order_and_defaults() {
-        let files = |list: &[(&str, &str)]| -> Vec<(PathBuf, String)> {
-            list.iter()
-                .map(|(p, t)| (PathBuf::from(p), t.to_string()))
-                .collect()
-        };
-        let k = "ManageForeignRoutingPolicyRules";
-        assert_eq!(
-            networkd_key(&[], k),
-            NetworkdKey {
-                value: true,
-                source: None
-            }
-        );
-        let f = files(&[
-            (
-                "/etc/systemd/networkd.conf",
-                "[Network]\n#ManageForeignRoutingPolicyRules=no\n",
-            ),
-            (
-                "/etc/systemd/networkd.conf.d/symroute.conf",
-                "[Network]\nManageForeignRoutingPolicyRules = no\n",
-            ),
-        ]);
-        assert_eq!(
-            networkd_key(&f, k),
-            NetworkdKey {
-                value: false,
-                source: Some("/etc/systemd/networkd.conf.d/symroute.conf".into())
-            }
-        );
-        // A later drop-in turns it back on; a key in another section does not count; an
-        // unparsable value is ignored; an empty one resets to yes.
-        let f = files(&[
-            ("/a.conf", "[Network]\nManageForeignRoutingPolicyRules=off\n"),
-            ("/b.conf", "[DHCPv4]\nManageForeignRoutingPolicyRules=yes\n[Network]\nManageForeignRoutingPolicyRules=maybe\n"),
-        ]);
-        assert!(!networkd_key(&f, k).value);
-        let f = files(&[
-            ("/a.conf", "[Network]\nManageForeignRoutingPolicyRules=no\n"),
-            ("/z.conf", "[Network]\nManageForeignRoutingPolicyRules=\n"),
-        ]);
-        assert_eq!(
-            networkd_key(&f, k),
-            NetworkdKey {
-                value: true,
-                source: Some("/z.conf".into())
-            }
-        );
     }
 
     #[test]

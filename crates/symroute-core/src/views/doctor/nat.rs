@@ -8,20 +8,11 @@
 //! `iif_rules`, which ties a connection to the interface it entered. It stays opt-in (it needs
 //! nftables and takes mark bits other tools may use), so doctor spots the case instead.
 
-use super::{Finding, Verdict};
+use super::{Finding, NAT};
 use crate::model::host::HostFacts;
 use crate::model::{Family, Snapshot};
 use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
-
-fn finding(verdict: Verdict, message: String, fix: Option<String>) -> Finding {
-    Finding {
-        check: "nat",
-        verdict,
-        message,
-        fix,
-    }
-}
 
 /// The one configuration line that makes published ports answer through their uplink.
 pub const FIX: &str = "add `iif_rules = true` to /etc/symroute/symroute.toml, then `symroute sync`";
@@ -36,11 +27,7 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
         .get("all")
         .is_some_and(|c| c.forwarding == Some(1) || c.ipv6_forwarding == Some(1));
     if !forwarding {
-        return vec![finding(
-            Verdict::Ok,
-            "the host does not forward: no published ports to answer".into(),
-            None,
-        )];
+        return vec![NAT.ok("the host does not forward: no published ports to answer")];
     }
     let uplinks = Uplinks::classify(&snapshot.main_routes);
     let names: Vec<&str> = uplinks
@@ -58,25 +45,15 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
         .map(|l| l.name.as_str())
         .collect();
     if names.len() < 2 {
-        return vec![finding(
-            Verdict::Ok,
-            "one uplink: DNAT'ed connections are answered through it".into(),
-            None,
-        )];
+        return vec![NAT.ok("one uplink: DNAT'ed connections are answered through it")];
     }
     let Some(nat) = nat else {
-        return vec![finding(
-            Verdict::Skip,
-            "the host forwards, but its NAT rules could not be read (run doctor as root)".into(),
-            None,
-        )];
+        return vec![
+            NAT.skip("the host forwards, but its NAT rules could not be read (run doctor as root)")
+        ];
     };
     if !nat.dnat_seen() {
-        return vec![finding(
-            Verdict::Ok,
-            "the host forwards but has no DNAT rule (no published port)".into(),
-            None,
-        )];
+        return vec![NAT.ok("the host forwards but has no DNAT rule (no published port)")];
     }
     let mut seen: Vec<String> = nat
         .dnat_tables
@@ -87,18 +64,13 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
         seen.push("a legacy iptables nat table".into());
     }
     if settings.iif_rules {
-        return vec![finding(
-            Verdict::Ok,
-            format!(
-                "published ports (DNAT in {}) are answered through the uplink they came in \
-                 through (iif_rules)",
-                seen.join(", ")
-            ),
-            None,
-        )];
+        return vec![NAT.ok(format!(
+            "published ports (DNAT in {}) are answered through the uplink they came in \
+             through (iif_rules)",
+            seen.join(", ")
+        ))];
     }
-    vec![finding(
-        Verdict::Warn,
+    vec![NAT.warn(
         format!(
             "the host forwards, DNATs (published ports: {}) and has {} uplinks ({}): a \
              connection to a published port that enters through an uplink other than main's \
@@ -107,26 +79,27 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
             names.len(),
             names.join(", ")
         ),
-        Some(FIX.into()),
+        FIX,
     )]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{addr, link, route, ETH0, ETH1};
     use crate::model::host::{Conf, Nat};
     use crate::model::MAIN_TABLE;
+    use crate::views::doctor::Verdict;
 
+    /// Two uplinks with a default route each, eth0 (index 2) and eth1 (index 3).
     fn host(forwarding: u32) -> (Snapshot, HostFacts) {
-        let route = |ifindex, gw| fixtures::route(MAIN_TABLE, "0.0.0.0", 0, Some(gw), ifindex, 4);
         let snapshot = Snapshot {
-            links: vec![fixtures::link(2, "eth0"), fixtures::link(3, "eth1")],
-            addresses: vec![
-                fixtures::addr(2, "10.1.0.2", 24),
-                fixtures::addr(3, "10.2.0.2", 24),
+            links: vec![link(ETH0, "eth0"), link(ETH1, "eth1")],
+            addresses: vec![addr(ETH0, "10.1.0.2", 24), addr(ETH1, "10.2.0.2", 24)],
+            main_routes: vec![
+                route(MAIN_TABLE, "0.0.0.0", 0, Some("10.1.0.1"), ETH0, 4),
+                route(MAIN_TABLE, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4),
             ],
-            main_routes: vec![route(2, "10.1.0.1"), route(3, "10.2.0.1")],
             ..Snapshot::default()
         };
         let mut facts = HostFacts::default();

@@ -2,71 +2,61 @@
 
 use std::collections::BTreeSet;
 
-use super::{finding, Finding, Verdict};
+use super::{Finding, Verdict, SHADOWING, SYNC, TABLES};
 use crate::model::host::HostFacts;
 use crate::model::Snapshot;
 use crate::settings::Settings;
-use crate::views::status::{self, ShadowExtent, State, Status};
+use crate::views::iproute::{route_text, rule_text};
+use crate::views::status::{ShadowExtent, State, Status};
 
 pub(super) fn check_sync(status: &Status) -> Vec<Finding> {
     if status.in_sync {
-        return vec![finding(
-            "sync",
-            Verdict::Ok,
-            "every interface's table and rules are as a sync would make them".into(),
-            None,
-        )];
+        return vec![SYNC.ok("every interface's table and rules are as a sync would make them")];
     }
     let mut out = Vec::new();
     for i in &status.interfaces {
         match i.state {
-            State::Pending => out.push(finding(
-                "sync",
-                Verdict::Fail,
+            State::Pending => out.push(SYNC.fail(
                 format!(
                     "{}: {} change(s) pending, first: {}",
                     i.ifname,
                     i.pending.len(),
                     i.pending.first().map_or("", String::as_str)
                 ),
-                Some(format!(
+                format!(
                     "symroute sync {} (and check that an event integration is installed)",
                     i.ifname
-                )),
+                ),
             )),
-            State::Refused => out.push(finding(
-                "sync",
-                Verdict::Fail,
-                i.error
-                    .clone()
-                    .unwrap_or_else(|| format!("{}: refused", i.ifname)),
-                Some("see the `tables` findings for a free table_base".into()),
-            )),
+            State::Refused => out.push(
+                SYNC.fail(
+                    i.error
+                        .clone()
+                        .unwrap_or_else(|| format!("{}: refused", i.ifname)),
+                    "see the `tables` findings for a free table_base",
+                ),
+            ),
             _ => {}
         }
     }
     if !status.exempt.pending.is_empty() {
-        out.push(finding(
-            "sync",
-            Verdict::Fail,
+        out.push(SYNC.fail(
             format!(
                 "exemption rules: {} change(s) pending, first: {}",
                 status.exempt.pending.len(),
                 status.exempt.pending[0]
             ),
-            Some("symroute sync".into()),
+            "symroute sync",
         ));
     }
     for s in &status.stale {
-        out.push(finding(
-            "sync",
-            Verdict::Fail,
+        out.push(SYNC.fail(
             format!(
                 "stale: {} rule(s) of ours point at table {}, whose interface is gone",
                 s.rules.len(),
                 s.table
             ),
-            Some("symroute sync (collects state of vanished interfaces)".into()),
+            "symroute sync (collects state of vanished interfaces)",
         ));
     }
     out
@@ -113,52 +103,41 @@ pub(super) fn check_tables(
             .iter()
             .find(|r| r.protocol != settings.protocol && r.table == *table);
         if let Some(route) = foreign_route {
-            out.push(finding(
-                "tables",
-                Verdict::Fail,
+            out.push(TABLES.fail(
                 format!(
                     "table {table} (for {name}) holds someone else's route: {} proto {}",
-                    status::route_text(route, &snapshot.links),
+                    route_text(route, &snapshot.links),
                     route.protocol
                 ),
-                Some(fix(snapshot)),
+                fix(snapshot),
             ));
         } else if let Some(rule) = foreign_rule {
-            out.push(finding(
-                "tables",
-                Verdict::Fail,
+            out.push(TABLES.fail(
                 format!(
                     "table {table} (for {name}) is used by someone else's rule: {} proto {}",
-                    status::rule_text(rule),
+                    rule_text(rule),
                     rule.protocol
                 ),
-                Some(fix(snapshot)),
+                fix(snapshot),
             ));
         }
         for (_, tname, file) in facts.table_names.iter().filter(|n| n.0 == *table) {
-            out.push(finding(
-                "tables",
-                Verdict::Warn,
+            out.push(TABLES.warn(
                 format!(
                     "table {table} (for {name}) is named {tname:?} in {}: another tool may use it",
                     file.display()
                 ),
-                Some(fix(snapshot)),
+                fix(snapshot),
             ));
         }
     }
     if out.is_empty() {
         let tables: Vec<String> = wanted.iter().map(|w| w.2.to_string()).collect();
-        out.push(finding(
-            "tables",
-            Verdict::Ok,
-            if tables.is_empty() {
-                "no interface needs a table yet".into()
-            } else {
-                format!("tables {} are used by symroute alone", tables.join(", "))
-            },
-            None,
-        ));
+        out.push(TABLES.ok(if tables.is_empty() {
+            "no interface needs a table yet".into()
+        } else {
+            format!("tables {} are used by symroute alone", tables.join(", "))
+        }));
     }
     out
 }
@@ -211,8 +190,7 @@ pub(super) fn check_shadowing(status: &Status, settings: &Settings) -> Vec<Findi
             } else {
                 String::new()
             };
-            out.push(finding(
-                "shadowing",
+            out.push(SHADOWING.finding(
                 verdict,
                 format!(
                     "{}: `{}` (table {}) {how} before ours, `{}`",
@@ -226,12 +204,7 @@ pub(super) fn check_shadowing(status: &Status, settings: &Settings) -> Vec<Findi
         }
     }
     if out.is_empty() {
-        out.push(finding(
-            "shadowing",
-            Verdict::Ok,
-            "no foreign rule comes before ours with a catch-all table".into(),
-            None,
-        ));
+        out.push(SHADOWING.ok("no foreign rule comes before ours with a catch-all table"));
     }
     out
 }

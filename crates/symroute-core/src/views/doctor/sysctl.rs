@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use super::{finding, Finding, Verdict};
+use super::{Finding, ARP, RP_FILTER};
 use crate::model::host::{Conf, HostFacts};
 use crate::model::{Family, Link, Snapshot};
 use crate::settings::{Prefix, Settings};
@@ -74,12 +74,9 @@ pub(super) fn check_rp_filter(
 ) -> Vec<Finding> {
     let uplinks = ipv4_interfaces(snapshot);
     if uplinks.len() < 2 {
-        return vec![finding(
-            "rp_filter",
-            Verdict::Skip,
-            "fewer than two interfaces with IPv4 addresses: no asymmetric path".into(),
-            None,
-        )];
+        return vec![
+            RP_FILTER.skip("fewer than two interfaces with IPv4 addresses: no asymmetric path")
+        ];
     }
     let mut out = Vec::new();
     for (link, _, _) in &uplinks {
@@ -96,20 +93,16 @@ pub(super) fn check_rp_filter(
             "sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.{name}.rp_filter=2 {SYSCTL_PERSIST}"
         );
         if !managed {
-            out.push(finding(
-                "rp_filter",
-                Verdict::Fail,
+            out.push(RP_FILTER.fail(
                 format!(
                     "{name}: rp_filter=1 (strict) on an interface symroute leaves alone \
                      (include/exclude): traffic to its addresses from sources that main routes \
                      through another interface is dropped"
                 ),
-                Some(format!("let symroute manage {name}, or loosen: {loosen}")),
+                format!("let symroute manage {name}, or loosen: {loosen}"),
             ));
         } else if forwarding {
-            out.push(finding(
-                "rp_filter",
-                Verdict::Fail,
+            out.push(RP_FILTER.fail(
                 format!(
                     "{name}: rp_filter=1 (strict) and the host forwards: forwarded or DNAT'ed \
                      traffic entering {name} is dropped whenever main would route its answer \
@@ -117,7 +110,7 @@ pub(super) fn check_rp_filter(
                      reverse path in main: neither symroute's rules nor iif_rules' marks \
                      change that)"
                 ),
-                Some(format!("loosen: {loosen}")),
+                format!("loosen: {loosen}"),
             ));
         } else {
             let covered = status
@@ -125,31 +118,21 @@ pub(super) fn check_rp_filter(
                 .iter()
                 .find(|i| &i.ifname == name)
                 .is_some_and(|i| i.addresses.iter().all(|a| a.covered));
-            out.push(finding(
-                "rp_filter",
-                Verdict::Ok,
-                if covered {
-                    format!(
-                        "{name}: rp_filter=1 (strict) is fine: symroute's rules make the \
-                         reverse-path check use {name}'s table"
-                    )
-                } else {
-                    format!(
-                        "{name}: rp_filter=1 (strict) needs symroute's rules for {name} \
-                         (see `sync`)"
-                    )
-                },
-                None,
-            ));
+            out.push(RP_FILTER.ok(if covered {
+                format!(
+                    "{name}: rp_filter=1 (strict) is fine: symroute's rules make the \
+                     reverse-path check use {name}'s table"
+                )
+            } else {
+                format!(
+                    "{name}: rp_filter=1 (strict) needs symroute's rules for {name} \
+                     (see `sync`)"
+                )
+            }));
         }
     }
     if out.is_empty() {
-        out.push(finding(
-            "rp_filter",
-            Verdict::Ok,
-            "no interface with strict reverse-path filtering".into(),
-            None,
-        ));
+        out.push(RP_FILTER.ok("no interface with strict reverse-path filtering"));
     }
     out
 }
@@ -157,12 +140,7 @@ pub(super) fn check_rp_filter(
 pub(super) fn check_arp(snapshot: &Snapshot, facts: &HostFacts) -> Vec<Finding> {
     let uplinks = ipv4_interfaces(snapshot);
     if uplinks.len() < 2 {
-        return vec![finding(
-            "arp",
-            Verdict::Skip,
-            "fewer than two interfaces with IPv4 addresses".into(),
-            None,
-        )];
+        return vec![ARP.skip("fewer than two interfaces with IPv4 addresses")];
     }
     let mut out = Vec::new();
     // Interfaces sharing a subnet: ARP flux makes traffic for one arrive on the other.
@@ -192,9 +170,7 @@ pub(super) fn check_arp(snapshot: &Snapshot, facts: &HostFacts) -> Vec<Finding> 
             }
             reported.insert(a.index);
             reported.insert(b.index);
-            out.push(finding(
-                "arp",
-                Verdict::Fail,
+            out.push(ARP.fail(
                 format!(
                     "{} and {} share {shared}, and {} answer ARP for any local address \
                      (arp_ignore=0): the other NIC's address is answered from both (ARP flux), \
@@ -203,10 +179,10 @@ pub(super) fn check_arp(snapshot: &Snapshot, facts: &HostFacts) -> Vec<Finding> 
                     b.name,
                     weak.join(" and ")
                 ),
-                Some(format!(
+                format!(
                     "sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
                      {SYSCTL_PERSIST}"
-                )),
+                ),
             ));
         }
     }
@@ -217,27 +193,20 @@ pub(super) fn check_arp(snapshot: &Snapshot, facts: &HostFacts) -> Vec<Finding> 
         .map(|(l, _, _)| l.name.as_str())
         .collect();
     if !loose.is_empty() {
-        out.push(finding(
-            "arp",
-            Verdict::Warn,
+        out.push(ARP.warn(
             format!(
                 "{}: arp_announce below 2 on a multi-homed host: ARP requests may carry \
                  another interface's address as sender, which routers with strict rp_filter \
                  or ARP inspection ignore",
                 loose.join(", ")
             ),
-            Some(format!(
-                "sysctl -w net.ipv4.conf.all.arp_announce=2 {SYSCTL_PERSIST}"
-            )),
+            format!("sysctl -w net.ipv4.conf.all.arp_announce=2 {SYSCTL_PERSIST}"),
         ));
     }
     if out.is_empty() {
-        out.push(finding(
-            "arp",
-            Verdict::Ok,
-            "ARP announces the interface's own address; no NICs share a subnet unguarded".into(),
-            None,
-        ));
+        out.push(
+            ARP.ok("ARP announces the interface's own address; no NICs share a subnet unguarded"),
+        );
     }
     out
 }

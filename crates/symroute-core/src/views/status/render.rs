@@ -1,0 +1,97 @@
+//! `symroute status`'s text: one block per managed interface, one line per other one, then
+//! the exemption rules, stale tables and the overall verdict.
+
+use super::{ShadowExtent, State, Status};
+
+impl Status {
+    /// Human-readable report, one block per managed interface, one line per other one.
+    pub fn render(&self, verbose: bool) -> String {
+        let mut out = String::new();
+        for i in &self.interfaces {
+            let updown = if i.up { "up" } else { "down" };
+            let quiet = matches!(i.state, State::Unmanaged | State::Idle)
+                && i.foreign.is_empty()
+                && i.rules.is_empty()
+                && i.routes.is_empty();
+            if quiet && !verbose {
+                let why = if i.managed {
+                    "idle (no address that gets a rule)"
+                } else {
+                    "unmanaged"
+                };
+                out.push_str(&format!(
+                    "{} (index {}, {updown}): {why}\n",
+                    i.ifname, i.ifindex
+                ));
+                continue;
+            }
+            out.push_str(&format!(
+                "{} (index {}, {updown}): table {}, {}\n",
+                i.ifname,
+                i.ifindex,
+                i.table,
+                i.state.as_str()
+            ));
+            let mut field = |label: &str, lines: Vec<String>| {
+                for (n, line) in lines.iter().enumerate() {
+                    let label = if n == 0 { label } else { "" };
+                    out.push_str(&format!("  {label:<10} {line}\n"));
+                }
+            };
+            field(
+                "addresses",
+                i.addresses
+                    .iter()
+                    .map(|a| {
+                        let c = if a.covered { "covered" } else { "NOT covered" };
+                        format!("{}/{} {c}", a.local, a.prefixlen)
+                    })
+                    .collect(),
+            );
+            field("rules", i.rules.iter().map(|r| r.text.clone()).collect());
+            field("routes", i.routes.iter().map(|r| r.text.clone()).collect());
+            field("pending", i.pending.clone());
+            field("foreign", i.foreign.clone());
+            field(
+                "shadowed",
+                i.shadowed_by
+                    .iter()
+                    .map(|s| {
+                        let extent = match s.extent {
+                            ShadowExtent::Full => "all of its traffic",
+                            ShadowExtent::Partial => "some of its traffic",
+                        };
+                        format!("{} takes {extent} before {}", s.rule, s.ours)
+                    })
+                    .collect(),
+            );
+            if let Some(e) = &i.error {
+                field("error", vec![e.clone()]);
+            }
+        }
+        if !self.exempt.rules.is_empty() || !self.exempt.pending.is_empty() {
+            out.push_str("exempt:\n");
+            for r in &self.exempt.rules {
+                out.push_str(&format!("  {:<10} {}\n", "rule", r.text));
+            }
+            for p in &self.exempt.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+        }
+        for s in &self.stale {
+            let whose = s
+                .ifindex
+                .map_or_else(String::new, |i| format!(" (of vanished if{i})"));
+            out.push_str(&format!("stale table {}{whose}:\n", s.table));
+            for p in &s.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+        }
+        out.push_str(if self.in_sync {
+            "in sync\n"
+        } else {
+            "not in sync: run `symroute sync`\n"
+        });
+        out
+    }
+}
