@@ -11,11 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use symroute_testlab::daemons::{
-    check_symmetric_v4, find_program, global_addrs, install_integrations, require_programs,
-    routing_state, symroute_rules, tail, write_file, Daemon, DhcpLab, PrivateMounts, TempDir,
-    POOL_R2_NEXT,
+    check_symmetric_v4, find_program, global_addrs, has_new_lease, install_for_hook, ready,
+    routing_state, rules_of, tail, wait_symmetric_v4, write_file, Daemon, DhcpLab, PrivateMounts,
 };
-use symroute_testlab::{require_root, wait_until};
+use symroute_testlab::wait_until;
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 const FAST_RENEWAL: [&str; 2] = ["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,5"];
@@ -30,24 +29,17 @@ fn hook_dir() -> Option<&'static str> {
 #[test]
 fn dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step() {
     let test = "dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step";
-    if !require_root(test)
-        || !require_programs(test, &["dhcpcd", "dnsmasq", "nsenter", "unshare", "ping"])
-    {
+    if !ready(test, &["dhcpcd", "dnsmasq", "nsenter", "unshare", "ping"]) {
         return;
     }
     let Some(hooks) = hook_dir() else {
         panic!("{test}: dhcpcd is installed but has no hook folder");
     };
     let mut lab = DhcpLab::two_uplinks_with(&FAST_RENEWAL);
-    let root = TempDir::new("dhcpcd-root");
-    let sbindir = Path::new(HOOK).parent().expect("hook directory");
     // Installed where this dhcpcd looks, inside the test's root.
-    let installed = install_integrations(sbindir, root.path(), "dhcpcd");
-    let ours = root.path().join(format!("{}/50-symroute", &hooks[1..]));
-    assert!(
-        installed.contains(&ours.display().to_string()),
-        "{installed}"
-    );
+    let script = format!("{}/50-symroute", &hooks[1..]);
+    let root = install_for_hook(HOOK, "dhcpcd", &[&script]);
+    let ours = root.path().join(script);
     let conf = root.path().join("etc/dhcpcd.conf");
     // IPv4 only (the lab's IPv6 comes from router advertisements, not tested here); no
     // resolv.conf, no hostname, no link-local fallback.
@@ -80,32 +72,22 @@ fn dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step() {
     let mut daemon = Daemon::spawn("dhcpcd", cmd, &log);
 
     let host = &lab.host;
-    let mut last = String::new();
-    let ok = wait_until(Duration::from_secs(40), || {
-        match check_symmetric_v4(host, &lab.client, &["eth0", "eth1"]) {
-            Ok(()) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
-    });
-    daemon.assert_running();
-    assert!(
-        ok,
-        "not symmetric: {last}\n{}\ndhcpcd:\n{}",
-        routing_state(host),
-        tail(&log, 40)
+    let dhcpcd_log = || format!("dhcpcd:\n{}", tail(&log, 40));
+    wait_symmetric_v4(
+        host,
+        &lab.client,
+        &["eth0", "eth1"],
+        Duration::from_secs(40),
+        dhcpcd_log,
     );
+    daemon.assert_running();
     let before = global_addrs(host, "eth1", false);
 
     // A new pool and no memory of leases: the renewal is refused, dhcpcd binds a new address.
-    lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
+    lab.renumber_r2();
     let host = &lab.host;
     let ok = wait_until(Duration::from_secs(60), || {
-        let now = global_addrs(host, "eth1", false);
-        !now.is_empty()
-            && now.iter().all(|a| !before.contains(a))
+        has_new_lease(host, "eth1", &before)
             && check_symmetric_v4(host, &lab.client, &["eth0", "eth1"]).is_ok()
     });
     assert!(
@@ -119,9 +101,8 @@ fn dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step() {
     // eth1 loses its carrier: dhcpcd drops the address (NOCARRIER), its rules go with it;
     // eth0 is untouched.
     lab.set_carrier(1, false);
-    let table = (1000 + host.ifindex("eth1")).to_string();
     let ok = wait_until(Duration::from_secs(20), || {
-        !symroute_rules(host).iter().any(|(_, t)| *t == table)
+        rules_of(host, "eth1").is_empty()
     });
     assert!(
         ok,

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use symroute_testlab::daemons::{
-    check_symmetric_v4, global_addrs, install_integrations, require_programs, routing_state,
-    symroute_rules, write_file, DhcpLab, PrivateMounts, TempDir, POOL_R2_NEXT,
+    check_symmetric_v4, global_addrs, has_new_lease, install_for_hook, ready, routing_state,
+    rules_of, symroute_rules, wait_symmetric_v4, write_file, DhcpLab, PrivateMounts, TempDir,
 };
-use symroute_testlab::{require_root, wait_until, Netns};
+use symroute_testlab::wait_until;
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 
@@ -23,23 +23,17 @@ const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 /// renewal takes seconds.
 const FAST_RENEWAL: [&str; 2] = ["--dhcp-option=option:T1,3", "--dhcp-option=option:T2,5"];
 
-fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "ifup",
-                "ifdown",
-                "dhclient",
-                "dhclient-script",
-                "run-parts",
-                "dnsmasq",
-                "nsenter",
-                "unshare",
-                "ping",
-            ],
-        )
-}
+const PROGRAMS: &[&str] = &[
+    "ifup",
+    "ifdown",
+    "dhclient",
+    "dhclient-script",
+    "run-parts",
+    "dnsmasq",
+    "nsenter",
+    "unshare",
+    "ping",
+];
 
 /// Fields drop in order: the mount namespace (and dhclient in it) first, the namespaces last.
 struct IfLab {
@@ -51,22 +45,12 @@ struct IfLab {
 impl IfLab {
     fn new() -> IfLab {
         let lab = DhcpLab::two_uplinks_with(&FAST_RENEWAL);
-        let root = TempDir::new("ifupdown-root");
-        let sbindir = Path::new(HOOK).parent().expect("hook directory");
-        let installed = install_integrations(sbindir, root.path(), "ifupdown,dhclient");
-        for f in [
+        let scripts = [
             "etc/network/if-up.d/symroute",
             "etc/network/if-post-down.d/symroute",
             "etc/dhcp/dhclient-exit-hooks.d/symroute",
-        ] {
-            let path = root.path().join(f);
-            assert!(
-                installed.contains(&path.display().to_string()),
-                "{installed}"
-            );
-            let text = std::fs::read_to_string(&path).expect("installed script");
-            assert!(text.contains(HOOK) && !text.contains("@SBINDIR@"));
-        }
+        ];
+        let root = install_for_hook(HOOK, "ifupdown,dhclient", &scripts);
         let etc = root.path().join("etc");
         // Metrics 100/101 as on the other labs: two default routes of one metric cannot
         // both be in main.
@@ -120,37 +104,19 @@ impl IfLab {
     }
 }
 
+/// Waits until `devs` are symmetric (IPv4: the lab has no IPv6 here), with r2's DHCP log
+/// in the failure.
 fn wait_v4(lab: &IfLab, devs: &[&str], timeout: Duration) {
-    let mut last = String::new();
-    let ok = wait_until(timeout, || {
-        match check_symmetric_v4(&lab.lab.host, &lab.lab.client, devs) {
-            Ok(()) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
+    let (host, client) = (&lab.lab.host, &lab.lab.client);
+    wait_symmetric_v4(host, client, devs, timeout, || {
+        format!("dnsmasq r2:\n{}", lab.lab.dhcp2.log())
     });
-    assert!(
-        ok,
-        "not symmetric after {timeout:?}: {last}\n{}\ndnsmasq r2:\n{}",
-        routing_state(&lab.lab.host),
-        lab.lab.dhcp2.log()
-    );
-}
-
-fn rules_of(host: &Netns, dev: &str) -> Vec<(String, String)> {
-    let table = (1000 + host.ifindex(dev)).to_string();
-    symroute_rules(host)
-        .into_iter()
-        .filter(|(_, t)| *t == table)
-        .collect()
 }
 
 #[test]
 fn ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step() {
     let test = "ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step";
-    if !ready(test) {
+    if !ready(test, PROGRAMS) {
         return;
     }
     let mut lab = IfLab::new();
@@ -164,11 +130,10 @@ fn ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step() {
 
     // The server forgets its leases and hands out another pool: the renewal is refused
     // (NAK), dhclient drops the address and binds a new one, with no ifupdown event at all.
-    lab.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
+    lab.lab.renumber_r2();
     let host = &lab.lab.host;
     let moved = wait_until(Duration::from_secs(60), || {
-        let now = global_addrs(host, "eth1", false);
-        !now.is_empty() && now.iter().all(|a| !before.contains(a))
+        has_new_lease(host, "eth1", &before)
     });
     assert!(
         moved,
@@ -207,7 +172,7 @@ fn ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step() {
 #[test]
 fn the_hooks_never_fail_the_bring_up_and_skip_lo_and_pseudo_interfaces() {
     let test = "the_hooks_never_fail_the_bring_up_and_skip_lo_and_pseudo_interfaces";
-    if !ready(test) {
+    if !ready(test, PROGRAMS) {
         return;
     }
     let lab = IfLab::new();

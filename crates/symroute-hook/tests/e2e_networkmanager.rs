@@ -6,35 +6,21 @@
 //! Each test builds its own namespaces, private mount namespace, D-Bus and NetworkManager
 //! (see `symroute_testlab::daemons`); the machine's NetworkManager and files are untouched.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
+use symroute_testlab::beside::{change_lines, DaemonBeside};
 use symroute_testlab::daemons::{
-    global_addrs, ifindex, install_integrations, require_programs, routing_state, stale_rules,
-    symroute_rules, wait_symmetric, DhcpLab, NetworkManager, TempDir, POOL_R2_NEXT,
+    assert_no_stale_rules, assert_reaches, docker0_is_copied_on, global_addrs, has_new_lease,
+    install_for_hook, install_integrations, mode_of, ready, routing_state, stale_rules,
+    symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook,
+    NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
 };
-use symroute_testlab::{ping, require_root, wait_until};
+use symroute_testlab::{ping, table_of, wait_until, Netns};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 const UPLINKS: [&str; 2] = ["eth0", "eth1"];
-
-fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "NetworkManager",
-                "nmcli",
-                "dbus-daemon",
-                "dnsmasq",
-                "nsenter",
-                "unshare",
-                "nft",
-                "ping",
-            ],
-        )
-}
+/// Where the installer puts the dispatcher script, inside the root it installs into.
+const SCRIPT: &str = "etc/NetworkManager/dispatcher.d/50-symroute";
 
 /// A DHCP lab with NetworkManager on the host. Fields drop in order: NetworkManager first,
 /// the namespaces last.
@@ -45,28 +31,14 @@ struct NmLab {
 }
 
 /// Builds the lab, installs the dispatcher script with the project's installer (SBINDIR =
-/// where cargo built symroute-hook), starts NetworkManager and waits until both uplinks
-/// are activated and symmetric.
-fn nm_lab(test: &str) -> NmLab {
+/// where cargo built symroute-hook), starts NetworkManager (following, beside the uplinks,
+/// the `external` devices others configure) and waits until both uplinks are activated and
+/// symmetric.
+fn nm_lab(test: &str, external: &[&str]) -> NmLab {
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
-    let root = TempDir::new("nm-root");
-    let sbindir = Path::new(HOOK).parent().expect("hook directory");
-    let installed = install_integrations(sbindir, root.path(), "networkmanager");
-    let script = root
-        .path()
-        .join("etc/NetworkManager/dispatcher.d/50-symroute");
-    assert!(
-        installed.contains(&script.display().to_string()),
-        "{installed}"
-    );
-    let text = std::fs::read_to_string(&script).expect("installed dispatcher script");
-    assert!(
-        text.contains(&format!("HOOK={HOOK}")) && !text.contains("@SBINDIR@"),
-        "{text}"
-    );
-
-    let nm = NetworkManager::start(&lab.host, root.path(), &UPLINKS);
+    let root = install_for_hook(HOOK, "networkmanager", &[SCRIPT]);
+    let nm = NetworkManager::start_with_external(&lab.host, root.path(), &UPLINKS, external);
     wait_symmetric(&lab, &UPLINKS, Duration::from_secs(30));
     eprintln!(
         "{test}: both uplinks symmetric {:?} after start; events: {:?}",
@@ -83,13 +55,62 @@ fn nm_lab(test: &str) -> NmLab {
     }
 }
 
+/// Whether every rule of symroute's is from one of `addrs`.
+fn only_rules_from(host: &Netns, addrs: &[String]) -> bool {
+    symroute_rules(host)
+        .iter()
+        .all(|(from, _)| addrs.contains(from))
+}
+
+/// r2 unplugs for longer than NetworkManager's down delay: it takes eth1 down and dispatches
+/// `down`, and the hook leaves only eth0's rules (`eth0`, its addresses), which still answer.
+fn unplug_eth1_until_down(nm: &NetworkManager, lab: &DhcpLab, eth0: &[String]) {
+    lab.set_carrier(1, false);
+    wait_dispatched(nm, &lab.host, "eth1 down", Duration::from_secs(20), || {
+        only_rules_from(&lab.host, eth0)
+    });
+    assert_reaches(&lab.client, eth0, "while eth1 is down");
+}
+
+/// r2's DHCP server moves to another pool and eth1 is activated again: a new lease, and
+/// both uplinks symmetric again. Returns eth1's IPv4 addresses before.
+fn renumber_eth1(nm: &NetworkManager, lab: &mut DhcpLab) -> Vec<String> {
+    let old = global_addrs(&lab.host, "eth1", false);
+    lab.renumber_r2();
+    nm.nmcli_ok(&["device", "down", "eth1"]);
+    nm.nmcli_ok(&["device", "up", "eth1"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || has_new_lease(
+            &lab.host, "eth1", &old
+        )),
+        "eth1 kept {old:?}\n{}",
+        routing_state(&lab.host)
+    );
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    old
+}
+
+/// `nmcli device reapply eth1` dispatches `reapply`: the hook runs again and changes nothing.
+fn reapply_changes_nothing(nm: &NetworkManager, lab: &DhcpLab) {
+    let rules = symroute_rules(&lab.host);
+    let reapplies = nm.count("eth1 reapply");
+    nm.nmcli_ok(&["device", "reapply", "eth1"]);
+    assert!(
+        nm.wait_event("eth1 reapply", reapplies + 1, Duration::from_secs(10)),
+        "{:?}",
+        nm.events()
+    );
+    wait_symmetric(lab, &UPLINKS, Duration::from_secs(10));
+    assert_eq!(symroute_rules(&lab.host), rules);
+}
+
 #[test]
 fn networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script() {
-    if !ready("networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script") {
+    let test = "networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script";
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let NmLab { nm, lab, .. } =
-        &nm_lab("networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script");
+    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
 
     // The addresses really came from DHCP: inside the pools, not the static lab's .2.
     for (dev, net) in [("eth0", "10.1.0."), ("eth1", "10.2.0.")] {
@@ -116,60 +137,31 @@ fn networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script() {
         "{}",
         routing_state(&lab.host)
     );
-    assert!(stale_rules(&lab.host).is_empty());
+    assert_no_stale_rules(&lab.host);
 
-    // `nmcli device reapply` dispatches `reapply`: the hook runs again and changes nothing.
-    let rules = symroute_rules(&lab.host);
-    nm.nmcli_ok(&["device", "reapply", "eth1"]);
-    assert!(
-        nm.wait_event("eth1 reapply", 1, Duration::from_secs(10)),
-        "{:?}",
-        nm.events()
-    );
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(10));
-    assert_eq!(symroute_rules(&lab.host), rules);
+    reapply_changes_nothing(nm, lab);
 }
 
 #[test]
 fn networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself() {
     let test = "networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself";
-    if !ready(test) {
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let NmLab { nm, lab, .. } = &nm_lab(test);
-    let mut eth0 = global_addrs(&lab.host, "eth0", false);
-    eth0.extend(global_addrs(&lab.host, "eth0", true));
+    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
+    let eth0 = uplink_addrs(&lab.host, "eth0");
 
     // r2 unplugs: the host's eth1 loses carrier. NetworkManager waits a few seconds, then
-    // takes the device down and dispatches `down`; the hook removes eth1's rules.
+    // takes the device down and dispatches `down`; the hook removes eth1's rules, eth0 is
+    // unaffected meanwhile.
     let lost = Instant::now();
-    lab.set_carrier(1, false);
-    let removed = wait_until(Duration::from_secs(20), || {
-        nm.events().contains(&"eth1 down".to_string())
-            && symroute_rules(&lab.host)
-                .iter()
-                .all(|(from, _)| eth0.contains(from))
-    });
-    assert!(
-        removed,
-        "eth1's rules still there: {:?}\n{}",
-        nm.events(),
-        routing_state(&lab.host)
-    );
+    unplug_eth1_until_down(nm, lab, &eth0);
     eprintln!(
         "{test}: down + rules removed {:?} after carrier loss; device {}",
         lost.elapsed(),
         nm.device_state("eth1")
     );
-    assert!(
-        stale_rules(&lab.host).is_empty(),
-        "{:?}",
-        stale_rules(&lab.host)
-    );
-    // eth0 is unaffected meanwhile.
-    for a in &eth0 {
-        assert!(ping(&lab.client, a), "{a} unreachable while eth1 is down");
-    }
+    assert_no_stale_rules(&lab.host);
 
     // Carrier back: NetworkManager reactivates (dhcp4-change, up) and the dispatcher script
     // alone makes eth1 symmetric again.
@@ -187,35 +179,22 @@ fn networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself() {
         events[down..].contains(&"eth1 up".to_string()),
         "{events:?}"
     );
-    assert!(
-        stale_rules(&lab.host).is_empty(),
-        "{:?}",
-        stale_rules(&lab.host)
-    );
+    assert_no_stale_rules(&lab.host);
 }
 
 #[test]
 fn networkmanager_new_lease_after_reactivation_leaves_no_old_rule() {
     let test = "networkmanager_new_lease_after_reactivation_leaves_no_old_rule";
-    if !ready(test) {
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let NmLab { nm, lab, .. } = &mut nm_lab(test);
-    let old = global_addrs(&lab.host, "eth1", false);
-    assert_eq!(old.len(), 1, "{old:?}");
+    let NmLab { nm, lab, .. } = &mut nm_lab(test, &[]);
 
     // r2's DHCP server forgets its leases and moves to another pool: the host's request
     // for its old address is refused at the next activation and it gets a new one.
-    lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
     let t = Instant::now();
-    nm.nmcli_ok(&["device", "down", "eth1"]);
-    nm.nmcli_ok(&["device", "up", "eth1"]);
-    let renewed = wait_until(Duration::from_secs(30), || {
-        let now = global_addrs(&lab.host, "eth1", false);
-        now.len() == 1 && now != old
-    });
-    assert!(renewed, "{}", routing_state(&lab.host));
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    let old = renumber_eth1(nm, lab);
+    assert_eq!(old.len(), 1, "{old:?}");
     let new = global_addrs(&lab.host, "eth1", false);
     eprintln!(
         "{test}: {old:?} -> {new:?}, symmetric after {:?}; events: {:?}",
@@ -233,22 +212,18 @@ fn networkmanager_new_lease_after_reactivation_leaves_no_old_rule() {
         "rule for the old address {} left: {rules:?}",
         old[0]
     );
-    assert!(
-        stale_rules(&lab.host).is_empty(),
-        "{:?}",
-        stale_rules(&lab.host)
-    );
+    assert_no_stale_rules(&lab.host);
     assert_eq!(rules.len(), 4, "{}", routing_state(&lab.host));
 }
 
 #[test]
 fn networkmanager_vanished_uplink_leaves_nothing_behind() {
     let test = "networkmanager_vanished_uplink_leaves_nothing_behind";
-    if !ready(test) {
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let NmLab { nm, lab, .. } = &nm_lab(test);
-    let eth1_table = (1000 + ifindex(&lab.host, "eth1")).to_string();
+    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
+    let eth1_table = table_of(&lab.host, "eth1");
     let eth0_rules: Vec<_> = symroute_rules(&lab.host)
         .into_iter()
         .filter(|(_, t)| *t != eth1_table)
@@ -258,16 +233,9 @@ fn networkmanager_vanished_uplink_leaves_nothing_behind() {
     // addresses and routes but not the rules pointing at its table. NetworkManager then
     // dispatches `down` for a name that no longer exists; the hook cleans up and exits 0.
     lab.host.ip("link del eth1");
-    let cleaned = wait_until(Duration::from_secs(15), || {
-        nm.events().contains(&"eth1 down".to_string()) && stale_rules(&lab.host).is_empty()
+    wait_dispatched(nm, &lab.host, "eth1 down", Duration::from_secs(15), || {
+        stale_rules(&lab.host).is_empty()
     });
-    assert!(
-        cleaned,
-        "stale rules after eth1 vanished: {:?}\n{:?}\n{}",
-        stale_rules(&lab.host),
-        nm.events(),
-        routing_state(&lab.host)
-    );
     assert_eq!(symroute_rules(&lab.host), eth0_rules);
     assert!(lab.host.routes(&eth1_table, false).is_empty());
     assert!(lab.host.routes(&eth1_table, true).is_empty());
@@ -293,30 +261,17 @@ fn networkmanager_vanished_uplink_leaves_nothing_behind() {
 /// runs it (empty environment, no PATH) against a stand-in hook that records its arguments.
 #[test]
 fn dispatcher_script_hands_the_right_events_to_the_hook() {
-    let sbin = TempDir::new("fake-sbin");
-    let calls = sbin.path().join("calls");
-    symroute_testlab::daemons::write_file(
-        &sbin.path().join("symroute-hook"),
-        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", calls.display()),
-        0o755,
-    );
+    let hook = FakeHook::new();
     let root = TempDir::new("nm-script-root");
-    let first = install_integrations(sbin.path(), root.path(), "networkmanager");
-    let again = install_integrations(sbin.path(), root.path(), "networkmanager");
-    let script = root
-        .path()
-        .join("etc/NetworkManager/dispatcher.d/50-symroute");
+    let first = install_integrations(hook.sbin(), root.path(), "networkmanager");
+    let again = install_integrations(hook.sbin(), root.path(), "networkmanager");
+    let script = root.path().join(SCRIPT);
     assert!(first.contains("installed"), "{first}");
     assert!(
         again.contains("unchanged") && !again.contains("installed"),
         "{again}"
     );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&script)
-        .expect("script")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o7777, 0o755);
+    assert_eq!(mode_of(&script), 0o755);
 
     let cases = [
         ("eth1", "up", true),
@@ -332,15 +287,18 @@ fn dispatcher_script_hands_the_right_events_to_the_hook() {
         ("eth1", "dns-change", false),
         ("", "up", false),
     ];
-    for (iface, action, passed) in cases {
-        let _ = std::fs::remove_file(&calls);
-        let out = std::process::Command::new(&script)
+    // As nm-dispatcher runs it: the device and the action as arguments, no environment.
+    let dispatch = |iface: &str, action: &str| {
+        std::process::Command::new(&script)
             .args([iface, action])
             .env_clear()
             .output()
-            .expect("run the dispatcher script");
+            .expect("run the dispatcher script")
+    };
+    for (iface, action, passed) in cases {
+        let out = dispatch(iface, action);
         assert!(out.status.success(), "{iface} {action}: {out:?}");
-        let got = std::fs::read_to_string(&calls).unwrap_or_default();
+        let got = hook.take_calls();
         let want = if passed {
             format!("{iface} {action}\n")
         } else {
@@ -350,33 +308,11 @@ fn dispatcher_script_hands_the_right_events_to_the_hook() {
     }
 
     // The hook's exit status is NetworkManager's to log.
-    symroute_testlab::daemons::write_file(
-        &sbin.path().join("symroute-hook"),
-        "#!/bin/sh\nexit 1\n",
-        0o755,
-    );
-    let out = std::process::Command::new(&script)
-        .args(["eth1", "up"])
-        .env_clear()
-        .output()
-        .expect("run the dispatcher script");
-    assert_eq!(out.status.code(), Some(1));
+    hook.replace("#!/bin/sh\nexit 1\n");
+    assert_eq!(dispatch("eth1", "up").status.code(), Some(1));
     // No hook installed (symroute removed, script left behind): nothing to do, no failure.
-    std::fs::remove_file(sbin.path().join("symroute-hook")).expect("rm");
-    let out = std::process::Command::new(&script)
-        .args(["eth1", "up"])
-        .env_clear()
-        .output()
-        .expect("run the dispatcher script");
-    assert!(out.status.success());
-}
-
-/// Lines of a symroute log that changed something (`eth1: +rule from ...`).
-fn change_lines(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(": +") || l.contains(": -"))
-        .map(str::to_string)
-        .collect()
+    hook.remove();
+    assert!(dispatch("eth1", "up").status.success());
 }
 
 /// Installed as the packages install it: the dispatcher script *and* the daemon following
@@ -386,91 +322,51 @@ fn change_lines(log: &str) -> Vec<String> {
 #[test]
 fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight() {
     let test = "networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight";
-    if !ready(test) {
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let NmLab { nm, lab, .. } = &mut nm_lab(test);
-    let watch = RuleWatch::start(&lab.host);
-    let dir = TempDir::new("nm-beside");
-    let daemon_bin = symrouted_next_to(Path::new(HOOK));
-    let cmd = nm.command(&[&daemon_bin.to_string_lossy(), "-v", "--source", "nm"]);
-    let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
+    let NmLab { nm, lab, .. } = &mut nm_lab(test, &[]);
+    let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| {
+        nm.command(&[bin, "-v", "--source", "nm"])
+    });
     assert!(
-        daemon.log().contains("NetworkManager manages"),
+        beside.log().contains("NetworkManager manages"),
         "{}",
-        daemon.log()
+        beside.log()
     );
     // Activation was the script's; the daemon finds nothing to change.
-    assert!(change_lines(&daemon.log()).is_empty(), "{}", daemon.log());
-    let mut eth0 = global_addrs(&lab.host, "eth0", false);
-    eth0.extend(global_addrs(&lab.host, "eth0", true));
-    let eth0_reachable = |lab: &DhcpLab| {
-        for a in &eth0 {
-            assert!(ping(&lab.client, a), "{a} unreachable");
-        }
-    };
+    assert!(change_lines(&beside.log()).is_empty(), "{}", beside.log());
+    let eth0 = uplink_addrs(&lab.host, "eth0");
 
     // Carrier cut longer than NetworkManager's down delay, then back.
-    lab.set_carrier(1, false);
-    let down = wait_until(Duration::from_secs(20), || {
-        nm.events().contains(&"eth1 down".to_string())
-            && symroute_rules(&lab.host)
-                .iter()
-                .all(|(from, _)| eth0.contains(from))
-    });
-    assert!(down, "{:?}\n{}", nm.events(), routing_state(&lab.host));
-    eth0_reachable(lab);
+    unplug_eth1_until_down(nm, lab, &eth0);
     lab.set_carrier(1, true);
     wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
 
     // Renumber: a new lease at the next activation.
-    let old = global_addrs(&lab.host, "eth1", false);
-    lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
-    nm.nmcli_ok(&["device", "down", "eth1"]);
-    nm.nmcli_ok(&["device", "up", "eth1"]);
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            let now = global_addrs(&lab.host, "eth1", false);
-            now.len() == 1 && now != old
-        }),
-        "{}",
-        routing_state(&lab.host)
-    );
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
-    eth0_reachable(lab);
+    renumber_eth1(nm, lab);
+    assert_reaches(&lab.client, &eth0, "after eth1 was renumbered");
 
     // Reconfigure in place: nothing changes.
-    let rules = symroute_rules(&lab.host);
-    let reapplies = nm.events().iter().filter(|e| *e == "eth1 reapply").count();
-    nm.nmcli_ok(&["device", "reapply", "eth1"]);
-    assert!(nm.wait_event("eth1 reapply", reapplies + 1, Duration::from_secs(10)));
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(10));
-    assert_eq!(symroute_rules(&lab.host), rules);
+    reapply_changes_nothing(nm, lab);
 
     // Off, then on again.
     nm.nmcli_ok(&["device", "down", "eth1"]);
     assert!(
-        wait_until(Duration::from_secs(20), || symroute_rules(&lab.host)
-            .iter()
-            .all(|(from, _)| eth0.contains(from))),
+        wait_until(Duration::from_secs(20), || only_rules_from(
+            &lab.host, &eth0
+        )),
         "{}",
         routing_state(&lab.host)
     );
-    eth0_reachable(lab);
+    assert_reaches(&lab.client, &eth0, "while eth1 is off");
     nm.nmcli_ok(&["device", "up", "eth1"]);
     wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
 
-    daemon.assert_running();
-    let log = daemon.log();
-    assert!(fights(&log).is_empty(), "{:?}", fights(&log));
-    let needless = watch.needless_removals();
-    assert!(
-        needless.is_empty(),
-        "rules removed while their address was there: {needless:?}\ndaemon:\n{log}\nhook:\n{}",
-        nm.dispatcher_output()
-    );
+    beside.assert_no_fight(&nm.dispatcher_output());
     // eth0 was never touched: its rules never went and never came again.
-    let eth0_churn: Vec<String> = watch
+    let eth0_churn: Vec<String> = beside
+        .watch
         .lines()
         .into_iter()
         .filter(|l| {
@@ -478,14 +374,10 @@ fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight(
         })
         .collect();
     assert!(eth0_churn.is_empty(), "{eth0_churn:?}");
-    assert!(
-        stale_rules(&lab.host).is_empty(),
-        "{:?}",
-        stale_rules(&lab.host)
-    );
+    assert_no_stale_rules(&lab.host);
     eprintln!(
         "{test}: daemon made {} change(s); events: {:?}",
-        change_lines(&log).len(),
+        change_lines(&beside.log()).len(),
         nm.events()
     );
 }
@@ -496,46 +388,9 @@ fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight(
 #[test]
 fn networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it() {
     let test = "networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it";
-    if !ready(test) {
+    if !ready(test, NETWORKMANAGER_PROGRAMS) {
         return;
     }
-    let lab = DhcpLab::two_uplinks();
-    let root = TempDir::new("nm-root");
-    let sbindir = Path::new(HOOK).parent().expect("hook directory");
-    install_integrations(sbindir, root.path(), "networkmanager");
-    let nm = NetworkManager::start_with_external(&lab.host, root.path(), &UPLINKS, &["docker0"]);
-    wait_symmetric(&lab, &UPLINKS, Duration::from_secs(30));
-
-    let container =
-        symroute_testlab::hosts::bridge_with_container(&lab.host, "docker0", "172.17", "17");
-    let tables: Vec<String> = UPLINKS
-        .iter()
-        .map(|dev| (1000 + ifindex(&lab.host, dev)).to_string())
-        .collect();
-    let copied = wait_until(Duration::from_secs(30), || {
-        tables.iter().all(|t| {
-            lab.host
-                .routes(t, false)
-                .iter()
-                .any(|r| r.starts_with("172.17.0.0/16 dev docker0 proto 83"))
-        })
-    });
-    let events: Vec<String> = nm
-        .events()
-        .into_iter()
-        .filter(|e| e.starts_with("docker0 "))
-        .collect();
-    eprintln!(
-        "{test}: docker0 events {events:?}, state {}",
-        nm.device_state("docker0")
-    );
-    assert!(
-        copied,
-        "bridge not copied; docker0 events {events:?}\n{}",
-        routing_state(&lab.host)
-    );
-    assert!(events.iter().any(|e| e == "docker0 up"), "{events:?}");
-    for a in global_addrs(&lab.host, "eth1", false) {
-        assert!(ping(&container, &a), "container does not reach {a}");
-    }
+    let NmLab { nm, lab, .. } = &nm_lab(test, &["docker0"]);
+    docker0_is_copied_on(nm, &lab.host, &UPLINKS, "docker0 up");
 }

@@ -6,50 +6,25 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use symroute_testlab::beside::{fights, start_symrouted, symrouted_next_to, RuleWatch};
-use symroute_testlab::daemons::TempDir;
+use symroute_testlab::beside::{change_lines, DaemonBeside};
+use symroute_testlab::lock::DEFAULT_LOCK;
 use symroute_testlab::monitor::Monitor;
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    add_foreign_state, all_rules, assert_foreign_state, ping, require_root, table_of, Lab, Netns,
-    HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    add_foreign_state, all_rules, assert_foreign_state, ping, require_root, table_of, wait_until,
+    Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
-/// The hook's lock (it has no option for another); a daemon beside it must share it. Under
-/// [`Netns::private_run`] it is the lab's own, never the machine's.
-const DEFAULT_LOCK: &str = "/run/symroute/lock";
 
-/// Runs the hook inside `ns` the way a dispatcher would, logging to stderr.
+/// The hook run inside `ns` the way a dispatcher runs it, logging to stderr.
 fn hook(ns: &Netns, args: &[&str]) -> Output {
-    let mut argv = vec![HOOK];
-    argv.extend_from_slice(args);
-    ns.private_run(&argv)
-        .env("SYMROUTE_LOG", "stderr")
-        .output()
-        .expect("run ip netns exec")
+    ns.run_logged(HOOK, args)
 }
 
+/// Like [`hook`], which must succeed; its log.
 fn hook_ok(ns: &Netns, args: &[&str]) -> String {
-    let out = hook(ns, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "symroute-hook {args:?} failed: {stderr}"
-    );
-    stderr
-}
-
-fn reachable(lab: &Lab) -> Vec<(&'static str, bool)> {
-    [HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH0_V6, HOST_ETH1_V6]
-        .into_iter()
-        .map(|a| (a, ping(&lab.client, a)))
-        .collect()
-}
-
-fn assert_all_reachable(lab: &Lab) {
-    let r = reachable(lab);
-    assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
+    ns.run_logged_ok(HOOK, args)
 }
 
 /// A converged lab: both uplinks synced, foreign state in place.
@@ -59,6 +34,52 @@ fn converged_lab() -> Lab {
     hook_ok(&lab.host, &["eth0", "up"]);
     hook_ok(&lab.host, &["eth1", "up"]);
     lab
+}
+
+/// Panics unless some rule of the host contains each of `has`, and none any of `lacks`.
+fn assert_rules(lab: &Lab, has: &[&str], lacks: &[&str]) {
+    let rules = all_rules(&lab.host);
+    for want in has {
+        assert!(
+            rules.iter().any(|r| r.contains(want)),
+            "no {want:?} in {rules:?}"
+        );
+    }
+    for unwanted in lacks {
+        assert!(
+            !rules.iter().any(|r| r.contains(unwanted)),
+            "{unwanted:?} in {rules:?}"
+        );
+    }
+}
+
+/// r2 unplugs eth1: the kernel keeps eth1's addresses and marks its IPv4 routes linkdown.
+fn cut_eth1_carrier(lab: &Lab) {
+    lab.r2.ip("link set down0 down");
+    assert!(wait_until(Duration::from_secs(5), || {
+        lab.host.ip("route show dev eth1").contains("linkdown")
+    }));
+}
+
+/// r2 plugs eth1 back in, and gets back the IPv6 address it lost with its link
+/// (keep_addr_on_down is off).
+fn restore_eth1_carrier(lab: &Lab) {
+    lab.r2.ip("link set down0 up");
+    lab.r2.try_ip("-6 addr add fd02::1/64 dev down0 nodad").ok();
+    assert!(wait_until(Duration::from_secs(5), || {
+        !lab.host.ip("route show dev eth1").contains("linkdown")
+    }));
+}
+
+/// Runs the hook for each of `events` on `dev`; panics at the first that changed anything.
+fn assert_events_change_nothing(lab: &Lab, dev: &str, events: &[&str]) {
+    for event in events {
+        let log = hook_ok(&lab.host, &[dev, event]);
+        assert!(
+            change_lines(&log).is_empty(),
+            "{event} changed something: {log}"
+        );
+    }
 }
 
 #[test]
@@ -78,7 +99,7 @@ fn both_uplinks_answer_after_up_events() {
     assert!(log.contains("eth0: +rule from 10.1.0.2 lookup"), "{log}");
     hook_ok(&lab.host, &["eth1", "up"]);
 
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
     let t1 = table_of(&lab.host, "eth1");
     let rules = all_rules(&lab.host);
     for want in [
@@ -120,17 +141,15 @@ fn our_state(lab: &Lab) -> Vec<String> {
         .into_iter()
         .filter(|r| r.contains("proto 83"))
         .collect();
-    for dev in ["eth0", "eth1"] {
-        let t = table_of(&lab.host, dev);
-        state.extend(lab.host.routes(&t, false));
-        state.extend(lab.host.routes(&t, true));
-    }
+    state.extend(tables(lab).concat());
     state
 }
 
-fn changes(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| l.contains(": +") || l.contains(": -"))
+/// [`our_state`] without the kernel's `linkdown` marks.
+fn our_state_unmarked(lab: &Lab) -> Vec<String> {
+    our_state(lab)
+        .iter()
+        .map(|l| l.replace(" linkdown", ""))
         .collect()
 }
 
@@ -144,45 +163,23 @@ fn down_class_events_keep_what_the_kernel_still_shows() {
     let t1 = table_of(&lab.host, "eth1");
     // Carrier lost (the router's end goes down): the kernel keeps eth1's addresses and marks
     // its IPv4 routes linkdown. NetworkManager and networkd still send their events.
-    lab.r2.ip("link set down0 down");
-    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
-        lab.host.ip("route show dev eth1").contains("linkdown")
-    }));
-    for event in ["no-carrier", "pre-down", "down", "off"] {
-        let log = hook_ok(&lab.host, &["eth1", event]);
-        assert!(changes(&log).is_empty(), "{event} changed something: {log}");
-    }
+    cut_eth1_carrier(&lab);
+    assert_events_change_nothing(&lab, "eth1", &["no-carrier", "pre-down", "down", "off"]);
     // The same routes, only marked linkdown by the kernel.
-    let unmarked: Vec<String> = our_state(&lab)
-        .iter()
-        .map(|l| l.replace(" linkdown", ""))
-        .collect();
-    assert_eq!(unmarked, before);
-    lab.r2.ip("link set down0 up");
-    // The router lost its IPv6 address with its link (keep_addr_on_down is off).
-    lab.r2.try_ip("-6 addr add fd02::1/64 dev down0 nodad").ok();
-    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
-        !lab.host.ip("route show dev eth1").contains("linkdown")
-    }));
+    assert_eq!(our_state_unmarked(&lab), before);
+    restore_eth1_carrier(&lab);
     // Nothing to rebuild once the carrier is back.
-    let log = hook_ok(&lab.host, &["eth1", "up"]);
-    assert!(changes(&log).is_empty(), "{log}");
-    assert_all_reachable(&lab);
+    assert_events_change_nothing(&lab, "eth1", &["up"]);
+    lab.assert_client_reaches_all();
 
     // What the kernel says is gone goes: the address removed, then `down`.
     lab.host.ip("addr del 10.2.0.2/24 dev eth1");
     let log = hook_ok(&lab.host, &["eth1", "down"]);
     assert!(log.contains("-rule from 10.2.0.2"), "{log}");
-    let rules = all_rules(&lab.host);
-    assert!(
-        !rules.iter().any(|r| r.contains("from 10.2.0.2")),
-        "{rules:?}"
-    );
-    assert!(
-        rules
-            .iter()
-            .any(|r| r.contains(&format!("from fd02::2 lookup {t1}"))),
-        "{rules:?}"
+    assert_rules(
+        &lab,
+        &[&format!("from fd02::2 lookup {t1}")],
+        &["from 10.2.0.2"],
     );
     assert!(lab.host.routes(&t1, false).is_empty());
     assert!(ping(&lab.client, HOST_ETH1_V6));
@@ -198,48 +195,36 @@ fn hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows() {
         return;
     }
     let lab = converged_lab();
-    let watch = RuleWatch::start(&lab.host);
-    let dir = TempDir::new("hook-beside");
-    let daemon_bin = symrouted_next_to(Path::new(HOOK));
-    let mut cmd = lab.host.private_run(&[&daemon_bin]);
-    cmd.args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
-    let mut daemon = start_symrouted(cmd, &dir.path().join("symrouted.log"));
+    // The hook has no option for its lock: the daemon beside it shares the default one (under
+    // private_run the lab's own, never the machine's).
+    let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| {
+        let mut cmd = lab.host.private_run(&[bin]);
+        cmd.args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
+        cmd
+    });
     let before = our_state(&lab);
 
-    lab.r2.ip("link set down0 down");
-    assert!(symroute_testlab::wait_until(Duration::from_secs(5), || {
-        lab.host.ip("route show dev eth1").contains("linkdown")
-    }));
-    for event in [
-        "no-carrier",
-        "pre-down",
-        "down",
-        "off",
-        "no-carrier",
-        "down",
-    ] {
-        let log = hook_ok(&lab.host, &["eth1", event]);
-        assert!(changes(&log).is_empty(), "{event} changed something: {log}");
-    }
-    lab.r2.ip("link set down0 up");
-    lab.r2.try_ip("-6 addr add fd02::1/64 dev down0 nodad").ok();
+    cut_eth1_carrier(&lab);
+    assert_events_change_nothing(
+        &lab,
+        "eth1",
+        &[
+            "no-carrier",
+            "pre-down",
+            "down",
+            "off",
+            "no-carrier",
+            "down",
+        ],
+    );
+    restore_eth1_carrier(&lab);
     hook_ok(&lab.host, &["eth1", "up"]);
-    assert_all_reachable(&lab);
-    let after: Vec<String> = our_state(&lab)
-        .iter()
-        .map(|l| l.replace(" linkdown", ""))
-        .collect();
-    assert_eq!(after, before);
+    lab.assert_client_reaches_all();
+    assert_eq!(our_state_unmarked(&lab), before);
 
-    daemon.assert_running();
-    let log = daemon.log();
-    let daemon_changes: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(": +") || l.contains(": -"))
-        .collect();
-    assert!(daemon_changes.is_empty(), "the daemon rebuilt: {log}");
-    assert!(fights(&log).is_empty(), "{log}");
-    assert!(watch.needless_removals().is_empty(), "{:?}", watch.lines());
+    let log = beside.log();
+    assert!(change_lines(&log).is_empty(), "the daemon rebuilt: {log}");
+    beside.assert_no_fight("");
     assert_foreign_state(&lab);
 }
 
@@ -252,16 +237,10 @@ fn remove_removes_only_that_interfaces_rules_and_table() {
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
     hook_ok(&lab.host, &["eth1", "remove"]);
 
-    let rules = all_rules(&lab.host);
-    assert!(
-        !rules.iter().any(|r| r.contains(&format!("lookup {t1}"))),
-        "{rules:?}"
-    );
-    assert!(
-        rules
-            .iter()
-            .any(|r| r.contains(&format!("from 10.1.0.2 lookup {t0}"))),
-        "{rules:?}"
+    assert_rules(
+        &lab,
+        &[&format!("from 10.1.0.2 lookup {t0}")],
+        &[&format!("lookup {t1}")],
     );
     assert!(lab.host.routes(&t1, false).is_empty() && lab.host.routes(&t1, true).is_empty());
     assert!(!lab.host.routes(&t0, false).is_empty());
@@ -318,15 +297,7 @@ fn changed_address_moves_the_rule() {
         .ip("route add default via 10.2.0.1 dev eth1 metric 101");
     hook_ok(&lab.host, &["eth1", "up"]);
 
-    let rules = all_rules(&lab.host);
-    assert!(
-        !rules.iter().any(|r| r.contains("from 10.2.0.2 ")),
-        "{rules:?}"
-    );
-    assert!(
-        rules.iter().any(|r| r.contains("from 10.2.0.3 ")),
-        "{rules:?}"
-    );
+    assert_rules(&lab, &["from 10.2.0.3 "], &["from 10.2.0.2 "]);
     assert!(ping(&lab.client, "10.2.0.3"));
     assert!(ping(&lab.client, HOST_ETH0_V4));
     assert_foreign_state(&lab);
@@ -359,7 +330,7 @@ fn link_down_and_up_rebuilds_the_emptied_table() {
     hook_ok(&lab.host, &["eth1", "up"]);
 
     assert!(!lab.host.routes(&t1, false).is_empty());
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 }
 
 #[test]
@@ -389,7 +360,7 @@ fn parallel_runs_converge_to_one_runs_state() {
     hook_ok(&lab.host, &["eth1", "up"]);
     // Rules of one priority list in insertion order, which parallel runs do not fix.
     assert_eq!(parallel, (sorted(all_rules(&lab.host)), tables(&lab)));
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -452,23 +423,11 @@ fn down_for_vanished_interface_collects_its_rules() {
     let t1 = table_of(&lab.host, "eth1");
     lab.host.ip("link del eth1");
     hook_ok(&lab.host, &["eth1", "down"]);
-    let rules = all_rules(&lab.host);
-    assert!(
-        !rules.iter().any(|r| r.contains(&format!("lookup {t1}"))),
-        "{rules:?}"
-    );
-    assert!(
-        rules.iter().any(|r| r.contains("from 10.1.0.2 lookup")),
-        "{rules:?}"
-    );
-    assert_foreign_state_rules_only(&lab);
-}
-
-fn assert_foreign_state_rules_only(lab: &Lab) {
-    let rules = all_rules(&lab.host);
-    assert!(
-        rules.iter().any(|r| r.contains("from 10.9.9.9 lookup 200")),
-        "{rules:?}"
+    // The foreign rule stays (its table's route went with the link, so only the rule).
+    assert_rules(
+        &lab,
+        &["from 10.1.0.2 lookup", "from 10.9.9.9 lookup 200"],
+        &[&format!("lookup {t1}")],
     );
 }
 

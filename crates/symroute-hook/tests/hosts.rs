@@ -6,35 +6,22 @@
 use std::process::Output;
 
 use symroute_testlab::hosts::{
-    bridge_with_container, container_targets, docker_bridge, lan_client, reaches, unreachable,
-    Service, BRIDGE_V4, BRIDGE_V6, CONTAINER_V4 as CONTAINER, SERVICE_PORT, SERVICE_TAG as TAG,
+    assert_reaches_service, bridge_with_container, container_targets, docker_bridge, reaches,
+    BehindLab, Service, BRIDGE_V4, BRIDGE_V6, CONTAINER_V4 as CONTAINER, SERVICE_PORT,
+    SERVICE_TAG as TAG,
 };
 use symroute_testlab::{ping, require_root, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
 
+/// The hook run inside `ns` the way a dispatcher runs it, logging to stderr.
 fn hook(ns: &Netns, args: &[&str]) -> Output {
-    ns.private_run(&[HOOK])
-        .args(args)
-        .env("SYMROUTE_LOG", "stderr")
-        .output()
-        .expect("run ip netns exec")
+    ns.run_logged(HOOK, args)
 }
 
+/// Like [`hook`], which must succeed; its log.
 fn hook_ok(ns: &Netns, args: &[&str]) -> String {
-    let out = hook(ns, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "symroute-hook {args:?} failed: {stderr}"
-    );
-    stderr
-}
-
-fn assert_uplinks_symmetric(lab: &Lab) {
-    for a in Lab::host_addresses() {
-        assert!(ping(&lab.client, a), "client no longer reaches {a}");
-    }
+    ns.run_logged_ok(HOOK, args)
 }
 
 #[test]
@@ -42,30 +29,13 @@ fn container_and_lan_reach_every_host_address_before_and_after_symroute() {
     if !require_root("container_and_lan_reach_every_host_address_before_and_after_symroute") {
         return;
     }
-    let lab = Lab::two_uplinks();
-    let container = docker_bridge(&lab);
-    let lan = lan_client(&lab);
-    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
-    let uplinks = Lab::host_addresses().to_vec();
-
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
-    );
-    assert_eq!(unreachable(&lan, &uplinks), [] as [&str; 0]);
+    let behind = BehindLab::new();
+    let lab = &behind.lab;
+    behind.assert_everything_behind_reaches("before symroute");
 
     hook_ok(&lab.host, &["--all"]);
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0],
-        "container after --all"
-    );
-    assert_eq!(
-        unreachable(&lan, &uplinks),
-        [] as [&str; 0],
-        "LAN after --all"
-    );
-    assert_uplinks_symmetric(&lab);
+    behind.assert_everything_behind_reaches("after --all");
+    lab.assert_client_reaches_all();
 
     // The mechanism: copies of main's direct routes into the uplink tables, ours.
     let t1 = table_of(&lab.host, "eth1");
@@ -101,10 +71,8 @@ fn strict_tables_keep_what_is_behind_the_host() {
     if !require_root("strict_tables_keep_what_is_behind_the_host") {
         return;
     }
-    let lab = Lab::two_uplinks();
-    let container = docker_bridge(&lab);
-    let lan = lan_client(&lab);
-    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    let behind = BehindLab::new();
+    let lab = &behind.lab;
     let config = std::env::temp_dir().join(format!("symroute-hosts-{}.toml", std::process::id()));
     std::fs::write(&config, "strict = true\n").expect("write config");
     let config_arg = config.to_string_lossy().into_owned();
@@ -134,15 +102,13 @@ fn strict_tables_keep_what_is_behind_the_host() {
             .any(|r| r.starts_with("192.168.50.0/24 dev lan0 proto 83")),
         "{bridge:?}"
     );
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
+    assert_reaches_service(&behind.container, &container_targets(), "container");
+    assert_reaches_service(
+        &behind.lan,
+        &[HOST_ETH0_V4, HOST_ETH1_V4, BRIDGE_V4, BRIDGE_V6],
+        "LAN",
     );
-    assert_eq!(
-        unreachable(&lan, &[HOST_ETH0_V4, HOST_ETH1_V4, BRIDGE_V4, BRIDGE_V6]),
-        [] as [&str; 0]
-    );
-    assert_uplinks_symmetric(&lab);
+    lab.assert_client_reaches_all();
 }
 
 #[test]
@@ -166,11 +132,8 @@ fn event_for_a_bridge_updates_every_uplink_table() {
             "{log}"
         );
     }
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
-    );
-    assert_uplinks_symmetric(&lab);
+    assert_reaches_service(&container, &container_targets(), "container");
+    lab.assert_client_reaches_all();
 
     // An address the bridge loses: its copy is stale and goes with the next event.
     lab.host.ip("-6 addr del fd00:17::1/64 dev docker0");
@@ -328,10 +291,7 @@ fn same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bri
         "{v6:?}"
     );
     assert!(ping(&lab.client, "fd02::2"));
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
-    );
+    assert_reaches_service(&container, &container_targets(), "container");
 }
 
 #[test]
@@ -381,5 +341,5 @@ fn tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space() 
     ] {
         assert!(tun.iter().any(|r| r.starts_with(want)), "{tun:?}");
     }
-    assert_uplinks_symmetric(&lab);
+    lab.assert_client_reaches_all();
 }

@@ -2,23 +2,16 @@
 //! Every run happens in a private mount namespace with its own tmpfs on /run, so the lock is
 //! the real default path (/run/symroute/lock) without touching the machine's /run.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Instant;
 
 use symroute_testlab::daemons::{require_programs, write_file, PrivateMounts, TempDir};
+use symroute_testlab::lock::{LockHolder, DEFAULT_LOCK, NOBODY};
 use symroute_testlab::{require_root, Lab};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
-const NOBODY: [&str; 4] = [
-    "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
-];
 
 fn private_run(lab: &Lab, extra: &str) -> PrivateMounts {
     PrivateMounts::new(
@@ -37,18 +30,22 @@ fn hook(mounts: &PrivateMounts, args: &[&str]) -> Output {
         .expect("run symroute-hook")
 }
 
-fn as_nobody(mounts: &PrivateMounts, argv: &[&str]) -> Output {
-    let mut all = NOBODY.to_vec();
-    all.extend_from_slice(argv);
-    mounts.run(&all)
+/// Like [`hook`], which must succeed; its log.
+fn hook_ok(mounts: &PrivateMounts, args: &[&str]) -> String {
+    let out = hook(mounts, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "symroute-hook {args:?} failed: {stderr}"
+    );
+    stderr
 }
 
 /// `flock -n LOCK` as nobody, printing whether it got the lock.
 fn nobody_can_lock(mounts: &PrivateMounts) -> (bool, String) {
-    let out = as_nobody(
-        mounts,
-        &["flock", "-n", "/run/symroute/lock", "echo", "locked"],
-    );
+    let mut argv = NOBODY.to_vec();
+    argv.extend_from_slice(&["flock", "-n", DEFAULT_LOCK, "echo", "locked"]);
+    let out = mounts.run(&argv);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (stdout.contains("locked"), stderr)
@@ -62,48 +59,14 @@ fn mode_owner(mounts: &PrivateMounts, path: &str) -> String {
         .to_string()
 }
 
-/// Someone holding the lock until the child is killed; returns once the lock is held. The
-/// file must exist.
-fn holder(mounts: &PrivateMounts, prefix: &[&str]) -> Child {
-    let mut argv: Vec<&str> = prefix.to_vec();
-    argv.extend_from_slice(&[
-        "flock",
-        "-n",
-        "/run/symroute/lock",
-        "sh",
-        "-c",
-        "echo held; exec sleep 300",
-    ]);
-    let program = symroute_testlab::daemons::find_program(argv[0]).expect("program");
-    let mut child = mounts
-        .command(&program)
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // Its own process group, killed whole: the sleep inherits the locked descriptor.
-        .process_group(0)
-        .spawn()
-        .expect("start the lock holder");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("holder stdout");
-    let _ = BufReader::new(stdout).read_line(&mut line);
-    assert_eq!(line.trim(), "held", "the holder did not get the lock");
-    child
+/// Someone holding the lock (through `prefix`) until dropped; returns once the lock is held.
+/// The file must exist.
+fn holder(mounts: &PrivateMounts, prefix: &[&str]) -> LockHolder {
+    LockHolder::start(mounts, prefix).expect("the holder did not get the lock")
 }
 
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) of the process group of our own child.
-        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -121,12 +84,7 @@ fn unprivileged_user_cannot_hold_the_run_lock() {
     assert!(!locked, "nobody locked before the first run");
     eprintln!("before the first run, nobody's flock: {}", why.trim());
 
-    let out = hook(&mounts, &["eth1", "up"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hook_ok(&mounts, &["eth1", "up"]);
     assert!(lab.host.rules(false).iter().any(|r| r.contains(&t1)));
     assert!(mode_owner(&mounts, "/run/symroute").starts_with("700 root "));
     assert!(mode_owner(&mounts, "/run/symroute/lock").starts_with("600 root "));
@@ -141,11 +99,9 @@ fn unprivileged_user_cannot_hold_the_run_lock() {
     mounts.run_ok(&["chmod", "0755", "/run/symroute"]);
     mounts.run_ok(&["chmod", "0644", "/run/symroute/lock"]);
     let before = mode_owner(&mounts, "/run/symroute/lock");
-    let _nobody = Killed(holder(&mounts, &NOBODY));
+    let _nobody = holder(&mounts, &NOBODY);
     let started = Instant::now();
-    let out = hook(&mounts, &["eth0", "up"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = hook_ok(&mounts, &["eth0", "up"]);
     eprintln!(
         "hook with nobody holding the old lock file: {:?}; {}",
         started.elapsed(),
@@ -178,7 +134,7 @@ fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
         "mkdir -m 0700 /run/symroute\ninstall -m 0600 /dev/null /run/symroute/lock",
     );
     let before = lab.host.rules(false);
-    let holder = Killed(holder(&mounts, &[]));
+    let holder = holder(&mounts, &[]);
     let started = Instant::now();
     let out = hook(&mounts, &["eth1", "up"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -198,12 +154,7 @@ fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
         "changed something without the lock"
     );
     drop(holder);
-    let out = hook(&mounts, &["eth1", "up"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hook_ok(&mounts, &["eth1", "up"]);
 }
 
 #[test]
@@ -251,12 +202,7 @@ fn group_writable_config_is_refused_and_nothing_changes() {
 
     // Fixed, it is used.
     std::os::unix::fs::chown(&config, Some(0), None).expect("chown");
-    let out = hook(&mounts, &["--config", &cfg, "eth1", "up"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hook_ok(&mounts, &["--config", &cfg, "eth1", "up"]);
     assert!(
         lab.host
             .rules(false)

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::daemons::Daemon;
+use crate::daemons::{Daemon, TempDir};
 use crate::{wait_until, Netns};
 
 /// The daemon binary cargo built next to `sibling` (another binary of the workspace, e.g.
@@ -40,6 +40,60 @@ pub fn start_symrouted(mut cmd: Command, log: &Path) -> Daemon {
 pub fn fights(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.contains("removed by someone else"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The daemon started beside the dispatcher scripts, with the kernel's record of rules and
+/// addresses since just before it started: at the end, [`DaemonBeside::assert_no_fight`].
+/// Fields drop in order: the daemon first, its log folder last.
+pub struct DaemonBeside {
+    pub daemon: Daemon,
+    pub watch: RuleWatch,
+    _dir: TempDir,
+}
+
+impl DaemonBeside {
+    /// Watches `host`, then starts the symrouted that cargo built next to `sibling` with the
+    /// command `cmd` makes of its path (entering the right namespaces, with its arguments).
+    pub fn start(host: &Netns, sibling: &str, cmd: impl FnOnce(&str) -> Command) -> DaemonBeside {
+        let watch = RuleWatch::start(host);
+        let dir = TempDir::new("beside");
+        let bin = symrouted_next_to(Path::new(sibling));
+        let daemon = start_symrouted(
+            cmd(&bin.to_string_lossy()),
+            &dir.path().join("symrouted.log"),
+        );
+        DaemonBeside {
+            daemon,
+            watch,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    /// Panics unless the daemon still runs, reported no fight and no rule of ours went while
+    /// its address was there; `hook_log` (the dispatcher's, with the hook's lines) goes into
+    /// the message.
+    pub fn assert_no_fight(&mut self, hook_log: &str) {
+        self.daemon.assert_running();
+        let log = self.daemon.log();
+        assert!(fights(&log).is_empty(), "{:?}", fights(&log));
+        let needless = self.watch.needless_removals();
+        assert!(
+            needless.is_empty(),
+            "rules removed while their address was there: {needless:?}\ndaemon:\n{log}\nhook:\n{hook_log}"
+        );
+    }
+}
+
+/// Lines of a symroute log that changed something (`eth1: +rule from ...`).
+pub fn change_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(": +") || l.contains(": -"))
         .map(str::to_string)
         .collect()
 }

@@ -145,6 +145,55 @@ pub fn unreachable(from: &Netns, targets: &[&'static str]) -> Vec<&'static str> 
         .collect()
 }
 
+/// Panics, naming them and `when`, if `from` does not reach the host service at every one
+/// of `targets`.
+pub fn assert_reaches_service(from: &Netns, targets: &[&'static str], when: &str) {
+    assert_eq!(unreachable(from, targets), [] as [&str; 0], "{when}");
+}
+
+/// A two-uplink host with what sits behind it on a real host: a Docker bridge with a
+/// container, a LAN client behind a gateway-less NIC, and the host service
+/// ([`SERVICE_PORT`], [`SERVICE_TAG`]) they and the lab's client talk to. Fields drop in
+/// order: the service and the namespaces behind the host first, the lab last.
+pub struct BehindLab {
+    _service: Service,
+    pub lan: Netns,
+    pub container: Netns,
+    pub lab: Lab,
+}
+
+impl BehindLab {
+    pub fn new() -> BehindLab {
+        let lab = Lab::two_uplinks();
+        let container = docker_bridge(&lab);
+        let lan = lan_client(&lab);
+        let service = Service::start(&lab.host, SERVICE_PORT, SERVICE_TAG);
+        BehindLab {
+            _service: service,
+            lan,
+            container,
+            lab,
+        }
+    }
+
+    /// Panics, saying `when`, unless the container reaches the host service at every host
+    /// address ([`container_targets`]) and the LAN client at every uplink address.
+    pub fn assert_everything_behind_reaches(&self, when: &str) {
+        assert_reaches_service(
+            &self.container,
+            &container_targets(),
+            &format!("container {when}"),
+        );
+        assert_reaches_service(&self.lan, &Lab::host_addresses(), &format!("LAN {when}"));
+    }
+}
+
+impl Default for BehindLab {
+    fn default() -> BehindLab {
+        BehindLab::new()
+    }
+}
+
 /// Whether `ns` gets `tag` from `addr:port`, trying twice: the first packets of a fresh
 /// link can be lost to neighbour discovery.
 pub fn reaches(ns: &Netns, addr: &str, port: u16, tag: &str) -> bool {

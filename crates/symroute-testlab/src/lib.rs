@@ -9,6 +9,7 @@
 pub mod beside;
 pub mod daemons;
 pub mod hosts;
+pub mod lock;
 pub mod monitor;
 mod rundir;
 mod state;
@@ -463,5 +464,15 @@ impl Lab {
     /// The host's four addresses the client should reach once routing is symmetric.
     pub fn host_addresses() -> [&'static str; 4] {
         [HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH0_V6, HOST_ETH1_V6]
+    }
+
+    /// Panics, with whether each answered, unless the client reaches all four host addresses
+    /// (each through its own uplink's strict router: symmetric routing).
+    pub fn assert_client_reaches_all(&self) {
+        let r: Vec<(&str, bool)> = Lab::host_addresses()
+            .into_iter()
+            .map(|a| (a, ping(&self.client, a)))
+            .collect();
+        assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
     }
 }

@@ -81,6 +81,24 @@ impl Netns {
         self.sh_ok(&all.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// One of the project's binaries (`bin`, its path) with `args`, the way a dispatcher runs
+    /// it: with the private `/run` of [`Netns::private_run`], logging to stderr.
+    pub fn run_logged(&self, bin: &str, args: &[&str]) -> Output {
+        self.private_run(&[bin])
+            .args(args)
+            .env("SYMROUTE_LOG", "stderr")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {bin} in {}: {e}", self.name))
+    }
+
+    /// Like [`Netns::run_logged`], panicking with its log when it fails; returns the log.
+    pub fn run_logged_ok(&self, bin: &str, args: &[&str]) -> String {
+        let out = self.run_logged(bin, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{bin} {args:?} failed: {stderr}");
+        stderr
+    }
+
     fn with_prefix(&self, argv: &[&str]) -> Vec<String> {
         let mut all = self.private_run_prefix();
         all.extend(argv.iter().map(|a| a.to_string()));

@@ -8,6 +8,11 @@ pub fn global_addrs(ns: &Netns, dev: &str, v6: bool) -> Vec<String> {
     let out = ns
         .try_ip(&format!("{family} -o addr show dev {dev} scope global"))
         .unwrap_or_default();
+    addresses_in(&out)
+}
+
+/// The addresses (without prefix length) of `ip -o addr` output.
+fn addresses_in(out: &str) -> Vec<String> {
     out.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
@@ -124,8 +129,39 @@ pub fn check_symmetric_v4(host: &Netns, client: &Netns, devs: &[&str]) -> Result
 /// Waits until [`check_symmetric`] holds; panics with the last reason and the host's routing
 /// state when `timeout` passes.
 pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {
+    wait_for_check(
+        &lab.host,
+        timeout,
+        || check_symmetric(lab, devs),
+        String::new,
+    );
+}
+
+/// Waits until [`check_symmetric_v4`] holds; panics with the last reason, the host's routing
+/// state and `logs()` (the DHCP client's, the server's) when `timeout` passes.
+pub fn wait_symmetric_v4(
+    host: &Netns,
+    client: &Netns,
+    devs: &[&str],
+    timeout: Duration,
+    logs: impl Fn() -> String,
+) {
+    wait_for_check(
+        host,
+        timeout,
+        || check_symmetric_v4(host, client, devs),
+        logs,
+    );
+}
+
+fn wait_for_check(
+    host: &Netns,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+    logs: impl Fn() -> String,
+) {
     let mut last = String::new();
-    let ok = wait_until(timeout, || match check_symmetric(lab, devs) {
+    let ok = wait_until(timeout, || match check() {
         Ok(()) => true,
         Err(e) => {
             last = e;
@@ -134,22 +170,15 @@ pub fn wait_symmetric(lab: &Lab, devs: &[&str], timeout: Duration) {
     });
     assert!(
         ok,
-        "not symmetric after {timeout:?}: {last}\n{}",
-        routing_state(&lab.host)
+        "not symmetric after {timeout:?}: {last}\n{}{}",
+        routing_state(host),
+        logs()
     );
 }
 
 /// Rules of symroute whose source address is on no interface of `ns` any more.
 pub fn stale_rules(ns: &Netns) -> Vec<String> {
-    let out = ns.ip("-o addr show scope global");
-    let present: Vec<String> = out
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            it.find(|t| *t == "inet" || *t == "inet6")?;
-            Some(it.next()?.split('/').next()?.to_string())
-        })
-        .collect();
+    let present = addresses_in(&ns.ip("-o addr show scope global"));
     symroute_rules(ns)
         .into_iter()
         .filter(|(from, _)| !present.contains(from))

@@ -167,6 +167,12 @@ impl DhcpLab {
         }
     }
 
+    /// r2's DHCP server forgets its leases and hands out [`POOL_R2_NEXT`]: the host's eth1
+    /// gets a new address at its next lease (refused renewal or new activation).
+    pub fn renumber_r2(&mut self) {
+        self.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
+    }
+
     /// Takes the router's end of `eth{uplink}` down or up: the host sees its carrier go or
     /// come back, nothing on the host is touched.
     pub fn set_carrier(&self, uplink: usize, up: bool) {

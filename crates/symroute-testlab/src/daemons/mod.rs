@@ -32,10 +32,12 @@ use crate::{ping, wait_until, Lab, Netns};
 mod checks;
 mod dnsmasq;
 mod networkd;
+mod scenario;
 
 pub use checks::*;
 pub use dnsmasq::*;
 pub use networkd::*;
+pub use scenario::*;
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
@@ -333,12 +335,29 @@ impl PrivateMounts {
         cmd
     }
 
+    /// A command running `argv` (a program looked up like [`find_program`], its arguments)
+    /// inside the namespaces, to be spawned.
+    pub fn command_argv(&self, argv: &[&str]) -> Command {
+        let mut cmd = self.command(&program(argv[0]));
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
     pub fn run(&self, argv: &[&str]) -> Output {
-        self.command(&program(argv[0]))
-            .args(&argv[1..])
+        self.command_argv(argv)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+    }
+
+    /// `tool ARGS` inside the namespaces (a daemon's control tool: nmcli, networkctl).
+    pub fn run_tool(&self, tool: &str, args: &[&str]) -> Output {
+        self.run(&[&[tool], args].concat())
+    }
+
+    /// Like [`PrivateMounts::run_tool`], panicking with the output on failure; returns stdout.
+    pub fn run_tool_ok(&self, tool: &str, args: &[&str]) -> String {
+        self.run_ok(&[&[tool], args].concat())
     }
 
     /// Like [`PrivateMounts::run`], panicking with the output on failure; returns stdout.
@@ -595,21 +614,15 @@ impl NetworkManager {
 
     /// A command running `argv` inside NetworkManager's namespaces, to be spawned.
     pub fn command(&self, argv: &[&str]) -> Command {
-        let mut cmd = self.mounts().command(&program(argv[0]));
-        cmd.args(&argv[1..]);
-        cmd
+        self.mounts().command_argv(argv)
     }
 
     pub fn nmcli(&self, args: &[&str]) -> Output {
-        let mut argv = vec!["nmcli"];
-        argv.extend_from_slice(args);
-        self.mounts().run(&argv)
+        self.mounts().run_tool("nmcli", args)
     }
 
     pub fn nmcli_ok(&self, args: &[&str]) -> String {
-        let mut argv = vec!["nmcli"];
-        argv.extend_from_slice(args);
-        self.mounts().run_ok(&argv)
+        self.mounts().run_tool_ok("nmcli", args)
     }
 
     /// NetworkManager's state of a device: `connected`, `unavailable`, `disconnected`, ...
@@ -624,13 +637,6 @@ impl NetworkManager {
     /// The dispatcher events so far, `IFACE ACTION` per line, oldest first.
     pub fn events(&self) -> Vec<String> {
         crate::lines(&read_lossy(&self.dir.path().join("events.log")))
-    }
-
-    /// Waits until `IFACE ACTION` was dispatched at least `count` times in all.
-    pub fn wait_event(&self, event: &str, count: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || {
-            self.events().iter().filter(|e| *e == event).count() >= count
-        })
     }
 
     /// Runs a command inside NetworkManager's namespaces.

@@ -159,21 +159,15 @@ impl Networkd {
     /// A command running `argv` inside networkd's namespaces (its `/run`, its bus), to be
     /// spawned.
     pub fn command(&self, argv: &[&str]) -> Command {
-        let mut cmd = self.mounts().command(&program(argv[0]));
-        cmd.args(&argv[1..]);
-        cmd
+        self.mounts().command_argv(argv)
     }
 
     pub fn networkctl(&self, args: &[&str]) -> Output {
-        let mut argv = vec!["networkctl"];
-        argv.extend_from_slice(args);
-        self.mounts().run(&argv)
+        self.mounts().run_tool("networkctl", args)
     }
 
     pub fn networkctl_ok(&self, args: &[&str]) -> String {
-        let mut argv = vec!["networkctl"];
-        argv.extend_from_slice(args);
-        self.mounts().run_ok(&argv)
+        self.mounts().run_tool_ok("networkctl", args)
     }
 
     /// (operational, setup) state of a link as `networkctl list` shows it.
@@ -191,13 +185,6 @@ impl Networkd {
     /// The networkd-dispatcher events so far, `IFACE STATE` per line, oldest first.
     pub fn events(&self) -> Vec<String> {
         crate::lines(&read_lossy(&self.dir.path().join("events.log")))
-    }
-
-    /// Waits until `IFACE STATE` was dispatched at least `count` times in all.
-    pub fn wait_event(&self, event: &str, count: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || {
-            self.events().iter().filter(|e| *e == event).count() >= count
-        })
     }
 
     /// networkd-dispatcher's log, with the scripts' output (symroute-hook's lines).
