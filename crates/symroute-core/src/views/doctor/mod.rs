@@ -219,6 +219,12 @@ mod tests {
         diagnose(snapshot, settings, &status(snapshot, settings), facts)
     }
 
+    /// `diagnose` of the synced sample host under the default settings.
+    fn synced_run(facts: &HostFacts) -> Diagnosis {
+        let settings = Settings::default();
+        run(&synced(host(), &settings), &settings, facts)
+    }
+
     fn verdicts(d: &Diagnosis, check: &str) -> Vec<Verdict> {
         d.findings
             .iter()
@@ -235,8 +241,7 @@ mod tests {
 
     #[test]
     fn healthy_host_passes() {
-        let settings = Settings::default();
-        let d = run(&synced(host(), &settings), &settings, &good_facts());
+        let d = synced_run(&good_facts());
         assert!(d.ok, "{}", d.render());
         assert!(
             d.findings
@@ -263,17 +268,15 @@ mod tests {
 
     #[test]
     fn strict_rp_filter_is_fine_for_local_traffic_but_not_for_forwarding() {
-        let settings = Settings::default();
-        let snap = synced(host(), &settings);
         let mut facts = good_facts();
         facts.conf.insert("all".into(), conf(1, 2, 1, 0));
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "rp_filter"), [Verdict::Ok, Verdict::Ok]);
 
         // Forwarding on: forwarded traffic whose answer leaves elsewhere is dropped, and
         // symroute's rules cannot help (the kernel checks with the egress as `iif`).
         facts.conf.insert("eth1".into(), conf(0, 0, 0, 1));
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "rp_filter"), [Verdict::Ok, Verdict::Fail]);
         assert!(!d.ok);
         let fail = d
@@ -396,20 +399,12 @@ mod tests {
 
     #[test]
     fn iif_rules_off_skips_unless_the_table_is_left_behind() {
-        let settings = Settings::default();
-        let snap = synced(host(), &settings);
         let mut facts = good_facts();
-        assert_eq!(
-            verdicts(&run(&snap, &settings, &facts), "iif_rules"),
-            [Verdict::Skip]
-        );
+        assert_eq!(verdicts(&synced_run(&facts), "iif_rules"), [Verdict::Skip]);
         facts.nft_table = Some(NftInstalled::Absent);
-        assert_eq!(
-            verdicts(&run(&snap, &settings, &facts), "iif_rules"),
-            [Verdict::Skip]
-        );
+        assert_eq!(verdicts(&synced_run(&facts), "iif_rules"), [Verdict::Skip]);
         facts.nft_table = Some(NftInstalled::Present { comment: None });
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "iif_rules"), [Verdict::Warn]);
         assert_eq!(
             only(&d, "iif_rules").fix.as_deref(),
@@ -442,10 +437,9 @@ mod tests {
 
     #[test]
     fn arp_announce_below_two_warns_on_multi_homed_hosts() {
-        let settings = Settings::default();
         let mut facts = good_facts();
         facts.conf.insert("all".into(), conf(0, 0, 0, 0));
-        let d = run(&synced(host(), &settings), &settings, &facts);
+        let d = synced_run(&facts);
         let f = only(&d, "arp");
         assert_eq!(f.verdict, Verdict::Warn);
         assert!(f.message.starts_with("eth0, eth1: arp_announce below 2"));
@@ -539,17 +533,15 @@ mod tests {
 
     #[test]
     fn networkd_check_depends_on_install_and_activity() {
-        let settings = Settings::default();
-        let snap = synced(host(), &settings);
         let mut facts = good_facts();
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "networkd"), [Verdict::Skip]);
 
         facts.networkd.binary = Some("/lib/systemd/systemd-networkd".into());
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "networkd"), [Verdict::Warn]);
         facts.networkd.active = true;
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         let f = only(&d, "networkd");
         assert_eq!(f.verdict, Verdict::Fail);
         assert!(f.message.contains("ManageForeignRoutingPolicyRules=yes (the default), ManageForeignRoutes=yes (the default)"), "{}", f.message);
@@ -559,21 +551,19 @@ mod tests {
             NETWORKD_DROPIN.into(),
             "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n".into(),
         )];
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "networkd"), [Verdict::Ok]);
     }
 
     #[test]
     fn integration_missing_broken_or_badly_installed() {
-        let settings = Settings::default();
-        let snap = synced(host(), &settings);
         let mut facts = good_facts();
         facts.nm_dispatcher.clear();
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "integration"), [Verdict::Fail]);
 
         facts.daemon_unit = vec!["/usr/lib/systemd/system/symrouted.service".into()];
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "integration"), [Verdict::Ok]);
 
         let mut nd = script("/etc/networkd-dispatcher/routable.d/50-symroute");
@@ -582,7 +572,7 @@ mod tests {
         nm.calls = Some(("/usr/local/sbin/symroute-hook".into(), false));
         facts.networkd_dispatcher = vec![nd];
         facts.nm_dispatcher = vec![nm];
-        let d = run(&snap, &settings, &facts);
+        let d = synced_run(&facts);
         assert_eq!(verdicts(&d, "integration"), [Verdict::Fail, Verdict::Fail]);
         assert!(d.findings.iter().any(|f| f.message.contains("mode 0775")));
         assert!(d
