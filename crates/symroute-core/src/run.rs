@@ -12,8 +12,7 @@ use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
 use crate::plan::nft;
-use crate::plan::uplinks::Uplinks;
-use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage, InterfacePlan};
+use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -118,11 +117,12 @@ fn present<'a>(
 
 /// The work of syncing `link`, and its plan's connection mark (`iif_rules`).
 fn sync_work(
+    planner: &Planner<'_>,
     snapshot: &Snapshot,
     settings: &Settings,
     link: &Link,
 ) -> Result<(Work, Option<u32>), Error> {
-    let plan = plan_interface(snapshot, settings, link)?;
+    let plan = planner.interface(link)?;
     warn_unmarkable(&plan, settings);
     let (routes, rules) = present(snapshot, settings, plan.table);
     Ok((
@@ -198,11 +198,13 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
 /// The uplinks a per-interface run plans besides the interface it is about: those whose
 /// tables the snapshot read because they depend on it.
 fn companions<'a>(
+    planner: &Planner<'_>,
     snapshot: &'a Snapshot,
     settings: &Settings,
     planned: &BTreeMap<u32, Option<u32>>,
 ) -> Vec<&'a Link> {
-    Uplinks::classify(&snapshot.main_routes)
+    planner
+        .uplinks()
         .indexes()
         .into_iter()
         .filter(|i| !planned.contains_key(i))
@@ -255,7 +257,9 @@ pub async fn reconcile_locked(
             None => (Scope::Garbage, None),
         },
     };
-    let mut snapshot = kernel::snapshot(nl, settings, scope, links).await?;
+    let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    // Main is classified once for every plan of the run (it can hold 100 000 routes).
+    let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
     let mut report = Report::default();
     let flush = *target == Target::Flush;
@@ -269,7 +273,7 @@ pub async fn reconcile_locked(
     match (target, link) {
         (Target::All, _) => {
             for link in snapshot.links.iter().filter(|l| !skip.contains(&l.index)) {
-                match sync_work(&snapshot, settings, link) {
+                match sync_work(&planner, &snapshot, settings, link) {
                     Ok((w, mark)) => {
                         work.push(w);
                         planned.insert(link.index, mark);
@@ -288,7 +292,7 @@ pub async fn reconcile_locked(
         }
         // A down-class event is a sync: the kernel, not the event, says what is gone.
         (_, Some((link, Action::Sync | Action::Settle))) => {
-            let (w, mark) = sync_work(&snapshot, settings, &link)?;
+            let (w, mark) = sync_work(&planner, &snapshot, settings, &link)?;
             work.push(w);
             planned.insert(link.index, mark);
         }
@@ -302,11 +306,11 @@ pub async fn reconcile_locked(
         // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
         // every uplink table copies: those tables follow in the same run. An uplink that is
         // refused does not fail the run for the interface asked about; its own runs report it.
-        for uplink in companions(&snapshot, settings, &planned)
+        for uplink in companions(&planner, &snapshot, settings, &planned)
             .into_iter()
             .filter(|l| !skip.contains(&l.index))
         {
-            match sync_work(&snapshot, settings, uplink) {
+            match sync_work(&planner, &snapshot, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;
                     work.push(w);

@@ -109,12 +109,16 @@ async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, R
 /// the interface is behind the host, or an uplink's table still holds copies through it,
 /// that uplink's table is read too and the run plans it as well ([`Snapshot::tables`] tells
 /// which were read).
+///
+/// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
+/// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
+/// needs them again.
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
     scope: Scope,
     links: Vec<Link>,
-) -> Result<Snapshot, ReadError> {
+) -> Result<(Snapshot, Uplinks), ReadError> {
     let addresses = match scope {
         // Uplinks planned along with the interface need their own addresses.
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
@@ -142,7 +146,7 @@ pub async fn snapshot(
                 .interface_of_table(*t)
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
-    let main_routes = match scope {
+    let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
             tables.insert(own, routes(nl, Some(own), None).await?);
@@ -152,7 +156,10 @@ pub async fn snapshot(
             match own_main_if_alone(nl, settings, &addresses, &rules, x).await? {
                 // A veth, a bridge port, a tun without routes: nothing of another interface
                 // depends on it, so a container host's veth churn never reads a large main.
-                Some(own_main) => own_main,
+                Some(own_main) => {
+                    let uplinks = Uplinks::classify(&own_main);
+                    (own_main, uplinks)
+                }
                 None => {
                     let main = routes(nl, Some(MAIN_TABLE), None).await?;
                     let uplinks = Uplinks::classify(&main);
@@ -169,7 +176,7 @@ pub async fn snapshot(
                             tables.insert(table, routes(nl, Some(table), None).await?);
                         }
                     }
-                    main
+                    (main, uplinks)
                 }
             }
         }
@@ -178,7 +185,7 @@ pub async fn snapshot(
             for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            Vec::new()
+            (Vec::new(), Uplinks::default())
         }
         Scope::All => {
             // Main's routes stay where the dump put them (in order); only the other tables'
@@ -187,16 +194,18 @@ pub async fn snapshot(
             for route in main.extract_if(.., |r| r.table != MAIN_TABLE) {
                 tables.entry(route.table).or_default().push(route);
             }
-            main
+            let uplinks = Uplinks::classify(&main);
+            (main, uplinks)
         }
     };
-    Ok(Snapshot {
+    let snapshot = Snapshot {
         links,
         addresses,
         main_routes,
         rules,
         tables,
-    })
+    };
+    Ok((snapshot, uplinks))
 }
 
 /// Main's routes through `x` when they are all a run for `x` needs of main; `None` when it

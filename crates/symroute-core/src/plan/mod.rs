@@ -59,14 +59,65 @@ pub enum PlanError {
     },
 }
 
+/// Plans the interfaces of one snapshot. What every plan needs of all of main (which
+/// interfaces are uplinks) is worked out once, not once per interface: a `--all` run over a
+/// 100 000-route main with many interfaces would otherwise walk main once for each.
+#[derive(Debug, Clone)]
+pub struct Planner<'a> {
+    snapshot: &'a Snapshot,
+    settings: &'a Settings,
+    uplinks: Uplinks,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Planner<'a> {
+        let uplinks = Uplinks::classify(&snapshot.main_routes);
+        Planner::with_uplinks(snapshot, settings, uplinks)
+    }
+
+    /// With `uplinks` already classified from `snapshot.main_routes` (by the read that
+    /// needed them to choose what to read).
+    pub fn with_uplinks(
+        snapshot: &'a Snapshot,
+        settings: &'a Settings,
+        uplinks: Uplinks,
+    ) -> Planner<'a> {
+        Planner {
+            snapshot,
+            settings,
+            uplinks,
+        }
+    }
+
+    pub fn uplinks(&self) -> &Uplinks {
+        &self.uplinks
+    }
+
+    /// The wanted table and rules of `link` ([`plan_interface`]).
+    pub fn interface(&self, link: &Link) -> Result<InterfacePlan, PlanError> {
+        interface_plan(self.snapshot, &self.uplinks, self.settings, link)
+    }
+}
+
 /// The wanted table and rules of `link`: a copy of every unicast main-table route through
 /// it (only its own nexthops of a multipath route), and one rule per usable address.
 ///
 /// An interface with no usable address gets nothing: a table no rule points to would only be
 /// clutter (loopback, bridges without addresses, links still waiting for DHCP). Only an
 /// interface that would get something is refused when its table holds someone else's routes.
+///
+/// Planning several interfaces of one snapshot, a [`Planner`] classifies main only once.
 pub fn plan_interface(
     snapshot: &Snapshot,
+    settings: &Settings,
+    link: &Link,
+) -> Result<InterfacePlan, PlanError> {
+    Planner::new(snapshot, settings).interface(link)
+}
+
+fn interface_plan(
+    snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
     link: &Link,
 ) -> Result<InterfacePlan, PlanError> {
@@ -132,7 +183,6 @@ pub fn plan_interface(
     // clients would leave through its gateway. Other tables fall through to main for it,
     // except a `strict` table, which is closed: it gets the copies too, so that closing it
     // cuts its address off only from what is beyond every direct route.
-    let uplinks = Uplinks::classify(&snapshot.main_routes);
     let mut behind = Vec::new();
     for family in families
         .iter()
@@ -140,7 +190,7 @@ pub fn plan_interface(
     {
         behind.extend(behind_routes(
             &snapshot.main_routes,
-            &uplinks,
+            uplinks,
             settings,
             *family,
             table,
@@ -857,6 +907,27 @@ mod tests {
                 "default table 1004 metric 4294967295",
             ]
         );
+    }
+
+    #[test]
+    fn one_planner_plans_every_interface_as_planning_each_alone() {
+        let snap = docker_host();
+        for settings in [
+            settings(),
+            Settings {
+                strict: true,
+                ..settings()
+            },
+        ] {
+            let planner = Planner::new(&snap, &settings);
+            for link in &snap.links {
+                assert_eq!(
+                    planner.interface(link),
+                    plan_interface(&snap, &settings, link)
+                );
+            }
+            assert_eq!(planner.uplinks().indexes(), [ETH0, ETH1]);
+        }
     }
 
     #[test]

@@ -28,6 +28,11 @@ fn is_way_out(route: &Route) -> bool {
     route.dst_len <= 1 || route.nexthops.iter().any(|nh| nh.gateway.is_some())
 }
 
+/// A main-table unicast route that makes its interfaces uplinks ([`is_way_out`]).
+fn is_uplink_route(route: &Route) -> bool {
+    route.table == MAIN_TABLE && route.kind == route_type::UNICAST && is_way_out(route)
+}
+
 impl Uplinks {
     /// Classifies every interface main routes through.
     pub fn classify(main: &[Route]) -> Uplinks {
@@ -37,7 +42,7 @@ impl Uplinks {
         let mut last = None;
         for way in main
             .iter()
-            .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && is_way_out(r))
+            .filter(|r| is_uplink_route(r))
             .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family, nh.ifindex)))
         {
             if last != Some(way) {
@@ -99,12 +104,9 @@ pub fn is_copyable(route: &Route) -> bool {
 /// Whether any route of `main` (routes through one interface, say) makes its interfaces
 /// matter to other tables: a way out (an uplink) or a copyable direct route.
 pub fn matters_to_others(main: &[Route]) -> bool {
-    main.iter().any(|r| {
-        r.table == MAIN_TABLE
-            && r.kind == route_type::UNICAST
-            && !r.nexthops.is_empty()
-            && (is_way_out(r) || is_copyable(r))
-    })
+    // An uplink route without nexthops (unreadable) names no interface.
+    main.iter()
+        .any(|r| (is_uplink_route(r) && !r.nexthops.is_empty()) || is_copyable(r))
 }
 
 /// The routes behind the host that the uplink table `table` of family `family` gets: copies
