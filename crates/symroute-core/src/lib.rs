@@ -5,50 +5,45 @@
 //! The kernel is the only state: every run reads what is there, so running twice changes
 //! nothing the second time and a run killed midway is repaired by the next one.
 //!
-//! The folders follow a run (docs/architecture.md):
-//! - [`model`]: plain data — [`Snapshot`], [`Op`], links, routes, rules.
-//! - [`kernel`]: everything that reads or writes the host (netlink, nftables, files).
-//! - [`plan`]: the pure decisions — plans, [`diff`], the nftables table text.
-//! - [`views`]: pure reports over a snapshot — status, doctor, explain.
-//! - [`run`]: one run, lock → read → plan → diff → apply; [`admin`]: the admin CLI's reads
-//!   and views; [`shell`]: what the binaries share (log level, configuration, exit status).
+//! The folders follow a run (docs/architecture.md): `model/` (plain data: [`Snapshot`],
+//! [`Op`], links, routes, rules), `kernel/` (everything that reads or writes the host),
+//! `plan/` (the pure decisions: plans, diff, the nftables table text), `views/` (pure
+//! reports over a snapshot: status, doctor, explain), `run.rs` (lock → read → plan → diff →
+//! apply).
+//!
+//! The modules are private; what the binaries and tests use is re-exported here, plus a few
+//! public namespaces: [`model`] (the plain types), [`admin`] (the admin CLI's reads and
+//! views), [`monitor`] (the daemon's kernel event source), [`config`], [`lock`], [`logging`]
+//! and [`shell`] (what the binaries share: log level, configuration, exit status).
 
 pub mod admin;
 pub mod config;
-pub mod error;
-pub mod events;
-pub mod kernel;
+mod error;
+mod events;
+mod kernel;
 pub mod lock;
 pub mod logging;
 pub mod model;
-pub mod plan;
-pub mod run;
-pub mod settings;
+mod plan;
+mod run;
+mod settings;
 pub mod shell;
-pub mod trust;
-pub mod views;
+mod trust;
+mod views;
 
 #[cfg(test)]
 mod fixtures;
 
 pub use error::Error;
 pub use events::{action_for, validate_interface_name, Action};
-pub use kernel::netlink::Netlink;
+pub use kernel::convert::{route_message, rule_message};
+pub use kernel::monitor;
+pub use kernel::names::Names;
+pub use kernel::netlink::{Netlink, NetlinkError};
+pub use kernel::{links, ReadError};
 pub use model::{Op, Snapshot};
-pub use plan::{plan_interface, InterfacePlan};
 pub use run::{reconcile, reconcile_locked, Mode, Report, Target};
 pub use settings::Settings;
-
-// The modules' paths before the folders, kept so that code written against them still builds.
-pub use kernel::{convert, netlink};
-pub use plan::diff;
-pub use views::{doctor, explain, status};
-
-/// `table inet symroute` (`iif_rules`): its text ([`plan::nft`]) and its reading and
-/// writing ([`kernel::nftables`]), under the module's path before the folders.
-pub mod nftables {
-    pub use crate::kernel::nftables::*;
-    pub use crate::model::nft::*;
-    pub use crate::model::{NftChange, NftInstalled as Installed, NftTable};
-    pub use crate::plan::nft::*;
-}
+pub use views::doctor::Diagnosis;
+pub use views::explain::Explanation;
+pub use views::status::Status;

@@ -6,9 +6,8 @@ use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
-use symroute_core::convert::route_message;
 use symroute_core::model::Route;
-use symroute_core::netlink::{Netlink, NetlinkError};
+use symroute_core::{route_message, Netlink, NetlinkError};
 use symroute_testlab::{require_root, Netns};
 
 fn route(dst: [u8; 3], gateway: &str, ifindex: u32) -> Route {

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use symroute_core::config::{self, ConfigError};
-use symroute_core::settings::Settings;
-use symroute_core::{action_for, validate_interface_name, Action};
+use symroute_core::{action_for, validate_interface_name, Action, Settings};
 
 const PATH: &str = "/etc/symroute/symroute.toml";
 
@@ -124,8 +123,8 @@ proptest! {
 
 mod monitor {
     use proptest::prelude::*;
-    use symroute_core::kernel::monitor::{parse_datagram, Change, Received};
     use symroute_core::model::Family;
+    use symroute_core::monitor::{parse_datagram, Change, Received};
 
     fn received(bytes: &[u8]) -> Vec<Received> {
         let mut all = Vec::new();

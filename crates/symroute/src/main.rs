@@ -9,13 +9,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Args, Command};
-use symroute_core::kernel::names::Names;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
 use symroute_core::model::{Family, Query};
 use symroute_core::shell::{self, Failure, EXIT_FAILURE};
 use symroute_core::{
-    admin, logging, reconcile, validate_interface_name, Action, Error, Mode, Netlink, Settings,
-    Target,
+    admin, logging, reconcile, validate_interface_name, Action, Error, Mode, Names, Netlink,
+    Settings, Target,
 };
 
 fn main() -> ExitCode {

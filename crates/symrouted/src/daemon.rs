@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use symroute_core::lock::{RunLock, LOCK_WAIT};
 use symroute_core::{
-    kernel, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
+    links, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
 };
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::nm::NmError;
 use crate::notify::{notify, reloading, watchdog_interval};
 use crate::retry::{Key, Retries, RetryPolicy};
-use symroute_core::kernel::monitor::{Monitor, MonitorError, Received};
+use symroute_core::monitor::{Monitor, MonitorError, Received};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -318,7 +318,7 @@ impl Daemon {
             self.resync(dirty, now).await;
             return;
         }
-        let links = match kernel::links(&self.nl).await {
+        let links = match links(&self.nl).await {
             Ok(links) => links,
             Err(e) => {
                 log::error!("{e}");
@@ -400,7 +400,7 @@ impl Daemon {
     /// run (and what they had deleted counted) when their pause ends.
     async fn resync(&mut self, mut dirty: Dirty, now: Instant) {
         log::debug!("full sync");
-        let links = match kernel::links(&self.nl).await {
+        let links = match links(&self.nl).await {
             Ok(links) => links,
             Err(e) => {
                 log::error!("{e}");

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use netlink_packet_core::NLM_F_REPLACE;
-use symroute_core::kernel::monitor::Change;
 use symroute_core::model::{Family, Route, RouteKey, Rule, MAIN_TABLE};
+use symroute_core::monitor::Change;
 use symroute_core::{Op, Settings};
 
 /// Why an interface is dirty. Ordered: a batch that both changed an interface and removed
@@ -230,8 +230,8 @@ mod tests {
     use netlink_packet_core::NLM_F_CREATE;
     use netlink_packet_route::link::LinkMessage;
     use netlink_packet_route::RouteNetlinkMessage as Msg;
-    use symroute_core::convert;
-    use symroute_core::kernel::monitor::decode;
+    use symroute_core::monitor::decode;
+    use symroute_core::{route_message, rule_message};
 
     fn route(table: u32, dst: &str, ifindex: u32, protocol: u8) -> Route {
         Route::unicast(table, dst.parse().unwrap(), 24)
@@ -260,11 +260,11 @@ mod tests {
     }
 
     fn new_route(r: &Route) -> Msg {
-        Msg::NewRoute(convert::route_message(r))
+        Msg::NewRoute(route_message(r))
     }
 
     fn del_route(r: &Route) -> Msg {
-        Msg::DelRoute(convert::route_message(r))
+        Msg::DelRoute(route_message(r))
     }
 
     #[test]
@@ -300,9 +300,9 @@ mod tests {
         let dirty = run(
             &[
                 (0, new_route(&ours)),
-                (0, Msg::NewRule(convert::rule_message(&our_rule))),
+                (0, Msg::NewRule(rule_message(&our_rule))),
                 (0, del_route(&ours)),
-                (0, Msg::DelRule(convert::rule_message(&our_rule))),
+                (0, Msg::DelRule(rule_message(&our_rule))),
             ],
             &mut echoes,
         );
@@ -316,7 +316,7 @@ mod tests {
         let dirty = run(
             &[
                 (0, del_route(&ours)),
-                (0, Msg::DelRule(convert::rule_message(&rule(1004, 83)))),
+                (0, Msg::DelRule(rule_message(&rule(1004, 83)))),
             ],
             &mut Echoes::default(),
         );
@@ -333,7 +333,7 @@ mod tests {
         let dirty = run(
             &[
                 (0, del_route(&ours)),
-                (0, Msg::DelRule(convert::rule_message(&our_rule))),
+                (0, Msg::DelRule(rule_message(&our_rule))),
             ],
             &mut Echoes::default(),
         );
@@ -369,8 +369,8 @@ mod tests {
     fn foreign_rules_and_tables_are_ignored() {
         let dirty = run(
             &[
-                (0, Msg::DelRule(convert::rule_message(&rule(200, 4)))),
-                (0, Msg::DelRule(convert::rule_message(&rule(1003, 4)))),
+                (0, Msg::DelRule(rule_message(&rule(200, 4)))),
+                (0, Msg::DelRule(rule_message(&rule(1003, 4)))),
                 (0, new_route(&route(200, "192.0.2.0", 3, 4))),
                 (0, new_route(&route(255, "10.2.0.2", 3, 2))),
             ],
@@ -394,7 +394,7 @@ mod tests {
             .with_dst("172.17.0.0".parse().unwrap(), 16)
             .with_protocol(83);
         let dirty = run(
-            &[(0, Msg::DelRule(convert::rule_message(&exempt)))],
+            &[(0, Msg::DelRule(rule_message(&exempt)))],
             &mut Echoes::default(),
         );
         assert!(dirty.resync);

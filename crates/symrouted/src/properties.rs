@@ -5,12 +5,11 @@
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use proptest::prelude::*;
-use symroute_core::convert;
 use symroute_core::model::{Route, MAIN_TABLE};
-use symroute_core::Settings;
+use symroute_core::{route_message, Settings};
 
 use crate::dirty::{note, Dirty, Echoes};
-use symroute_core::kernel::monitor::{parse_datagram, Received};
+use symroute_core::monitor::{parse_datagram, Received};
 
 /// Decodes `bytes` and notes every message, as the daemon's drain does; returns what is
 /// dirty afterwards and how many things were received.
@@ -97,7 +96,7 @@ proptest! {
         let route = Route::unicast(MAIN_TABLE, "192.0.2.0".parse().expect("address"), 24)
             .via("10.2.0.1".parse().expect("address"), 3)
             .with_protocol(3);
-        let whole = encode(RouteNetlinkMessage::NewRoute(convert::route_message(&route)));
+        let whole = encode(RouteNetlinkMessage::NewRoute(route_message(&route)));
         let (dirty, _) = decode_and_note(&whole, &Settings::default());
         prop_assert!(!dirty.is_empty());
         let cut = cut % whole.len();

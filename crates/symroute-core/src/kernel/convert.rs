@@ -2,8 +2,6 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
     RouteNextHopFlags, RoutePreference, RouteProtocol, RouteScope, RouteType,
@@ -11,7 +9,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::AddressFamily;
 
-use crate::model::{Address, Family, Link, NextHop, Route, Rule};
+use crate::model::{Family, NextHop, Route, Rule};
 
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
@@ -29,43 +27,6 @@ fn family_of(code: AddressFamily) -> Option<Family> {
         AddressFamily::Inet6 => Some(Family::V6),
         _ => None,
     }
-}
-
-pub fn link_from(msg: &LinkMessage) -> Option<Link> {
-    let name = msg.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
-    })?;
-    Some(Link {
-        index: msg.header.index,
-        name,
-        up: msg.header.flags.contains(LinkFlags::Up),
-        loopback: msg.header.flags.contains(LinkFlags::Loopback),
-    })
-}
-
-pub fn address_from(msg: &AddressMessage) -> Option<Address> {
-    family_of(msg.header.family)?;
-    let mut local = None;
-    let mut address = None;
-    let mut flags = None;
-    for attr in &msg.attributes {
-        match attr {
-            AddressAttribute::Local(a) => local = Some(*a),
-            AddressAttribute::Address(a) => address = Some(*a),
-            AddressAttribute::Flags(f) => flags = Some(f.bits()),
-            _ => {}
-        }
-    }
-    // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
-    let addr = local.or(address)?;
-    Some(Address {
-        ifindex: msg.header.index,
-        addr,
-        prefix_len: msg.header.prefix_len,
-        scope: u8::from(msg.header.scope),
-        flags: flags.unwrap_or(u32::from(msg.header.flags.bits())),
-    })
 }
 
 pub(crate) fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
@@ -275,8 +236,9 @@ pub fn route_message(route: &Route) -> RouteMessage {
 }
 
 /// A dump request for the routes of `table` (both families), optionally only those with a
-/// nexthop through `oif`. The kernel filters (strict checking), so a 100 000-route main
-/// table costs nothing when the interface has ten routes.
+/// nexthop through `oif`: the typed reference [`super::wire::route_dump_request`]'s bytes are
+/// checked against.
+#[cfg(test)]
 pub fn route_dump_request(table: Option<u32>, oif: Option<u32>) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = AddressFamily::Unspec;
@@ -376,17 +338,6 @@ pub fn rule_dump_request() -> RuleMessage {
     let mut msg = RuleMessage::default();
     msg.header.family = AddressFamily::Unspec;
     msg
-}
-
-pub fn address_dump_request(ifindex: Option<u32>) -> AddressMessage {
-    let mut msg = AddressMessage::default();
-    msg.header.family = AddressFamily::Unspec;
-    msg.header.index = ifindex.unwrap_or(0);
-    msg
-}
-
-pub fn link_dump_request() -> LinkMessage {
-    LinkMessage::default()
 }
 
 #[cfg(test)]

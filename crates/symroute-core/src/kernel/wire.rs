@@ -306,7 +306,7 @@ pub fn link_dump_request() -> Vec<u8> {
     buf
 }
 
-/// An address from an `RTM_NEWADDR` payload, as [`crate::kernel::convert::address_from`] reads it.
+/// An address from an `RTM_NEWADDR` payload.
 pub fn address_from(answer: &Answer<'_>) -> Option<Address> {
     if answer.kind != RTM_NEWADDR {
         return None;

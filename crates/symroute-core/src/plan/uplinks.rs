@@ -57,11 +57,6 @@ impl Uplinks {
         self.by_family.contains(&(family, ifindex))
     }
 
-    /// Whether `ifindex` is an uplink of at least one family.
-    pub fn any(&self, ifindex: u32) -> bool {
-        self.by_family.iter().any(|(_, i)| *i == ifindex)
-    }
-
     /// Whether main has a route through `ifindex` that every uplink table copies (see
     /// [`behind_routes`]; a veth's or bridge port's `fe80::/64` is none).
     pub fn is_behind(&self, main: &[Route], ifindex: u32) -> bool {
@@ -221,7 +216,6 @@ mod tests {
         assert!(up.is_uplink(Family::V6, ETH1) && up.is_uplink(Family::V6, LAN0));
         assert!(!up.is_uplink(Family::V6, DOCKER0) && !up.is_uplink(Family::V6, TUN0));
         assert_eq!(up.indexes(), [ETH0, ETH1, LAN0, TUN0]);
-        assert!(up.any(LAN0) && !up.any(DOCKER0));
         assert!(up.is_behind(&main, DOCKER0) && up.is_behind(&main, LAN0));
         assert!(!up.is_behind(&main, ETH1) && !up.is_behind(&main, TUN0));
         assert!(!up.is_behind(&main, ETH0) && !up.is_behind(&main, 99));

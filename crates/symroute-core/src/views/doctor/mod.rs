@@ -14,14 +14,11 @@ mod sysctl;
 
 use serde::Serialize;
 
-pub use crate::model::host::{Conf, HostFacts, Installed, Networkd};
+pub use crate::model::host::HostFacts;
 use crate::model::Snapshot;
 use crate::settings::Settings;
 use crate::views::status::Status;
-pub use facts::{networkd_key, NetworkdKey};
-pub use integration::NETWORKD_DROPIN;
 use integration::{check_iif_rules, check_integration, check_networkd};
-pub use routing::free_table_base;
 use routing::{check_shadowing, check_sync, check_tables};
 use sysctl::{check_arp, check_rp_filter};
 
@@ -171,8 +168,11 @@ pub fn diagnose(
 
 #[cfg(test)]
 mod tests {
+    use super::facts::networkd_key;
+    use super::integration::NETWORKD_DROPIN;
     use super::*;
     use crate::fixtures::{addr, host, link, route, rule, synced, with_vpn_catch_all, ETH0, ETH1};
+    use crate::model::host::{Conf, Installed};
     use crate::model::MAIN_TABLE;
     use std::collections::BTreeMap;
     use std::os::unix::fs::PermissionsExt;

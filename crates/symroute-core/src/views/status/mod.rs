@@ -22,8 +22,7 @@ use crate::views::iproute::{route_text, rule_text};
 mod render;
 mod shadow;
 
-pub use crate::model::LOCAL_TABLE;
-pub use crate::views::iproute::{NextHopView, RouteView, RuleView};
+pub use crate::views::iproute::{RouteView, RuleView};
 pub use shadow::{shadows_of, Shadow, ShadowExtent};
 
 /// `schema_version` of the JSON of `status` and `explain`.
