@@ -36,6 +36,18 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::InvalidName(_) | Error::Config(_))
     }
+
+    /// The interface the failure is about, where it is about one (the daemon's per-interface
+    /// metrics and retries key on it).
+    pub fn interface(&self) -> Option<&str> {
+        match self {
+            Error::UnknownInterface(name) => Some(name),
+            Error::Plan(PlanError::ForeignTable { interface, .. })
+            | Error::Plan(PlanError::SharedSubnet { interface, .. })
+            | Error::Apply(ApplyError { interface, .. }) => Some(interface),
+            _ => None,
+        }
+    }
 }
 
 /// `Network is unreachable (errno 101)`: the system's text, with the errno an admin can grep
@@ -45,4 +57,28 @@ pub fn errno_text(errno: i32) -> String {
     // io::Error appends " (os error N)".
     let text = text.split(" (os error").next().unwrap_or(&text).to_string();
     format!("{text} (errno {errno})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_its_interface_only_where_it_is_about_one() {
+        let apply = Error::Apply(ApplyError {
+            interface: "eth1".into(),
+            op: "add rule".into(),
+            source: NetlinkError::Errno(libc::EEXIST),
+        });
+        assert_eq!(apply.interface(), Some("eth1"));
+        assert_eq!(
+            Error::UnknownInterface("eth9".into()).interface(),
+            Some("eth9")
+        );
+        let read = Error::Read(ReadError {
+            what: "links".into(),
+            source: NetlinkError::Closed,
+        });
+        assert_eq!(read.interface(), None);
+    }
 }

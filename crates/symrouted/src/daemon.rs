@@ -427,11 +427,10 @@ impl Daemon {
                     .iter()
                     .filter(|l| !l.loopback && !paused.contains(&l.index))
                 {
-                    let prefix = format!("{}:", link.name);
                     let failed = report
                         .failures
                         .iter()
-                        .any(|f| f.to_string().starts_with(&prefix));
+                        .any(|f| f.interface() == Some(link.name.as_str()));
                     self.metrics.interface(&link.name, !failed);
                 }
                 self.complaints.report(None, &report.failures);
