@@ -43,7 +43,16 @@ struct IfLab {
 }
 
 impl IfLab {
-    fn new() -> IfLab {
+    /// The lab with the integrations installed and ifupdown's folders in place, nothing
+    /// brought up yet; `None` when the test is skipped (not root, or ifupdown missing).
+    fn new() -> Option<IfLab> {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("this test")
+            .to_string();
+        if !ready(&test, PROGRAMS) {
+            return None;
+        }
         let lab = DhcpLab::two_uplinks_with(&FAST_RENEWAL);
         let scripts = [
             "etc/network/if-up.d/symroute",
@@ -84,7 +93,7 @@ impl IfLab {
             etc = etc.display()
         );
         let mounts = PrivateMounts::new(&lab.host, &setup);
-        IfLab { mounts, root, lab }
+        Some(IfLab { mounts, root, lab })
     }
 
     fn ifupdown(&self, argv: &[&str]) -> String {
@@ -115,11 +124,7 @@ fn wait_v4(lab: &IfLab, devs: &[&str], timeout: Duration) {
 
 #[test]
 fn ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step() {
-    let test = "ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step";
-    if !ready(test, PROGRAMS) {
-        return;
-    }
-    let mut lab = IfLab::new();
+    let Some(mut lab) = IfLab::new() else { return };
     let host = &lab.lab.host;
     assert!(symroute_rules(host).is_empty());
 
@@ -171,11 +176,7 @@ fn ifup_renewal_with_a_new_address_and_ifdown_keep_the_rules_in_step() {
 
 #[test]
 fn the_hooks_never_fail_the_bring_up_and_skip_lo_and_pseudo_interfaces() {
-    let test = "the_hooks_never_fail_the_bring_up_and_skip_lo_and_pseudo_interfaces";
-    if !ready(test, PROGRAMS) {
-        return;
-    }
-    let lab = IfLab::new();
+    let Some(lab) = IfLab::new() else { return };
     let script = lab.root.path().join("etc/network/if-up.d/symroute");
     let script = script.to_string_lossy();
     // No PATH, as ifupdown and the DHCP clients may leave it: absolute paths only.

@@ -24,6 +24,8 @@ const UPLINKS: [&str; 2] = ["eth0", "eth1"];
 /// A DHCP lab with networkd on the host. Fields drop in order: the daemons first, the
 /// namespaces last.
 struct NdLab {
+    /// The running test's name (libtest names its thread after it), for the log.
+    test: String,
     nd: Networkd,
     _root: TempDir,
     lab: DhcpLab,
@@ -32,7 +34,15 @@ struct NdLab {
 /// Builds the lab, installs the integrations (`which` as in SYMROUTE_INTEGRATIONS) with the
 /// project's installer, starts networkd and networkd-dispatcher while the uplinks have no
 /// carrier, then plugs them in, so every event after that is live; waits until symmetric.
-fn nd_lab(test: &str, which: &str) -> NdLab {
+/// `None` when the test is skipped (not root, or networkd is not installed).
+fn nd_lab(which: &str) -> Option<NdLab> {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    if !ready(&test, NETWORKD_PROGRAMS) {
+        return None;
+    }
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
     let root = install_for_hook(HOOK, which, &networkd_dispatcher_scripts());
@@ -47,11 +57,12 @@ fn nd_lab(test: &str, which: &str) -> NdLab {
         started.elapsed(),
         nd.events()
     );
-    NdLab {
+    Some(NdLab {
+        test,
         nd,
         _root: root,
         lab,
-    }
+    })
 }
 
 /// [`reconfigure`], which must not take any of `other`'s rules away even for a moment;
@@ -121,11 +132,9 @@ fn reconfigure(nd: &Networkd, lab: &DhcpLab, dev: &str, other: &str) -> usize {
 
 #[test]
 fn networkd_dhcp_uplinks_are_symmetric_and_reconfigure_keeps_the_rules() {
-    let test = "networkd_dhcp_uplinks_are_symmetric_and_reconfigure_keeps_the_rules";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, .. }) = &nd_lab("networkd-dispatcher,networkd") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher,networkd");
+    };
     for dev in UPLINKS {
         assert!(nd.events().contains(&format!("{dev} routable")));
         assert!(nd.dispatcher_log().contains(&format!("{dev}: +rule from")));
@@ -161,11 +170,9 @@ fn networkd_dhcp_uplinks_are_symmetric_and_reconfigure_keeps_the_rules() {
 
 #[test]
 fn networkd_carrier_loss_removes_and_carrier_return_restores() {
-    let test = "networkd_carrier_loss_removes_and_carrier_return_restores";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, test, .. }) = &nd_lab("networkd-dispatcher,networkd") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher,networkd");
+    };
     let eth0_rules = rules_of(&lab.host, "eth0");
 
     let t = Instant::now();
@@ -199,11 +206,9 @@ fn networkd_carrier_loss_removes_and_carrier_return_restores() {
 /// asserts the deletion and that eth0 ends up right.
 #[test]
 fn networkd_without_the_dropin_deletes_the_other_uplinks_rules() {
-    let test = "networkd_without_the_dropin_deletes_the_other_uplinks_rules";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, .. }) = &nd_lab("networkd-dispatcher") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher");
+    };
     // The kernel's own record of deletions: a poll could miss a rule deleted and restored
     // between two looks.
     let watch = RuleWatch::start(&lab.host);
@@ -227,11 +232,9 @@ fn networkd_without_the_dropin_deletes_the_other_uplinks_rules() {
 
 #[test]
 fn networkd_vanished_uplink_leaves_nothing_behind() {
-    let test = "networkd_vanished_uplink_leaves_nothing_behind";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, .. }) = &nd_lab("networkd-dispatcher,networkd") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher,networkd");
+    };
     let eth1_table = table_of(&lab.host, "eth1");
     let eth0_rules = rules_of(&lab.host, "eth0");
 
@@ -303,11 +306,9 @@ fn networkd_dispatcher_scripts_are_installed_the_way_networkd_dispatcher_wants_t
 /// reachable throughout, no rule torn down while its address is still there, no fight.
 #[test]
 fn networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight() {
-    let test = "networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, test, .. }) = &mut nd_lab("networkd-dispatcher,networkd") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &mut nd_lab(test, "networkd-dispatcher,networkd");
+    };
     let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| nd.command(&[bin, "-v"]));
     let eth0 = uplink_addrs(&lab.host, "eth0");
 
@@ -341,11 +342,9 @@ fn networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight() {
 /// bridge's routes into both uplink tables, with no daemon and nobody running the hook.
 #[test]
 fn networkd_dispatcher_reports_an_unmanaged_bridge_and_the_hook_copies_it() {
-    let test = "networkd_dispatcher_reports_an_unmanaged_bridge_and_the_hook_copies_it";
-    if !ready(test, NETWORKD_PROGRAMS) {
+    let Some(NdLab { nd, lab, .. }) = &nd_lab("networkd-dispatcher,networkd") else {
         return;
-    }
-    let NdLab { nd, lab, .. } = &nd_lab(test, "networkd-dispatcher,networkd");
+    };
     // With a container attached the bridge has carrier and a global address.
     docker0_is_copied_on(nd, &lab.host, &UPLINKS, "docker0 routable");
 }

@@ -25,6 +25,8 @@ const SCRIPT: &str = "etc/NetworkManager/dispatcher.d/50-symroute";
 /// A DHCP lab with NetworkManager on the host. Fields drop in order: NetworkManager first,
 /// the namespaces last.
 struct NmLab {
+    /// The running test's name (libtest names its thread after it), for the log.
+    test: String,
     nm: NetworkManager,
     _root: TempDir,
     lab: DhcpLab,
@@ -33,8 +35,15 @@ struct NmLab {
 /// Builds the lab, installs the dispatcher script with the project's installer (SBINDIR =
 /// where cargo built symroute-hook), starts NetworkManager (following, beside the uplinks,
 /// the `external` devices others configure) and waits until both uplinks are activated and
-/// symmetric.
-fn nm_lab(test: &str, external: &[&str]) -> NmLab {
+/// symmetric. `None` when the test is skipped (not root, or NetworkManager is not installed).
+fn nm_lab(external: &[&str]) -> Option<NmLab> {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    if !ready(&test, NETWORKMANAGER_PROGRAMS) {
+        return None;
+    }
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
     let root = install_for_hook(HOOK, "networkmanager", &[SCRIPT]);
@@ -48,11 +57,12 @@ fn nm_lab(test: &str, external: &[&str]) -> NmLab {
     for dev in UPLINKS {
         assert_eq!(nm.device_state(dev), "connected", "{dev}");
     }
-    NmLab {
+    Some(NmLab {
+        test,
         nm,
         _root: root,
         lab,
-    }
+    })
 }
 
 /// Whether every rule of symroute's is from one of `addrs`.
@@ -106,11 +116,9 @@ fn reapply_changes_nothing(nm: &NetworkManager, lab: &DhcpLab) {
 
 #[test]
 fn networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script() {
-    let test = "networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, .. }) = &nm_lab(&[]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
+    };
 
     // The addresses really came from DHCP: inside the pools, not the static lab's .2.
     for (dev, net) in [("eth0", "10.1.0."), ("eth1", "10.2.0.")] {
@@ -144,11 +152,9 @@ fn networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script() {
 
 #[test]
 fn networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself() {
-    let test = "networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, test, .. }) = &nm_lab(&[]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
+    };
     let eth0 = uplink_addrs(&lab.host, "eth0");
 
     // r2 unplugs: the host's eth1 loses carrier. NetworkManager waits a few seconds, then
@@ -184,11 +190,9 @@ fn networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself() {
 
 #[test]
 fn networkmanager_new_lease_after_reactivation_leaves_no_old_rule() {
-    let test = "networkmanager_new_lease_after_reactivation_leaves_no_old_rule";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, test, .. }) = &mut nm_lab(&[]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &mut nm_lab(test, &[]);
+    };
 
     // r2's DHCP server forgets its leases and moves to another pool: the host's request
     // for its old address is refused at the next activation and it gets a new one.
@@ -218,11 +222,9 @@ fn networkmanager_new_lease_after_reactivation_leaves_no_old_rule() {
 
 #[test]
 fn networkmanager_vanished_uplink_leaves_nothing_behind() {
-    let test = "networkmanager_vanished_uplink_leaves_nothing_behind";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, .. }) = &nm_lab(&[]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &nm_lab(test, &[]);
+    };
     let eth1_table = table_of(&lab.host, "eth1");
     let eth0_rules: Vec<_> = symroute_rules(&lab.host)
         .into_iter()
@@ -321,11 +323,9 @@ fn dispatcher_script_hands_the_right_events_to_the_hook() {
 /// fight reported.
 #[test]
 fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight() {
-    let test = "networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, test, .. }) = &mut nm_lab(&[]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &mut nm_lab(test, &[]);
+    };
     let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| {
         nm.command(&[bin, "-v", "--source", "nm"])
     });
@@ -387,10 +387,8 @@ fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight(
 /// and the hook alone puts the bridge's routes into both uplink tables.
 #[test]
 fn networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it() {
-    let test = "networkmanager_dispatches_an_external_bridge_and_the_hook_copies_it";
-    if !ready(test, NETWORKMANAGER_PROGRAMS) {
+    let Some(NmLab { nm, lab, .. }) = &nm_lab(&["docker0"]) else {
         return;
-    }
-    let NmLab { nm, lab, .. } = &nm_lab(test, &["docker0"]);
+    };
     docker0_is_copied_on(nm, &lab.host, &UPLINKS, "docker0 up");
 }

@@ -11,8 +11,8 @@ use symroute_testlab::lock::DEFAULT_LOCK;
 use symroute_testlab::monitor::Monitor;
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    add_foreign_state, all_rules, assert_foreign_state, ping, require_root, table_of, wait_until,
-    Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
+    add_foreign_state, all_rules, assert_foreign_state, ping, root_lab, table_of, wait_until, Lab,
+    Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
@@ -27,13 +27,14 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
     ns.run_logged_ok(HOOK, args)
 }
 
-/// A converged lab: both uplinks synced, foreign state in place.
-fn converged_lab() -> Lab {
-    let lab = Lab::two_uplinks();
+/// A converged lab: both uplinks synced, foreign state in place; `None` when the test is
+/// skipped (not root).
+fn converged_lab() -> Option<Lab> {
+    let lab = root_lab()?;
     add_foreign_state(&lab);
     hook_ok(&lab.host, &["eth0", "up"]);
     hook_ok(&lab.host, &["eth1", "up"]);
-    lab
+    Some(lab)
 }
 
 /// Panics unless some rule of the host contains each of `has`, and none any of `lacks`.
@@ -84,10 +85,7 @@ fn assert_events_change_nothing(lab: &Lab, dev: &str, events: &[&str]) {
 
 #[test]
 fn both_uplinks_answer_after_up_events() {
-    if !require_root("both_uplinks_answer_after_up_events") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     assert!(ping(&lab.client, HOST_ETH0_V4));
     assert!(
@@ -116,10 +114,7 @@ fn both_uplinks_answer_after_up_events() {
 
 #[test]
 fn second_run_makes_no_netlink_write() {
-    if !require_root("second_run_makes_no_netlink_write") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let monitor = Monitor::start(&lab.host);
     monitor.marker(&lab.host, 11);
 
@@ -155,10 +150,7 @@ fn our_state_unmarked(lab: &Lab) -> Vec<String> {
 
 #[test]
 fn down_class_events_keep_what_the_kernel_still_shows() {
-    if !require_root("down_class_events_keep_what_the_kernel_still_shows") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let before = our_state(&lab);
     let t1 = table_of(&lab.host, "eth1");
     // Carrier lost (the router's end goes down): the kernel keeps eth1's addresses and marks
@@ -191,10 +183,7 @@ fn down_class_events_keep_what_the_kernel_still_shows() {
 /// Now neither writes anything, and the daemon reports no fight.
 #[test]
 fn hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows() {
-    if !require_root("hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     // The hook has no option for its lock: the daemon beside it shares the default one (under
     // private_run the lab's own, never the machine's).
     let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| {
@@ -230,10 +219,7 @@ fn hook_events_beside_the_daemon_change_nothing_the_kernel_still_shows() {
 
 #[test]
 fn remove_removes_only_that_interfaces_rules_and_table() {
-    if !require_root("remove_removes_only_that_interfaces_rules_and_table") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
     hook_ok(&lab.host, &["eth1", "remove"]);
 
@@ -250,10 +236,7 @@ fn remove_removes_only_that_interfaces_rules_and_table() {
 
 #[test]
 fn table_holding_foreign_routes_is_refused() {
-    if !require_root("table_holding_foreign_routes_is_refused") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let t1 = table_of(&lab.host, "eth1");
     lab.host.ip(&format!(
         "route add 203.0.113.0/24 via 10.2.0.1 dev eth1 table {t1} proto static"
@@ -284,10 +267,7 @@ fn table_holding_foreign_routes_is_refused() {
 
 #[test]
 fn changed_address_moves_the_rule() {
-    if !require_root("changed_address_moves_the_rule") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     // What a DHCP client does when the lease comes back with another address: the old one
     // goes (with the last address the kernel flushes eth1's IPv4 routes, ours included), the
     // new one and the gateway route come.
@@ -305,10 +285,7 @@ fn changed_address_moves_the_rule() {
 
 #[test]
 fn link_down_and_up_rebuilds_the_emptied_table() {
-    if !require_root("link_down_and_up_rebuilds_the_emptied_table") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let t1 = table_of(&lab.host, "eth1");
     lab.host.ip("link set eth1 down");
     assert!(
@@ -335,10 +312,7 @@ fn link_down_and_up_rebuilds_the_emptied_table() {
 
 #[test]
 fn parallel_runs_converge_to_one_runs_state() {
-    if !require_root("parallel_runs_converge_to_one_runs_state") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let children: Vec<_> = (0..20)
         .map(|i| {
             let dev = if i % 2 == 0 { "eth0" } else { "eth1" };
@@ -380,10 +354,7 @@ fn tables(lab: &Lab) -> Vec<Vec<String>> {
 
 #[test]
 fn resync_under_traffic_loses_no_packet() {
-    if !require_root("resync_under_traffic_loses_no_packet") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let flow = lab.client.spawn(&[
         "ping",
         "-n",
@@ -416,10 +387,7 @@ fn resync_under_traffic_loses_no_packet() {
 
 #[test]
 fn down_for_vanished_interface_collects_its_rules() {
-    if !require_root("down_for_vanished_interface_collects_its_rules") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let t1 = table_of(&lab.host, "eth1");
     lab.host.ip("link del eth1");
     hook_ok(&lab.host, &["eth1", "down"]);
@@ -433,10 +401,7 @@ fn down_for_vanished_interface_collects_its_rules() {
 
 #[test]
 fn unknown_interface_fails_and_changes_nothing() {
-    if !require_root("unknown_interface_fails_and_changes_nothing") {
-        return;
-    }
-    let lab = converged_lab();
+    let Some(lab) = converged_lab() else { return };
     let before = (all_rules(&lab.host), tables(&lab));
     let out = hook(&lab.host, &["nosuch0", "up"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -447,10 +412,7 @@ fn unknown_interface_fails_and_changes_nothing() {
 
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
-    if !require_root("dry_run_prints_the_plan_and_changes_nothing") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let before = all_rules(&lab.host);
     let out = hook(&lab.host, &["--dry-run", "eth1", "up"]);
     assert!(out.status.success());
@@ -503,10 +465,7 @@ fn bad_names_are_usage_errors_and_ignored_events_succeed() {
 
 #[test]
 fn run_by_a_dispatcher_errors_reach_stderr_and_changes_reach_syslog() {
-    if !require_root("run_by_a_dispatcher_errors_reach_stderr_and_changes_reach_syslog") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let mut syslog = Syslog::new(&lab.host);
     let hook = Path::new(HOOK);
 

@@ -10,9 +10,16 @@ use symroute_testlab::hosts::{
     BehindLab, Service, BRIDGE_V4, BRIDGE_V6, CONTAINER_V4 as CONTAINER, SERVICE_PORT,
     SERVICE_TAG as TAG,
 };
-use symroute_testlab::{ping, require_root, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
+use symroute_testlab::{
+    ping, root_lab, running_as_root, table_of, Netns, HOST_ETH0_V4, HOST_ETH1_V4,
+};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+
+/// What sits behind a real host, for a root test; `None` when the test is skipped.
+fn behind_lab() -> Option<BehindLab> {
+    running_as_root().then(BehindLab::new)
+}
 
 /// The hook run inside `ns` the way a dispatcher runs it, logging to stderr.
 fn hook(ns: &Netns, args: &[&str]) -> Output {
@@ -26,10 +33,7 @@ fn hook_ok(ns: &Netns, args: &[&str]) -> String {
 
 #[test]
 fn container_and_lan_reach_every_host_address_before_and_after_symroute() {
-    if !require_root("container_and_lan_reach_every_host_address_before_and_after_symroute") {
-        return;
-    }
-    let behind = BehindLab::new();
+    let Some(behind) = behind_lab() else { return };
     let lab = &behind.lab;
     behind.assert_everything_behind_reaches("before symroute");
 
@@ -68,10 +72,7 @@ fn container_and_lan_reach_every_host_address_before_and_after_symroute() {
 
 #[test]
 fn strict_tables_keep_what_is_behind_the_host() {
-    if !require_root("strict_tables_keep_what_is_behind_the_host") {
-        return;
-    }
-    let behind = BehindLab::new();
+    let Some(behind) = behind_lab() else { return };
     let lab = &behind.lab;
     let config = std::env::temp_dir().join(format!("symroute-hosts-{}.toml", std::process::id()));
     std::fs::write(&config, "strict = true\n").expect("write config");
@@ -113,10 +114,7 @@ fn strict_tables_keep_what_is_behind_the_host() {
 
 #[test]
 fn event_for_a_bridge_updates_every_uplink_table() {
-    if !require_root("event_for_a_bridge_updates_every_uplink_table") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     hook_ok(&lab.host, &["eth0", "up"]);
     hook_ok(&lab.host, &["eth1", "up"]);
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
@@ -214,12 +212,7 @@ fn dev_for(ns: &Netns, to: &str, from: &str) -> String {
 
 #[test]
 fn same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bridge() {
-    if !require_root(
-        "same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bridge",
-    ) {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let container = docker_bridge(&lab);
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
     // A second NIC in eth1's subnet (a macvlan on the same segment), with its own default.
@@ -296,10 +289,7 @@ fn same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bri
 
 #[test]
 fn tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space() {
-    if !require_root("tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     hook_ok(&lab.host, &["--all"]);
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
     // A VPN's tun device (no process behind it here: its routes are `linkdown`).

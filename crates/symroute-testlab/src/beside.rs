@@ -4,11 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::daemons::{Daemon, TempDir};
+use crate::monitor::spawn_ip_monitor;
 use crate::{wait_until, Netns};
 
 /// The daemon binary cargo built next to `sibling` (another binary of the workspace, e.g.
@@ -107,14 +108,7 @@ pub struct RuleWatch {
 
 impl RuleWatch {
     pub fn start(ns: &Netns) -> RuleWatch {
-        let mut child = Command::new("ip")
-            .args(["-n", ns.name(), "-o", "monitor", "address", "rule"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ip monitor");
-        let stdout = child.stdout.take().expect("monitor stdout");
+        let (child, stdout) = spawn_ip_monitor(ns, &["-o", "monitor", "address", "rule"]);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
         std::thread::spawn(move || {

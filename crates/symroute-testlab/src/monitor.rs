@@ -1,7 +1,7 @@
 //! `ip monitor route rule` on a namespace, proven to listen before a test relies on it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -17,20 +17,31 @@ pub struct Monitor {
     lines: Receiver<String>,
 }
 
+/// `ip -n NS ARGS` (an `ip monitor` command line) with its stdout to read; panics when it
+/// cannot start.
+pub(crate) fn spawn_ip_monitor(ns: &Netns, args: &[&str]) -> (Child, ChildStdout) {
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ip {args:?} in {}: {e}", ns.name()));
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("ip {args:?} has no stdout"));
+    (child, stdout)
+}
+
 impl Monitor {
     /// Starts the monitor and returns once it has reported a rule change. `ip monitor`
     /// subscribes a moment after it starts, so a single marker written at once can come and
     /// go unseen on a loaded machine: the readiness rule is added and deleted again until its
     /// deletion shows.
     pub fn start(ns: &Netns) -> Monitor {
-        let mut child = Command::new("ip")
-            .args(["-n", ns.name(), "monitor", "route", "rule"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ip monitor");
-        let stdout = child.stdout.take().expect("monitor stdout");
+        let (child, stdout) = spawn_ip_monitor(ns, &["monitor", "route", "rule"]);
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
