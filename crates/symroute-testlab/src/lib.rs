@@ -56,6 +56,25 @@ pub fn root_lab() -> Option<Lab> {
     running_as_root().then(Lab::two_uplinks)
 }
 
+/// The running test's name, for skip messages and test output (see [`running_as_root`]),
+/// without its module path.
+pub fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("this test");
+    name.rsplit("::").next().unwrap_or(name).to_string()
+}
+
+/// [`running_as_root`], and the programs the test needs installed
+/// ([`daemons::require_programs`]).
+pub fn root_with(programs: &[&str]) -> bool {
+    running_as_root() && (programs.is_empty() || daemons::require_programs(&test_name(), programs))
+}
+
+/// [`root_lab`] for a test that also needs `programs` installed.
+pub fn root_lab_with(programs: &[&str]) -> Option<Lab> {
+    root_with(programs).then(Lab::two_uplinks)
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 /// Tests wait for conditions, never for fixed times, so they are fast and not flaky.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -316,6 +335,33 @@ pub fn ping(ns: &Netns, addr: &str) -> bool {
             .status
             .success()
     })
+}
+
+/// A steady flow of pings from a namespace to one address (every 10 ms, 1 s to answer
+/// each), to prove that nothing is lost while the host changes. Left running, it is killed
+/// with its namespace.
+pub struct PingFlow(Child);
+
+impl PingFlow {
+    pub fn start(ns: &Netns, addr: &str, count: u32) -> PingFlow {
+        let count = count.to_string();
+        PingFlow(ns.spawn(&[
+            "ping", "-n", "-q", "-i", "0.01", "-c", &count, "-W", "1", addr,
+        ]))
+    }
+
+    /// Waits for the flow's end; panics, saying `during`, unless every ping was answered.
+    pub fn assert_no_loss(self, during: &str) {
+        let out = self
+            .0
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("ping flow: {e}"));
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            summary.contains(" 0% packet loss"),
+            "packets lost {during}: {summary}"
+        );
+    }
 }
 
 /// Creates a veth pair `a:a_dev` — `b:b_dev` and sets both ends up. The pair is made

@@ -4,25 +4,34 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-use symroute_testlab::daemons::TempDir;
 use symroute_testlab::{
-    ping, require_root, wait_until, Lab, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
+    ping, root_lab, wait_until, Netns, PingFlow, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const SETTLE: Duration = Duration::from_secs(10);
+
+/// A DHCP renewal as the kernel sees it, no hook running: eth1's address `old` replaced by
+/// `new` (the default route goes with the old address and is added back). Returns whether
+/// the daemon moved the rule in time.
+fn renumber_eth1(host: &Netns, old: &str, new: &str) -> bool {
+    let t1 = table_of(host, "eth1");
+    host.ip(&format!("addr del {old}/24 dev eth1"));
+    host.ip(&format!("addr add {new}/24 dev eth1"));
+    host.ip("route add default via 10.2.0.1 dev eth1 metric 101");
+    wait_until(SETTLE, || {
+        has_rule(host, new, &t1) && !has_rule(host, old, &t1) && mirrored(host, "eth1")
+    })
+}
 
 /// One lab and one daemon for every change an operator (or a DHCP client) makes on a
 /// running host, in order.
 #[test]
 fn daemon_follows_every_change_on_a_running_host() {
-    if !require_root("daemon_follows_every_change_on_a_running_host") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     let host = &lab.host;
     let (t0, t1) = (table_of(host, "eth0"), table_of(host, "eth1"));
@@ -33,18 +42,13 @@ fn daemon_follows_every_change_on_a_running_host() {
         daemon.rss_kib()
     );
     assert!(mirrored(host, "eth0") && mirrored(host, "eth1"));
-    assert!(has_rule(host, "10.2.0.2", &t1) && has_rule(host, "fd02::2", &t1));
-    assert_all_reachable(&lab);
+    assert!(has_rule(host, HOST_ETH1_V4, &t1) && has_rule(host, HOST_ETH1_V6, &t1));
+    lab.assert_client_reaches_all();
 
     // The DHCP renewal case: eth1's address is replaced, no hook runs.
     let t = Instant::now();
-    host.ip("addr del 10.2.0.2/24 dev eth1");
-    host.ip("addr add 10.2.0.3/24 dev eth1");
-    host.ip("route add default via 10.2.0.1 dev eth1 metric 101");
     assert!(
-        wait_until(SETTLE, || has_rule(host, "10.2.0.3", &t1)
-            && !has_rule(host, "10.2.0.2", &t1)
-            && mirrored(host, "eth1")),
+        renumber_eth1(host, HOST_ETH1_V4, "10.2.0.3"),
         "rule not moved: {:?}",
         our_rules(host)
     );
@@ -52,12 +56,7 @@ fn daemon_follows_every_change_on_a_running_host() {
     assert!(ping(&lab.client, "10.2.0.3"), "new address unreachable");
     assert!(ping(&lab.client, HOST_ETH0_V4));
     // And back, for the steps below.
-    host.ip("addr del 10.2.0.3/24 dev eth1");
-    host.ip("addr add 10.2.0.2/24 dev eth1");
-    host.ip("route add default via 10.2.0.1 dev eth1 metric 101");
-    assert!(wait_until(SETTLE, || has_rule(host, "10.2.0.2", &t1)
-        && !has_rule(host, "10.2.0.3", &t1)
-        && mirrored(host, "eth1")));
+    assert!(renumber_eth1(host, "10.2.0.3", HOST_ETH1_V4));
 
     // A route added to and deleted from main through eth1, both families.
     let t = Instant::now();
@@ -106,18 +105,14 @@ fn daemon_follows_every_change_on_a_running_host() {
     host.ip("link set eth1 down");
     assert!(wait_until(SETTLE, || host.routes(&t1, false).is_empty()));
     host.ip("link set eth1 up");
-    let _ = host.try_ip("addr add fd02::2/64 dev eth1 nodad");
-    let _ = host.try_ip("route add default via 10.2.0.1 dev eth1 metric 101");
-    let _ = host.try_ip("-6 route add default via fd02::1 dev eth1 metric 101");
+    reconfigure_second_uplink(host, "eth1");
     assert!(
-        wait_until(SETTLE, || mirrored(host, "eth1")
-            && destinations(host, &t1, false).contains("default")
-            && has_rule(host, "fd02::2", &t1)),
+        wait_until(SETTLE, || second_uplink_back(host, "eth1", &t1)),
         "{:?} {:?}",
         host.routes(&t1, false),
         our_rules(host)
     );
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 
     // Someone flushes our rules and table: repaired; foreign rules never touched.
     let ours_before = our_rules(host);
@@ -138,55 +133,27 @@ fn daemon_follows_every_change_on_a_running_host() {
 
     // A fight: the same rule deleted again and again. The daemon backs off, says who is
     // probably doing it, and restores the rule once the pause (2 s here) is over.
-    let rule = format!("from 10.2.0.2 lookup {t1} priority 32000 proto 83");
-    let mut deletions = 0;
-    let fought = wait_until(SETTLE, || {
-        if has_rule(host, "10.2.0.2", &t1) && host.try_ip(&format!("rule del {rule}")).is_ok() {
-            deletions += 1;
-        }
-        daemon
-            .lines()
-            .iter()
-            .any(|l| l.contains("ManageForeignRoutingPolicyRules"))
-    });
+    let hint = "ManageForeignRoutingPolicyRules";
+    let (fought, deletions) =
+        fight_rule(host, HOST_ETH1_V4, &t1, SETTLE, || daemon.count(hint) > 0);
     assert!(fought, "no fight detected after {deletions} deletions");
-    let line = daemon
-        .lines()
-        .into_iter()
-        .find(|l| l.contains("ManageForeignRoutingPolicyRules"))
-        .unwrap_or_default();
+    let line = daemon.line_with(hint).unwrap_or_default();
     assert!(
         line.starts_with("error: eth1: ") && line.contains("systemd-networkd"),
         "{line}"
     );
     eprintln!("fight detected after {deletions} deletions: {line}");
-    let _ = host.try_ip(&format!("rule del {rule}"));
-    assert!(
-        wait_until(SETTLE, || has_rule(host, "10.2.0.2", &t1)),
-        "not restored after the pause"
-    );
+    let _ = host.try_ip(&format!("rule del {}", rule_spec(HOST_ETH1_V4, &t1)));
+    eventually(SETTLE, "the rule restored after the pause", || {
+        has_rule(host, HOST_ETH1_V4, &t1)
+    });
 
     daemon.assert_running();
     let status = daemon.terminate();
     assert!(status.success(), "exit status {status}");
     // SIGTERM leaves everything in place.
-    assert!(has_rule(host, "10.2.0.2", &t1) && mirrored(host, "eth1"));
-    assert_all_reachable(&lab);
-}
-
-fn burst(lab: &Lab, dir: &std::path::Path, action: &str) {
-    ip_batch(
-        &lab.host,
-        dir,
-        action,
-        (0..10_000u32).map(|i| {
-            format!(
-                "route {action} 198.18.{}.{}/32 via 10.2.0.1 dev eth1",
-                i / 256,
-                i % 256
-            )
-        }),
-    );
+    assert!(synced(host, "eth1", HOST_ETH1_V4));
+    lab.assert_client_reaches_all();
 }
 
 /// 10 000 routes added, then deleted, in main through eth1 in one `ip -batch` each: eth1's
@@ -194,32 +161,31 @@ fn burst(lab: &Lab, dir: &std::path::Path, action: &str) {
 /// small that the kernel must drop events (the daemon then resyncs everything).
 #[test]
 fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
-    if !require_root("bursts_of_10000_routes_end_mirrored_even_after_an_overrun") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
-    let dir = TempDir::new("symrouted-burst");
-    let dir = dir.path();
+    // eth1's table holds `routes` IPv4 routes and mirrors main.
+    let settled = |routes: usize| {
+        wait_until(Duration::from_secs(60), || {
+            destinations(host, &t1, false).len() == routes && mirrored(host, "eth1")
+        })
+    };
 
-    for (case, args) in [
-        ("normal buffer", vec!["--source", "netlink"]),
+    for (case, args, overrun) in [
+        ("normal buffer", vec!["--source", "netlink"], false),
         (
             "4 KiB buffer",
             vec!["--source", "netlink", "--receive-buffer", "4096"],
+            true,
         ),
     ] {
         let daemon = Symrouted::start(host, &args);
         let base = destinations(host, &t1, false).len();
         let t = Instant::now();
-        burst(&lab, dir, "add");
+        eth1_routes(host, "add", 10_000);
         let added = t.elapsed();
         assert!(
-            wait_until(Duration::from_secs(60), || destinations(host, &t1, false)
-                .len()
-                == base + 10_000
-                && mirrored(host, "eth1")),
+            settled(base + 10_000),
             "{case}: {}",
             mirror_diff(host, "eth1")
         );
@@ -228,29 +194,17 @@ fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
             t.elapsed()
         );
         let t = Instant::now();
-        burst(&lab, dir, "del");
-        assert!(
-            wait_until(Duration::from_secs(60), || destinations(host, &t1, false)
-                .len()
-                == base
-                && mirrored(host, "eth1")),
-            "{case}: {}",
-            mirror_diff(host, "eth1")
-        );
+        eth1_routes(host, "del", 10_000);
+        assert!(settled(base), "{case}: {}", mirror_diff(host, "eth1"));
         eprintln!(
             "{case}: 10 000 routes deleted, mirrored after {:?}",
             t.elapsed()
         );
-        let overrun = if case == "4 KiB buffer" {
-            daemon.wait_log("overrun", Duration::from_secs(10))
-        } else {
-            daemon.log().contains("overrun")
-        };
-        if case == "4 KiB buffer" {
-            assert!(overrun, "no overrun with a 4 KiB buffer:\n{}", daemon.log());
+        if overrun {
+            daemon.expect_log("overrun", Duration::from_secs(10));
         } else {
             assert!(
-                !overrun,
+                !daemon.log().contains("overrun"),
                 "overrun with the normal buffer:\n{}",
                 daemon.log()
             );
@@ -265,28 +219,14 @@ fn bursts_of_10000_routes_end_mirrored_even_after_an_overrun() {
 /// through the second uplink loses no packet.
 #[test]
 fn restart_over_converged_tables_writes_nothing_and_drops_no_packet() {
-    if !require_root("restart_over_converged_tables_writes_nothing_and_drops_no_packet") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     let first = Symrouted::start(&lab.host, &["--source", "netlink"]);
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 
     let monitor = Monitor::start(&lab.host);
     monitor.marker(&lab.host, 11);
-    let flow = lab.client.spawn(&[
-        "ping",
-        "-n",
-        "-q",
-        "-i",
-        "0.01",
-        "-c",
-        "300",
-        "-W",
-        "1",
-        HOST_ETH1_V4,
-    ]);
+    let flow = PingFlow::start(&lab.client, HOST_ETH1_V4, 300);
     assert!(first.terminate().success());
     let t = Instant::now();
     let second = Symrouted::start(&lab.host, &["--source", "netlink"]);
@@ -302,12 +242,7 @@ fn restart_over_converged_tables_writes_nothing_and_drops_no_packet() {
         "{}",
         second.log()
     );
-    let out = flow.wait_with_output().expect("ping flow");
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        summary.contains(" 0% packet loss"),
-        "packets lost across the restart: {summary}"
-    );
+    flow.assert_no_loss("across the restart");
     assert_foreign_state(&lab);
 }
 
@@ -315,42 +250,40 @@ fn restart_over_converged_tables_writes_nothing_and_drops_no_packet() {
 /// else.
 #[test]
 fn once_syncs_and_flush_removes_only_ours() {
-    if !require_root("once_syncs_and_flush_removes_only_ours") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     let host = &lab.host;
-    let (status, log) = run_once(host, &["--once"]);
-    assert!(status.success(), "{log}");
+    ok_once(host, &["--once"]);
     assert!(mirrored(host, "eth0") && mirrored(host, "eth1"));
     assert_eq!(our_rules(host).len(), 4, "{:?}", our_rules(host));
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 
-    let (status, log) = run_once(host, &["--once"]);
-    assert!(
-        status.success() && log.trim().is_empty(),
-        "second run: {log}"
-    );
+    let second = ok_once(host, &["--once"]);
+    assert!(second.trim().is_empty(), "second run: {second}");
 
-    let (status, log) = run_once(host, &["--flush"]);
-    assert!(status.success(), "{log}");
+    ok_once(host, &["--flush"]);
     assert!(our_rules(host).is_empty(), "{:?}", our_rules(host));
     for dev in ["eth0", "eth1"] {
-        let t = table_of(host, dev);
-        assert!(host.routes(&t, false).is_empty() && host.routes(&t, true).is_empty());
+        assert_table_empty(host, &table_of(host, dev));
     }
     assert_foreign_state(&lab);
     assert!(ping(&lab.client, HOST_ETH0_V4));
 }
 
+/// The daemon run outside any namespace with `args`: only for what is decided before the
+/// kernel is asked anything.
+fn symrouted(args: &[&str]) -> Output {
+    Command::new(DAEMON)
+        .args(args)
+        .env("SYMROUTE_LOG", "stderr")
+        .output()
+        .expect("run symrouted")
+}
+
 #[test]
 fn help_version_and_usage_errors() {
     // No root needed: all decided before the kernel is asked anything.
-    let out = Command::new(DAEMON)
-        .arg("--help")
-        .output()
-        .expect("run symrouted");
+    let out = symrouted(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     for want in [
@@ -364,10 +297,7 @@ fn help_version_and_usage_errors() {
         assert!(help.contains(want), "--help lacks {want}:\n{help}");
     }
     assert!(!help.contains("--receive-buffer"), "test option shown");
-    let out = Command::new(DAEMON)
-        .arg("--version")
-        .output()
-        .expect("run symrouted");
+    let out = symrouted(&["--version"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("symrouted {}", env!("CARGO_PKG_VERSION"))
@@ -377,18 +307,9 @@ fn help_version_and_usage_errors() {
         &["--once", "--flush"],
         &["--config"],
     ] {
-        let out = Command::new(DAEMON)
-            .args(args)
-            .env("SYMROUTE_LOG", "stderr")
-            .output()
-            .expect("run symrouted");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(symrouted(args).status.code(), Some(2), "{args:?}");
     }
-    let out = Command::new(DAEMON)
-        .args(["--once", "--config", "/nonexistent/symroute.toml"])
-        .env("SYMROUTE_LOG", "stderr")
-        .output()
-        .expect("run symrouted");
+    let out = symrouted(&["--once", "--config", "/nonexistent/symroute.toml"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

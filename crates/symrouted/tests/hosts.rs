@@ -9,40 +9,25 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use symroute_testlab::hosts::{
-    bridge_with_container, container_targets, docker_bridge, lan_client, reaches, unreachable,
-    Service, SERVICE_PORT, SERVICE_TAG as TAG,
+    bridge_with_container, reaches, BehindLab, SERVICE_PORT, SERVICE_TAG,
 };
-use symroute_testlab::{ping, require_root, wait_until, Lab, HOST_ETH1_V4, HOST_ETH1_V6};
+use symroute_testlab::{root_with, wait_until, HOST_ETH1_V4, HOST_ETH1_V6};
 
 /// Generous for a loaded 2-core machine; what the daemon needs is logged.
 const SETTLE: Duration = Duration::from_secs(5);
 
 #[test]
 fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {
-    if !require_root("daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge") {
+    if !root_with(&[]) {
         return;
     }
-    let lab = Lab::two_uplinks();
-    let container = docker_bridge(&lab);
-    let lan = lan_client(&lab);
-    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
-    let uplinks = Lab::host_addresses().to_vec();
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
-    );
+    let behind = BehindLab::new();
+    let lab = &behind.lab;
+    behind.assert_everything_behind_reaches("before symroute");
 
     let mut daemon = Symrouted::start(&lab.host, &["--source", "netlink"]);
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0],
-        "container with the daemon; log:\n{}",
-        daemon.log()
-    );
-    assert_eq!(unreachable(&lan, &uplinks), [] as [&str; 0]);
-    for a in Lab::host_addresses() {
-        assert!(ping(&lab.client, a), "client no longer reaches {a}");
-    }
+    behind.assert_everything_behind_reaches("with the daemon");
+    lab.assert_client_reaches_all();
 
     // `docker network create` + `docker run` while the daemon runs: no hook.
     let t1 = table_of(&lab.host, "eth1");
@@ -71,7 +56,7 @@ fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {
     );
     for a in [HOST_ETH1_V4, HOST_ETH1_V6, "172.18.0.1"] {
         assert!(
-            reaches(&second, a, SERVICE_PORT, TAG),
+            reaches(&second, a, SERVICE_PORT, SERVICE_TAG),
             "new container does not reach {a}"
         );
     }
@@ -84,11 +69,8 @@ fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {
         "{:?}",
         lab.host.routes(&t1, true)
     );
-    // The first container is untouched.
-    assert_eq!(
-        unreachable(&container, &container_targets()),
-        [] as [&str; 0]
-    );
+    // The first container (and the LAN) untouched.
+    behind.assert_everything_behind_reaches("after the bridge went away");
     daemon.assert_running();
     assert!(daemon.terminate().success());
 }

@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{has_rule, table_of, Symrouted};
-use symroute_testlab::daemons::{write_file, TempDir};
-use symroute_testlab::{require_root, wait_until, Lab};
+use common::{config_file, fight_rule, has_rule, rule_spec, table_of, Symrouted};
+use symroute_testlab::daemons::TempDir;
+use symroute_testlab::{root_lab, wait_until, HOST_ETH1_V4};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -89,22 +89,13 @@ fn read(path: &Path) -> BTreeMap<String, f64> {
 
 #[test]
 fn textfile_appears_parses_and_counts_repairs_and_fights() {
-    if !require_root("textfile_appears_parses_and_counts_repairs_and_fights") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
-    let t1 = table_of(host, "eth1");
     let dir = TempDir::new("metrics");
     let prom = dir.path().join("node-exporter/symroute.prom");
     std::fs::create_dir_all(prom.parent().expect("folder")).expect("mkdir");
-    let config = dir.path().join("symroute.toml");
-    write_file(
-        &config,
-        &format!("metrics_textfile = \"{}\"\n", prom.display()),
-        0o644,
-    );
-    let cfg = config.to_string_lossy();
+    let text = format!("metrics_textfile = \"{}\"\n", prom.display());
+    let config = config_file(&dir, "symroute.toml", &text);
     let mut daemon = Symrouted::start(
         host,
         &[
@@ -113,7 +104,7 @@ fn textfile_appears_parses_and_counts_repairs_and_fights() {
             "--fight-pause",
             "2",
             "--config",
-            &cfg,
+            &config,
         ],
     );
     assert!(
@@ -133,20 +124,17 @@ fn textfile_appears_parses_and_counts_repairs_and_fights() {
     assert_eq!(first["symroute_interface_in_sync{interface=\"eth0\"}"], 1.0);
 
     // Deleted once: put back, one repair.
-    let rule = format!("from 10.2.0.2 lookup {t1} priority 32000 proto 83");
-    host.ip(&format!("rule del {rule}"));
+    let t1 = table_of(host, "eth1");
+    host.ip(&format!("rule del {}", rule_spec(HOST_ETH1_V4, &t1)));
     assert!(
-        wait_until(SETTLE, || has_rule(host, "10.2.0.2", &t1)
+        wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &t1)
             && read(&prom)["symroute_repairs_total"] >= 1.0),
         "no repair counted: {:?}",
         read(&prom)
     );
 
     // Deleted again and again: a fight.
-    let fought = wait_until(SETTLE, || {
-        if has_rule(host, "10.2.0.2", &t1) {
-            let _ = host.try_ip(&format!("rule del {rule}"));
-        }
+    let (fought, _) = fight_rule(host, HOST_ETH1_V4, &t1, SETTLE, || {
         read(&prom)["symroute_fights_total"] >= 1.0
     });
     let after = read(&prom);

@@ -7,16 +7,13 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use futures::channel::mpsc;
 use futures::StreamExt;
-use symroute_testlab::daemons::{
-    global_addrs, require_programs, routing_state, stale_rules, symroute_rules, wait_symmetric,
-    TempDir, POOL_R2_NEXT,
-};
-use symroute_testlab::{ping, require_root, wait_until, Lab};
+use symroute_testlab::daemons::TempDir;
+use symroute_testlab::{root_lab_with, test_name, wait_until, Lab, Netns};
 use zbus::zvariant::OwnedObjectPath;
 
 const NM: &str = "org.freedesktop.NetworkManager";
@@ -188,70 +185,74 @@ fn fake_networkmanager(address: String) -> mpsc::UnboundedSender<Send> {
     tx
 }
 
-#[test]
-fn garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device() {
-    let test = "garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device";
-    if !require_root(test) || !require_programs(test, &["dbus-daemon"]) {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+/// The two-uplink lab with the daemon following a stand-in NetworkManager on a private bus.
+/// Fields drop in order: the daemon first, the namespaces last.
+struct FakeNmLab {
+    daemon: Symrouted,
+    nm: mpsc::UnboundedSender<Send>,
+    _bus: Bus,
+    _dir: TempDir,
+    lab: Lab,
+}
+
+/// Starts a [`FakeNmLab`] and waits until the daemon took eth1 from the stand-in; `None`
+/// when the test is skipped (not root, or no dbus-daemon).
+fn fake_nm_lab() -> Option<FakeNmLab> {
+    let lab = root_lab_with(&["dbus-daemon"])?;
     let dir = TempDir::new("symrouted-bus");
     let bus = Bus::start(dir.path());
     let nm = fake_networkmanager(bus.address.clone());
-    let mut daemon = Symrouted::start_with(
+    let daemon = Symrouted::start_with(
         &lab.host,
         &["--source", "nm"],
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
     // The line may still be on its way through the log pipe when readiness is reported.
-    assert!(
-        wait_until(Duration::from_secs(10), || daemon
-            .log()
-            .contains("NetworkManager manages [\"eth1\"]")),
-        "{}",
-        daemon.log()
-    );
+    daemon.expect_log("NetworkManager manages [\"eth1\"]", Duration::from_secs(10));
+    Some(FakeNmLab {
+        daemon,
+        nm,
+        _bus: bus,
+        _dir: dir,
+        lab,
+    })
+}
 
-    nm.unbounded_send(Send::Garbage).expect("fake NM");
-    assert!(
-        wait_until(Duration::from_secs(10), || daemon
-            .lines()
-            .iter()
-            .filter(|l| l.contains("ignoring malformed D-Bus signal"))
-            .count()
-            == 3),
-        "{}",
-        daemon.log()
+/// The operator adds a route through eth1 in main: whether the daemon mirrored it within
+/// `timeout`, whatever NetworkManager is doing meanwhile.
+fn kernel_followed(host: &Netns, timeout: Duration) -> bool {
+    let t1 = table_of(host, "eth1");
+    host.ip("route add 203.0.113.0/24 via 10.2.0.1 dev eth1");
+    wait_until(timeout, || {
+        destinations(host, &t1, false).contains("203.0.113.0/24")
+    })
+}
+
+#[test]
+fn garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device() {
+    let Some(mut l) = fake_nm_lab() else { return };
+    l.nm.unbounded_send(Send::Garbage).expect("fake NM");
+    eventually(
+        Duration::from_secs(10),
+        "three malformed signals logged",
+        || l.daemon.count("ignoring malformed D-Bus signal") == 3,
     );
-    for line in daemon.lines().iter().filter(|l| l.contains("malformed")) {
+    for line in l.daemon.lines().iter().filter(|l| l.contains("malformed")) {
         assert!(line.starts_with("warning: ignoring malformed D-Bus signal org.freedesktop."));
     }
-    daemon.assert_running();
+    l.daemon.assert_running();
 
     // A real signal: the daemon looks eth1 up by its device path and syncs it.
-    nm.unbounded_send(Send::StateChanged).expect("fake NM");
-    assert!(
-        daemon.wait_log("names: {\"eth1\"}", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
+    l.nm.unbounded_send(Send::StateChanged).expect("fake NM");
+    l.daemon
+        .expect_log("names: {\"eth1\"}", Duration::from_secs(10));
 
     // NetworkManager leaves the bus: the daemon goes on with the kernel alone.
-    nm.unbounded_send(Send::Leave).expect("fake NM");
-    assert!(
-        daemon.wait_log("NetworkManager left the bus", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
-    let t1 = table_of(&lab.host, "eth1");
-    lab.host
-        .ip("route add 203.0.113.0/24 via 10.2.0.1 dev eth1");
-    assert!(wait_until(Duration::from_secs(10), || destinations(
-        &lab.host, &t1, false
-    )
-    .contains("203.0.113.0/24")));
-    assert!(daemon.terminate().success());
-    drop(bus);
+    l.nm.unbounded_send(Send::Leave).expect("fake NM");
+    l.daemon
+        .expect_log("NetworkManager left the bus", Duration::from_secs(10));
+    assert!(kernel_followed(&l.lab.host, Duration::from_secs(10)));
+    assert!(l.daemon.terminate().success());
 }
 
 /// NetworkManager itself floods the bus (5000 state changes of eth1): the daemon handles at
@@ -259,37 +260,10 @@ fn garbage_from_dbus_is_one_log_line_and_real_signals_sync_the_device() {
 /// per turn, and a kernel change made during the flood is followed.
 #[test]
 fn a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events() {
-    let test = "a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events";
-    if !require_root(test) || !require_programs(test, &["dbus-daemon"]) {
-        return;
-    }
-    let lab = Lab::two_uplinks();
-    let dir = TempDir::new("symrouted-bus");
-    let bus = Bus::start(dir.path());
-    let nm = fake_networkmanager(bus.address.clone());
-    let mut daemon = Symrouted::start_with(
-        &lab.host,
-        &["--source", "nm"],
-        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
-    );
-    assert!(
-        daemon.wait_log("NetworkManager manages [\"eth1\"]", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
+    let Some(mut l) = fake_nm_lab() else { return };
     let flood = 5000;
-    nm.unbounded_send(Send::Flood(flood)).expect("fake NM");
-    let t1 = table_of(&lab.host, "eth1");
-    lab.host
-        .ip("route add 203.0.113.0/24 via 10.2.0.1 dev eth1");
-    assert!(
-        wait_until(Duration::from_secs(20), || destinations(
-            &lab.host, &t1, false
-        )
-        .contains("203.0.113.0/24")),
-        "{}",
-        daemon.log()
-    );
+    l.nm.unbounded_send(Send::Flood(flood)).expect("fake NM");
+    assert!(kernel_followed(&l.lab.host, Duration::from_secs(20)));
     let handled = |daemon: &Symrouted| {
         daemon
             .lines()
@@ -298,14 +272,14 @@ fn a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events() {
             .count()
     };
     assert!(
-        wait_until(Duration::from_secs(60), || handled(&daemon) >= flood),
+        wait_until(Duration::from_secs(60), || handled(&l.daemon) >= flood),
         "{} of {flood} handled",
-        handled(&daemon)
+        handled(&l.daemon)
     );
     // Between two runs (each logs its `dirty:` line first) at most one wake-up and a drain.
     let mut batch = 0;
     let mut largest = 0;
-    for line in daemon.lines() {
+    for line in l.daemon.lines() {
         if line.starts_with("NetworkManager: ") {
             batch += 1;
             largest = largest.max(batch);
@@ -313,89 +287,32 @@ fn a_flood_of_signals_is_handled_in_bounded_batches_between_kernel_events() {
             batch = 0;
         }
     }
-    eprintln!("{test}: largest batch {largest} messages");
+    eprintln!("{}: largest batch {largest} messages", test_name());
     assert!(
         largest <= 65,
         "{largest} D-Bus messages in one turn of the loop"
     );
-    daemon.assert_running();
-    assert!(daemon.terminate().success());
-    drop(bus);
+    l.daemon.assert_running();
+    assert!(l.daemon.terminate().success());
 }
 
 #[test]
 fn networkmanager_without_nm_on_the_bus_fails_with_source_nm() {
-    let test = "networkmanager_without_nm_on_the_bus_fails_with_source_nm";
-    if !require_root(test) || !require_programs(test, &["dbus-daemon"]) {
+    let Some(lab) = root_lab_with(&["dbus-daemon"]) else {
         return;
-    }
-    let lab = Lab::two_uplinks();
+    };
     let dir = TempDir::new("symrouted-bus");
     let bus = Bus::start(dir.path());
-    let out = Command::new("ip")
+    let mut daemon = Command::new("ip");
+    daemon
         .args(["netns", "exec", lab.host.name(), DAEMON, "--source", "nm"])
-        .args([
-            "--lock-file",
-            &dir.path().join("lock").display().to_string(),
-        ])
-        .env("SYMROUTE_LOG", "stderr")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run symrouted");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(
-        stderr.trim(),
-        "error: NetworkManager is not on the system bus"
-    );
-}
-
-fn nm_ready(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "NetworkManager",
-                "nmcli",
-                "dbus-daemon",
-                "dnsmasq",
-                "nsenter",
-                "unshare",
-                "nft",
-                "ping",
-            ],
-        )
+        .arg("--lock-file")
+        .arg(dir.path().join("lock"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+    assert_refused(daemon, 1, "error: NetworkManager is not on the system bus");
 }
 
 const UPLINKS: [&str; 2] = ["eth0", "eth1"];
-
-/// Checks the host after eth1 got `new` instead of `old`: symmetric, the new address
-/// answers, no rule for the old one, and NetworkManager's own signals about eth1 reached the
-/// daemon (the kernel's address events alone would have been enough).
-fn assert_moved(nm_lab: &NmLab, old: &[String], new: &[String]) {
-    let lab = &nm_lab.lab;
-    assert!(new.len() == 1 && new != old, "{old:?} -> {new:?}");
-    assert!(ping(&lab.client, &new[0]));
-    assert!(
-        stale_rules(&lab.host).is_empty(),
-        "{:?}",
-        stale_rules(&lab.host)
-    );
-    assert_eq!(
-        symroute_rules(&lab.host).len(),
-        4,
-        "{}",
-        routing_state(&lab.host)
-    );
-    assert!(
-        nm_lab
-            .daemon
-            .wait_log("names: {\"eth1\"}", Duration::from_secs(10)),
-        "no NetworkManager signal for eth1 reached the daemon:\n{}",
-        nm_lab.daemon.log()
-    );
-}
 
 /// The real NetworkManager (DHCPv4 + SLAAC from dnsmasq), no dispatcher script of
 /// symroute's: the daemon alone makes both uplinks symmetric, and after eth1's lease changes
@@ -403,30 +320,19 @@ fn assert_moved(nm_lab: &NmLab, old: &[String], new: &[String]) {
 /// answers.
 #[test]
 fn networkmanager_uplinks_are_symmetric_with_the_daemon_alone() {
-    let test = "networkmanager_uplinks_are_symmetric_with_the_daemon_alone";
-    if !nm_ready(test) {
+    let Some(mut l) = nm_lab(&UPLINKS, &[]) else {
         return;
-    }
-    let mut nm_lab = nm_lab(test, &UPLINKS);
-    let old = global_addrs(&nm_lab.lab.host, "eth1", false);
-    nm_lab.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
-    let t = Instant::now();
-    nm_lab.nm.nmcli_ok(&["device", "down", "eth1"]);
-    nm_lab.nm.nmcli_ok(&["device", "up", "eth1"]);
-    let host = &nm_lab.lab.host;
-    let renewed = wait_until(Duration::from_secs(30), || {
-        let now = global_addrs(host, "eth1", false);
-        now.len() == 1 && now != old
-    });
-    assert!(renewed, "no new lease:\n{}", routing_state(host));
-    wait_symmetric(&nm_lab.lab, &UPLINKS, Duration::from_secs(10));
-    let new = global_addrs(host, "eth1", false);
+    };
+    let r = l.renumber_eth1(true, Duration::from_secs(30));
     eprintln!(
-        "{test}: {old:?} -> {new:?} by reactivation, symmetric after {:?}",
-        t.elapsed()
+        "{}: {:?} -> {:?} by reactivation, symmetric after {:?}",
+        test_name(),
+        r.old,
+        r.new,
+        r.took
     );
-    assert_moved(&nm_lab, &old, &new);
-    assert!(nm_lab.daemon.terminate().success());
+    l.assert_renumber_followed(&r, 0);
+    assert!(l.daemon.terminate().success());
 }
 
 /// The case hooks cannot see: r2's DHCP server moves to another pool and eth1's lease is
@@ -435,33 +341,27 @@ fn networkmanager_uplinks_are_symmetric_with_the_daemon_alone() {
 /// so this runs only with SYMROUTE_SLOW_TESTS=1.
 #[test]
 fn networkmanager_dhcp_rebind_to_a_new_address_is_followed_without_any_hook() {
-    let test = "networkmanager_dhcp_rebind_to_a_new_address_is_followed_without_any_hook";
     if std::env::var_os("SYMROUTE_SLOW_TESTS").is_none() {
-        eprintln!("SKIPPED {test}: takes about two minutes; set SYMROUTE_SLOW_TESTS=1");
+        eprintln!(
+            "SKIPPED {}: takes about two minutes; set SYMROUTE_SLOW_TESTS=1",
+            test_name()
+        );
         return;
     }
-    if !nm_ready(test) {
+    let Some(mut l) = nm_lab(&UPLINKS, &[]) else {
         return;
-    }
-    let mut nm_lab = nm_lab(test, &UPLINKS);
-    let old = global_addrs(&nm_lab.lab.host, "eth1", false);
-    let events_before = nm_lab.nm.events().len();
-    nm_lab.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
-    let t = Instant::now();
-    let host = &nm_lab.lab.host;
-    let renewed = wait_until(Duration::from_secs(150), || {
-        let now = global_addrs(host, "eth1", false);
-        now.len() == 1 && now != old
-    });
-    assert!(renewed, "no new lease:\n{}", routing_state(host));
-    wait_symmetric(&nm_lab.lab, &UPLINKS, Duration::from_secs(10));
-    let new = global_addrs(host, "eth1", false);
+    };
+    let events_before = l.nm.events().len();
+    let r = l.renumber_eth1(false, Duration::from_secs(150));
     eprintln!(
-        "{test}: {old:?} -> {new:?} at rebind, symmetric {:?} after the pool moved; \
+        "{}: {:?} -> {:?} at rebind, symmetric {:?} after the pool moved; \
          dispatcher events meanwhile: {:?}",
-        t.elapsed(),
-        &nm_lab.nm.events()[events_before..]
+        test_name(),
+        r.old,
+        r.new,
+        r.took,
+        &l.nm.events()[events_before..]
     );
-    assert_moved(&nm_lab, &old, &new);
-    assert!(nm_lab.daemon.terminate().success());
+    l.assert_renumber_followed(&r, 0);
+    assert!(l.daemon.terminate().success());
 }

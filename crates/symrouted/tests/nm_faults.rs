@@ -9,99 +9,53 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use symroute_testlab::daemons::{
-    global_addrs, require_programs, routing_state, stale_rules, symroute_rules, wait_symmetric,
-    POOL_R2_NEXT,
-};
-use symroute_testlab::{require_root, wait_until, Lab};
+use symroute_testlab::daemons::{routing_state, symroute_rules, wait_symmetric};
+use symroute_testlab::{test_name, wait_until, Lab};
 
 const UPLINKS: [&str; 2] = ["eth0", "eth1"];
 const FORGER: &str = include_str!("forge_signals.py");
 /// The unprivileged user the forgeries come from.
 const NOBODY: &str = "65534";
 
-fn ready(test: &str) -> bool {
-    require_root(test)
-        && require_programs(
-            test,
-            &[
-                "NetworkManager",
-                "nmcli",
-                "dbus-daemon",
-                "dnsmasq",
-                "nsenter",
-                "unshare",
-                "setpriv",
-                "nft",
-                "ping",
-                "/usr/bin/python3",
-            ],
-        )
+/// What the tests here need besides NetworkManager: the forger and the user it runs as.
+const FORGING: [&str; 2] = ["setpriv", "/usr/bin/python3"];
+
+/// Waits (at most `secs` seconds) for a log line after the first `from` containing one of
+/// `needles`.
+#[track_caller]
+fn expect_line(daemon: &Symrouted, from: usize, needles: &[&str], secs: u64) {
+    eventually(
+        Duration::from_secs(secs),
+        &format!("{needles:?} logged"),
+        || {
+            daemon
+                .lines()
+                .iter()
+                .skip(from)
+                .any(|l| needles.iter().any(|n| l.contains(n)))
+        },
+    );
 }
 
-/// Lines of the daemon's log that say NetworkManager's own signals marked eth1.
-fn eth1_signals(daemon: &Symrouted) -> usize {
-    daemon
-        .lines()
-        .iter()
-        .filter(|l| l.contains("names: {\"eth1\"}"))
-        .count()
-}
-
-/// Index of the first log line after `from` containing one of `needles`.
-fn wait_line(daemon: &Symrouted, from: usize, needles: &[&str], timeout: Duration) -> bool {
-    wait_until(timeout, || {
-        daemon
-            .lines()
-            .iter()
-            .skip(from)
-            .any(|l| needles.iter().any(|n| l.contains(n)))
-    })
-}
-
-/// With SYMROUTE_SLOW_TESTS=1 the renumber is the silent one: no reactivation, the lease is
-/// refused at renewal and rebound to a new address about 105 s later, which NetworkManager
-/// 1.42 dispatches to no script. Otherwise eth1 is reactivated, which takes a second.
-fn silent() -> bool {
-    std::env::var_os("SYMROUTE_SLOW_TESTS").is_some()
-}
-
-/// A DHCP renumber of eth1 (r2's server moves to another pool): the new address answers,
-/// nothing stale is left, and NetworkManager's own signals about eth1 reached the daemon —
-/// the proof that it follows the bus again.
-fn assert_renumber_followed(l: &mut NmLab, test: &str) {
-    let host = &l.lab.host;
-    let old = global_addrs(host, "eth1", false);
-    let signals = eth1_signals(&l.daemon);
-    l.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
-    let t = Instant::now();
-    let wait = if silent() {
-        Duration::from_secs(150)
+/// A DHCP renumber of eth1 (r2's server moves to another pool) is followed. With
+/// SYMROUTE_SLOW_TESTS=1 it is the silent one: no reactivation, the lease is refused at
+/// renewal and rebound to a new address about 105 s later, which NetworkManager 1.42
+/// dispatches to no script. Otherwise eth1 is reactivated, which takes a second.
+fn assert_renumber_followed(l: &mut NmLab) {
+    let signals = l.eth1_signals();
+    let r = if std::env::var_os("SYMROUTE_SLOW_TESTS").is_some() {
+        l.renumber_eth1(false, Duration::from_secs(150))
     } else {
-        l.nm.nmcli_ok(&["device", "down", "eth1"]);
-        l.nm.nmcli_ok(&["device", "up", "eth1"]);
-        Duration::from_secs(30)
+        l.renumber_eth1(true, Duration::from_secs(30))
     };
-    let host = &l.lab.host;
-    let renewed = wait_until(wait, || {
-        let now = global_addrs(host, "eth1", false);
-        now.len() == 1 && now != old
-    });
-    assert!(renewed, "no new lease:\n{}", routing_state(host));
-    wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(20));
-    let new = global_addrs(host, "eth1", false);
     eprintln!(
-        "{test}: {old:?} -> {new:?}, symmetric after {:?}",
-        t.elapsed()
+        "{}: {:?} -> {:?}, symmetric after {:?}",
+        test_name(),
+        r.old,
+        r.new,
+        r.took
     );
-    assert!(stale_rules(host).is_empty(), "{:?}", stale_rules(host));
-    assert_eq!(symroute_rules(host).len(), 4, "{}", routing_state(host));
-    assert!(
-        wait_until(Duration::from_secs(10), || eth1_signals(&l.daemon)
-            > signals),
-        "no NetworkManager signal about eth1 reached the daemon:\n{}",
-        l.daemon.log()
-    );
+    l.assert_renumber_followed(&r, signals);
 }
 
 /// An address added on eth1 by hand gets its rule, and loses it when removed: the kernel is
@@ -155,11 +109,10 @@ fn our_state(lab: &Lab) -> String {
 /// bounded, and an address added during the flood gets its rule.
 #[test]
 fn forged_networkmanager_signals_from_an_unprivileged_user_change_nothing() {
-    let test = "forged_networkmanager_signals_from_an_unprivileged_user_change_nothing";
-    if !ready(test) {
+    let Some(mut l) = nm_lab(&UPLINKS, &FORGING) else {
         return;
-    }
-    let mut l = nm_lab(test, &UPLINKS);
+    };
+    let test = test_name();
     let me = l
         .daemon
         .lines()
@@ -244,25 +197,14 @@ fn forged_networkmanager_signals_from_an_unprivileged_user_change_nothing() {
 /// signals.
 #[test]
 fn networkmanager_restarted_is_followed_again() {
-    let test = "networkmanager_restarted_is_followed_again";
-    if !ready(test) {
+    let Some(mut l) = nm_lab(&UPLINKS, &FORGING) else {
         return;
-    }
-    let mut l = nm_lab(test, &UPLINKS);
+    };
     let from = l.daemon.lines().len();
     l.nm.restart();
-    assert!(
-        wait_line(
-            &l.daemon,
-            from,
-            &["NetworkManager is on the bus"],
-            Duration::from_secs(20)
-        ),
-        "{}",
-        l.daemon.log()
-    );
+    expect_line(&l.daemon, from, &["NetworkManager is on the bus"], 20);
     wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(30));
-    assert_renumber_followed(&mut l, test);
+    assert_renumber_followed(&mut l);
     assert!(l.daemon.terminate().success());
 }
 
@@ -271,55 +213,28 @@ fn networkmanager_restarted_is_followed_again() {
 /// one with SYMROUTE_SLOW_TESTS=1).
 #[test]
 fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
-    let test = "system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile";
-    if !ready(test) {
+    let Some(mut l) = nm_lab(&UPLINKS, &FORGING) else {
         return;
-    }
-    let mut l = nm_lab(test, &UPLINKS);
+    };
     let from = l.daemon.lines().len();
     l.nm.stop_bus();
-    assert!(
-        wait_line(
-            &l.daemon,
-            from,
-            &["lost the system bus connection"],
-            Duration::from_secs(20)
-        ),
-        "{}",
-        l.daemon.log()
-    );
+    expect_line(&l.daemon, from, &["lost the system bus connection"], 20);
     l.daemon.assert_running();
     assert_kernel_followed(&l.lab, "while the bus is gone");
     // At least one reconnect attempt fails before the bus is back (logged at debug level).
-    assert!(
-        wait_line(
-            &l.daemon,
-            from,
-            &["system bus still unreachable"],
-            Duration::from_secs(20)
-        ),
-        "{}",
-        l.daemon.log()
-    );
+    expect_line(&l.daemon, from, &["system bus still unreachable"], 20);
 
     let from = l.daemon.lines().len();
     let t = Instant::now();
     l.nm.start_bus();
-    assert!(
-        wait_line(
-            &l.daemon,
-            from,
-            &[
-                "following NetworkManager again",
-                "NetworkManager is on the bus"
-            ],
-            Duration::from_secs(60)
-        ),
-        "{}",
-        l.daemon.log()
-    );
+    let back = [
+        "following NetworkManager again",
+        "NetworkManager is on the bus",
+    ];
+    expect_line(&l.daemon, from, &back, 60);
     eprintln!(
-        "{test}: following NetworkManager again {:?} after the bus came back",
+        "{}: following NetworkManager again {:?} after the bus came back",
+        test_name(),
         t.elapsed()
     );
     // One line for the loss and one for the return, not one per attempt.
@@ -338,6 +253,6 @@ fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
         .collect();
     assert!(noise.is_empty(), "{noise:#?}");
     wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(30));
-    assert_renumber_followed(&mut l, test);
+    assert_renumber_followed(&mut l);
     assert!(l.daemon.terminate().success());
 }

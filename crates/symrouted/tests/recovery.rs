@@ -5,21 +5,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use symroute_testlab::daemons::{PrivateMounts, TempDir};
-use symroute_testlab::{require_root, veth, wait_until, Lab, Netns, HOST_ETH1_V4};
+use symroute_testlab::{root_lab, veth, wait_until, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const SETTLE: Duration = Duration::from_secs(20);
-
-fn ok_once(ns: &Netns, args: &[&str]) -> String {
-    let (status, log) = run_once(ns, args);
-    assert!(status.success(), "symrouted {args:?}: {status}\n{log}");
-    log
-}
 
 /// Log lines of a run that changed something (`eth1: +rule ...`, `if7: -route ...`).
 fn changes(log: &str) -> Vec<&str> {
@@ -69,12 +62,8 @@ fn stale(ns: &Netns) -> Vec<String> {
 
 #[test]
 fn a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host() {
-    if !require_root("a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
-    let t1 = table_of(host, "eth1");
     // A real fault no event reports the end of: the lock's directory cannot be created
     // because a file sits where it should be (as with /run not mounted yet).
     let dir = TempDir::new("retry");
@@ -82,20 +71,18 @@ fn a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host() {
     std::fs::write(&blocker, "").expect("blocker");
     let lock = blocker.join("lock");
     let daemon = Symrouted::start_locked(host, &["--source", "netlink"], &[], Some(&lock));
-    assert!(daemon.wait_log("lock", SETTLE), "{}", daemon.log());
+    daemon.expect_log("lock", SETTLE);
     assert!(our_rules(host).is_empty(), "{:?}", our_rules(host));
 
     // The fault goes away; nothing else happens on the host. A timer converges.
     std::fs::remove_file(&blocker).expect("remove blocker");
     assert!(
-        wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &t1)
-            && mirrored(host, "eth0")
-            && mirrored(host, "eth1")),
-        "not converged after the fault went away: {:?}\n{}",
-        our_rules(host),
-        daemon.log()
+        wait_until(SETTLE, || synced(host, "eth1", HOST_ETH1_V4)
+            && mirrored(host, "eth0")),
+        "not converged after the fault went away: {:?}",
+        our_rules(host)
     );
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 }
 
 /// A run that fails inside (here: `nft` unusable while `iif_rules` needs it, as while the
@@ -103,87 +90,47 @@ fn a_lock_that_cannot_be_taken_yet_is_waited_for_on_a_quiet_host() {
 /// full sync and for one interface's run, with nothing else happening on the host.
 #[test]
 fn failed_runs_are_retried_until_they_succeed_on_a_quiet_host() {
-    if !require_root("failed_runs_are_retried_until_they_succeed_on_a_quiet_host") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
-    let t1 = table_of(host, "eth1");
     let dir = TempDir::new("retry-nft");
-    let config = dir.path().join("symroute.toml");
-    std::fs::write(&config, "iif_rules = true\n").expect("config");
+    let config = config_file(&dir, "symroute.toml", "iif_rules = true\n");
     // In the daemon's own mount namespace only: /usr/sbin/nft fails until unmounted.
     let mounts = PrivateMounts::new(
         host,
         "mount -t tmpfs -o mode=0755 symroute-test /run\n\
          mount --bind /bin/false /usr/sbin/nft",
     );
-    let config_arg = config.display().to_string();
-    let daemon = Symrouted::start_in(
-        &mounts,
-        &["--source", "netlink", "--config", &config_arg],
-        true,
-    );
-    assert!(daemon.wait_log("nft", SETTLE), "{}", daemon.log());
+    let daemon = Symrouted::start_in(&mounts, &["--source", "netlink", "--config", &config], true);
+    daemon.expect_log("nft", SETTLE);
     assert!(nft_table(host).is_none());
 
     // nft works again; no event follows. The retry timer installs the table.
-    let out = mounts.run(&["umount", "/usr/sbin/nft"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        wait_until(SETTLE, || nft_table(host).is_some()),
-        "not retried: {}",
-        daemon.log()
-    );
-    assert!(has_rule(host, HOST_ETH1_V4, &t1));
-    assert!(
-        daemon.lines().iter().any(|l| l.contains("retrying")),
-        "{}",
-        daemon.log()
-    );
+    mounts.run_ok(&["umount", "/usr/sbin/nft"]);
+    eventually(SETTLE, "the failed sync retried", || {
+        nft_table(host).is_some()
+    });
+    assert!(has_rule(host, HOST_ETH1_V4, &table_of(host, "eth1")));
+    assert!(daemon.count("retrying") > 0);
 
     // One interface's run: nft breaks again, an address comes (its run fails to write the
     // table), nft comes back; the retry alone finishes the job.
-    let out = mounts.run(&["mount", "--bind", "/bin/false", "/usr/sbin/nft"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mounts.run_ok(&["mount", "--bind", "/bin/false", "/usr/sbin/nft"]);
     let failures = |d: &Symrouted| d.lines().iter().filter(|l| l.starts_with("error:")).count();
     let before = failures(&daemon);
     host.ip("link add lan0 type veth peer name lan1");
     host.ip("link set lan0 up");
     host.ip("addr add 10.7.0.1/24 dev lan0");
     let lan0 = table_of(host, "lan0");
-    assert!(
-        wait_until(SETTLE, || failures(&daemon) > before
-            || daemon
-                .lines()
-                .iter()
-                .filter(|l| l.contains("still failing"))
-                .count()
-                > 0),
-        "{}",
-        daemon.log()
-    );
-    let out = mounts.run(&["umount", "/usr/sbin/nft"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eventually(SETTLE, "lan0's run failed", || {
+        failures(&daemon) > before || daemon.count("still failing") > 0
+    });
+    mounts.run_ok(&["umount", "/usr/sbin/nft"]);
     assert!(
         wait_until(SETTLE, || has_rule(host, "10.7.0.1", &lan0)
             && nft_table(host).is_some_and(|t| t.contains("lan0"))),
-        "not retried: {:?}\n{:?}\n{}",
+        "not retried: {:?}\n{:?}",
         our_rules(host),
-        nft_table(host),
-        daemon.log()
+        nft_table(host)
     );
 }
 
@@ -197,24 +144,17 @@ fn nft_table(ns: &Netns) -> Option<String> {
 
 #[test]
 fn reload_tells_systemd_and_a_broken_file_keeps_the_running_configuration() {
-    if !require_root("reload_tells_systemd_and_a_broken_file_keeps_the_running_configuration") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
     let dir = TempDir::new("reload");
-    let config = dir.path().join("symroute.toml");
-    std::fs::write(&config, "rule_priority = 32000\n").expect("config");
-    let config_arg = config.display().to_string();
-    let daemon = Symrouted::start(host, &["--source", "netlink", "--config", &config_arg]);
+    let config = config_file(&dir, "symroute.toml", "rule_priority = 32000\n");
+    let daemon = Symrouted::start(host, &["--source", "netlink", "--config", &config]);
     assert!(has_rule(host, HOST_ETH1_V4, &t1));
 
     // A good file: RELOADING=1 with the monotonic time, then READY=1 once in sync again.
     std::fs::write(&config, "rule_priority = 31000\n").expect("config");
-    // SAFETY: signalling the daemon this test started.
-    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
-    let seen = daemon.wait_notify("READY=1");
+    let seen = daemon.reload();
     let reloading = seen
         .iter()
         .find(|m| m.lines().any(|l| l == "RELOADING=1"))
@@ -225,11 +165,11 @@ fn reload_tells_systemd_and_a_broken_file_keeps_the_running_configuration() {
             .is_some_and(|v| v.parse::<u64>().is_ok())),
         "{reloading:?}"
     );
+    let moved = format!("from {HOST_ETH1_V4} lookup {t1}");
     assert!(
         wait_until(SETTLE, || all_rules(host)
             .iter()
-            .any(|r| r.starts_with("31000:")
-                && r.contains(&format!("from {HOST_ETH1_V4} lookup {t1}")))),
+            .any(|r| r.starts_with("31000:") && r.contains(&moved))),
         "{:?}",
         all_rules(host)
     );
@@ -237,42 +177,18 @@ fn reload_tells_systemd_and_a_broken_file_keeps_the_running_configuration() {
     // A broken file: one error naming file, line and key; the running configuration stays.
     std::fs::write(&config, "ipv4 = true\nrule_priority = \"high\"\n").expect("config");
     let state = our_rules(host);
-    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
-    daemon.wait_notify("READY=1");
+    daemon.reload();
     // The log comes through a pipe read by another thread: READY=1 can be seen first.
-    assert!(
-        daemon.wait_log(&format!("{config_arg}:2: rule_priority"), SETTLE),
-        "{}",
-        daemon.log()
-    );
+    let named = format!("{config}:2: rule_priority");
+    daemon.expect_log(&named, SETTLE);
     let errors: Vec<String> = daemon
         .lines()
         .into_iter()
         .filter(|l| l.starts_with("error:"))
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].contains(&format!("{config_arg}:2: rule_priority")),
-        "{errors:?}"
-    );
+    assert!(errors[0].contains(&named), "{errors:?}");
     assert_eq!(our_rules(host), state);
-}
-
-/// `count` /32 routes through eth1 in main, written with `ip -batch`.
-fn add_many_routes(host: &Netns, dir: &Path, count: u32) {
-    ip_batch(
-        host,
-        dir,
-        "routes",
-        (0..count).map(|i| {
-            format!(
-                "route add 172.{}.{}.{}/32 via 10.2.0.1 dev eth1",
-                16 + i / 65536,
-                i / 256 % 256,
-                i % 256
-            )
-        }),
-    );
 }
 
 /// Starts `argv` in `ns` and SIGKILLs it as soon as it has written a route into `table`
@@ -297,17 +213,13 @@ fn kill_mid_apply(ns: &Netns, argv: &[&str], table: &str) {
 
 #[test]
 fn kill_9_mid_apply_of_100000_routes_then_a_rerun_converges_with_nothing_stale() {
-    if !require_root("kill_9_mid_apply_of_100000_routes_then_a_rerun_converges_with_nothing_stale")
-    {
-        return;
-    }
     const ROUTES: u32 = 100_000;
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
     let dir = TempDir::new("kill9");
-    add_many_routes(host, dir.path(), ROUTES);
+    eth1_routes(host, "add", ROUTES);
     let lock = dir.path().join("lock");
     let lock_arg = lock.display().to_string();
 
@@ -326,15 +238,13 @@ fn kill_9_mid_apply_of_100000_routes_then_a_rerun_converges_with_nothing_stale()
     // The same state as a clean run: a further run has nothing to change.
     let again = ok_once(host, &["--once"]);
     assert!(changes(&again).is_empty(), "{again}");
-    assert!(stale(host).is_empty(), "{:?}", stale(host));
+    assert_nothing_stale(host);
 
     // Killed while removing (rules go first, then the routes), with `strict` so that an
     // `unreachable` route survives the interface; then the interface is deleted before
     // anyone runs again. The next full run collects the rule-less table.
-    let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, "strict = true\n").expect("config");
-    let strict_arg = strict.display().to_string();
-    ok_once(host, &["--once", "--config", &strict_arg]);
+    let strict = config_file(&dir, "strict.toml", "strict = true\n");
+    ok_once(host, &["--once", "--config", &strict]);
     assert!(host
         .routes(&t1, false)
         .iter()
@@ -345,50 +255,58 @@ fn kill_9_mid_apply_of_100000_routes_then_a_rerun_converges_with_nothing_stale()
         !stale(host).is_empty(),
         "the kill left nothing to collect; the test proves nothing"
     );
-    ok_once(host, &["--once", "--config", &strict_arg]);
-    assert!(stale(host).is_empty(), "{:?}", stale(host));
-    assert!(host.routes(&t1, false).is_empty() && host.routes(&t1, true).is_empty());
+    ok_once(host, &["--once", "--config", &strict]);
+    assert_nothing_stale(host);
+    assert_table_empty(host, &t1);
     assert_foreign_state(&lab);
+}
+
+fn assert_nothing_stale(ns: &Netns) {
+    let stale = stale(ns);
+    assert!(stale.is_empty(), "{stale:?}");
+}
+
+/// The operator deletes eth1 and creates it again under the same name (a new index), r2's
+/// end addressed again; `host_config` (`ip -batch` input) configures the host's end.
+fn recreate_eth1(lab: &Lab, host_config: &str) {
+    veth(&lab.host, "eth1", &lab.r2, "down0");
+    lab.r2.sh_ok_input(
+        &["ip", "-batch", "-"],
+        "addr add 10.2.0.1/24 dev down0
+         addr add fd02::1/64 dev down0 nodad
+        ",
+    );
+    lab.host.sh_ok_input(&["ip", "-batch", "-"], host_config);
 }
 
 #[test]
 fn renamed_interface_keeps_its_state_and_a_recreated_one_leaves_nothing_stale() {
-    if !require_root("renamed_interface_keeps_its_state_and_a_recreated_one_leaves_nothing_stale") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     add_foreign_state(&lab);
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
     let daemon = Symrouted::start(host, &["--source", "netlink"]);
-    assert!(has_rule(host, HOST_ETH1_V4, &t1) && mirrored(host, "eth1"));
+    assert!(synced(host, "eth1", HOST_ETH1_V4));
 
     // Rename (a veth must be down for it): same index, same table, same rules.
     host.ip("link set eth1 down");
     host.ip("link set eth1 name wan1");
     host.ip("link set wan1 up");
-    let _ = host.try_ip("-6 addr add fd02::2/64 dev wan1 nodad");
-    let _ = host.try_ip("route add default via 10.2.0.1 dev wan1 metric 101");
-    let _ = host.try_ip("-6 route add default via fd02::1 dev wan1 metric 101");
+    reconfigure_second_uplink(host, "wan1");
     assert!(
-        wait_until(SETTLE, || mirrored(host, "wan1")
-            && destinations(host, &t1, false).contains("default")
-            && has_rule(host, "fd02::2", &t1)),
+        wait_until(SETTLE, || second_uplink_back(host, "wan1", &t1)),
         "{}",
         mirror_diff(host, "wan1")
     );
     assert_eq!(table_of(host, "wan1"), t1);
     assert!(has_rule(host, HOST_ETH1_V4, &t1));
-    assert_all_reachable(&lab);
+    lab.assert_client_reaches_all();
 
     // Deleted and re-created under the old name: a new index, a new table; the old table
     // and rules are collected by the daemon.
     host.ip("link del wan1");
-    veth(host, "eth1", &lab.r2, "down0");
-    lab.r2.ip("addr add 10.2.0.1/24 dev down0");
-    lab.r2.ip("addr add fd02::1/64 dev down0 nodad");
-    host.sh_ok_input(
-        &["ip", "-batch", "-"],
+    recreate_eth1(
+        &lab,
         "addr add 10.2.0.2/24 dev eth1
          addr add fd02::2/64 dev eth1 nodad
          route add default via 10.2.0.1 dev eth1 metric 101
@@ -398,101 +316,69 @@ fn renamed_interface_keeps_its_state_and_a_recreated_one_leaves_nothing_stale() 
     let new_t1 = table_of(host, "eth1");
     assert_ne!(new_t1, t1);
     assert!(
-        wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &new_t1)
-            && mirrored(host, "eth1")
+        wait_until(SETTLE, || synced(host, "eth1", HOST_ETH1_V4)
             && stale(host).is_empty()),
-        "{:?} {:?}\n{}",
+        "{:?} {:?}",
         our_rules(host),
-        stale(host),
-        daemon.log()
+        stale(host)
     );
-    assert!(host.routes(&t1, false).is_empty() && host.routes(&t1, true).is_empty());
-    assert_all_reachable(&lab);
-    let status = daemon.terminate();
-    assert!(status.success());
+    assert_table_empty(host, &t1);
+    lab.assert_client_reaches_all();
+    assert!(daemon.terminate().success());
 
     // Without the daemon: deleted and re-created again, then `--once` (as `--all`).
     host.ip("link del eth1");
-    veth(host, "eth1", &lab.r2, "down0");
-    lab.r2.ip("addr add 10.2.0.1/24 dev down0");
-    host.ip("addr add 10.2.0.2/24 dev eth1");
+    recreate_eth1(&lab, "addr add 10.2.0.2/24 dev eth1\n");
     let newest = table_of(host, "eth1");
     assert!(
         !stale(host).is_empty(),
         "rules of the deleted eth1 should be left for --once"
     );
     ok_once(host, &["--once"]);
-    assert!(stale(host).is_empty(), "{:?}", stale(host));
+    assert_nothing_stale(host);
     assert!(has_rule(host, HOST_ETH1_V4, &newest));
     assert_foreign_state(&lab);
 }
 
 #[test]
 fn an_interface_paused_by_a_fight_stays_paused_through_a_full_resync() {
-    if !require_root("an_interface_paused_by_a_fight_stays_paused_through_a_full_resync") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
     let (t0, t1) = (table_of(host, "eth0"), table_of(host, "eth1"));
     let daemon = Symrouted::start(host, &["--source", "netlink", "--fight-pause", "600"]);
-    let rule = format!("from {HOST_ETH1_V4} lookup {t1} priority 32000 proto 83");
-    let fought = wait_until(Duration::from_secs(60), || {
-        if has_rule(host, HOST_ETH1_V4, &t1) {
-            let _ = host.try_ip(&format!("rule del {rule}"));
-        }
-        daemon
-            .lines()
-            .iter()
-            .any(|l| l.contains("removed by someone else"))
+    let (fought, _) = fight_rule(host, HOST_ETH1_V4, &t1, Duration::from_secs(60), || {
+        daemon.count("removed by someone else") > 0
     });
-    assert!(fought, "{}", daemon.log());
+    assert!(fought, "no fight detected");
     // The fighter wins while eth1 is paused.
-    let _ = host.try_ip(&format!("rule del {rule}"));
-    // SIGHUP: a full resync. eth1 stays paused; the others are synced.
-    host.ip(&format!(
-        "rule del from 10.1.0.2 lookup {t0} priority 32000 proto 83"
-    ));
-    // SAFETY: signalling the daemon this test started.
-    unsafe { libc::kill(daemon.pid() as libc::pid_t, libc::SIGHUP) };
-    daemon.wait_notify("READY=1");
-    assert!(
-        wait_until(SETTLE, || has_rule(host, "10.1.0.2", &t0)),
-        "{}",
-        daemon.log()
-    );
+    let _ = host.try_ip(&format!("rule del {}", rule_spec(HOST_ETH1_V4, &t1)));
+    // The operator reloads: a full resync. eth1 stays paused; the others are synced.
+    host.ip(&format!("rule del {}", rule_spec(HOST_ETH0_V4, &t0)));
+    daemon.reload();
+    eventually(SETTLE, "eth0's rule restored by the resync", || {
+        has_rule(host, HOST_ETH0_V4, &t0)
+    });
     assert!(
         !has_rule(host, HOST_ETH1_V4, &t1),
-        "a paused interface was synced by the resync: {}",
-        daemon.log()
+        "a paused interface was synced by the resync"
     );
 }
 
 #[test]
 fn a_table_id_clash_resolved_later_converges_by_itself() {
-    if !require_root("a_table_id_clash_resolved_later_converges_by_itself") {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = root_lab() else { return };
     let host = &lab.host;
     let t1 = table_of(host, "eth1");
     // Someone else's route in eth1's table: symroute refuses the table, eth0 goes on.
     host.ip(&format!("route add blackhole 198.51.100.0/24 table {t1}"));
     let daemon = Symrouted::start(host, &["--source", "netlink"]);
-    assert!(
-        daemon.wait_log("refusing to touch it", SETTLE),
-        "{}",
-        daemon.log()
-    );
+    daemon.expect_log("refusing to touch it", SETTLE);
     assert!(!has_rule(host, HOST_ETH1_V4, &t1));
     assert!(mirrored(host, "eth0"));
     // The other program moves away; nobody tells symroute anything else.
     host.ip(&format!("route del blackhole 198.51.100.0/24 table {t1}"));
-    assert!(
-        wait_until(SETTLE, || has_rule(host, HOST_ETH1_V4, &t1)
-            && mirrored(host, "eth1")),
-        "{}",
-        daemon.log()
-    );
-    assert_all_reachable(&lab);
+    eventually(SETTLE, "eth1 synced once its table was free", || {
+        synced(host, "eth1", HOST_ETH1_V4)
+    });
+    lab.assert_client_reaches_all();
 }

@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use symroute_testlab::daemons::{wait_symmetric, DhcpLab, NetworkManager, PrivateMounts, TempDir};
-use symroute_testlab::{ping, wait_until, Lab, Netns};
+use symroute_testlab::daemons::{
+    global_addrs, routing_state, stale_rules, symroute_rules, wait_symmetric, write_file, DhcpLab,
+    NetworkManager, PrivateMounts, TempDir, POOL_R2_NEXT,
+};
+use symroute_testlab::{ping, root_with, test_name, wait_until, Netns};
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_symrouted");
 
@@ -193,6 +196,33 @@ impl Symrouted {
         wait_until(timeout, || self.lines().iter().any(|l| l.contains(needle)))
     }
 
+    /// Waits (at most `timeout`) for a log line containing `needle`; fails otherwise (the
+    /// log follows from the drop).
+    #[track_caller]
+    pub fn expect_log(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_log(needle, timeout),
+            "no log line with {needle:?} within {timeout:?}"
+        );
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The first log line containing `needle`.
+    pub fn line_with(&self, needle: &str) -> Option<String> {
+        self.lines().into_iter().find(|l| l.contains(needle))
+    }
+
+    /// The operator's `systemctl reload`: SIGHUP, then every notification until READY=1.
+    pub fn reload(&self) -> Vec<String> {
+        // SAFETY: signalling the daemon this test started, not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+        self.wait_notify("READY=1")
+    }
+
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("symrouted exited with {status}; log:\n{}", self.log());
@@ -231,6 +261,80 @@ impl Drop for Symrouted {
     }
 }
 
+/// Waits (at most `timeout`) until `cond` holds; fails saying what did not happen (a
+/// daemon's log follows from its drop).
+#[track_caller]
+pub fn eventually(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(wait_until(timeout, cond), "not within {timeout:?}: {what}");
+}
+
+/// Whether `dev` is in sync: its table mirrors main's routes through it and `addr` has
+/// its rule to that table.
+pub fn synced(ns: &Netns, dev: &str, addr: &str) -> bool {
+    has_rule(ns, addr, &table_of(ns, dev)) && mirrored(ns, dev)
+}
+
+/// A configuration file `name` in `dir` holding `text` (mode 0644: the daemon refuses
+/// group-writable ones); returns its path for `--config`.
+pub fn config_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    write_file(&path, text, 0o644);
+    path.display().to_string()
+}
+
+/// Our rule for `addr` to `table` as `ip rule del` takes it.
+pub fn rule_spec(addr: &str, table: &str) -> String {
+    format!("from {addr} lookup {table} priority 32000 proto 83")
+}
+
+/// Another program fighting the daemon over a rule: deletes `addr`'s rule to `table` each
+/// time it is back, until `done` holds or `timeout` passes. Returns whether `done` held and
+/// how many deletions there were.
+pub fn fight_rule(
+    ns: &Netns,
+    addr: &str,
+    table: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) -> (bool, usize) {
+    let rule = rule_spec(addr, table);
+    let mut deletions = 0;
+    let fought = wait_until(timeout, || {
+        if has_rule(ns, addr, table) && ns.try_ip(&format!("rule del {rule}")).is_ok() {
+            deletions += 1;
+        }
+        done()
+    });
+    (fought, deletions)
+}
+
+/// What a network manager puts back on the second uplink `dev` once its link is up again
+/// (its IPv6 address and both default routes); what the kernel kept stays as it is.
+pub fn reconfigure_second_uplink(ns: &Netns, dev: &str) {
+    let _ = ns.try_ip(&format!("-6 addr add fd02::2/64 dev {dev} nodad"));
+    let _ = ns.try_ip(&format!(
+        "route add default via 10.2.0.1 dev {dev} metric 101"
+    ));
+    let _ = ns.try_ip(&format!(
+        "-6 route add default via fd02::1 dev {dev} metric 101"
+    ));
+}
+
+/// Whether the second uplink `dev` is back in sync in `table` after
+/// [`reconfigure_second_uplink`]: mirrored with its default route, the IPv6 rule there.
+pub fn second_uplink_back(ns: &Netns, dev: &str, table: &str) -> bool {
+    mirrored(ns, dev)
+        && destinations(ns, table, false).contains("default")
+        && has_rule(ns, "fd02::2", table)
+}
+
+/// Fails unless `table` holds no route of either family.
+#[track_caller]
+pub fn assert_table_empty(ns: &Netns, table: &str) {
+    let left = [ns.routes(table, false), ns.routes(table, true)].concat();
+    assert!(left.is_empty(), "table {table} still holds {left:?}");
+}
+
 /// Runs the daemon once (`--once`, `--flush`, ...) in `ns` and returns its exit status and
 /// log.
 pub fn run_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
@@ -252,6 +356,28 @@ pub fn run_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `daemon` (the daemon's command, to fail before it syncs anything) and fails unless
+/// it exits with `code` after printing just `line`.
+#[track_caller]
+pub fn assert_refused(mut daemon: Command, code: i32, line: &str) {
+    let out = daemon
+        .env("SYMROUTE_LOG", "stderr")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run symrouted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert_eq!(stderr.trim(), line);
+}
+
+/// [`run_once`] that must succeed; returns the log.
+#[track_caller]
+pub fn ok_once(ns: &Netns, args: &[&str]) -> String {
+    let (status, log) = run_once(ns, args);
+    assert!(status.success(), "symrouted {args:?}: {status}\n{log}");
+    log
 }
 
 pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
@@ -321,34 +447,24 @@ pub fn mirror_diff(ns: &Netns, dev: &str) -> String {
     out
 }
 
-pub fn assert_all_reachable(lab: &Lab) {
-    let r: Vec<(&str, bool)> = Lab::host_addresses()
-        .into_iter()
-        .map(|a| (a, ping(&lab.client, a)))
-        .collect();
-    assert!(r.iter().all(|(_, ok)| *ok), "reachability: {r:?}");
-}
-
 // Not every test binary that includes this module uses it.
 #[allow(unused_imports)]
 pub use symroute_testlab::monitor::Monitor;
 
-/// Writes `ip -batch` input to a file and runs it in `ns`.
-pub fn ip_batch(ns: &Netns, dir: &Path, name: &str, lines: impl Iterator<Item = String>) {
-    let path = dir.join(name);
-    let text: String = lines.map(|l| l + "\n").collect();
-    std::fs::write(&path, text).expect("write batch");
-    let out = Command::new("ip")
-        .args(["-n", ns.name(), "-batch"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ip -batch");
-    assert!(
-        out.status.success(),
-        "ip -batch {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// `ip route ACTION` of `count` /32 routes (172.16.0.0 and up) through eth1 in main, in one
+/// `ip -batch`: a burst of netlink events as fast as the kernel makes them.
+pub fn eth1_routes(ns: &Netns, action: &str, count: u32) {
+    let batch: String = (0..count)
+        .map(|i| {
+            format!(
+                "route {action} 172.{}.{}.{}/32 via 10.2.0.1 dev eth1\n",
+                16 + i / 65536,
+                i / 256 % 256,
+                i % 256
+            )
+        })
+        .collect();
+    ns.sh_ok_input(&["ip", "-batch", "-"], &batch);
 }
 
 /// The DHCP lab with the real NetworkManager on the host (and no dispatcher script of
@@ -361,8 +477,24 @@ pub struct NmLab {
     pub lab: DhcpLab,
 }
 
-/// Starts an [`NmLab`] on `uplinks` and waits until they are symmetric.
-pub fn nm_lab(test: &str, uplinks: &[&str]) -> NmLab {
+/// What the NetworkManager tests need installed, besides `extra`.
+const NM_PROGRAMS: [&str; 8] = [
+    "NetworkManager",
+    "nmcli",
+    "dbus-daemon",
+    "dnsmasq",
+    "nsenter",
+    "unshare",
+    "nft",
+    "ping",
+];
+
+/// Starts an [`NmLab`] on `uplinks` and waits until they are symmetric; `None` when the
+/// test is skipped (not root, or NetworkManager or `extra` programs missing).
+pub fn nm_lab(uplinks: &[&str], extra: &[&str]) -> Option<NmLab> {
+    if !root_with(&[&NM_PROGRAMS[..], extra].concat()) {
+        return None;
+    }
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
     let root = TempDir::new("nm-root");
@@ -372,21 +504,80 @@ pub fn nm_lab(test: &str, uplinks: &[&str]) -> NmLab {
         &["--source", "nm"],
         &[("DBUS_SYSTEM_BUS_ADDRESS", &nm.bus_address())],
     );
-    assert!(
-        daemon.wait_log("NetworkManager manages", Duration::from_secs(10)),
-        "{}",
-        daemon.log()
-    );
+    daemon.expect_log("NetworkManager manages", Duration::from_secs(10));
     wait_symmetric(&lab, uplinks, Duration::from_secs(30));
     eprintln!(
-        "{test}: symmetric {:?} after start; daemon RSS {} KiB",
+        "{}: symmetric {:?} after start; daemon RSS {} KiB",
+        test_name(),
         started.elapsed(),
         daemon.rss_kib()
     );
-    NmLab {
+    Some(NmLab {
         daemon,
         nm,
         _root: root,
         lab,
+    })
+}
+
+/// eth1's lease before and after [`NmLab::renumber_eth1`], and how long that took.
+pub struct Renumbered {
+    pub old: Vec<String>,
+    pub new: Vec<String>,
+    pub took: Duration,
+}
+
+impl NmLab {
+    /// r2's DHCP server moves to another pool. With `reactivate` the operator reactivates
+    /// eth1 (`nmcli device down/up`); without, the lease is refused at its renewal and
+    /// rebound to a new address later. Waits (at most `timeout`) for eth1's one new IPv4
+    /// address, then for both uplinks to be symmetric.
+    pub fn renumber_eth1(&mut self, reactivate: bool, timeout: Duration) -> Renumbered {
+        let old = global_addrs(&self.lab.host, "eth1", false);
+        self.lab.dhcp2.set_pool(POOL_R2_NEXT.0, POOL_R2_NEXT.1);
+        let t = Instant::now();
+        if reactivate {
+            self.nm.nmcli_ok(&["device", "down", "eth1"]);
+            self.nm.nmcli_ok(&["device", "up", "eth1"]);
+        }
+        let host = &self.lab.host;
+        let renewed = wait_until(timeout, || {
+            let now = global_addrs(host, "eth1", false);
+            now.len() == 1 && now != old
+        });
+        assert!(renewed, "no new lease:\n{}", routing_state(host));
+        wait_symmetric(&self.lab, &["eth0", "eth1"], Duration::from_secs(20));
+        Renumbered {
+            new: global_addrs(host, "eth1", false),
+            old,
+            took: t.elapsed(),
+        }
+    }
+
+    /// Log lines saying NetworkManager's own signals marked eth1.
+    pub fn eth1_signals(&self) -> usize {
+        self.daemon.count("names: {\"eth1\"}")
+    }
+
+    /// Fails unless after `r` the new address answers, no rule is stale, symroute has its
+    /// four rules, and more than `signals_before` of NetworkManager's own signals about eth1
+    /// reached the daemon (the proof that it follows the bus: the kernel's address events
+    /// alone would have been enough).
+    #[track_caller]
+    pub fn assert_renumber_followed(&self, r: &Renumbered, signals_before: usize) {
+        let host = &self.lab.host;
+        assert!(
+            ping(&self.lab.client, &r.new[0]),
+            "{:?} -> {:?}: the new address does not answer",
+            r.old,
+            r.new
+        );
+        assert!(stale_rules(host).is_empty(), "{:?}", stale_rules(host));
+        assert_eq!(symroute_rules(host).len(), 4, "{}", routing_state(host));
+        eventually(
+            Duration::from_secs(10),
+            "a NetworkManager signal about eth1 reached the daemon",
+            || self.eth1_signals() > signals_before,
+        );
     }
 }
