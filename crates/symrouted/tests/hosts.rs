@@ -11,14 +11,14 @@ use common::*;
 use symroute_testlab::hosts::{
     bridge_with_container, reaches, BehindLab, SERVICE_PORT, SERVICE_TAG,
 };
-use symroute_testlab::{root_with, wait_until, HOST_ETH1_V4, HOST_ETH1_V6};
+use symroute_testlab::{running_as_root, wait_until, HOST_ETH1_V4, HOST_ETH1_V6};
 
 /// Generous for a loaded 2-core machine; what the daemon needs is logged.
 const SETTLE: Duration = Duration::from_secs(5);
 
 #[test]
 fn daemon_keeps_containers_and_lan_working_and_follows_a_new_bridge() {
-    if !root_with(&[]) {
+    if !running_as_root() {
         return;
     }
     let behind = BehindLab::new();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use symroute_testlab::daemons::{
     global_addrs, routing_state, stale_rules, symroute_rules, wait_symmetric, write_file, DhcpLab,
-    NetworkManager, PrivateMounts, TempDir, POOL_R2_NEXT,
+    NetworkManager, PrivateMounts, TempDir, NETWORKMANAGER_PROGRAMS, POOL_R2_NEXT,
 };
 use symroute_testlab::{ping, root_with, test_name, wait_until, Netns};
 
@@ -477,22 +477,10 @@ pub struct NmLab {
     pub lab: DhcpLab,
 }
 
-/// What the NetworkManager tests need installed, besides `extra`.
-const NM_PROGRAMS: [&str; 8] = [
-    "NetworkManager",
-    "nmcli",
-    "dbus-daemon",
-    "dnsmasq",
-    "nsenter",
-    "unshare",
-    "nft",
-    "ping",
-];
-
 /// Starts an [`NmLab`] on `uplinks` and waits until they are symmetric; `None` when the
 /// test is skipped (not root, or NetworkManager or `extra` programs missing).
 pub fn nm_lab(uplinks: &[&str], extra: &[&str]) -> Option<NmLab> {
-    if !root_with(&[&NM_PROGRAMS[..], extra].concat()) {
+    if !root_with(&[NETWORKMANAGER_PROGRAMS, extra].concat()) {
         return None;
     }
     let started = Instant::now();
