@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use symroute_testlab::daemons::{
-    check_symmetric_v4, find_program, global_addrs, has_new_lease, install_for_hook, ready,
+    check_symmetric_v4, find_program, global_addrs, has_new_lease, install_for_hook, ready_test,
     routing_state, rules_of, tail, wait_symmetric_v4, write_file, Daemon, DhcpLab, PrivateMounts,
 };
 use symroute_testlab::wait_until;
@@ -28,10 +28,10 @@ fn hook_dir() -> Option<&'static str> {
 
 #[test]
 fn dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step() {
-    let test = "dhcpcd_bound_new_address_and_carrier_loss_keep_the_rules_in_step";
-    if !ready(test, &["dhcpcd", "dnsmasq", "nsenter", "unshare", "ping"]) {
+    let programs = ["dhcpcd", "dnsmasq", "nsenter", "unshare", "ping"];
+    let Some(test) = ready_test(&programs) else {
         return;
-    }
+    };
     let Some(hooks) = hook_dir() else {
         panic!("{test}: dhcpcd is installed but has no hook folder");
     };

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use symroute_testlab::daemons::{
-    check_symmetric_v4, global_addrs, has_new_lease, install_for_hook, ready, routing_state,
+    check_symmetric_v4, global_addrs, has_new_lease, install_for_hook, ready_test, routing_state,
     rules_of, symroute_rules, wait_symmetric_v4, write_file, DhcpLab, PrivateMounts, TempDir,
 };
 use symroute_testlab::wait_until;
@@ -46,13 +46,7 @@ impl IfLab {
     /// The lab with the integrations installed and ifupdown's folders in place, nothing
     /// brought up yet; `None` when the test is skipped (not root, or ifupdown missing).
     fn new() -> Option<IfLab> {
-        let test = std::thread::current()
-            .name()
-            .unwrap_or("this test")
-            .to_string();
-        if !ready(&test, PROGRAMS) {
-            return None;
-        }
+        ready_test(PROGRAMS)?;
         let lab = DhcpLab::two_uplinks_with(&FAST_RENEWAL);
         let scripts = [
             "etc/network/if-up.d/symroute",

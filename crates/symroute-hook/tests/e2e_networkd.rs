@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{DaemonBeside, RuleWatch};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, check_symmetric, docker0_is_copied_on, global_addrs,
-    install_for_hook, install_integrations, mode_of, networkd_dispatcher_scripts, ready,
+    install_for_hook, install_integrations, mode_of, networkd_dispatcher_scripts, ready_test,
     routing_state, rules_of, stale_rules, symroute_rules, uplink_addrs, wait_dispatched,
     wait_symmetric, DhcpLab, Dispatcher, FakeHook, Networkd, TempDir, NETWORKD_DISPATCHER_STATES,
     NETWORKD_PROGRAMS,
@@ -36,13 +36,7 @@ struct NdLab {
 /// carrier, then plugs them in, so every event after that is live; waits until symmetric.
 /// `None` when the test is skipped (not root, or networkd is not installed).
 fn nd_lab(which: &str) -> Option<NdLab> {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_string();
-    if !ready(&test, NETWORKD_PROGRAMS) {
-        return None;
-    }
+    let test = ready_test(NETWORKD_PROGRAMS)?;
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
     let root = install_for_hook(HOOK, which, &networkd_dispatcher_scripts());

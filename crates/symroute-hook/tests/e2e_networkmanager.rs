@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{change_lines, DaemonBeside};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, docker0_is_copied_on, global_addrs, has_new_lease,
-    install_for_hook, install_integrations, mode_of, ready, routing_state, stale_rules,
+    install_for_hook, install_integrations, mode_of, ready_test, routing_state, stale_rules,
     symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook,
     NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
 };
@@ -37,13 +37,7 @@ struct NmLab {
 /// the `external` devices others configure) and waits until both uplinks are activated and
 /// symmetric. `None` when the test is skipped (not root, or NetworkManager is not installed).
 fn nm_lab(external: &[&str]) -> Option<NmLab> {
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_string();
-    if !ready(&test, NETWORKMANAGER_PROGRAMS) {
-        return None;
-    }
+    let test = ready_test(NETWORKMANAGER_PROGRAMS)?;
     let started = Instant::now();
     let lab = DhcpLab::two_uplinks();
     let root = install_for_hook(HOOK, "networkmanager", &[SCRIPT]);

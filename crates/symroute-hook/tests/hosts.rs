@@ -3,8 +3,8 @@
 //! uplink address still answers through its own uplink (real TCP and pings through the
 //! lab's strict reverse-path-filtering routers).
 
-use std::process::Output;
-
+use symroute_testlab::beside::change_lines;
+use symroute_testlab::daemons::{write_file, TempDir};
 use symroute_testlab::hosts::{
     assert_reaches_service, bridge_with_container, container_targets, docker_bridge, reaches,
     BehindLab, Service, BRIDGE_V4, BRIDGE_V6, CONTAINER_V4 as CONTAINER, SERVICE_PORT,
@@ -21,12 +21,31 @@ fn behind_lab() -> Option<BehindLab> {
     running_as_root().then(BehindLab::new)
 }
 
-/// The hook run inside `ns` the way a dispatcher runs it, logging to stderr.
-fn hook(ns: &Netns, args: &[&str]) -> Output {
-    ns.run_logged(HOOK, args)
+/// Panics, with the table's routes, unless `table` (IPv6 when `v6`) has a route starting
+/// with each of `want`.
+fn assert_routes(ns: &Netns, table: &str, v6: bool, want: &[&str]) {
+    let routes = ns.routes(table, v6);
+    for w in want {
+        assert!(
+            routes.iter().any(|r| r.starts_with(w)),
+            "no {w:?} in table {table}: {routes:?}"
+        );
+    }
 }
 
-/// Like [`hook`], which must succeed; its log.
+/// Panics, with the table's routes, if a route of `table` (IPv6 when `v6`) mentions any of
+/// `unwanted`.
+fn assert_no_routes(ns: &Netns, table: &str, v6: bool, unwanted: &[&str]) {
+    let routes = ns.routes(table, v6);
+    for u in unwanted {
+        assert!(
+            !routes.iter().any(|r| r.contains(u)),
+            "{u:?} in table {table}: {routes:?}"
+        );
+    }
+}
+
+/// The hook run inside `ns` the way a dispatcher runs it, which must succeed; its log.
 fn hook_ok(ns: &Netns, args: &[&str]) -> String {
     ns.run_logged_ok(HOOK, args)
 }
@@ -43,65 +62,42 @@ fn container_and_lan_reach_every_host_address_before_and_after_symroute() {
 
     // The mechanism: copies of main's direct routes into the uplink tables, ours.
     let t1 = table_of(&lab.host, "eth1");
-    let v4 = lab.host.routes(&t1, false);
-    for want in [
-        "172.17.0.0/16 dev docker0 proto 83",
-        "192.168.50.0/24 dev lan0 proto 83",
-    ] {
-        assert!(
-            v4.iter().any(|r| r.starts_with(want)),
-            "no {want:?} in {v4:?}"
-        );
-    }
-    let v6 = lab.host.routes(&t1, true);
-    assert!(
-        v6.iter()
-            .any(|r| r.starts_with("fd00:17::/64 dev docker0 proto 83")),
-        "{v6:?}"
+    assert_routes(
+        &lab.host,
+        &t1,
+        false,
+        &[
+            "172.17.0.0/16 dev docker0 proto 83",
+            "192.168.50.0/24 dev lan0 proto 83",
+        ],
     );
+    assert_routes(&lab.host, &t1, true, &["fd00:17::/64 dev docker0 proto 83"]);
     // Never the link-local prefix of another interface.
-    assert!(
-        !v6.iter().any(|r| r.starts_with("fe80::/64 dev docker0")),
-        "{v6:?}"
-    );
+    assert_no_routes(&lab.host, &t1, true, &["fe80::/64 dev docker0"]);
 
     // A converged run writes nothing.
     let again = hook_ok(&lab.host, &["--all"]);
-    assert!(!again.contains(": +") && !again.contains(": -"), "{again}");
+    assert!(change_lines(&again).is_empty(), "{again}");
 }
 
 #[test]
 fn strict_tables_keep_what_is_behind_the_host() {
     let Some(behind) = behind_lab() else { return };
     let lab = &behind.lab;
-    let config = std::env::temp_dir().join(format!("symroute-hosts-{}.toml", std::process::id()));
-    std::fs::write(&config, "strict = true\n").expect("write config");
-    let config_arg = config.to_string_lossy().into_owned();
-    let out = hook(&lab.host, &["--config", &config_arg, "--all"]);
-    let _ = std::fs::remove_file(&config);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = TempDir::new("hosts-config");
+    let config = dir.path().join("symroute.toml");
+    write_file(&config, "strict = true\n", 0o644);
+    hook_ok(&lab.host, &["--config", &config.to_string_lossy(), "--all"]);
 
     let t1 = table_of(&lab.host, "eth1");
-    assert!(lab
-        .host
-        .routes(&t1, false)
-        .iter()
-        .any(|r| r.starts_with("unreachable default")));
+    assert_routes(&lab.host, &t1, false, &["unreachable default"]);
     // The bridge's own table is closed too, with the LAN's route in it.
-    let bridge = lab.host.routes(&table_of(&lab.host, "docker0"), false);
-    assert!(
-        bridge.iter().any(|r| r.starts_with("unreachable default")),
-        "{bridge:?}"
-    );
-    assert!(
-        bridge
-            .iter()
-            .any(|r| r.starts_with("192.168.50.0/24 dev lan0 proto 83")),
-        "{bridge:?}"
+    let bridge = table_of(&lab.host, "docker0");
+    assert_routes(
+        &lab.host,
+        &bridge,
+        false,
+        &["unreachable default", "192.168.50.0/24 dev lan0 proto 83"],
     );
     assert_reaches_service(&behind.container, &container_targets(), "container");
     assert_reaches_service(
@@ -136,41 +132,24 @@ fn event_for_a_bridge_updates_every_uplink_table() {
     // An address the bridge loses: its copy is stale and goes with the next event.
     lab.host.ip("-6 addr del fd00:17::1/64 dev docker0");
     hook_ok(&lab.host, &["docker0", "up"]);
-    assert!(
-        !lab.host
-            .routes(&t1, true)
-            .iter()
-            .any(|r| r.starts_with("fd00:17::/64")),
-        "{:?}",
-        lab.host.routes(&t1, true)
-    );
+    assert_no_routes(&lab.host, &t1, true, &["fd00:17::/64"]);
 
     // A bridge that loses every address has nothing left to copy: the run for it, which
     // has no main route to go by, finds the leftover copies through it and removes them.
     let _third = bridge_with_container(&lab.host, "br2", "172.19", "19");
     hook_ok(&lab.host, &["br2", "up"]);
-    assert!(lab
-        .host
-        .routes(&t1, true)
-        .iter()
-        .any(|r| r.starts_with("fd00:19::/64 dev br2 proto 83")));
+    assert_routes(&lab.host, &t1, true, &["fd00:19::/64 dev br2 proto 83"]);
     lab.host.ip("addr flush dev br2 scope global");
     hook_ok(&lab.host, &["br2", "up"]);
     for t in [&t0, &t1] {
         for v6 in [false, true] {
-            let left: Vec<String> = lab
-                .host
-                .routes(t, v6)
-                .into_iter()
-                .filter(|r| r.contains("dev br2"))
-                .collect();
-            assert!(left.is_empty(), "table {t}: {left:?}");
+            assert_no_routes(&lab.host, t, v6, &["dev br2"]);
         }
     }
     // A veth's event (a bridge port: no address, only fe80::/64) changes nothing.
     let before = (lab.host.routes(&t1, false), lab.host.routes(&t1, true));
     let log = hook_ok(&lab.host, &["vdocker0", "up"]);
-    assert!(!log.contains(": +") && !log.contains(": -"), "{log}");
+    assert!(change_lines(&log).is_empty(), "{log}");
     assert_eq!(
         before,
         (lab.host.routes(&t1, false), lab.host.routes(&t1, true))
@@ -179,11 +158,7 @@ fn event_for_a_bridge_updates_every_uplink_table() {
     // A second bridge; then `--flush` removes every copy with the rest.
     let _second = bridge_with_container(&lab.host, "br1", "172.18", "18");
     hook_ok(&lab.host, &["br1", "up"]);
-    assert!(lab
-        .host
-        .routes(&t0, false)
-        .iter()
-        .any(|r| r.starts_with("172.18.0.0/16 dev br1 proto 83")));
+    assert_routes(&lab.host, &t0, false, &["172.18.0.0/16 dev br1 proto 83"]);
     hook_ok(&lab.host, &["--flush"]);
     for t in [&t0, &t1] {
         assert!(lab.host.routes(t, false).is_empty() && lab.host.routes(t, true).is_empty());
@@ -193,11 +168,7 @@ fn event_for_a_bridge_updates_every_uplink_table() {
     hook_ok(&lab.host, &["--all"]);
     lab.host.ip("link del br1");
     hook_ok(&lab.host, &["br1", "down"]);
-    assert!(!lab
-        .host
-        .routes(&t0, false)
-        .iter()
-        .any(|r| r.contains("172.18.0.0/16")));
+    assert_no_routes(&lab.host, &t0, false, &["172.18.0.0/16"]);
 }
 
 /// The kernel's own answer to `ip route get TO from FROM`: the `dev` it picks.
@@ -273,15 +244,14 @@ fn same_subnet_nics_ecmp_and_link_local_gateways_stay_as_they_were_next_to_a_bri
     assert_eq!(ecmp.len(), 1, "{ecmp:?}");
     assert!(ecmp[0].contains("via 10.2.0.1 dev eth1"), "{ecmp:?}");
     // The link-local gateway is kept, and the bridge's ULA is next to it.
-    let v6 = lab.host.routes(&t1, true);
-    assert!(
-        v6.iter()
-            .any(|r| r.starts_with(&format!("default via {r2_ll} dev eth1"))),
-        "{v6:?}"
-    );
-    assert!(
-        v6.iter().any(|r| r.starts_with("fd00:17::/64 dev docker0")),
-        "{v6:?}"
+    assert_routes(
+        &lab.host,
+        &t1,
+        true,
+        &[
+            &format!("default via {r2_ll} dev eth1"),
+            "fd00:17::/64 dev docker0",
+        ],
     );
     assert!(ping(&lab.client, "fd02::2"));
     assert_reaches_service(&container, &container_targets(), "container");
@@ -302,14 +272,7 @@ fn tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space() 
     );
     hook_ok(&lab.host, &["tun0", "up"]);
     for t in [&t0, &t1] {
-        assert!(
-            lab.host
-                .routes(t, false)
-                .iter()
-                .any(|r| r.starts_with("10.8.0.0/24 dev tun0 proto 83")),
-            "table {t}: {:?}",
-            lab.host.routes(t, false)
-        );
+        assert_routes(&lab.host, t, false, &["10.8.0.0/24 dev tun0 proto 83"]);
     }
     // The VPN client now sends everything through the tunnel (0/1 + 128/1): tun0 is an
     // uplink, whose routes are its own table's, no longer copies in the others.
@@ -317,19 +280,17 @@ fn tunnel_with_direct_routes_is_behind_the_host_until_it_takes_half_the_space() 
     lab.host.ip("route add 128.0.0.0/1 dev tun0");
     hook_ok(&lab.host, &["tun0", "up"]);
     for t in [&t0, &t1] {
-        assert!(
-            !lab.host.routes(t, false).iter().any(|r| r.contains("tun0")),
-            "table {t}: {:?}",
-            lab.host.routes(t, false)
-        );
+        assert_no_routes(&lab.host, t, false, &["tun0"]);
     }
-    let tun = lab.host.routes(&table_of(&lab.host, "tun0"), false);
-    for want in [
-        "0.0.0.0/1 dev tun0",
-        "128.0.0.0/1 dev tun0",
-        "10.8.0.0/24 dev tun0",
-    ] {
-        assert!(tun.iter().any(|r| r.starts_with(want)), "{tun:?}");
-    }
+    assert_routes(
+        &lab.host,
+        &table_of(&lab.host, "tun0"),
+        false,
+        &[
+            "0.0.0.0/1 dev tun0",
+            "128.0.0.0/1 dev tun0",
+            "10.8.0.0/24 dev tun0",
+        ],
+    );
     lab.assert_client_reaches_all();
 }

@@ -7,11 +7,16 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Instant;
 
-use symroute_testlab::daemons::{require_programs, write_file, PrivateMounts, TempDir};
+use symroute_testlab::daemons::{ready_test, write_file, PrivateMounts, TempDir};
 use symroute_testlab::lock::{LockHolder, DEFAULT_LOCK, NOBODY};
-use symroute_testlab::{require_root, Lab};
+use symroute_testlab::Lab;
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
+
+/// The two-uplink lab for a root test that needs `programs`; `None` when it is skipped.
+fn lab_with(programs: &[&str]) -> Option<Lab> {
+    ready_test(programs).map(|_| Lab::two_uplinks())
+}
 
 fn private_run(lab: &Lab, extra: &str) -> PrivateMounts {
     PrivateMounts::new(
@@ -71,11 +76,9 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn unprivileged_user_cannot_hold_the_run_lock() {
-    let test = "unprivileged_user_cannot_hold_the_run_lock";
-    if !require_root(test) || !require_programs(test, &["setpriv", "flock", "stat"]) {
+    let Some(lab) = lab_with(&["setpriv", "flock", "stat"]) else {
         return;
-    }
-    let lab = Lab::two_uplinks();
+    };
     let mounts = private_run(&lab, "");
     let t1 = (1000 + lab.host.ifindex("eth1")).to_string();
 
@@ -124,11 +127,9 @@ fn unprivileged_user_cannot_hold_the_run_lock() {
 
 #[test]
 fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
-    let test = "root_holding_the_lock_delays_the_hook_a_few_seconds_at_most";
-    if !require_root(test) || !require_programs(test, &["flock"]) {
+    let Some(lab) = lab_with(&["flock"]) else {
         return;
-    }
-    let lab = Lab::two_uplinks();
+    };
     let mounts = private_run(
         &lab,
         "mkdir -m 0700 /run/symroute\ninstall -m 0600 /dev/null /run/symroute/lock",
@@ -159,11 +160,7 @@ fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
 
 #[test]
 fn group_writable_config_is_refused_and_nothing_changes() {
-    let test = "group_writable_config_is_refused_and_nothing_changes";
-    if !require_root(test) {
-        return;
-    }
-    let lab = Lab::two_uplinks();
+    let Some(lab) = lab_with(&[]) else { return };
     let mounts = private_run(&lab, "");
     let dir = TempDir::new("config");
     let config = dir.path().join("symroute.toml");
@@ -215,12 +212,10 @@ fn group_writable_config_is_refused_and_nothing_changes() {
 
 #[test]
 fn hanging_nft_is_killed_and_named() {
-    let test = "hanging_nft_is_killed_and_named";
     // nft is needed only as a mount point for the stand-in.
-    if !require_root(test) || !require_programs(test, &["nft"]) {
+    let Some(lab) = lab_with(&["nft"]) else {
         return;
-    }
-    let lab = Lab::two_uplinks();
+    };
     let dir = TempDir::new("hangingnft");
     let stand_in = dir.path().join("nft");
     write_file(&stand_in, "#!/bin/sh\nexec sleep 600\n", 0o755);

@@ -35,6 +35,15 @@ pub fn ready(test: &str, programs: &[&str]) -> bool {
     crate::require_root(test) && require_programs(test, programs)
 }
 
+/// The running test's name (libtest names each test's thread after it) when it may run:
+/// root and every one of `programs` installed; `None` when [`ready`] skips it.
+pub fn ready_test(programs: &[&str]) -> Option<String> {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("this test");
+    let test = name.rsplit("::").next().unwrap_or(name).to_string();
+    ready(&test, programs).then_some(test)
+}
+
 /// Installs the integrations `which` (as in SYMROUTE_INTEGRATIONS) with the project's
 /// installer into a fresh root, for the symroute-hook at `hook` (SBINDIR is its folder), and
 /// checks that each of `scripts` (paths inside the root) was installed and runs that hook.
