@@ -92,8 +92,8 @@ fn textfile_appears_parses_and_counts_repairs_and_fights() {
     let Some(lab) = root_lab() else { return };
     let host = &lab.host;
     let dir = TempDir::new("metrics");
-    let prom = dir.path().join("node-exporter/symroute.prom");
-    std::fs::create_dir_all(prom.parent().expect("folder")).expect("mkdir");
+    let exporter = dir.mkdir("node-exporter");
+    let prom = exporter.join("symroute.prom");
     let text = format!("metrics_textfile = \"{}\"\n", prom.display());
     let config = config_file(&dir, "symroute.toml", &text);
     let mut daemon = Symrouted::start(
@@ -142,7 +142,7 @@ fn textfile_appears_parses_and_counts_repairs_and_fights() {
     assert!(after["symroute_repairs_total"] >= 2.0, "{after:?}");
     assert!(after["symroute_syncs_total"] > first["symroute_syncs_total"]);
     // Every line still well formed, no temporary file left next to it.
-    let left: Vec<_> = std::fs::read_dir(prom.parent().expect("folder"))
+    let left: Vec<_> = std::fs::read_dir(&exporter)
         .expect("readdir")
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
