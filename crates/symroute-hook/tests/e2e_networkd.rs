@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{DaemonBeside, RuleWatch};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, check_symmetric, docker0_is_copied_on, global_addrs,
-    install_for_hook, install_integrations, mode_of, networkd_dispatcher_scripts, ready_test,
-    routing_state, rules_of, stale_rules, symroute_rules, uplink_addrs, wait_dispatched,
-    wait_symmetric, DhcpLab, Dispatcher, FakeHook, Networkd, TempDir, NETWORKD_DISPATCHER_STATES,
-    NETWORKD_PROGRAMS,
+    install_for_hook, install_integrations, mode_of, networkd_dispatcher_scripts,
+    plug_back_until_symmetric, ready_test, routing_state, rules_of, stale_rules, symroute_rules,
+    uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook, Networkd,
+    TempDir, NETWORKD_DISPATCHER_STATES, NETWORKD_PROGRAMS,
 };
 use symroute_testlab::{table_of, wait_until};
 
@@ -178,14 +178,7 @@ fn networkd_carrier_loss_removes_and_carrier_return_restores() {
     assert_eq!(rules_of(&lab.host, "eth0"), eth0_rules);
     assert_no_stale_rules(&lab.host);
 
-    let t = Instant::now();
-    lab.set_carrier(1, true);
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
-    eprintln!(
-        "{test}: symmetric {:?} after carrier returned; events: {:?}",
-        t.elapsed(),
-        nd.events()
-    );
+    plug_back_until_symmetric(test, nd, lab, 1, &UPLINKS);
     assert_no_stale_rules(&lab.host);
 }
 
@@ -309,8 +302,7 @@ fn networkd_with_the_daemon_beside_the_scripts_makes_no_churn_and_no_fight() {
     // Carrier cut, then back.
     unplug_eth1(nd, lab);
     assert_reaches(&lab.client, &eth0, "while eth1 has no carrier");
-    lab.set_carrier(1, true);
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    plug_back_until_symmetric(test, nd, lab, 1, &UPLINKS);
 
     // Renumber: the server moves to another pool; reconfigure takes a new lease.
     let old = global_addrs(&lab.host, "eth1", false);

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{change_lines, DaemonBeside};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, docker0_is_copied_on, global_addrs, has_new_lease,
-    install_for_hook, install_integrations, mode_of, ready_test, routing_state, stale_rules,
-    symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook,
-    NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
+    install_for_hook, install_integrations, mode_of, plug_back_until_symmetric, ready_test,
+    routing_state, stale_rules, symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric,
+    DhcpLab, Dispatcher, FakeHook, NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
 };
 use symroute_testlab::{ping, table_of, wait_until, Netns};
 
@@ -165,14 +165,7 @@ fn networkmanager_carrier_loss_longer_than_the_down_delay_heals_by_itself() {
 
     // Carrier back: NetworkManager reactivates (dhcp4-change, up) and the dispatcher script
     // alone makes eth1 symmetric again.
-    let back = Instant::now();
-    lab.set_carrier(1, true);
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
-    eprintln!(
-        "{test}: symmetric again {:?} after carrier returned; events: {:?}",
-        back.elapsed(),
-        nm.events()
-    );
+    plug_back_until_symmetric(test, nm, lab, 1, &UPLINKS);
     let events = nm.events();
     let down = events.iter().position(|e| e == "eth1 down").expect("down");
     assert!(
@@ -334,8 +327,7 @@ fn networkmanager_with_the_daemon_beside_the_script_makes_no_churn_and_no_fight(
 
     // Carrier cut longer than NetworkManager's down delay, then back.
     unplug_eth1_until_down(nm, lab, &eth0);
-    lab.set_carrier(1, true);
-    wait_symmetric(lab, &UPLINKS, Duration::from_secs(30));
+    plug_back_until_symmetric(test, nm, lab, 1, &UPLINKS);
 
     // Renumber: a new lease at the next activation.
     renumber_eth1(nm, lab);

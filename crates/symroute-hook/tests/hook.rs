@@ -12,7 +12,7 @@ use symroute_testlab::monitor::Monitor;
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
     add_foreign_state, all_rules, assert_foreign_state, ping, root_lab, table_of, wait_until, Lab,
-    Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
+    Netns, PingFlow, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
@@ -355,18 +355,7 @@ fn tables(lab: &Lab) -> Vec<Vec<String>> {
 #[test]
 fn resync_under_traffic_loses_no_packet() {
     let Some(lab) = converged_lab() else { return };
-    let flow = lab.client.spawn(&[
-        "ping",
-        "-n",
-        "-q",
-        "-i",
-        "0.01",
-        "-c",
-        "400",
-        "-W",
-        "1",
-        HOST_ETH1_V4,
-    ]);
+    let flow = PingFlow::start(&lab.client, HOST_ETH1_V4, 400);
     for i in 0..50 {
         // Routes come and go in main through eth1 while it is re-synced.
         let route = format!("192.0.2.{}/32 via 10.2.0.1 dev eth1", i % 5);
@@ -377,12 +366,7 @@ fn resync_under_traffic_loses_no_packet() {
         }
         hook_ok(&lab.host, &["eth1", "up"]);
     }
-    let out = flow.wait_with_output().expect("ping flow");
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        summary.contains(" 0% packet loss"),
-        "packets lost during re-syncs: {summary}"
-    );
+    flow.assert_no_loss("during re-syncs");
 }
 
 #[test]

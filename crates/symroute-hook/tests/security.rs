@@ -7,16 +7,11 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Instant;
 
-use symroute_testlab::daemons::{ready_test, write_file, PrivateMounts, TempDir};
+use symroute_testlab::daemons::{write_file, PrivateMounts, TempDir};
 use symroute_testlab::lock::{LockHolder, DEFAULT_LOCK, NOBODY};
-use symroute_testlab::Lab;
+use symroute_testlab::{root_lab_with, Lab};
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
-
-/// The two-uplink lab for a root test that needs `programs`; `None` when it is skipped.
-fn lab_with(programs: &[&str]) -> Option<Lab> {
-    ready_test(programs).map(|_| Lab::two_uplinks())
-}
 
 fn private_run(lab: &Lab, extra: &str) -> PrivateMounts {
     PrivateMounts::new(
@@ -76,7 +71,7 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[test]
 fn unprivileged_user_cannot_hold_the_run_lock() {
-    let Some(lab) = lab_with(&["setpriv", "flock", "stat"]) else {
+    let Some(lab) = root_lab_with(&["setpriv", "flock", "stat"]) else {
         return;
     };
     let mounts = private_run(&lab, "");
@@ -127,7 +122,7 @@ fn unprivileged_user_cannot_hold_the_run_lock() {
 
 #[test]
 fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
-    let Some(lab) = lab_with(&["flock"]) else {
+    let Some(lab) = root_lab_with(&["flock"]) else {
         return;
     };
     let mounts = private_run(
@@ -160,7 +155,9 @@ fn root_holding_the_lock_delays_the_hook_a_few_seconds_at_most() {
 
 #[test]
 fn group_writable_config_is_refused_and_nothing_changes() {
-    let Some(lab) = lab_with(&[]) else { return };
+    let Some(lab) = root_lab_with(&[]) else {
+        return;
+    };
     let mounts = private_run(&lab, "");
     let dir = TempDir::new("config");
     let config = dir.path().join("symroute.toml");
@@ -213,7 +210,7 @@ fn group_writable_config_is_refused_and_nothing_changes() {
 #[test]
 fn hanging_nft_is_killed_and_named() {
     // nft is needed only as a mount point for the stand-in.
-    let Some(lab) = lab_with(&["nft"]) else {
+    let Some(lab) = root_lab_with(&["nft"]) else {
         return;
     };
     let dir = TempDir::new("hangingnft");

@@ -29,19 +29,10 @@ pub const NETWORKD_PROGRAMS: &[&str] = &[
     "ping",
 ];
 
-/// Root and every one of `programs`: otherwise the test is skipped with a visible message
-/// (a failure when `CI=true`).
-pub fn ready(test: &str, programs: &[&str]) -> bool {
-    crate::require_root(test) && require_programs(test, programs)
-}
-
-/// The running test's name (libtest names each test's thread after it) when it may run:
-/// root and every one of `programs` installed; `None` when [`ready`] skips it.
+/// The running test's name ([`crate::test_name`]) when it may run: root and every one of
+/// `programs` installed ([`crate::root_with`]); `None` when it is skipped.
 pub fn ready_test(programs: &[&str]) -> Option<String> {
-    let thread = std::thread::current();
-    let name = thread.name().unwrap_or("this test");
-    let test = name.rsplit("::").next().unwrap_or(name).to_string();
-    ready(&test, programs).then_some(test)
+    crate::root_with(programs).then(crate::test_name)
 }
 
 /// Installs the integrations `which` (as in SYMROUTE_INTEGRATIONS) with the project's
@@ -219,6 +210,26 @@ pub fn wait_dispatched(
         stale_rules(host),
         daemon.dispatched(),
         routing_state(host)
+    );
+}
+
+/// The router plugs `eth{uplink}` back in: waits until `devs` are symmetric again (what the
+/// hook runs on `daemon`'s events do alone) and logs, for `test`, how long that took and
+/// what was dispatched.
+pub fn plug_back_until_symmetric(
+    test: &str,
+    daemon: &impl Dispatcher,
+    lab: &DhcpLab,
+    uplink: usize,
+    devs: &[&str],
+) {
+    let back = Instant::now();
+    lab.set_carrier(uplink, true);
+    wait_symmetric(lab, devs, Duration::from_secs(30));
+    eprintln!(
+        "{test}: symmetric {:?} after the carrier of eth{uplink} returned; events: {:?}",
+        back.elapsed(),
+        daemon.dispatched()
     );
 }
 
