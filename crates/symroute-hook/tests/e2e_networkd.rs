@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{DaemonBeside, RuleWatch};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, check_symmetric, docker0_is_copied_on, global_addrs,
-    install_for_hook, install_integrations, mode_of, networkd_dispatcher_scripts,
-    plug_back_until_symmetric, ready_test, routing_state, rules_of, stale_rules, symroute_rules,
-    uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook, Networkd,
-    TempDir, NETWORKD_DISPATCHER_STATES, NETWORKD_PROGRAMS,
+    install_for_hook, mode_of, networkd_dispatcher_scripts, plug_back_until_symmetric, ready_test,
+    routing_state, rules_of, stale_rules, symroute_rules, uplink_addrs, wait_dispatched,
+    wait_symmetric, DhcpLab, Dispatcher, FakeHook, Networkd, TempDir, NETWORKD_DISPATCHER_STATES,
+    NETWORKD_PROGRAMS,
 };
 use symroute_testlab::{table_of, wait_until};
 
@@ -248,10 +248,7 @@ fn networkd_vanished_uplink_leaves_nothing_behind() {
 #[test]
 fn networkd_dispatcher_scripts_are_installed_the_way_networkd_dispatcher_wants_them() {
     let hook = FakeHook::new();
-    let root = TempDir::new("nd-script-root");
-    let first = install_integrations(hook.sbin(), root.path(), "networkd-dispatcher,networkd");
-    let again = install_integrations(hook.sbin(), root.path(), "networkd-dispatcher,networkd");
-    assert!(!again.contains("installed "), "not idempotent: {again}");
+    let (root, first) = hook.install_twice("networkd-dispatcher,networkd");
     let dropin = root
         .path()
         .join("etc/systemd/networkd.conf.d/symroute.conf");

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use symroute_testlab::beside::{change_lines, DaemonBeside};
 use symroute_testlab::daemons::{
     assert_no_stale_rules, assert_reaches, docker0_is_copied_on, global_addrs, has_new_lease,
-    install_for_hook, install_integrations, mode_of, plug_back_until_symmetric, ready_test,
-    routing_state, stale_rules, symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric,
-    DhcpLab, Dispatcher, FakeHook, NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
+    install_for_hook, mode_of, plug_back_until_symmetric, ready_test, routing_state, stale_rules,
+    symroute_rules, uplink_addrs, wait_dispatched, wait_symmetric, DhcpLab, Dispatcher, FakeHook,
+    NetworkManager, TempDir, NETWORKMANAGER_PROGRAMS,
 };
 use symroute_testlab::{ping, table_of, wait_until, Netns};
 
@@ -251,15 +251,9 @@ fn networkmanager_vanished_uplink_leaves_nothing_behind() {
 #[test]
 fn dispatcher_script_hands_the_right_events_to_the_hook() {
     let hook = FakeHook::new();
-    let root = TempDir::new("nm-script-root");
-    let first = install_integrations(hook.sbin(), root.path(), "networkmanager");
-    let again = install_integrations(hook.sbin(), root.path(), "networkmanager");
+    let (root, first) = hook.install_twice("networkmanager");
     let script = root.path().join(SCRIPT);
     assert!(first.contains("installed"), "{first}");
-    assert!(
-        again.contains("unchanged") && !again.contains("installed"),
-        "{again}"
-    );
     assert_eq!(mode_of(&script), 0o755);
 
     let cases = [

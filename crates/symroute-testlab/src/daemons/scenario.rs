@@ -101,6 +101,19 @@ impl FakeHook {
         self.sbin.path().join("calls")
     }
 
+    /// Installs the integrations `which` for the stand-in into a fresh root, then again: the
+    /// second run must find everything in place. The root and what the first run printed.
+    pub fn install_twice(&self, which: &str) -> (TempDir, String) {
+        let root = TempDir::new("script-root");
+        let first = install_integrations(self.sbin(), root.path(), which);
+        let again = install_integrations(self.sbin(), root.path(), which);
+        assert!(
+            again.contains("unchanged") && !again.contains("installed"),
+            "not idempotent: {again}"
+        );
+        (root, first)
+    }
+
     /// The calls recorded since the last look, forgotten for the next.
     pub fn take_calls(&self) -> String {
         let calls = read_lossy(&self.calls_file());
