@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use symroute_testlab::daemons::{routing_state, symroute_rules, wait_symmetric};
+use symroute_testlab::daemons::{routing_state, symroute_rules, wait_symmetric, NetworkManager};
 use symroute_testlab::{test_name, wait_until, Lab};
 
 const UPLINKS: [&str; 2] = ["eth0", "eth1"];
@@ -24,17 +24,22 @@ const FORGING: [&str; 2] = ["setpriv", "/usr/bin/python3"];
 /// `needles`.
 #[track_caller]
 fn expect_line(daemon: &Symrouted, from: usize, needles: &[&str], secs: u64) {
+    let logged = |l: &String| needles.iter().any(|n| l.contains(n));
     eventually(
         Duration::from_secs(secs),
         &format!("{needles:?} logged"),
-        || {
-            daemon
-                .lines()
-                .iter()
-                .skip(from)
-                .any(|l| needles.iter().any(|n| l.contains(n)))
-        },
+        || daemon.lines().iter().skip(from).any(logged),
     );
+}
+
+/// The operator does `act` to NetworkManager (or its bus); then the daemon must log one of
+/// `needles` within `secs` seconds. Returns how many lines it had logged before.
+#[track_caller]
+fn after(l: &mut NmLab, act: fn(&mut NetworkManager), needles: &[&str], secs: u64) -> usize {
+    let from = l.daemon.lines().len();
+    act(&mut l.nm);
+    expect_line(&l.daemon, from, needles, secs);
+    from
 }
 
 /// A DHCP renumber of eth1 (r2's server moves to another pool) is followed. With
@@ -200,9 +205,12 @@ fn networkmanager_restarted_is_followed_again() {
     let Some(mut l) = nm_lab(&UPLINKS, &FORGING) else {
         return;
     };
-    let from = l.daemon.lines().len();
-    l.nm.restart();
-    expect_line(&l.daemon, from, &["NetworkManager is on the bus"], 20);
+    after(
+        &mut l,
+        NetworkManager::restart,
+        &["NetworkManager is on the bus"],
+        20,
+    );
     wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(30));
     assert_renumber_followed(&mut l);
     assert!(l.daemon.terminate().success());
@@ -216,40 +224,32 @@ fn system_bus_restarted_is_reconnected_and_the_kernel_followed_meanwhile() {
     let Some(mut l) = nm_lab(&UPLINKS, &FORGING) else {
         return;
     };
-    let from = l.daemon.lines().len();
-    l.nm.stop_bus();
-    expect_line(&l.daemon, from, &["lost the system bus connection"], 20);
+    let gone = "lost the system bus connection";
+    let from = after(&mut l, NetworkManager::stop_bus, &[gone], 20);
     l.daemon.assert_running();
     assert_kernel_followed(&l.lab, "while the bus is gone");
     // At least one reconnect attempt fails before the bus is back (logged at debug level).
     expect_line(&l.daemon, from, &["system bus still unreachable"], 20);
 
-    let from = l.daemon.lines().len();
     let t = Instant::now();
-    l.nm.start_bus();
     let back = [
         "following NetworkManager again",
         "NetworkManager is on the bus",
     ];
-    expect_line(&l.daemon, from, &back, 60);
+    after(&mut l, NetworkManager::start_bus, &back, 60);
     eprintln!(
         "{}: following NetworkManager again {:?} after the bus came back",
         test_name(),
         t.elapsed()
     );
     // One line for the loss and one for the return, not one per attempt.
-    let lost = l
-        .daemon
-        .lines()
-        .iter()
-        .filter(|l| l.contains("lost the system bus connection"))
-        .count();
+    let lost = l.daemon.count(gone);
     assert_eq!(lost, 1, "{}", l.daemon.log());
     let noise: Vec<String> = l
         .daemon
         .lines()
         .into_iter()
-        .filter(|l| l.starts_with("warning:") && !l.contains("lost the system bus connection"))
+        .filter(|l| l.starts_with("warning:") && !l.contains(gone))
         .collect();
     assert!(noise.is_empty(), "{noise:#?}");
     wait_symmetric(&l.lab, &UPLINKS, Duration::from_secs(30));

@@ -380,10 +380,6 @@ pub fn ok_once(ns: &Netns, args: &[&str]) -> String {
     log
 }
 
-pub fn ifindex(ns: &Netns, dev: &str) -> u32 {
-    ns.ifindex(dev)
-}
-
 // Not every test binary that includes this module uses all of them.
 #[allow(unused_imports)]
 pub use symroute_testlab::{add_foreign_state, all_rules, assert_foreign_state, table_of};
