@@ -37,21 +37,37 @@ pub enum Mode {
 /// Changes logged one per line for each interface in a run; the rest are counted.
 pub const LOGGED_CHANGES: usize = 50;
 
-/// An operation for a named interface, shown the way it is logged.
+/// The operations of one interface in a run, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub struct Changes {
     pub interface: String,
-    pub op: Op,
-    /// `eth1: +rule from 10.2.0.9 lookup 1003 priority 32000`. Always set in a dry run; in
-    /// an applied run only for the first [`LOGGED_CHANGES`] changes of an interface.
-    pub line: String,
+    pub ops: Vec<Op>,
+}
+
+/// An operation for a named interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change<'a> {
+    pub interface: &'a str,
+    pub op: &'a Op,
+}
+
+impl Change<'_> {
+    /// `eth1: +rule from 10.2.0.9 lookup 1003 priority 32000`, with the names of `links`.
+    pub fn line(&self, links: &[Link]) -> String {
+        format!("{}: {}", self.interface, self.op.display(links))
+    }
 }
 
 /// What a run did (or, in a dry run, would do).
+///
+/// Each operation is held once, as planned (a 100 000-route table is 100 000 of them); its
+/// line is formatted only when it is shown.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Planned operations, in order. In apply mode, those the kernel confirmed.
-    pub changes: Vec<Change>,
+    /// Planned operations per interface, in order. In apply mode, those the kernel confirmed.
+    pub by_interface: Vec<Changes>,
+    /// The links of the run, for the names in [`Change::line`].
+    pub links: Vec<Link>,
     /// The change to `table inet symroute` (`iif_rules`), as one line
     /// (`nft: replace table inet symroute (2 interfaces)`); in apply mode, once made.
     pub nft: Option<String>,
@@ -60,17 +76,31 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every operation, in order, with its interface.
+    pub fn changes(&self) -> impl Iterator<Item = Change<'_>> {
+        self.by_interface.iter().flat_map(|c| {
+            c.ops.iter().map(|op| Change {
+                interface: &c.interface,
+                op,
+            })
+        })
+    }
+
+    /// How many operations [`Report::changes`] yields.
+    pub fn change_count(&self) -> usize {
+        self.by_interface.iter().map(|c| c.ops.len()).sum()
+    }
+
     /// Every change as a line: the netlink operations in order, then the nftables change.
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.changes
-            .iter()
-            .map(|c| c.line.as_str())
-            .chain(self.nft.as_deref())
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.changes()
+            .map(|c| c.line(&self.links))
+            .chain(self.nft.clone())
     }
 
     /// Whether nothing was (or would be) changed.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.nft.is_none()
+        self.change_count() == 0 && self.nft.is_none()
     }
 
     /// How the command-line tools end a run: a dry run's changes on stdout, one per line,
@@ -95,9 +125,32 @@ impl Report {
 struct Work {
     interface: String,
     ops: Vec<Op>,
+    /// A plan not yet compared with what is there (then `ops` is empty): diffed once main's
+    /// routes are dropped, so a 100 000-route run holds main, the plan and the operations
+    /// two at a time, never all three.
+    plan: Option<InterfacePlan>,
     /// An uplink planned along with the interface a run is about: a failure to write it
     /// is logged, and does not fail that run.
     companion: bool,
+}
+
+impl Work {
+    fn ops(interface: String, ops: Vec<Op>) -> Work {
+        Work {
+            interface,
+            ops,
+            plan: None,
+            companion: false,
+        }
+    }
+
+    /// Turns a pending plan into its operations.
+    fn diff(&mut self, snapshot: &Snapshot, settings: &Settings) {
+        if let Some(plan) = self.plan.take() {
+            let (routes, rules) = present(snapshot, settings, plan.table);
+            self.ops = diff_owned(plan.routes, &plan.rules, &routes, &rules);
+        }
+    }
 }
 
 /// What is present for `table` and ours: the rules pointing at it and its routes (borrowed:
@@ -124,14 +177,13 @@ fn sync_work(
 ) -> Result<(Work, Option<u32>), Error> {
     let plan = planner.interface(link)?;
     warn_unmarkable(&plan, settings);
-    let (routes, rules) = present(snapshot, settings, plan.table);
+    let mark = plan.mark;
     Ok((
         Work {
-            interface: link.name.clone(),
-            ops: diff_owned(plan.routes, &plan.rules, &routes, &rules),
-            companion: false,
+            plan: Some(plan),
+            ..Work::ops(link.name.clone(), Vec::new())
         },
-        plan.mark,
+        mark,
     ))
 }
 
@@ -151,11 +203,10 @@ fn warn_unmarkable(plan: &InterfacePlan, settings: &Settings) {
 
 fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
-    Work {
-        interface: link.name.clone(),
-        ops: diff_owned(Vec::new(), &[], &routes, &rules),
-        companion: false,
-    }
+    Work::ops(
+        link.name.clone(),
+        diff_owned(Vec::new(), &[], &routes, &rules),
+    )
 }
 
 /// The exemption rules (`to PREFIX lookup main`): global, not tied to one interface.
@@ -169,11 +220,7 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
         .rules_into(settings.protocol, MAIN_TABLE)
         .cloned()
         .collect();
-    Work {
-        interface: "exempt".into(),
-        ops: diff(&[], &wanted, &[], &present),
-        companion: false,
-    }
+    Work::ops("exempt".into(), diff(&[], &wanted, &[], &present))
 }
 
 /// Stale state of interfaces that are gone, one [`Work`] per stale table.
@@ -186,11 +233,7 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
                 Some(ifindex) => snapshot.link_name(ifindex),
                 None => format!("table {}", g.table),
             };
-            Work {
-                interface: name,
-                ops: diff(&[], &[], &g.routes, &g.rules),
-                companion: false,
-            }
+            Work::ops(name, diff(&[], &[], &g.routes, &g.rules))
         })
         .collect()
 }
@@ -325,54 +368,48 @@ pub async fn reconcile_locked(
         work.push(exempt_work(&snapshot, settings, true));
     }
 
-    // Planned: the routes read are not needed any more, and main's (which can be 100 000)
-    // are most of what a run would otherwise hold while it writes.
+    // Planned: main's routes (which can be 100 000) are not needed any more, and would be
+    // a third copy beside each plan and its operations; the tables go once compared.
     snapshot.main_routes = Vec::new();
+    for w in &mut work {
+        w.diff(&snapshot, settings);
+    }
     snapshot.tables.clear();
     for Work {
         interface,
-        ops,
+        mut ops,
         companion,
+        ..
     } in work
     {
-        let line = |op: &Op| format!("{interface}: {}", op.display(&snapshot.links));
         match mode {
-            Mode::DryRun => report.changes.extend(ops.iter().map(|op| Change {
-                interface: interface.clone(),
-                op: op.clone(),
-                line: line(op),
-            })),
+            Mode::DryRun => {
+                if !ops.is_empty() {
+                    report.by_interface.push(Changes { interface, ops });
+                }
+            }
             Mode::Apply => {
-                let mut done = Vec::with_capacity(ops.len());
-                let result = kernel::apply(nl, &interface, ops, &snapshot.links, |op| {
-                    // One line per change, up to a point: a 100 000-route table would spend
-                    // a quarter of its time formatting lines nobody reads (and flood the
-                    // journal); the rest is summed up below.
-                    let line = if done.len() < LOGGED_CHANGES {
-                        let line = line(&op);
-                        log::info!("{line}");
-                        line
-                    } else {
-                        String::new()
-                    };
-                    done.push(Change {
-                        interface: interface.clone(),
-                        op,
-                        line,
-                    });
-                })
-                .await;
-                if done.len() > LOGGED_CHANGES {
+                // `ops` is left holding what the kernel accepted: the report keeps the
+                // operations themselves, not a copy.
+                let result = kernel::apply(nl, &interface, &mut ops, &snapshot.links).await;
+                // One line per change, up to a point: a 100 000-route table would spend a
+                // quarter of its time formatting lines nobody reads (and flood the
+                // journal); the rest is summed up.
+                for op in ops.iter().take(LOGGED_CHANGES) {
+                    log::info!("{interface}: {}", op.display(&snapshot.links));
+                }
+                if ops.len() > LOGGED_CHANGES {
                     log::info!(
                         "{interface}: ... and {} more changes ({} in all)",
-                        done.len() - LOGGED_CHANGES,
-                        done.len()
+                        ops.len() - LOGGED_CHANGES,
+                        ops.len()
                     );
                 }
-                if report.changes.is_empty() {
-                    report.changes = done;
-                } else {
-                    report.changes.append(&mut done);
+                if !ops.is_empty() {
+                    report.by_interface.push(Changes {
+                        interface: interface.clone(),
+                        ops,
+                    });
                 }
                 if let Err(e) = result {
                     match target {
@@ -402,6 +439,7 @@ pub async fn reconcile_locked(
             Target::Interface { .. } => return Err(e),
         }
     }
+    report.links = snapshot.links;
     Ok(report)
 }
 

@@ -499,7 +499,7 @@ impl Daemon {
     /// Interfaces counted are taken out of `deleted`.
     fn count_repairs(&mut self, report: &Report, deleted: &mut BTreeMap<u32, Deleted>) {
         let mut repaired: BTreeMap<u32, &str> = BTreeMap::new();
-        for change in &report.changes {
+        for change in report.changes() {
             let table = match &change.op {
                 Op::AddRule(r) => r.table,
                 Op::ReplaceRoute(r) => r.table,
@@ -510,9 +510,9 @@ impl Daemon {
             };
             if deleted
                 .get(&ifindex)
-                .is_some_and(|d| d.restored_by(&change.op))
+                .is_some_and(|d| d.restored_by(change.op))
             {
-                repaired.entry(ifindex).or_insert(&change.interface);
+                repaired.entry(ifindex).or_insert(change.interface);
             }
         }
         for (ifindex, name) in repaired {
@@ -558,12 +558,11 @@ impl Daemon {
             }
         };
         self.metrics.ran(
-            report.changes.len() + usize::from(report.nft.is_some()),
+            report.change_count() + usize::from(report.nft.is_some()),
             report.failures.len(),
         );
-        self.echoes
-            .expect(report.changes.iter().map(|change| &change.op));
-        if report.changes.len() >= BIG_RUN || *target == Target::All {
+        self.echoes.expect(report.changes().map(|change| change.op));
+        if report.change_count() >= BIG_RUN || *target == Target::All {
             release_memory();
         }
         let what = match target {
@@ -573,7 +572,7 @@ impl Daemon {
         };
         log::debug!(
             "{what}: {} change(s) in {:.1} ms",
-            report.changes.len(),
+            report.change_count(),
             started.elapsed().as_secs_f64() * 1e3
         );
         Ok(report)

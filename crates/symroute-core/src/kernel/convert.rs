@@ -157,8 +157,8 @@ pub fn route_from(msg: &RouteMessage) -> Option<Route> {
         kind: u8::from(msg.header.kind),
         pref_src,
         pref,
-        metrics,
-        nexthops,
+        metrics: metrics.into(),
+        nexthops: nexthops.into(),
     })
 }
 

@@ -296,32 +296,31 @@ fn is_benign(op: &Op, errno: i32) -> bool {
 /// Applies `ops` (already in make-before-break order) phase by phase; within a phase the
 /// writes are batched. Stops at the first phase with a failure and reports its first one.
 ///
-/// `on_done` gets every operation the kernel accepted, in order (moved, not copied: a
-/// 100 000-route table is large enough).
+/// `ops` is left holding, in order, every operation the kernel accepted (kept in place, not
+/// copied: a 100 000-route table is large enough); those it found already done and those
+/// never written are taken out.
 pub async fn apply(
     nl: &Netlink,
     interface: &str,
-    ops: Vec<Op>,
+    ops: &mut Vec<Op>,
     links: &[Link],
-    mut on_done: impl FnMut(Op),
 ) -> Result<(), ApplyError> {
-    // Phases are contiguous runs of one kind; each is written from the operations in place
-    // and then moved on, so no phase is copied.
-    let mut ops = ops.into_iter();
-    while let Some(first) = ops.as_slice().first() {
+    let mut accepted = vec![false; ops.len()];
+    let mut failure = None;
+    let mut start = 0;
+    // Phases are contiguous runs of one kind.
+    while let Some(first) = ops.get(start) {
         let phase = std::mem::discriminant(first);
-        let pending = ops.as_slice();
+        let pending = &ops[start..];
         let count = pending
             .iter()
             .take_while(|op| std::mem::discriminant(*op) == phase)
             .count();
         let results = nl.write_with(count, |i, buf| request(&pending[i], buf));
-        let chunk = ops.by_ref().take(count);
-        let mut failure = None;
-        for (op, result) in chunk.into_iter().zip(results) {
+        for ((op, result), done) in pending.iter().zip(results).zip(&mut accepted[start..]) {
             match result {
-                Ok(()) => on_done(op),
-                Err(e) if e.errno().is_some_and(|n| is_benign(&op, n)) => {}
+                Ok(()) => *done = true,
+                Err(e) if e.errno().is_some_and(|n| is_benign(op, n)) => {}
                 Err(source) => {
                     failure.get_or_insert(ApplyError {
                         interface: interface.to_string(),
@@ -331,9 +330,12 @@ pub async fn apply(
                 }
             }
         }
-        if let Some(failure) = failure {
-            return Err(failure);
+        if failure.is_some() {
+            break;
         }
+        start += count;
     }
-    Ok(())
+    let mut accepted = accepted.into_iter();
+    ops.retain(|_| accepted.next().unwrap_or(false));
+    failure.map_or(Ok(()), Err)
 }

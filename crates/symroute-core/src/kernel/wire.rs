@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::kernel::rtnl::{attr, attrs, begin, end_nested, finish, u32_at, Answer};
-use crate::model::{route_type, Address, Family, Link, NextHop, Route};
+use crate::model::{route_type, Address, Family, Link, NextHop, NextHops, Route};
 
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_GETLINK: u16 = 18;
@@ -142,19 +142,20 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
         }
     }
     metrics.sort_unstable();
-    let mut nexthops: Vec<NextHop> = match multipath {
-        Some(hops) => multipath_hops(family, hops),
-        None => oif
-            .map(|ifindex| NextHop {
-                ifindex,
-                gateway,
-                hops: 0,
-                onlink: rtm_flags & RTNH_F_ONLINK != 0,
-            })
-            .into_iter()
-            .collect(),
+    // A plain route's one hop goes inline: no allocation for it.
+    let mut nexthops = match multipath {
+        Some(hops) => {
+            let mut all = multipath_hops(family, hops);
+            all.sort_unstable();
+            NextHops::from(all)
+        }
+        None => NextHops::from(oif.map(|ifindex| NextHop {
+            ifindex,
+            gateway,
+            hops: 0,
+            onlink: rtm_flags & RTNH_F_ONLINK != 0,
+        })),
     };
-    nexthops.sort_unstable();
     // Unreachable/blackhole/prohibit routes have no way out; IPv6 reports `dev lo` for them.
     if kind != route_type::UNICAST || exotic {
         nexthops.clear();
@@ -171,7 +172,7 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
         kind,
         pref_src,
         pref,
-        metrics,
+        metrics: metrics.into(),
         nexthops,
     })
 }
@@ -359,7 +360,7 @@ mod tests {
         let route = match family {
             Family::V4 => v4,
             Family::V6 => Route::unicast(1003, fixtures::ip("2001:db8::"), 32)
-                .multipath(v4.nexthops)
+                .multipath(v4.nexthops.to_vec())
                 .with_metric(1024)
                 .with_pref_src(fixtures::ip("2001:db8::9"))
                 .with_pref(0)

@@ -6,12 +6,14 @@
 use std::fmt;
 use std::net::IpAddr;
 
+mod hops;
 pub mod host;
 mod lookup;
 pub mod nft;
 mod op;
 mod snapshot;
 
+pub use hops::{Metrics, NextHops};
 pub use lookup::{Answer, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};
 pub use op::{Op, OpDisplay};
@@ -171,9 +173,9 @@ pub struct Route {
     /// IPv6 router preference (`RTA_PREF`), kept as the kernel reports it.
     pub pref: Option<u8>,
     /// `RTAX_*` id and value of every numeric route metric (mtu, advmss, ...), sorted by id.
-    pub metrics: Vec<(u16, u32)>,
+    pub metrics: Metrics,
     /// One entry for a plain route, several for a multipath route; sorted.
-    pub nexthops: Vec<NextHop>,
+    pub nexthops: NextHops,
 }
 
 /// What identifies a route inside one table.
@@ -267,8 +269,8 @@ impl Route {
             kind: route_type::UNICAST,
             pref_src: None,
             pref: None,
-            metrics: Vec::new(),
-            nexthops: Vec::new(),
+            metrics: Metrics::default(),
+            nexthops: NextHops::default(),
         }
     }
 
@@ -293,7 +295,7 @@ impl Route {
         };
         Route {
             scope,
-            nexthops,
+            nexthops: NextHops::from(nexthops),
             ..self
         }
     }
@@ -333,7 +335,10 @@ impl Route {
     /// `RTAX_*` metrics (mtu, advmss, ...), sorted here.
     pub fn with_metrics(self, mut metrics: Vec<(u16, u32)>) -> Route {
         metrics.sort_unstable();
-        Route { metrics, ..self }
+        Route {
+            metrics: Metrics::from(metrics),
+            ..self
+        }
     }
 }
 
@@ -453,7 +458,7 @@ impl fmt::Display for RouteDisplay<'_> {
         if this.metric != 0 {
             write!(f, " metric {}", this.metric)?;
         }
-        for (id, value) in &this.metrics {
+        for (id, value) in this.metrics.iter() {
             match metric_name(*id) {
                 Some(name) => write!(f, " {name} {value}")?,
                 None => write!(f, " rtax{id} {value}")?,

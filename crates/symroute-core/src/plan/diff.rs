@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 pub use crate::model::Op;
-use crate::model::{Route, Rule};
+use crate::model::{Family, Route, Rule};
 
 /// Operations that turn `present` into `wanted`.
 ///
@@ -40,13 +40,21 @@ pub fn diff_owned(
     let writes = write.iter().filter(|w| **w).count();
     // Sized once: growing a 100 000-operation list would briefly hold it twice.
     let mut ops = Vec::with_capacity(writes + wanted_rules.len() + present_rules.len() + deletes);
-    let (direct, via_gateway): (Vec<Route>, Vec<Route>) = wanted_routes
-        .into_iter()
-        .zip(write)
-        .filter_map(|(route, write)| write.then_some(route))
-        .partition(|r| !r.nexthops.iter().any(|nh| nh.gateway.is_some()));
-    ops.extend(direct.into_iter().map(Op::ReplaceRoute));
-    ops.extend(via_gateway.into_iter().map(Op::ReplaceRoute));
+    // Moved out in two passes, direct routes first, each leaving an empty route (no heap
+    // block) behind: splitting the list in two would hold the table once more.
+    let mut wanted_routes = wanted_routes;
+    let via_gateway = |r: &Route| r.nexthops.iter().any(|nh| nh.gateway.is_some());
+    let hole = || Route::unicast(0, Family::V4.unspecified(), 0);
+    for gateways in [false, true] {
+        for (route, _) in wanted_routes
+            .iter_mut()
+            .zip(&write)
+            .filter(|(r, w)| **w && via_gateway(r) == gateways)
+        {
+            ops.push(Op::ReplaceRoute(std::mem::replace(route, hole())));
+        }
+    }
+    drop(wanted_routes);
 
     let present_rules: BTreeSet<&Rule> = present_rules.iter().collect();
     let wanted_rules_set: BTreeSet<&Rule> = wanted_rules.iter().collect();

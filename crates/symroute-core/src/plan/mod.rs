@@ -7,7 +7,9 @@ pub mod nft;
 pub mod uplinks;
 
 pub use crate::model::Snapshot;
-use crate::model::{route_type, scope, Address, Family, Link, Route, Rule, MAIN_TABLE};
+use crate::model::{
+    route_type, scope, Address, Family, Link, Metrics, NextHops, Route, Rule, MAIN_TABLE,
+};
 use crate::settings::{Prefix, Settings};
 use uplinks::{behind_routes, Uplinks};
 
@@ -282,8 +284,8 @@ fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route
             // The kernel reports a router preference on every IPv6 route: medium.
             Family::V6 => Some(0),
         },
-        metrics: Vec::new(),
-        nexthops: Vec::new(),
+        metrics: Metrics::default(),
+        nexthops: NextHops::default(),
     }
 }
 
@@ -343,8 +345,7 @@ fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) 
     });
     let mut merged = copies;
     for route in &mut merged {
-        route.nexthops.sort();
-        route.nexthops.dedup();
+        route.nexthops.sort_dedup();
         if let [single] = route.nexthops.as_mut_slice() {
             // A weight means nothing outside a multipath route; the kernel reports 0.
             single.hops = 0;
