@@ -171,7 +171,6 @@ fn present<'a>(
 /// The work of syncing `link`, and its plan's connection mark (`iif_rules`).
 fn sync_work(
     planner: &Planner<'_>,
-    snapshot: &Snapshot,
     settings: &Settings,
     link: &Link,
 ) -> Result<(Work, Option<u32>), Error> {
@@ -316,7 +315,7 @@ pub async fn reconcile_locked(
     match (target, link) {
         (Target::All, _) => {
             for link in snapshot.links.iter().filter(|l| !skip.contains(&l.index)) {
-                match sync_work(&planner, &snapshot, settings, link) {
+                match sync_work(&planner, settings, link) {
                     Ok((w, mark)) => {
                         work.push(w);
                         planned.insert(link.index, mark);
@@ -335,7 +334,7 @@ pub async fn reconcile_locked(
         }
         // A down-class event is a sync: the kernel, not the event, says what is gone.
         (_, Some((link, Action::Sync | Action::Settle))) => {
-            let (w, mark) = sync_work(&planner, &snapshot, settings, &link)?;
+            let (w, mark) = sync_work(&planner, settings, &link)?;
             work.push(w);
             planned.insert(link.index, mark);
         }
@@ -353,7 +352,7 @@ pub async fn reconcile_locked(
             .into_iter()
             .filter(|l| !skip.contains(&l.index))
         {
-            match sync_work(&planner, &snapshot, settings, uplink) {
+            match sync_work(&planner, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;
                     work.push(w);
