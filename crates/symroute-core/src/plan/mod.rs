@@ -467,10 +467,31 @@ mod tests {
         Settings::default()
     }
 
+    /// The plan of the interface at `position` in `snap.links`.
+    fn plan_of(snap: &Snapshot, settings: &Settings, position: usize) -> InterfacePlan {
+        plan_interface(snap, settings, &snap.links[position]).unwrap()
+    }
+
+    fn routes_of(plan: &InterfacePlan) -> Vec<String> {
+        plan.routes
+            .iter()
+            .map(|r| r.display(&[]).to_string())
+            .collect()
+    }
+
+    fn rules_of(plan: &InterfacePlan) -> Vec<String> {
+        plan.rules.iter().map(Rule::to_string).collect()
+    }
+
+    /// The planned routes to `dst`, whatever their prefix length.
+    fn routes_to<'a>(plan: &'a InterfacePlan, dst: &str) -> Vec<&'a Route> {
+        plan.routes.iter().filter(|r| r.dst == ip(dst)).collect()
+    }
+
     #[test]
     fn table_mirrors_only_routes_through_the_interface() {
         let snap = two_uplinks();
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
         assert_eq!(plan.table, 1003);
         let dsts: Vec<String> = plan
             .routes
@@ -487,7 +508,7 @@ mod tests {
     #[test]
     fn ipv6_link_local_gateway_is_kept() {
         let snap = two_uplinks();
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
         let v6_default = plan.routes.iter().find(|r| r.family == Family::V6).unwrap();
         assert_eq!(v6_default.nexthops, vec![hop(ETH1, Some("fe80::1"))]);
         assert_eq!(v6_default.metric, 101);
@@ -511,10 +532,9 @@ mod tests {
         snap.addresses
             .push(addr(ETH1, "169.254.3.3", scope::UNIVERSE, 0));
         snap.addresses.push(addr(ETH1, "127.0.0.9", scope::HOST, 0));
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
-        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
+        let plan = plan_of(&snap, &settings(), 1);
         assert_eq!(
-            rules,
+            rules_of(&plan),
             [
                 "from 10.2.0.2 lookup 1003 priority 32000",
                 "from fd02::2 lookup 1003 priority 32000"
@@ -535,22 +555,14 @@ mod tests {
                 hop(ETH1, Some("10.2.0.254")),
             ],
         ));
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
-        let ecmp = plan
-            .routes
-            .iter()
-            .find(|r| r.dst == ip("192.0.2.0"))
-            .unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
+        let ecmp = routes_to(&plan, "192.0.2.0")[0];
         assert_eq!(
             ecmp.nexthops,
             vec![hop(ETH1, Some("10.2.0.1")), hop(ETH1, Some("10.2.0.254"))]
         );
-        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
-        let ecmp0 = plan0
-            .routes
-            .iter()
-            .find(|r| r.dst == ip("192.0.2.0"))
-            .unwrap();
+        let plan0 = plan_of(&snap, &settings(), 0);
+        let ecmp0 = routes_to(&plan0, "192.0.2.0")[0];
         assert_eq!(ecmp0.nexthops, vec![hop(ETH0, Some("10.1.0.1"))]);
     }
 
@@ -565,12 +577,8 @@ mod tests {
             10,
             vec![hop(ETH0, Some("10.1.0.1")), weighted],
         ));
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
-        let ecmp = plan
-            .routes
-            .iter()
-            .find(|r| r.dst == ip("192.0.2.0"))
-            .unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
+        let ecmp = routes_to(&plan, "192.0.2.0")[0];
         assert_eq!(ecmp.nexthops[0].hops, 0);
     }
 
@@ -583,7 +591,7 @@ mod tests {
         let mut other_table = route("203.0.113.0", 24, 0, vec![hop(ETH1, None)]);
         other_table.table = 200;
         snap.main_routes.push(other_table);
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
         assert_eq!(plan.routes.len(), 3);
     }
 
@@ -592,7 +600,7 @@ mod tests {
         let mut snap = two_uplinks();
         snap.addresses
             .retain(|a| a.ifindex != ETH1 || a.scope == scope::LINK);
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
         assert!(plan.rules.is_empty() && plan.routes.is_empty());
     }
 
@@ -649,12 +657,8 @@ mod tests {
             5,
             vec![hop(ETH1, Some("10.2.0.254"))],
         ));
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
-        let merged: Vec<&Route> = plan
-            .routes
-            .iter()
-            .filter(|r| r.dst == ip("192.0.2.0"))
-            .collect();
+        let plan = plan_of(&snap, &settings(), 1);
+        let merged = routes_to(&plan, "192.0.2.0");
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].nexthops.len(), 2);
     }
@@ -666,10 +670,9 @@ mod tests {
             prefix_rules: true,
             ..settings()
         };
-        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
-        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
+        let plan = plan_of(&snap, &settings, 1);
         assert_eq!(
-            rules,
+            rules_of(&plan),
             [
                 "from 10.2.0.0/24 lookup 1003 priority 32000",
                 "from fd02::/64 lookup 1003 priority 32000"
@@ -706,11 +709,10 @@ mod tests {
             iif_rules: true,
             ..settings()
         };
-        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings, 1);
         assert_eq!(plan.mark, Some(0x0300_0000));
-        let rules: Vec<String> = plan.rules.iter().map(Rule::to_string).collect();
         assert_eq!(
-            rules,
+            rules_of(&plan),
             [
                 "from all fwmark 0x3000000/0xff000000 lookup 1003 priority 31998",
                 "from 10.2.0.2 lookup 1003 priority 32000",
@@ -727,13 +729,13 @@ mod tests {
         );
         assert!(plan.rules.iter().all(|r| r.iif.is_none()));
         // eth0 has no IPv6 address: no IPv6 fwmark rule.
-        let plan0 = plan_interface(&snap, &settings, &snap.links[0]).unwrap();
+        let plan0 = plan_of(&snap, &settings, 0);
         assert_eq!(plan0.mark, Some(0x0200_0000));
         assert_eq!(plan0.rules.iter().filter(|r| r.fwmark.is_some()).count(), 1);
         assert!(!plan0.unmarkable(&settings));
 
         // Off: no mark, no fwmark rule.
-        let plan = plan_interface(&snap, &self::settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &self::settings(), 1);
         assert_eq!(plan.mark, None);
         assert!(plan.rules.iter().all(|r| r.fwmark.is_none()));
 
@@ -749,7 +751,7 @@ mod tests {
                 a.ifindex = 4;
             }
         }
-        let plan = plan_interface(&snap, &narrow, &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &narrow, 1);
         assert_eq!(plan.mark, None);
         assert!(plan.unmarkable(&narrow));
         assert_eq!(plan.rules.len(), 2);
@@ -764,7 +766,7 @@ mod tests {
             iif_rules: true,
             ..settings()
         };
-        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings, 1);
         assert_eq!(plan.mark, None);
         assert!(plan.rules.is_empty() && !plan.unmarkable(&settings));
     }
@@ -776,7 +778,7 @@ mod tests {
             strict: true,
             ..settings()
         };
-        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings, 1);
         let closers: Vec<&Route> = plan
             .routes
             .iter()
@@ -812,12 +814,9 @@ mod tests {
             exclude: vec!["eth1".into()],
             ..settings()
         };
-        let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings, 1);
         assert!(plan.rules.is_empty() && plan.routes.is_empty());
-        assert!(!plan_interface(&snap, &settings, &snap.links[0])
-            .unwrap()
-            .rules
-            .is_empty());
+        assert!(!plan_of(&snap, &settings, 0).rules.is_empty());
     }
 
     const DOCKER0: u32 = 4;
@@ -843,17 +842,10 @@ mod tests {
         snap
     }
 
-    fn routes_of(plan: &InterfacePlan) -> Vec<String> {
-        plan.routes
-            .iter()
-            .map(|r| r.display(&[]).to_string())
-            .collect()
-    }
-
     #[test]
     fn uplink_table_gets_the_direct_routes_behind_the_host() {
         let snap = docker_host();
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
+        let plan = plan_of(&snap, &settings(), 1);
         assert_eq!(
             routes_of(&plan),
             [
@@ -868,7 +860,7 @@ mod tests {
         );
         assert!(plan.routes.iter().all(|r| r.protocol == 83));
         // eth0 has no IPv6 address: no IPv6 table, so no IPv6 copies either.
-        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
+        let plan0 = plan_of(&snap, &settings(), 0);
         assert_eq!(
             routes_of(&plan0),
             [
@@ -883,7 +875,7 @@ mod tests {
     #[test]
     fn non_uplink_table_keeps_only_its_own_routes_unless_strict() {
         let snap = docker_host();
-        let plan = plan_interface(&snap, &settings(), &snap.links[2]).unwrap();
+        let plan = plan_of(&snap, &settings(), 2);
         assert_eq!(
             routes_of(&plan),
             [
@@ -896,7 +888,7 @@ mod tests {
             strict: true,
             ..settings()
         };
-        let plan = plan_interface(&snap, &strict, &snap.links[2]).unwrap();
+        let plan = plan_of(&snap, &strict, 2);
         assert_eq!(
             routes_of(&plan),
             [
@@ -939,22 +931,14 @@ mod tests {
             .push(addr(LAN0, "10.2.0.9", scope::UNIVERSE, 0));
         snap.main_routes
             .push(route("10.2.0.0", 24, 0, vec![hop(LAN0, None)]));
-        let plan = plan_interface(&snap, &settings(), &snap.links[1]).unwrap();
-        let subnet: Vec<&Route> = plan
-            .routes
-            .iter()
-            .filter(|r| r.dst == ip("10.2.0.0"))
-            .collect();
+        let plan = plan_of(&snap, &settings(), 1);
+        let subnet = routes_to(&plan, "10.2.0.0");
         assert_eq!(subnet.len(), 1);
         assert_eq!(subnet[0].nexthops, vec![hop(ETH1, None)]);
         // eth0's table gets eth2's subnet (main sends it there directly); eth1's own
         // route for the same prefix, through eth1, is not in eth0's table.
-        let plan0 = plan_interface(&snap, &settings(), &snap.links[0]).unwrap();
-        let subnet0: Vec<&Route> = plan0
-            .routes
-            .iter()
-            .filter(|r| r.dst == ip("10.2.0.0"))
-            .collect();
+        let plan0 = plan_of(&snap, &settings(), 0);
+        let subnet0 = routes_to(&plan0, "10.2.0.0");
         assert_eq!(subnet0.len(), 1);
         assert_eq!(subnet0[0].nexthops, vec![hop(LAN0, None)]);
     }
@@ -971,11 +955,11 @@ mod tests {
                 ..settings()
             },
         ] {
-            let plan = plan_interface(&snap, &settings, &snap.links[1]).unwrap();
+            let plan = plan_of(&snap, &settings, 1);
             let mut applied = snap.clone();
             applied.tables.insert(plan.table, plan.routes.clone());
             applied.rules.extend(plan.rules.clone());
-            let again = plan_interface(&applied, &settings, &snap.links[1]).unwrap();
+            let again = plan_of(&applied, &settings, 1);
             assert_eq!(again, plan);
             assert!(crate::plan::diff::diff(
                 &again.routes,
