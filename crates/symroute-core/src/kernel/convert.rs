@@ -2,12 +2,13 @@
 
 use std::net::IpAddr;
 
+use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
     RouteNextHopFlags, RoutePreference, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
-use netlink_packet_route::AddressFamily;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::model::{Family, NextHop, Route, Rule};
 
@@ -332,6 +333,24 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
         msg.attributes.push(RuleAttribute::FwMask(mask));
     }
     msg
+}
+
+/// Appends `message` to `buf` as one netlink message whose header carries `flags`.
+pub fn append(buf: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16) {
+    let mut message = NetlinkMessage::from(message);
+    message.header.flags = flags;
+    message.finalize();
+    let at = buf.len();
+    buf.resize(at + message.buffer_len(), 0);
+    message.emit(&mut buf[at..]);
+}
+
+/// `message` alone as netlink bytes ([`append`]).
+#[cfg(test)]
+pub fn encoded(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
+    let mut buf = Vec::new();
+    append(&mut buf, message, flags);
+    buf
 }
 
 pub fn rule_dump_request() -> RuleMessage {

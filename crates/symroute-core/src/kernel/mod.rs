@@ -18,9 +18,7 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 
-use netlink_packet_core::{
-    Emitable, NetlinkMessage, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 
 pub use lookup::lookup;
@@ -276,12 +274,7 @@ fn request(op: &Op, buf: &mut Vec<u8>) {
 }
 
 fn rule_request(buf: &mut Vec<u8>, message: Msg, flags: u16) {
-    let mut message = NetlinkMessage::from(message);
-    message.header.flags = NLM_F_REQUEST | flags;
-    message.finalize();
-    let at = buf.len();
-    buf.resize(at + message.buffer_len(), 0);
-    message.emit(&mut buf[at..]);
+    convert::append(buf, message, NLM_F_REQUEST | flags);
 }
 
 fn is_benign(op: &Op, errno: i32) -> bool {

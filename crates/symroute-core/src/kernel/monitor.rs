@@ -309,29 +309,19 @@ fn attach_echo_filter(fd: RawFd, protocol: u8) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{NetlinkHeader, NLM_F_REPLACE};
+    use netlink_packet_core::NLM_F_REPLACE;
     use netlink_packet_route::link::LinkMessage;
     use netlink_packet_route::route::RouteMessage;
 
     use crate::fixtures;
     use crate::model::MAIN_TABLE;
 
-    fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        msg.finalize();
-        let mut bytes = vec![0; msg.buffer_len()];
-        msg.serialize(&mut bytes);
-        bytes
-    }
-
     #[test]
     fn datagram_with_several_messages_yields_each_with_its_flags() {
         let route = fixtures::route(MAIN_TABLE, "192.0.2.0", 24, None, 3, 2);
         let message = convert::route_message(&route);
-        let mut bytes = encode(RouteNetlinkMessage::NewRoute(message.clone()), 0);
-        bytes.extend(encode(
+        let mut bytes = convert::encoded(RouteNetlinkMessage::NewRoute(message.clone()), 0);
+        bytes.extend(convert::encoded(
             RouteNetlinkMessage::DelRoute(message),
             NLM_F_REPLACE,
         ));

@@ -352,7 +352,7 @@ mod tests {
     use crate::fixtures;
     use crate::kernel::convert;
     use crate::model::scope;
-    use netlink_packet_core::{Emitable, NetlinkMessage, NLM_F_CREATE, NLM_F_REPLACE};
+    use netlink_packet_core::{NetlinkMessage, NLM_F_CREATE, NLM_F_REPLACE};
     use netlink_packet_route::RouteNetlinkMessage;
 
     fn sample(family: Family, nexthops: Vec<NextHop>) -> Route {
@@ -404,12 +404,7 @@ mod tests {
         } else {
             RouteNetlinkMessage::DelRoute(msg)
         };
-        let mut message = NetlinkMessage::from(payload);
-        message.header.flags = crate::kernel::rtnl::NLM_F_REQUEST | flags;
-        message.finalize();
-        let mut buf = vec![0; message.buffer_len()];
-        message.emit(&mut buf);
-        buf
+        convert::encoded(payload, crate::kernel::rtnl::NLM_F_REQUEST | flags)
     }
 
     #[test]
@@ -446,11 +441,7 @@ mod tests {
     fn dump_request_matches_netlink_packet_route() {
         for (table, oif) in [(None, None), (Some(254), Some(3)), (Some(1003), None)] {
             let msg = RouteNetlinkMessage::GetRoute(convert::route_dump_request(table, oif));
-            let mut message = NetlinkMessage::from(msg);
-            message.header.flags = crate::kernel::rtnl::NLM_F_REQUEST;
-            message.finalize();
-            let mut buf = vec![0; message.buffer_len()];
-            message.emit(&mut buf);
+            let buf = convert::encoded(msg, crate::kernel::rtnl::NLM_F_REQUEST);
             assert_eq!(route_dump_request(table, oif), buf);
         }
     }
