@@ -1,6 +1,7 @@
-//! What the three binaries share around the core: the log level their `-v`/`-q` flags ask
-//! for, loading the configuration, the tokio runtime, and exit statuses. The flags themselves
-//! are declared in each binary's `cli.rs`, from which its man page is generated.
+//! What the three binaries share around the core: their common flags (`-v`, `-q`, `-c`,
+//! [`CommonFlags`], flattened into each binary's `cli.rs`, from which its man page is
+//! generated) and the log level they ask for, loading the configuration, the tokio runtime,
+//! and exit statuses.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,6 +12,33 @@ use crate::{config, Error, Mode, Report, Settings};
 pub const EXIT_FAILURE: u8 = 1;
 /// The caller asked for something wrong: bad arguments, name or configuration.
 pub const EXIT_USAGE: u8 = 2;
+
+/// The flags every binary takes, defined once so that their help and man pages agree.
+/// Global: the admin CLI takes them after a subcommand too.
+#[cfg(feature = "cli")]
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommonFlags {
+    /// Also log what was checked and found in sync
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Log only warnings and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
+    /// defaults]
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+#[cfg(feature = "cli")]
+impl CommonFlags {
+    /// The log level `-v`/`-q` ask for ([`level`]).
+    pub fn level(&self) -> log::LevelFilter {
+        level(self.verbose, self.quiet)
+    }
+}
 
 /// `-v` shows debug lines, `-q` only warnings and errors.
 pub fn level(verbose: bool, quiet: bool) -> log::LevelFilter {

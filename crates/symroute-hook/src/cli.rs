@@ -1,9 +1,8 @@
 //! The command line of `symroute-hook`, kept apart so the man page is generated from the
 //! same definition (see `crates/xtask`).
 
-use std::path::PathBuf;
-
 use clap::Parser;
+use symroute_core::shell::CommonFlags;
 
 const ABOUT: &str = "Keep symmetric policy routing for one interface in step with its events";
 
@@ -94,16 +93,6 @@ pub struct Args {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Also log what was checked and found in sync
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-
-    /// Log only warnings and errors
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
-    /// defaults]
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonFlags,
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use clap::Parser;
 use cli::Args;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
-use symroute_core::shell::{self, Failure, EXIT_FAILURE};
+use symroute_core::shell::{self, CommonFlags, Failure, EXIT_FAILURE};
 use symroute_core::{
     action_for, logging, reconcile, validate_interface_name, Action, Error, Mode, Netlink, Target,
 };
@@ -27,7 +27,7 @@ use symroute_core::{
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     shell::start_up();
     let args = arguments();
-    logging::init_hook(shell::level(args.verbose, args.quiet));
+    logging::init_hook(args.common.level());
     let code = run(&args).unwrap_or_else(Failure::code);
     let _ = std::io::stdout().flush();
     libc::c_int::from(code)
@@ -51,9 +51,7 @@ fn direct_arguments(argv: &[OsString]) -> Option<Args> {
                     all: false,
                     flush: false,
                     dry_run: false,
-                    verbose: false,
-                    quiet: false,
-                    config: None,
+                    common: CommonFlags::default(),
                 });
             }
         }
@@ -65,7 +63,7 @@ fn run(args: &Args) -> Result<u8, Failure> {
     let Some(target) = target(args)? else {
         return Ok(0);
     };
-    let settings = shell::settings(args.config.as_deref())?;
+    let settings = shell::settings(args.common.config.as_deref())?;
     let mode = if args.dry_run {
         Mode::DryRun
     } else {

@@ -76,7 +76,7 @@ proptest! {
         let clap = clap.map_err(|e| TestCaseError::fail(format!("clap refused: {e}")))?;
         prop_assert_eq!(&direct.interface, &clap.interface);
         prop_assert_eq!(&direct.action, &clap.action);
-        prop_assert!(!clap.all && !clap.flush && !clap.dry_run && clap.config.is_none());
+        prop_assert!(!clap.all && !clap.flush && !clap.dry_run && clap.common.config.is_none());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! from the same definition.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use symroute_core::shell::CommonFlags;
 
 const ABOUT: &str = "Inspect, sync and troubleshoot symroute's symmetric policy routing";
 
@@ -65,18 +65,8 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
-    /// defaults]
-    #[arg(short, long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-
-    /// Also log what was checked and found in sync
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
-    pub verbose: bool,
-
-    /// Log only warnings and errors
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub common: CommonFlags,
 }
 
 #[derive(Subcommand, Debug)]

@@ -19,9 +19,9 @@ use symroute_core::{
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init_admin(shell::level(args.verbose, args.quiet));
+    logging::init_admin(args.common.level());
     shell::exit((|| {
-        let settings = shell::settings(args.config.as_deref())?;
+        let settings = shell::settings(args.common.config.as_deref())?;
         shell::runtime("async runtime")?.block_on(run(&args.command, &settings))
     })())
 }

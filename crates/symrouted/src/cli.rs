@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
+use symroute_core::shell::CommonFlags;
 
 /// Receive buffer asked for by default. Memory is only used while messages wait, so a large
 /// limit costs nothing at idle; 10 000 route changes queue about 10 MiB.
@@ -94,7 +95,9 @@ SEE ALSO:
     version,
     about = ABOUT,
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_HELP
+    after_long_help = AFTER_HELP,
+    // The daemon's `-v` also shows its event batches.
+    mut_arg("verbose", |a| a.help("Also log every event batch and what was found in sync"))
 )]
 pub struct Args {
     /// Where change events come from: `auto` follows the kernel and, when it is on the system
@@ -112,18 +115,8 @@ pub struct Args {
     #[arg(long)]
     pub flush: bool,
 
-    /// Also log every event batch and what was found in sync
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-
-    /// Log only warnings and errors
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// Configuration file [default: /etc/symroute/symroute.toml; a missing default file means
-    /// defaults]
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonFlags,
 
     /// rtnetlink receive buffer in bytes (tests shrink it to force overruns)
     #[arg(long, hide = true, default_value_t = DEFAULT_RECEIVE_BUFFER)]

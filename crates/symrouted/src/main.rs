@@ -29,12 +29,12 @@ use crate::retry::RetryPolicy;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(shell::level(args.verbose, args.quiet));
+    logging::init(args.common.level());
     shell::exit(run(&args))
 }
 
 fn run(args: &Args) -> Result<ExitCode, Failure> {
-    let settings = shell::settings(args.config.as_deref())?;
+    let settings = shell::settings(args.common.config.as_deref())?;
     let runtime = shell::runtime("event loop")?;
     if args.once || args.flush {
         let target = if args.flush {
@@ -56,7 +56,7 @@ fn run(args: &Args) -> Result<ExitCode, Failure> {
         },
         retry: RetryPolicy::default(),
     };
-    let config_path = args.config.clone();
+    let config_path = args.common.config.clone();
     let reload = Box::new(move || match config::load_from(config_path.as_deref()) {
         Ok(settings) => Some(settings),
         Err(e) => {
