@@ -10,7 +10,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::model::{Family, NextHop, Route, Rule};
+use crate::model::{Extras, Family, NextHop, Route, Rule};
 
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
@@ -156,9 +156,8 @@ pub fn route_from(msg: &RouteMessage) -> Option<Route> {
         protocol: u8::from(msg.header.protocol),
         scope: u8::from(msg.header.scope),
         kind: u8::from(msg.header.kind),
-        pref_src,
         pref,
-        metrics: metrics.into(),
+        extras: Extras::new(pref_src, metrics),
         nexthops: nexthops.into(),
     })
 }
@@ -188,16 +187,16 @@ pub fn route_message(route: &Route) -> RouteMessage {
     if route.metric != 0 {
         attrs.push(RouteAttribute::Priority(route.metric));
     }
-    if let Some(src) = route.pref_src {
+    if let Some(src) = route.pref_src() {
         attrs.push(RouteAttribute::PrefSource(src.into()));
     }
     if let Some(pref) = route.pref {
         attrs.push(RouteAttribute::Preference(RoutePreference::from(pref)));
     }
-    if !route.metrics.is_empty() {
+    if !route.metrics().is_empty() {
         attrs.push(RouteAttribute::Metrics(
             route
-                .metrics
+                .metrics()
                 .iter()
                 .filter_map(|(id, v)| metric_to(*id, *v))
                 .collect(),

@@ -70,24 +70,48 @@ pub async fn routes(
     table: Option<u32>,
     oif: Option<u32>,
 ) -> Result<Vec<Route>, ReadError> {
-    let what = match table {
-        Some(t) => format!("routes of table {t}"),
-        None => "routes".to_string(),
+    // Unfiltered dumps (and old kernels that ignore the filter) hand back everything.
+    let wanted = |route: &Route| {
+        table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i))
     };
-    // Parsed as they stream in: a 100 000-route table is never held as raw messages.
-    let parse = |answer: &Answer<'_>| {
-        let route = match answer.kind {
-            wire::RTM_NEWROUTE => wire::route_from(answer.payload)?,
-            _ => return None,
-        };
-        // Unfiltered dumps (and old kernels that ignore the filter) hand back everything.
-        (table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i)))
-            .then_some(route)
+    route_dump(nl, table, oif, |route| wanted(&route).then_some(route))
+}
+
+/// Every route of every table in one dump: main's returned, the others' put into `tables`
+/// as they stream in (holding all of them in one list first would hold a 100 000-route main
+/// beside a 100 000-route copy of it twice).
+async fn all_routes(
+    nl: &Netlink,
+    tables: &mut BTreeMap<u32, Vec<Route>>,
+) -> Result<Vec<Route>, ReadError> {
+    route_dump(nl, None, None, |route| {
+        if route.table == MAIN_TABLE {
+            return Some(route);
+        }
+        tables.entry(route.table).or_default().push(route);
+        None
+    })
+}
+
+/// A route dump, each route parsed as it arrives (a 100 000-route table is never held as
+/// raw messages) and kept when `keep` returns it.
+fn route_dump(
+    nl: &Netlink,
+    table: Option<u32>,
+    oif: Option<u32>,
+    mut keep: impl FnMut(Route) -> Option<Route>,
+) -> Result<Vec<Route>, ReadError> {
+    let parse = |answer: &Answer<'_>| match answer.kind {
+        wire::RTM_NEWROUTE => keep(wire::route_from(answer.payload)?),
+        _ => None,
     };
     match nl.dump_with(&mut wire::route_dump_request(table, oif), parse) {
         Ok(routes) => Ok(routes),
         Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
-        Err(e) => Err(read_error(what)(e)),
+        Err(e) => Err(read_error(match table {
+            Some(t) => format!("routes of table {t}"),
+            None => "routes".to_string(),
+        })(e)),
     }
 }
 
@@ -186,12 +210,8 @@ pub async fn snapshot(
             (Vec::new(), Uplinks::default())
         }
         Scope::All => {
-            // Main's routes stay where the dump put them (in order); only the other tables'
-            // are moved out, so a 100 000-route main is never held twice.
-            let mut main = routes(nl, None, None).await?;
-            for route in main.extract_if(.., |r| r.table != MAIN_TABLE) {
-                tables.entry(route.table).or_default().push(route);
-            }
+            // Main's routes stay in the dump's order.
+            let main = all_routes(nl, &mut tables).await?;
             let uplinks = Uplinks::classify(&main);
             (main, uplinks)
         }

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::kernel::rtnl::{attr, attrs, begin, end_nested, finish, u32_at, Answer};
-use crate::model::{route_type, Address, Family, Link, NextHop, NextHops, Route};
+use crate::model::{route_type, Address, Extras, Family, Link, NextHop, NextHops, Route};
 
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_GETLINK: u16 = 18;
@@ -141,7 +141,6 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
             _ => {}
         }
     }
-    metrics.sort_unstable();
     // A plain route's one hop goes inline: no allocation for it.
     let mut nexthops = match multipath {
         Some(hops) => {
@@ -170,9 +169,8 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
         protocol,
         scope,
         kind,
-        pref_src,
         pref,
-        metrics: metrics.into(),
+        extras: Extras::new(pref_src, metrics),
         nexthops,
     })
 }
@@ -222,15 +220,15 @@ pub fn route_message(buf: &mut Vec<u8>, kind: u16, flags: u16, route: &Route) {
     if route.metric != 0 {
         attr(buf, RTA_PRIORITY, &route.metric.to_ne_bytes());
     }
-    if let Some(src) = route.pref_src {
+    if let Some(src) = route.pref_src() {
         attr(buf, RTA_PREFSRC, ip_bytes(&src).as_slice());
     }
     if let Some(pref) = route.pref {
         attr(buf, RTA_PREF, &[pref]);
     }
-    if !route.metrics.is_empty() {
+    if !route.metrics().is_empty() {
         let nest = attr(buf, RTA_METRICS, &[]);
-        for (id, value) in route.metrics.iter().filter(|(id, _)| known_metric(*id)) {
+        for (id, value) in route.metrics().iter().filter(|(id, _)| known_metric(*id)) {
             attr(buf, *id, &value.to_ne_bytes());
         }
         end_nested(buf, nest);

@@ -1,11 +1,12 @@
 //! A route's next hops and metrics, laid out for the common case: a table of 100 000 routes
 //! is 100 000 routes with one next hop and no metric, and a heap block for each (a `Vec`
 //! per route) was a third of a run's memory and most of its malloc/free time. One next hop
-//! is held inline; several (a multipath route), and metrics, which are rare, go behind one
-//! pointer. Both read as slices.
+//! is held inline; several (a multipath route), and a preferred source or metrics, which
+//! are rare, go behind one pointer.
 
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 
 use super::NextHop;
@@ -167,37 +168,35 @@ impl PartialEq<Vec<NextHop>> for NextHops {
     }
 }
 
-/// `RTAX_*` id and value of a route's numeric metrics (mtu, advmss, ...), sorted by id; most
-/// routes have none and then hold no heap block.
+/// What few routes have: a preferred source (`src ADDR`) and `RTAX_*` metrics (mtu,
+/// advmss, ...). Held behind one pointer, and not at all when there is neither.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-// A thin pointer on purpose: a boxed slice would make every route 8 bytes larger.
-#[allow(clippy::box_collection)]
-pub struct Metrics(Option<Box<Vec<(u16, u32)>>>);
+pub struct Extras(Option<Box<Rare>>);
 
-impl Metrics {
-    pub fn as_slice(&self) -> &[(u16, u32)] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
-    }
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Rare {
+    pref_src: Option<IpAddr>,
+    /// Sorted by id.
+    metrics: Vec<(u16, u32)>,
 }
 
-impl From<Vec<(u16, u32)>> for Metrics {
-    fn from(all: Vec<(u16, u32)>) -> Metrics {
-        Metrics((!all.is_empty()).then(|| Box::new(all)))
+impl Extras {
+    /// `metrics` sorted by id here.
+    pub fn new(pref_src: Option<IpAddr>, mut metrics: Vec<(u16, u32)>) -> Extras {
+        if pref_src.is_none() && metrics.is_empty() {
+            return Extras(None);
+        }
+        metrics.sort_unstable();
+        Extras(Some(Box::new(Rare { pref_src, metrics })))
     }
-}
 
-impl Deref for Metrics {
-    type Target = [(u16, u32)];
-    fn deref(&self) -> &[(u16, u32)] {
-        self.as_slice()
+    pub fn pref_src(&self) -> Option<IpAddr> {
+        self.0.as_ref().and_then(|r| r.pref_src)
     }
-}
 
-impl<'a> IntoIterator for &'a Metrics {
-    type Item = &'a (u16, u32);
-    type IntoIter = std::slice::Iter<'a, (u16, u32)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.as_slice().iter()
+    /// `RTAX_*` id and value of every numeric metric, sorted by id.
+    pub fn metrics(&self) -> &[(u16, u32)] {
+        self.0.as_ref().map_or(&[], |r| r.metrics.as_slice())
     }
 }
 
@@ -222,14 +221,18 @@ mod tests {
         assert!(one < two, "ordered like the vectors");
         one.retain(|_| false);
         assert!(one.is_empty());
-        assert_eq!(Metrics::from(vec![]), Metrics::default());
+        assert_eq!(Extras::new(None, vec![]), Extras::default());
+        assert_eq!(
+            Extras::new(None, vec![(8, 1), (2, 3)]).metrics(),
+            [(2, 3), (8, 1)]
+        );
     }
 
     #[test]
     fn a_route_with_one_next_hop_holds_no_heap_block() {
         // The point of this layout: sizes stay what the memory figures assume.
         assert!(std::mem::size_of::<NextHops>() <= 24);
-        assert!(std::mem::size_of::<Metrics>() <= 8);
-        assert!(std::mem::size_of::<super::super::Route>() <= 88);
+        assert!(std::mem::size_of::<Extras>() <= 8);
+        assert!(std::mem::size_of::<super::super::Route>() <= 72);
     }
 }

@@ -13,7 +13,7 @@ pub mod nft;
 mod op;
 mod snapshot;
 
-pub use hops::{Metrics, NextHops};
+pub use hops::{Extras, NextHops};
 pub use lookup::{Answer, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};
 pub use op::{Op, OpDisplay};
@@ -169,11 +169,10 @@ pub struct Route {
     pub protocol: u8,
     pub scope: u8,
     pub kind: u8,
-    pub pref_src: Option<IpAddr>,
     /// IPv6 router preference (`RTA_PREF`), kept as the kernel reports it.
     pub pref: Option<u8>,
-    /// `RTAX_*` id and value of every numeric route metric (mtu, advmss, ...), sorted by id.
-    pub metrics: Metrics,
+    /// The preferred source and `RTAX_*` metrics ([`Route::pref_src`], [`Route::metrics`]).
+    pub extras: Extras,
     /// One entry for a plain route, several for a multipath route; sorted.
     pub nexthops: NextHops,
 }
@@ -213,6 +212,16 @@ impl Route {
             addr,
             (u64::from(self.dst_len) << 40) | (u64::from(self.tos) << 32) | u64::from(self.metric),
         )
+    }
+
+    /// `src ADDR`.
+    pub fn pref_src(&self) -> Option<IpAddr> {
+        self.extras.pref_src()
+    }
+
+    /// `RTAX_*` id and value of every numeric route metric (mtu, advmss, ...), sorted by id.
+    pub fn metrics(&self) -> &[(u16, u32)] {
+        self.extras.metrics()
     }
 
     pub fn uses_link(&self, ifindex: u32) -> bool {
@@ -267,9 +276,8 @@ impl Route {
             protocol: 0,
             scope: scope::UNIVERSE,
             kind: route_type::UNICAST,
-            pref_src: None,
             pref: None,
-            metrics: Metrics::default(),
+            extras: Extras::default(),
             nexthops: NextHops::default(),
         }
     }
@@ -318,8 +326,9 @@ impl Route {
 
     /// `src ADDR`.
     pub fn with_pref_src(self, pref_src: IpAddr) -> Route {
+        let metrics = self.metrics().to_vec();
         Route {
-            pref_src: Some(pref_src),
+            extras: Extras::new(Some(pref_src), metrics),
             ..self
         }
     }
@@ -333,10 +342,9 @@ impl Route {
     }
 
     /// `RTAX_*` metrics (mtu, advmss, ...), sorted here.
-    pub fn with_metrics(self, mut metrics: Vec<(u16, u32)>) -> Route {
-        metrics.sort_unstable();
+    pub fn with_metrics(self, metrics: Vec<(u16, u32)>) -> Route {
         Route {
-            metrics: Metrics::from(metrics),
+            extras: Extras::new(self.pref_src(), metrics),
             ..self
         }
     }
@@ -452,13 +460,13 @@ impl fmt::Display for RouteDisplay<'_> {
         } else if this.scope == scope::HOST {
             write!(f, " scope host")?;
         }
-        if let Some(src) = this.pref_src {
+        if let Some(src) = this.pref_src() {
             write!(f, " src {src}")?;
         }
         if this.metric != 0 {
             write!(f, " metric {}", this.metric)?;
         }
-        for (id, value) in this.metrics.iter() {
+        for (id, value) in this.metrics() {
             match metric_name(*id) {
                 Some(name) => write!(f, " {name} {value}")?,
                 None => write!(f, " rtax{id} {value}")?,

@@ -8,7 +8,7 @@ pub mod uplinks;
 
 pub use crate::model::Snapshot;
 use crate::model::{
-    route_type, scope, Address, Family, Link, Metrics, NextHops, Route, Rule, MAIN_TABLE,
+    route_type, scope, Address, Extras, Family, Link, NextHops, Route, Rule, MAIN_TABLE,
 };
 use crate::settings::{Prefix, Settings};
 use uplinks::{behind_routes, Uplinks};
@@ -278,13 +278,12 @@ fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route
         protocol: settings.protocol,
         scope: scope::UNIVERSE,
         kind: route_type::UNREACHABLE,
-        pref_src: None,
         pref: match family {
             Family::V4 => None,
             // The kernel reports a router preference on every IPv6 route: medium.
             Family::V6 => Some(0),
         },
-        metrics: Metrics::default(),
+        extras: Extras::default(),
         nexthops: NextHops::default(),
     }
 }

@@ -197,7 +197,7 @@ impl RouteView {
                 _ => None,
             },
             metric: route.metric,
-            prefsrc: route.pref_src,
+            prefsrc: route.pref_src(),
             // RTA_PREF: ICMPV6_ROUTER_PREF_* as iproute2 names them.
             pref: route.pref.map(|p| match p {
                 1 => "high",
