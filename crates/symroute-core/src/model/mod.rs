@@ -16,7 +16,7 @@ mod snapshot;
 pub use hops::{Extras, NextHops};
 pub use lookup::{Answer, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};
-pub use op::{Op, OpDisplay};
+pub use op::Op;
 pub use snapshot::Snapshot;
 
 /// `RT_TABLE_MAIN`.
@@ -413,16 +413,24 @@ impl Rule {
     }
 }
 
-/// A route shown in `ip route` syntax with interface names, so log lines can be pasted
-/// into a shell.
-pub struct RouteDisplay<'a> {
-    route: &'a Route,
+/// A route or operation shown with the interface names of `links` (`dev eth1`, not
+/// `dev if3`), so log lines can be pasted into a shell; a name not in `links` shows as
+/// `if{N}`. Without names (`links` empty) it is the value's plain `Display`.
+pub struct Named<'a, T> {
+    value: &'a T,
     links: &'a [Link],
 }
 
+impl<'a, T> Named<'a, T> {
+    pub fn new(value: &'a T, links: &'a [Link]) -> Named<'a, T> {
+        Named { value, links }
+    }
+}
+
 impl Route {
-    pub fn display<'a>(&'a self, links: &'a [Link]) -> RouteDisplay<'a> {
-        RouteDisplay { route: self, links }
+    /// The route in `ip route` syntax.
+    pub fn display<'a>(&'a self, links: &'a [Link]) -> Named<'a, Route> {
+        Named::new(self, links)
     }
 }
 
@@ -432,10 +440,10 @@ impl fmt::Display for Route {
     }
 }
 
-impl fmt::Display for RouteDisplay<'_> {
+impl fmt::Display for Named<'_, Route> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let links = self.links;
-        let this = self.route;
+        let this = self.value;
         if this.dst_len == 0 {
             write!(f, "default")?;
         } else {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Link, Route, Rule};
+use super::{Link, Named, Route, Rule};
 
 /// One change to the kernel. A plan's operations are applied in the order
 /// [`diff`] returns them: make before break.
@@ -27,15 +27,10 @@ impl Op {
     }
 }
 
-/// An operation shown the way it is logged: `+rule from 10.2.0.9 lookup 1003 priority 32000`.
-pub struct OpDisplay<'a> {
-    op: &'a Op,
-    links: &'a [Link],
-}
-
 impl Op {
-    pub fn display<'a>(&'a self, links: &'a [Link]) -> OpDisplay<'a> {
-        OpDisplay { op: self, links }
+    /// The operation the way it is logged: `+rule from 10.2.0.9 lookup 1003 priority 32000`.
+    pub fn display<'a>(&'a self, links: &'a [Link]) -> Named<'a, Op> {
+        Named::new(self, links)
     }
 }
 
@@ -45,9 +40,9 @@ impl fmt::Display for Op {
     }
 }
 
-impl fmt::Display for OpDisplay<'_> {
+impl fmt::Display for Named<'_, Op> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.op {
+        match self.value {
             Op::ReplaceRoute(r) => write!(f, "+route {}", r.display(self.links)),
             Op::AddRule(r) => write!(f, "+rule {r}"),
             Op::DelRule(r) => write!(f, "-rule {r}"),
