@@ -259,6 +259,13 @@ mod tests {
         parse_str(text).unwrap_err().to_string()
     }
 
+    /// Asserts that `text` is refused with an error naming `line` and `key`.
+    fn assert_refused_at(text: &str, line: usize, key: &str) {
+        let e = error_of(text);
+        let at = format!("/etc/symroute/symroute.toml:{line}: {key}: ");
+        assert!(e.starts_with(&at), "{e}");
+    }
+
     #[test]
     fn empty_file_is_the_default() {
         assert_eq!(parse_str("").unwrap(), Settings::default());
@@ -303,16 +310,8 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_key() {
-        let e = error_of("\n\ntable_base = \"high\"\n");
-        assert!(
-            e.starts_with("/etc/symroute/symroute.toml:3: table_base: "),
-            "{e}"
-        );
-        let e = error_of("strict = 1\n");
-        assert!(
-            e.starts_with("/etc/symroute/symroute.toml:1: strict: "),
-            "{e}"
-        );
+        assert_refused_at("\n\ntable_base = \"high\"\n", 3, "table_base");
+        assert_refused_at("strict = 1\n", 1, "strict");
     }
 
     #[test]
@@ -340,11 +339,7 @@ mod tests {
 
     #[test]
     fn syntax_error_names_the_line() {
-        let e = error_of("ipv4 = true\nipv6 = \n");
-        assert!(
-            e.starts_with("/etc/symroute/symroute.toml:2: ipv6: "),
-            "{e}"
-        );
+        assert_refused_at("ipv4 = true\nipv6 = \n", 2, "ipv6");
     }
 
     #[test]
@@ -364,16 +359,8 @@ mod tests {
              interfaces 1..2^N-1)"
         );
         assert!(error_of("fwmark_mask = 0").contains(":1: fwmark_mask: 0x0 has 0 bit(s)"));
-        let e = error_of("fwmark_mask = 0x100000000");
-        assert!(
-            e.starts_with("/etc/symroute/symroute.toml:1: fwmark_mask: "),
-            "{e}"
-        );
-        let e = error_of("fwmark_mask = -1");
-        assert!(
-            e.starts_with("/etc/symroute/symroute.toml:1: fwmark_mask: "),
-            "{e}"
-        );
+        assert_refused_at("fwmark_mask = 0x100000000", 1, "fwmark_mask");
+        assert_refused_at("fwmark_mask = -1", 1, "fwmark_mask");
         assert_eq!(
             parse_str("fwmark_mask = 0x3000").unwrap().fwmark_mask,
             0x3000
