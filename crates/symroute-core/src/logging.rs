@@ -148,49 +148,63 @@ mod tests {
     use super::*;
     use log::LevelFilter::{Debug, Error, Info, Off, Warn};
 
-    fn r(stderr: log::LevelFilter, syslog: log::LevelFilter) -> Routing {
-        Routing { stderr, syslog }
+    /// `(role, level, SYMROUTE_LOG, on a terminal, syslog reachable)` and the routing they
+    /// give, as `(stderr, syslog)` levels.
+    type Case = (
+        Role,
+        log::LevelFilter,
+        Option<&'static str>,
+        bool,
+        bool,
+        (log::LevelFilter, log::LevelFilter),
+    );
+
+    fn check(cases: &[Case]) {
+        for &(role, level, env, terminal, syslog_up, (stderr, syslog)) in cases {
+            assert_eq!(
+                routing(role, level, env, terminal, syslog_up),
+                Routing { stderr, syslog },
+                "{role:?} {level} {env:?} terminal={terminal} syslog={syslog_up}"
+            );
+        }
     }
 
     #[test]
     fn admin_always_writes_stderr_and_audits_changes() {
-        for terminal in [true, false] {
-            assert_eq!(
-                routing(Role::Admin, Info, None, terminal, true),
-                r(Info, Info)
-            );
-        }
-        assert_eq!(routing(Role::Admin, Warn, None, false, true), r(Warn, Info));
-        assert_eq!(
-            routing(Role::Admin, Debug, Some("syslog"), false, true),
-            r(Debug, Info)
-        );
-        assert_eq!(
-            routing(Role::Admin, Info, Some("stderr"), false, true),
-            r(Info, Off)
-        );
-        assert_eq!(routing(Role::Admin, Info, None, false, false), r(Info, Off));
+        check(&[
+            (Role::Admin, Info, None, true, true, (Info, Info)),
+            (Role::Admin, Info, None, false, true, (Info, Info)),
+            (Role::Admin, Warn, None, false, true, (Warn, Info)),
+            (
+                Role::Admin,
+                Debug,
+                Some("syslog"),
+                false,
+                true,
+                (Debug, Info),
+            ),
+            (Role::Admin, Info, Some("stderr"), false, true, (Info, Off)),
+            (Role::Admin, Info, None, false, false, (Info, Off)),
+        ]);
     }
 
     #[test]
     fn hook_off_a_terminal_logs_to_syslog_and_errors_to_stderr() {
-        assert_eq!(routing(Role::Hook, Info, None, false, true), r(Error, Info));
-        assert_eq!(routing(Role::Hook, Info, None, true, true), r(Info, Off));
-        assert_eq!(
-            routing(Role::Hook, Info, Some("syslog"), true, true),
-            r(Error, Info)
-        );
-        assert_eq!(routing(Role::Hook, Info, None, false, false), r(Info, Off));
-        assert_eq!(routing(Role::Hook, Off, None, false, true), r(Off, Off));
+        check(&[
+            (Role::Hook, Info, None, false, true, (Error, Info)),
+            (Role::Hook, Info, None, true, true, (Info, Off)),
+            (Role::Hook, Info, Some("syslog"), true, true, (Error, Info)),
+            (Role::Hook, Info, None, false, false, (Info, Off)),
+            (Role::Hook, Off, None, false, true, (Off, Off)),
+        ]);
     }
 
     #[test]
     fn daemon_off_a_terminal_logs_to_syslog_only() {
-        assert_eq!(routing(Role::Daemon, Info, None, false, true), r(Off, Info));
-        assert_eq!(routing(Role::Daemon, Info, None, true, true), r(Info, Off));
-        assert_eq!(
-            routing(Role::Daemon, Info, None, false, false),
-            r(Info, Off)
-        );
+        check(&[
+            (Role::Daemon, Info, None, false, true, (Off, Info)),
+            (Role::Daemon, Info, None, true, true, (Info, Off)),
+            (Role::Daemon, Info, None, false, false, (Info, Off)),
+        ]);
     }
 }
