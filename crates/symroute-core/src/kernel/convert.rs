@@ -10,7 +10,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::model::{Extras, Family, NextHop, Route, Rule};
+use super::wire;
+use crate::model::{Family, Route, Rule};
 
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
@@ -38,28 +39,6 @@ pub(crate) fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-fn metric_of(metric: &RouteMetric) -> Option<(u16, u32)> {
-    Some(match metric {
-        RouteMetric::Lock(v) => (1, *v),
-        RouteMetric::Mtu(v) => (2, *v),
-        RouteMetric::Window(v) => (3, *v),
-        RouteMetric::Rtt(v) => (4, *v),
-        RouteMetric::RttVar(v) => (5, *v),
-        RouteMetric::SsThresh(v) => (6, *v),
-        RouteMetric::Cwnd(v) => (7, *v),
-        RouteMetric::Advmss(v) => (8, *v),
-        RouteMetric::Reordering(v) => (9, *v),
-        RouteMetric::Hoplimit(v) => (10, *v),
-        RouteMetric::InitCwnd(v) => (11, *v),
-        RouteMetric::Features(v) => (12, *v),
-        RouteMetric::RtoMin(v) => (13, *v),
-        RouteMetric::InitRwnd(v) => (14, *v),
-        RouteMetric::QuickAck(v) => (15, *v),
-        RouteMetric::FastopenNoCookie(v) => (17, *v),
-        _ => return None,
-    })
-}
-
 fn metric_to(id: u16, v: u32) -> Option<RouteMetric> {
     Some(match id {
         1 => RouteMetric::Lock(v),
@@ -82,84 +61,13 @@ fn metric_to(id: u16, v: u32) -> Option<RouteMetric> {
     })
 }
 
-/// Reads a route of the IPv4 or IPv6 FIB. Routes symroute cannot copy faithfully
-/// (source-specific IPv6 routes, encapsulation, nexthop objects, RFC 5549 `via`) come back
-/// with no nexthop: they are never mirrored, yet still count when deciding whose table it is.
+/// Reads a route of the IPv4 or IPv6 FIB from a typed message (a lookup's answer, a
+/// notification): its bytes, read by the one route decoder, [`wire::route_from`], which
+/// says what comes back for routes symroute cannot copy.
 pub fn route_from(msg: &RouteMessage) -> Option<Route> {
-    let family = family_of(msg.header.address_family)?;
-    let mut exotic = msg.header.source_prefix_length != 0;
-    let mut table = u32::from(msg.header.table);
-    let mut dst = None;
-    let mut metric = 0;
-    let mut pref_src = None;
-    let mut pref = None;
-    let mut metrics = Vec::new();
-    let mut oif = None;
-    let mut gateway = None;
-    let mut multipath = None;
-    for attr in &msg.attributes {
-        match attr {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(a) => dst = ip_of(a),
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::PrefSource(a) => pref_src = ip_of(a),
-            RouteAttribute::Preference(p) => pref = Some(u8::from(*p)),
-            RouteAttribute::Metrics(list) => metrics = list.iter().filter_map(metric_of).collect(),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Gateway(a) => gateway = ip_of(a),
-            RouteAttribute::MultiPath(hops) => multipath = Some(hops),
-            RouteAttribute::NhId(_) | RouteAttribute::Encap(_) | RouteAttribute::Via(_) => {
-                exotic = true
-            }
-            _ => {}
-        }
-    }
-    metrics.sort_unstable();
-    let mut nexthops: Vec<NextHop> = match multipath {
-        Some(hops) => hops
-            .iter()
-            .map(|nh| NextHop {
-                ifindex: nh.interface_index,
-                gateway: nh.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Gateway(g) => ip_of(g),
-                    _ => None,
-                }),
-                hops: nh.hops,
-                onlink: nh.flags.contains(RouteNextHopFlags::Onlink),
-            })
-            .collect(),
-        None => oif
-            .map(|ifindex| NextHop {
-                ifindex,
-                gateway,
-                hops: 0,
-                onlink: msg.header.flags.contains(RouteFlags::Onlink),
-            })
-            .into_iter()
-            .collect(),
-    };
-    nexthops.sort_unstable();
-    // Unreachable/blackhole/prohibit routes have no way out; IPv6 reports `dev lo` for them.
-    if u8::from(msg.header.kind) != crate::model::route_type::UNICAST {
-        nexthops.clear();
-    }
-    if exotic {
-        nexthops.clear();
-    }
-    Some(Route {
-        family,
-        table,
-        dst: dst.unwrap_or_else(|| family.unspecified()),
-        dst_len: msg.header.destination_prefix_length,
-        tos: msg.header.tos,
-        metric,
-        protocol: u8::from(msg.header.protocol),
-        scope: u8::from(msg.header.scope),
-        kind: u8::from(msg.header.kind),
-        pref,
-        extras: Extras::new(pref_src, metrics),
-        nexthops: nexthops.into(),
-    })
+    let mut payload = vec![0; msg.buffer_len()];
+    msg.emit(&mut payload);
+    wire::route_from(&payload)
 }
 
 fn route_header(route: &Route) -> RouteHeader {
@@ -363,6 +271,7 @@ mod tests {
     use super::*;
     use crate::fixtures::ip;
     use crate::model::scope;
+    use crate::model::NextHop;
 
     fn sample(nexthops: Vec<NextHop>) -> Route {
         Route::unicast(1003, ip("2001:db8::"), 32)

@@ -103,7 +103,11 @@ fn u32_of(value: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(value).ok().map(u32::from_ne_bytes)
 }
 
-/// A route from an `RTM_NEWROUTE` payload, as [`crate::kernel::convert::route_from`] reads it.
+/// A route of the IPv4 or IPv6 FIB from an `RTM_NEWROUTE` payload: the one route decoder
+/// (typed messages come here through [`super::convert::route_from`]). Routes symroute cannot
+/// copy faithfully (source-specific IPv6 routes, encapsulation, nexthop objects, RFC 5549
+/// `via`) come back with no nexthop: they are never mirrored, yet still count when deciding
+/// whose table it is.
 pub fn route_from(payload: &[u8]) -> Option<Route> {
     let header = payload.get(..12)?;
     let family = family_of(header[0])?;
@@ -420,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn routes_decode_like_convert() {
+    fn routes_decode_from_bytes_and_typed_messages_alike() {
         for route in samples() {
             let bytes = generic(RTM_NEWROUTE, 0, &route);
             let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
