@@ -95,20 +95,22 @@ impl<'a> Planner<'a> {
         &self.uplinks
     }
 
-    /// The wanted table and rules of `link` ([`plan_interface`]).
+    /// The wanted table and rules of `link`: a copy of every unicast main-table route
+    /// through it (only its own nexthops of a multipath route), and one rule per usable
+    /// address.
+    ///
+    /// An interface with no usable address gets nothing: a table no rule points to would
+    /// only be clutter (loopback, bridges without addresses, links still waiting for DHCP).
+    /// Only an interface that would get something is refused when its table holds someone
+    /// else's routes.
     pub fn interface(&self, link: &Link) -> Result<InterfacePlan, PlanError> {
         interface_plan(self.snapshot, &self.uplinks, self.settings, link)
     }
 }
 
-/// The wanted table and rules of `link`: a copy of every unicast main-table route through
-/// it (only its own nexthops of a multipath route), and one rule per usable address.
-///
-/// An interface with no usable address gets nothing: a table no rule points to would only be
-/// clutter (loopback, bridges without addresses, links still waiting for DHCP). Only an
-/// interface that would get something is refused when its table holds someone else's routes.
-///
-/// Planning several interfaces of one snapshot, a [`Planner`] classifies main only once.
+/// One interface planned alone ([`Planner::interface`]), for tests: every caller in the
+/// crate plans through one [`Planner`] per snapshot.
+#[cfg(test)]
 pub fn plan_interface(
     snapshot: &Snapshot,
     settings: &Settings,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::kernel::names::Names;
 use crate::model::{Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::diff;
-use crate::plan::{garbage_by_table, plan_exempt, plan_interface, Garbage};
+use crate::plan::{garbage_by_table, plan_exempt, Garbage, Planner};
 use crate::settings::{Prefix, Settings};
 use crate::views::iproute::{route_text, rule_text};
 
@@ -133,7 +133,12 @@ fn op_lines(ops: &[Op], links: &[Link]) -> Vec<String> {
     ops.iter().map(|op| op.display(links).to_string()).collect()
 }
 
-fn interface_status(snapshot: &Snapshot, settings: &Settings, link: &Link) -> InterfaceStatus {
+fn interface_status(
+    planner: &Planner<'_>,
+    snapshot: &Snapshot,
+    settings: &Settings,
+    link: &Link,
+) -> InterfaceStatus {
     let table = settings.table_for(link.index);
     let managed = !link.loopback && settings.manages(&link.name);
     let rules: Vec<Rule> = snapshot
@@ -183,7 +188,7 @@ fn interface_status(snapshot: &Snapshot, settings: &Settings, link: &Link) -> In
         .flat_map(|r| shadows_of(snapshot, settings, r))
         .collect();
 
-    let (state, pending, error) = match plan_interface(snapshot, settings, link) {
+    let (state, pending, error) = match planner.interface(link) {
         Err(e) => (State::Refused, Vec::new(), Some(e.to_string())),
         Ok(plan) => {
             let ops = diff(&plan.routes, &plan.rules, &routes, &rules);
@@ -224,9 +229,11 @@ fn interface_status(snapshot: &Snapshot, settings: &Settings, link: &Link) -> In
 pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
     let mut links: Vec<&Link> = snapshot.links.iter().collect();
     links.sort_by_key(|l| l.index);
+    // Main is classified once for every interface's plan (it can hold 100 000 routes).
+    let planner = Planner::new(snapshot, settings);
     let interfaces: Vec<InterfaceStatus> = links
         .into_iter()
-        .map(|l| interface_status(snapshot, settings, l))
+        .map(|l| interface_status(&planner, snapshot, settings, l))
         .collect();
 
     let present_exempt: Vec<Rule> = snapshot
