@@ -1,5 +1,5 @@
 //! What the admin command line (`symroute status|doctor|explain`) asks of the host, each a
-//! read through [`kernel`](crate::kernel) followed by its pure view.
+//! read through `kernel` followed by its pure view.
 
 use std::path::Path;
 

@@ -19,7 +19,7 @@ pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 pub enum ConfigError {
     #[error("{}: {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
-    /// Someone other than root could have written it (see [`crate::trust`]).
+    /// Someone other than root could have written it (see `trust.rs`).
     #[error("{}: refused: {reason}", path.display())]
     Untrusted { path: PathBuf, reason: String },
     #[error("{}:{line}: {key}: {message}", path.display())]

@@ -66,7 +66,7 @@ impl Change<'_> {
 pub struct Report {
     /// Planned operations per interface, in order. In apply mode, those the kernel confirmed.
     pub by_interface: Vec<Changes>,
-    /// The links of the run, for the names in [`Change::line`].
+    /// The links of the run, for the names in `Change::line`.
     pub links: Vec<Link>,
     /// The change to `table inet symroute` (`iif_rules`), as one line
     /// (`nft: replace table inet symroute (2 interfaces)`); in apply mode, once made.

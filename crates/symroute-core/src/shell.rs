@@ -1,5 +1,5 @@
 //! What the three binaries share around the core: their common flags (`-v`, `-q`, `-c`,
-//! [`CommonFlags`], flattened into each binary's `cli.rs`, from which its man page is
+//! `CommonFlags`, flattened into each binary's `cli.rs`, from which its man page is
 //! generated) and the log level they ask for, loading the configuration, the tokio runtime,
 //! and exit statuses.
 

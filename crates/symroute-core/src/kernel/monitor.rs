@@ -3,7 +3,7 @@
 //!
 //! The socket is subscribed before the daemon's first full sync, so a change made while the
 //! daemon starts is either in that sync's snapshot or waiting in this socket. Only the
-//! kernel's datagrams are read ([`socket::receive_from_kernel`]): a process sending to this
+//! kernel's datagrams are read (`socket::receive_from_kernel`): a process sending to this
 //! socket's port cannot fake a change.
 
 use std::io;

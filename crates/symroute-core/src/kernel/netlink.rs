@@ -32,7 +32,7 @@ impl NetlinkError {
 
 /// A connection to the kernel's routing netlink: one socket, shared by clones. Calls are
 /// `async` for the callers' sake but never wait on anything but the kernel (see
-/// [`super::rtnl`]), so they need no particular runtime.
+/// `kernel/rtnl.rs`), so they need no particular runtime.
 #[derive(Clone)]
 pub struct Netlink {
     socket: Arc<Mutex<Socket>>,
@@ -78,7 +78,7 @@ impl Netlink {
         self.socket().dump(&mut encode(request, 0), decode)
     }
 
-    /// Runs a dump request (a whole message, see [`super::wire`]) and parses each answer as
+    /// Runs a dump request (a whole message, see `kernel/wire.rs`) and parses each answer as
     /// it arrives.
     pub fn dump_with<T>(
         &self,

@@ -57,7 +57,7 @@ pub struct HostFacts {
     /// `table inet symroute` as the kernel has it; `None` when it could not be read (that
     /// needs CAP_NET_ADMIN, so the caller fills it in: [`HostFacts::read`] reads files only).
     pub nft_table: Option<NftInstalled>,
-    /// DNAT rules in nftables or legacy iptables ([`crate::kernel::nat::read`]); `None`
+    /// DNAT rules in nftables or legacy iptables (`kernel::nat::read`); `None`
     /// when they could not be read (root only, so the caller fills it in too).
     pub nat: Option<Nat>,
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use super::{Link, Named, Route, Rule};
 
 /// One change to the kernel. A plan's operations are applied in the order
-/// [`diff`] returns them: make before break.
+/// `plan::diff` returns them: make before break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Create the route, or overwrite the present one with the same key in place.

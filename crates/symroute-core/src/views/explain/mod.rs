@@ -37,7 +37,7 @@ pub struct RuleMatch {
 /// `symroute explain`'s answer; `--json` prints it as is (documented in `docs/cli.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
-    /// [`SCHEMA_VERSION`]; 0 (left out) in a `reply`.
+    /// `SCHEMA_VERSION`; 0 (left out) in a `reply`.
     #[serde(skip_serializing_if = "is_zero")]
     pub schema_version: u32,
     pub from: IpAddr,
