@@ -159,7 +159,7 @@ mod monitor {
         ) {
             for r in received(&datagram(kind, flags, 0, &payload)) {
                 if let Received::Message { message: Change::Route { route, .. }, .. } = r {
-                    let max = match route.family {
+                    let max = match route.family() {
                         Family::V4 => 32,
                         Family::V6 => 128,
                     };

@@ -72,7 +72,7 @@ pub fn route_from(msg: &RouteMessage) -> Option<Route> {
 
 fn route_header(route: &Route) -> RouteHeader {
     RouteHeader {
-        address_family: family_code(route.family),
+        address_family: family_code(route.family()),
         destination_prefix_length: route.dst_len,
         tos: route.tos,
         table: u8::try_from(route.table).unwrap_or(RT_TABLE_COMPAT),

@@ -164,7 +164,6 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
         nexthops.clear();
     }
     Some(Route {
-        family,
         table,
         dst: dst.unwrap_or_else(|| family.unspecified()),
         dst_len,
@@ -207,7 +206,7 @@ pub fn route_message(buf: &mut Vec<u8>, kind: u16, flags: u16, route: &Route) {
     let at = begin(buf, kind, flags);
     let onlink = matches!(route.nexthops.as_slice(), [nh] if nh.onlink);
     buf.extend_from_slice(&[
-        family_code(route.family),
+        family_code(route.family()),
         route.dst_len,
         0,
         route.tos,

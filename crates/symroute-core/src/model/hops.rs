@@ -233,6 +233,7 @@ mod tests {
         // The point of this layout: sizes stay what the memory figures assume.
         assert!(std::mem::size_of::<NextHops>() <= 24);
         assert!(std::mem::size_of::<Extras>() <= 8);
-        assert!(std::mem::size_of::<super::super::Route>() <= 72);
+        assert!(std::mem::size_of::<super::super::Route>() <= 64);
+        assert!(std::mem::size_of::<super::super::Op>() <= 96);
     }
 }

@@ -159,7 +159,7 @@ pub struct NextHop {
 /// replace overwrites it); the other fields are its value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
-    pub family: Family,
+    /// Its family is that of `dst` ([`Route::family`]).
     pub table: u32,
     pub dst: IpAddr,
     pub dst_len: u8,
@@ -189,9 +189,14 @@ pub struct RouteKey {
 }
 
 impl Route {
+    /// The family of its destination (and so of the route).
+    pub fn family(&self) -> Family {
+        Family::of(&self.dst)
+    }
+
     pub fn key(&self) -> RouteKey {
         RouteKey {
-            family: self.family,
+            family: self.family(),
             table: self.table,
             dst: self.dst,
             dst_len: self.dst_len,
@@ -208,7 +213,7 @@ impl Route {
             IpAddr::V6(a) => u128::from(a),
         };
         (
-            (u64::from(self.family as u8) << 32) | u64::from(self.table),
+            (u64::from(self.family() as u8) << 32) | u64::from(self.table),
             addr,
             (u64::from(self.dst_len) << 40) | (u64::from(self.tos) << 32) | u64::from(self.metric),
         )
@@ -267,7 +272,6 @@ impl Route {
     /// [`Route::dev`] or [`Route::multipath`].
     pub fn unicast(table: u32, dst: IpAddr, dst_len: u8) -> Route {
         Route {
-            family: Family::of(&dst),
             table,
             dst,
             dst_len,

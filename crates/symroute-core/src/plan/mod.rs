@@ -182,7 +182,7 @@ fn interface_plan(
     }
     // A family without a rule would never look its routes up (fe80::/64 of an IPv4 uplink).
     let mut routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
-    routes.retain(|r| families.contains(&r.family));
+    routes.retain(|r| families.contains(&r.family()));
     // An uplink's table needs what is behind the host, or the answers to containers and LAN
     // clients would leave through its gateway. Other tables fall through to main for it,
     // except a `strict` table, which is closed: it gets the copies too, so that closing it
@@ -271,7 +271,6 @@ fn source_rules(
 
 fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route {
     Route {
-        family,
         table,
         dst: family.unspecified(),
         dst_len: 0,
@@ -318,7 +317,7 @@ fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) 
         route.table == MAIN_TABLE
             && route.kind == route_type::UNICAST
             && route.uses_link(ifindex)
-            && settings.family_enabled(route.family)
+            && settings.family_enabled(route.family())
     };
     // Counted first: a list grown by doubling would hold up to twice the table.
     let mut copies: Vec<Route> = Vec::with_capacity(main.iter().filter(mirrored).count());
@@ -510,7 +509,11 @@ mod tests {
     fn ipv6_link_local_gateway_is_kept() {
         let snap = two_uplinks();
         let plan = plan_of(&snap, &settings(), 1);
-        let v6_default = plan.routes.iter().find(|r| r.family == Family::V6).unwrap();
+        let v6_default = plan
+            .routes
+            .iter()
+            .find(|r| r.family() == Family::V6)
+            .unwrap();
         assert_eq!(v6_default.nexthops, vec![hop(ETH1, Some("fe80::1"))]);
         assert_eq!(v6_default.metric, 101);
     }

@@ -43,7 +43,7 @@ impl Uplinks {
         for way in main
             .iter()
             .filter(|r| is_uplink_route(r))
-            .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family, nh.ifindex)))
+            .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family(), nh.ifindex)))
         {
             if last != Some(way) {
                 by_family.insert(way);
@@ -61,7 +61,7 @@ impl Uplinks {
     /// [`behind_routes`]; a veth's or bridge port's `fe80::/64` is none).
     pub fn is_behind(&self, main: &[Route], ifindex: u32) -> bool {
         main.iter()
-            .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family, ifindex))
+            .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex))
     }
 
     /// Every interface that is an uplink of some family, ascending.
@@ -124,7 +124,7 @@ pub fn behind_routes(
     let candidates: Vec<&Route> = main
         .iter()
         .filter(|route| {
-            route.family == family
+            route.family() == family
                 && is_copyable(route)
                 && !route
                     .nexthops
@@ -138,7 +138,7 @@ pub fn behind_routes(
     }
     let taken: BTreeSet<(IpAddr, u8, u8)> = own
         .iter()
-        .filter(|r| r.family == family)
+        .filter(|r| r.family() == family)
         .map(|r| (r.dst, r.dst_len, r.tos))
         .collect();
     let mut copies = BTreeMap::new();

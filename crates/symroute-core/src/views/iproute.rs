@@ -179,7 +179,7 @@ impl RouteView {
         let multipath = route.nexthops.len() > 1;
         let single = route.nexthops.first().filter(|_| !multipath);
         RouteView {
-            family: family_name(route.family),
+            family: family_name(route.family()),
             kind: route_type::name(route.kind),
             dst: if route.dst_len == 0 {
                 "default".into()

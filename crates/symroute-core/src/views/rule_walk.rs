@@ -36,7 +36,7 @@ fn routes_of(snapshot: &Snapshot, table: u32) -> &[Route] {
 pub fn has_routes(snapshot: &Snapshot, table: u32, family: Family) -> bool {
     routes_of(snapshot, table)
         .iter()
-        .any(|r| r.family == family)
+        .any(|r| r.family() == family)
 }
 
 /// Whether `table` has a default route of `family` that traffic could take
@@ -44,7 +44,7 @@ pub fn has_routes(snapshot: &Snapshot, table: u32, family: Family) -> bool {
 pub fn has_default(snapshot: &Snapshot, table: u32, family: Family) -> bool {
     routes_of(snapshot, table)
         .iter()
-        .any(|r| r.family == family && r.dst_len == 0 && r.kind != route_type::THROW)
+        .any(|r| r.family() == family && r.dst_len == 0 && r.kind != route_type::THROW)
 }
 
 /// Whether `table` holds an entry that covers `to` (so a lookup in it ends there).
