@@ -15,10 +15,14 @@ all: build
 
 build:
 	$(CARGO) build --release --locked
+	# The hook statically linked where possible (its start-up is most of its cost):
+	# target/dist/symroute-hook, the one installed.
+	CARGO=$(CARGO) scripts/build-hook.sh >/dev/null
 
 install: build
 	install -d $(DESTDIR)$(SBINDIR)
-	for b in $(BINS); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
+	install -m 0755 target/dist/symroute-hook $(DESTDIR)$(SBINDIR)/symroute-hook
+	for b in $(filter-out symroute-hook,$(BINS)); do install -m 0755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
 	install -D -m 0644 packaging/iproute2/symroute.conf $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
 	# The commented default configuration, never over an admin's own.
 	[ -e $(DESTDIR)/etc/symroute/symroute.toml ] || install -D -m 0644 packaging/symroute.toml $(DESTDIR)/etc/symroute/symroute.toml

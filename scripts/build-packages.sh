@@ -7,11 +7,12 @@
 #   --out DIR       where the packages go (default: target/packages)
 #   --version V     package version, UPSTREAM-REVISION (default: the workspace version and
 #                   revision 1, e.g. 0.1.0-1); the RPM gets Version UPSTREAM, Release REVISION
-#   --no-cargo      package what target/release already holds (no cargo run)
+#   --no-cargo      package what target/release and target/dist already hold (no cargo run)
 #   --deb, --rpm    build only that format (default: both)
 # Environment:
 #   CARGO               cargo to use (default: scripts/ensure-toolchain.sh finds or installs one)
-#   CARGO_TARGET_DIR    cargo's target directory (default: target); binaries from its release/
+#   CARGO_TARGET_DIR    cargo's target directory (default: target); binaries from its release/,
+#                       symroute-hook from its dist/ (scripts/build-hook.sh: statically linked)
 #   SOURCE_DATE_EPOCH   time stamp of files, changelog and man pages (default: last commit)
 #   SYMROUTE_MAINTAINER Maintainer of the .deb and its changelog, "Name <address>"
 #
@@ -111,10 +112,22 @@ if [ "$RUN_CARGO" = yes ]; then
     CARGO=${CARGO:-$(scripts/ensure-toolchain.sh)}
     say "cargo build --release (workspace binaries and xtask)"
     "$CARGO" build --release --locked --workspace --bins >&2
+    say "scripts/build-hook.sh (the hook statically linked where possible)"
+    CARGO=$CARGO scripts/build-hook.sh >/dev/null
 fi
+# The hook as `make install` installs it; the dynamically linked one only when no
+# scripts/build-hook.sh ran (--no-cargo over a plain cargo build).
+HOOK_BIN=$(scripts/build-hook.sh --path 2>/dev/null) || {
+    HOOK_BIN=$RELEASE/symroute-hook
+    say "warning: no $(dirname "$RELEASE")/dist/symroute-hook: packaging $HOOK_BIN"
+}
+# bin_path NAME: the file packaged as /usr/sbin/NAME.
+bin_path() {
+    if [ "$1" = symroute-hook ]; then echo "$HOOK_BIN"; else echo "$RELEASE/$1"; fi
+}
 BINS=""
 for b in $BINS_ALL; do
-    if [ -f "crates/$b/Cargo.toml" ] && [ -x "$RELEASE/$b" ]; then
+    if [ -f "crates/$b/Cargo.toml" ] && [ -x "$(bin_path "$b")" ]; then
         BINS="$BINS $b"
     fi
 done
@@ -140,7 +153,7 @@ stage() {
     root=$1
     install -d -m 0755 "$root/usr/sbin"
     for b in $BINS; do
-        install -m 0755 "$RELEASE/$b" "$root/usr/sbin/$b"
+        install -m 0755 "$(bin_path "$b")" "$root/usr/sbin/$b"
         strip --remove-section=.comment --remove-section=.note "$root/usr/sbin/$b"
     done
 

@@ -31,7 +31,8 @@ pub struct Routing {
 }
 
 /// Where the lines of `role` go at `level`. `forced` is `SYMROUTE_LOG`, `terminal` whether
-/// stderr is a terminal, `have_syslog` whether a syslog socket could be opened.
+/// stderr is a terminal, `have_syslog` whether a syslog socket could be opened (tried at the
+/// first line that would go there).
 pub fn routing(
     role: Role,
     level: log::LevelFilter,
@@ -67,17 +68,40 @@ pub fn routing(
 }
 
 struct Logger {
-    routing: Routing,
-    syslog: Option<syslog::BasicLogger>,
+    /// Where lines go while a syslog socket can be had (and always for lines that never go
+    /// to syslog: for those both routings agree).
+    with_syslog: Routing,
+    /// Where lines go once opening the syslog socket failed.
+    without_syslog: Routing,
+    /// Opened at the first line for syslog, not at start: a run that logs nothing (the
+    /// hook's usual no-op) then costs no socket and no connect.
+    syslog: std::sync::OnceLock<Option<syslog::BasicLogger>>,
+}
+
+impl Logger {
+    /// The routing for a line at `level`, with the syslog logger it goes to, if any.
+    fn route(&self, level: log::Level) -> (Routing, Option<&syslog::BasicLogger>) {
+        if level > self.with_syslog.syslog {
+            return (self.with_syslog, None);
+        }
+        match self.syslog.get_or_init(open_syslog) {
+            Some(syslog) => (self.with_syslog, Some(syslog)),
+            None => (self.without_syslog, None),
+        }
+    }
 }
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.routing.stderr || metadata.level() <= self.routing.syslog
+        let level = metadata.level();
+        level <= self.with_syslog.stderr
+            || level <= self.with_syslog.syslog
+            || level <= self.without_syslog.stderr
     }
 
     fn log(&self, record: &log::Record) {
-        if record.level() <= self.routing.stderr {
+        let (routing, syslog) = self.route(record.level());
+        if record.level() <= routing.stderr {
             let prefix = match record.level() {
                 log::Level::Error => "error: ",
                 log::Level::Warn => "warning: ",
@@ -85,10 +109,8 @@ impl log::Log for Logger {
             };
             let _ = writeln!(std::io::stderr().lock(), "{prefix}{}", record.args());
         }
-        if record.level() <= self.routing.syslog {
-            if let Some(syslog) = &self.syslog {
-                log::Log::log(syslog, record);
-            }
+        if let Some(syslog) = syslog {
+            log::Log::log(syslog, record);
         }
     }
 
@@ -109,21 +131,20 @@ fn open_syslog() -> Option<syslog::BasicLogger> {
 pub fn init_role(role: Role, level: log::LevelFilter) {
     let forced = std::env::var("SYMROUTE_LOG").ok();
     let forced = forced.as_deref();
-    // Not even tried when nothing would go there (the hook's latency counts).
-    let syslog = if forced == Some("stderr") {
-        None
-    } else {
-        open_syslog()
+    let terminal = std::io::stderr().is_terminal();
+    // With SYMROUTE_LOG=stderr both are stderr only: syslog is never even tried.
+    let with_syslog = routing(role, level, forced, terminal, true);
+    let without_syslog = routing(role, level, forced, terminal, false);
+    let max = with_syslog
+        .stderr
+        .max(with_syslog.syslog)
+        .max(without_syslog.stderr);
+    let logger = Logger {
+        with_syslog,
+        without_syslog,
+        syslog: std::sync::OnceLock::new(),
     };
-    let routing = routing(
-        role,
-        level,
-        forced,
-        std::io::stderr().is_terminal(),
-        syslog.is_some(),
-    );
-    let max = routing.stderr.max(routing.syslog);
-    if log::set_boxed_logger(Box::new(Logger { routing, syslog })).is_ok() {
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
     }
 }
@@ -197,6 +218,43 @@ mod tests {
             (Role::Hook, Info, None, false, false, (Info, Off)),
             (Role::Hook, Off, None, false, true, (Off, Off)),
         ]);
+    }
+
+    fn r(stderr: log::LevelFilter, syslog: log::LevelFilter) -> Routing {
+        Routing { stderr, syslog }
+    }
+
+    fn logger(role: Role, level: log::LevelFilter, forced: Option<&str>) -> Logger {
+        Logger {
+            with_syslog: routing(role, level, forced, false, true),
+            without_syslog: routing(role, level, forced, false, false),
+            syslog: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn syslog_is_opened_only_for_a_line_that_goes_there() {
+        let l = logger(Role::Hook, Info, None);
+        // A debug line at the info level goes nowhere: no socket is tried.
+        assert_eq!(l.route(log::Level::Debug).0, r(Error, Info));
+        assert!(l.syslog.get().is_none());
+        let l = logger(Role::Hook, Info, Some("stderr"));
+        assert_eq!(l.route(log::Level::Error).0, r(Info, Off));
+        assert!(l.syslog.get().is_none());
+    }
+
+    #[test]
+    fn without_a_syslog_socket_lines_fall_back_to_stderr() {
+        let l = logger(Role::Hook, Info, None);
+        // As if opening the socket had failed at the first line.
+        assert!(l.syslog.set(None).is_ok());
+        let (routing, syslog) = l.route(log::Level::Info);
+        assert_eq!(routing, r(Info, Off));
+        assert!(syslog.is_none());
+        assert!(log::Log::enabled(
+            &l,
+            &log::Metadata::builder().level(log::Level::Info).build()
+        ));
     }
 
     #[test]
