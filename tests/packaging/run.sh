@@ -13,7 +13,7 @@
 # checked to restart the daemon without deleting a rule); the .rpm (Debian's rpm, --nodeps).
 #
 # Usage: tests/packaging/run.sh [--no-cargo]
-#   --no-cargo   package the binaries already in target/release
+#   --no-cargo   package the binaries already in target/release (and target/dist: the hook)
 # Needs root: skipped with a message otherwise, a failure when CI=true. Installs lintian,
 # debootstrap, rpm and dpkg-dev when missing. Cold: about 1 min more than the release build
 # (debootstrap ~45 s); cached: ~30 s after the build.
