@@ -1,15 +1,16 @@
 #!/bin/sh
-# Builds the symroute-hook that gets installed and benchmarked: cargo profile `hook` (release
-# with whole-program LTO, see Cargo.toml), statically linked where the host's C library
-# allows it (glibc: static-pie, so the binary keeps its address randomization). A dispatcher starts the hook once
-# per interface event, so its start-up is most of its cost: dynamically linked, the loader
-# binding every symbol of libc and libgcc_s (full RELRO) is 70 % of the instructions of a
-# 10-route no-op run, and mapping the libraries adds system calls and page faults.
+# Builds the symroute-hook that gets installed and benchmarked: cargo profile `hook`
+# (release with whole-program LTO, see Cargo.toml), statically linked where the host's C
+# library allows it (glibc: static-pie, so the binary keeps its address randomization).
+# A dispatcher starts the hook once per interface event, so its start-up is most of its
+# cost: dynamically linked, the loader binding every symbol of libc and libgcc_s (full
+# RELRO) was 70 % of the instructions of a 10-route no-op run, and mapping the libraries
+# adds system calls and page faults.
 #
 # `-C target-feature=+crt-static` cannot be set for the whole workspace: with it, proc-macro
-# crates fail to build. With an explicit --target, cargo applies CARGO_TARGET_<T>_RUSTFLAGS
-# to the target's artifacts only (build scripts and proc macros stay dynamic), so the hook
-# gets its own build in target/<host triple>/hook.
+# crates fail to build. With an explicit --target, cargo applies RUSTFLAGS to the target's
+# artifacts only (build scripts and proc macros stay dynamic), so the hook gets its own
+# build in target/<host triple>/hook. RUSTFLAGS of the caller are kept.
 #
 # Usage: scripts/build-hook.sh [--path]
 #   --path   build nothing; print where the hook from the last build is
@@ -52,9 +53,7 @@ fi
 built=""
 case "$host" in
     *-linux-gnu*)
-        # CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS for x86_64-unknown-linux-gnu.
-        var=CARGO_TARGET_$(echo "$host" | tr 'a-z.-' 'A-Z__')_RUSTFLAGS
-        if env "$var=-C target-feature=+crt-static" \
+        if RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
             "$CARGO" build --profile hook --locked -p symroute-hook --target "$host" >&2 &&
             [ -x "$TARGET/$host/hook/symroute-hook" ]; then
             built=$TARGET/$host/hook/symroute-hook
