@@ -16,8 +16,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use tokio::io::unix::AsyncFd;
 
-use super::convert;
 use super::socket::{self, receive_from_kernel};
+use super::{convert, wire};
 use crate::model::{Route, Rule};
 
 /// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
@@ -210,41 +210,78 @@ impl Monitor {
 /// message this crate's netlink-packet-route version does not know is not an error).
 pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
     while !bytes.is_empty() {
-        let len = match NetlinkBuffer::new_checked(bytes) {
-            Ok(buffer) => buffer.length() as usize,
+        let buffer = match NetlinkBuffer::new_checked(bytes) {
+            Ok(buffer) => buffer,
             Err(e) => {
                 log::warn!("ignoring malformed rtnetlink datagram: {e}");
                 return;
             }
         };
+        let len = buffer.length() as usize;
         if len == 0 || len > bytes.len() {
             log::warn!("ignoring malformed rtnetlink datagram: message length {len}");
             return;
         }
-        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len]) {
-            Ok(NetlinkMessage {
-                header,
-                payload: NetlinkPayload::InnerMessage(message),
-                ..
-            }) => {
-                if let Some(message) = decode(&message) {
-                    on(Received::Message {
-                        flags: header.flags,
-                        sender: header.port_number,
-                        message,
-                    });
-                }
+        let kind = buffer.message_type();
+        if kind == wire::RTM_NEWROUTE || kind == wire::RTM_DELROUTE {
+            // Route notifications, most of a burst, go straight from their bytes through the
+            // dumps' decoder: no typed message to build and encode again.
+            let payload = bytes.get(NETLINK_HEADER_LEN..len).unwrap_or_default();
+            if let Some(message) = route_change(payload, kind == wire::RTM_NEWROUTE) {
+                on(Received::Message {
+                    flags: buffer.flags(),
+                    sender: buffer.port_number(),
+                    message,
+                });
             }
-            Ok(NetlinkMessage {
-                payload: NetlinkPayload::Overrun(_),
-                ..
-            }) => on(Received::Overrun),
-            Ok(_) => {}
-            Err(e) => log::debug!("skipping an rtnetlink message that does not parse: {e}"),
+        } else {
+            typed(&bytes[..len], on);
         }
         // Messages are 4-byte aligned within a datagram.
         let next = (len + 3) & !3;
         bytes = bytes.get(next..).unwrap_or_default();
+    }
+}
+
+/// `RTM_F_CLONED` in a route message's `rtm_flags`: a route cache exception.
+const RTM_F_CLONED: u32 = 0x200;
+const NETLINK_HEADER_LEN: usize = 16;
+
+/// The change a route notification's payload (`struct rtmsg` and its attributes) says.
+fn route_change(payload: &[u8], added: bool) -> Option<Change> {
+    let flags = u32::from_ne_bytes(payload.get(8..12)?.try_into().ok()?);
+    // Route cache exceptions (PMTU, redirects) are no part of any table.
+    if flags & RTM_F_CLONED != 0 {
+        return None;
+    }
+    Some(Change::Route {
+        route: wire::route_from(payload)?,
+        added,
+    })
+}
+
+/// Any other notification, read as a typed message.
+fn typed(message: &[u8], on: &mut impl FnMut(Received)) {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(message) {
+        Ok(NetlinkMessage {
+            header,
+            payload: NetlinkPayload::InnerMessage(message),
+            ..
+        }) => {
+            if let Some(message) = decode(&message) {
+                on(Received::Message {
+                    flags: header.flags,
+                    sender: header.port_number,
+                    message,
+                });
+            }
+        }
+        Ok(NetlinkMessage {
+            payload: NetlinkPayload::Overrun(_),
+            ..
+        }) => on(Received::Overrun),
+        Ok(_) => {}
+        Err(e) => log::debug!("skipping an rtnetlink message that does not parse: {e}"),
     }
 }
 
@@ -340,6 +377,15 @@ mod tests {
         let mut cached =
             convert::route_message(&fixtures::route(MAIN_TABLE, "192.0.2.9", 32, None, 3, 2));
         cached.header.flags |= RouteFlags::Cloned;
+        // A datagram's route notifications are read from their bytes: the same verdict.
+        let mut bytes = convert::encoded(RouteNetlinkMessage::NewRoute(cached.clone()), 0);
+        bytes.extend(convert::encoded(
+            RouteNetlinkMessage::DelRoute(RouteMessage::default()),
+            0,
+        ));
+        let mut seen = Vec::new();
+        parse_datagram(&bytes, &mut |r| seen.push(r));
+        assert!(seen.is_empty());
         assert_eq!(decode(&RouteNetlinkMessage::NewRoute(cached)), None);
         assert_eq!(
             decode(&RouteNetlinkMessage::DelRoute(RouteMessage::default())),
