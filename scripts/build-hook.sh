@@ -51,6 +51,13 @@ if [ -z "$host" ] && command -v rustc >/dev/null 2>&1; then
 fi
 
 built=""
+if [ -z "$host" ] && [ -x "$OUT" ]; then
+    # A stand-in CARGO with no rustc on PATH (sudo's secure_path): nothing can be built,
+    # and the last build's hook is the one to install.
+    say "warning: no Rust toolchain found; keeping the hook of the last build ($OUT)"
+    echo "$OUT"
+    exit 0
+fi
 case "$host" in
     *-linux-gnu*)
         if RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \

@@ -42,9 +42,8 @@ impl Error {
     pub fn interface(&self) -> Option<&str> {
         match self {
             Error::UnknownInterface(name) => Some(name),
-            Error::Plan(PlanError::ForeignTable { interface, .. })
-            | Error::Plan(PlanError::SharedSubnet { interface, .. })
-            | Error::Apply(ApplyError { interface, .. }) => Some(interface),
+            Error::Plan(e) => Some(e.interface()),
+            Error::Apply(ApplyError { interface, .. }) => Some(interface),
             _ => None,
         }
     }

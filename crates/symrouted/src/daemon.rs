@@ -52,25 +52,29 @@ pub type Reload = Box<dyn Fn() -> Option<Settings>>;
 /// table owned by someone else) is reported once, not on every event.
 #[derive(Debug, Default)]
 struct Complaints {
-    logged: BTreeSet<String>,
+    /// Each line with the interface it is about ([`Error::interface`]).
+    logged: BTreeSet<(Option<String>, String)>,
 }
 
 impl Complaints {
     /// Logs the failures of a run over `scope` (an interface name, or `None` for all).
     fn report(&mut self, scope: Option<&str>, failures: &[Error]) {
-        let lines: BTreeSet<String> = failures.iter().map(ToString::to_string).collect();
-        for line in &lines {
-            if self.logged.contains(line) {
-                log::debug!("still failing: {line}");
+        let lines: BTreeSet<(Option<String>, String)> = failures
+            .iter()
+            .map(|f| (f.interface().map(str::to_string), f.to_string()))
+            .collect();
+        for entry in &lines {
+            if self.logged.contains(entry) {
+                log::debug!("still failing: {}", entry.1);
             } else {
-                log::error!("{line}");
+                log::error!("{}", entry.1);
             }
         }
         match scope {
             None => self.logged = lines,
             Some(name) => {
-                let prefix = format!("{name}:");
-                self.logged.retain(|l| !l.starts_with(&prefix));
+                self.logged
+                    .retain(|(interface, _)| interface.as_deref() != Some(name));
                 self.logged.extend(lines);
             }
         }

@@ -61,6 +61,16 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// The interface that was refused.
+    pub fn interface(&self) -> &str {
+        match self {
+            PlanError::ForeignTable { interface, .. }
+            | PlanError::SharedSubnet { interface, .. } => interface,
+        }
+    }
+}
+
 /// Plans the interfaces of one snapshot. What every plan needs of all of main (which
 /// interfaces are uplinks) is worked out once, not once per interface: a `--all` run over a
 /// 100 000-route main with many interfaces would otherwise walk main once for each.
