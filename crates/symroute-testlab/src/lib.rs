@@ -33,13 +33,20 @@ pub const HOST_ETH1_V6: &str = "fd02::2";
 /// failure when `CI=true` (CI must never pass by skipping).
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    let root = unsafe { libc::geteuid() } == 0;
+    require(root, test, "needs root (run as root or via `make test`)")
+}
+
+/// Whether `test` can run: `met`, or else it is skipped with a visible `SKIPPED` line saying
+/// what it `needs` — and fails under `CI=true`, where everything a test needs is installed.
+pub fn require(met: bool, test: &str, needs: &str) -> bool {
+    if met {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: needs root and CI=true");
+        panic!("{test}: {needs}, and CI=true");
     }
-    eprintln!("SKIPPED {test}: needs root (run as root or via `make test`)");
+    eprintln!("SKIPPED {test}: {needs}");
     false
 }
 

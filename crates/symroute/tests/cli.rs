@@ -12,8 +12,8 @@ use serde_json::Value;
 use symroute_testlab::daemons::{write_file, TempDir};
 use symroute_testlab::syslog::Syslog;
 use symroute_testlab::{
-    all_rules, ping, root_lab, running_as_root, table_of, veth, Lab, Netns, HOST_ETH0_V4,
-    HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    all_rules, ping, require, root_lab, running_as_root, table_of, test_name, veth, Lab, Netns,
+    HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
 
 fn interface<'a>(status: &'a Value, name: &str) -> &'a Value {
@@ -860,11 +860,11 @@ fn table_names_are_written_in_a_private_mount_namespace_only() {
         return;
     }
     let real = Path::new("/etc/iproute2/rt_tables.d");
-    if !real.is_dir() {
-        eprintln!(
-            "SKIPPED table_names test: {} does not exist",
-            real.display()
-        );
+    if !require(
+        real.is_dir(),
+        &test_name(),
+        "needs /etc/iproute2/rt_tables.d",
+    ) {
         return;
     }
     let names_file = real.join("symroute.conf");
@@ -1050,8 +1050,12 @@ fn json_rules_and_routes_read_like_ip_j() {
         return;
     }
     let etc = Path::new("/etc/iproute2");
-    if !etc.join("rt_tables.d").is_dir() || !etc.join("rt_protos.d").is_dir() {
-        eprintln!("SKIPPED json test: /etc/iproute2/rt_tables.d or rt_protos.d missing");
+    let dirs = etc.join("rt_tables.d").is_dir() && etc.join("rt_protos.d").is_dir();
+    if !require(
+        dirs,
+        &test_name(),
+        "needs /etc/iproute2/rt_tables.d and rt_protos.d",
+    ) {
         return;
     }
     let lab = Lab::two_uplinks();

@@ -9,17 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use symroute_testlab::beside::change_lines;
 use symroute_testlab::daemons::{PrivateMounts, TempDir};
 use symroute_testlab::{root_lab, veth, wait_until, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const SETTLE: Duration = Duration::from_secs(20);
-
-/// Log lines of a run that changed something (`eth1: +rule ...`, `if7: -route ...`).
-fn changes(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| l.contains(": +") || l.contains(": -"))
-        .collect()
-}
 
 /// Our rules whose table belongs to no interface, and tables in our range (1000 + index)
 /// that hold routes of ours but belong to no interface: what a crash or a vanished
@@ -237,7 +231,7 @@ fn kill_9_mid_apply_of_100000_routes_then_a_rerun_converges_with_nothing_stale()
     assert!(has_rule(host, HOST_ETH1_V4, &t1));
     // The same state as a clean run: a further run has nothing to change.
     let again = ok_once(host, &["--once"]);
-    assert!(changes(&again).is_empty(), "{again}");
+    assert!(change_lines(&again).is_empty(), "{again}");
     assert_nothing_stale(host);
 
     // Killed while removing (rules go first, then the routes), with `strict` so that an

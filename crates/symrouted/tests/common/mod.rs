@@ -167,10 +167,6 @@ impl Symrouted {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The daemon's resident set size in KiB (`VmRSS`), for the test output.
     pub fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
