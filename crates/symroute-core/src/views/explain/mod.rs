@@ -367,7 +367,8 @@ fn explain_one(
                     {
                         out.symmetric = Some(true);
                         out.verdict = format!(
-                            "direct: leaves {via} into a network behind the host ({dev} is no                              uplink), as main sends it"
+                            "direct: leaves {via} into a network behind the host ({dev} is no \
+                             uplink), as main sends it"
                         );
                     }
                     (Some(want), Some(_)) => {
@@ -456,6 +457,11 @@ mod tests {
         through(LOCAL_TABLE, route_type::LOCAL, 1)
     }
 
+    /// `text` is exactly `lines`, each a whole line.
+    fn assert_lines(text: &str, lines: &[&str]) {
+        assert_eq!(text.lines().collect::<Vec<_>>(), lines, "{text}");
+    }
+
     const UNREACHABLE: Answer = Answer::Failed {
         errno: libc::ENETUNREACH,
     };
@@ -488,14 +494,16 @@ mod tests {
             e.verdict,
             "symmetric: leaves via 10.2.0.1 dev eth1, the interface that owns 10.2.0.2"
         );
-        let text = e.render();
-        assert!(
-            text.contains("rule     from 10.2.0.2 lookup 1003 priority 32000 (symroute's)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("table    1003 (symroute's table for eth1)"),
-            "{text}"
+        assert_lines(
+            &e.render(),
+            &[
+                "packet   from 10.2.0.2 (address of eth1) to 10.12.0.2",
+                "rule     from 10.2.0.2 lookup 1003 priority 32000 (symroute's)",
+                "table    1003 (symroute's table for eth1)",
+                "route    default via 10.2.0.1 dev eth1 table 1003 metric 103",
+                "egress   eth1 via 10.2.0.1",
+                "verdict  symmetric: leaves via 10.2.0.1 dev eth1, the interface that owns 10.2.0.2",
+            ],
         );
 
         let json = serde_json::to_value(&e).unwrap();
@@ -513,6 +521,45 @@ mod tests {
         assert_eq!(json["gateway"], "10.2.0.1");
         assert_eq!(json["symmetric"], true);
         assert!(json.get("iif").is_none() && json.get("error").is_none());
+    }
+
+    /// The sample host with a LAN behind it: lan0 (index 4), 10.50.0.1/24.
+    fn host_with_lan() -> Snapshot {
+        let mut snap = host();
+        snap.links.push(crate::fixtures::link(4, "lan0"));
+        snap.addresses
+            .push(crate::fixtures::addr(4, "10.50.0.1", 24));
+        snap.main_routes
+            .push(route(MAIN_TABLE, "10.50.0.0", 24, None, 4, 2));
+        snap
+    }
+
+    #[test]
+    fn uplink_address_answers_a_lan_behind_the_host_directly() {
+        let settings = Settings::default();
+        let snap = synced(host_with_lan(), &settings);
+        let answer = Answer::Route {
+            table: 1003,
+            kind: route_type::UNICAST,
+            matched: Some(route(1003, "10.50.0.0", 24, None, 4, 83)),
+            oif: Some(4),
+            gateway: None,
+            prefsrc: None,
+        };
+        let e = sent(&snap, &settings, "10.2.0.2", "10.50.0.2", &answer);
+        assert_eq!(e.symmetric, Some(true));
+        assert_lines(
+            &e.render(),
+            &[
+                "packet   from 10.2.0.2 (address of eth1) to 10.50.0.2",
+                "rule     from 10.2.0.2 lookup 1003 priority 32000 (symroute's)",
+                "table    1003 (symroute's table for eth1)",
+                "route    10.50.0.0/24 dev lan0 table 1003 scope link",
+                "egress   lan0",
+                "verdict  direct: leaves dev lan0 into a network behind the host (lan0 is no \
+                 uplink), as main sends it",
+            ],
+        );
     }
 
     #[test]
@@ -599,12 +646,22 @@ mod tests {
         let reply = e.reply.as_ref().unwrap();
         assert_eq!(reply.iif.as_deref(), Some("lan0"));
         assert_eq!(reply.dev.as_deref(), Some("eth0"));
-        assert!(
-            e.render().contains(
-                "answer:\n  packet   from 10.50.0.2 to 10.12.0.2 entering lan0, mark 0x3000000\n"
-            ),
-            "{}",
-            e.render()
+        assert_lines(
+            &e.render(),
+            &[
+                "packet   from 10.12.0.2 to 10.50.0.2 entering eth1",
+                "rule     from all lookup main priority 32766",
+                "table    main",
+                "egress   lan0",
+                "answer:",
+                "  packet   from 10.50.0.2 to 10.12.0.2 entering lan0, mark 0x3000000",
+                "  rule     from all lookup main priority 32766",
+                "  table    main",
+                "  route    default via 10.1.0.1 dev eth0 table 254 metric 102",
+                "  egress   eth0 via 10.1.0.1",
+                "verdict  ASYMMETRIC: forwarded dev lan0, but the answer leaves via 10.1.0.1 \
+                 dev eth0, not eth1 where this packet came in",
+            ],
         );
 
         // The answer leaves through eth1: symmetric.
