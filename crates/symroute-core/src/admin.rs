@@ -64,12 +64,12 @@ pub async fn explain(
         },
         None => None,
     };
-    let answer = kernel::lookup(nl, query, iif_index)
+    let answer = kernel::lookup(nl, query, iif_index, None)
         .await
         .map_err(Error::Connect)?;
     let reply = match explain::reply_query(&snapshot, settings, query, &answer) {
         Some((reply, reply_iif)) => Some(
-            kernel::lookup(nl, &reply, reply_iif)
+            kernel::lookup(nl, &reply, reply_iif, None)
                 .await
                 .map_err(Error::Connect)?,
         ),

@@ -19,6 +19,15 @@ pub fn link(index: u32, name: &str) -> Link {
         name: name.into(),
         up: true,
         loopback: index == 1,
+        tunnel: false,
+    }
+}
+
+/// A tunnel device (tun, WireGuard) `name` with index `index`.
+pub fn tunnel(index: u32, name: &str) -> Link {
+    Link {
+        tunnel: true,
+        ..link(index, name)
     }
 }
 
@@ -115,5 +124,25 @@ pub fn with_vpn_catch_all(mut snapshot: Snapshot) -> Snapshot {
         51820,
         vec![route(51820, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 4)],
     );
+    snapshot
+}
+
+/// `snapshot` with wg-quick's full tunnel on `wg0` (a tun device, index `wg0`): its rules
+/// `not fwmark 51820 lookup 51820` and `lookup main suppress_prefixlength 0`, added after
+/// ours (so at 31999 and 31998, ahead of them), and `default dev wg0 table 51820`.
+pub fn with_wg_quick(mut snapshot: Snapshot, wg0: u32) -> Snapshot {
+    snapshot.links.push(tunnel(wg0, "wg0"));
+    snapshot.addresses.push(addr(wg0, "10.99.0.2", 32));
+    let mut not_marked = rule(31999, None, 51820, 0);
+    not_marked.fwmark = Some((51820, u32::MAX));
+    not_marked.invert = true;
+    not_marked.other_selectors = true;
+    let mut suppress = rule(31998, None, MAIN_TABLE, 0);
+    suppress.other_selectors = true;
+    snapshot.rules.extend([suppress, not_marked]);
+    snapshot.rules.sort_by_key(|r| r.priority);
+    snapshot
+        .tables
+        .insert(51820, vec![route(51820, "0.0.0.0", 0, None, wg0, 3)]);
     snapshot
 }

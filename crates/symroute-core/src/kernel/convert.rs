@@ -1,10 +1,8 @@
 //! Translation between rtnetlink messages and the plain model.
 
-use std::net::IpAddr;
-
 use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
+    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
     RouteNextHopFlags, RoutePreference, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
@@ -27,14 +25,6 @@ fn family_of(code: AddressFamily) -> Option<Family> {
     match code {
         AddressFamily::Inet => Some(Family::V4),
         AddressFamily::Inet6 => Some(Family::V6),
-        _ => None,
-    }
-}
-
-pub(crate) fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
-    match addr {
-        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
         _ => None,
     }
 }
@@ -170,9 +160,8 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut fwmask = None;
     let mut protocol = 0;
     // `not from X` must never be read as `from X`.
-    let mut other = msg.header.tos != 0
-        || msg.header.action != RuleAction::ToTable
-        || msg.header.flags.contains(RuleFlags::Invert);
+    let invert = msg.header.flags.contains(RuleFlags::Invert);
+    let mut other = msg.header.tos != 0 || msg.header.action != RuleAction::ToTable || invert;
     for attr in &msg.attributes {
         match attr {
             RuleAttribute::Priority(p) => priority = *p,
@@ -210,6 +199,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
         table,
         protocol,
         other_selectors: other,
+        invert,
     })
 }
 

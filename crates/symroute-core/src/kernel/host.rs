@@ -97,6 +97,7 @@ impl HostFacts {
             nft_binary: root.join(NFT.trim_start_matches('/')).is_file(),
             nft_table: None,
             nat: None,
+            replies: None,
         }
     }
 }

@@ -1,82 +1,64 @@
-//! Route lookups: how the kernel routes one packet (`symroute explain`).
+//! Route lookups: how the kernel routes one packet (`symroute explain`, `doctor`'s
+//! `replies` check).
 
-use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
-use netlink_packet_route::RouteNetlinkMessage as Msg;
-
-use super::convert::{self, ip_of};
 use super::netlink::{Netlink, NetlinkError};
-use crate::model::{Answer, Family, Query, Route};
+use super::rtnl::Answer;
+use super::wire::{self, RouteGet};
+use crate::model::{self, Query};
 
-/// Asks the kernel how it routes `query`. `iif` is the index of `query.iif`.
-///
-/// Two `RTM_GETROUTE` requests, as `ip route get ... fibmatch` does: the plain one gives the
-/// egress interface, gateway and table of the lookup; the `RTM_F_FIB_MATCH` one gives the
-/// table entry that matched. Works without privileges.
-pub async fn lookup(nl: &Netlink, query: &Query, iif: Option<u32>) -> Result<Answer, NetlinkError> {
-    let get = |flags: RouteFlags| {
-        let mut msg = RouteMessage::default();
-        let family = Family::of(&query.to);
-        msg.header.address_family = convert::family_code(family);
-        msg.header.destination_prefix_length = family.host_prefix_len();
-        msg.header.source_prefix_length = Family::of(&query.from).host_prefix_len();
-        // Under strict checking IPv6 refuses RTM_F_LOOKUP_TABLE (EINVAL); it always reports
-        // the table anyway.
-        msg.header.flags = match family {
-            Family::V4 => flags,
-            Family::V6 => flags - RouteFlags::LookupTable,
-        };
-        msg.attributes
-            .push(RouteAttribute::Source(query.from.into()));
-        msg.attributes
-            .push(RouteAttribute::Destination(query.to.into()));
-        if let Some(i) = iif {
-            msg.attributes.push(RouteAttribute::Iif(i));
-        }
-        if query.mark != 0 {
-            msg.attributes.push(RouteAttribute::Mark(query.mark));
-        }
-        Msg::GetRoute(msg)
-    };
-    let route_of = |answer: Msg| match answer {
-        Msg::NewRoute(route) => Ok(route),
-        _ => Err(NetlinkError::Closed),
-    };
-    let plain = match nl
-        .get(get(RouteFlags::LookupTable))
-        .await
-        .and_then(route_of)
-    {
-        Ok(route) => route,
-        Err(NetlinkError::Errno(errno)) => return Ok(Answer::Failed { errno }),
-        Err(e) => return Err(e),
-    };
-    let matched = nl
-        .get(get(RouteFlags::LookupTable | RouteFlags::FibMatch))
-        .await
-        .and_then(route_of)
-        .ok()
-        .and_then(|m| convert::route_from(&m));
-    Ok(answer_from(&plain, matched))
+/// The payload of an `RTM_NEWROUTE` answer, parsed.
+fn new_route<T>(parse: fn(&[u8]) -> Option<T>) -> impl FnOnce(&Answer<'_>) -> Option<T> {
+    move |answer| match answer.kind {
+        wire::RTM_NEWROUTE => parse(answer.payload),
+        _ => None,
+    }
 }
 
-fn answer_from(plain: &RouteMessage, matched: Option<Route>) -> Answer {
-    let mut table = u32::from(plain.header.table);
-    let (mut oif, mut gateway, mut prefsrc) = (None, None, None);
-    for attr in &plain.attributes {
-        match attr {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Gateway(g) => gateway = ip_of(g),
-            RouteAttribute::PrefSource(s) => prefsrc = ip_of(s),
-            _ => {}
-        }
-    }
-    Answer::Route {
-        table,
-        kind: u8::from(plain.header.kind),
-        matched,
+/// Asks the kernel how it routes `query`. `iif` is the index of `query.iif`; `oif` binds the
+/// packet to an output interface, as a socket bound with `SO_BINDTODEVICE` is.
+///
+/// Two `RTM_GETROUTE` requests, as `ip route get ...` and `ip route get ... fibmatch` make
+/// them: the plain one gives the egress interface, gateway and table of the lookup; the
+/// `RTM_F_FIB_MATCH` one gives the table entry that matched. The kernel does not say which
+/// rule led to the table: the views find it by walking the rules
+/// ([`crate::views::rule_walk`]). Works without privileges.
+pub async fn lookup(
+    nl: &Netlink,
+    query: &Query,
+    iif: Option<u32>,
+    oif: Option<u32>,
+) -> Result<model::Answer, NetlinkError> {
+    let get = |fib_match| RouteGet {
+        from: Some(query.from),
+        to: query.to,
+        iif,
         oif,
-        gateway,
-        prefsrc,
-    }
+        mark: query.mark,
+        fib_match,
+    };
+    let got = match nl.get_with(
+        &mut wire::route_get_request(&get(false)),
+        new_route(wire::route_got),
+    ) {
+        Ok(Some(got)) => got,
+        Ok(None) => return Err(NetlinkError::Closed),
+        Err(NetlinkError::Errno(errno)) => return Ok(model::Answer::Failed { errno }),
+        Err(e) => return Err(e),
+    };
+    // Older kernels (before 4.13) do not know the flag; the answer is still the lookup's.
+    let matched = nl
+        .get_with(
+            &mut wire::route_get_request(&get(true)),
+            new_route(wire::route_from),
+        )
+        .ok()
+        .flatten();
+    Ok(model::Answer::Route {
+        table: got.table,
+        kind: got.kind,
+        matched,
+        oif: got.oif,
+        gateway: got.gateway,
+        prefsrc: got.prefsrc,
+    })
 }

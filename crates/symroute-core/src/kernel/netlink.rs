@@ -99,6 +99,16 @@ impl Netlink {
             .ok_or(NetlinkError::Closed)
     }
 
+    /// Sends one request (a whole message, see `kernel/wire.rs`) answered by one message and
+    /// parses that answer.
+    pub fn get_with<T>(
+        &self,
+        request: &mut [u8],
+        parse: impl FnOnce(&Answer<'_>) -> T,
+    ) -> Result<T, NetlinkError> {
+        self.socket().get(request, parse)
+    }
+
     /// Sends the writes in order, batched, and returns one result per write, in order.
     ///
     /// The kernel handles the messages of one socket in the order they were sent, so a route

@@ -38,9 +38,20 @@ const RTNH_F_ONLINK: u32 = 4;
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
 
+const RTA_SRC: u16 = 2;
+const RTA_IIF: u16 = 3;
+const RTA_MARK: u16 = 16;
+/// `rtm_flags` of a route lookup: report the table the lookup ended in (IPv4; IPv6 always
+/// does and refuses the flag under strict checking), or the table entry that matched.
+const RTM_F_LOOKUP_TABLE: u32 = 0x1000;
+const RTM_F_FIB_MATCH: u32 = 0x2000;
+
 const IFLA_IFNAME: u16 = 3;
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
+/// `ARPHRD_*` of layer-3 tunnels and point-to-point links: tun and WireGuard (`NONE`),
+/// PPP, ipip, ip6tnl, sit, GRE and ip6gre.
+const TUNNEL_TYPES: [u16; 7] = [0xfffe, 512, 768, 769, 776, 778, 823];
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -279,7 +290,94 @@ pub fn route_dump_request(table: Option<u32>, oif: Option<u32>) -> Vec<u8> {
     buf
 }
 
-/// A link from an `RTM_NEWLINK` payload: only index, name and flags are looked at (a link's
+/// One route lookup, as `ip route get TO from FROM iif IIF oif OIF mark MARK [fibmatch]`
+/// asks it. Without `iif` the kernel looks up a packet the host sends (an output lookup);
+/// with it, a packet entering that interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteGet {
+    pub from: Option<IpAddr>,
+    pub to: IpAddr,
+    pub iif: Option<u32>,
+    pub oif: Option<u32>,
+    pub mark: u32,
+    /// Ask for the table entry that matched (`RTM_F_FIB_MATCH`) instead of the resulting
+    /// route.
+    pub fib_match: bool,
+}
+
+/// The `RTM_GETROUTE` request for `get`, as strict checking accepts it: host-length
+/// prefixes, only the selectors the kernel knows for a lookup.
+pub fn route_get_request(get: &RouteGet) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(96);
+    let family = Family::of(&get.to);
+    let at = begin(&mut buf, RTM_GETROUTE, 0);
+    let src_len = get.from.map_or(0, |f| Family::of(&f).host_prefix_len());
+    buf.extend_from_slice(&[
+        family_code(family),
+        family.host_prefix_len(),
+        src_len,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    let mut flags = if get.fib_match { RTM_F_FIB_MATCH } else { 0 };
+    if family == Family::V4 {
+        flags |= RTM_F_LOOKUP_TABLE;
+    }
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    if let Some(from) = &get.from {
+        attr(&mut buf, RTA_SRC, ip_bytes(from).as_slice());
+    }
+    attr(&mut buf, RTA_DST, ip_bytes(&get.to).as_slice());
+    if let Some(iif) = get.iif {
+        attr(&mut buf, RTA_IIF, &iif.to_ne_bytes());
+    }
+    if let Some(oif) = get.oif {
+        attr(&mut buf, RTA_OIF, &oif.to_ne_bytes());
+    }
+    if get.mark != 0 {
+        attr(&mut buf, RTA_MARK, &get.mark.to_ne_bytes());
+    }
+    finish(&mut buf, at);
+    buf
+}
+
+/// What a plain lookup answered (an `RTM_NEWROUTE` payload): the table it ended in, the
+/// result's type, and where the packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteGot {
+    pub table: u32,
+    pub kind: u8,
+    pub oif: Option<u32>,
+    pub gateway: Option<IpAddr>,
+    pub prefsrc: Option<IpAddr>,
+}
+
+pub fn route_got(payload: &[u8]) -> Option<RouteGot> {
+    let header = payload.get(..12)?;
+    let family = family_of(header[0])?;
+    let mut got = RouteGot {
+        table: u32::from(header[4]),
+        kind: header[7],
+        oif: None,
+        gateway: None,
+        prefsrc: None,
+    };
+    for (id, value) in attrs(&payload[12..]) {
+        match id {
+            RTA_TABLE => got.table = u32_of(value)?,
+            RTA_OIF => got.oif = u32_of(value),
+            RTA_GATEWAY => got.gateway = ip(family, value),
+            RTA_PREFSRC => got.prefsrc = ip(family, value),
+            _ => {}
+        }
+    }
+    Some(got)
+}
+
+/// A link from an `RTM_NEWLINK` payload: only type, index, name and flags are looked at (a link's
 /// statistics and the rest are skipped, not parsed).
 pub fn link_from(answer: &Answer<'_>) -> Option<Link> {
     if answer.kind != RTM_NEWLINK {
@@ -287,6 +385,7 @@ pub fn link_from(answer: &Answer<'_>) -> Option<Link> {
     }
     let payload = answer.payload;
     let header = payload.get(..16)?;
+    let kind = u16::from_ne_bytes([header[2], header[3]]);
     let index = u32_at(header, 4);
     let flags = u32_at(header, 8);
     let name = attrs(&payload[16..]).find(|(id, _)| *id == IFLA_IFNAME)?.1;
@@ -297,6 +396,7 @@ pub fn link_from(answer: &Answer<'_>) -> Option<Link> {
         name: String::from_utf8_lossy(name).into_owned(),
         up: flags & IFF_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
+        tunnel: TUNNEL_TYPES.contains(&kind),
     })
 }
 
@@ -435,6 +535,50 @@ mod tests {
             };
             assert_eq!(route_from(&bytes[16..]), convert::route_from(&msg));
             assert_eq!(route_from(&bytes[16..]).as_ref(), Some(&route));
+        }
+    }
+
+    #[test]
+    fn route_get_matches_netlink_packet_route() {
+        use netlink_packet_route::route::{RouteAttribute, RouteFlags, RouteMessage};
+        for (from, to, iif, oif, mark, fib_match) in [
+            ("10.2.0.2", "192.0.2.1", None, None, 0, false),
+            ("10.12.0.2", "10.2.0.2", Some(3), None, 0x0300_0000, true),
+            ("fd02::2", "2001:db8::1", None, Some(3), 0, true),
+        ] {
+            let get = RouteGet {
+                from: Some(fixtures::ip(from)),
+                to: fixtures::ip(to),
+                iif,
+                oif,
+                mark,
+                fib_match,
+            };
+            let family = Family::of(&get.to);
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = convert::family_code(family);
+            msg.header.destination_prefix_length = family.host_prefix_len();
+            msg.header.source_prefix_length = family.host_prefix_len();
+            if family == Family::V4 {
+                msg.header.flags |= RouteFlags::LookupTable;
+            }
+            if fib_match {
+                msg.header.flags |= RouteFlags::FibMatch;
+            }
+            msg.attributes
+                .push(RouteAttribute::Source(fixtures::ip(from).into()));
+            msg.attributes
+                .push(RouteAttribute::Destination(fixtures::ip(to).into()));
+            msg.attributes.extend(iif.map(RouteAttribute::Iif));
+            msg.attributes.extend(oif.map(RouteAttribute::Oif));
+            if mark != 0 {
+                msg.attributes.push(RouteAttribute::Mark(mark));
+            }
+            let buf = convert::encoded(
+                RouteNetlinkMessage::GetRoute(msg),
+                crate::kernel::rtnl::NLM_F_REQUEST,
+            );
+            assert_eq!(route_get_request(&get), buf, "{get:?}");
         }
     }
 

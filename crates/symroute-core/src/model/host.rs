@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::NftInstalled;
+use super::{Answer, NftInstalled, Probe};
 
 /// Settings of one `net.ipv4.conf.NAME` (`NAME` = `all`, `default` or an interface), and
 /// `net.ipv6.conf.NAME.forwarding`.
@@ -60,6 +60,9 @@ pub struct HostFacts {
     /// DNAT rules in nftables or legacy iptables (`kernel::nat::read`); `None`
     /// when they could not be read (root only, so the caller fills it in too).
     pub nat: Option<Nat>,
+    /// The kernel's route lookups of the host's replies from its uplinks' addresses
+    /// (`views::replies::probes`), one per probe; `None` when they were not asked.
+    pub replies: Option<Vec<(Probe, Answer)>>,
 }
 
 /// What the host's NAT configuration looks like, as far as it can be seen.

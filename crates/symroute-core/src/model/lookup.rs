@@ -1,4 +1,5 @@
-//! A route lookup asked of the kernel (`symroute explain`) and its answer.
+//! A route lookup asked of the kernel (`symroute explain`, `doctor`'s `replies` check) and
+//! its answer.
 
 use std::net::IpAddr;
 
@@ -15,6 +16,14 @@ pub struct Query {
     /// The packet's mark (`fwmark`); 0 for none. The answer of a connection that came in
     /// through an interface marked by `iif_rules` carries that interface's mark.
     pub mark: u32,
+}
+
+/// A reply of the host to ask the kernel about: from an address of the uplink `owner`
+/// (its index) to a peer beyond it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub owner: u32,
+    pub query: Query,
 }
 
 /// What the kernel answered.

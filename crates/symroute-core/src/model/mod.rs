@@ -14,7 +14,7 @@ mod op;
 mod snapshot;
 
 pub use hops::{Extras, NextHops};
-pub use lookup::{Answer, Query};
+pub use lookup::{Answer, Probe, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};
 pub use op::Op;
 pub use snapshot::Snapshot;
@@ -71,6 +71,10 @@ pub struct Link {
     /// Administratively up (`IFF_UP`).
     pub up: bool,
     pub loopback: bool,
+    /// A layer-3 tunnel or point-to-point device (tun, WireGuard, ipip, sit, GRE, PPP),
+    /// by its hardware type: traffic into it leaves the host some other way than the
+    /// link it was answering.
+    pub tunnel: bool,
 }
 
 /// `rtm_scope` / `ifa_scope` values the planner cares about.
@@ -371,6 +375,9 @@ pub struct Rule {
     /// True when the kernel reported selectors symroute never sets (oif, uid range, ports,
     /// tos, `not`, ...): such a rule is never taken for one of the rules we want.
     pub other_selectors: bool,
+    /// `not`: the rule matches the packets its selectors do not (wg-quick's
+    /// `not fwmark 51820`). Such a rule also has `other_selectors`.
+    pub invert: bool,
 }
 
 impl Rule {
@@ -387,6 +394,7 @@ impl Rule {
             table,
             protocol: 0,
             other_selectors: false,
+            invert: false,
         }
     }
 
@@ -528,6 +536,9 @@ impl fmt::Display for Rule {
     /// `ip rule` syntax.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = self.family.host_prefix_len();
+        if self.invert {
+            write!(f, "not ")?;
+        }
         match self.src {
             Some((addr, len)) if len == host => write!(f, "from {addr}")?,
             Some((addr, len)) => write!(f, "from {addr}/{len}")?,

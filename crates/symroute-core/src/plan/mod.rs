@@ -187,6 +187,7 @@ fn interface_plan(
             table,
             protocol: settings.protocol,
             other_selectors: false,
+            invert: false,
         }));
         rules.sort();
     }
@@ -274,6 +275,7 @@ fn source_rules(
             table,
             protocol: settings.protocol,
             other_selectors: false,
+            invert: false,
         });
     }
     Ok(rules)
@@ -315,6 +317,7 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
             table: MAIN_TABLE,
             protocol: settings.protocol,
             other_selectors: false,
+            invert: false,
         })
         .collect();
     rules.sort();
