@@ -6,9 +6,10 @@ use std::path::Path;
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, Scope};
 use crate::model::host::HostFacts;
-use crate::model::{Query, Snapshot};
+use crate::model::{Answer, Probe, Query, Snapshot};
 use crate::views::doctor::{self, Diagnosis};
 use crate::views::explain::{self, Explanation};
+use crate::views::replies;
 use crate::views::status::{self, Status};
 use crate::{Error, Settings};
 
@@ -46,7 +47,28 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
         facts.nft_table = nftables::read_installed().ok();
     }
     facts.nat = kernel::nat::read(Path::new("/"));
+    facts.replies = ask_replies(nl, &snapshot, settings).await;
     Ok(doctor::diagnose(&snapshot, settings, &report, &facts))
+}
+
+/// The kernel's lookups of the host's replies from its uplinks' addresses
+/// ([`replies::probes`]); `None` when the kernel could not be asked.
+async fn ask_replies(
+    nl: &Netlink,
+    snapshot: &Snapshot,
+    settings: &Settings,
+) -> Option<Vec<(Probe, Answer)>> {
+    let mut out = Vec::new();
+    for probe in replies::probes(snapshot, settings) {
+        match kernel::lookup(nl, &probe.query, None, None).await {
+            Ok(answer) => out.push((probe, answer)),
+            Err(e) => {
+                log::warn!("cannot ask the kernel how replies are routed: {e}");
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// `symroute explain FROM TO [--iif NAME]`: the kernel's lookup of the packet and, for a

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{route_type, Family, Route, Rule, Snapshot, MAIN_TABLE};
+use crate::model::{route_type, Family, Query, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::settings::Prefix;
 
 /// Whether `outer` (a rule selector; `None` = all) covers every address of `inner`.
@@ -52,4 +52,40 @@ pub fn covers(snapshot: &Snapshot, table: u32, to: IpAddr) -> bool {
     routes_of(snapshot, table)
         .iter()
         .any(|r| r.kind != route_type::THROW && Prefix::new(r.dst, r.dst_len).contains(&to))
+}
+
+/// Whether the selectors symroute models match the packet `query` describes (a rule's
+/// `not` inverts them all, as the kernel does).
+pub fn selectors_match(rule: &Rule, query: &Query) -> bool {
+    let host = Family::of(&query.from).host_prefix_len();
+    let to_host = Family::of(&query.to).host_prefix_len();
+    // Locally generated packets carry `iif lo` through the rules.
+    let iif = query.iif.as_deref().unwrap_or("lo");
+    let selected = selector_covers(rule.src, (query.from, host))
+        && selector_covers(rule.dst, (query.to, to_host))
+        && rule.iif.as_deref().is_none_or(|i| i == iif)
+        && rule
+            .fwmark
+            .is_none_or(|(mark, mask)| (query.mark ^ mark) & mask == 0);
+    rule.family == Family::of(&query.to) && selected != rule.invert
+}
+
+/// The rule that sent `query` to `table`, where the kernel's lookup ended: the first rule in
+/// the kernel's order whose selectors match and that points at `table`. The kernel does not
+/// report the rule; rules with selectors symroute cannot evaluate make this the likely one.
+pub fn deciding_rule<'a>(snapshot: &'a Snapshot, query: &Query, table: u32) -> Option<&'a Rule> {
+    rules_in_order(snapshot)
+        .into_iter()
+        .find(|r| r.table == table && selectors_match(r, query))
+}
+
+/// Whether a route of `family` with prefix length `len` takes a large share of the address
+/// space: shorter than a /8 (IPv4) or a /16 (IPv6). A default, VPN clients' `0.0.0.0/1`
+/// pair and OpenVPN's IPv6 split (`::/3`, `2000::/4`, `3000::/4`, `fc00::/7`) are; a
+/// site-to-site tunnel's `10.0.0.0/8` or `fd00:1::/48` is not.
+pub fn is_wide(family: Family, len: u8) -> bool {
+    len < match family {
+        Family::V4 => 8,
+        Family::V6 => 16,
+    }
 }

@@ -2,13 +2,16 @@
 //!
 //! The checks ([`diagnose`]) are pure functions over a full [`Snapshot`] and a few facts about
 //! the host ([`HostFacts`]: sysctls, systemd-networkd's configuration, installed integrations,
-//! table names), read by [`HostFacts::read`](crate::kernel::host). They are grouped by what
-//! they look at: [`routing`] (symroute's own state), [`sysctl`] (rp_filter, ARP),
-//! [`integration`] (nftables, networkd, dispatchers, daemon).
+//! table names, and the kernel's lookups of the host's replies), read by
+//! [`HostFacts::read`](crate::kernel::host) and `admin::doctor`. They are grouped by what
+//! they look at: [`routing`] (symroute's own state), [`replies`] (where the kernel sends
+//! replies from the uplinks' addresses), [`sysctl`] (rp_filter, ARP), [`integration`]
+//! (nftables, networkd, dispatchers, daemon).
 
 mod facts;
 mod integration;
 mod nat;
+mod replies;
 mod routing;
 mod sysctl;
 
@@ -49,7 +52,7 @@ impl Verdict {
 /// One verdict of one check, about one subject (an interface, a table, a file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `sync`, `tables`, `shadowing`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd` or
+    /// `sync`, `tables`, `shadowing`, `replies`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd` or
     /// `integration`.
     pub check: &'static str,
     pub verdict: Verdict,
@@ -67,6 +70,7 @@ struct Check(&'static str);
 const SYNC: Check = Check("sync");
 const TABLES: Check = Check("tables");
 const SHADOWING: Check = Check("shadowing");
+const REPLIES: Check = Check("replies");
 const RP_FILTER: Check = Check("rp_filter");
 const IIF_RULES: Check = Check("iif_rules");
 const NAT: Check = Check("nat");
@@ -154,6 +158,7 @@ pub fn diagnose(
     findings.extend(check_sync(status));
     findings.extend(check_tables(snapshot, settings, status, facts));
     findings.extend(check_shadowing(status, settings));
+    findings.extend(replies::check_replies(snapshot, settings, facts));
     findings.extend(check_rp_filter(snapshot, settings, status, facts));
     findings.extend(check_iif_rules(snapshot, settings, status, facts));
     findings.extend(nat::check(snapshot, settings, facts));

@@ -17,7 +17,7 @@ pub use crate::model::{Answer, Query};
 use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 use crate::views::iproute::{family_name, is_zero, rule_text, table_name, RouteView, RuleView};
-use crate::views::rule_walk::{self, rules_in_order, selector_covers};
+use crate::views::rule_walk::{self, rules_in_order, selectors_match};
 use crate::views::status::SCHEMA_VERSION;
 
 mod render;
@@ -72,6 +72,9 @@ pub struct Explanation {
     pub gateway: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefsrc: Option<IpAddr>,
+    /// `dev` is a tunnel (tun, WireGuard, GRE, ...); left out when not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub into_tunnel: bool,
     /// For a packet the host sends: it leaves through the interface that owns `FROM`. For a
     /// packet entering `iif`: the answer (`TO` to `FROM`) leaves through `iif` again.
     /// `null` when that cannot be said (local delivery of a local packet, failed lookup,
@@ -85,21 +88,6 @@ pub struct Explanation {
     pub verdict: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// Whether the selectors symroute models match the packet.
-fn selectors_match(rule: &Rule, query: &Query) -> bool {
-    let host = Family::of(&query.from).host_prefix_len();
-    let to_host = Family::of(&query.to).host_prefix_len();
-    // Locally generated packets carry `iif lo` through the rules.
-    let iif = query.iif.as_deref().unwrap_or("lo");
-    rule.family == Family::of(&query.to)
-        && selector_covers(rule.src, (query.from, host))
-        && selector_covers(rule.dst, (query.to, to_host))
-        && rule.iif.as_deref().is_none_or(|i| i == iif)
-        && rule
-            .fwmark
-            .is_none_or(|(mark, mask)| (query.mark ^ mark) & mask == 0)
 }
 
 /// `EXDEV`: what an input route lookup answers when the reverse-path filter rejects the
@@ -273,6 +261,7 @@ fn explain_one(
         dev: None,
         gateway: None,
         prefsrc: None,
+        into_tunnel: false,
         symmetric: None,
         reply: None,
         verdict: String::new(),
@@ -340,6 +329,15 @@ fn explain_one(
             out.gateway = *gateway;
             out.prefsrc = *prefsrc;
             let via = via_text(*gateway, out.dev.as_deref());
+            // A tunnel that takes a large share of the address space (a full tunnel: a
+            // default, `0.0.0.0/1`, OpenVPN's `::/3`) is a way out, not a network behind the
+            // host; unknown when the kernel did not say which entry matched.
+            let family = Family::of(&query.to);
+            out.into_tunnel = oif.is_some_and(|i| snapshot.link(i).is_some_and(|l| l.tunnel));
+            let catch_all_tunnel = out.into_tunnel
+                && matched
+                    .as_ref()
+                    .is_none_or(|r| rule_walk::is_wide(family, r.dst_len));
             if *kind == route_type::LOCAL {
                 out.verdict = format!("{} is this host's own address: delivered locally", query.to);
             } else if *kind != route_type::UNICAST {
@@ -360,9 +358,9 @@ fn explain_one(
                     // it too, and where the peer's own answer comes from.
                     (Some(_), Some(dev))
                         if gateway.is_none()
+                            && !catch_all_tunnel
                             && oif.is_some_and(|i| {
-                                !Uplinks::classify(&snapshot.main_routes)
-                                    .is_uplink(Family::of(&query.to), i)
+                                !Uplinks::classify(&snapshot.main_routes).is_uplink(family, i)
                             }) =>
                     {
                         out.symmetric = Some(true);
@@ -373,8 +371,15 @@ fn explain_one(
                     }
                     (Some(want), Some(_)) => {
                         out.symmetric = Some(false);
-                        out.verdict =
-                            format!("ASYMMETRIC: leaves {via}, but {want} owns {}", query.from);
+                        let tunnel = if out.into_tunnel {
+                            " into a tunnel"
+                        } else {
+                            ""
+                        };
+                        out.verdict = format!(
+                            "ASYMMETRIC: leaves {via}{tunnel}, but {want} owns {}",
+                            query.from
+                        );
                     }
                     _ => {
                         out.verdict = format!(
@@ -559,6 +564,68 @@ mod tests {
                 "verdict  direct: leaves dev lan0 into a network behind the host (lan0 is no \
                  uplink), as main sends it",
             ],
+        );
+    }
+
+    #[test]
+    fn replies_into_a_full_tunnel_are_asymmetric() {
+        let settings = Settings::default();
+        let snap = crate::fixtures::with_wg_quick(synced(host(), &settings), 5);
+        let answer = Answer::Route {
+            table: 51820,
+            kind: route_type::UNICAST,
+            matched: Some(route(51820, "0.0.0.0", 0, None, 5, 3)),
+            oif: Some(5),
+            gateway: None,
+            prefsrc: None,
+        };
+        let e = sent(&snap, &settings, "10.2.0.2", "10.12.0.2", &answer);
+        assert_eq!(e.symmetric, Some(false));
+        assert!(e.into_tunnel);
+        assert_lines(
+            &e.render(),
+            &[
+                "packet   from 10.2.0.2 (address of eth1) to 10.12.0.2",
+                "rule     not from all fwmark 0xca6c lookup 51820 priority 31999 (likely)",
+                "table    51820",
+                "route    default dev wg0 table 51820 scope link",
+                "egress   wg0 (a tunnel)",
+                "verdict  ASYMMETRIC: leaves dev wg0 into a tunnel, but eth1 owns 10.2.0.2",
+            ],
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["into_tunnel"], true);
+        assert_eq!(json["symmetric"], false);
+
+        // OpenVPN's `::/3` copied into eth1's table: as wide, as wrong.
+        let mut snap = synced(host(), &settings);
+        snap.links.push(crate::fixtures::tunnel(6, "tun0"));
+        let answer = Answer::Route {
+            table: 1003,
+            kind: route_type::UNICAST,
+            matched: Some(route(1003, "0.0.0.0", 1, None, 6, 83)),
+            oif: Some(6),
+            gateway: None,
+            prefsrc: None,
+        };
+        let e = sent(&snap, &settings, "10.2.0.2", "10.12.0.2", &answer);
+        assert_eq!(e.symmetric, Some(false));
+
+        // A VPN server's clients (10.8.0.0/24 dev tun0) are a network behind the host.
+        let answer = Answer::Route {
+            table: 1003,
+            kind: route_type::UNICAST,
+            matched: Some(route(1003, "10.8.0.0", 24, None, 6, 83)),
+            oif: Some(6),
+            gateway: None,
+            prefsrc: None,
+        };
+        let e = sent(&snap, &settings, "10.2.0.2", "10.8.0.6", &answer);
+        assert_eq!(e.symmetric, Some(true));
+        assert!(
+            e.verdict.starts_with("direct: leaves dev tun0"),
+            "{}",
+            e.verdict
         );
     }
 

@@ -68,7 +68,8 @@ impl Explanation {
             let src = self
                 .prefsrc
                 .map_or_else(String::new, |s| format!(" src {s}"));
-            line("egress", format!("{dev}{via}{src}"));
+            let tunnel = if self.into_tunnel { " (a tunnel)" } else { "" };
+            line("egress", format!("{dev}{via}{src}{tunnel}"));
         }
         if let Some(error) = &self.error {
             line("error", error.clone());
