@@ -40,7 +40,7 @@ pub use kernel::convert::{route_message, rule_message};
 pub use kernel::monitor;
 pub use kernel::names::Names;
 pub use kernel::netlink::{Netlink, NetlinkError};
-pub use kernel::{links, ReadError};
+pub use kernel::{links, lookup, ReadError};
 pub use model::{Op, Snapshot};
 pub use run::{reconcile, reconcile_locked, Mode, Report, Target};
 pub use settings::Settings;
