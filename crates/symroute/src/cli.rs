@@ -103,8 +103,9 @@ pub enum Command {
         #[arg(value_name = "INTERFACE")]
         interface: Option<String>,
     },
-    /// Check the host around symroute (sync state, tables, shadowing rules, rp_filter, ARP,
-    /// systemd-networkd, event integrations); exit 1 when something is wrong
+    /// Check the host around symroute (sync state, tables, shadowing rules, where the kernel
+    /// sends replies from the uplinks' addresses, rp_filter, ARP, systemd-networkd, event
+    /// integrations); exit 1 when something is wrong
     Doctor {
         /// Print JSON (shape in docs/cli.md)
         #[arg(short, long)]

@@ -113,13 +113,18 @@ fn wg_quick_full_tunnel_takes_the_replies_and_doctor_names_its_rule() {
     assert_eq!(e["dev"], "wg0");
 
     // The fix doctor prints: symroute's rules ahead of wg-quick's. Replies leave through
-    // their uplinks again; the host's own traffic still goes into the tunnel.
+    // their uplinks again; the host's own traffic still goes into the tunnel ...
     admin.configure("rule_priority = 31998\n");
     admin.sync();
     lab.assert_client_reaches_all();
     assert!(tcp_reaches(&lab, HOST_ETH1_V4) && tcp_reaches(&lab, HOST_ETH1_V6));
     assert!(lab.host.ip("route get 192.0.2.1").contains("dev wg0"));
     assert!(lab.host.ip("-6 route get 2001:db8::1").contains("dev wg0"));
+    // ... and its encapsulated packets (marked 51820) still leave through an uplink.
+    assert!(lab
+        .host
+        .ip("route get 192.0.2.1 mark 51820")
+        .contains("via 10.1.0.1 dev eth0"));
     let found = replies(&admin);
     assert!(found.iter().all(|f| f["verdict"] == "ok"), "{found:#?}");
     assert_eq!(
