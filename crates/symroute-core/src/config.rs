@@ -92,9 +92,16 @@ pub fn load_from(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
+        let line = line_of(text, offset);
+        if let Some(key) = missing_value_at(text, offset) {
+            let message = format!(
+                "the value is missing (write `{key} = VALUE`, or remove the line for the default)"
+            );
+            return invalid(path, line, key, message);
+        }
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
-        invalid(path, line_of(text, offset), key, message)
+        invalid(path, line, key, message)
     })?;
     let defaults = Settings::default();
     let err =
@@ -236,6 +243,37 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// The key whose value is missing when the parser stopped at `offset` right after `KEY =`
+/// (`table_base =` at the end of a line, `{ mtu = }`): the parser's own words for it are
+/// about quoting strings, which misleads. Keys of an inline table are named with the key
+/// that holds it (`route_metrics.mtu`).
+fn missing_value_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[start..offset].trim_end();
+    let before = before.strip_suffix('=')?;
+    let key_of = |s: &str| {
+        let word: String = s
+            .trim_end()
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Some(word.trim_matches('"').to_string()).filter(|w| !w.is_empty())
+    };
+    let key = key_of(before)?;
+    match before.rfind('{') {
+        Some(brace) => match before[..brace].trim_end().strip_suffix('=') {
+            Some(outer) => Some(format!("{}.{key}", key_of(outer)?)),
+            None => Some(key),
+        },
+        None => Some(key),
+    }
+}
+
 fn key_in_message(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next().map(str::to_string)
@@ -335,6 +373,20 @@ mod tests {
                 .to_string();
             assert!(e.contains(":1: metrics_textfile: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_missing_value_is_called_missing() {
+        for text in ["ipv4 = true\ntable_base =\n", "ipv4 = true\ntable_base = # later\n", "ipv4 = true\ntable_base ="] {
+            assert_eq!(
+                error_of(text),
+                "/etc/symroute/symroute.toml:2: table_base: the value is missing (write \
+                 `table_base = VALUE`, or remove the line for the default)",
+                "{text:?}"
+            );
+        }
+        assert!(error_of("route_metrics = { mtu = }\n")
+            .starts_with("/etc/symroute/symroute.toml:1: route_metrics.mtu: the value is missing"));
     }
 
     #[test]

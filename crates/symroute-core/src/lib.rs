@@ -35,7 +35,7 @@ mod views;
 mod fixtures;
 
 pub use error::Error;
-pub use events::{action_for, validate_interface_name, Action};
+pub use events::{action_for, is_known_event, validate_interface_name, Action, ACTIONS};
 pub use kernel::convert::{route_message, rule_message};
 pub use kernel::monitor;
 pub use kernel::names::Names;

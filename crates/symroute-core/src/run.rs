@@ -200,6 +200,29 @@ fn warn_unmarkable(plan: &InterfacePlan, settings: &Settings) {
     }
 }
 
+/// One warning line about the interfaces (only `only`, when given) that `include` names and
+/// `exclude` leaves out: exclude wins, so they are not managed, and the admin likely meant
+/// one or the other.
+fn warn_included_and_excluded(links: &[Link], settings: &Settings, only: Option<u32>) {
+    let both: Vec<String> = links
+        .iter()
+        .filter(|l| !l.loopback && only.is_none_or(|i| i == l.index))
+        .filter_map(|l| {
+            let (include, exclude) = settings.included_and_excluded(&l.name)?;
+            Some(format!(
+                "{} (include {include:?}, exclude {exclude:?})",
+                l.name
+            ))
+        })
+        .collect();
+    if !both.is_empty() {
+        log::warn!(
+            "matched by both include and exclude, so not managed (exclude wins): {}",
+            both.join(", ")
+        );
+    }
+}
+
 fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
     Work::ops(
@@ -299,6 +322,13 @@ pub async fn reconcile_locked(
             None => (Scope::Garbage, None),
         },
     };
+    match (target, &link) {
+        (Target::All, _) => warn_included_and_excluded(&links, settings, None),
+        (Target::Interface { .. }, Some((l, _))) => {
+            warn_included_and_excluded(&links, settings, Some(l.index));
+        }
+        _ => {}
+    }
     let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);

@@ -136,6 +136,15 @@ impl Settings {
             && !self.exclude.iter().any(|p| glob_match(p, name))
     }
 
+    /// The `include` and `exclude` patterns that both match `name`, when `include` names it
+    /// explicitly (is not empty) and `exclude` still leaves it out: a contradiction the admin
+    /// should hear about, not a silently unmanaged interface.
+    pub fn included_and_excluded(&self, name: &str) -> Option<(&str, &str)> {
+        let include = self.include.iter().find(|p| glob_match(p, name))?;
+        let exclude = self.exclude.iter().find(|p| glob_match(p, name))?;
+        Some((include, exclude))
+    }
+
     /// Priority of the exemption rules: just before ours, so they win.
     pub fn exempt_priority(&self) -> u32 {
         self.rule_priority.saturating_sub(1)
@@ -230,6 +239,10 @@ mod tests {
         s.include = vec!["eth*".into()];
         s.exclude = vec!["eth9".into()];
         assert!(s.manages("eth0") && !s.manages("eth9") && !s.manages("wlan0"));
+        assert_eq!(s.included_and_excluded("eth9"), Some(("eth*", "eth9")));
+        assert_eq!(s.included_and_excluded("eth0"), None);
+        s.include.clear();
+        assert_eq!(s.included_and_excluded("eth9"), None, "not included by name");
     }
 
     #[test]

@@ -31,7 +31,9 @@ ACTIONS:
            a sync: only what the kernel says is gone (addresses, flushed routes) is
            removed; a link that keeps its addresses keeps its rules and table
   remove:  remove                                            (by hand)
-  Any other action (hostname, connectivity-change, pre-up, carrier, ...) is ignored.
+  Any other action (hostname, connectivity-change, pre-up, carrier, ...) is ignored
+  (exit status 0); one no dispatcher sends (a typo such as `upp`) is also warned about
+  when stderr is a terminal.
   `down` or `remove` for an interface that no longer exists removes whatever is left of it.
 
 EXAMPLES:
