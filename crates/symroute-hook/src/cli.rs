@@ -46,7 +46,8 @@ EXAMPLES:
 EXIT STATUS:
   0  done, or nothing to do
   1  failure (unknown interface, table owned by someone else, kernel refused a change,
-     the run lock still held after 5 s, nft not answering within 10 s)
+     the run lock still held after 5 s, nft not answering within 10 s, no CAP_NET_ADMIN:
+     it must run as root except with --dry-run)
   2  usage error (bad arguments, interface name, or a configuration file that is broken,
      too large, or owned or writable by anyone but root)
 

@@ -63,6 +63,9 @@ fn run(args: &Args) -> Result<u8, Failure> {
     let Some(target) = target(args)? else {
         return Ok(0);
     };
+    if !args.dry_run {
+        shell::require_net_admin("symroute-hook")?;
+    }
     let settings = shell::settings(args.common.config.as_deref())?;
     let mode = if args.dry_run {
         Mode::DryRun
