@@ -121,7 +121,7 @@ pub fn require_net_admin(command: &str) -> Result<(), Failure> {
 fn not_net_admin(command: &str) -> String {
     format!(
         "{command} must run as root: changing rules and routes needs CAP_NET_ADMIN, which this \
-         process does not have (try: sudo {command})"
+         process lacks (use sudo)"
     )
 }
 
