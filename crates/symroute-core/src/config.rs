@@ -1,12 +1,15 @@
 //! `/etc/symroute/symroute.toml`: every key optional, zero configuration is the default.
 //! A broken file is one error naming the file, the line and the key, and nothing changes.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::settings::{Prefix, Settings};
+use crate::events::validate_interface_name;
+use crate::route_metrics::RouteMetrics;
+use crate::settings::{InterfaceSettings, Prefix, Settings};
 use crate::trust::{self, ReadError};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
@@ -48,6 +51,15 @@ struct File {
     strict: Option<bool>,
     table_names: Option<bool>,
     metrics_textfile: Option<String>,
+    route_metrics: Option<toml::Table>,
+    interface: Option<BTreeMap<String, InterfaceFile>>,
+}
+
+/// `[interface.NAME]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterfaceFile {
+    route_metrics: Option<toml::Table>,
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -101,6 +113,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         }
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
+        let key = match section_at(text, offset) {
+            Some(section) => format!("{section}.{key}"),
+            None => key,
+        };
         invalid(path, line, key, message)
     })?;
     let defaults = Settings::default();
@@ -157,6 +173,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             ));
         }
     };
+    let route_metrics = match &file.route_metrics {
+        Some(table) => RouteMetrics::parse(table).map_err(|e| {
+            let line = line_of_metric(text, None, &e.name);
+            invalid(path, line, format!("route_metrics.{}", e.name), e.message)
+        })?,
+        None => RouteMetrics::default(),
+    };
+    let mut interfaces = BTreeMap::new();
+    for (name, section) in file.interface.unwrap_or_default() {
+        if let Err(e) = validate_interface_name(&name) {
+            return Err(invalid(
+                path,
+                line_of_section(text, &name),
+                format!("interface.{name}"),
+                format!("{e} (the section names one interface, without patterns)"),
+            ));
+        }
+        if name.contains(['*', '?']) {
+            return Err(invalid(
+                path,
+                line_of_section(text, &name),
+                format!("interface.{name}"),
+                "the section names one interface; patterns are for include and exclude".into(),
+            ));
+        }
+        let route_metrics = match &section.route_metrics {
+            Some(table) => RouteMetrics::parse(table).map_err(|e| {
+                let line = line_of_metric(text, Some(&name), &e.name);
+                let key = format!("interface.{name}.route_metrics.{}", e.name);
+                invalid(path, line, key, e.message)
+            })?,
+            None => RouteMetrics::default(),
+        };
+        interfaces.insert(name, InterfaceSettings { route_metrics });
+    }
     let settings = Settings {
         table_base,
         rule_priority,
@@ -171,6 +222,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
         metrics_textfile,
+        route_metrics,
+        interfaces,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -279,6 +332,70 @@ fn key_in_message(message: &str) -> Option<String> {
     rest.split('`').next().map(str::to_string)
 }
 
+/// The `[...]` section holding `offset` (`interface.eth1`), if any.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    let header = text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))?;
+    let inner = header.trim().strip_prefix('[')?.strip_suffix(']')?;
+    Some(inner.chars().filter(|c| *c != '"' && !c.is_whitespace()).collect())
+}
+
+/// Whether `line` is the header `[interface.NAME]` or `[interface.NAME.route_metrics]`
+/// (the name quoted or not).
+fn header_of(line: &str, name: &str) -> bool {
+    let Some(inner) = line.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+        return false;
+    };
+    let inner: String = inner.chars().filter(|c| *c != '"' && !c.is_whitespace()).collect();
+    inner == format!("interface.{name}") || inner == format!("interface.{name}.route_metrics")
+}
+
+/// The line of `[interface.NAME]` (or of the first line naming the interface).
+fn line_of_section(text: &str, name: &str) -> usize {
+    text.lines()
+        .position(|l| header_of(l, name))
+        .map_or(1, |i| i + 1)
+}
+
+/// The line that sets metric `name` of `route_metrics`: the global table (`section`
+/// `None`, before any `[...]` header but its own) or `[interface.NAME]`'s, inline
+/// (`route_metrics = { mtu = 1400 }`) or as a table of its own (`[...route_metrics]`).
+fn line_of_metric(text: &str, section: Option<&str>, name: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let in_section = |l: &str| match section {
+        None => l.trim() == "[route_metrics]",
+        Some(interface) => header_of(l, interface),
+    };
+    let mut inside = section.is_none();
+    let mut fallback = None;
+    for (i, line) in lines.iter().enumerate() {
+        if is_header(line) {
+            inside = in_section(line);
+            if inside && fallback.is_none() {
+                fallback = Some(i + 1);
+            }
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let sets = |key: &str| {
+            line.split([',', '{'])
+                .any(|part| part.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        };
+        if sets(name) {
+            return i + 1;
+        }
+        if sets("route_metrics") && fallback.is_none() {
+            fallback = Some(i + 1);
+        }
+    }
+    fallback.unwrap_or(1)
+}
+
 fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
@@ -341,7 +458,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`"
             )
         );
     }
@@ -373,6 +490,53 @@ mod tests {
                 .to_string();
             assert!(e.contains(":1: metrics_textfile: "), "{e}");
         }
+    }
+
+    #[test]
+    fn route_metrics_globally_and_per_interface() {
+        let s = parse_str(
+            "route_metrics = { mtu = 1400, initcwnd = 10 }\n\n[interface.eth1]\n\
+             route_metrics = { mtu = 1300, congctl = \"reno\" }\n\n\
+             [interface.\"eth0.100\".route_metrics]\nquickack = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.route_metrics.to_string(), "mtu 1400 initcwnd 10");
+        assert_eq!(
+            s.route_metrics_for("eth1").to_string(),
+            "mtu 1300 initcwnd 10 congctl reno"
+        );
+        assert_eq!(
+            s.route_metrics_for("eth0.100").to_string(),
+            "mtu 1400 initcwnd 10 quickack 1"
+        );
+        assert_eq!(s.route_metrics_for("eth2").to_string(), "mtu 1400 initcwnd 10");
+        assert!(s.sets_route_metrics() && !Settings::default().sets_route_metrics());
+    }
+
+    #[test]
+    fn bad_route_metrics_name_the_key_and_line() {
+        assert_eq!(
+            error_of("ipv4 = true\nroute_metrics = { initcwnd = 10, mtu = 70000 }\n"),
+            "/etc/symroute/symroute.toml:2: route_metrics.mtu: 70000 is out of range 68..=65520"
+        );
+        assert_refused_at(
+            "route_metrics = { mtu = 1400 }\n[interface.eth1]\nstrict = true\n",
+            3,
+            "interface.eth1.strict",
+        );
+        assert_refused_at(
+            "route_metrics = { mtu = 1400 }\n[interface.eth10]\nroute_metrics = { mtu = 1 }\n",
+            3,
+            "interface.eth10.route_metrics.mtu",
+        );
+        assert_refused_at(
+            "[interface.eth1.route_metrics]\ncwnd = 2\nfastopen = true\n",
+            3,
+            "interface.eth1.route_metrics.fastopen",
+        );
+        assert_refused_at("[route_metrics]\nmtu = 1400\nmss = 3\n", 3, "route_metrics.mss");
+        assert_refused_at("[interface.\"eth*\"]\nroute_metrics = {}\n", 1, "interface.eth*");
+        assert_refused_at("[interface.\"a/b\"]\nroute_metrics = {}\n", 1, "interface.a/b");
     }
 
     #[test]
