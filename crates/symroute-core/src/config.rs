@@ -339,16 +339,28 @@ fn section_at(text: &str, offset: usize) -> Option<String> {
         .rev()
         .find(|l| l.trim_start().starts_with('['))?;
     let inner = header.trim().strip_prefix('[')?.strip_suffix(']')?;
-    Some(inner.chars().filter(|c| *c != '"' && !c.is_whitespace()).collect())
+    Some(
+        inner
+            .chars()
+            .filter(|c| *c != '"' && !c.is_whitespace())
+            .collect(),
+    )
 }
 
 /// Whether `line` is the header `[interface.NAME]` or `[interface.NAME.route_metrics]`
 /// (the name quoted or not).
 fn header_of(line: &str, name: &str) -> bool {
-    let Some(inner) = line.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+    let Some(inner) = line
+        .trim()
+        .strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'))
+    else {
         return false;
     };
-    let inner: String = inner.chars().filter(|c| *c != '"' && !c.is_whitespace()).collect();
+    let inner: String = inner
+        .chars()
+        .filter(|c| *c != '"' && !c.is_whitespace())
+        .collect();
     inner == format!("interface.{name}") || inner == format!("interface.{name}.route_metrics")
 }
 
@@ -509,7 +521,10 @@ mod tests {
             s.route_metrics_for("eth0.100").to_string(),
             "mtu 1400 initcwnd 10 quickack 1"
         );
-        assert_eq!(s.route_metrics_for("eth2").to_string(), "mtu 1400 initcwnd 10");
+        assert_eq!(
+            s.route_metrics_for("eth2").to_string(),
+            "mtu 1400 initcwnd 10"
+        );
         assert!(s.sets_route_metrics() && !Settings::default().sets_route_metrics());
     }
 
@@ -534,14 +549,30 @@ mod tests {
             3,
             "interface.eth1.route_metrics.fastopen",
         );
-        assert_refused_at("[route_metrics]\nmtu = 1400\nmss = 3\n", 3, "route_metrics.mss");
-        assert_refused_at("[interface.\"eth*\"]\nroute_metrics = {}\n", 1, "interface.eth*");
-        assert_refused_at("[interface.\"a/b\"]\nroute_metrics = {}\n", 1, "interface.a/b");
+        assert_refused_at(
+            "[route_metrics]\nmtu = 1400\nmss = 3\n",
+            3,
+            "route_metrics.mss",
+        );
+        assert_refused_at(
+            "[interface.\"eth*\"]\nroute_metrics = {}\n",
+            1,
+            "interface.eth*",
+        );
+        assert_refused_at(
+            "[interface.\"a/b\"]\nroute_metrics = {}\n",
+            1,
+            "interface.a/b",
+        );
     }
 
     #[test]
     fn a_missing_value_is_called_missing() {
-        for text in ["ipv4 = true\ntable_base =\n", "ipv4 = true\ntable_base = # later\n", "ipv4 = true\ntable_base ="] {
+        for text in [
+            "ipv4 = true\ntable_base =\n",
+            "ipv4 = true\ntable_base = # later\n",
+            "ipv4 = true\ntable_base =",
+        ] {
             assert_eq!(
                 error_of(text),
                 "/etc/symroute/symroute.toml:2: table_base: the value is missing (write \

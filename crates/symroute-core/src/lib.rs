@@ -44,7 +44,7 @@ pub use kernel::netlink::{Netlink, NetlinkError};
 pub use kernel::{links, ReadError};
 pub use model::{Op, Snapshot};
 pub use route_metrics::RouteMetrics;
-pub use run::{reconcile, reconcile_locked, Mode, Report, Target};
+pub use run::{reconcile, reconcile_interrupted, reconcile_locked, Mode, Report, Target};
 pub use settings::{InterfaceSettings, Settings};
 pub use views::doctor::Diagnosis;
 pub use views::explain::Explanation;

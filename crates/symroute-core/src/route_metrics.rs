@@ -26,15 +26,66 @@ enum Kind {
 /// `rto_min` (used only with `lock`, which is not offered), `features` (only ECN, set by
 /// the kernel with `congctl`), `lock` itself.
 const METRICS: &[(&str, u16, Kind)] = &[
-    ("mtu", metric::MTU, Kind::Number { min: 68, max: 65520 }),
-    ("advmss", metric::ADVMSS, Kind::Number { min: 1, max: 65495 }),
-    ("window", metric::WINDOW, Kind::Number { min: 1, max: u32::MAX }),
-    ("ssthresh", metric::SSTHRESH, Kind::Number { min: 1, max: u32::MAX }),
-    ("cwnd", metric::CWND, Kind::Number { min: 1, max: u32::MAX }),
-    ("reordering", metric::REORDERING, Kind::Number { min: 1, max: u32::MAX }),
-    ("hoplimit", metric::HOPLIMIT, Kind::Number { min: 1, max: 255 }),
-    ("initcwnd", metric::INITCWND, Kind::Number { min: 1, max: 1024 }),
-    ("initrwnd", metric::INITRWND, Kind::Number { min: 1, max: 1024 }),
+    (
+        "mtu",
+        metric::MTU,
+        Kind::Number {
+            min: 68,
+            max: 65520,
+        },
+    ),
+    (
+        "advmss",
+        metric::ADVMSS,
+        Kind::Number { min: 1, max: 65495 },
+    ),
+    (
+        "window",
+        metric::WINDOW,
+        Kind::Number {
+            min: 1,
+            max: u32::MAX,
+        },
+    ),
+    (
+        "ssthresh",
+        metric::SSTHRESH,
+        Kind::Number {
+            min: 1,
+            max: u32::MAX,
+        },
+    ),
+    (
+        "cwnd",
+        metric::CWND,
+        Kind::Number {
+            min: 1,
+            max: u32::MAX,
+        },
+    ),
+    (
+        "reordering",
+        metric::REORDERING,
+        Kind::Number {
+            min: 1,
+            max: u32::MAX,
+        },
+    ),
+    (
+        "hoplimit",
+        metric::HOPLIMIT,
+        Kind::Number { min: 1, max: 255 },
+    ),
+    (
+        "initcwnd",
+        metric::INITCWND,
+        Kind::Number { min: 1, max: 1024 },
+    ),
+    (
+        "initrwnd",
+        metric::INITRWND,
+        Kind::Number { min: 1, max: 1024 },
+    ),
     ("quickack", metric::QUICKACK, Kind::Flag),
     ("fastopen_no_cookie", metric::FASTOPEN_NO_COOKIE, Kind::Flag),
     ("congctl", metric::CC_ALGO, Kind::Algorithm),
@@ -220,18 +271,24 @@ mod tests {
     #[test]
     fn unknown_names_and_bad_values_name_the_metric() {
         assert!(error("mtuu = 1400").starts_with("mtuu: unknown route metric (known: mtu, "));
-        assert_eq!(error("mtu = 70000"), "mtu: 70000 is out of range 68..=65520");
+        assert_eq!(
+            error("mtu = 70000"),
+            "mtu: 70000 is out of range 68..=65520"
+        );
         assert_eq!(error("mtu = -1"), "mtu: -1 is out of range 68..=65520");
-        assert_eq!(error("initcwnd = 0"), "initcwnd: 0 is out of range 1..=1024");
-        assert_eq!(error("hoplimit = 256"), "hoplimit: 256 is out of range 1..=255");
+        assert_eq!(
+            error("initcwnd = 0"),
+            "initcwnd: 0 is out of range 1..=1024"
+        );
+        assert_eq!(
+            error("hoplimit = 256"),
+            "hoplimit: 256 is out of range 1..=255"
+        );
         assert_eq!(
             error("mtu = \"1400\""),
             "mtu: \"1400\" is not an integer 68..=65520"
         );
-        assert_eq!(
-            error("quickack = 1"),
-            "quickack: 1 is not true or false"
-        );
+        assert_eq!(error("quickack = 1"), "quickack: 1 is not true or false");
         assert!(error("congctl = \"b b r\"").starts_with("congctl: \"b b r\" is not a congestion"));
         assert!(error("congctl = 1").starts_with("congctl: 1 is not an algorithm name"));
     }
@@ -261,7 +318,10 @@ mod tests {
         assert_eq!(route.congctl(), Some("cubic"));
         // A flag set to false takes the route's own value away.
         parse("quickack = false").unwrap().apply(&mut route);
-        assert!(!route.metrics().iter().any(|(id, _)| *id == metric::QUICKACK));
+        assert!(!route
+            .metrics()
+            .iter()
+            .any(|(id, _)| *id == metric::QUICKACK));
         assert_eq!(route.congctl(), Some("cubic"));
     }
 }

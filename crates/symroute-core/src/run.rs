@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Error;
 use crate::events::Action;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, nftables, Scope};
+use crate::kernel::{self, nftables, ApplyError, Scope};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
@@ -310,6 +310,106 @@ pub async fn reconcile_locked(
     _held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
 ) -> Result<Report, Error> {
+    reconcile_interrupted(nl, settings, target, mode, skip, &mut || {}).await
+}
+
+/// [`reconcile_locked`] with `before_apply` called between reading the kernel and writing
+/// to it: for tests that change the host in that window (an interface deleted during a run).
+#[doc(hidden)]
+pub async fn reconcile_interrupted(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    skip: &BTreeSet<u32>,
+    before_apply: &mut dyn FnMut(),
+) -> Result<Report, Error> {
+    let first = pass(nl, settings, target, mode, skip, None, before_apply).await?;
+    let Some(cut_short) = first.cut_short else {
+        return Ok(first.report);
+    };
+    // A write found its device gone (ENODEV): an interface was deleted while the run read,
+    // planned and wrote. What the run wrote for it is now half of a table, or rules into a
+    // table the kernel emptied; what it wrote for others may copy routes through it. The run
+    // is done again over what is there now, which collects the one and leaves out the other.
+    let now = kernel::links(nl).await?;
+    let gone: Vec<&Link> = first
+        .report
+        .links
+        .iter()
+        .filter(|l| !now.iter().any(|n| n.index == l.index && n.name == l.name))
+        .collect();
+    if gone.is_empty() {
+        // Not a deleted interface after all: the failure stands.
+        return match target {
+            Target::Interface { .. } => Err(cut_short.into()),
+            Target::All | Target::Flush => {
+                let mut report = first.report;
+                report.failures.push(cut_short.into());
+                Ok(report)
+            }
+        };
+    }
+    let names: Vec<&str> = gone.iter().map(|l| l.name.as_str()).collect();
+    let (again, vanished) = match target {
+        // Asked about the interface that is gone: collect what is left of it.
+        Target::Interface { name, .. } => match gone.iter().find(|l| &l.name == name) {
+            Some(link) => (
+                Target::Interface {
+                    name: name.clone(),
+                    action: Action::Settle,
+                },
+                Some(link.index),
+            ),
+            None => (target.clone(), None),
+        },
+        Target::All | Target::Flush => (target.clone(), None),
+    };
+    log::debug!("{cut_short}: redoing the run");
+    let second = pass(nl, settings, &again, mode, skip, vanished, &mut || {}).await;
+    let mut report = match second {
+        Ok(second) if second.cut_short.is_none() => second.report,
+        Ok(second) => {
+            let mut report = second.report;
+            report.failures.extend(second.cut_short.map(Error::from));
+            report
+        }
+        Err(e) => {
+            log::error!(
+                "{} disappeared during the run, and redoing the run without it failed: what \
+                 was written for it is collected by the next run",
+                names.join(", ")
+            );
+            return Err(e);
+        }
+    };
+    log::warn!(
+        "{} disappeared during the run; the run was redone without it, and nothing was left \
+         half-done (what was written for it is removed)",
+        names.join(", ")
+    );
+    let mut by_interface = first.report.by_interface;
+    by_interface.append(&mut report.by_interface);
+    report.by_interface = by_interface;
+    Ok(report)
+}
+
+/// One pass of a run: its report, and the write that found its device gone, if one did
+/// (the rest of the run was then left undone).
+struct Pass {
+    report: Report,
+    cut_short: Option<ApplyError>,
+}
+
+async fn pass(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    skip: &BTreeSet<u32>,
+    vanished: Option<u32>,
+    before_apply: &mut dyn FnMut(),
+) -> Result<Pass, Error> {
     let links = kernel::links(nl).await?;
     let (scope, link) = match target {
         Target::All | Target::Flush => (Scope::All, None),
@@ -319,7 +419,7 @@ pub async fn reconcile_locked(
                 return Err(Error::UnknownInterface(name.clone()));
             }
             // `down` or `remove` after the device vanished: only stale state is left to collect.
-            None => (Scope::Garbage, None),
+            None => (Scope::Garbage(vanished), None),
         },
     };
     match (target, &link) {
@@ -404,6 +504,10 @@ pub async fn reconcile_locked(
         w.diff(&snapshot, settings);
     }
     snapshot.tables.clear();
+    if mode == Mode::Apply {
+        before_apply();
+    }
+    let mut cut_short = None;
     for Work {
         interface,
         mut ops,
@@ -441,6 +545,10 @@ pub async fn reconcile_locked(
                     });
                 }
                 if let Err(e) = result {
+                    if e.source.errno() == Some(libc::ENODEV) {
+                        cut_short = Some(e);
+                        break;
+                    }
                     match target {
                         _ if companion => log::warn!("{e}"),
                         Target::All | Target::Flush => report.failures.push(e.into()),
@@ -449,6 +557,10 @@ pub async fn reconcile_locked(
                 }
             }
         }
+    }
+    if cut_short.is_some() {
+        report.links = snapshot.links;
+        return Ok(Pass { report, cut_short });
     }
     // After the rules: marks are only set once the rules that route them exist.
     let nft = sync_nftables(&snapshot, settings, target, mode, &planned, &mut report);
@@ -469,7 +581,10 @@ pub async fn reconcile_locked(
         }
     }
     report.links = snapshot.links;
-    Ok(report)
+    Ok(Pass {
+        report,
+        cut_short: None,
+    })
 }
 
 /// Brings `table inet symroute` in line with the marked interfaces (`iif_rules`), or removes

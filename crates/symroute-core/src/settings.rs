@@ -173,7 +173,10 @@ impl Settings {
     /// Whether any route metric is set anywhere (else mirroring skips looking).
     pub fn sets_route_metrics(&self) -> bool {
         !self.route_metrics.is_empty()
-            || self.interfaces.values().any(|i| !i.route_metrics.is_empty())
+            || self
+                .interfaces
+                .values()
+                .any(|i| !i.route_metrics.is_empty())
     }
 
     /// Priority of the exemption rules: just before ours, so they win.
@@ -273,7 +276,11 @@ mod tests {
         assert_eq!(s.included_and_excluded("eth9"), Some(("eth*", "eth9")));
         assert_eq!(s.included_and_excluded("eth0"), None);
         s.include.clear();
-        assert_eq!(s.included_and_excluded("eth9"), None, "not included by name");
+        assert_eq!(
+            s.included_and_excluded("eth9"),
+            None,
+            "not included by name"
+        );
     }
 
     #[test]

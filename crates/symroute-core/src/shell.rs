@@ -209,12 +209,26 @@ mod tests {
 
     #[test]
     fn net_admin_is_read_from_the_effective_set() {
-        let status = |eff: &str| format!("Name:\tx\nCapInh:\t0\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\n");
-        assert_eq!(effective_has(&status("000001ffffffffff"), CAP_NET_ADMIN), Some(true));
-        assert_eq!(effective_has(&status("0000000000000000"), CAP_NET_ADMIN), Some(false));
+        let status = |eff: &str| {
+            format!("Name:\tx\nCapInh:\t0\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\n")
+        };
+        assert_eq!(
+            effective_has(&status("000001ffffffffff"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_has(&status("0000000000000000"), CAP_NET_ADMIN),
+            Some(false)
+        );
         // CAP_NET_ADMIN alone, as `setpriv --inh-caps +net_admin --ambient-caps ...` gives.
-        assert_eq!(effective_has(&status("0000000000001000"), CAP_NET_ADMIN), Some(true));
-        assert_eq!(effective_has(&status("0000000000000fff"), CAP_NET_ADMIN), Some(false));
+        assert_eq!(
+            effective_has(&status("0000000000001000"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_has(&status("0000000000000fff"), CAP_NET_ADMIN),
+            Some(false)
+        );
         assert_eq!(effective_has("Name:\tx\n", CAP_NET_ADMIN), None);
         assert_eq!(
             not_net_admin("symroute sync"),

@@ -20,7 +20,8 @@ use cli::Args;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
 use symroute_core::shell::{self, CommonFlags, Failure, EXIT_FAILURE};
 use symroute_core::{
-    action_for, is_known_event, logging, reconcile, ACTIONS, validate_interface_name, Action, Error, Mode, Netlink, Target,
+    action_for, is_known_event, logging, reconcile, validate_interface_name, Action, Error, Mode,
+    Netlink, Target, ACTIONS,
 };
 
 #[cfg_attr(not(test), no_mangle)]
@@ -128,7 +129,10 @@ mod tests {
     fn an_unknown_action_is_named_with_the_known_ones() {
         let line = unknown_action_warning("upp");
         assert!(line.starts_with("warning: unknown action \"upp\", nothing done (actions: up, "));
-        assert!(line.contains(", remove; see symroute-hook --help)"), "{line}");
+        assert!(
+            line.contains(", remove; see symroute-hook --help)"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 }

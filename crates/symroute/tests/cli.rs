@@ -315,8 +315,10 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
     let plan = admin.plan();
     assert!(
-        plan.lines().any(|l| l.starts_with("eth1: +route default via 10.2.0.1 dev eth1")
-            && l.ends_with(" mtu 1400 initcwnd 10 quickack 1 congctl reno")),
+        plan.lines().any(
+            |l| l.starts_with("eth1: +route default via 10.2.0.1 dev eth1")
+                && l.ends_with(" mtu 1400 initcwnd 10 quickack 1 congctl reno")
+        ),
         "{plan}"
     );
     admin.sync();
@@ -342,7 +344,10 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     assert_eq!(admin.status()["in_sync"], true);
     // Traffic still flows both ways through each uplink.
     for addr in Lab::host_addresses() {
-        assert!(ping(&lab.client, addr), "{addr} unreachable with route metrics");
+        assert!(
+            ping(&lab.client, addr),
+            "{addr} unreachable with route metrics"
+        );
     }
 
     // Changed and then removed: each edit is one rewrite, and a rerun writes nothing.
@@ -362,10 +367,16 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     // Refused before anything is done, naming the key.
     admin.configure("route_metrics = { mtu = 70000 }\n");
     let ran = admin.exits(2, &["sync"]);
-    assert_contains(&ran.err, ":1: route_metrics.mtu: 70000 is out of range 68..=65520");
+    assert_contains(
+        &ran.err,
+        ":1: route_metrics.mtu: 70000 is out of range 68..=65520",
+    );
     admin.configure("[interface.eth1]\nroute_metrics = { mss = 1 }\n");
     let ran = admin.exits(2, &["plan"]);
-    assert_contains(&ran.err, ":2: interface.eth1.route_metrics.mss: unknown route metric");
+    assert_contains(
+        &ran.err,
+        ":2: interface.eth1.route_metrics.mss: unknown route metric",
+    );
 }
 
 #[test]

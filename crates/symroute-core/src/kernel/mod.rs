@@ -41,8 +41,10 @@ pub enum Scope {
     Interface(u32),
     /// Every interface.
     All,
-    /// Only the state of interfaces that are gone (a `down` after the device vanished).
-    Garbage,
+    /// Only the state of interfaces that are gone (a `down` after the device vanished);
+    /// with the index of one that vanished during a run, its table too (a first build cut
+    /// short leaves routes there before any rule points at it).
+    Garbage(Option<u32>),
 }
 
 /// A failed read, naming what was being read.
@@ -144,7 +146,7 @@ pub async fn snapshot(
     let addresses = match scope {
         // Uplinks planned along with the interface need their own addresses.
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
-        Scope::Garbage => Vec::new(),
+        Scope::Garbage(_) => Vec::new(),
     };
     let rules = nl
         .dump(Msg::GetRule(convert::rule_dump_request()))
@@ -202,9 +204,9 @@ pub async fn snapshot(
                 }
             }
         }
-        Scope::Garbage => {
+        Scope::Garbage(vanished) => {
             // The kernel takes a vanished device's routes out of every table itself.
-            for t in stale {
+            for t in stale.chain(vanished.map(|i| settings.table_for(i))) {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
             (Vec::new(), Uplinks::default())

@@ -8,9 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::kernel::rtnl::{attr, attrs, begin, end_nested, finish, u32_at, Answer};
-use crate::model::{
-    metric, route_type, Address, Extras, Family, Link, NextHop, NextHops, Route,
-};
+use crate::model::{metric, route_type, Address, Extras, Family, Link, NextHop, NextHops, Route};
 
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_GETLINK: u16 = 18;

@@ -499,10 +499,11 @@ impl fmt::Display for Named<'_, Route> {
             this.metrics()
                 .partition_point(|(id, _)| *id < metric::CC_ALGO),
         );
-        let write_metric = |f: &mut fmt::Formatter<'_>, (id, value): &(u16, u32)| match metric::name(*id) {
-            Some(name) => write!(f, " {name} {value}"),
-            None => write!(f, " rtax{id} {value}"),
-        };
+        let write_metric =
+            |f: &mut fmt::Formatter<'_>, (id, value): &(u16, u32)| match metric::name(*id) {
+                Some(name) => write!(f, " {name} {value}"),
+                None => write!(f, " rtax{id} {value}"),
+            };
         for m in before {
             write_metric(f, m)?;
         }
