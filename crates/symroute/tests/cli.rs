@@ -194,6 +194,46 @@ fn status_shows_foreign_and_stale_state() {
 }
 
 #[test]
+fn a_foreign_twin_of_our_rule_is_reported_and_a_scoped_status_keeps_to_its_scope() {
+    let Some(lab) = root_lab() else { return };
+    let t1 = table_of(&lab.host, "eth1");
+    let admin = Admin::new(&lab.host, "");
+    // Another tool's copy of the rule symroute is about to add, at symroute's priority.
+    lab.host.ip(&format!(
+        "rule add priority 32000 from {HOST_ETH1_V4} lookup {t1} proto static"
+    ));
+    admin.sync();
+    assert_eq!(
+        lab.host
+            .ip("rule show")
+            .matches(&format!("from {HOST_ETH1_V4} lookup {t1}"))
+            .count(),
+        2,
+        "ours beside theirs"
+    );
+    let status = admin.status();
+    assert_eq!(status["in_sync"], false, "{status}");
+    assert_eq!(interface(&status, "eth1")["state"], "contested", "{status}");
+    let text = admin.ok(&["status"]).out;
+    assert_contains(&text, &format!("table {t1}, contested"));
+    assert_contains(
+        &text,
+        "not in sync: someone else's rule uses symroute's table",
+    );
+    assert_eq!(findings(&admin.doctor(), "tables")[0]["verdict"], "fail");
+
+    // eth0 is in sync; only eth1 is not: `status eth0` says so, and where the rest is.
+    let text = admin.ok(&["status", "eth0"]).out;
+    assert!(
+        text.ends_with("eth0: in sync (elsewhere not in sync: eth1; run `symroute status`)\n"),
+        "{text}"
+    );
+    let scoped = admin.json(&["status", "eth0", "--json"]);
+    assert_eq!(scoped["scope"], "eth0");
+    assert_eq!(scoped["others_not_in_sync"], serde_json::json!(["eth1"]));
+}
+
+#[test]
 fn explain_names_rule_table_route_and_symmetry() {
     let Some(lab) = root_lab() else { return };
     let admin = Admin::new(&lab.host, "");
