@@ -26,6 +26,14 @@ pub async fn status(
     interface: Option<&str>,
 ) -> Result<Status, Error> {
     let snapshot = full_snapshot(nl, settings).await?;
+    let only = match interface {
+        Some(name) => match snapshot.link_by_name(name) {
+            Some(link) => Some(link.index),
+            None => return Err(Error::UnknownInterface(name.to_string())),
+        },
+        None => None,
+    };
+    crate::run::warn_included_and_excluded(&snapshot.links, settings, only);
     let mut report = status::status(&snapshot, settings);
     if let Some(name) = interface {
         if !report.retain_interface(name) {

@@ -203,7 +203,7 @@ fn warn_unmarkable(plan: &InterfacePlan, settings: &Settings) {
 /// One warning line about the interfaces (only `only`, when given) that `include` names and
 /// `exclude` leaves out: exclude wins, so they are not managed, and the admin likely meant
 /// one or the other.
-fn warn_included_and_excluded(links: &[Link], settings: &Settings, only: Option<u32>) {
+pub(crate) fn warn_included_and_excluded(links: &[Link], settings: &Settings, only: Option<u32>) {
     let both: Vec<String> = links
         .iter()
         .filter(|l| !l.loopback && only.is_none_or(|i| i == l.index))
