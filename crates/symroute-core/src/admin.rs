@@ -54,7 +54,12 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
         facts.nft_table = nftables::read_installed().ok();
     }
     facts.nat = kernel::nat::read(Path::new("/"));
-    Ok(doctor::diagnose(&snapshot, settings, &report, &facts))
+    let diagnosis = doctor::diagnose(&snapshot, settings, &report, &facts);
+    // Also on stderr, one line each: `--json` readers and scripts see the findings only.
+    for finding in diagnosis.unseen() {
+        log::warn!("{}: {}", finding.check, finding.message);
+    }
+    Ok(diagnosis)
 }
 
 /// `symroute explain FROM TO [--iif NAME]`: the kernel's lookup of the packet and, for a

@@ -306,6 +306,19 @@ fn read_only_commands_work_without_root() {
     assert!(matches!(ran.code, Some(0 | 1)), "{ran:?}");
     let doctor: Value = serde_json::from_str(&ran.out).expect("doctor JSON");
     assert!(doctor["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    // What they cannot see without privileges, they say on stderr, one line each.
+    admin.configure("iif_rules = true\n");
+    let ran = nobody(&["doctor", "--json"]);
+    assert_eq!(
+        ran.err,
+        "warning: iif_rules: table inet symroute could not be read (that needs \
+         CAP_NET_ADMIN: run doctor as root)\n"
+    );
+    let ran = nobody(&["plan"]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_contains(&ran.err, "what a sync would change in it is unknown");
+    assert_eq!(ran.err.lines().count(), 1, "{ran:?}");
+    admin.configure("");
 
     // Writing needs privileges: refused first with why, nothing changed.
     for command in ["sync", "flush"] {
