@@ -393,6 +393,20 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     }
     // Main keeps its routes as they were.
     assert!(!lab.host.ip("route show table main").contains("initcwnd"));
+    // status --json shows the metrics as `ip -j` does.
+    let status = admin.status();
+    let ours = interface(&status, "eth1")["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let theirs = ip_json(&lab.host.ip(&format!("-j -4 route show table {t1}")));
+    for route in &theirs {
+        let mine = ours
+            .iter()
+            .find(|r| r["family"] == "inet" && r["dst"] == route["dst"])
+            .unwrap_or_else(|| panic!("{route} not in {status}"));
+        same_as_ip(mine, route).unwrap_or_else(|e| panic!("{e}: {mine} vs {route}"));
+    }
     assert_eq!(admin.plan(), "", "a second sync would write again");
     assert_eq!(admin.status()["in_sync"], true);
     // Traffic still flows both ways through each uplink.
