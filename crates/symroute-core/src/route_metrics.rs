@@ -22,9 +22,10 @@ enum Kind {
 }
 
 /// The metrics `route_metrics` takes: the ones that describe a path and that the kernel
-/// uses without a lock bit. Left out: `rtt`, `rttvar` (learned per connection, seeds only),
-/// `rto_min` (used only with `lock`, which is not offered), `features` (only ECN, set by
-/// the kernel with `congctl`), `lock` itself.
+/// uses without a lock bit (`lock = [...]` locks any but the flags). Left out: `rtt`,
+/// `rttvar` (learned per connection, seeds only), `rto_min` (used only when locked, and
+/// `ip route` writes it in its own units), `features` (only ECN, set by the kernel with
+/// `congctl`).
 const METRICS: &[(&str, u16, Kind)] = &[
     (
         "mtu",
@@ -102,6 +103,9 @@ pub struct RouteMetrics {
     numbers: Vec<(u16, Option<u32>)>,
     /// `congctl`.
     congctl: Option<String>,
+    /// `lock = [...]`: bit N locks the metric with id N (`RTAX_LOCK`), for metrics this
+    /// table sets.
+    locked: u32,
 }
 
 /// Why a `route_metrics` table was refused: the metric's name and what is wrong.
@@ -116,7 +120,8 @@ impl RouteMetrics {
         self.numbers.is_empty() && self.congctl.is_none()
     }
 
-    /// Reads `{ mtu = 1400, initcwnd = 10, congctl = "bbr", quickack = true }`.
+    /// Reads `{ mtu = 1400, initcwnd = 10, congctl = "bbr", quickack = true }`, and
+    /// `lock = ["mtu"]` for `mtu lock 1400`.
     pub fn parse(table: &toml::Table) -> Result<RouteMetrics, MetricError> {
         let mut metrics = RouteMetrics::default();
         for (name, value) in table {
@@ -124,6 +129,9 @@ impl RouteMetrics {
                 name: name.clone(),
                 message,
             };
+            if name == "lock" {
+                continue;
+            }
             let Some((_, id, kind)) = METRICS.iter().find(|(n, _, _)| n == name) else {
                 let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
                 return Err(err(format!(
@@ -175,22 +183,80 @@ impl RouteMetrics {
             }
         }
         metrics.numbers.sort_unstable();
+        if let Some(lock) = table.get("lock") {
+            metrics.locked = metrics.lock_bits(lock)?;
+        }
         Ok(metrics)
+    }
+
+    /// The `RTAX_LOCK` bits of `lock = ["mtu", ...]`: metrics this table sets, that the
+    /// kernel can lock (numbers and `congctl`, as `ip route`'s `lock` goes).
+    fn lock_bits(&self, lock: &toml::Value) -> Result<u32, MetricError> {
+        let err = |message: String| MetricError {
+            name: "lock".into(),
+            message,
+        };
+        let toml::Value::Array(names) = lock else {
+            return Err(err(
+                "must be a list of metric names, such as [\"mtu\"]".into()
+            ));
+        };
+        let mut bits = 0;
+        for name in names {
+            let toml::Value::String(name) = name else {
+                return Err(err(format!(
+                    "a {} is not a metric name in quotes",
+                    name.type_str()
+                )));
+            };
+            let Some((_, id, kind)) = METRICS.iter().find(|(n, _, _)| n == name) else {
+                return Err(err(format!("{name:?} is not a route metric")));
+            };
+            if *kind == Kind::Flag {
+                return Err(err(format!("{name} cannot be locked")));
+            }
+            let set = match kind {
+                Kind::Algorithm => self.congctl.is_some(),
+                _ => self.numbers.iter().any(|(n, _)| n == id),
+            };
+            if !set {
+                return Err(err(format!(
+                    "{name} is locked but not set here (set it beside the lock)"
+                )));
+            }
+            bits |= 1 << id;
+        }
+        Ok(bits)
     }
 
     /// These metrics with `over`'s on top (a per-interface table over the global one).
     pub fn overlaid(&self, over: &RouteMetrics) -> RouteMetrics {
         let mut numbers = over.numbers.clone();
-        numbers.extend(
-            self.numbers
-                .iter()
-                .filter(|(id, _)| !over.numbers.iter().any(|(o, _)| o == id)),
-        );
+        let mut locked = over.locked;
+        for (id, value) in &self.numbers {
+            if !over.numbers.iter().any(|(o, _)| o == id) {
+                numbers.push((*id, *value));
+                locked |= self.locked & (1 << id);
+            }
+        }
         numbers.sort_unstable();
+        let congctl = match (&over.congctl, &self.congctl) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(name)) => {
+                locked |= self.locked & (1 << metric::CC_ALGO);
+                Some(name.clone())
+            }
+            (None, None) => None,
+        };
         RouteMetrics {
             numbers,
-            congctl: over.congctl.clone().or_else(|| self.congctl.clone()),
+            congctl,
+            locked,
         }
+    }
+
+    fn is_locked(&self, id: u16) -> bool {
+        self.locked & (1 << id) != 0
     }
 
     /// Sets these metrics on `route` (a copy of main's), over the values it had.
@@ -198,10 +264,25 @@ impl RouteMetrics {
         if self.is_empty() {
             return;
         }
+        // A metric set here is locked or not as set here; main's others keep their bits.
+        let mut lock = route
+            .metrics()
+            .iter()
+            .find(|(id, _)| *id == metric::LOCK)
+            .map_or(0, |(_, bits)| *bits);
+        let ours = self
+            .numbers
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.congctl.as_ref().map(|_| metric::CC_ALGO));
+        for id in ours {
+            lock = (lock & !(1 << id)) | (self.locked & (1 << id));
+        }
         let mut numbers: Vec<(u16, u32)> = route
             .metrics()
             .iter()
             .copied()
+            .filter(|(id, _)| *id != metric::LOCK)
             .filter(|(id, _)| !self.numbers.iter().any(|(ours, _)| ours == id))
             .collect();
         numbers.extend(
@@ -209,6 +290,9 @@ impl RouteMetrics {
                 .iter()
                 .filter_map(|(id, value)| value.map(|v| (*id, v))),
         );
+        if lock != 0 {
+            numbers.push((metric::LOCK, lock));
+        }
         let congctl = self.congctl.as_deref().or(route.congctl()).map(Box::from);
         route.extras = Extras::with_congctl(route.pref_src(), numbers, congctl);
     }
@@ -224,14 +308,15 @@ impl fmt::Display for RouteMetrics {
             first = false;
             write!(f, "{s}")
         };
+        let lock = |id: u16| if self.is_locked(id) { "lock " } else { "" };
         for (id, value) in &self.numbers {
             sep(f)?;
             let name = metric::name(*id).unwrap_or("?");
-            write!(f, "{name} {}", value.unwrap_or(0))?;
+            write!(f, "{name} {}{}", lock(*id), value.unwrap_or(0))?;
         }
         if let Some(congctl) = &self.congctl {
             sep(f)?;
-            write!(f, "congctl {congctl}")?;
+            write!(f, "congctl {}{congctl}", lock(metric::CC_ALGO))?;
         }
         Ok(())
     }
@@ -291,6 +376,62 @@ mod tests {
         assert_eq!(error("quickack = 1"), "quickack: 1 is not true or false");
         assert!(error("congctl = \"b b r\"").starts_with("congctl: \"b b r\" is not a congestion"));
         assert!(error("congctl = 1").starts_with("congctl: 1 is not an algorithm name"));
+    }
+
+    #[test]
+    fn locks_go_with_the_values_they_lock() {
+        let global =
+            parse("mtu = 1400\ncongctl = \"reno\"\nlock = [\"mtu\", \"congctl\"]").unwrap();
+        assert_eq!(global.to_string(), "mtu lock 1400 congctl lock reno");
+        let eth1 = parse("mtu = 1300\ninitcwnd = 10\nlock = [\"initcwnd\"]").unwrap();
+        let both = global.overlaid(&eth1);
+        assert_eq!(
+            both.to_string(),
+            "mtu 1300 initcwnd lock 10 congctl lock reno"
+        );
+        // Main's route had advmss locked: that stays; its mtu lock goes with its mtu.
+        let mut route =
+            fixtures::route(1003, "10.9.0.0", 16, Some("10.2.0.1"), 3, 0).with_metrics(vec![
+                (metric::LOCK, 1 << metric::MTU | 1 << metric::ADVMSS),
+                (metric::MTU, 1500),
+                (metric::ADVMSS, 1460),
+            ]);
+        both.apply(&mut route);
+        assert_eq!(
+            route.metrics(),
+            [
+                (
+                    metric::LOCK,
+                    1 << metric::ADVMSS | 1 << metric::INITCWND | 1 << metric::CC_ALGO
+                ),
+                (metric::MTU, 1300),
+                (metric::ADVMSS, 1460),
+                (metric::INITCWND, 10),
+            ]
+        );
+        route = route.with_congctl(Some("reno"));
+        assert!(
+            route
+                .to_string()
+                .ends_with(" mtu 1300 advmss lock 1460 initcwnd lock 10 congctl lock reno"),
+            "{route}"
+        );
+        assert_eq!(
+            error("lock = [\"mtu\"]"),
+            "lock: mtu is locked but not set here (set it beside the lock)"
+        );
+        assert_eq!(
+            error("quickack = true\nlock = [\"quickack\"]"),
+            "lock: quickack cannot be locked"
+        );
+        assert_eq!(
+            error("lock = \"mtu\""),
+            "lock: must be a list of metric names, such as [\"mtu\"]"
+        );
+        assert_eq!(
+            error("lock = [\"mss\"]"),
+            "lock: \"mss\" is not a route metric"
+        );
     }
 
     #[test]

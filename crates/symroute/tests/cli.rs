@@ -362,7 +362,7 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     let Some(lab) = root_lab() else { return };
     let admin = Admin::new(
         &lab.host,
-        "route_metrics = { initcwnd = 10, quickack = true }\n\
+        "route_metrics = { initcwnd = 10, quickack = true, lock = [\"initcwnd\"] }\n\
          [interface.eth1]\nroute_metrics = { mtu = 1400, congctl = \"reno\" }\n",
     );
     let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
@@ -370,7 +370,7 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
     assert!(
         plan.lines().any(
             |l| l.starts_with("eth1: +route default via 10.2.0.1 dev eth1")
-                && l.ends_with(" mtu 1400 initcwnd 10 quickack 1 congctl reno")
+                && l.ends_with(" mtu 1400 initcwnd lock 10 quickack 1 congctl reno")
         ),
         "{plan}"
     );
@@ -391,6 +391,12 @@ fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
         assert_eq!(metrics["initcwnd"], 10, "{dst}: {metrics}");
         assert!(metrics.get("mtu").is_none(), "{dst}: {metrics}");
     }
+    let text = lab.host.ip(&format!("route show table {t1}"));
+    assert!(
+        text.lines()
+            .all(|l| l.contains(" mtu 1400 initcwnd lock 10 quickack 1 congctl reno")),
+        "{text}"
+    );
     // Main keeps its routes as they were.
     assert!(!lab.host.ip("route show table main").contains("initcwnd"));
     // status --json shows the metrics as `ip -j` does.

@@ -494,24 +494,49 @@ impl fmt::Display for Named<'_, Route> {
         if this.metric != 0 {
             write!(f, " metric {}", this.metric)?;
         }
-        // In `RTAX_*` order, as `ip route` prints them (congctl is RTAX_CC_ALGO, 16).
+        // In `RTAX_*` order, as `ip route` prints them (congctl is RTAX_CC_ALGO, 16), a
+        // locked one as `mtu lock 1400`.
+        let lock = this
+            .metrics()
+            .iter()
+            .find(|(id, _)| *id == metric::LOCK)
+            .map_or(0, |(_, bits)| *bits);
+        let locked = |id: u16| {
+            if id < 32 && lock & (1 << id) != 0 {
+                "lock "
+            } else {
+                ""
+            }
+        };
         let (before, after) = this.metrics().split_at(
             this.metrics()
                 .partition_point(|(id, _)| *id < metric::CC_ALGO),
         );
         let write_metric =
             |f: &mut fmt::Formatter<'_>, (id, value): &(u16, u32)| match metric::name(*id) {
-                Some(name) => write!(f, " {name} {value}"),
+                _ if *id == metric::LOCK => Ok(()),
+                Some(name) => write!(f, " {name} {}{value}", locked(*id)),
                 None => write!(f, " rtax{id} {value}"),
             };
         for m in before {
             write_metric(f, m)?;
         }
         if let Some(congctl) = this.congctl() {
-            write!(f, " congctl {congctl}")?;
+            write!(f, " congctl {}{congctl}", locked(metric::CC_ALGO))?;
         }
         for m in after {
             write_metric(f, m)?;
+        }
+        // Bits of metrics the route does not have, which `ip route` cannot show either.
+        let shown: u32 = this
+            .metrics()
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(this.congctl().map(|_| metric::CC_ALGO))
+            .filter(|id| *id < 32)
+            .fold(0, |bits, id| bits | 1 << id);
+        if lock & !shown != 0 {
+            write!(f, " lock {:#x}", lock & !shown)?;
         }
         Ok(())
     }
