@@ -133,7 +133,8 @@ impl RouteMetrics {
                 continue;
             }
             let Some((_, id, kind)) = METRICS.iter().find(|(n, _, _)| n == name) else {
-                let known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+                let mut known: Vec<&str> = METRICS.iter().map(|(n, _, _)| *n).collect();
+                known.push("lock");
                 return Err(err(format!(
                     "unknown route metric (known: {})",
                     known.join(", ")
