@@ -367,19 +367,33 @@ pub async fn reconcile_interrupted(
     };
     log::debug!("{cut_short}: redoing the run");
     let second = pass(nl, settings, &again, mode, skip, vanished, &mut || {}).await;
+    let failed_again = |e: &dyn std::fmt::Display| {
+        log::error!(
+            "{} disappeared during the run, and redoing the run without it failed ({e}): what \
+             is left of it is collected by the next run",
+            names.join(", ")
+        );
+    };
     let mut report = match second {
-        Ok(second) if second.cut_short.is_none() => second.report,
-        Ok(second) => {
-            let mut report = second.report;
-            report.failures.extend(second.cut_short.map(Error::from));
-            report
+        Ok(Pass {
+            report,
+            cut_short: None,
+        }) => report,
+        Ok(Pass {
+            mut report,
+            cut_short: Some(e),
+        }) => {
+            failed_again(&e);
+            match target {
+                Target::Interface { .. } => return Err(e.into()),
+                Target::All | Target::Flush => {
+                    report.failures.push(e.into());
+                    return Ok(report);
+                }
+            }
         }
         Err(e) => {
-            log::error!(
-                "{} disappeared during the run, and redoing the run without it failed: what \
-                 was written for it is collected by the next run",
-                names.join(", ")
-            );
+            failed_again(&e);
             return Err(e);
         }
     };
