@@ -27,6 +27,14 @@ pub async fn status(
     interface: Option<&str>,
 ) -> Result<Status, Error> {
     let snapshot = full_snapshot(nl, settings).await?;
+    let only = match interface {
+        Some(name) => match snapshot.link_by_name(name) {
+            Some(link) => Some(link.index),
+            None => return Err(Error::UnknownInterface(name.to_string())),
+        },
+        None => None,
+    };
+    crate::run::warn_included_and_excluded(&snapshot.links, settings, only);
     let mut report = status::status(&snapshot, settings);
     if let Some(name) = interface {
         if !report.retain_interface(name) {
@@ -48,7 +56,12 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
     }
     facts.nat = kernel::nat::read(Path::new("/"));
     facts.replies = ask_replies(nl, &snapshot, settings).await;
-    Ok(doctor::diagnose(&snapshot, settings, &report, &facts))
+    let diagnosis = doctor::diagnose(&snapshot, settings, &report, &facts);
+    // Also on stderr, one line each: `--json` readers and scripts see the findings only.
+    for finding in diagnosis.unseen() {
+        log::warn!("{}: {}", finding.check, finding.message);
+    }
+    Ok(diagnosis)
 }
 
 /// The kernel's lookups of the host's replies from its uplinks' addresses

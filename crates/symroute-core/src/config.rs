@@ -1,12 +1,15 @@
 //! `/etc/symroute/symroute.toml`: every key optional, zero configuration is the default.
 //! A broken file is one error naming the file, the line and the key, and nothing changes.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::settings::{Prefix, Settings};
+use crate::events::validate_interface_name;
+use crate::route_metrics::RouteMetrics;
+use crate::settings::{InterfaceSettings, Prefix, Settings};
 use crate::trust::{self, ReadError};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
@@ -48,6 +51,15 @@ struct File {
     strict: Option<bool>,
     table_names: Option<bool>,
     metrics_textfile: Option<String>,
+    route_metrics: Option<toml::Table>,
+    interface: Option<BTreeMap<String, InterfaceFile>>,
+}
+
+/// `[interface.NAME]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterfaceFile {
+    route_metrics: Option<toml::Table>,
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -92,9 +104,20 @@ pub fn load_from(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
+        let line = line_of(text, offset);
+        if let Some(key) = missing_value_at(text, offset) {
+            let message = format!(
+                "the value is missing (write `{key} = VALUE`, or remove the line for the default)"
+            );
+            return invalid(path, line, key, message);
+        }
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
-        invalid(path, line_of(text, offset), key, message)
+        let key = match section_at(text, offset) {
+            Some(section) => format!("{section}.{key}"),
+            None => key,
+        };
+        invalid(path, line, key, message)
     })?;
     let defaults = Settings::default();
     let err =
@@ -150,6 +173,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             ));
         }
     };
+    let route_metrics = match &file.route_metrics {
+        Some(table) => RouteMetrics::parse(table).map_err(|e| {
+            let line = line_of_metric(text, None, &e.name);
+            invalid(path, line, format!("route_metrics.{}", e.name), e.message)
+        })?,
+        None => RouteMetrics::default(),
+    };
+    let mut interfaces = BTreeMap::new();
+    for (name, section) in file.interface.unwrap_or_default() {
+        if let Err(e) = validate_interface_name(&name) {
+            return Err(invalid(
+                path,
+                line_of_section(text, &name),
+                format!("interface.{name}"),
+                format!("{e} (the section names one interface, without patterns)"),
+            ));
+        }
+        if name.contains(['*', '?']) {
+            return Err(invalid(
+                path,
+                line_of_section(text, &name),
+                format!("interface.{name}"),
+                "the section names one interface; patterns are for include and exclude".into(),
+            ));
+        }
+        let route_metrics = match &section.route_metrics {
+            Some(table) => RouteMetrics::parse(table).map_err(|e| {
+                let line = line_of_metric(text, Some(&name), &e.name);
+                let key = format!("interface.{name}.route_metrics.{}", e.name);
+                invalid(path, line, key, e.message)
+            })?,
+            None => RouteMetrics::default(),
+        };
+        interfaces.insert(name, InterfaceSettings { route_metrics });
+    }
     let settings = Settings {
         table_base,
         rule_priority,
@@ -164,6 +222,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
         metrics_textfile,
+        route_metrics,
+        interfaces,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -236,9 +296,116 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// The key whose value is missing when the parser stopped at `offset` right after `KEY =`
+/// (`table_base =` at the end of a line, `{ mtu = }`): the parser's own words for it are
+/// about quoting strings, which misleads. Keys of an inline table are named with the key
+/// that holds it (`route_metrics.mtu`).
+fn missing_value_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[start..offset].trim_end();
+    let before = before.strip_suffix('=')?;
+    let key_of = |s: &str| {
+        let word: String = s
+            .trim_end()
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Some(word.trim_matches('"').to_string()).filter(|w| !w.is_empty())
+    };
+    let key = key_of(before)?;
+    match before.rfind('{') {
+        Some(brace) => match before[..brace].trim_end().strip_suffix('=') {
+            Some(outer) => Some(format!("{}.{key}", key_of(outer)?)),
+            None => Some(key),
+        },
+        None => Some(key),
+    }
+}
+
 fn key_in_message(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split('`').next().map(str::to_string)
+}
+
+/// The `[...]` section holding `offset` (`interface.eth1`), if any.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    let header = text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))?;
+    let inner = header.trim().strip_prefix('[')?.strip_suffix(']')?;
+    Some(
+        inner
+            .chars()
+            .filter(|c| *c != '"' && !c.is_whitespace())
+            .collect(),
+    )
+}
+
+/// Whether `line` is the header `[interface.NAME]` or `[interface.NAME.route_metrics]`
+/// (the name quoted or not).
+fn header_of(line: &str, name: &str) -> bool {
+    let Some(inner) = line
+        .trim()
+        .strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'))
+    else {
+        return false;
+    };
+    let inner: String = inner
+        .chars()
+        .filter(|c| *c != '"' && !c.is_whitespace())
+        .collect();
+    inner == format!("interface.{name}") || inner == format!("interface.{name}.route_metrics")
+}
+
+/// The line of `[interface.NAME]` (or of the first line naming the interface).
+fn line_of_section(text: &str, name: &str) -> usize {
+    text.lines()
+        .position(|l| header_of(l, name))
+        .map_or(1, |i| i + 1)
+}
+
+/// The line that sets metric `name` of `route_metrics`: the global table (`section`
+/// `None`, before any `[...]` header but its own) or `[interface.NAME]`'s, inline
+/// (`route_metrics = { mtu = 1400 }`) or as a table of its own (`[...route_metrics]`).
+fn line_of_metric(text: &str, section: Option<&str>, name: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let in_section = |l: &str| match section {
+        None => l.trim() == "[route_metrics]",
+        Some(interface) => header_of(l, interface),
+    };
+    let mut inside = section.is_none();
+    let mut fallback = None;
+    for (i, line) in lines.iter().enumerate() {
+        if is_header(line) {
+            inside = in_section(line);
+            if inside && fallback.is_none() {
+                fallback = Some(i + 1);
+            }
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let sets = |key: &str| {
+            line.split([',', '{'])
+                .any(|part| part.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+        };
+        if sets(name) {
+            return i + 1;
+        }
+        if sets("route_metrics") && fallback.is_none() {
+            fallback = Some(i + 1);
+        }
+    }
+    fallback.unwrap_or(1)
 }
 
 fn line_of_key(text: &str, key: &str) -> usize {
@@ -303,7 +470,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`"
             )
         );
     }
@@ -335,6 +502,86 @@ mod tests {
                 .to_string();
             assert!(e.contains(":1: metrics_textfile: "), "{e}");
         }
+    }
+
+    #[test]
+    fn route_metrics_globally_and_per_interface() {
+        let s = parse_str(
+            "route_metrics = { mtu = 1400, initcwnd = 10 }\n\n[interface.eth1]\n\
+             route_metrics = { mtu = 1300, congctl = \"reno\" }\n\n\
+             [interface.\"eth0.100\".route_metrics]\nquickack = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.route_metrics.to_string(), "mtu 1400 initcwnd 10");
+        assert_eq!(
+            s.route_metrics_for("eth1").to_string(),
+            "mtu 1300 initcwnd 10 congctl reno"
+        );
+        assert_eq!(
+            s.route_metrics_for("eth0.100").to_string(),
+            "mtu 1400 initcwnd 10 quickack 1"
+        );
+        assert_eq!(
+            s.route_metrics_for("eth2").to_string(),
+            "mtu 1400 initcwnd 10"
+        );
+        assert!(s.sets_route_metrics() && !Settings::default().sets_route_metrics());
+    }
+
+    #[test]
+    fn bad_route_metrics_name_the_key_and_line() {
+        assert_eq!(
+            error_of("ipv4 = true\nroute_metrics = { initcwnd = 10, mtu = 70000 }\n"),
+            "/etc/symroute/symroute.toml:2: route_metrics.mtu: 70000 is out of range 68..=65520"
+        );
+        assert_refused_at(
+            "route_metrics = { mtu = 1400 }\n[interface.eth1]\nstrict = true\n",
+            3,
+            "interface.eth1.strict",
+        );
+        assert_refused_at(
+            "route_metrics = { mtu = 1400 }\n[interface.eth10]\nroute_metrics = { mtu = 1 }\n",
+            3,
+            "interface.eth10.route_metrics.mtu",
+        );
+        assert_refused_at(
+            "[interface.eth1.route_metrics]\ncwnd = 2\nfastopen = true\n",
+            3,
+            "interface.eth1.route_metrics.fastopen",
+        );
+        assert_refused_at(
+            "[route_metrics]\nmtu = 1400\nmss = 3\n",
+            3,
+            "route_metrics.mss",
+        );
+        assert_refused_at(
+            "[interface.\"eth*\"]\nroute_metrics = {}\n",
+            1,
+            "interface.eth*",
+        );
+        assert_refused_at(
+            "[interface.\"a/b\"]\nroute_metrics = {}\n",
+            1,
+            "interface.a/b",
+        );
+    }
+
+    #[test]
+    fn a_missing_value_is_called_missing() {
+        for text in [
+            "ipv4 = true\ntable_base =\n",
+            "ipv4 = true\ntable_base = # later\n",
+            "ipv4 = true\ntable_base =",
+        ] {
+            assert_eq!(
+                error_of(text),
+                "/etc/symroute/symroute.toml:2: table_base: the value is missing (write \
+                 `table_base = VALUE`, or remove the line for the default)",
+                "{text:?}"
+            );
+        }
+        assert!(error_of("route_metrics = { mtu = }\n")
+            .starts_with("/etc/symroute/symroute.toml:1: route_metrics.mtu: the value is missing"));
     }
 
     #[test]

@@ -68,6 +68,7 @@ mod tests {
             interface: "eth1".into(),
             op: "add rule".into(),
             source: NetlinkError::Errno(libc::EEXIST),
+            hint: None,
         });
         assert_eq!(apply.interface(), Some("eth1"));
         assert_eq!(

@@ -41,6 +41,53 @@ pub fn action_for(event: &str) -> Action {
     }
 }
 
+/// The event names symroute acts on, in the order `--help` lists them.
+pub const ACTIONS: &[&str] = &[
+    "up",
+    "dhcp4-change",
+    "dhcp6-change",
+    "reapply",
+    "vpn-up",
+    "routable",
+    "configured",
+    "degraded",
+    "sync",
+    "down",
+    "pre-down",
+    "vpn-down",
+    "vpn-pre-down",
+    "off",
+    "no-carrier",
+    "remove",
+];
+
+/// Events NetworkManager and networkd-dispatcher send that need nothing from symroute: not
+/// typos. (Names added later by either are ignored just the same, and quietly for them.)
+const IGNORED_EVENTS: &[&str] = &[
+    // NetworkManager.
+    "pre-up",
+    "vpn-pre-up",
+    "hostname",
+    "connectivity-change",
+    // networkd-dispatcher's other operational and administrative states.
+    "carrier",
+    "dormant",
+    "degraded-carrier",
+    "enslaved",
+    "configuring",
+    "unmanaged",
+    "failed",
+    "initialized",
+    "pending",
+    "linger",
+];
+
+/// Whether `event` is a name some dispatcher sends (acted on or not), rather than likely a
+/// typo of a person's (`upp`).
+pub fn is_known_event(event: &str) -> bool {
+    ACTIONS.contains(&event) || IGNORED_EVENTS.contains(&event)
+}
+
 /// Why an interface name is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -77,6 +124,19 @@ pub fn validate_interface_name(name: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_action_is_acted_on_and_typos_are_unknown() {
+        for action in ACTIONS {
+            assert_ne!(action_for(action), Action::Ignore, "{action}");
+            assert!(is_known_event(action));
+        }
+        for ignored in IGNORED_EVENTS {
+            assert_eq!(action_for(ignored), Action::Ignore, "{ignored}");
+        }
+        assert!(is_known_event("hostname"));
+        assert!(!is_known_event("upp"));
+    }
 
     #[test]
     fn networkmanager_actions() {

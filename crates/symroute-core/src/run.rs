@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::Error;
 use crate::events::Action;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, nftables, Scope};
+use crate::kernel::{self, nftables, ApplyError, Scope};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
@@ -200,6 +200,29 @@ fn warn_unmarkable(plan: &InterfacePlan, settings: &Settings) {
     }
 }
 
+/// One warning line about the interfaces (only `only`, when given) that `include` names and
+/// `exclude` leaves out: exclude wins, so they are not managed, and the admin likely meant
+/// one or the other.
+pub(crate) fn warn_included_and_excluded(links: &[Link], settings: &Settings, only: Option<u32>) {
+    let both: Vec<String> = links
+        .iter()
+        .filter(|l| !l.loopback && only.is_none_or(|i| i == l.index))
+        .filter_map(|l| {
+            let (include, exclude) = settings.included_and_excluded(&l.name)?;
+            Some(format!(
+                "{} (include {include:?}, exclude {exclude:?})",
+                l.name
+            ))
+        })
+        .collect();
+    if !both.is_empty() {
+        log::warn!(
+            "matched by both include and exclude, so not managed (exclude wins): {}",
+            both.join(", ")
+        );
+    }
+}
+
 fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
     Work::ops(
@@ -287,6 +310,120 @@ pub async fn reconcile_locked(
     _held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
 ) -> Result<Report, Error> {
+    reconcile_interrupted(nl, settings, target, mode, skip, &mut || {}).await
+}
+
+/// [`reconcile_locked`] with `before_apply` called between reading the kernel and writing
+/// to it: for tests that change the host in that window (an interface deleted during a run).
+#[doc(hidden)]
+pub async fn reconcile_interrupted(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    skip: &BTreeSet<u32>,
+    before_apply: &mut dyn FnMut(),
+) -> Result<Report, Error> {
+    let first = pass(nl, settings, target, mode, skip, None, before_apply).await?;
+    let Some(cut_short) = first.cut_short else {
+        return Ok(first.report);
+    };
+    // A write found its device gone (ENODEV): an interface was deleted while the run read,
+    // planned and wrote. What the run wrote for it is now half of a table, or rules into a
+    // table the kernel emptied; what it wrote for others may copy routes through it. The run
+    // is done again over what is there now, which collects the one and leaves out the other.
+    let now = kernel::links(nl).await?;
+    let gone: Vec<&Link> = first
+        .report
+        .links
+        .iter()
+        .filter(|l| !now.iter().any(|n| n.index == l.index && n.name == l.name))
+        .collect();
+    if gone.is_empty() {
+        // Not a deleted interface after all: the failure stands.
+        return match target {
+            Target::Interface { .. } => Err(cut_short.into()),
+            Target::All | Target::Flush => {
+                let mut report = first.report;
+                report.failures.push(cut_short.into());
+                Ok(report)
+            }
+        };
+    }
+    let names: Vec<&str> = gone.iter().map(|l| l.name.as_str()).collect();
+    let (again, vanished) = match target {
+        // Asked about the interface that is gone: collect what is left of it.
+        Target::Interface { name, .. } => match gone.iter().find(|l| &l.name == name) {
+            Some(link) => (
+                Target::Interface {
+                    name: name.clone(),
+                    action: Action::Settle,
+                },
+                Some(link.index),
+            ),
+            None => (target.clone(), None),
+        },
+        Target::All | Target::Flush => (target.clone(), None),
+    };
+    log::debug!("{cut_short}: redoing the run");
+    let second = pass(nl, settings, &again, mode, skip, vanished, &mut || {}).await;
+    let failed_again = |e: &dyn std::fmt::Display| {
+        log::error!(
+            "{} disappeared during the run, and redoing the run without it failed ({e}): what \
+             is left of it is collected by the next run",
+            names.join(", ")
+        );
+    };
+    let mut report = match second {
+        Ok(Pass {
+            report,
+            cut_short: None,
+        }) => report,
+        Ok(Pass {
+            mut report,
+            cut_short: Some(e),
+        }) => {
+            failed_again(&e);
+            match target {
+                Target::Interface { .. } => return Err(e.into()),
+                Target::All | Target::Flush => {
+                    report.failures.push(e.into());
+                    return Ok(report);
+                }
+            }
+        }
+        Err(e) => {
+            failed_again(&e);
+            return Err(e);
+        }
+    };
+    log::warn!(
+        "{} disappeared during the run; the run was redone without it, and nothing was left \
+         half-done (what was written for it is removed)",
+        names.join(", ")
+    );
+    let mut by_interface = first.report.by_interface;
+    by_interface.append(&mut report.by_interface);
+    report.by_interface = by_interface;
+    Ok(report)
+}
+
+/// One pass of a run: its report, and the write that found its device gone, if one did
+/// (the rest of the run was then left undone).
+struct Pass {
+    report: Report,
+    cut_short: Option<ApplyError>,
+}
+
+async fn pass(
+    nl: &Netlink,
+    settings: &Settings,
+    target: &Target,
+    mode: Mode,
+    skip: &BTreeSet<u32>,
+    vanished: Option<u32>,
+    before_apply: &mut dyn FnMut(),
+) -> Result<Pass, Error> {
     let links = kernel::links(nl).await?;
     let (scope, link) = match target {
         Target::All | Target::Flush => (Scope::All, None),
@@ -296,9 +433,16 @@ pub async fn reconcile_locked(
                 return Err(Error::UnknownInterface(name.clone()));
             }
             // `down` or `remove` after the device vanished: only stale state is left to collect.
-            None => (Scope::Garbage, None),
+            None => (Scope::Garbage(vanished), None),
         },
     };
+    match (target, &link) {
+        (Target::All, _) => warn_included_and_excluded(&links, settings, None),
+        (Target::Interface { .. }, Some((l, _))) => {
+            warn_included_and_excluded(&links, settings, Some(l.index));
+        }
+        _ => {}
+    }
     let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
@@ -374,6 +518,10 @@ pub async fn reconcile_locked(
         w.diff(&snapshot, settings);
     }
     snapshot.tables.clear();
+    if mode == Mode::Apply {
+        before_apply();
+    }
+    let mut cut_short = None;
     for Work {
         interface,
         mut ops,
@@ -411,6 +559,10 @@ pub async fn reconcile_locked(
                     });
                 }
                 if let Err(e) = result {
+                    if e.source.errno() == Some(libc::ENODEV) {
+                        cut_short = Some(e);
+                        break;
+                    }
                     match target {
                         _ if companion => log::warn!("{e}"),
                         Target::All | Target::Flush => report.failures.push(e.into()),
@@ -419,6 +571,10 @@ pub async fn reconcile_locked(
                 }
             }
         }
+    }
+    if cut_short.is_some() {
+        report.links = snapshot.links;
+        return Ok(Pass { report, cut_short });
     }
     // After the rules: marks are only set once the rules that route them exist.
     let nft = sync_nftables(&snapshot, settings, target, mode, &planned, &mut report);
@@ -439,7 +595,10 @@ pub async fn reconcile_locked(
         }
     }
     report.links = snapshot.links;
-    Ok(report)
+    Ok(Pass {
+        report,
+        cut_short: None,
+    })
 }
 
 /// Brings `table inet symroute` in line with the marked interfaces (`iif_rules`), or removes

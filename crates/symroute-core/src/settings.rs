@@ -1,10 +1,12 @@
 //! The numbers and policies symroute works with. Every one has a default; zero configuration
 //! is the norm (see `config.rs` for the file that changes them).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::model::Family;
+use crate::route_metrics::RouteMetrics;
 
 /// Protocol number symroute tags its rules and routes with (`symroute` in
 /// `/etc/iproute2/rt_protos.d/symroute.conf`). Unassigned in `rtnetlink.h`.
@@ -90,6 +92,18 @@ pub struct Settings {
     pub table_names: bool,
     /// Where symrouted writes its node_exporter textfile; `None`: not at all.
     pub metrics_textfile: Option<std::path::PathBuf>,
+    /// Metrics set on every mirrored route (`route_metrics`), under those of the interface
+    /// the route leaves through.
+    pub route_metrics: RouteMetrics,
+    /// Settings of single interfaces (`[interface.NAME]`), by name.
+    pub interfaces: BTreeMap<String, InterfaceSettings>,
+}
+
+/// What `[interface.NAME]` sets for one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceSettings {
+    /// Metrics of the mirrored routes that leave through it, over the global ones.
+    pub route_metrics: RouteMetrics,
 }
 
 impl Default for Settings {
@@ -109,6 +123,8 @@ impl Default for Settings {
             strict: false,
             table_names: false,
             metrics_textfile: None,
+            route_metrics: RouteMetrics::default(),
+            interfaces: BTreeMap::new(),
         }
     }
 }
@@ -134,6 +150,33 @@ impl Settings {
     pub fn manages(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
             && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+
+    /// The `include` and `exclude` patterns that both match `name`, when `include` names it
+    /// explicitly (is not empty) and `exclude` still leaves it out: a contradiction the admin
+    /// should hear about, not a silently unmanaged interface.
+    pub fn included_and_excluded(&self, name: &str) -> Option<(&str, &str)> {
+        let include = self.include.iter().find(|p| glob_match(p, name))?;
+        let exclude = self.exclude.iter().find(|p| glob_match(p, name))?;
+        Some((include, exclude))
+    }
+
+    /// The metrics of a mirrored route leaving through the interface called `name`: its
+    /// `[interface.NAME]` ones over the global ones.
+    pub fn route_metrics_for(&self, name: &str) -> RouteMetrics {
+        match self.interfaces.get(name) {
+            Some(interface) => self.route_metrics.overlaid(&interface.route_metrics),
+            None => self.route_metrics.clone(),
+        }
+    }
+
+    /// Whether any route metric is set anywhere (else mirroring skips looking).
+    pub fn sets_route_metrics(&self) -> bool {
+        !self.route_metrics.is_empty()
+            || self
+                .interfaces
+                .values()
+                .any(|i| !i.route_metrics.is_empty())
     }
 
     /// Priority of the exemption rules: just before ours, so they win.
@@ -230,6 +273,14 @@ mod tests {
         s.include = vec!["eth*".into()];
         s.exclude = vec!["eth9".into()];
         assert!(s.manages("eth0") && !s.manages("eth9") && !s.manages("wlan0"));
+        assert_eq!(s.included_and_excluded("eth9"), Some(("eth*", "eth9")));
+        assert_eq!(s.included_and_excluded("eth0"), None);
+        s.include.clear();
+        assert_eq!(
+            s.included_and_excluded("eth9"),
+            None,
+            "not included by name"
+        );
     }
 
     #[test]

@@ -87,6 +87,44 @@ impl Failure {
     }
 }
 
+/// `CAP_NET_ADMIN` in `capability.h`: what writing rules, routes and nftables takes.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process may change the network: `CAP_NET_ADMIN` in its effective set (root
+/// usually, but a root without it in a container may not, and a user given it may). `None`
+/// when `/proc/self/status` cannot tell; then the kernel will.
+pub fn has_net_admin() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    effective_has(&status, CAP_NET_ADMIN)
+}
+
+/// Whether the `CapEff:` line of a `/proc/PID/status` text has capability `cap`.
+fn effective_has(status: &str, cap: u32) -> Option<bool> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits >> cap & 1 == 1)
+}
+
+/// Refuses, before anything is tried, a command that changes the network (`command`, as the
+/// user typed it) in a process without `CAP_NET_ADMIN`: otherwise the first thing to fail
+/// is the run lock in /run, which says nothing about why.
+pub fn require_net_admin(command: &str) -> Result<(), Failure> {
+    match has_net_admin() {
+        Some(false) => Err(Failure::Run(not_net_admin(command))),
+        _ => Ok(()),
+    }
+}
+
+fn not_net_admin(command: &str) -> String {
+    format!(
+        "{command} must run as root: changing rules and routes needs CAP_NET_ADMIN, which this \
+         process lacks (use sudo)"
+    )
+}
+
 /// What std's runtime set-up does that a binary with its own C `main` needs: standard
 /// descriptors that are closed are opened on /dev/null (else the netlink socket could become
 /// fd 2 and receive log lines), and SIGPIPE is ignored (a closed stdout is an error, not a
@@ -167,6 +205,36 @@ mod tests {
         assert_eq!(level(false, false), log::LevelFilter::Info);
         assert_eq!(level(true, false), log::LevelFilter::Debug);
         assert_eq!(level(false, true), log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn net_admin_is_read_from_the_effective_set() {
+        let status = |eff: &str| {
+            format!("Name:\tx\nCapInh:\t0\nCapPrm:\t000001ffffffffff\nCapEff:\t{eff}\n")
+        };
+        assert_eq!(
+            effective_has(&status("000001ffffffffff"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_has(&status("0000000000000000"), CAP_NET_ADMIN),
+            Some(false)
+        );
+        // CAP_NET_ADMIN alone, as `setpriv --inh-caps +net_admin --ambient-caps ...` gives.
+        assert_eq!(
+            effective_has(&status("0000000000001000"), CAP_NET_ADMIN),
+            Some(true)
+        );
+        assert_eq!(
+            effective_has(&status("0000000000000fff"), CAP_NET_ADMIN),
+            Some(false)
+        );
+        assert_eq!(effective_has("Name:\tx\n", CAP_NET_ADMIN), None);
+        assert_eq!(
+            not_net_admin("symroute sync"),
+            "symroute sync must run as root: changing rules and routes needs CAP_NET_ADMIN, \
+             which this process lacks (use sudo)"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ ACTIONS:
            a sync: only what the kernel says is gone (addresses, flushed routes) is
            removed; a link that keeps its addresses keeps its rules and table
   remove:  remove                                            (by hand)
-  Any other action (hostname, connectivity-change, pre-up, carrier, ...) is ignored.
+  Any other action (hostname, connectivity-change, pre-up, carrier, ...) is ignored
+  (exit status 0); one no dispatcher sends (a typo such as `upp`) is also warned about
+  when stderr is a terminal.
   `down` or `remove` for an interface that no longer exists removes whatever is left of it.
 
 EXAMPLES:
@@ -44,7 +46,8 @@ EXAMPLES:
 EXIT STATUS:
   0  done, or nothing to do
   1  failure (unknown interface, table owned by someone else, kernel refused a change,
-     the run lock still held after 5 s, nft not answering within 10 s)
+     the run lock still held after 5 s, nft not answering within 10 s, no CAP_NET_ADMIN:
+     it must run as root except with --dry-run)
   2  usage error (bad arguments, interface name, or a configuration file that is broken,
      too large, or owned or writable by anyone but root)
 

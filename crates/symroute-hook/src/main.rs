@@ -12,7 +12,7 @@ mod cli;
 mod properties;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use clap::Parser;
@@ -20,7 +20,8 @@ use cli::Args;
 use symroute_core::lock::DEFAULT_LOCK_PATH;
 use symroute_core::shell::{self, CommonFlags, Failure, EXIT_FAILURE};
 use symroute_core::{
-    action_for, logging, reconcile, validate_interface_name, Action, Error, Mode, Netlink, Target,
+    action_for, is_known_event, logging, reconcile, validate_interface_name, Action, Error, Mode,
+    Netlink, Target, ACTIONS,
 };
 
 #[cfg_attr(not(test), no_mangle)]
@@ -63,6 +64,9 @@ fn run(args: &Args) -> Result<u8, Failure> {
     let Some(target) = target(args)? else {
         return Ok(0);
     };
+    if !args.dry_run {
+        shell::require_net_admin("symroute-hook")?;
+    }
     let settings = shell::settings(args.common.config.as_deref())?;
     let mode = if args.dry_run {
         Mode::DryRun
@@ -96,9 +100,39 @@ fn target(args: &Args) -> Result<Option<Target>, Error> {
     if action == Action::Ignore {
         // NetworkManager passes "none" or "" as the interface for some of these.
         log::debug!("ignoring event {event:?}");
+        // Dispatchers send new events over time and must hear nothing about them; a person
+        // at a terminal who typed `upp` must.
+        if !is_known_event(event) && std::io::stderr().is_terminal() {
+            eprintln!("{}", unknown_action_warning(event));
+        }
         return Ok(None);
     }
     let name = args.interface.clone().unwrap_or_default();
     validate_interface_name(&name)?;
     Ok(Some(Target::Interface { name, action }))
+}
+
+/// The line a person at a terminal sees for an action symroute-hook does not know (the exit
+/// status stays 0: to a dispatcher, an unknown event is one to ignore).
+fn unknown_action_warning(event: &str) -> String {
+    format!(
+        "warning: unknown action {event:?}, nothing done (actions: {}; see symroute-hook --help)",
+        ACTIONS.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_action_is_named_with_the_known_ones() {
+        let line = unknown_action_warning("upp");
+        assert!(line.starts_with("warning: unknown action \"upp\", nothing done (actions: up, "));
+        assert!(
+            line.contains(", remove; see symroute-hook --help)"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
 }

@@ -434,12 +434,16 @@ fn bad_names_are_usage_errors_and_ignored_events_succeed() {
         ("", "connectivity-change"),
         ("eth0", "pre-up"),
         ("eth0", "carrier"),
+        // A typo: warned about on a terminal only, never to a dispatcher.
+        ("eth0", "upp"),
     ] {
         let out = Command::new(HOOK)
             .args([iface, event])
+            .stderr(Stdio::piped())
             .output()
             .expect("run hook");
         assert_eq!(out.status.code(), Some(0), "{iface} {event}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{iface} {event}");
     }
     let out = Command::new(HOOK).output().expect("run hook");
     assert_eq!(out.status.code(), Some(2));
@@ -471,4 +475,31 @@ fn run_by_a_dispatcher_errors_reach_stderr_and_changes_reach_syslog() {
         got.iter().any(|m| m.contains("eth9: no such interface")),
         "{got:?}"
     );
+}
+
+#[test]
+fn route_metrics_reach_the_table_and_a_second_event_writes_nothing() {
+    let Some(lab) = root_lab() else { return };
+    let dir = symroute_testlab::daemons::TempDir::new("hook-metrics");
+    let config = dir.path().join("symroute.toml");
+    symroute_testlab::daemons::write_file(
+        &config,
+        "[interface.eth1]\nroute_metrics = { mtu = 1400, initcwnd = 10 }\n",
+        0o644,
+    );
+    let config = config.to_string_lossy().into_owned();
+    let log = hook_ok(&lab.host, &["-c", &config, "eth1", "up"]);
+    assert!(log.contains("mtu 1400 initcwnd 10"), "{log}");
+    let t1 = table_of(&lab.host, "eth1");
+    let table = lab.host.ip(&format!("route show table {t1}"));
+    assert!(
+        table.lines().all(|l| l.contains("mtu 1400 initcwnd 10")),
+        "{table}"
+    );
+    let again = hook_ok(&lab.host, &["-c", &config, "eth1", "up"]);
+    assert!(
+        !again.contains("+route"),
+        "a second event wrote again: {again}"
+    );
+    assert!(ping(&lab.client, HOST_ETH1_V4));
 }

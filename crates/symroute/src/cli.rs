@@ -39,7 +39,8 @@ EXAMPLES:
 EXIT STATUS:
   0  done, nothing to do, or nothing wrong
   1  failure (unknown interface, table owned by someone else, kernel refused a change,
-     doctor found a problem, the run lock still held after 5 s)
+     doctor found a problem, the run lock still held after 5 s, sync or flush without
+     CAP_NET_ADMIN: they must run as root; status, plan, doctor, explain need not)
   2  usage error (bad arguments, or a configuration file that is broken, too large, or
      owned or writable by anyone but root)
 
@@ -134,4 +135,19 @@ pub enum Command {
         #[arg(short, long, requires = "json")]
         pretty: bool,
     },
+}
+
+impl Command {
+    /// The command as typed (`symroute sync`) when it changes the network, which takes
+    /// `CAP_NET_ADMIN`; `None` for the commands that only read.
+    pub fn writes(&self) -> Option<&'static str> {
+        match self {
+            Command::Sync { .. } => Some("symroute sync"),
+            Command::Flush { .. } => Some("symroute flush"),
+            Command::Status { .. }
+            | Command::Plan { .. }
+            | Command::Doctor { .. }
+            | Command::Explain { .. } => None,
+        }
+    }
 }

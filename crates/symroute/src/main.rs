@@ -21,6 +21,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     logging::init_admin(args.common.level());
     shell::exit((|| {
+        if let Some(command) = args.command.writes() {
+            shell::require_net_admin(command)?;
+        }
         let settings = shell::settings(args.common.config.as_deref())?;
         shell::runtime("async runtime")?.block_on(run(&args.command, &settings))
     })())

@@ -194,6 +194,46 @@ fn status_shows_foreign_and_stale_state() {
 }
 
 #[test]
+fn a_foreign_twin_of_our_rule_is_reported_and_a_scoped_status_keeps_to_its_scope() {
+    let Some(lab) = root_lab() else { return };
+    let t1 = table_of(&lab.host, "eth1");
+    let admin = Admin::new(&lab.host, "");
+    // Another tool's copy of the rule symroute is about to add, at symroute's priority.
+    lab.host.ip(&format!(
+        "rule add priority 32000 from {HOST_ETH1_V4} lookup {t1} proto static"
+    ));
+    admin.sync();
+    assert_eq!(
+        lab.host
+            .ip("rule show")
+            .matches(&format!("from {HOST_ETH1_V4} lookup {t1}"))
+            .count(),
+        2,
+        "ours beside theirs"
+    );
+    let status = admin.status();
+    assert_eq!(status["in_sync"], false, "{status}");
+    assert_eq!(interface(&status, "eth1")["state"], "contested", "{status}");
+    let text = admin.ok(&["status"]).out;
+    assert_contains(&text, &format!("table {t1}, contested"));
+    assert_contains(
+        &text,
+        "not in sync: someone else's rule uses symroute's table",
+    );
+    assert_eq!(findings(&admin.doctor(), "tables")[0]["verdict"], "fail");
+
+    // eth0 is in sync; only eth1 is not: `status eth0` says so, and where the rest is.
+    let text = admin.ok(&["status", "eth0"]).out;
+    assert!(
+        text.ends_with("eth0: in sync (elsewhere not in sync: eth1; run `symroute status`)\n"),
+        "{text}"
+    );
+    let scoped = admin.json(&["status", "eth0", "--json"]);
+    assert_eq!(scoped["scope"], "eth0");
+    assert_eq!(scoped["others_not_in_sync"], serde_json::json!(["eth1"]));
+}
+
+#[test]
 fn explain_names_rule_table_route_and_symmetry() {
     let Some(lab) = root_lab() else { return };
     let admin = Admin::new(&lab.host, "");
@@ -266,11 +306,150 @@ fn read_only_commands_work_without_root() {
     assert!(matches!(ran.code, Some(0 | 1)), "{ran:?}");
     let doctor: Value = serde_json::from_str(&ran.out).expect("doctor JSON");
     assert!(doctor["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    // What they cannot see without privileges, they say on stderr, one line each.
+    admin.configure("iif_rules = true\n");
+    let ran = nobody(&["doctor", "--json"]);
+    assert_eq!(
+        ran.err,
+        "warning: iif_rules: table inet symroute could not be read (that needs \
+         CAP_NET_ADMIN: run doctor as root)\n"
+    );
+    let ran = nobody(&["plan"]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    assert_contains(&ran.err, "what a sync would change in it is unknown");
+    assert_eq!(ran.err.lines().count(), 1, "{ran:?}");
+    admin.configure("");
 
-    // Writing needs privileges: refused, nothing changed.
-    let ran = nobody(&["sync"]);
-    assert_eq!(ran.code, Some(1), "{ran:?}");
+    // Writing needs privileges: refused first with why, nothing changed.
+    for command in ["sync", "flush"] {
+        let ran = nobody(&[command]);
+        assert_eq!(ran.code, Some(1), "{ran:?}");
+        assert_eq!(
+            ran.err,
+            format!(
+                "error: symroute {command} must run as root: changing rules and routes needs \
+                 CAP_NET_ADMIN, which this process lacks (use sudo)\n"
+            )
+        );
+    }
     assert!(ours(&lab.host).is_empty());
+}
+
+/// `ip -j route show table T`'s routes as (dst, metrics object) pairs (`ip -j` calls
+/// congctl `congestion`).
+fn route_metrics_in(ns: &Netns, family: &str, table: &str) -> Vec<(String, Value)> {
+    let out = ns.ip(&format!("-j {family} route show table {table}"));
+    let routes: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
+    routes
+        .iter()
+        .map(|r| {
+            let mut metrics = serde_json::Map::new();
+            for m in r["metrics"].as_array().into_iter().flatten() {
+                if let Some(object) = m.as_object() {
+                    metrics.extend(object.clone());
+                }
+            }
+            (
+                r["dst"].as_str().unwrap_or("?").to_string(),
+                Value::Object(metrics),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn route_metrics_are_set_on_mirrored_routes_and_a_second_sync_writes_nothing() {
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(
+        &lab.host,
+        "route_metrics = { initcwnd = 10, quickack = true, lock = [\"initcwnd\"] }\n\
+         [interface.eth1]\nroute_metrics = { mtu = 1400, congctl = \"reno\" }\n",
+    );
+    let (t0, t1) = (table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1"));
+    let plan = admin.plan();
+    assert!(
+        plan.lines().any(
+            |l| l.starts_with("eth1: +route default via 10.2.0.1 dev eth1")
+                && l.ends_with(" mtu 1400 initcwnd lock 10 quickack 1 congctl reno")
+        ),
+        "{plan}"
+    );
+    admin.sync();
+    let eth1_routes = route_metrics_in(&lab.host, "-4", &t1);
+    assert!(!eth1_routes.is_empty());
+    for (dst, metrics) in &eth1_routes {
+        assert_eq!(metrics["mtu"], 1400, "{dst}: {metrics}");
+        assert_eq!(metrics["initcwnd"], 10, "{dst}: {metrics}");
+        assert_eq!(metrics["quickack"], 1, "{dst}: {metrics}");
+        assert_eq!(metrics["congestion"], "reno", "{dst}: {metrics}");
+    }
+    for (dst, metrics) in route_metrics_in(&lab.host, "-6", &t1) {
+        assert_eq!(metrics["mtu"], 1400, "{dst}: {metrics}");
+        assert_eq!(metrics["congestion"], "reno", "{dst}: {metrics}");
+    }
+    for (dst, metrics) in route_metrics_in(&lab.host, "-4", &t0) {
+        assert_eq!(metrics["initcwnd"], 10, "{dst}: {metrics}");
+        assert!(metrics.get("mtu").is_none(), "{dst}: {metrics}");
+    }
+    let text = lab.host.ip(&format!("route show table {t1}"));
+    assert!(
+        text.lines()
+            .all(|l| l.contains(" mtu 1400 initcwnd lock 10 quickack 1 congctl reno")),
+        "{text}"
+    );
+    // Main keeps its routes as they were.
+    assert!(!lab.host.ip("route show table main").contains("initcwnd"));
+    // status --json shows the metrics as `ip -j` does.
+    let status = admin.status();
+    let ours = interface(&status, "eth1")["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let theirs = ip_json(&lab.host.ip(&format!("-j -4 route show table {t1}")));
+    for route in &theirs {
+        let mine = ours
+            .iter()
+            .find(|r| r["family"] == "inet" && r["dst"] == route["dst"])
+            .unwrap_or_else(|| panic!("{route} not in {status}"));
+        same_as_ip(mine, route).unwrap_or_else(|e| panic!("{e}: {mine} vs {route}"));
+    }
+    assert_eq!(admin.plan(), "", "a second sync would write again");
+    assert_eq!(admin.status()["in_sync"], true);
+    // Traffic still flows both ways through each uplink.
+    for addr in Lab::host_addresses() {
+        assert!(
+            ping(&lab.client, addr),
+            "{addr} unreachable with route metrics"
+        );
+    }
+
+    // Changed and then removed: each edit is one rewrite, and a rerun writes nothing.
+    admin.configure("[interface.eth1]\nroute_metrics = { mtu = 1300 }\n");
+    admin.sync();
+    for (dst, metrics) in route_metrics_in(&lab.host, "-4", &t1) {
+        assert_eq!(metrics, serde_json::json!({"mtu": 1300}), "{dst}");
+    }
+    assert_eq!(admin.plan(), "");
+    admin.configure("");
+    admin.sync();
+    assert!(route_metrics_in(&lab.host, "-4", &t1)
+        .iter()
+        .all(|(_, m)| m.as_object().is_some_and(|m| m.is_empty())));
+    assert_eq!(admin.plan(), "");
+
+    // Refused before anything is done, naming the key.
+    admin.configure("route_metrics = { mtu = 70000 }\n");
+    let ran = admin.exits(2, &["sync"]);
+    assert_contains(
+        &ran.err,
+        ":1: route_metrics.mtu: 70000 is out of range 68..=65520",
+    );
+    admin.configure("[interface.eth1]\nroute_metrics = { mss = 1 }\n");
+    let ran = admin.exits(2, &["plan"]);
+    assert_contains(
+        &ran.err,
+        ":2: interface.eth1.route_metrics.mss: unknown route metric",
+    );
 }
 
 #[test]

@@ -64,7 +64,7 @@ EXAMPLES:
 EXIT STATUS:
   0  stopped by SIGTERM/SIGINT, or --once/--flush done
   1  failure (no netlink socket, NetworkManager missing with --source nm, a refused or failed
-     change with --once/--flush)
+     change with --once/--flush, no CAP_NET_ADMIN: it must run as root)
   2  usage error (bad arguments, or a configuration file that is broken, too large, or
      owned or writable by anyone but root)
 

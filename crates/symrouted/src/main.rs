@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<ExitCode, Failure> {
+    shell::require_net_admin("symrouted")?;
     let settings = shell::settings(args.common.config.as_deref())?;
     let runtime = shell::runtime("event loop")?;
     if args.once || args.flush {

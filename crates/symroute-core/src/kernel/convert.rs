@@ -91,14 +91,22 @@ pub fn route_message(route: &Route) -> RouteMessage {
     if let Some(pref) = route.pref {
         attrs.push(RouteAttribute::Preference(RoutePreference::from(pref)));
     }
-    if !route.metrics().is_empty() {
-        attrs.push(RouteAttribute::Metrics(
+    if !route.metrics().is_empty() || route.congctl().is_some() {
+        let mut metrics: Vec<RouteMetric> = route
+            .metrics()
+            .iter()
+            .filter(|(id, _)| *id < crate::model::metric::CC_ALGO)
+            .filter_map(|(id, v)| metric_to(*id, *v))
+            .collect();
+        metrics.extend(route.congctl().map(|c| RouteMetric::CcAlgo(c.to_string())));
+        metrics.extend(
             route
                 .metrics()
                 .iter()
-                .filter_map(|(id, v)| metric_to(*id, *v))
-                .collect(),
-        ));
+                .filter(|(id, _)| *id > crate::model::metric::CC_ALGO)
+                .filter_map(|(id, v)| metric_to(*id, *v)),
+        );
+        attrs.push(RouteAttribute::Metrics(metrics));
     }
     match route.nexthops.as_slice() {
         [] => {}

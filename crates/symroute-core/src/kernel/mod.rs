@@ -41,8 +41,10 @@ pub enum Scope {
     Interface(u32),
     /// Every interface.
     All,
-    /// Only the state of interfaces that are gone (a `down` after the device vanished).
-    Garbage,
+    /// Only the state of interfaces that are gone (a `down` after the device vanished);
+    /// with the index of one that vanished during a run, its table too (a first build cut
+    /// short leaves routes there before any rule points at it).
+    Garbage(Option<u32>),
 }
 
 /// A failed read, naming what was being read.
@@ -144,7 +146,7 @@ pub async fn snapshot(
     let addresses = match scope {
         // Uplinks planned along with the interface need their own addresses.
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
-        Scope::Garbage => Vec::new(),
+        Scope::Garbage(_) => Vec::new(),
     };
     let rules = nl
         .dump(Msg::GetRule(convert::rule_dump_request()))
@@ -202,9 +204,9 @@ pub async fn snapshot(
                 }
             }
         }
-        Scope::Garbage => {
+        Scope::Garbage(vanished) => {
             // The kernel takes a vanished device's routes out of every table itself.
-            for t in stale {
+            for t in stale.chain(vanished.map(|i| settings.table_for(i))) {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
             (Vec::new(), Uplinks::default())
@@ -265,12 +267,30 @@ async fn own_main_if_alone(
 
 /// A write the kernel refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{interface}: {op}: {source}")]
+#[error("{interface}: {op}: {source}{}", hint.as_deref().unwrap_or(""))]
 pub struct ApplyError {
     pub interface: String,
     pub op: String,
     #[source]
     pub source: NetlinkError,
+    /// What likely caused it, when the errno alone does not say (` (...)`).
+    pub hint: Option<String>,
+}
+
+/// Why the kernel may have refused `op` with `errno`, where symroute can tell more than the
+/// errno: a `congctl` it does not know is a bare EINVAL.
+fn hint_for(op: &Op, errno: Option<i32>) -> Option<String> {
+    match op {
+        Op::ReplaceRoute(route) if errno == Some(libc::EINVAL) => {
+            let name = route.congctl()?;
+            Some(format!(
+                " (route_metrics: is congestion control {name:?} available? \
+                 /proc/sys/net/ipv4/tcp_available_congestion_control lists those that are; \
+                 a module may need loading: modprobe tcp_{name})"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Appends the message for one operation. Outcomes that mean "already as wanted" (a rule
@@ -338,6 +358,7 @@ pub async fn apply(
                     failure.get_or_insert(ApplyError {
                         interface: interface.to_string(),
                         op: op.display(links).to_string(),
+                        hint: hint_for(op, source.errno()),
                         source,
                     });
                 }
@@ -351,4 +372,21 @@ pub async fn apply(
     let mut accepted = accepted.into_iter();
     ops.retain(|_| accepted.next().unwrap_or(false));
     failure.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn an_unknown_congctl_is_named_beside_the_bare_einval() {
+        let route = fixtures::route(1003, "10.9.0.0", 16, Some("10.2.0.1"), 3, 83);
+        let with = Op::ReplaceRoute(route.clone().with_congctl(Some("bbr")));
+        let hint = hint_for(&with, Some(libc::EINVAL)).unwrap_or_default();
+        assert!(hint.starts_with(" (route_metrics: is congestion control \"bbr\" available?"));
+        assert!(hint.ends_with("modprobe tcp_bbr)"), "{hint}");
+        assert_eq!(hint_for(&with, Some(libc::ENODEV)), None);
+        assert_eq!(hint_for(&Op::ReplaceRoute(route), Some(libc::EINVAL)), None);
+    }
 }

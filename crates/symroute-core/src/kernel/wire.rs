@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::kernel::rtnl::{attr, attrs, begin, end_nested, finish, u32_at, Answer};
-use crate::model::{route_type, Address, Extras, Family, Link, NextHop, NextHops, Route};
+use crate::model::{metric, route_type, Address, Extras, Family, Link, NextHop, NextHops, Route};
 
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_GETLINK: u16 = 18;
@@ -60,6 +60,15 @@ const IFA_FLAGS: u16 = 8;
 /// `RTAX_*` ids netlink-packet-route reads as numbers (16 is the congestion control name).
 fn known_metric(id: u16) -> bool {
     matches!(id, 1..=15 | 17)
+}
+
+/// The congestion control algorithm of an `RTAX_CC_ALGO` attribute: a NUL-terminated name.
+fn congctl_of(value: &[u8]) -> Option<Box<str>> {
+    let name = value.split(|b| *b == 0).next()?;
+    std::str::from_utf8(name)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .map(Box::from)
 }
 
 fn family_of(code: u8) -> Option<Family> {
@@ -133,6 +142,7 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
     let mut pref_src = None;
     let mut pref = None;
     let mut metrics = Vec::new();
+    let mut congctl = None;
     let mut oif = None;
     let mut gateway = None;
     let mut multipath = None;
@@ -147,7 +157,10 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
                 metrics = attrs(value)
                     .filter(|(id, _)| known_metric(*id))
                     .filter_map(|(id, v)| Some((id, u32_of(v)?)))
-                    .collect()
+                    .collect();
+                congctl = attrs(value)
+                    .find(|(id, _)| *id == metric::CC_ALGO)
+                    .and_then(|(_, v)| congctl_of(v));
             }
             RTA_OIF => oif = Some(u32_of(value)?),
             RTA_GATEWAY => gateway = ip(family, value),
@@ -184,7 +197,7 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
         scope,
         kind,
         pref,
-        extras: Extras::new(pref_src, metrics),
+        extras: Extras::with_congctl(pref_src, metrics, congctl),
         nexthops,
     })
 }
@@ -240,9 +253,19 @@ pub fn route_message(buf: &mut Vec<u8>, kind: u16, flags: u16, route: &Route) {
     if let Some(pref) = route.pref {
         attr(buf, RTA_PREF, &[pref]);
     }
-    if !route.metrics().is_empty() {
+    if !route.metrics().is_empty() || route.congctl().is_some() {
         let nest = attr(buf, RTA_METRICS, &[]);
-        for (id, value) in route.metrics().iter().filter(|(id, _)| known_metric(*id)) {
+        let numbers = route.metrics().iter().filter(|(id, _)| known_metric(*id));
+        // In id order, as netlink-packet-route writes them (the kernel takes any order).
+        for (id, value) in numbers.clone().filter(|(id, _)| *id < metric::CC_ALGO) {
+            attr(buf, *id, &value.to_ne_bytes());
+        }
+        if let Some(name) = route.congctl() {
+            let mut value = name.as_bytes().to_vec();
+            value.push(0);
+            attr(buf, metric::CC_ALGO, &value);
+        }
+        for (id, value) in numbers.filter(|(id, _)| *id > metric::CC_ALGO) {
             attr(buf, *id, &value.to_ne_bytes());
         }
         end_nested(buf, nest);
@@ -465,7 +488,8 @@ mod tests {
                 .with_metric(1024)
                 .with_pref_src(fixtures::ip("2001:db8::9"))
                 .with_pref(0)
-                .with_metrics(vec![(2, 1400), (8, 1300)]),
+                .with_metrics(vec![(2, 1400), (8, 1300), (17, 1)])
+                .with_congctl(Some("reno")),
         };
         route.with_scope(scope::UNIVERSE).with_protocol(83)
     }

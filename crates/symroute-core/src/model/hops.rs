@@ -168,8 +168,9 @@ impl PartialEq<Vec<NextHop>> for NextHops {
     }
 }
 
-/// What few routes have: a preferred source (`src ADDR`) and `RTAX_*` metrics (mtu,
-/// advmss, ...). Held behind one pointer, and not at all when there is neither.
+/// What few routes have: a preferred source (`src ADDR`), numeric `RTAX_*` metrics (mtu,
+/// advmss, ...) and a congestion control algorithm (`congctl`, `RTAX_CC_ALGO`). Held behind
+/// one pointer, and not at all when there is none of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Extras(Option<Box<Rare>>);
 
@@ -178,16 +179,30 @@ struct Rare {
     pref_src: Option<IpAddr>,
     /// Sorted by id.
     metrics: Vec<(u16, u32)>,
+    congctl: Option<Box<str>>,
 }
 
 impl Extras {
     /// `metrics` sorted by id here.
-    pub fn new(pref_src: Option<IpAddr>, mut metrics: Vec<(u16, u32)>) -> Extras {
-        if pref_src.is_none() && metrics.is_empty() {
+    pub fn new(pref_src: Option<IpAddr>, metrics: Vec<(u16, u32)>) -> Extras {
+        Extras::with_congctl(pref_src, metrics, None)
+    }
+
+    /// [`Extras::new`] with a congestion control algorithm.
+    pub fn with_congctl(
+        pref_src: Option<IpAddr>,
+        mut metrics: Vec<(u16, u32)>,
+        congctl: Option<Box<str>>,
+    ) -> Extras {
+        if pref_src.is_none() && metrics.is_empty() && congctl.is_none() {
             return Extras(None);
         }
         metrics.sort_unstable();
-        Extras(Some(Box::new(Rare { pref_src, metrics })))
+        Extras(Some(Box::new(Rare {
+            pref_src,
+            metrics,
+            congctl,
+        })))
     }
 
     pub fn pref_src(&self) -> Option<IpAddr> {
@@ -197,6 +212,11 @@ impl Extras {
     /// `RTAX_*` id and value of every numeric metric, sorted by id.
     pub fn metrics(&self) -> &[(u16, u32)] {
         self.0.as_ref().map_or(&[], |r| r.metrics.as_slice())
+    }
+
+    /// The congestion control algorithm (`congctl NAME`).
+    pub fn congctl(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|r| r.congctl.as_deref())
     }
 }
 

@@ -233,6 +233,11 @@ impl Route {
         self.extras.metrics()
     }
 
+    /// `congctl NAME` (`RTAX_CC_ALGO`).
+    pub fn congctl(&self) -> Option<&str> {
+        self.extras.congctl()
+    }
+
     pub fn uses_link(&self, ifindex: u32) -> bool {
         self.nexthops.iter().any(|nh| nh.ifindex == ifindex)
     }
@@ -335,8 +340,9 @@ impl Route {
     /// `src ADDR`.
     pub fn with_pref_src(self, pref_src: IpAddr) -> Route {
         let metrics = self.metrics().to_vec();
+        let congctl = self.congctl().map(Box::from);
         Route {
-            extras: Extras::new(Some(pref_src), metrics),
+            extras: Extras::with_congctl(Some(pref_src), metrics, congctl),
             ..self
         }
     }
@@ -351,8 +357,18 @@ impl Route {
 
     /// `RTAX_*` metrics (mtu, advmss, ...), sorted here.
     pub fn with_metrics(self, metrics: Vec<(u16, u32)>) -> Route {
+        let congctl = self.congctl().map(Box::from);
         Route {
-            extras: Extras::new(self.pref_src(), metrics),
+            extras: Extras::with_congctl(self.pref_src(), metrics, congctl),
+            ..self
+        }
+    }
+
+    /// `congctl NAME` (`RTAX_CC_ALGO`), or none.
+    pub fn with_congctl(self, congctl: Option<&str>) -> Route {
+        let metrics = self.metrics().to_vec();
+        Route {
+            extras: Extras::with_congctl(self.pref_src(), metrics, congctl.map(Box::from)),
             ..self
         }
     }
@@ -486,11 +502,49 @@ impl fmt::Display for Named<'_, Route> {
         if this.metric != 0 {
             write!(f, " metric {}", this.metric)?;
         }
-        for (id, value) in this.metrics() {
-            match metric_name(*id) {
-                Some(name) => write!(f, " {name} {value}")?,
-                None => write!(f, " rtax{id} {value}")?,
+        // In `RTAX_*` order, as `ip route` prints them (congctl is RTAX_CC_ALGO, 16), a
+        // locked one as `mtu lock 1400`.
+        let lock = this
+            .metrics()
+            .iter()
+            .find(|(id, _)| *id == metric::LOCK)
+            .map_or(0, |(_, bits)| *bits);
+        let locked = |id: u16| {
+            if id < 32 && lock & (1 << id) != 0 {
+                "lock "
+            } else {
+                ""
             }
+        };
+        let (before, after) = this.metrics().split_at(
+            this.metrics()
+                .partition_point(|(id, _)| *id < metric::CC_ALGO),
+        );
+        let write_metric =
+            |f: &mut fmt::Formatter<'_>, (id, value): &(u16, u32)| match metric::name(*id) {
+                _ if *id == metric::LOCK => Ok(()),
+                Some(name) => write!(f, " {name} {}{value}", locked(*id)),
+                None => write!(f, " rtax{id} {value}"),
+            };
+        for m in before {
+            write_metric(f, m)?;
+        }
+        if let Some(congctl) = this.congctl() {
+            write!(f, " congctl {}{congctl}", locked(metric::CC_ALGO))?;
+        }
+        for m in after {
+            write_metric(f, m)?;
+        }
+        // Bits of metrics the route does not have, which `ip route` cannot show either.
+        let shown: u32 = this
+            .metrics()
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(this.congctl().map(|_| metric::CC_ALGO))
+            .filter(|id| *id < 32)
+            .fold(0, |bits, id| bits | 1 << id);
+        if lock & !shown != 0 {
+            write!(f, " lock {:#x}", lock & !shown)?;
         }
         Ok(())
     }
@@ -510,26 +564,45 @@ fn write_nexthop(f: &mut fmt::Formatter<'_>, nh: &NextHop, links: &[Link]) -> fm
     Ok(())
 }
 
-fn metric_name(id: u16) -> Option<&'static str> {
-    Some(match id {
-        1 => "lock",
-        2 => "mtu",
-        3 => "window",
-        4 => "rtt",
-        5 => "rttvar",
-        6 => "ssthresh",
-        7 => "cwnd",
-        8 => "advmss",
-        9 => "reordering",
-        10 => "hoplimit",
-        11 => "initcwnd",
-        12 => "features",
-        13 => "rto_min",
-        14 => "initrwnd",
-        15 => "quickack",
-        17 => "fastopen_no_cookie",
-        _ => return None,
-    })
+/// Route metrics (`RTAX_*` in `rtnetlink.h`) by the names `ip route` gives them.
+pub mod metric {
+    pub const LOCK: u16 = 1;
+    pub const MTU: u16 = 2;
+    pub const WINDOW: u16 = 3;
+    pub const SSTHRESH: u16 = 6;
+    pub const CWND: u16 = 7;
+    pub const ADVMSS: u16 = 8;
+    pub const REORDERING: u16 = 9;
+    pub const HOPLIMIT: u16 = 10;
+    pub const INITCWND: u16 = 11;
+    pub const INITRWND: u16 = 14;
+    pub const QUICKACK: u16 = 15;
+    /// `congctl`: a name, not a number.
+    pub const CC_ALGO: u16 = 16;
+    pub const FASTOPEN_NO_COOKIE: u16 = 17;
+
+    /// The name `ip route` prints for a numeric metric.
+    pub fn name(id: u16) -> Option<&'static str> {
+        Some(match id {
+            LOCK => "lock",
+            MTU => "mtu",
+            WINDOW => "window",
+            4 => "rtt",
+            5 => "rttvar",
+            SSTHRESH => "ssthresh",
+            CWND => "cwnd",
+            ADVMSS => "advmss",
+            REORDERING => "reordering",
+            HOPLIMIT => "hoplimit",
+            INITCWND => "initcwnd",
+            12 => "features",
+            13 => "rto_min",
+            INITRWND => "initrwnd",
+            QUICKACK => "quickack",
+            FASTOPEN_NO_COOKIE => "fastopen_no_cookie",
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for Rule {

@@ -10,7 +10,9 @@ pub use crate::model::Snapshot;
 use crate::model::{
     route_type, scope, Address, Extras, Family, Link, NextHops, Route, Rule, MAIN_TABLE,
 };
+use crate::route_metrics::RouteMetrics;
 use crate::settings::{Prefix, Settings};
+use std::collections::BTreeMap;
 use uplinks::{behind_routes, Uplinks};
 
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
@@ -213,6 +215,7 @@ fn interface_plan(
         ));
     }
     routes.extend(behind);
+    set_route_metrics(&mut routes, snapshot, settings);
     if settings.strict {
         routes.extend(
             families
@@ -279,6 +282,31 @@ fn source_rules(
         });
     }
     Ok(rules)
+}
+
+/// Sets `route_metrics` on the copies of main's routes: each gets the global metrics under
+/// those of the interface it leaves through (`[interface.NAME]`); a route whose next hops
+/// leave through several interfaces gets the global ones only.
+fn set_route_metrics(routes: &mut [Route], snapshot: &Snapshot, settings: &Settings) {
+    if !settings.sets_route_metrics() {
+        return;
+    }
+    let mut by_link: BTreeMap<u32, RouteMetrics> = BTreeMap::new();
+    for route in routes {
+        let out = match route.nexthops.as_slice() {
+            [first, rest @ ..] if rest.iter().all(|nh| nh.ifindex == first.ifindex) => {
+                Some(first.ifindex)
+            }
+            _ => None,
+        };
+        match out {
+            Some(ifindex) => by_link
+                .entry(ifindex)
+                .or_insert_with(|| settings.route_metrics_for(&snapshot.link_name(ifindex)))
+                .apply(route),
+            None => settings.route_metrics.apply(route),
+        }
+    }
 }
 
 fn unreachable_default(family: Family, table: u32, settings: &Settings) -> Route {
@@ -887,6 +915,35 @@ mod tests {
                 "192.168.50.0/24 dev if5 table 1002 scope link",
             ]
         );
+    }
+
+    #[test]
+    fn route_metrics_follow_the_interface_a_copy_leaves_through() {
+        let snap = docker_host();
+        let mut settings = crate::config::parse(
+            "route_metrics = { initcwnd = 10 }\n[interface.eth1]\n\
+             route_metrics = { mtu = 1400, congctl = \"reno\" }\n",
+            std::path::Path::new("symroute.toml"),
+        )
+        .unwrap();
+        settings.strict = true;
+        let plan = plan_of(&snap, &settings, 1);
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "default via 10.2.0.1 dev if3 table 1003 metric 101 mtu 1400 initcwnd 10 congctl reno",
+                "10.2.0.0/24 dev if3 table 1003 scope link mtu 1400 initcwnd 10 congctl reno",
+                "default via fe80::1 dev if3 table 1003 metric 101 mtu 1400 initcwnd 10 congctl reno",
+                "fe80::/64 dev if3 table 1003 scope link metric 256 mtu 1400 initcwnd 10 congctl reno",
+                "172.17.0.0/16 dev if4 table 1003 scope link initcwnd 10",
+                "192.168.50.0/24 dev if5 table 1003 scope link initcwnd 10",
+                "fd00:17::/64 dev if4 table 1003 scope link metric 256 initcwnd 10",
+                "default table 1003 metric 4294967295",
+                "default table 1003 metric 4294967295",
+            ]
+        );
+        // Main's own routes are left as they are.
+        assert!(snap.main_routes.iter().all(|r| r.metrics().is_empty()));
     }
 
     #[test]

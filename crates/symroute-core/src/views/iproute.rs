@@ -4,13 +4,14 @@
 //! Keys and value forms are `ip -j`'s (documented in `docs/cli.md`); a change of either
 //! raises [`SCHEMA_VERSION`](super::status::SCHEMA_VERSION).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::kernel::names::Names;
 use crate::model::{
-    link_name, route_type, scope, Family, Link, Route, Rule, LOCAL_TABLE, MAIN_TABLE,
+    link_name, metric, route_type, scope, Family, Link, Route, Rule, LOCAL_TABLE, MAIN_TABLE,
 };
 
 /// A rule's or a route's table and protocol, as `ip -j` prints them: numbers (and the
@@ -103,8 +104,39 @@ pub struct RouteView {
     /// Only for a multipath route: one entry per path.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nexthops: Vec<NextHopView>,
+    /// Route metrics as `ip -j` shows them: one object (`[{"mtu": 1400, "congestion":
+    /// "bbr"}]`), left out when there is none. The numeric ones by their `ip route` names
+    /// with the kernel's value (`rtt`, `rttvar` and `rto_min`, which `ip -j` converts, and
+    /// `lock` are left out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<BTreeMap<&'static str, MetricValue>>,
     /// `ip route` syntax.
     pub text: String,
+}
+
+/// A route metric's value in JSON: a number, or the congestion control's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum MetricValue {
+    Number(u32),
+    Name(String),
+}
+
+fn metrics_view(route: &Route) -> Vec<BTreeMap<&'static str, MetricValue>> {
+    let mut all: BTreeMap<&'static str, MetricValue> = route
+        .metrics()
+        .iter()
+        .filter(|(id, _)| !matches!(*id, metric::LOCK | 4 | 5 | 13))
+        .filter_map(|(id, value)| Some((metric::name(*id)?, MetricValue::Number(*value))))
+        .collect();
+    if let Some(name) = route.congctl() {
+        all.insert("congestion", MetricValue::Name(name.to_string()));
+    }
+    if all.is_empty() {
+        Vec::new()
+    } else {
+        vec![all]
+    }
 }
 
 fn is_unicast(kind: &str) -> bool {
@@ -214,6 +246,7 @@ impl RouteView {
                     weight: if multipath { u16::from(nh.hops) + 1 } else { 1 },
                 })
                 .collect(),
+            metrics: metrics_view(route),
             text: route_text(route, links),
         }
     }

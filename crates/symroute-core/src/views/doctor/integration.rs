@@ -65,7 +65,7 @@ pub(super) fn check_iif_rules(
     let marked = nft::marked_links(snapshot, settings, &BTreeMap::new());
     let wanted = nft::table(&marked, settings);
     match &facts.nft_table {
-        None => out.push(IIF_RULES.skip(format!(
+        None => out.push(IIF_RULES.unseen(format!(
             "table {} could not be read (that needs CAP_NET_ADMIN: run doctor as root)",
             TABLE
         ))),

@@ -60,6 +60,10 @@ pub struct Finding {
     /// What to do about it (absent for `ok` and `skip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// A `skip` because something could not be read without privileges: the command line
+    /// also says so on stderr ([`Diagnosis::unseen`]).
+    #[serde(skip)]
+    pub unseen: bool,
 }
 
 /// A check, by the name its findings carry; it makes them, so that `ok` and `skip` come
@@ -85,6 +89,15 @@ impl Check {
             verdict,
             message,
             fix,
+            unseen: false,
+        }
+    }
+
+    /// A `skip` for what could not be read (not root).
+    fn unseen(self, message: impl Into<String>) -> Finding {
+        Finding {
+            unseen: true,
+            ..self.skip(message)
         }
     }
 
@@ -111,6 +124,13 @@ pub struct Diagnosis {
     /// False when any finding is `fail`.
     pub ok: bool,
     pub findings: Vec<Finding>,
+}
+
+impl Diagnosis {
+    /// The checks skipped because something could not be read without privileges.
+    pub fn unseen(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.unseen)
+    }
 }
 
 impl Diagnosis {

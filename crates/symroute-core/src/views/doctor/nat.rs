@@ -48,9 +48,9 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
         return vec![NAT.ok("one uplink: DNAT'ed connections are answered through it")];
     }
     let Some(nat) = nat else {
-        return vec![
-            NAT.skip("the host forwards, but its NAT rules could not be read (run doctor as root)")
-        ];
+        return vec![NAT.unseen(
+            "the host forwards, but its NAT rules could not be read (run doctor as root)",
+        )];
     };
     if !nat.dnat_seen() {
         return vec![NAT.ok("the host forwards but has no DNAT rule (no published port)")];

@@ -36,7 +36,8 @@ pub(super) fn check_sync(status: &Status) -> Vec<Finding> {
                     "see the `tables` findings for a free table_base",
                 ),
             ),
-            _ => {}
+            // Someone else's rule into our table: the `tables` check fails it.
+            State::Contested | State::InSync | State::Unmanaged | State::Idle => {}
         }
     }
     if !status.exempt.pending.is_empty() {
@@ -57,6 +58,13 @@ pub(super) fn check_sync(status: &Status) -> Vec<Finding> {
                 s.table
             ),
             "symroute sync (collects state of vanished interfaces)",
+        ));
+    }
+    if out.is_empty() {
+        // Out of sync only by someone else's use of a table: a sync would change nothing.
+        out.push(SYNC.ok(
+            "every interface's table and rules are as a sync would make them (someone else's \
+             use of them: see `tables`)",
         ));
     }
     out

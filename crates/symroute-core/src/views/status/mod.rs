@@ -41,6 +41,13 @@ pub struct Status {
     pub exempt: ExemptStatus,
     /// Rules of ours whose interface is gone, with the routes left in their tables.
     pub stale: Vec<StaleTable>,
+    /// The interface asked about (`symroute status INTERFACE`): `interfaces` holds it alone,
+    /// while `in_sync` is still about everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// With `scope`: the other interfaces that are not in sync (left out of `interfaces`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others_not_in_sync: Vec<String>,
 }
 
 /// Where one interface stands.
@@ -59,6 +66,10 @@ pub enum State {
     /// Managed, but without an address that gets a rule (down, waiting for DHCP, bridge
     /// port...): nothing to install, nothing installed.
     Idle,
+    /// Its table and rules are what a sync makes them, but someone else's rule uses its
+    /// table (see `foreign`; a rule just like ours at our priority, of another protocol,
+    /// say): a sync does not change that, and traffic may follow the other rule.
+    Contested,
 }
 
 impl State {
@@ -69,7 +80,13 @@ impl State {
             State::Refused => "refused",
             State::Unmanaged => "unmanaged",
             State::Idle => "idle",
+            State::Contested => "contested",
         }
+    }
+
+    /// Whether a sync would leave it as it is and nobody else is in its way.
+    pub fn is_settled(self) -> bool {
+        matches!(self, State::InSync | State::Unmanaged | State::Idle)
     }
 }
 
@@ -198,6 +215,8 @@ fn interface_status(
                 State::Unmanaged
             } else if plan.rules.is_empty() {
                 State::Idle
+            } else if !foreign.is_empty() {
+                State::Contested
             } else {
                 State::InSync
             };
@@ -263,9 +282,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         })
         .collect::<Vec<_>>();
 
-    let in_sync = interfaces
-        .iter()
-        .all(|i| matches!(i.state, State::InSync | State::Unmanaged | State::Idle))
+    let in_sync = interfaces.iter().all(|i| i.state.is_settled())
         && exempt.pending.is_empty()
         && stale.is_empty();
     Status {
@@ -277,6 +294,8 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         interfaces,
         exempt,
         stale,
+        scope: None,
+        others_not_in_sync: Vec::new(),
     }
 }
 
@@ -300,7 +319,14 @@ impl Status {
     /// Keeps only the interface called `name` (exemptions and stale state are global and
     /// stay). False when there is no such interface.
     pub fn retain_interface(&mut self, name: &str) -> bool {
+        self.others_not_in_sync = self
+            .interfaces
+            .iter()
+            .filter(|i| i.ifname != name && !i.state.is_settled())
+            .map(|i| i.ifname.clone())
+            .collect();
         self.interfaces.retain(|i| i.ifname == name);
+        self.scope = Some(name.to_string());
         !self.interfaces.is_empty()
     }
 }
@@ -399,6 +425,61 @@ mod tests {
             ]
         );
         assert!(!st.in_sync);
+    }
+
+    #[test]
+    fn a_foreign_twin_of_our_rule_is_not_in_sync() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        // Ours, as another tool (protocol static) wrote it too.
+        snap.rules
+            .push(rule(32000, Some(("10.2.0.2", 32)), 1003, 4));
+        let st = status(&snap, &settings);
+        let eth1 = of(&st, "eth1");
+        assert_eq!(eth1.state, State::Contested);
+        assert_eq!(
+            eth1.foreign,
+            ["rule from 10.2.0.2 lookup 1003 priority 32000 proto 4"]
+        );
+        assert!(!st.in_sync);
+        let text = st.render(false);
+        assert!(
+            text.contains("eth1 (index 3, up): table 1003, contested\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "not in sync: someone else's rule uses symroute's table (see foreign; \
+                 `symroute doctor` says how to fix it)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_scoped_status_speaks_of_its_interface_and_of_others_as_such() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        snap.addresses.push(addr(ETH1, "10.2.0.9", 24));
+        let mut st = status(&snap, &settings);
+        assert!(st.retain_interface("eth0"));
+        assert_eq!(st.others_not_in_sync, ["eth1"]);
+        let text = st.render(false);
+        assert!(
+            text.ends_with("eth0: in sync (elsewhere not in sync: eth1; run `symroute status`)\n"),
+            "{text}"
+        );
+        let mut st = status(&snap, &settings);
+        assert!(st.retain_interface("eth1"));
+        assert!(
+            st.render(false)
+                .ends_with("eth1: not in sync: run `symroute sync eth1`\n"),
+            "{}",
+            st.render(false)
+        );
+        let mut st = status(&synced(host(), &settings), &settings);
+        assert!(st.retain_interface("eth1"));
+        assert!(st.render(false).ends_with("\neth1: in sync\n"));
     }
 
     #[test]

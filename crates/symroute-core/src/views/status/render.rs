@@ -87,11 +87,55 @@ impl Status {
                 out.push_str(&format!("  {:<10} {p}\n", "pending"));
             }
         }
-        out.push_str(if self.in_sync {
-            "in sync\n"
-        } else {
-            "not in sync: run `symroute sync`\n"
-        });
+        out.push_str(&self.verdict());
+        out.push('\n');
         out
+    }
+
+    /// The last line: whether everything (or, with a scope, the interface asked about) is
+    /// in sync, and what to do when it is not. A scoped status speaks of its interface, and
+    /// of anything else out of sync as such.
+    fn verdict(&self) -> String {
+        let contested = "someone else's rule uses symroute's table (see foreign; `symroute \
+                         doctor` says how to fix it)";
+        let Some(scope) = &self.scope else {
+            let fixable = self
+                .interfaces
+                .iter()
+                .any(|i| matches!(i.state, State::Pending | State::Refused))
+                || !self.exempt.pending.is_empty()
+                || !self.stale.is_empty();
+            return if self.in_sync {
+                "in sync".into()
+            } else if fixable {
+                "not in sync: run `symroute sync`".into()
+            } else {
+                format!("not in sync: {contested}")
+            };
+        };
+        let own = match self.interfaces.first().map(|i| i.state) {
+            Some(State::Pending) => format!("{scope}: not in sync: run `symroute sync {scope}`"),
+            Some(State::Refused) => format!("{scope}: refused (see error)"),
+            Some(State::Contested) => format!("{scope}: not in sync: {contested}"),
+            Some(state) => format!("{scope}: {}", state.as_str()),
+            None => format!("{scope}: no such interface"),
+        };
+        let mut elsewhere = self.others_not_in_sync.clone();
+        if !self.exempt.pending.is_empty() {
+            elsewhere.push("exemption rules".into());
+        }
+        elsewhere.extend(
+            self.stale
+                .iter()
+                .map(|s| format!("stale table {}", s.table)),
+        );
+        if elsewhere.is_empty() {
+            own
+        } else {
+            format!(
+                "{own} (elsewhere not in sync: {}; run `symroute status`)",
+                elsewhere.join(", ")
+            )
+        }
     }
 }
