@@ -153,6 +153,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let settings = Settings {
         table_base,
         rule_priority,
+        rule_priority_fixed: file.rule_priority.is_some(),
         ipv4: file.ipv4.unwrap_or(defaults.ipv4),
         ipv6: file.ipv6.unwrap_or(defaults.ipv6),
         include,

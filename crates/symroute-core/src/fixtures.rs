@@ -19,6 +19,7 @@ pub fn link(index: u32, name: &str) -> Link {
         name: name.into(),
         up: true,
         loopback: index == 1,
+        parent: None,
     }
 }
 

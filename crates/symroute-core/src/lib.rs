@@ -42,6 +42,7 @@ pub use kernel::names::Names;
 pub use kernel::netlink::{Netlink, NetlinkError};
 pub use kernel::{links, ReadError};
 pub use model::{Op, Snapshot};
+pub use plan::placement::is_catch_all;
 pub use run::{reconcile, reconcile_locked, Mode, Report, Target};
 pub use settings::Settings;
 pub use views::doctor::Diagnosis;

@@ -11,7 +11,7 @@ use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
-use crate::plan::nft;
+use crate::plan::{nft, placement};
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
 use crate::settings::Settings;
 
@@ -299,7 +299,28 @@ pub async fn reconcile_locked(
             None => (Scope::Garbage, None),
         },
     };
-    let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    let (mut snapshot, mut uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
+    // them, every interface's rules move in this run, not only this one's.
+    let mut everyone = false;
+    if matches!(link, Some((_, Action::Sync | Action::Settle)))
+        && placement::misplaced(
+            &snapshot.rules,
+            &placement::placed(settings, &snapshot.rules),
+        )
+    {
+        let links = std::mem::take(&mut snapshot.links);
+        (snapshot, uplinks) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+        everyone = true;
+    }
+    let settings = &placement::placed(settings, &snapshot.rules);
+    if everyone {
+        log::info!(
+            "rules of other tools before ours came or went: every interface's rules move to \
+             priority {}",
+            settings.rule_priority
+        );
+    }
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
@@ -348,9 +369,16 @@ pub async fn reconcile_locked(
         // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
         // every uplink table copies: those tables follow in the same run. An uplink that is
         // refused does not fail the run for the interface asked about; its own runs report it.
-        for uplink in companions(&planner, &snapshot, settings, &planned)
-            .into_iter()
-            .filter(|l| !skip.contains(&l.index))
+        let others = if everyone {
+            snapshot
+                .links
+                .iter()
+                .filter(|l| !planned.contains_key(&l.index))
+                .collect()
+        } else {
+            companions(&planner, &snapshot, settings, &planned)
+        };
+        for uplink in others.into_iter().filter(|l| !skip.contains(&l.index))
         {
             match sync_work(&planner, settings, uplink) {
                 Ok((mut w, mark)) => {

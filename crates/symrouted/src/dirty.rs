@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use netlink_packet_core::NLM_F_REPLACE;
 use symroute_core::model::{Family, Route, RouteKey, Rule, MAIN_TABLE};
 use symroute_core::monitor::Change;
-use symroute_core::{Op, Settings};
+use symroute_core::{is_catch_all, Op, Settings};
 
 /// Why an interface is dirty. Ordered: a batch that both changed an interface and removed
 /// something of ours counts as a repair.
@@ -160,11 +160,21 @@ pub fn note(
         Change::Route { route, added } => {
             note_route(dirty, echoes, settings, route, *added, flags, sender)
         }
-        Change::RuleAdded(_) => {
-            // Ours are our own echoes; others are none of our business.
+        Change::RuleAdded(rule) => {
+            // Ours are our own echoes. Another tool's catch-all (a VPN's) moves our rules
+            // ahead of it and may make its table a way out: every interface is replanned.
+            if is_catch_all(rule, settings) {
+                dirty.resync = true;
+            }
         }
         Change::RuleRemoved(rule) => {
-            if rule.protocol != settings.protocol || echoes.rules.remove(&rule_key(rule)) {
+            if rule.protocol != settings.protocol {
+                if is_catch_all(rule, settings) {
+                    dirty.resync = true;
+                }
+                return;
+            }
+            if echoes.rules.remove(&rule_key(rule)) {
                 return;
             }
             if rule.table == MAIN_TABLE {
@@ -200,6 +210,13 @@ fn note_route(
             dirty.every_link = true;
         }
         return;
+    }
+    if route.protocol != settings.protocol {
+        // Another table's route can make its interfaces ways out (a VPN's default in its
+        // own table) or change what a VPN-only uplink's table copies: they are looked at.
+        for nh in &route.nexthops {
+            dirty.mark(nh.ifindex, Reason::Changed);
+        }
     }
     let Some(ifindex) = settings.interface_of_table(route.table) else {
         return;

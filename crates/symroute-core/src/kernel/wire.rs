@@ -39,6 +39,12 @@ const RTNH_F_ONLINK: u32 = 4;
 const RT_TABLE_COMPAT: u8 = 252;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+/// Link kinds that put a second address (and MAC) on their parent's wire.
+const SHARED_WIRE_KINDS: [&[u8]; 4] = [b"macvlan", b"macvtap", b"ipvlan", b"ipvtap"];
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
 
@@ -289,14 +295,36 @@ pub fn link_from(answer: &Answer<'_>) -> Option<Link> {
     let header = payload.get(..16)?;
     let index = u32_at(header, 4);
     let flags = u32_at(header, 8);
-    let name = attrs(&payload[16..]).find(|(id, _)| *id == IFLA_IFNAME)?.1;
+    let mut name = None;
+    let mut lower = None;
+    let mut kind: &[u8] = &[];
+    let mut elsewhere = false;
+    for (id, value) in attrs(&payload[16..]) {
+        match id {
+            IFLA_IFNAME => name = Some(value),
+            IFLA_LINK => lower = u32_of(value),
+            IFLA_LINK_NETNSID => elsewhere = true,
+            IFLA_LINKINFO => {
+                if let Some((_, k)) = attrs(value).find(|(id, _)| *id == IFLA_INFO_KIND) {
+                    kind = k;
+                }
+            }
+            _ => {}
+        }
+    }
     // A NUL-terminated string.
-    let name = name.split(|b| *b == 0).next().unwrap_or_default();
+    let name = name?.split(|b| *b == 0).next().unwrap_or_default();
+    let kind = kind.split(|b| *b == 0).next().unwrap_or_default();
+    // A parent in another namespace is no wire of this host's routing.
+    let parent = lower
+        .filter(|p| *p != 0 && *p != index && !elsewhere)
+        .filter(|_| SHARED_WIRE_KINDS.contains(&kind));
     Some(Link {
         index,
         name: String::from_utf8_lossy(name).into_owned(),
         up: flags & IFF_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
+        parent,
     })
 }
 

@@ -243,7 +243,7 @@ fn explain_one(
     let rule_match = |rule: &Rule, certain: bool| RuleMatch {
         rule: RuleView::new(rule),
         ours: rule.protocol == settings.protocol,
-        certain: certain && !rule.other_selectors,
+        certain: certain && !rule.other_selectors(),
     };
     let table_of = |table: u32| {
         settings
@@ -361,7 +361,7 @@ fn explain_one(
                     (Some(_), Some(dev))
                         if gateway.is_none()
                             && oif.is_some_and(|i| {
-                                !Uplinks::classify(&snapshot.main_routes)
+                                !Uplinks::of(snapshot, settings)
                                     .is_uplink(Family::of(&query.to), i)
                             }) =>
                     {
