@@ -11,8 +11,8 @@ use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
-use crate::plan::{nft, placement};
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
+use crate::plan::{nft, placement};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -378,8 +378,7 @@ pub async fn reconcile_locked(
         } else {
             companions(&planner, &snapshot, settings, &planned)
         };
-        for uplink in others.into_iter().filter(|l| !skip.contains(&l.index))
-        {
+        for uplink in others.into_iter().filter(|l| !skip.contains(&l.index)) {
             match sync_work(&planner, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;

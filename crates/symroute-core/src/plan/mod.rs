@@ -14,7 +14,6 @@ use crate::model::{
 use crate::settings::{Prefix, Settings};
 use uplinks::{behind_routes, Uplinks};
 
-
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
 pub const STRICT_METRIC: u32 = u32::MAX;
 
@@ -200,19 +199,24 @@ fn interface_plan(
         // has only its connected route, if any.
         if let Some(parent) = uplinks.parent(*family, link.index) {
             let borrowed = mirror_routes(&snapshot.main_routes, settings, parent, table);
-            add_missing(&mut routes, borrowed.into_iter().filter(|r| r.family() == *family));
+            add_missing(
+                &mut routes,
+                borrowed.into_iter().filter(|r| r.family() == *family),
+            );
         }
-        // A full tunnel whose default is in its VPN's own table: without those routes a
-        // `strict` table would cut the tunnel's own address off from the tunnel.
-        if uplinks.is_vpn_only(*family, link.index) {
-            let tables: Vec<(Family, u32)> = placement::vpn_tables(&snapshot.rules, settings)
-                .into_iter()
-                .filter(|(f, _)| f == family)
-                .collect();
-            let vpn = uplinks::vpn_routes(snapshot, &tables);
-            let copies = mirror_of(vpn.iter().copied(), settings, link.index, table);
-            add_missing(&mut routes, copies.into_iter());
-        }
+    }
+    // Our rules come before the VPN's catch-all rules, which would otherwise have routed
+    // this interface's packets by the VPN's tables: what those tables route through the
+    // interface (a full tunnel's default, Tailscale's peers) stays, so that a `strict` table
+    // does not cut the tunnel's own address off from the tunnel. Main's routes win.
+    let tables: Vec<(Family, u32)> = placement::vpn_tables(&snapshot.rules, settings)
+        .into_iter()
+        .filter(|(f, _)| families.contains(f))
+        .collect();
+    if !tables.is_empty() {
+        let vpn = uplinks::vpn_routes(snapshot, &tables);
+        let copies = mirror_of(vpn.iter().copied(), settings, link.index, table);
+        add_missing(&mut routes, copies.into_iter());
     }
     // An uplink's table needs what is behind the host, or the answers to containers and LAN
     // clients would leave through its gateway. Other tables fall through to main for it,
@@ -1102,7 +1106,10 @@ mod tests {
         let settings = placement::placed(&settings(), &snap.rules);
         assert_eq!(settings.rule_priority, 31997);
         let plan = plan_of(&snap, &settings, 2);
-        assert_eq!(rules_of(&plan), ["from 10.64.0.2 lookup 1007 priority 31997"]);
+        assert_eq!(
+            rules_of(&plan),
+            ["from 10.64.0.2 lookup 1007 priority 31997"]
+        );
         assert_eq!(
             routes_of(&plan),
             [
@@ -1133,5 +1140,37 @@ mod tests {
         let settings = placement::placed(&fixed, &snap.rules);
         let plan = plan_of(&snap, &settings, 1);
         assert!(plan.rules.iter().all(|r| r.priority == 32000));
+    }
+    #[test]
+    fn tailscale_peers_stay_in_the_tunnels_strict_table_without_making_it_an_uplink() {
+        // tailscaled without an exit node: peers in table 52, `5270: lookup 52`.
+        const TS0: u32 = 8;
+        let mut snap = two_uplinks();
+        snap.links.push(link(TS0, "tailscale0"));
+        snap.addresses
+            .push(addr(TS0, "100.101.102.103", scope::UNIVERSE, 0));
+        snap.tables.insert(
+            52,
+            vec![unicast(52, "100.64.0.5", 32, 0, 3, vec![hop(TS0, None)])],
+        );
+        snap.rules.push(Rule::lookup(52, 5270).with_protocol(3));
+        let strict = placement::placed(
+            &Settings {
+                strict: true,
+                ..settings()
+            },
+            &snap.rules,
+        );
+        assert_eq!(strict.rule_priority, 5269);
+        let planner = Planner::new(&snap, &strict);
+        assert!(!planner.uplinks().is_uplink(Family::V4, TS0));
+        let plan = planner.interface(&snap.links[2]).unwrap();
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "100.64.0.5/32 dev if8 table 1008 scope link",
+                "default table 1008 metric 4294967295",
+            ]
+        );
     }
 }

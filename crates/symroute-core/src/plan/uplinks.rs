@@ -20,9 +20,6 @@ use crate::settings::Settings;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uplinks {
     by_family: BTreeSet<(Family, u32)>,
-    /// Uplinks whose way out is only in a VPN's own table (wg-quick's 51820, Tailscale's
-    /// 52): main alone would not make them ones.
-    by_vpn_table: BTreeSet<(Family, u32)>,
     /// Uplinks only because they share the wire of an uplink (a macvlan without a way out
     /// of its own), with that parent.
     borrowed: BTreeMap<(Family, u32), u32>,
@@ -134,7 +131,10 @@ impl Uplinks {
             };
             for nh in route.nexthops.iter() {
                 if !by_family.contains(&(route.family(), nh.ifindex)) {
-                    spans.entry((route.family(), nh.ifindex)).or_default().push(span);
+                    spans
+                        .entry((route.family(), nh.ifindex))
+                        .or_default()
+                        .push(span);
                 }
             }
         }
@@ -150,22 +150,27 @@ impl Uplinks {
             };
             for nh in route.nexthops.iter() {
                 if !by_family.contains(&(route.family(), nh.ifindex)) {
-                    spans.entry((route.family(), nh.ifindex)).or_default().push(span);
+                    spans
+                        .entry((route.family(), nh.ifindex))
+                        .or_default()
+                        .push(span);
                     by_vpn_table.insert((route.family(), nh.ifindex));
                 }
             }
         }
-        by_vpn_table.retain(|way| {
+        // Main's direct routes through them and the VPN tables' together.
+        by_family.extend(by_vpn_table.into_iter().filter(|way| {
             spans
                 .get_mut(way)
                 .is_some_and(|list| covers_half(way.0, list))
-        });
-        by_family.extend(by_vpn_table.iter().copied());
+        }));
         let mut borrowed = BTreeMap::new();
         for link in links {
             let Some(parent) = link.parent else { continue };
             for family in [Family::V4, Family::V6] {
-                if by_family.contains(&(family, parent)) && !by_family.contains(&(family, link.index)) {
+                if by_family.contains(&(family, parent))
+                    && !by_family.contains(&(family, link.index))
+                {
                     borrowed.insert((family, link.index), parent);
                 }
             }
@@ -173,7 +178,6 @@ impl Uplinks {
         by_family.extend(borrowed.keys().copied());
         Uplinks {
             by_family,
-            by_vpn_table,
             borrowed,
         }
     }
@@ -187,13 +191,6 @@ impl Uplinks {
 
     pub fn is_uplink(&self, family: Family, ifindex: u32) -> bool {
         self.by_family.contains(&(family, ifindex))
-    }
-
-    /// Whether `ifindex` is an uplink of `family` only through a VPN's own table: its table
-    /// takes that table's routes through it too, or closing it (`strict`) would cut the
-    /// tunnel's own address off from the tunnel.
-    pub fn is_vpn_only(&self, family: Family, ifindex: u32) -> bool {
-        self.by_vpn_table.contains(&(family, ifindex))
     }
 
     /// The uplink whose wire `ifindex` shares and whose ways out it takes for `family`.
@@ -540,8 +537,7 @@ mod tests {
         main.push(route("10.64.0.0", 24, 0, &[(TUN0, None)]));
         let vpn_default = route("0.0.0.0", 0, 0, &[(TUN0, None)]).with_table(51820);
         let up = Uplinks::classify(&main, &[&vpn_default], &[]);
-        assert!(up.is_uplink(Family::V4, TUN0) && up.is_vpn_only(Family::V4, TUN0));
-        assert!(!up.is_vpn_only(Family::V4, ETH0));
+        assert!(up.is_uplink(Family::V4, TUN0));
         let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
         assert!(v4.iter().all(|r| !r.uses_link(TUN0)), "{:?}", shown(&v4));
         // Peers' host routes alone (Tailscale without an exit node) are no way out.

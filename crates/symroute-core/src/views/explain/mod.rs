@@ -361,8 +361,7 @@ fn explain_one(
                     (Some(_), Some(dev))
                         if gateway.is_none()
                             && oif.is_some_and(|i| {
-                                !Uplinks::of(snapshot, settings)
-                                    .is_uplink(Family::of(&query.to), i)
+                                !Uplinks::of(snapshot, settings).is_uplink(Family::of(&query.to), i)
                             }) =>
                     {
                         out.symmetric = Some(true);
