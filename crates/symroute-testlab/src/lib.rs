@@ -14,6 +14,7 @@ pub mod monitor;
 mod rundir;
 mod state;
 pub mod syslog;
+pub mod tunnels;
 
 pub use state::{add_foreign_state, all_rules, assert_foreign_state, table_of};
 
