@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use symroute_testlab::hosts::{reaches, Service, SERVICE_PORT, SERVICE_TAG as TAG};
 use symroute_testlab::tunnels::{
-    openvpn_def1_ipv6, route_get, strongswan_up, tailscale_up, wg_quick_down, wg_quick_up, Tun,
-    INTERNET_V4, INTERNET_V6, SWAN_VIP, TS_MARK, TS_PEER_V4, TS_TABLE, TS_V4, TS_V6, WG_TABLE,
-    WG_V4, WG_V6,
+    openvpn_def1_ipv6, route_get, strongswan_up, symroute_priorities, tailscale_up, wg_quick_down,
+    wg_quick_up, Tun, INTERNET_V4, INTERNET_V6, SWAN_VIP, TS_MARK, TS_PEER_V4, TS_TABLE, TS_V4,
+    TS_V6, WG_TABLE, WG_V4, WG_V6,
 };
 use symroute_testlab::{
     ping, root_lab, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
@@ -40,19 +40,6 @@ fn assert_client_reaches_all(lab: &Lab, when: &str) {
         })
         .collect();
     assert!(failed.is_empty(), "{when}: {failed:?}");
-}
-
-/// The priorities of the rules of ours (protocol 83) of one family, sorted, deduplicated.
-fn our_priorities(ns: &Netns, v6: bool) -> Vec<u32> {
-    let mut p: Vec<u32> = ns
-        .rules(v6)
-        .iter()
-        .filter(|r| r.contains("proto 83") || r.contains("proto symroute"))
-        .filter_map(|r| r.split(':').next()?.trim().parse().ok())
-        .collect();
-    p.sort_unstable();
-    p.dedup();
-    p
 }
 
 /// Panics unless no route of eth0's or eth1's table (both families) goes through `dev`.
@@ -88,7 +75,12 @@ fn openvpn_def1_ipv6_tunnel_is_an_uplink_and_its_routes_stay_out_of_the_others()
 
     assert_uplink_tables_without(&lab, "tun0");
     let own = lab.host.routes(&table_of(&lab.host, "tun0"), true);
-    for split in ["::/3 dev tun0", "2000::/4 dev tun0", "3000::/4 dev tun0", "fc00::/7 dev tun0"] {
+    for split in [
+        "::/3 dev tun0",
+        "2000::/4 dev tun0",
+        "3000::/4 dev tun0",
+        "fc00::/7 dev tun0",
+    ] {
         assert!(own.iter().any(|r| r.starts_with(split)), "{split}: {own:?}");
     }
     // The kernel's own lookups of the answers to the client, and the real thing.
@@ -98,7 +90,11 @@ fn openvpn_def1_ipv6_tunnel_is_an_uplink_and_its_routes_stay_out_of_the_others()
         (HOST_ETH0_V4, "10.11.0.2", "eth0"),
         (HOST_ETH1_V4, "10.12.0.2", "eth1"),
     ] {
-        assert_eq!(route_get(&lab.host, to, Some(from), None).0, dev, "{from} -> {to}");
+        assert_eq!(
+            route_get(&lab.host, to, Some(from), None).0,
+            dev,
+            "{from} -> {to}"
+        );
     }
     assert_client_reaches_all(&lab, "with OpenVPN's def1 ipv6");
     // The host's own traffic still goes through the tunnel.
@@ -111,13 +107,16 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     let Some(lab) = root_lab() else { return };
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
     hook_ok(&lab.host, &["--all"]);
-    assert_eq!(our_priorities(&lab.host, false), [32000]);
+    assert_eq!(symroute_priorities(&lab.host, false), [32000]);
     let tun = Tun::open(&lab.host, "wg0");
     wg_quick_up(&lab.host, "wg0");
     // `ip rule add` put wg-quick's rules before ours: the replies go into the tunnel.
     let rules = lab.host.rules(false);
     assert!(
-        rules.iter().any(|r| r.starts_with("31999:") && r.contains("not from all fwmark 0xca6c lookup 51820")),
+        rules
+            .iter()
+            .any(|r| r.starts_with("31999:")
+                && r.contains("not from all fwmark 0xca6c lookup 51820")),
         "{rules:?}"
     );
     assert!(!ping(&lab.client, HOST_ETH1_V4));
@@ -128,10 +127,13 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     let t1 = table_of(&lab.host, "eth1");
     let added = format!("+rule from {HOST_ETH1_V4} lookup {t1} priority 31997");
     let removed = format!("-rule from {HOST_ETH1_V4} lookup {t1} priority 32000");
-    let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("no {line:?} in {log}"));
+    let at = |line: &str| {
+        log.find(line)
+            .unwrap_or_else(|| panic!("no {line:?} in {log}"))
+    };
     assert!(at(&added) < at(&removed), "{log}");
     for v6 in [false, true] {
-        assert_eq!(our_priorities(&lab.host, v6), [31997], "v6 {v6}");
+        assert_eq!(symroute_priorities(&lab.host, v6), [31997], "v6 {v6}");
     }
     assert_client_reaches_all(&lab, "with wg-quick's rules");
     assert_uplink_tables_without(&lab, "wg0");
@@ -143,7 +145,10 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
         (INTERNET_V6, HOST_ETH0_V6, HOST_ETH1_V6, WG_V6),
     ] {
         // Unbound traffic into the tunnel, by wg-quick's table.
-        assert_eq!(route_get(&lab.host, to, None, None), ("wg0".into(), wg.clone()));
+        assert_eq!(
+            route_get(&lab.host, to, None, None),
+            ("wg0".into(), wg.clone())
+        );
         // The tunnel's own packets (mark 51820): main, or the uplink's table once their
         // source is an uplink's address.
         assert_eq!(route_get(&lab.host, to, None, Some(WG_TABLE)).0, "eth0");
@@ -165,7 +170,7 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     drop(tun);
     hook_ok(&lab.host, &["eth0", "up"]);
     for v6 in [false, true] {
-        assert_eq!(our_priorities(&lab.host, v6), [32000], "v6 {v6}");
+        assert_eq!(symroute_priorities(&lab.host, v6), [32000], "v6 {v6}");
     }
     assert_client_reaches_all(&lab, "after wg-quick down");
 }
@@ -179,7 +184,7 @@ fn tailscale_exit_node_rules_leave_replies_to_the_uplinks_and_the_rest_to_the_tu
     hook_ok(&lab.host, &["--all"]);
     // Before `5270: lookup 52`, after tailscaled's rules for its own marked packets.
     for v6 in [false, true] {
-        assert_eq!(our_priorities(&lab.host, v6), [5269], "v6 {v6}");
+        assert_eq!(symroute_priorities(&lab.host, v6), [5269], "v6 {v6}");
     }
     assert_client_reaches_all(&lab, "with Tailscale's exit node");
     assert_uplink_tables_without(&lab, "tailscale0");
@@ -187,9 +192,15 @@ fn tailscale_exit_node_rules_leave_replies_to_the_uplinks_and_the_rest_to_the_tu
     let ts = Some(TS_TABLE.to_string());
     let ts_own = Some(table_of(&lab.host, "tailscale0"));
     for (to, own) in [(INTERNET_V4, TS_V4), (INTERNET_V6, TS_V6)] {
-        assert_eq!(route_get(&lab.host, to, None, None), ("tailscale0".into(), ts.clone()));
+        assert_eq!(
+            route_get(&lab.host, to, None, None),
+            ("tailscale0".into(), ts.clone())
+        );
         // tailscaled's own packets: main, by rule 5210.
-        assert_eq!(route_get(&lab.host, to, None, Some(TS_MARK)), ("eth0".into(), None));
+        assert_eq!(
+            route_get(&lab.host, to, None, Some(TS_MARK)),
+            ("eth0".into(), None)
+        );
         // Exit-node traffic once its source is chosen: the tunnel, by its table of ours.
         assert_eq!(
             route_get(&lab.host, to, Some(own), None),
@@ -210,10 +221,13 @@ fn strongswan_table_220_does_not_take_the_other_uplinks_replies() {
     strongswan_up(&lab.host);
     assert!(!ping(&lab.client, HOST_ETH1_V4));
     hook_ok(&lab.host, &["--all"]);
-    assert_eq!(our_priorities(&lab.host, false), [219]);
+    assert_eq!(symroute_priorities(&lab.host, false), [219]);
     assert_client_reaches_all(&lab, "with strongSwan's table 220");
     // The virtual IP's traffic leaves where charon routes it: eth0's gateway.
-    assert_eq!(route_get(&lab.host, INTERNET_V4, Some(SWAN_VIP), None).0, "eth0");
+    assert_eq!(
+        route_get(&lab.host, INTERNET_V4, Some(SWAN_VIP), None).0,
+        "eth0"
+    );
     assert_eq!(route_get(&lab.host, INTERNET_V4, None, None).0, "eth0");
 }
 
@@ -243,7 +257,9 @@ fn keepalived_vmac_vip_answers_through_its_parents_gateway() {
     let vmac = table_of(&lab.host, "vrrp.52");
     let routes = lab.host.routes(&vmac, false);
     assert!(
-        routes.iter().any(|r| r.starts_with("default via 10.2.0.1 dev eth1")),
+        routes
+            .iter()
+            .any(|r| r.starts_with("default via 10.2.0.1 dev eth1")),
         "{routes:?}"
     );
     assert_uplink_tables_without(&lab, "vrrp.52");

@@ -301,3 +301,17 @@ pub fn route_get(
     };
     (word_after("dev").unwrap_or_default(), word_after("table"))
 }
+
+/// The priorities of symroute's rules (protocol 83) of one family in `ns`, ascending, each
+/// once.
+pub fn symroute_priorities(ns: &Netns, v6: bool) -> Vec<u32> {
+    let mut p: Vec<u32> = ns
+        .rules(v6)
+        .iter()
+        .filter(|r| r.contains(" proto 83") || r.contains(" proto symroute"))
+        .filter_map(|r| r.split(':').next()?.trim().parse().ok())
+        .collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
