@@ -301,7 +301,11 @@ mod tests {
         assert!(!auto.rule_priority_fixed);
         let fixed = parse_str("rule_priority = 32000\n").unwrap();
         assert!(fixed.rule_priority_fixed && fixed.rule_priority == 32000);
-        assert_refused_at("ipv4 = true\nrule_priority = \"high\"\n", 2, "rule_priority");
+        assert_refused_at(
+            "ipv4 = true\nrule_priority = \"high\"\n",
+            2,
+            "rule_priority",
+        );
         assert!(error_of("rule_priority = \"high\"").contains("neither a number nor \"auto\""));
         assert_refused_at("rule_priority = -5\n", 1, "rule_priority");
     }

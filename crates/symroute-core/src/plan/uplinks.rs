@@ -90,8 +90,9 @@ fn covers_half(family: Family, spans: &mut [(u128, u128)]) -> bool {
         covered += b - a + 1;
     }
     let (first, last) = public_space(family);
-    // At most 2^125 (IPv6) or 2^32: doubling cannot overflow.
-    covered * 2 >= last - first + 1
+    // `covered * 2 >= size`, size being `last - first + 1`; at most 2^125 (IPv6) or 2^32:
+    // doubling cannot overflow.
+    covered * 2 > last - first
 }
 
 impl Uplinks {
