@@ -212,6 +212,27 @@ fn tailscale_exit_node_rules_leave_replies_to_the_uplinks_and_the_rest_to_the_tu
         route_get(&lab.host, TS_PEER_V4, Some(TS_V4), None).0,
         "tailscale0"
     );
+
+    // The exit node switched off (tailscaled removes the defaults from table 52), then on
+    // again: the tunnel's own event updates its table, read with table 52 by a run for it.
+    let own = ts_own.clone().unwrap_or_default();
+    let has_default = |v6: bool| {
+        lab.host
+            .routes(&own, v6)
+            .iter()
+            .any(|r| r.starts_with("default dev tailscale0"))
+    };
+    lab.host.ip("route del 0.0.0.0/0 dev tailscale0 table 52");
+    lab.host.ip("-6 route del ::/0 dev tailscale0 table 52");
+    hook_ok(&lab.host, &["tailscale0", "up"]);
+    assert!(!has_default(false) && !has_default(true));
+    let peers = lab.host.routes(&own, false);
+    assert!(peers.iter().any(|r| r.starts_with(TS_PEER_V4)), "{peers:?}");
+    lab.host.ip("route add 0.0.0.0/0 dev tailscale0 table 52");
+    lab.host.ip("-6 route add ::/0 dev tailscale0 table 52");
+    hook_ok(&lab.host, &["tailscale0", "up"]);
+    assert!(has_default(false) && has_default(true));
+    assert_client_reaches_all(&lab, "after the exit node came back");
 }
 
 #[test]

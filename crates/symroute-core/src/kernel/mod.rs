@@ -196,7 +196,11 @@ pub async fn snapshot(
                         let vpn_routes: Vec<&Route> = vpn
                             .iter()
                             .flat_map(|(family, t)| {
-                                tables[t].iter().filter(move |r| r.family() == *family)
+                                tables
+                                    .get(t)
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(move |r| r.family() == *family)
                             })
                             .collect();
                         Uplinks::classify(&main, &vpn_routes, &links)
