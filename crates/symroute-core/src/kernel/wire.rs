@@ -474,4 +474,66 @@ mod tests {
             assert_eq!(route_dump_request(table, oif), buf);
         }
     }
+    /// A link message as the kernel sends it, made by netlink-packet-route.
+    fn link_payload(
+        index: u32,
+        name: &str,
+        kind: Option<netlink_packet_route::link::InfoKind>,
+        lower: Option<u32>,
+        elsewhere: bool,
+    ) -> Vec<u8> {
+        use netlink_packet_core::Emitable;
+        use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(lower) = lower {
+            msg.attributes.push(LinkAttribute::Link(lower));
+        }
+        if elsewhere {
+            msg.attributes.push(LinkAttribute::LinkNetNsId(1));
+        }
+        if let Some(kind) = kind {
+            msg.attributes
+                .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        }
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_macvlans_or_ipvlans_parent_is_read_and_a_veths_peer_is_not() {
+        use netlink_packet_route::link::InfoKind;
+        let parent = |kind, lower, elsewhere| {
+            let payload = link_payload(8, "vrrp.52", kind, lower, elsewhere);
+            let answer = Answer {
+                kind: RTM_NEWLINK,
+                flags: 0,
+                seq: 0,
+                payload: &payload,
+                message: &payload,
+            };
+            link_from(&answer).map(|l| (l.name, l.parent))
+        };
+        let named = |p: Option<u32>| Some(("vrrp.52".to_string(), p));
+        assert_eq!(
+            parent(Some(InfoKind::MacVlan), Some(3), false),
+            named(Some(3))
+        );
+        assert_eq!(
+            parent(Some(InfoKind::IpVlan), Some(3), false),
+            named(Some(3))
+        );
+        assert_eq!(
+            parent(Some(InfoKind::MacVtap), Some(3), false),
+            named(Some(3))
+        );
+        // A veth's IFLA_LINK is its peer, a VLAN's another segment, and a parent in another
+        // namespace no wire of this one's.
+        assert_eq!(parent(Some(InfoKind::Veth), Some(3), false), named(None));
+        assert_eq!(parent(Some(InfoKind::Vlan), Some(3), false), named(None));
+        assert_eq!(parent(Some(InfoKind::MacVlan), Some(3), true), named(None));
+        assert_eq!(parent(None, None, false), named(None));
+    }
 }
