@@ -103,6 +103,28 @@ fn openvpn_def1_ipv6_tunnel_is_an_uplink_and_its_routes_stay_out_of_the_others()
 }
 
 #[test]
+fn ipv6_half_split_tunnel_is_an_uplink() {
+    let Some(lab) = root_lab() else { return };
+    let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
+    hook_ok(&lab.host, &["--all"]);
+    let tun = Tun::open(&lab.host, "tun0");
+    // A VPN client's IPv6 default split in two halves, without a gateway: main sends even
+    // the client's ULA (fd11::2, in 8000::/1) into the tunnel.
+    lab.host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        "link set tun0 up
+         addr add fd08::2/64 dev tun0 nodad
+         route add ::/1 dev tun0
+         route add 8000::/1 dev tun0
+        ",
+    );
+    hook_ok(&lab.host, &["tun0", "up"]);
+    assert_uplink_tables_without(&lab, "tun0");
+    assert_client_reaches_all(&lab, "with ::/1 + 8000::/1 into tun0");
+    assert!(host_sends_into(&lab, &tun, INTERNET_V6));
+}
+
+#[test]
 fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     let Some(lab) = root_lab() else { return };
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
