@@ -20,15 +20,17 @@ pub const LOWEST_PRIORITY: u32 = 3;
 /// Main's own rule: catch-all rules after it see only what main had no route for.
 const MAIN_PRIORITY: u32 = 32766;
 
-/// Whether a rule of another tool takes every unmarked packet the host sends, whatever
+/// Whether a rule of another tool routes every unmarked packet the host sends, whatever
 /// its source and destination: no `from`, no `to`, no `iif` but `lo` (locally sent
 /// packets carry it), no selector symroute does not model, a mark test that unmarked
-/// packets pass (`not fwmark 51820`), and an action that decides (a lookup, a refusal).
+/// packets pass (`not fwmark 51820`), and a lookup (of any table but `local`).
 ///
 /// A rule that needs a mark is left alone: the mark is how a tool (Tailscale's and
 /// WireGuard's own sockets, Cilium's proxy, kube-proxy) routes its own packets its own
 /// way. Rules with a `from` or `to` are an administrator's explicit policy for those
-/// addresses, and `local` decides only for the host's own addresses.
+/// addresses, and `local` decides only for the host's own addresses. A rule that refuses
+/// everything (`unreachable`, `blackhole`, `prohibit`: a kill switch) is a deliberate
+/// block, not a way: our rules never go ahead of it to get around it.
 pub fn is_catch_all(rule: &Rule, settings: &Settings) -> bool {
     let any = |sel: Option<(std::net::IpAddr, u8)>| sel.is_none_or(|(_, len)| len == 0);
     rule.protocol != settings.protocol
@@ -37,11 +39,8 @@ pub fn is_catch_all(rule: &Rule, settings: &Settings) -> bool {
         && rule.iif.as_deref().is_none_or(|i| i == "lo")
         && !rule.extra.narrow
         && takes_unmarked(rule)
-        && match rule.extra.action {
-            RuleVerdict::Lookup => rule.table != LOCAL_TABLE,
-            RuleVerdict::Refuse => true,
-            RuleVerdict::Other => false,
-        }
+        && rule.extra.action == RuleVerdict::Lookup
+        && rule.table != LOCAL_TABLE
 }
 
 /// Whether a packet without a mark matches the rule's mark test. `not` inverts the whole
@@ -109,7 +108,6 @@ pub fn vpn_tables(rules: &[Rule], settings: &Settings) -> Vec<(Family, u32)> {
         .iter()
         .filter(|r| {
             r.priority < MAIN_PRIORITY
-                && r.extra.action == RuleVerdict::Lookup
                 && !matches!(r.table, MAIN_TABLE | LOCAL_TABLE | DEFAULT_TABLE)
                 && is_catch_all(r, settings)
         })
@@ -245,7 +243,8 @@ mod tests {
         assert_eq!(rule_priority(&rules, &settings()), 219);
         assert_eq!(vpn_tables(&rules, &settings()), [(Family::V4, 220)]);
 
-        // A refusing catch-all counts; one after our ceiling does not.
+        // A kill switch is never passed; a catch-all after our ceiling is not either (but
+        // its table is a VPN table all the same).
         let mut rules = local_main_default();
         rules.push(Rule {
             extra: RuleExtra {
@@ -255,7 +254,7 @@ mod tests {
             ..foreign(1000, 0)
         });
         rules.push(foreign(32100, 77));
-        assert_eq!(rule_priority(&rules, &settings()), 999);
+        assert_eq!(rule_priority(&rules, &settings()), 32000);
         assert_eq!(vpn_tables(&rules, &settings()), [(Family::V4, 77)]);
     }
 
