@@ -205,13 +205,14 @@ fn interface_plan(
             );
         }
     }
-    // Our rules come before the VPN's catch-all rules, which would otherwise have routed
-    // this interface's packets by the VPN's tables: what those tables route through the
-    // interface (a full tunnel's default, Tailscale's peers) stays, so that a `strict` table
-    // does not cut the tunnel's own address off from the tunnel. Main's routes win.
+    // Our rules come before the VPN's catch-all rules, which would otherwise have routed a
+    // tunnel address's packets by the VPN's tables: what those tables route through a
+    // tunnel (a full tunnel's default, Tailscale's peers) stays in its table, so that a
+    // `strict` table does not cut the tunnel's own address off from the tunnel. Main's
+    // routes win; an interface main already uses as a way out keeps main's ways alone.
     let tables: Vec<(Family, u32)> = placement::vpn_tables(&snapshot.rules, settings)
         .into_iter()
-        .filter(|(f, _)| families.contains(f))
+        .filter(|(f, _)| families.contains(f) && !uplinks.is_uplink_by_main(*f, link.index))
         .collect();
     if !tables.is_empty() {
         let vpn = uplinks::vpn_routes(snapshot, &tables);
@@ -1170,6 +1171,30 @@ mod tests {
             [
                 "100.64.0.5/32 dev if8 table 1008 scope link",
                 "default table 1008 metric 4294967295",
+            ]
+        );
+    }
+    #[test]
+    fn an_uplink_keeps_mains_ways_beside_strongswans_table_220() {
+        // charon's full tunnel: its routes through eth0's gateway in table 220, `220: lookup
+        // 220`. eth0's table stays a mirror of main.
+        let mut snap = two_uplinks();
+        snap.tables.insert(
+            220,
+            vec![
+                unicast(220, "0.0.0.0", 1, 0, 4, vec![hop(ETH0, Some("10.1.0.1"))]),
+                unicast(220, "128.0.0.0", 1, 0, 4, vec![hop(ETH0, Some("10.1.0.1"))]),
+            ],
+        );
+        snap.rules.push(Rule::lookup(220, 220).with_protocol(4));
+        let settings = placement::placed(&settings(), &snap.rules);
+        assert_eq!(settings.rule_priority, 219);
+        let plan = plan_of(&snap, &settings, 0);
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "default via 10.1.0.1 dev if2 table 1002 metric 100",
+                "10.1.0.0/24 dev if2 table 1002 scope link",
             ]
         );
     }

@@ -20,6 +20,9 @@ use crate::settings::Settings;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uplinks {
     by_family: BTreeSet<(Family, u32)>,
+    /// Those of `by_family` that main alone makes uplinks (a gateway, or main's routes'
+    /// share): their tables hold a way out of their own.
+    by_main: BTreeSet<(Family, u32)>,
     /// Uplinks only because they share the wire of an uplink (a macvlan without a way out
     /// of its own), with that parent.
     borrowed: BTreeMap<(Family, u32), u32>,
@@ -144,6 +147,7 @@ impl Uplinks {
                 by_family.insert(*way);
             }
         }
+        let by_main = by_family.clone();
         let mut by_vpn_table = BTreeSet::new();
         for route in vpn.iter().filter(|r| r.kind == route_type::UNICAST) {
             let Some(span) = public_span(route) else {
@@ -179,6 +183,7 @@ impl Uplinks {
         by_family.extend(borrowed.keys().copied());
         Uplinks {
             by_family,
+            by_main,
             borrowed,
         }
     }
@@ -192,6 +197,12 @@ impl Uplinks {
 
     pub fn is_uplink(&self, family: Family, ifindex: u32) -> bool {
         self.by_family.contains(&(family, ifindex))
+    }
+
+    /// Whether main alone makes `ifindex` an uplink of `family` (a gateway, or main's routes
+    /// through it covering half the public space): its table holds a way out of its own.
+    pub fn is_uplink_by_main(&self, family: Family, ifindex: u32) -> bool {
+        self.by_main.contains(&(family, ifindex))
     }
 
     /// The uplink whose wire `ifindex` shares and whose ways out it takes for `family`.
@@ -538,7 +549,8 @@ mod tests {
         main.push(route("10.64.0.0", 24, 0, &[(TUN0, None)]));
         let vpn_default = route("0.0.0.0", 0, 0, &[(TUN0, None)]).with_table(51820);
         let up = Uplinks::classify(&main, &[&vpn_default], &[]);
-        assert!(up.is_uplink(Family::V4, TUN0));
+        assert!(up.is_uplink(Family::V4, TUN0) && !up.is_uplink_by_main(Family::V4, TUN0));
+        assert!(up.is_uplink_by_main(Family::V4, ETH0));
         let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
         assert!(v4.iter().all(|r| !r.uses_link(TUN0)), "{:?}", shown(&v4));
         // Peers' host routes alone (Tailscale without an exit node) are no way out.
