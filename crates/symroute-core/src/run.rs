@@ -237,21 +237,19 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
         .collect()
 }
 
-/// The uplinks a per-interface run plans besides the interface it is about: those whose
-/// tables the snapshot read because they depend on it.
+/// The interfaces a per-interface run plans besides the interface it is about: those whose
+/// tables the snapshot read because they depend on it (uplinks holding copies through it,
+/// macvlans on it).
 fn companions<'a>(
-    planner: &Planner<'_>,
     snapshot: &'a Snapshot,
     settings: &Settings,
     planned: &BTreeMap<u32, Option<u32>>,
 ) -> Vec<&'a Link> {
-    planner
-        .uplinks()
-        .indexes()
-        .into_iter()
-        .filter(|i| !planned.contains_key(i))
-        .filter(|i| snapshot.tables.contains_key(&settings.table_for(*i)))
-        .filter_map(|i| snapshot.link(i))
+    snapshot
+        .links
+        .iter()
+        .filter(|l| !planned.contains_key(&l.index))
+        .filter(|l| snapshot.tables.contains_key(&settings.table_for(l.index)))
         .collect()
 }
 
@@ -376,7 +374,7 @@ pub async fn reconcile_locked(
                 .filter(|l| !planned.contains_key(&l.index))
                 .collect()
         } else {
-            companions(&planner, &snapshot, settings, &planned)
+            companions(&snapshot, settings, &planned)
         };
         for uplink in others.into_iter().filter(|l| !skip.contains(&l.index)) {
             match sync_work(&planner, settings, uplink) {

@@ -311,4 +311,21 @@ fn keepalived_vmac_vip_answers_through_its_parents_gateway() {
         assert!(reaches(&lab.client, vip, SERVICE_PORT, TAG), "tcp {vip}");
     }
     assert_client_reaches_all(&lab, "beside the VRRP macvlan");
+
+    // eth1 loses its IPv4 gateway (and comes back): a run for eth1 alone takes the borrowed
+    // default out of the macvlan's table (and puts it back).
+    let has_default = || {
+        lab.host
+            .routes(&vmac, false)
+            .iter()
+            .any(|r| r.starts_with("default via 10.2.0.1 dev eth1"))
+    };
+    lab.host.ip("route del default via 10.2.0.1 dev eth1");
+    hook_ok(&lab.host, &["eth1", "up"]);
+    assert!(!has_default(), "{:?}", lab.host.routes(&vmac, false));
+    lab.host
+        .ip("route add default via 10.2.0.1 dev eth1 metric 101");
+    hook_ok(&lab.host, &["eth1", "up"]);
+    assert!(has_default(), "{:?}", lab.host.routes(&vmac, false));
+    assert!(ping(&lab.client, VIP4));
 }

@@ -206,7 +206,18 @@ pub async fn snapshot(
                         Uplinks::classify(&main, &vpn_routes, &links)
                     };
                     let behind = uplinks.is_behind(&main, x);
-                    for y in uplinks.indexes() {
+                    // The uplinks, and the macvlans on `x` (uplinks or not: one that took
+                    // `x`'s ways out keeps copies of them when `x` loses its gateway).
+                    let mut dependents = uplinks.indexes();
+                    dependents.extend(
+                        links
+                            .iter()
+                            .filter(|l| l.parent == Some(x))
+                            .map(|l| l.index),
+                    );
+                    dependents.sort_unstable();
+                    dependents.dedup();
+                    for y in dependents {
                         let Some(link) = links.iter().find(|l| l.index == y) else {
                             continue;
                         };

@@ -102,6 +102,7 @@ impl<'a> Planner<'a> {
         }
     }
 
+    #[cfg(test)]
     pub fn uplinks(&self) -> &Uplinks {
         &self.uplinks
     }
