@@ -7,6 +7,7 @@ use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, Scope};
 use crate::model::host::HostFacts;
 use crate::model::{Answer, Probe, Query, Snapshot};
+use crate::plan::placement;
 use crate::views::doctor::{self, Diagnosis};
 use crate::views::explain::{self, Explanation};
 use crate::views::replies;
@@ -35,6 +36,8 @@ pub async fn status(
         None => None,
     };
     crate::run::warn_included_and_excluded(&snapshot.links, settings, only);
+    // Where our rules go among the other tools' rules, as a run would place them.
+    let settings = &placement::placed(settings, &snapshot.rules);
     let mut report = status::status(&snapshot, settings);
     if let Some(name) = interface {
         if !report.retain_interface(name) {
@@ -47,6 +50,8 @@ pub async fn status(
 /// `symroute doctor`: the full snapshot and the host's facts, judged.
 pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Error> {
     let snapshot = full_snapshot(nl, settings).await?;
+    // Where our rules go among the other tools' rules, as a run would place them.
+    let settings = &placement::placed(settings, &snapshot.rules);
     let report = status::status(&snapshot, settings);
     let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
     // Needs CAP_NET_ADMIN; unknown otherwise. Not asked when nf_tables is not even loaded
@@ -92,6 +97,8 @@ pub async fn explain(
     query: &Query,
 ) -> Result<Explanation, Error> {
     let snapshot = full_snapshot(nl, settings).await?;
+    // Where our rules go among the other tools' rules, as a run would place them.
+    let settings = &placement::placed(settings, &snapshot.rules);
     let iif_index = match &query.iif {
         Some(name) => match snapshot.link_by_name(name) {
             Some(link) => Some(link.index),

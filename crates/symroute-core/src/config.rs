@@ -39,7 +39,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct File {
     table_base: Option<u32>,
-    rule_priority: Option<u32>,
+    rule_priority: Option<Priority>,
     ipv4: Option<bool>,
     ipv6: Option<bool>,
     include: Option<Vec<String>>,
@@ -60,6 +60,14 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct InterfaceFile {
     route_metrics: Option<toml::Table>,
+}
+
+/// `rule_priority`: a number, or `"auto"` (what leaving it out means).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Priority {
+    Fixed(u32),
+    Word(String),
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -130,7 +138,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             format!("{table_base} is out of range 255..=4000000000 (tables 0 and 252-255 are the kernel's)"),
         ));
     }
-    let rule_priority = file.rule_priority.unwrap_or(defaults.rule_priority);
+    let (rule_priority, rule_priority_fixed) = match file.rule_priority {
+        None => (defaults.rule_priority, false),
+        Some(Priority::Word(word)) if word == "auto" => (defaults.rule_priority, false),
+        Some(Priority::Word(word)) => {
+            return Err(err(
+                "rule_priority",
+                format!("{word:?} is neither a number nor \"auto\""),
+            ))
+        }
+        Some(Priority::Fixed(p)) => (p, true),
+    };
     if !(2..=32765).contains(&rule_priority) {
         return Err(err(
             "rule_priority",
@@ -211,6 +229,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let settings = Settings {
         table_base,
         rule_priority,
+        rule_priority_fixed,
         ipv4: file.ipv4.unwrap_or(defaults.ipv4),
         ipv6: file.ipv6.unwrap_or(defaults.ipv6),
         include,
@@ -440,6 +459,22 @@ mod tests {
             parse_str("# only a comment\n").unwrap(),
             Settings::default()
         );
+    }
+
+    #[test]
+    fn rule_priority_is_automatic_unless_a_number_is_given() {
+        let auto = parse_str("rule_priority = \"auto\"\n").unwrap();
+        assert_eq!(auto, Settings::default());
+        assert!(!auto.rule_priority_fixed);
+        let fixed = parse_str("rule_priority = 32000\n").unwrap();
+        assert!(fixed.rule_priority_fixed && fixed.rule_priority == 32000);
+        assert_refused_at(
+            "ipv4 = true\nrule_priority = \"high\"\n",
+            2,
+            "rule_priority",
+        );
+        assert!(error_of("rule_priority = \"high\"").contains("neither a number nor \"auto\""));
+        assert_refused_at("rule_priority = -5\n", 1, "rule_priority");
     }
 
     #[test]

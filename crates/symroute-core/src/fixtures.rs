@@ -20,6 +20,7 @@ pub fn link(index: u32, name: &str) -> Link {
         up: true,
         loopback: index == 1,
         tunnel: false,
+        parent: None,
     }
 }
 
@@ -135,10 +136,9 @@ pub fn with_wg_quick(mut snapshot: Snapshot, wg0: u32) -> Snapshot {
     snapshot.addresses.push(addr(wg0, "10.99.0.2", 32));
     let mut not_marked = rule(31999, None, 51820, 0);
     not_marked.fwmark = Some((51820, u32::MAX));
-    not_marked.invert = true;
-    not_marked.other_selectors = true;
+    not_marked.extra.invert = true;
     let mut suppress = rule(31998, None, MAIN_TABLE, 0);
-    suppress.other_selectors = true;
+    suppress.extra.suppress = true;
     snapshot.rules.extend([suppress, not_marked]);
     snapshot.rules.sort_by_key(|r| r.priority);
     snapshot

@@ -43,6 +43,7 @@ pub use kernel::names::Names;
 pub use kernel::netlink::{Netlink, NetlinkError};
 pub use kernel::{links, lookup, ReadError};
 pub use model::{Op, Snapshot};
+pub use plan::placement::is_catch_all;
 pub use route_metrics::RouteMetrics;
 pub use run::{reconcile, reconcile_interrupted, reconcile_locked, Mode, Report, Target};
 pub use settings::{InterfaceSettings, Settings};

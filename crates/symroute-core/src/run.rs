@@ -11,8 +11,8 @@ use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
-use crate::plan::nft;
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
+use crate::plan::{nft, placement};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -260,21 +260,19 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
         .collect()
 }
 
-/// The uplinks a per-interface run plans besides the interface it is about: those whose
-/// tables the snapshot read because they depend on it.
+/// The interfaces a per-interface run plans besides the interface it is about: those whose
+/// tables the snapshot read because they depend on it (uplinks holding copies through it,
+/// macvlans on it).
 fn companions<'a>(
-    planner: &Planner<'_>,
     snapshot: &'a Snapshot,
     settings: &Settings,
     planned: &BTreeMap<u32, Option<u32>>,
 ) -> Vec<&'a Link> {
-    planner
-        .uplinks()
-        .indexes()
-        .into_iter()
-        .filter(|i| !planned.contains_key(i))
-        .filter(|i| snapshot.tables.contains_key(&settings.table_for(*i)))
-        .filter_map(|i| snapshot.link(i))
+    snapshot
+        .links
+        .iter()
+        .filter(|l| !planned.contains_key(&l.index))
+        .filter(|l| snapshot.tables.contains_key(&settings.table_for(l.index)))
         .collect()
 }
 
@@ -436,14 +434,35 @@ async fn pass(
             None => (Scope::Garbage(vanished), None),
         },
     };
+    let (mut snapshot, mut uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
+    // them, every interface's rules move in this run, not only this one's.
+    let mut everyone = false;
+    if matches!(link, Some((_, Action::Sync | Action::Settle)))
+        && placement::misplaced(
+            &snapshot.rules,
+            &placement::placed(settings, &snapshot.rules),
+        )
+    {
+        let links = std::mem::take(&mut snapshot.links);
+        (snapshot, uplinks) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+        everyone = true;
+    }
+    let settings = &placement::placed(settings, &snapshot.rules);
+    if everyone {
+        log::info!(
+            "rules of other tools before ours came or went: every interface's rules move to \
+             priority {}",
+            settings.rule_priority
+        );
+    }
     match (target, &link) {
-        (Target::All, _) => warn_included_and_excluded(&links, settings, None),
+        (Target::All, _) => warn_included_and_excluded(&snapshot.links, settings, None),
         (Target::Interface { .. }, Some((l, _))) => {
-            warn_included_and_excluded(&links, settings, Some(l.index));
+            warn_included_and_excluded(&snapshot.links, settings, Some(l.index));
         }
         _ => {}
     }
-    let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
@@ -492,10 +511,16 @@ async fn pass(
         // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
         // every uplink table copies: those tables follow in the same run. An uplink that is
         // refused does not fail the run for the interface asked about; its own runs report it.
-        for uplink in companions(&planner, &snapshot, settings, &planned)
-            .into_iter()
-            .filter(|l| !skip.contains(&l.index))
-        {
+        let others = if everyone {
+            snapshot
+                .links
+                .iter()
+                .filter(|l| !planned.contains_key(&l.index))
+                .collect()
+        } else {
+            companions(&snapshot, settings, &planned)
+        };
+        for uplink in others.into_iter().filter(|l| !skip.contains(&l.index)) {
             match sync_work(&planner, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;

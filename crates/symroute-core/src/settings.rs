@@ -65,7 +65,11 @@ impl fmt::Display for Prefix {
 pub struct Settings {
     /// Interface with index N gets table `table_base + N`.
     pub table_base: u32,
+    /// Priority of our `from` rules: where they go unless a catch-all rule of another tool
+    /// comes first (`plan/placement.rs`), then just before it.
     pub rule_priority: u32,
+    /// `rule_priority` was configured: it is kept whatever other tools' rules do.
+    pub rule_priority_fixed: bool,
     /// Ownership mark on rules and routes: nothing without it is ever changed.
     pub protocol: u8,
     pub ipv4: bool,
@@ -111,6 +115,7 @@ impl Default for Settings {
         Settings {
             table_base: DEFAULT_TABLE_BASE,
             rule_priority: DEFAULT_RULE_PRIORITY,
+            rule_priority_fixed: false,
             protocol: DEFAULT_PROTOCOL,
             ipv4: true,
             ipv6: true,

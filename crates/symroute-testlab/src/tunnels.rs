@@ -1,9 +1,14 @@
-//! VPN clients' routing on a host, without the VPN: a tun device with carrier (this kernel has
-//! no WireGuard) and the exact `ip rule`/`ip route` commands wg-quick and tailscaled run, or
-//! the routes OpenVPN's `redirect-gateway def1 ipv6` leaves in the tables.
+//! VPN clients on a host, reproduced with the routes, rules and tables their programs write
+//! (this kernel has no wireguard module, and tailscaled and charon need peers): each on a
+//! tun device the test itself holds open, so the tunnel has a carrier and every packet the
+//! host sends into it can be read back ([`Tun::saw_packet_to`]).
 
 use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
 
 use crate::hosts::in_netns;
 use crate::Netns;
@@ -12,49 +17,317 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 
-/// A tun device held open by the test, as a VPN daemon holds its device: it has carrier (a
-/// tun device nobody holds has none, and IPv6 then passes over its routes). The device goes
-/// away with the last holder, so dropping this removes it.
+/// `struct ifreq` as TUNSETIFF reads it: a name and the flags.
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// A tun device in a namespace, held open by the test: it exists (with carrier) as long as
+/// this value lives, and goes with it.
 #[derive(Debug)]
 pub struct Tun {
-    _file: File,
+    file: File,
+    pub name: String,
 }
 
 impl Tun {
-    /// Creates tun device `name` in `ns`, up, with `addresses` (`ip addr add` syntax, IPv6
-    /// ones without DAD).
-    pub fn up(ns: &Netns, name: &str, addresses: &[&str]) -> Tun {
-        let dev = name.to_string();
+    /// Creates tun device `name` in `ns` (down, without addresses: the VPN's commands
+    /// configure it).
+    pub fn open(ns: &Netns, name: &str) -> Tun {
+        let owned = name.to_string();
         let file = in_netns(ns, move || {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open("/dev/net/tun")
                 .unwrap_or_else(|e| panic!("open /dev/net/tun: {e}"));
-            // struct ifreq: the name, then the flags.
-            let mut ifreq = [0u8; 40];
-            ifreq[..dev.len()].copy_from_slice(dev.as_bytes());
-            ifreq[16..18].copy_from_slice(&(IFF_TUN | IFF_NO_PI).to_ne_bytes());
-            // SAFETY: TUNSETIFF reads and writes a struct ifreq, which `ifreq` is large
-            // enough for; the descriptor is open.
-            let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, ifreq.as_mut_ptr()) };
+            let mut req = IfReq {
+                name: [0; libc::IFNAMSIZ],
+                flags: IFF_TUN | IFF_NO_PI,
+                _pad: [0; 22],
+            };
+            req.name[..owned.len()].copy_from_slice(owned.as_bytes());
+            // SAFETY: TUNSETIFF reads a struct ifreq, which `req` is laid out as, and the
+            // descriptor is a live /dev/net/tun.
+            let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
             assert_eq!(
                 rc,
                 0,
-                "TUNSETIFF {dev}: {}",
+                "TUNSETIFF {owned}: {}",
                 std::io::Error::last_os_error()
             );
             file
         })
         .join()
-        .expect("tun thread");
+        .unwrap_or_else(|_| panic!("creating tun {name} failed"));
+        Tun {
+            file,
+            name: name.to_string(),
+        }
+    }
+
+    /// Whether a packet to `dst` comes out of the tunnel (the host routed it into the tun
+    /// device) within `timeout`; other packets are skipped.
+    pub fn saw_packet_to(&self, dst: IpAddr, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 2048];
+        let mut file = &self.file;
+        while Instant::now() < deadline {
+            match file.read(&mut buf) {
+                Ok(n) if destination(&buf[..n]) == Some(dst) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("reading tun {}: {e}", self.name),
+            }
+        }
+        false
+    }
+}
+
+/// The destination of an IPv4 or IPv6 packet.
+fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => <[u8; 4]>::try_from(packet.get(16..20)?)
+            .ok()
+            .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        6 => <[u8; 16]>::try_from(packet.get(24..40)?)
+            .ok()
+            .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        _ => None,
+    }
+}
+
+/// Where the VPN servers of these reproductions are (reached through eth0).
+pub const VPN_SERVER_V4: &str = "198.51.100.7";
+/// An address on the Internet beyond every uplink, reached through a full tunnel.
+pub const INTERNET_V4: &str = "203.0.113.9";
+pub const INTERNET_V6: &str = "2001:db8:99::9";
+
+/// OpenVPN 2.6's client with `topology subnet`, `redirect-gateway def1 ipv6` and an IPv6
+/// tunnel address, on tun `dev`: the server's host route through eth0's gateway, the
+/// `0.0.0.0/1` + `128.0.0.0/1` pair through the server's tunnel address, and the IPv6 split
+/// `::/3`, `2000::/4`, `3000::/4`, `fc00::/7` into the device without a gateway.
+pub fn openvpn_def1_ipv6(host: &Netns, dev: &str) {
+    host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        &format!(
+            "link set dev {dev} up mtu 1500
+             addr add 10.8.0.2/24 dev {dev}
+             addr add fd08::2/64 dev {dev} nodad
+             route add {VPN_SERVER_V4}/32 via 10.1.0.1
+             route add 0.0.0.0/1 via 10.8.0.1
+             route add 128.0.0.0/1 via 10.8.0.1
+             route add ::/3 dev {dev}
+             route add 2000::/4 dev {dev}
+             route add 3000::/4 dev {dev}
+             route add fc00::/7 dev {dev}
+            "
+        ),
+    );
+}
+
+/// wg-quick's table (and fwmark) for a full tunnel.
+pub const WG_TABLE: &str = "51820";
+pub const WG_V4: &str = "10.64.0.2";
+pub const WG_V6: &str = "fd64::2";
+
+/// What `wg-quick up` runs for `AllowedIPs = 0.0.0.0/0, ::/0` on interface `dev` (after
+/// `wg setconf`): addresses, the default routes in table 51820, the two rules per family
+/// that `ip rule add` places before the first rule after `local`, `src_valid_mark`, and
+/// the nftables table that keeps the tunnel's address from being spoofed and restores the
+/// mark on the answers to the tunnel's own packets.
+pub fn wg_quick_up(host: &Netns, dev: &str) {
+    batch(
+        host,
+        "-4",
+        &format!(
+            "address add {WG_V4}/32 dev {dev}
+             address add {WG_V6}/128 dev {dev} nodad
+             link set mtu 1420 up dev {dev}
+             route add 0.0.0.0/0 dev {dev} table {WG_TABLE}
+             rule add not fwmark {WG_TABLE} table {WG_TABLE}
+             rule add table main suppress_prefixlength 0
+            "
+        ),
+    );
+    batch(
+        host,
+        "-6",
+        &format!(
+            "route add ::/0 dev {dev} table {WG_TABLE}
+             rule add not fwmark {WG_TABLE} table {WG_TABLE}
+             rule add table main suppress_prefixlength 0
+            "
+        ),
+    );
+    host.sysctl("net.ipv4.conf.all.src_valid_mark", "1");
+    let mut nft = String::new();
+    for (family, pf, addr) in [("ip", "ip", WG_V4), ("ip6", "ip6", WG_V6)] {
+        nft += &format!(
+            "add table {family} wg-quick-{dev}
+             add chain {family} wg-quick-{dev} preraw {{ type filter hook prerouting priority -300; }}
+             add chain {family} wg-quick-{dev} premangle {{ type filter hook prerouting priority -150; }}
+             add chain {family} wg-quick-{dev} postmangle {{ type filter hook postrouting priority -150; }}
+             add rule {family} wg-quick-{dev} preraw iifname != \"{dev}\" {pf} daddr {addr} fib saddr type != local drop
+             add rule {family} wg-quick-{dev} postmangle meta l4proto udp mark {WG_TABLE} ct mark set mark
+             add rule {family} wg-quick-{dev} premangle meta l4proto udp meta mark set ct mark
+            "
+        );
+    }
+    host.sh_ok_input(&["nft", "-f", "-"], &nft);
+}
+
+/// What `wg-quick down` undoes of [`wg_quick_up`] (the link itself goes with its [`Tun`]).
+pub fn wg_quick_down(host: &Netns, dev: &str) {
+    for family in ["-4", "-6"] {
+        batch(
+            host,
+            family,
+            &format!(
+                "rule delete table {WG_TABLE}
+                 rule delete table main suppress_prefixlength 0
+                "
+            ),
+        );
+    }
+    host.sh_ok(&["nft", "delete", "table", "ip", &format!("wg-quick-{dev}")]);
+    host.sh_ok(&["nft", "delete", "table", "ip6", &format!("wg-quick-{dev}")]);
+}
+
+/// tailscaled's routing table, the mark on its own sockets' packets, and its addresses.
+pub const TS_TABLE: &str = "52";
+pub const TS_MARK: &str = "0x80000";
+pub const TS_V4: &str = "100.101.102.103";
+pub const TS_V6: &str = "fd7a:115c:a1e0::1234";
+pub const TS_PEER_V4: &str = "100.64.0.5";
+
+/// What tailscaled (Linux router, netlink mode) installs on `dev`: its addresses, peer and
+/// MagicDNS routes in table 52, with `exit_node` the default routes there too, and the
+/// rules 5210 (its own marked packets: main), 5230 (default), 5250 (unreachable) and 5270
+/// (everything else: table 52), for both families.
+pub fn tailscale_up(host: &Netns, dev: &str, exit_node: bool) {
+    let mut v4 = format!(
+        "link set dev {dev} up mtu 1280
+         addr add {TS_V4}/32 dev {dev}
+         addr add {TS_V6}/128 dev {dev} nodad
+         route add 100.100.100.100/32 dev {dev} table {TS_TABLE}
+         route add {TS_PEER_V4}/32 dev {dev} table {TS_TABLE}
+         route add fd7a:115c:a1e0::/48 dev {dev} table {TS_TABLE}
+        "
+    );
+    if exit_node {
+        v4 += &format!(
+            "route add 0.0.0.0/0 dev {dev} table {TS_TABLE}
+             route add ::/0 dev {dev} table {TS_TABLE}
+            "
+        );
+    }
+    batch(host, "-4", &v4);
+    for family in ["-4", "-6"] {
+        batch(
+            host,
+            family,
+            &format!(
+                "rule add pref 5210 fwmark {TS_MARK}/0xff0000 table main
+                 rule add pref 5230 fwmark {TS_MARK}/0xff0000 table default
+                 rule add pref 5250 fwmark {TS_MARK}/0xff0000 type unreachable
+                 rule add pref 5270 table {TS_TABLE}
+                "
+            ),
+        );
+    }
+}
+
+/// `ip [-6] -batch -` with `text`: without the flag iproute2 takes each address's family
+/// from the address and a rule without one for IPv4; with it, everything is IPv6.
+fn batch(host: &Netns, family: &str, text: &str) {
+    let mut argv = vec!["ip"];
+    if family == "-6" {
+        argv.push("-6");
+    }
+    argv.extend(["-batch", "-"]);
+    host.sh_ok_input(&argv, text);
+}
+
+/// strongSwan's routing table and the virtual IP its client is given.
+pub const SWAN_TABLE: &str = "220";
+pub const SWAN_VIP: &str = "10.99.0.5";
+
+/// What charon installs for a full-tunnel (`remote_ts = 0.0.0.0/0`) policy-based IPsec
+/// client: the virtual IP on the outbound interface eth0, table 220 with the traffic
+/// selector's routes through eth0's gateway from that IP (split in two /1s), and the rule
+/// `220: from all lookup 220`. (The XFRM policies, which do the tunnelling, are left out:
+/// they match only packets from the virtual IP.)
+pub fn strongswan_up(host: &Netns) {
+    host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        &format!(
+            "addr add {SWAN_VIP}/32 dev eth0
+             route add 0.0.0.0/1 via 10.1.0.1 dev eth0 proto static src {SWAN_VIP} table {SWAN_TABLE}
+             route add 128.0.0.0/1 via 10.1.0.1 dev eth0 proto static src {SWAN_VIP} table {SWAN_TABLE}
+             rule add pref 220 table {SWAN_TABLE}
+            "
+        ),
+    );
+}
+
+/// The kernel's own answer to `ip [-6] route get TO [from FROM] [mark MARK]` in `ns`: the
+/// device, and the table when it is not main (`None` for main).
+pub fn route_get(
+    ns: &Netns,
+    to: &str,
+    from: Option<&str>,
+    mark: Option<&str>,
+) -> (String, Option<String>) {
+    let mut args = format!("route get {to}");
+    if let Some(from) = from {
+        args += &format!(" from {from}");
+    }
+    if let Some(mark) = mark {
+        args += &format!(" mark {mark}");
+    }
+    let out = ns.ip(&args);
+    let word_after = |key: &str| {
+        out.split_whitespace()
+            .skip_while(|w| *w != key)
+            .nth(1)
+            .map(str::to_string)
+    };
+    (word_after("dev").unwrap_or_default(), word_after("table"))
+}
+
+/// The priorities of symroute's rules (protocol 83) of one family in `ns`, ascending, each
+/// once.
+pub fn symroute_priorities(ns: &Netns, v6: bool) -> Vec<u32> {
+    let mut p: Vec<u32> = ns
+        .rules(v6)
+        .iter()
+        .filter(|r| r.contains(" proto 83") || r.contains(" proto symroute"))
+        .filter_map(|r| r.split(':').next()?.trim().parse().ok())
+        .collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+impl Tun {
+    /// Creates tun device `name` in `ns`, up, with `addresses` (`ip addr add` syntax, IPv6
+    /// ones without DAD): a VPN's device before its routes and rules are added.
+    pub fn up(ns: &Netns, name: &str, addresses: &[&str]) -> Tun {
+        let tun = Tun::open(ns, name);
         let mut batch = format!("link set {name} up\n");
         for address in addresses {
             let nodad = if address.contains(':') { " nodad" } else { "" };
             batch += &format!("addr add {address} dev {name}{nodad}\n");
         }
         ns.sh_ok_input(&["ip", "-batch", "-"], &batch);
-        Tun { _file: file }
+        tun
     }
 }
 
@@ -65,9 +338,8 @@ fn ip_lines(ns: &Netns, lines: &str) {
     }
 }
 
-/// What `wg-quick up wg0` with `AllowedIPs = 0.0.0.0/0, ::/0` does to the routing (its
-/// `add_default`), on the tun device `wg0`: rules added without a priority, so the kernel puts
-/// them just ahead of the first rule after `local` (symroute's, when synced).
+/// Only the routing part of `wg-quick up wg0` with `AllowedIPs = 0.0.0.0/0, ::/0` (its
+/// `add_default`), on a tun device `wg0` that already has its addresses.
 pub fn wg_quick_full_tunnel(ns: &Netns) {
     ip_lines(
         ns,
@@ -80,7 +352,7 @@ pub fn wg_quick_full_tunnel(ns: &Netns) {
     );
 }
 
-/// What tailscaled does with an exit node on the tun device `tailscale0`: rules 5210–5270
+/// Only the routing part of tailscaled with an exit node on `tailscale0`: rules 5210–5270
 /// (its own marked packets skip to main) and table 52 with the default through the tunnel.
 pub fn tailscale_exit_node(ns: &Netns) {
     for family in ["-4", "-6"] {

@@ -1134,10 +1134,21 @@ fn doctor_reports_foreign_tables_and_shadowing_rules() {
     assert_contains(&text, "FAIL  tables");
     assert_contains(&text, "fix: set `table_base = 2000`");
 
-    // The suggested base works.
+    // The suggested base works, and a sync places our rules just before the catch-all.
     admin.configure("table_base = 2000\n");
     admin.sync();
+    assert!(
+        lab.host
+            .rules(false)
+            .iter()
+            .any(|r| r.starts_with("99:") && r.contains("from 10.2.0.2 lookup 2003")),
+        "{:?}",
+        lab.host.rules(false)
+    );
+    assert!(ping(&lab.client, HOST_ETH1_V4));
+    // Gone again: the next sync (the daemon's at once) puts ours back at 32000.
     lab.host.ip("rule del priority 100 from all lookup 51820");
+    admin.sync();
     assert!(ping(&lab.client, HOST_ETH1_V4));
     let doctor = admin.doctor();
     for check in ["sync", "tables", "shadowing"] {

@@ -94,7 +94,7 @@ fn wg_quick_full_tunnel_takes_the_replies_and_doctor_names_its_rule() {
         assert!(
             fail["fix"]
                 .as_str()
-                .is_some_and(|f| f.starts_with("set `rule_priority = 31998`")),
+                .is_some_and(|f| f.starts_with("run `symroute sync`")),
             "{fail}"
         );
     }
@@ -112,9 +112,8 @@ fn wg_quick_full_tunnel_takes_the_replies_and_doctor_names_its_rule() {
     assert_eq!(e["symmetric"], false, "{e}");
     assert_eq!(e["dev"], "wg0");
 
-    // The fix doctor prints: symroute's rules ahead of wg-quick's. Replies leave through
-    // their uplinks again; the host's own traffic still goes into the tunnel ...
-    admin.configure("rule_priority = 31998\n");
+    // The fix doctor prints: a sync places symroute's rules ahead of wg-quick's. Replies
+    // leave through their uplinks again; the host's own traffic still goes into the tunnel ...
     admin.sync();
     lab.assert_client_reaches_all();
     assert!(tcp_reaches(&lab, HOST_ETH1_V4) && tcp_reaches(&lab, HOST_ETH1_V6));

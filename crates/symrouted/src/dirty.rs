@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use netlink_packet_core::NLM_F_REPLACE;
-use symroute_core::model::{Family, Route, RouteKey, Rule, MAIN_TABLE};
+use symroute_core::model::{Family, Route, RouteKey, Rule, LOCAL_TABLE, MAIN_TABLE};
 use symroute_core::monitor::Change;
-use symroute_core::{Op, Settings};
+use symroute_core::{is_catch_all, Op, Settings};
 
 /// Why an interface is dirty. Ordered: a batch that both changed an interface and removed
 /// something of ours counts as a repair.
@@ -160,11 +160,21 @@ pub fn note(
         Change::Route { route, added } => {
             note_route(dirty, echoes, settings, route, *added, flags, sender)
         }
-        Change::RuleAdded(_) => {
-            // Ours are our own echoes; others are none of our business.
+        Change::RuleAdded(rule) => {
+            // Ours are our own echoes. Another tool's catch-all (a VPN's) moves our rules
+            // ahead of it and may make its table a way out: every interface is replanned.
+            if is_catch_all(rule, settings) {
+                dirty.resync = true;
+            }
         }
         Change::RuleRemoved(rule) => {
-            if rule.protocol != settings.protocol || echoes.rules.remove(&rule_key(rule)) {
+            if rule.protocol != settings.protocol {
+                if is_catch_all(rule, settings) {
+                    dirty.resync = true;
+                }
+                return;
+            }
+            if echoes.rules.remove(&rule_key(rule)) {
                 return;
             }
             if rule.table == MAIN_TABLE {
@@ -200,6 +210,13 @@ fn note_route(
             dirty.every_link = true;
         }
         return;
+    }
+    if route.protocol != settings.protocol && route.table != LOCAL_TABLE {
+        // Another table's route can make its interfaces ways out (a VPN's default in its
+        // own table) or change what a VPN-only uplink's table copies: they are looked at.
+        for nh in &route.nexthops {
+            dirty.mark(nh.ifindex, Reason::Changed);
+        }
     }
     let Some(ifindex) = settings.interface_of_table(route.table) else {
         return;
@@ -366,17 +383,40 @@ mod tests {
     }
 
     #[test]
-    fn foreign_rules_and_tables_are_ignored() {
+    fn foreign_rules_and_local_routes_are_ignored() {
         let dirty = run(
             &[
                 (0, Msg::DelRule(rule_message(&rule(200, 4)))),
                 (0, Msg::DelRule(rule_message(&rule(1003, 4)))),
-                (0, new_route(&route(200, "192.0.2.0", 3, 4))),
+                (0, Msg::NewRule(rule_message(&rule(200, 4)))),
                 (0, new_route(&route(255, "10.2.0.2", 3, 2))),
             ],
             &mut Echoes::default(),
         );
         assert!(dirty.is_empty(), "{dirty:?}");
+    }
+
+    #[test]
+    fn a_vpns_catch_all_rule_resyncs_and_its_tables_routes_mark_their_interfaces() {
+        // wg-quick's `ip rule add table main suppress_prefixlength 0` and its removal.
+        let mut suppress = netlink_packet_route::rule::RuleMessage::default();
+        suppress.header.family = netlink_packet_route::AddressFamily::Inet;
+        suppress.header.action = netlink_packet_route::rule::RuleAction::ToTable;
+        suppress.attributes.extend([
+            netlink_packet_route::rule::RuleAttribute::Priority(31998),
+            netlink_packet_route::rule::RuleAttribute::Table(254),
+            netlink_packet_route::rule::RuleAttribute::SuppressPrefixLen(0),
+        ]);
+        for msg in [Msg::NewRule(suppress.clone()), Msg::DelRule(suppress)] {
+            let dirty = run(&[(0, msg)], &mut Echoes::default());
+            assert!(dirty.resync, "{dirty:?}");
+        }
+        // `default dev wg0 table 51820` (wg0 = 7).
+        let dirty = run(
+            &[(0, new_route(&route(51820, "0.0.0.0", 7, 3)))],
+            &mut Echoes::default(),
+        );
+        assert!(dirty.links.contains_key(&7), "{dirty:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessa
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::wire;
-use crate::model::{Family, Route, Rule};
+use crate::model::{Family, Route, Rule, RuleExtra, RuleVerdict};
 
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
@@ -168,8 +168,18 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut fwmask = None;
     let mut protocol = 0;
     // `not from X` must never be read as `from X`.
-    let invert = msg.header.flags.contains(RuleFlags::Invert);
-    let mut other = msg.header.tos != 0 || msg.header.action != RuleAction::ToTable || invert;
+    let mut extra = RuleExtra {
+        invert: msg.header.flags.contains(RuleFlags::Invert),
+        narrow: msg.header.tos != 0,
+        suppress: false,
+        action: match msg.header.action {
+            RuleAction::ToTable => RuleVerdict::Lookup,
+            RuleAction::Blackhole | RuleAction::Unreachable | RuleAction::Prohibit => {
+                RuleVerdict::Refuse
+            }
+            _ => RuleVerdict::Other,
+        },
+    };
     for attr in &msg.attributes {
         match attr {
             RuleAttribute::Priority(p) => priority = *p,
@@ -183,14 +193,14 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             // The kernel reports these unset as all ones; set, they change what the rule does
             // (wg-quick's `lookup main suppress_prefixlength 0`).
             RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
-                other |= *v != u32::MAX
+                extra.suppress |= *v != u32::MAX
             }
             RuleAttribute::Other(_) => {}
-            _ => other = true,
+            _ => extra.narrow = true,
         }
     }
     if msg.header.dst_len != 0 && dst.is_none() {
-        other = true;
+        extra.narrow = true;
     }
     // The kernel reports the mask whenever a mark or mask is set; `fwmark 0/0` is no selector.
     let fwmark = match (fwmark, fwmask) {
@@ -206,8 +216,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
         fwmark,
         table,
         protocol,
-        other_selectors: other,
-        invert,
+        extra,
     })
 }
 

@@ -26,6 +26,7 @@ use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 
 use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::plan::placement;
 use crate::plan::uplinks::{matters_to_others, Uplinks};
 use crate::settings::Settings;
 
@@ -181,22 +182,58 @@ pub async fn snapshot(
                 // A veth, a bridge port, a tun without routes: nothing of another interface
                 // depends on it, so a container host's veth churn never reads a large main.
                 Some(own_main) => {
-                    let uplinks = Uplinks::classify(&own_main);
+                    let uplinks = Uplinks::classify(&own_main, &[], &links);
                     (own_main, uplinks)
                 }
                 None => {
                     let main = routes(nl, Some(MAIN_TABLE), None).await?;
-                    let uplinks = Uplinks::classify(&main);
+                    // Where a full tunnel keeps its default (wg-quick's 51820, ...): small.
+                    let vpn = placement::vpn_tables(&rules, settings);
+                    for (_, t) in &vpn {
+                        if !tables.contains_key(t) {
+                            tables.insert(*t, routes(nl, Some(*t), None).await?);
+                        }
+                    }
+                    let uplinks = {
+                        let vpn_routes: Vec<&Route> = vpn
+                            .iter()
+                            .flat_map(|(family, t)| {
+                                tables
+                                    .get(t)
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(move |r| r.family() == *family)
+                            })
+                            .collect();
+                        Uplinks::classify(&main, &vpn_routes, &links)
+                    };
                     let behind = uplinks.is_behind(&main, x);
-                    for y in uplinks.indexes() {
-                        if y == x || !links.iter().any(|l| l.index == y) {
+                    // The uplinks, and the macvlans on `x` (uplinks or not: one that took
+                    // `x`'s ways out keeps copies of them when `x` loses its gateway).
+                    let mut dependents = uplinks.indexes();
+                    dependents.extend(
+                        links
+                            .iter()
+                            .filter(|l| l.parent == Some(x))
+                            .map(|l| l.index),
+                    );
+                    dependents.sort_unstable();
+                    dependents.dedup();
+                    for y in dependents {
+                        let Some(link) = links.iter().find(|l| l.index == y) else {
+                            continue;
+                        };
+                        if y == x {
                             continue;
                         }
                         let table = settings.table_for(y);
-                        // Copies of routes through `x` from when it was behind the host: a
-                        // dump filtered by table and oif costs next to nothing even beside
-                        // 100 000 routes.
-                        if behind || !routes(nl, Some(table), Some(x)).await?.is_empty() {
+                        // Copies of routes through `x` from when it was behind the host, or
+                        // the ways out a macvlan takes from its parent `x`: a dump filtered
+                        // by table and oif costs next to nothing even beside 100 000 routes.
+                        if behind
+                            || link.parent == Some(x)
+                            || !routes(nl, Some(table), Some(x)).await?.is_empty()
+                        {
                             tables.insert(table, routes(nl, Some(table), None).await?);
                         }
                     }
@@ -214,7 +251,19 @@ pub async fn snapshot(
         Scope::All => {
             // Main's routes stay in the dump's order.
             let main = all_routes(nl, &mut tables).await?;
-            let uplinks = Uplinks::classify(&main);
+            let uplinks = {
+                let vpn_routes: Vec<&Route> = placement::vpn_tables(&rules, settings)
+                    .into_iter()
+                    .flat_map(|(family, t)| {
+                        tables
+                            .get(&t)
+                            .into_iter()
+                            .flatten()
+                            .filter(move |r| r.family() == family)
+                    })
+                    .collect();
+                Uplinks::classify(&main, &vpn_routes, &links)
+            };
             (main, uplinks)
         }
     };

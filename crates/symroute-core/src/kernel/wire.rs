@@ -47,6 +47,12 @@ const RTM_F_LOOKUP_TABLE: u32 = 0x1000;
 const RTM_F_FIB_MATCH: u32 = 0x2000;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+/// Link kinds that put a second address (and MAC) on their parent's wire.
+const SHARED_WIRE_KINDS: [&[u8]; 4] = [b"macvlan", b"macvtap", b"ipvlan", b"ipvtap"];
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
 /// `ARPHRD_*` of layer-3 tunnels and point-to-point links: tun and WireGuard (`NONE`),
@@ -408,18 +414,40 @@ pub fn link_from(answer: &Answer<'_>) -> Option<Link> {
     }
     let payload = answer.payload;
     let header = payload.get(..16)?;
-    let kind = u16::from_ne_bytes([header[2], header[3]]);
+    let hw_type = u16::from_ne_bytes([header[2], header[3]]);
     let index = u32_at(header, 4);
     let flags = u32_at(header, 8);
-    let name = attrs(&payload[16..]).find(|(id, _)| *id == IFLA_IFNAME)?.1;
+    let mut name = None;
+    let mut lower = None;
+    let mut kind: &[u8] = &[];
+    let mut elsewhere = false;
+    for (id, value) in attrs(&payload[16..]) {
+        match id {
+            IFLA_IFNAME => name = Some(value),
+            IFLA_LINK => lower = u32_of(value),
+            IFLA_LINK_NETNSID => elsewhere = true,
+            IFLA_LINKINFO => {
+                if let Some((_, k)) = attrs(value).find(|(id, _)| *id == IFLA_INFO_KIND) {
+                    kind = k;
+                }
+            }
+            _ => {}
+        }
+    }
     // A NUL-terminated string.
-    let name = name.split(|b| *b == 0).next().unwrap_or_default();
+    let name = name?.split(|b| *b == 0).next().unwrap_or_default();
+    let kind = kind.split(|b| *b == 0).next().unwrap_or_default();
+    // A parent in another namespace is no wire of this host's routing.
+    let parent = lower
+        .filter(|p| *p != 0 && *p != index && !elsewhere)
+        .filter(|_| SHARED_WIRE_KINDS.contains(&kind));
     Some(Link {
         index,
         name: String::from_utf8_lossy(name).into_owned(),
         up: flags & IFF_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
-        tunnel: TUNNEL_TYPES.contains(&kind),
+        tunnel: TUNNEL_TYPES.contains(&hw_type),
+        parent,
     })
 }
 
@@ -613,5 +641,67 @@ mod tests {
             let buf = convert::encoded(msg, crate::kernel::rtnl::NLM_F_REQUEST);
             assert_eq!(route_dump_request(table, oif), buf);
         }
+    }
+    /// A link message as the kernel sends it, made by netlink-packet-route.
+    fn link_payload(
+        index: u32,
+        name: &str,
+        kind: Option<netlink_packet_route::link::InfoKind>,
+        lower: Option<u32>,
+        elsewhere: bool,
+    ) -> Vec<u8> {
+        use netlink_packet_core::Emitable;
+        use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(lower) = lower {
+            msg.attributes.push(LinkAttribute::Link(lower));
+        }
+        if elsewhere {
+            msg.attributes.push(LinkAttribute::LinkNetNsId(1));
+        }
+        if let Some(kind) = kind {
+            msg.attributes
+                .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        }
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn a_macvlans_or_ipvlans_parent_is_read_and_a_veths_peer_is_not() {
+        use netlink_packet_route::link::InfoKind;
+        let parent = |kind, lower, elsewhere| {
+            let payload = link_payload(8, "vrrp.52", kind, lower, elsewhere);
+            let answer = Answer {
+                kind: RTM_NEWLINK,
+                flags: 0,
+                seq: 0,
+                payload: &payload,
+                message: &payload,
+            };
+            link_from(&answer).map(|l| (l.name, l.parent))
+        };
+        let named = |p: Option<u32>| Some(("vrrp.52".to_string(), p));
+        assert_eq!(
+            parent(Some(InfoKind::MacVlan), Some(3), false),
+            named(Some(3))
+        );
+        assert_eq!(
+            parent(Some(InfoKind::IpVlan), Some(3), false),
+            named(Some(3))
+        );
+        assert_eq!(
+            parent(Some(InfoKind::MacVtap), Some(3), false),
+            named(Some(3))
+        );
+        // A veth's IFLA_LINK is its peer, a VLAN's another segment, and a parent in another
+        // namespace no wire of this one's.
+        assert_eq!(parent(Some(InfoKind::Veth), Some(3), false), named(None));
+        assert_eq!(parent(Some(InfoKind::Vlan), Some(3), false), named(None));
+        assert_eq!(parent(Some(InfoKind::MacVlan), Some(3), true), named(None));
+        assert_eq!(parent(None, None, false), named(None));
     }
 }

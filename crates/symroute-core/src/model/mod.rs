@@ -75,6 +75,10 @@ pub struct Link {
     /// by its hardware type: traffic into it leaves the host some other way than the
     /// link it was answering.
     pub tunnel: bool,
+    /// The link whose wire this one shares: the parent (`IFLA_LINK`) of a macvlan, macvtap,
+    /// ipvlan or ipvtap in the same namespace. `None` for every other kind (a veth's or
+    /// VLAN's `IFLA_LINK` names no shared wire: a peer, another segment).
+    pub parent: Option<u32>,
 }
 
 /// `rtm_scope` / `ifa_scope` values the planner cares about.
@@ -388,12 +392,44 @@ pub struct Rule {
     pub fwmark: Option<(u32, u32)>,
     pub table: u32,
     pub protocol: u8,
-    /// True when the kernel reported selectors symroute never sets (oif, uid range, ports,
-    /// tos, `not`, ...): such a rule is never taken for one of the rules we want.
-    pub other_selectors: bool,
-    /// `not`: the rule matches the packets its selectors do not (wg-quick's
-    /// `not fwmark 51820`). Such a rule also has `other_selectors`.
+    /// What else the kernel reported that symroute never sets; all default on our rules.
+    pub extra: RuleExtra,
+}
+
+/// The parts of a rule symroute never writes, kept so that other tools' rules can be
+/// judged (`plan/placement.rs`: which of them would take our replies first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleExtra {
+    /// `not`: the rule matches what its selectors do not.
     pub invert: bool,
+    /// Selectors outside the model: oif, uid range, ip protocol, ports, tos, l3mdev, a
+    /// destination the model could not read.
+    pub narrow: bool,
+    /// `suppress_prefixlength` or `suppress_ifgroup` is set.
+    pub suppress: bool,
+    /// What the rule does when it matches.
+    pub action: RuleVerdict,
+}
+
+/// A rule's action (`FR_ACT_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleVerdict {
+    /// `lookup TABLE`.
+    #[default]
+    Lookup,
+    /// `blackhole`, `unreachable`, `prohibit`: the lookup ends there, without a route.
+    Refuse,
+    /// `goto`, `nop` and anything newer: the walk goes on elsewhere.
+    Other,
+}
+
+impl Rule {
+    /// True when the kernel reported something symroute never sets (oif, uid range, ports,
+    /// tos, `not`, `suppress_prefixlength`, an action other than `lookup`, ...): such a rule
+    /// is never taken for one of the rules we want.
+    pub fn other_selectors(&self) -> bool {
+        self.extra != RuleExtra::default()
+    }
 }
 
 impl Rule {
@@ -409,8 +445,7 @@ impl Rule {
             fwmark: None,
             table,
             protocol: 0,
-            other_selectors: false,
-            invert: false,
+            extra: RuleExtra::default(),
         }
     }
 
@@ -609,7 +644,7 @@ impl fmt::Display for Rule {
     /// `ip rule` syntax.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = self.family.host_prefix_len();
-        if self.invert {
+        if self.extra.invert {
             write!(f, "not ")?;
         }
         match self.src {

@@ -14,7 +14,8 @@ pub struct Snapshot {
     pub main_routes: Vec<Route>,
     /// Every policy rule of both families, ours and others'.
     pub rules: Vec<Rule>,
-    /// Contents of the tables symroute looked into (its own, and those of stale rules).
+    /// Contents of the tables symroute looked into: its own, those of stale rules, and
+    /// those other tools' catch-all rules look up (`plan::placement::vpn_tables`).
     pub tables: BTreeMap<u32, Vec<Route>>,
 }
 

@@ -4,11 +4,12 @@
 
 pub mod diff;
 pub mod nft;
+pub mod placement;
 pub mod uplinks;
 
 pub use crate::model::Snapshot;
 use crate::model::{
-    route_type, scope, Address, Extras, Family, Link, NextHops, Route, Rule, MAIN_TABLE,
+    route_type, scope, Address, Extras, Family, Link, NextHops, Route, Rule, RuleExtra, MAIN_TABLE,
 };
 use crate::route_metrics::RouteMetrics;
 use crate::settings::{Prefix, Settings};
@@ -85,7 +86,7 @@ pub struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Planner<'a> {
-        let uplinks = Uplinks::classify(&snapshot.main_routes);
+        let uplinks = Uplinks::of(snapshot, settings);
         Planner::with_uplinks(snapshot, settings, uplinks)
     }
 
@@ -103,6 +104,7 @@ impl<'a> Planner<'a> {
         }
     }
 
+    #[cfg(test)]
     pub fn uplinks(&self) -> &Uplinks {
         &self.uplinks
     }
@@ -188,14 +190,38 @@ fn interface_plan(
             fwmark: Some((mark, settings.fwmark_mask)),
             table,
             protocol: settings.protocol,
-            other_selectors: false,
-            invert: false,
+            extra: RuleExtra::default(),
         }));
         rules.sort();
     }
     // A family without a rule would never look its routes up (fe80::/64 of an IPv4 uplink).
     let mut routes = mirror_routes(&snapshot.main_routes, settings, link.index, table);
     routes.retain(|r| families.contains(&r.family()));
+    for family in &families {
+        // A macvlan (keepalived's `use_vmac`) answers through its parent's gateway: main
+        // has only its connected route, if any.
+        if let Some(parent) = uplinks.parent(*family, link.index) {
+            let borrowed = mirror_routes(&snapshot.main_routes, settings, parent, table);
+            add_missing(
+                &mut routes,
+                borrowed.into_iter().filter(|r| r.family() == *family),
+            );
+        }
+    }
+    // Our rules come before the VPN's catch-all rules, which would otherwise have routed a
+    // tunnel address's packets by the VPN's tables: what those tables route through a
+    // tunnel (a full tunnel's default, Tailscale's peers) stays in its table, so that a
+    // `strict` table does not cut the tunnel's own address off from the tunnel. Main's
+    // routes win; an interface main already uses as a way out keeps main's ways alone.
+    let tables: Vec<(Family, u32)> = placement::vpn_tables(&snapshot.rules, settings)
+        .into_iter()
+        .filter(|(f, _)| families.contains(f) && !uplinks.is_uplink_by_main(*f, link.index))
+        .collect();
+    if !tables.is_empty() {
+        let vpn = uplinks::vpn_routes(snapshot, &tables);
+        let copies = mirror_of(vpn.iter().copied(), settings, link.index, table);
+        add_missing(&mut routes, copies.into_iter());
+    }
     // An uplink's table needs what is behind the host, or the answers to containers and LAN
     // clients would leave through its gateway. Other tables fall through to main for it,
     // except a `strict` table, which is closed: it gets the copies too, so that closing it
@@ -277,8 +303,7 @@ fn source_rules(
             fwmark: None,
             table,
             protocol: settings.protocol,
-            other_selectors: false,
-            invert: false,
+            extra: RuleExtra::default(),
         });
     }
     Ok(rules)
@@ -344,25 +369,46 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
             fwmark: None,
             table: MAIN_TABLE,
             protocol: settings.protocol,
-            other_selectors: false,
-            invert: false,
+            extra: RuleExtra::default(),
         })
         .collect();
     rules.sort();
     rules
 }
 
+/// Adds to `routes` those of `more` whose prefix (destination, length, tos) `routes` has
+/// no route for, whatever the metric: an interface's own routes win.
+fn add_missing(routes: &mut Vec<Route>, more: impl Iterator<Item = Route>) {
+    let taken: std::collections::BTreeSet<(std::net::IpAddr, u8, u8)> =
+        routes.iter().map(|r| (r.dst, r.dst_len, r.tos)).collect();
+    routes.extend(more.filter(|r| !taken.contains(&(r.dst, r.dst_len, r.tos))));
+}
+
 /// Copies of the main-table unicast routes through `ifindex`, retargeted to `table`.
 fn mirror_routes(main: &[Route], settings: &Settings, ifindex: u32, table: u32) -> Vec<Route> {
+    mirror_of(
+        main.iter().filter(|r| r.table == MAIN_TABLE),
+        settings,
+        ifindex,
+        table,
+    )
+}
+
+/// Copies of the unicast routes of `source` through `ifindex`, retargeted to `table`.
+fn mirror_of<'a>(
+    source: impl Iterator<Item = &'a Route> + Clone,
+    settings: &Settings,
+    ifindex: u32,
+    table: u32,
+) -> Vec<Route> {
     let mirrored = |route: &&Route| {
-        route.table == MAIN_TABLE
-            && route.kind == route_type::UNICAST
+        route.kind == route_type::UNICAST
             && route.uses_link(ifindex)
             && settings.family_enabled(route.family())
     };
     // Counted first: a list grown by doubling would hold up to twice the table.
-    let mut copies: Vec<Route> = Vec::with_capacity(main.iter().filter(mirrored).count());
-    copies.extend(main.iter().filter(mirrored).map(|route| {
+    let mut copies: Vec<Route> = Vec::with_capacity(source.clone().filter(mirrored).count());
+    copies.extend(source.filter(mirrored).map(|route| {
         let mut copy = route.clone();
         copy.table = table;
         copy.protocol = settings.protocol;
@@ -1043,5 +1089,171 @@ mod tests {
             )
             .is_empty());
         }
+    }
+    const VRRP: u32 = 6;
+    const WG0: u32 = 7;
+
+    #[test]
+    fn keepalived_vmac_answers_through_its_parents_gateway() {
+        // keepalived's `use_vmac`: the VIP on macvlan vrrp.52 over eth1, main holding only
+        // its connected route.
+        let mut snap = two_uplinks();
+        let mut vmac = link(VRRP, "vrrp.52");
+        vmac.parent = Some(ETH1);
+        snap.links.push(vmac);
+        snap.addresses
+            .push(addr(VRRP, "10.2.0.100", scope::UNIVERSE, 0));
+        snap.main_routes
+            .push(route("10.2.0.0", 24, 0, vec![hop(VRRP, None)]));
+        let plan = plan_of(&snap, &settings(), 2);
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "10.2.0.0/24 dev if6 table 1006 scope link",
+                "default via 10.2.0.1 dev if3 table 1006 metric 101",
+            ]
+        );
+        // Not behind the host: eth0's table does not get its subnet.
+        let plan0 = plan_of(&snap, &settings(), 0);
+        assert!(plan0.routes.iter().all(|r| !r.uses_link(VRRP)));
+        // A /32 VIP without a connected route of its own takes the parent's subnet too.
+        snap.main_routes.retain(|r| !r.uses_link(VRRP));
+        let plan = plan_of(&snap, &settings(), 2);
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "default via 10.2.0.1 dev if3 table 1006 metric 101",
+                "10.2.0.0/24 dev if3 table 1006 scope link",
+            ]
+        );
+    }
+
+    /// wg-quick with `AllowedIPs = 0.0.0.0/0`: its default in table 51820, its rules ahead
+    /// of ours, its address's /24 in main.
+    fn wg_quick_host() -> Snapshot {
+        let mut snap = two_uplinks();
+        snap.links.push(link(WG0, "wg0"));
+        snap.addresses
+            .push(addr(WG0, "10.64.0.2", scope::UNIVERSE, 0));
+        snap.main_routes
+            .push(route("10.64.0.0", 24, 0, vec![hop(WG0, None)]));
+        snap.tables.insert(
+            51820,
+            vec![unicast(51820, "0.0.0.0", 0, 0, 3, vec![hop(WG0, None)])],
+        );
+        snap.rules.push(Rule {
+            fwmark: Some((51820, u32::MAX)),
+            extra: RuleExtra {
+                invert: true,
+                ..RuleExtra::default()
+            },
+            ..Rule::lookup(51820, 31999)
+        });
+        snap.rules.push(Rule {
+            extra: RuleExtra {
+                suppress: true,
+                ..RuleExtra::default()
+            },
+            ..Rule::lookup(MAIN_TABLE, 31998)
+        });
+        snap
+    }
+
+    #[test]
+    fn wg_quick_full_tunnel_is_an_uplink_whose_table_holds_its_default() {
+        let snap = wg_quick_host();
+        let settings = placement::placed(&settings(), &snap.rules);
+        assert_eq!(settings.rule_priority, 31997);
+        let plan = plan_of(&snap, &settings, 2);
+        assert_eq!(
+            rules_of(&plan),
+            ["from 10.64.0.2 lookup 1007 priority 31997"]
+        );
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "10.64.0.0/24 dev if7 table 1007 scope link",
+                "default dev if7 table 1007 scope link",
+            ]
+        );
+        // The uplinks' tables keep their own ways and get nothing of the tunnel.
+        let plan1 = plan_of(&snap, &settings, 1);
+        assert!(plan1.routes.iter().all(|r| !r.uses_link(WG0)));
+        assert!(plan1.rules.iter().all(|r| r.priority == 31997));
+        // Strict: the tunnel's table is closed after its own default.
+        let strict = Settings {
+            strict: true,
+            ..settings
+        };
+        let plan = plan_of(&snap, &strict, 2);
+        assert!(routes_of(&plan).contains(&"default dev if7 table 1007 scope link".to_string()));
+    }
+
+    #[test]
+    fn a_configured_rule_priority_stays_where_it_is() {
+        let snap = wg_quick_host();
+        let fixed = Settings {
+            rule_priority_fixed: true,
+            ..settings()
+        };
+        let settings = placement::placed(&fixed, &snap.rules);
+        let plan = plan_of(&snap, &settings, 1);
+        assert!(plan.rules.iter().all(|r| r.priority == 32000));
+    }
+    #[test]
+    fn tailscale_peers_stay_in_the_tunnels_strict_table_without_making_it_an_uplink() {
+        // tailscaled without an exit node: peers in table 52, `5270: lookup 52`.
+        const TS0: u32 = 8;
+        let mut snap = two_uplinks();
+        snap.links.push(link(TS0, "tailscale0"));
+        snap.addresses
+            .push(addr(TS0, "100.101.102.103", scope::UNIVERSE, 0));
+        snap.tables.insert(
+            52,
+            vec![unicast(52, "100.64.0.5", 32, 0, 3, vec![hop(TS0, None)])],
+        );
+        snap.rules.push(Rule::lookup(52, 5270).with_protocol(3));
+        let strict = placement::placed(
+            &Settings {
+                strict: true,
+                ..settings()
+            },
+            &snap.rules,
+        );
+        assert_eq!(strict.rule_priority, 5269);
+        let planner = Planner::new(&snap, &strict);
+        assert!(!planner.uplinks().is_uplink(Family::V4, TS0));
+        let plan = planner.interface(&snap.links[2]).unwrap();
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "100.64.0.5/32 dev if8 table 1008 scope link",
+                "default table 1008 metric 4294967295",
+            ]
+        );
+    }
+    #[test]
+    fn an_uplink_keeps_mains_ways_beside_strongswans_table_220() {
+        // charon's full tunnel: its routes through eth0's gateway in table 220, `220: lookup
+        // 220`. eth0's table stays a mirror of main.
+        let mut snap = two_uplinks();
+        snap.tables.insert(
+            220,
+            vec![
+                unicast(220, "0.0.0.0", 1, 0, 4, vec![hop(ETH0, Some("10.1.0.1"))]),
+                unicast(220, "128.0.0.0", 1, 0, 4, vec![hop(ETH0, Some("10.1.0.1"))]),
+            ],
+        );
+        snap.rules.push(Rule::lookup(220, 220).with_protocol(4));
+        let settings = placement::placed(&settings(), &snap.rules);
+        assert_eq!(settings.rule_priority, 219);
+        let plan = plan_of(&snap, &settings, 0);
+        assert_eq!(
+            routes_of(&plan),
+            [
+                "default via 10.1.0.1 dev if2 table 1002 metric 100",
+                "10.1.0.0/24 dev if2 table 1002 scope link",
+            ]
+        );
     }
 }

@@ -12,20 +12,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::model::{route_type, Family, Route, MAIN_TABLE};
+use super::placement;
+use crate::model::{route_type, Family, Link, Route, Snapshot, MAIN_TABLE};
 use crate::settings::Settings;
 
 /// The uplinks of each family, by interface index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uplinks {
     by_family: BTreeSet<(Family, u32)>,
+    /// Those of `by_family` that main alone makes uplinks (a gateway, or main's routes'
+    /// share): their tables hold a way out of their own.
+    by_main: BTreeSet<(Family, u32)>,
+    /// Uplinks only because they share the wire of an uplink (a macvlan without a way out
+    /// of its own), with that parent.
+    borrowed: BTreeMap<(Family, u32), u32>,
 }
 
-/// Whether `route` makes the interfaces it goes through ways out: it has a gateway, or it
-/// covers at least half of the address space (the `0.0.0.0/1` + `128.0.0.0/1` pair VPN
-/// clients install instead of a default).
+/// Whether `route` is a way out on its own, never copied as behind the host: it has a
+/// gateway, or it covers at least half of the address space (`0.0.0.0/1`, `::/1`).
 fn is_way_out(route: &Route) -> bool {
-    route.dst_len <= 1 || route.nexthops.iter().any(|nh| nh.gateway.is_some())
+    route.dst_len <= 1 || has_gateway(route)
+}
+
+fn has_gateway(route: &Route) -> bool {
+    route.nexthops.iter().any(|nh| nh.gateway.is_some())
 }
 
 /// A main-table unicast route that makes its interfaces uplinks ([`is_way_out`]).
@@ -33,16 +43,79 @@ fn is_uplink_route(route: &Route) -> bool {
     route.table == MAIN_TABLE && route.kind == route_type::UNICAST && is_way_out(route)
 }
 
+/// The public address space an interface's share is measured against, as the first and
+/// last address (numbers): all of IPv4, and IPv6's global unicast `2000::/3` — everything
+/// IANA hands out for the public Internet, where OpenVPN's `def1 ipv6` split (`2000::/4` +
+/// `3000::/4`) covers all of it while it is an eighth of the whole IPv6 space.
+fn public_space(family: Family) -> (u128, u128) {
+    match family {
+        Family::V4 => (0, u128::from(u32::MAX)),
+        Family::V6 => (0x2000 << 112, (0x4000 << 112) - 1),
+    }
+}
+
+/// The part of the public space (of its family) `route`'s prefix covers, first and last
+/// address; `None` when it covers none of it (a ULA, `::/3`, `8000::/1`).
+fn public_span(route: &Route) -> Option<(u128, u128)> {
+    let (addr, bits) = match route.dst {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let host = bits - u32::from(route.dst_len.min(bits as u8));
+    let low_bits = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    let (first, last) = (addr & !low_bits, addr | low_bits);
+    let (public_first, public_last) = public_space(route.family());
+    let (first, last) = (first.max(public_first), last.min(public_last));
+    (first <= last).then_some((first, last))
+}
+
+/// Whether `spans` (of one family, in any order, overlapping or not) cover at least half of
+/// its public space; each address counts once however many routes cover it.
+fn covers_half(family: Family, spans: &mut [(u128, u128)]) -> bool {
+    spans.sort_unstable();
+    let mut covered: u128 = 0;
+    let mut open: Option<(u128, u128)> = None;
+    for &(first, last) in spans.iter() {
+        open = match open {
+            Some((a, b)) if first <= b.saturating_add(1) => Some((a, b.max(last))),
+            Some((a, b)) => {
+                covered += b - a + 1;
+                Some((first, last))
+            }
+            None => Some((first, last)),
+        };
+    }
+    if let Some((a, b)) = open {
+        covered += b - a + 1;
+    }
+    let (first, last) = public_space(family);
+    // `covered * 2 >= size`, size being `last - first + 1`; at most 2^125 (IPv6) or 2^32:
+    // doubling cannot overflow.
+    covered * 2 > last - first
+}
+
 impl Uplinks {
-    /// Classifies every interface main routes through.
-    pub fn classify(main: &[Route]) -> Uplinks {
+    /// Classifies every interface main routes through; `vpn` are the routes of the tables
+    /// other tools' catch-all rules look up before main (`placement::vpn_tables`), and
+    /// `links` say which link sits on another's wire.
+    ///
+    /// An interface is an uplink of a family when main has a route through it with a
+    /// gateway, when main's routes through it cover at least half of the public space
+    /// ([`public_space`]; overlaps counted once), or when the VPN tables' routes through it
+    /// do (a full tunnel whose default lives in a table of its own). A macvlan or ipvlan
+    /// without a way out of its own is an uplink wherever its parent is.
+    pub fn classify(main: &[Route], vpn: &[&Route], links: &[Link]) -> Uplinks {
         let mut by_family = BTreeSet::new();
         // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
         // through the same one: only a change of (family, interface) is looked up.
         let mut last = None;
         for way in main
             .iter()
-            .filter(|r| is_uplink_route(r))
+            .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && has_gateway(r))
             .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family(), nh.ifindex)))
         {
             if last != Some(way) {
@@ -50,11 +123,91 @@ impl Uplinks {
                 last = Some(way);
             }
         }
-        Uplinks { by_family }
+        // Direct routes are few (connected subnets, a tunnel's split default): their share
+        // of the public space is summed per interface.
+        let mut spans: BTreeMap<(Family, u32), Vec<(u128, u128)>> = BTreeMap::new();
+        let direct = main
+            .iter()
+            .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && !has_gateway(r));
+        for route in direct {
+            let Some(span) = public_span(route) else {
+                continue;
+            };
+            for nh in route.nexthops.iter() {
+                if !by_family.contains(&(route.family(), nh.ifindex)) {
+                    spans
+                        .entry((route.family(), nh.ifindex))
+                        .or_default()
+                        .push(span);
+                }
+            }
+        }
+        for (way, list) in &mut spans {
+            if covers_half(way.0, list) {
+                by_family.insert(*way);
+            }
+        }
+        let by_main = by_family.clone();
+        let mut by_vpn_table = BTreeSet::new();
+        for route in vpn.iter().filter(|r| r.kind == route_type::UNICAST) {
+            let Some(span) = public_span(route) else {
+                continue;
+            };
+            for nh in route.nexthops.iter() {
+                if !by_family.contains(&(route.family(), nh.ifindex)) {
+                    spans
+                        .entry((route.family(), nh.ifindex))
+                        .or_default()
+                        .push(span);
+                    by_vpn_table.insert((route.family(), nh.ifindex));
+                }
+            }
+        }
+        // Main's direct routes through them and the VPN tables' together.
+        by_family.extend(by_vpn_table.into_iter().filter(|way| {
+            spans
+                .get_mut(way)
+                .is_some_and(|list| covers_half(way.0, list))
+        }));
+        let mut borrowed = BTreeMap::new();
+        for link in links {
+            let Some(parent) = link.parent else { continue };
+            for family in [Family::V4, Family::V6] {
+                if by_family.contains(&(family, parent))
+                    && !by_family.contains(&(family, link.index))
+                {
+                    borrowed.insert((family, link.index), parent);
+                }
+            }
+        }
+        by_family.extend(borrowed.keys().copied());
+        Uplinks {
+            by_family,
+            by_main,
+            borrowed,
+        }
+    }
+
+    /// [`Uplinks::classify`] of what `snapshot` holds: its main, the VPN tables it read
+    /// ([`placement::vpn_tables`] of its rules) and its links.
+    pub fn of(snapshot: &Snapshot, settings: &Settings) -> Uplinks {
+        let vpn = vpn_routes(snapshot, &placement::vpn_tables(&snapshot.rules, settings));
+        Uplinks::classify(&snapshot.main_routes, &vpn, &snapshot.links)
     }
 
     pub fn is_uplink(&self, family: Family, ifindex: u32) -> bool {
         self.by_family.contains(&(family, ifindex))
+    }
+
+    /// Whether main alone makes `ifindex` an uplink of `family` (a gateway, or main's routes
+    /// through it covering half the public space): its table holds a way out of its own.
+    pub fn is_uplink_by_main(&self, family: Family, ifindex: u32) -> bool {
+        self.by_main.contains(&(family, ifindex))
+    }
+
+    /// The uplink whose wire `ifindex` shares and whose ways out it takes for `family`.
+    pub fn parent(&self, family: Family, ifindex: u32) -> Option<u32> {
+        self.borrowed.get(&(family, ifindex)).copied()
     }
 
     /// Whether main has a route through `ifindex` that every uplink table copies (see
@@ -71,6 +224,20 @@ impl Uplinks {
         all.dedup();
         all
     }
+}
+
+/// The routes of `tables` (with their family: a rule of one family looks up only that
+/// family's routes) in `snapshot`.
+pub fn vpn_routes<'a>(snapshot: &'a Snapshot, tables: &[(Family, u32)]) -> Vec<&'a Route> {
+    tables
+        .iter()
+        .flat_map(|(family, table)| {
+            snapshot
+                .table(*table)
+                .iter()
+                .filter(move |r| r.family() == *family)
+        })
+        .collect()
 }
 
 /// Destinations that never leave through a gateway anyway and that every interface has a
@@ -207,7 +374,7 @@ mod tests {
             1024,
             &[(LAN0, Some("fe80::9")), (ETH1, Some("fe80::1"))],
         ));
-        let up = Uplinks::classify(&main);
+        let up = Uplinks::classify(&main, &[], &[]);
         assert!(up.is_uplink(Family::V4, ETH0) && up.is_uplink(Family::V4, ETH1));
         assert!(up.is_uplink(Family::V4, TUN0));
         assert!(!up.is_uplink(Family::V4, DOCKER0) && !up.is_uplink(Family::V4, LAN0));
@@ -222,7 +389,7 @@ mod tests {
         // A bridge port or veth with only its link-local prefix matters to nobody.
         const VETH: u32 = 7;
         let veth = [route("fe80::", 64, 256, &[(VETH, None)])];
-        assert!(!Uplinks::classify(&veth).is_behind(&veth, VETH));
+        assert!(!Uplinks::classify(&veth, &[], &[]).is_behind(&veth, VETH));
         assert!(!matters_to_others(&veth) && !matters_to_others(&[]));
         assert!(matters_to_others(&[route(
             "172.17.0.0",
@@ -241,7 +408,7 @@ mod tests {
     #[test]
     fn non_uplink_direct_routes_are_copied_with_our_table_and_protocol() {
         let main = docker_host();
-        let up = Uplinks::classify(&main);
+        let up = Uplinks::classify(&main, &[], &[]);
         let own = [route("10.2.0.0", 24, 0, &[(ETH1, None)])];
         let settings = Settings::default();
         let v4 = behind_routes(&main, &up, &settings, Family::V4, 1003, &own);
@@ -271,7 +438,7 @@ mod tests {
         // 10.2.0.0/24, whatever the metrics.
         let mut main = docker_host();
         main.push(route("10.2.0.0", 24, 102, &[(LAN0, None)]));
-        let up = Uplinks::classify(&main);
+        let up = Uplinks::classify(&main, &[], &[]);
         let own = [route("10.2.0.0", 24, 0, &[(ETH1, None)])];
         let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &own);
         assert!(v4
@@ -283,7 +450,7 @@ mod tests {
     fn only_the_first_of_routes_with_one_key_is_copied() {
         let mut main = docker_host();
         main.push(route("172.17.0.0", 16, 0, &[(LAN0, None)]));
-        let up = Uplinks::classify(&main);
+        let up = Uplinks::classify(&main, &[], &[]);
         let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
         let bridge: Vec<&Route> = v4.iter().filter(|r| r.dst_len == 16).collect();
         assert_eq!(bridge.len(), 1);
@@ -295,7 +462,7 @@ mod tests {
         let mut main = docker_host();
         // A route symroute cannot copy (nexthop object, encap) reads without nexthops.
         main.push(route("172.30.0.0", 16, 0, &[]));
-        let up = Uplinks::classify(&main);
+        let up = Uplinks::classify(&main, &[], &[]);
         let settings = Settings {
             ipv6: false,
             ..Settings::default()
@@ -303,5 +470,113 @@ mod tests {
         assert!(behind_routes(&main, &up, &settings, Family::V6, 1002, &[]).is_empty());
         let v4 = behind_routes(&main, &up, &settings, Family::V4, 1002, &[]);
         assert!(v4.iter().all(|r| !r.nexthops.is_empty()));
+    }
+    /// OpenVPN's `redirect-gateway def1 ipv6`: four direct routes into tun0, none of them
+    /// half of anything, together all of 2000::/3.
+    fn openvpn_def1_ipv6() -> Vec<Route> {
+        let mut main = docker_host();
+        main.extend([
+            route("fd08::", 64, 256, &[(TUN0, None)]),
+            route("::", 3, 1024, &[(TUN0, None)]),
+            route("2000::", 4, 1024, &[(TUN0, None)]),
+            route("3000::", 4, 1024, &[(TUN0, None)]),
+            route("fc00::", 7, 1024, &[(TUN0, None)]),
+        ]);
+        main
+    }
+
+    #[test]
+    fn openvpn_ipv6_split_makes_the_tunnel_an_uplink_and_nothing_of_it_is_copied() {
+        let main = openvpn_def1_ipv6();
+        let up = Uplinks::classify(&main, &[], &[]);
+        assert!(up.is_uplink(Family::V6, TUN0) && !up.is_uplink(Family::V4, TUN0));
+        assert!(!up.is_behind(&main, TUN0));
+        let v6 = behind_routes(&main, &up, &Settings::default(), Family::V6, 1003, &[]);
+        assert!(v6.iter().all(|r| !r.uses_link(TUN0)), "{:?}", shown(&v6));
+        // Half of 2000::/3 is enough; a quarter, or only space outside it, is not.
+        let half = [
+            route("2000::", 4, 0, &[(TUN0, None)]),
+            route("2000::", 5, 0, &[(TUN0, None)]),
+        ];
+        assert!(Uplinks::classify(&half, &[], &[]).is_uplink(Family::V6, TUN0));
+        let quarter = [route("2000::", 5, 0, &[(TUN0, None)])];
+        assert!(!Uplinks::classify(&quarter, &[], &[]).is_uplink(Family::V6, TUN0));
+        let outside = [
+            route("8000::", 1, 0, &[(TUN0, None)]),
+            route("::", 3, 0, &[(TUN0, None)]),
+        ];
+        assert!(!Uplinks::classify(&outside, &[], &[]).is_uplink(Family::V6, TUN0));
+        // The ::/1 + 8000::/1 pair and a plain default through a tun without gateway.
+        let pair = [
+            route("::", 1, 0, &[(TUN0, None)]),
+            route("8000::", 1, 0, &[(TUN0, None)]),
+        ];
+        assert!(Uplinks::classify(&pair, &[], &[]).is_uplink(Family::V6, TUN0));
+        let default = [route("::", 0, 0, &[(TUN0, None)])];
+        assert!(Uplinks::classify(&default, &[], &[]).is_uplink(Family::V6, TUN0));
+    }
+
+    #[test]
+    fn ipv4_shares_count_each_address_once() {
+        // Four /2s through one tun: all of IPv4. Overlapping /1s and /2s of half the
+        // space are still half, and 0/2 + 0/3 (overlapping) only a quarter.
+        let quarters: Vec<Route> = ["0.0.0.0", "64.0.0.0", "128.0.0.0", "192.0.0.0"]
+            .iter()
+            .map(|d| route(d, 2, 0, &[(TUN0, None)]))
+            .collect();
+        assert!(Uplinks::classify(&quarters, &[], &[]).is_uplink(Family::V4, TUN0));
+        let overlap = [
+            route("0.0.0.0", 2, 0, &[(TUN0, None)]),
+            route("0.0.0.0", 3, 0, &[(TUN0, None)]),
+        ];
+        assert!(!Uplinks::classify(&overlap, &[], &[]).is_uplink(Family::V4, TUN0));
+        let doubled = [
+            route("0.0.0.0", 2, 0, &[(TUN0, None)]),
+            route("64.0.0.0", 2, 0, &[(TUN0, None)]),
+            route("0.0.0.0", 2, 5, &[(TUN0, None)]),
+        ];
+        assert!(Uplinks::classify(&doubled, &[], &[]).is_uplink(Family::V4, TUN0));
+        // A site VPN (10.0.0.0/8) stays behind the host.
+        let site = [route("10.0.0.0", 8, 0, &[(TUN0, None)])];
+        let up = Uplinks::classify(&site, &[], &[]);
+        assert!(!up.is_uplink(Family::V4, TUN0) && up.is_behind(&site, TUN0));
+    }
+
+    #[test]
+    fn a_default_in_a_vpn_table_makes_the_tunnel_an_uplink() {
+        // wg-quick: `default dev wg0 table 51820`, and in main only its address's subnet.
+        let mut main = docker_host();
+        main.push(route("10.64.0.0", 24, 0, &[(TUN0, None)]));
+        let vpn_default = route("0.0.0.0", 0, 0, &[(TUN0, None)]).with_table(51820);
+        let up = Uplinks::classify(&main, &[&vpn_default], &[]);
+        assert!(up.is_uplink(Family::V4, TUN0) && !up.is_uplink_by_main(Family::V4, TUN0));
+        assert!(up.is_uplink_by_main(Family::V4, ETH0));
+        let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
+        assert!(v4.iter().all(|r| !r.uses_link(TUN0)), "{:?}", shown(&v4));
+        // Peers' host routes alone (Tailscale without an exit node) are no way out.
+        let peer = route("100.101.1.2", 32, 0, &[(TUN0, None)]).with_table(52);
+        let up = Uplinks::classify(&main, &[&peer], &[]);
+        assert!(!up.is_uplink(Family::V4, TUN0) && up.is_behind(&main, TUN0));
+    }
+
+    #[test]
+    fn a_macvlan_on_an_uplink_is_one_and_takes_its_parents_ways_out() {
+        const VRRP: u32 = 8;
+        let mut main = docker_host();
+        main.push(route("10.2.0.0", 24, 0, &[(VRRP, None)]));
+        let mut vmac = crate::fixtures::link(VRRP, "vrrp.52");
+        vmac.parent = Some(ETH1);
+        let links = [vmac];
+        let up = Uplinks::classify(&main, &[], &links);
+        assert!(up.is_uplink(Family::V4, VRRP) && up.parent(Family::V4, VRRP) == Some(ETH1));
+        // eth1 has no IPv6 gateway here: neither has its macvlan.
+        assert!(!up.is_uplink(Family::V6, VRRP));
+        assert!(!up.is_behind(&main, VRRP));
+        let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1002, &[]);
+        assert!(v4.iter().all(|r| !r.uses_link(VRRP)), "{:?}", shown(&v4));
+        // One with a default of its own keeps its own ways.
+        main.push(route("0.0.0.0", 0, 102, &[(VRRP, Some("10.2.0.1"))]));
+        let up = Uplinks::classify(&main, &[], &links);
+        assert!(up.is_uplink(Family::V4, VRRP) && up.parent(Family::V4, VRRP).is_none());
     }
 }

@@ -80,7 +80,7 @@ fn peers(snapshot: &Snapshot, uplinks: &Uplinks, family: Family) -> Vec<IpAddr> 
 /// uplink of its family, to each of that family's peers. A reply the host sends carries no
 /// mark and no input interface (an output lookup, as `ip route get PEER from ADDRESS`).
 pub fn probes(snapshot: &Snapshot, settings: &Settings) -> Vec<Probe> {
-    let uplinks = Uplinks::classify(&snapshot.main_routes);
+    let uplinks = Uplinks::of(snapshot, settings);
     let mut out = Vec::new();
     for family in [Family::V4, Family::V6] {
         if !settings.family_enabled(family) {
@@ -154,8 +154,8 @@ impl Reply {
 }
 
 /// Judges the kernel's `answers`, one per probe of [`probes`] (in any order).
-pub fn judge(snapshot: &Snapshot, answers: &[(Probe, Answer)]) -> Vec<Reply> {
-    let uplinks = Uplinks::classify(&snapshot.main_routes);
+pub fn judge(snapshot: &Snapshot, settings: &Settings, answers: &[(Probe, Answer)]) -> Vec<Reply> {
+    let uplinks = Uplinks::of(snapshot, settings);
     let links = &snapshot.links;
     answers
         .iter()
@@ -278,10 +278,13 @@ mod tests {
             .iter()
             .map(|p| (p.clone(), through(51820, WG0, None, default_wg0.clone())))
             .collect();
-        let replies = judge(&snap, &answers);
-        assert_eq!(replies.len(), 2);
+        let replies = judge(&snap, &Settings::default(), &answers);
+        // eth0, eth1 and wg0 itself: a full tunnel is an uplink, its address is managed.
+        assert_eq!(replies.len(), 3);
         let eth1 = &replies[1];
         assert_eq!(eth1.owner, "eth1");
+        let wg0 = &replies[2];
+        assert_eq!((wg0.owner.as_str(), wg0.is_wrong()), ("wg0", false));
         assert_eq!(eth1.egress, Egress::Tunnel);
         assert!(eth1.is_wrong());
         assert_eq!(eth1.dev.as_deref(), Some("wg0"));
@@ -297,7 +300,7 @@ mod tests {
         };
         let via_eth0 = route(MAIN_TABLE, "0.0.0.0", 0, Some("10.1.0.1"), ETH0, 4);
         let out_eth0 = through(MAIN_TABLE, ETH0, Some("10.1.0.1"), via_eth0);
-        let replies = judge(&snap, &[(probe.clone(), out_eth0)]);
+        let replies = judge(&snap, &Settings::default(), &[(probe.clone(), out_eth0)]);
         assert_eq!(replies[0].egress, Egress::OtherUplink);
         assert_eq!(
             replies[0].rule.as_ref().map(Rule::to_string).as_deref(),
@@ -306,14 +309,14 @@ mod tests {
 
         let ours = route(1003, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 83);
         let out_eth1 = through(1003, ETH1, Some("10.2.0.1"), ours);
-        let replies = judge(&snap, &[(probe.clone(), out_eth1)]);
+        let replies = judge(&snap, &Settings::default(), &[(probe.clone(), out_eth1)]);
         assert_eq!(replies[0].egress, Egress::Own);
         assert!(!replies[0].is_wrong());
 
         let failed = Answer::Failed {
             errno: libc::ENETUNREACH,
         };
-        let replies = judge(&snap, &[(probe, failed)]);
+        let replies = judge(&snap, &Settings::default(), &[(probe, failed)]);
         assert_eq!(replies[0].egress, Egress::NoRoute(Some(libc::ENETUNREACH)));
     }
 }

@@ -67,7 +67,7 @@ pub fn selectors_match(rule: &Rule, query: &Query) -> bool {
         && rule
             .fwmark
             .is_none_or(|(mark, mask)| (query.mark ^ mark) & mask == 0);
-    rule.family == Family::of(&query.to) && selected != rule.invert
+    rule.family == Family::of(&query.to) && selected != rule.extra.invert
 }
 
 /// The rule that sent `query` to `table`, where the kernel's lookup ended: the first rule in

@@ -29,7 +29,7 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
     if !forwarding {
         return vec![NAT.ok("the host does not forward: no published ports to answer")];
     }
-    let uplinks = Uplinks::classify(&snapshot.main_routes);
+    let uplinks = Uplinks::of(snapshot, settings);
     let names: Vec<&str> = uplinks
         .indexes()
         .into_iter()

@@ -64,6 +64,16 @@ fn culprit_and_fix(snapshot: &Snapshot, settings: &Settings, reply: &Reply) -> (
         format!("rule {}: {text}{whose}", rule.priority)
     };
     match &reply.rule {
+        Some(rule) if rule.protocol != settings.protocol && !settings.rule_priority_fixed => {
+            let fix = format!(
+                "run `symroute sync`: with `rule_priority` automatic it places symroute's rules \
+                 before this one (at {}; they take only packets from the host's own addresses, \
+                 the tunnel keeps the rest), or give that rule a priority above {}, if replies \
+                 are not meant to follow it",
+                settings.rule_priority, settings.rule_priority
+            );
+            (rule_name(rule), fix)
+        }
         Some(rule)
             if rule.protocol != settings.protocol && rule.priority < settings.rule_priority =>
         {
@@ -153,7 +163,7 @@ pub(super) fn check_replies(
     if answers.is_empty() {
         return vec![REPLIES.skip("no managed address on an uplink")];
     }
-    let replies = judge(snapshot, answers);
+    let replies = judge(snapshot, settings, answers);
     let mut out = Vec::new();
     // One finding per address: its first wrong reply names the culprit.
     let mut seen = Vec::new();
@@ -292,7 +302,11 @@ mod tests {
 
     #[test]
     fn wg_quick_rules_ahead_of_ours_fail_naming_the_rule() {
-        let settings = Settings::default();
+        // A fixed rule_priority: the fix is to move it (automatic placement would have).
+        let settings = Settings {
+            rule_priority_fixed: true,
+            ..Settings::default()
+        };
         let snap = with_wg_quick(synced(host(), &settings), WG0);
         let default_wg0 = route(51820, "0.0.0.0", 0, None, WG0, 3);
         let found = check_replies(
@@ -320,6 +334,25 @@ mod tests {
                  packets from the host's own addresses; the tunnel keeps the rest), or give \
                  that rule a priority above 32000, if replies are not meant to follow it"
             )
+        );
+
+        // Automatic: the rules are merely not placed yet, a sync places them.
+        let auto = Settings {
+            rule_priority: 31997,
+            ..Settings::default()
+        };
+        let found = check_replies(
+            &snap,
+            &auto,
+            &facts(&snap, &auto, |_| {
+                through(51820, WG0, None, default_wg0.clone())
+            }),
+        );
+        assert!(
+            found[1].fix.as_deref().is_some_and(
+                |f| f.starts_with("run `symroute sync`: with `rule_priority` automatic")
+            ),
+            "{found:#?}"
         );
     }
 

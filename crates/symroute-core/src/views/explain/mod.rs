@@ -231,7 +231,7 @@ fn explain_one(
     let rule_match = |rule: &Rule, certain: bool| RuleMatch {
         rule: RuleView::new(rule),
         ours: rule.protocol == settings.protocol,
-        certain: certain && !rule.other_selectors,
+        certain: certain && !rule.other_selectors(),
     };
     let table_of = |table: u32| {
         settings
@@ -360,7 +360,7 @@ fn explain_one(
                         if gateway.is_none()
                             && !catch_all_tunnel
                             && oif.is_some_and(|i| {
-                                !Uplinks::classify(&snapshot.main_routes).is_uplink(family, i)
+                                !Uplinks::of(snapshot, settings).is_uplink(Family::of(&query.to), i)
                             }) =>
                     {
                         out.symmetric = Some(true);

@@ -48,7 +48,7 @@ pub fn shadows_of(snapshot: &Snapshot, settings: &Settings, ours: &Rule) -> Vec<
                 && f.priority < ours.priority
                 && f.table != ours.table
                 && f.table != LOCAL_TABLE
-                && !f.other_selectors
+                && !f.other_selectors()
                 && f.iif.as_deref().is_none_or(|i| i == "lo")
                 && f.fwmark.is_none_or(|(mark, mask)| mark & mask == 0)
                 && selector_covers(f.src, src)
