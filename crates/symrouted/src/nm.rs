@@ -66,6 +66,19 @@ pub enum NmError {
     },
 }
 
+/// The file system path of the system bus's socket (`DBUS_SYSTEM_BUS_ADDRESS` is honoured,
+/// read by zbus's own parser), `None` for an address that is no socket file (abstract, TCP).
+pub fn system_bus_socket() -> Option<std::path::PathBuf> {
+    use zbus::address::transport::{Transport, UnixSocket};
+    match zbus::Address::system().ok()?.transport() {
+        Transport::Unix(unix) => match unix.path() {
+            UnixSocket::File(path) => Some(path.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A signal whose body is not what NetworkManager's API documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ignoring malformed D-Bus signal {member} on {path}: {reason}")]
