@@ -151,7 +151,7 @@ find_leader() {
         up=$p
         for _ in 1 2 3 4 5 6 7 8; do
             up=$(awk '$1 == "PPid:" { print $2 }' "/proc/$up/status" 2>/dev/null)
-            [ -n "$up" ] && [ "$up" -gt 1 ] || break
+            if [ -z "$up" ] || [ "$up" -le 1 ]; then break; fi
             if [ "$up" = "$SESSION" ]; then
                 LEADER=$p
                 return 0
@@ -199,7 +199,7 @@ boot() {
         -- --log-target=console --show-status=yes" "$CONSOLE" </dev/null >/dev/null 2>&1 &
     SESSION=$!
     LEADER=""
-    wait_for 30 eval 'find_leader || ! kill -0 "$SESSION" 2>/dev/null' || true
+    wait_for 30 eval "find_leader || ! kill -0 $SESSION 2>/dev/null" || true
     if [ -z "$LEADER" ]; then
         bad "[$name] the container did not start (console: $CONSOLE)"
         tail -20 "$CONSOLE" | sed 's/^/    | /'
