@@ -14,6 +14,7 @@
 #             clean, security exposure <= 2.0; TasksMax/MemoryMax enforced or a visible note.
 #   networkd  the same root rebooted with systemd-networkd configuring eth0/eth1: no ordering
 #             cycle, the daemon started by the boot before networkd, rules for its addresses.
+#   nobus     the minimal root with D-Bus masked: no cycle, the daemon waits for the bus.
 #   cloud     a cloud image: cloud-init with a NoCloud seed (static eth0/eth1) rendering to
 #             ifupdown, the .deb installed before the boot: no ordering cycle,
 #             cloud-init.service and networking.service ran, symrouted before them, rules.
@@ -395,6 +396,22 @@ EOF
             inside networkctl reconfigure eth1 && sleep 1 && wait_for 15 rule_for 10.92.0.3"
     fi
     halt
+fi
+
+# === nobus: no D-Bus at all =================================================================
+if want minimal; then
+echo "# boot: the minimal root without D-Bus, the .deb installed before the boot $(elapsed)"
+prepare nobus "$MINIMAL"
+# logind needs the bus: masked with it.
+for u in dbus.service dbus.socket systemd-logind.service; do ln -sf /dev/null "$ROOT/etc/systemd/system/$u"; done
+chroot "$ROOT" dpkg -i /root/symroute.deb >"$T/nobus.dpkg" 2>&1 || sed 's/^/    | /' "$T/nobus.dpkg"
+if boot nobus; then
+    boot_checks nobus
+    addresses 10.91.0.7/24 10.92.0.7/24
+    check "[nobus] the daemon waits for the bus's socket and follows the kernel" eval "
+        journal_has 'no system bus yet' && wait_for 10 eval 'rule_for 10.91.0.7 && rule_for 10.92.0.7'"
+fi
+halt
 fi
 
 # === cloud: cloud-init (NoCloud) + ifupdown ==============================================
