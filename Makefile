@@ -10,7 +10,7 @@ BINS     = symroute-hook symrouted symroute
 UNITDIR ?= /etc/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
 
-.PHONY: all build install uninstall test lint unit deps bench package package-test
+.PHONY: all build install uninstall test lint unit deps bench package package-test boot-test
 all: build
 
 build:
@@ -78,3 +78,9 @@ package:
 # also part of `make test` through cargo test)
 package-test:
 	CARGO=$(CARGO) tests/packaging/run.sh
+
+# Boot the .deb under a real systemd (systemd-nspawn, cached mmdebstrap roots): ordering with
+# cloud-init/ifupdown, networkd and NetworkManager, reload, watchdog (root; also part of
+# `make test` through cargo test)
+boot-test:
+	CARGO=$(CARGO) tests/systemd/run.sh

@@ -7,6 +7,7 @@
 #   ifupdown isc-dhcp-client dhcpcd-base  end-to-end tests with real ifup/ifdown, dhclient, dhcpcd
 #   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
 #   python3                               an unprivileged user forging D-Bus signals (stdlib only)
+#   systemd-container mmdebstrap          the boot test: Debian roots booted with systemd-nspawn
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
@@ -21,7 +22,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev systemd-container mmdebstrap"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2

@@ -14,8 +14,8 @@ pub const DEFAULT_RECEIVE_BUFFER: usize = 32 << 20;
 /// Where change events come from besides the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
-    /// The kernel, plus NetworkManager whenever it is on the system bus (if there is a system
-    /// bus at start).
+    /// The kernel, plus NetworkManager whenever it is on the system bus (also a bus that
+    /// appears after start).
     Auto,
     /// The kernel only.
     Netlink,
@@ -48,7 +48,11 @@ followed too. The kernel stays the only state: a signal only says which interfac
 Only signals from NetworkManager's current unique name (and the bus driver's NameOwnerChanged)
 are believed; signals other users send are dropped. When NetworkManager restarts it is followed
 again under its new name; when the bus connection is lost, symrouted follows the kernel alone
-and reconnects with back-off (1 s, doubling up to 30 s), logging each change of state once.
+and reconnects as soon as the bus's socket is created again (an inotify watch; with back-off,
+1 s doubling up to 30 s, while a socket is there that does not answer), logging each change
+of state once. The same holds when there is no system bus yet at start (symrouted.service
+starts before dbus at boot): the kernel is followed at once, NetworkManager from the moment
+it is on the bus.
 
 On SIGTERM or SIGINT symrouted exits and leaves rules and tables in place, so a restart drops
 no traffic; --flush removes them. SIGHUP rereads the configuration and syncs everything.";
@@ -100,9 +104,9 @@ SEE ALSO:
     mut_arg("verbose", |a| a.help("Also log every event batch and what was found in sync"))
 )]
 pub struct Args {
-    /// Where change events come from: `auto` follows the kernel and, when it is on the system
-    /// bus at start, NetworkManager; `netlink` the kernel only; `nm` the kernel and
-    /// NetworkManager, failing if NetworkManager is not there
+    /// Where change events come from: `auto` follows the kernel and, whenever it is on the
+    /// system bus (also a bus that appears later), NetworkManager; `netlink` the kernel only;
+    /// `nm` the kernel and NetworkManager, failing if NetworkManager is not there at start
     #[arg(long, value_enum, default_value = "auto", value_name = "SOURCE")]
     pub source: Source,
 

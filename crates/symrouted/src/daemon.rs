@@ -134,11 +134,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     let started = Instant::now();
     daemon.process().await;
     daemon.publish();
-    let sources = if daemon.nm.as_ref().is_some_and(Follower::following) {
-        "rtnetlink and NetworkManager"
-    } else {
-        "rtnetlink"
-    };
+    let mut sources = daemon.sources();
     let mut ready = false;
     // Half the interval, as sd_watchdog_enabled(3) advises; pinged from this loop only, so
     // that a loop stuck anywhere stops the pings and systemd restarts the daemon.
@@ -227,6 +223,14 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         daemon.drain().await?;
         daemon.process().await;
         daemon.publish();
+        // NetworkManager followed from now on (the bus appeared), or no longer.
+        let now_following = daemon.sources();
+        if ready && now_following != sources {
+            sources = now_following;
+            if let Err(e) = notify(&format!("STATUS=following {sources}")) {
+                log::debug!("cannot tell the service manager our status: {e}");
+            }
+        }
         if reloaded {
             if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
                 log::warn!("cannot tell the service manager the reload is done: {e}");
@@ -239,6 +243,15 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
 }
 
 impl Daemon {
+    /// What the daemon follows now, for STATUS= and the log.
+    fn sources(&self) -> &'static str {
+        if self.nm.as_ref().is_some_and(Follower::following) {
+            "rtnetlink and NetworkManager"
+        } else {
+            "rtnetlink"
+        }
+    }
+
     fn announce_ready(&self, sources: &str, lock_waiting: bool) {
         let status = if lock_waiting {
             log::warn!(

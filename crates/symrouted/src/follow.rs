@@ -1,7 +1,10 @@
 //! Following NetworkManager across bus outages: while the system bus is gone the daemon
-//! follows the kernel alone and reconnects on a timer with back-off. Logged once per change
+//! follows the kernel alone. Without a socket at the bus's path (the daemon starts before
+//! dbus at boot) it waits for the socket to be created (inotify, [`SocketWatch`]); with a
+//! socket that does not answer it reconnects on a timer with back-off. Logged once per change
 //! of state, not per attempt.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -9,7 +12,8 @@ use zbus::Message;
 
 use crate::cli::Source;
 use crate::dirty::Dirty;
-use crate::nm::{NetworkManager, NmError};
+use crate::nm::{system_bus_socket, NetworkManager, NmError};
+use crate::socket_watch::SocketWatch;
 
 /// The first reconnect attempt after the bus connection is lost, and the longest wait
 /// between attempts.
@@ -26,7 +30,9 @@ pub fn next_delay(delay: Duration) -> Duration {
 
 enum State {
     Connected(Box<NetworkManager>),
-    /// The bus is gone; the next attempt is at `at`.
+    /// No socket at the bus's path: waiting for one to be created.
+    AwaitingSocket(Box<SocketWatch>),
+    /// The bus does not answer; the next attempt is at `at`.
     Waiting {
         at: Instant,
         delay: Duration,
@@ -43,20 +49,25 @@ pub enum Wake {
     Message(zbus::Result<Message>),
     Lost,
     Retry,
+    /// The bus's socket was created (or its watch failed: then a timer takes over).
+    SocketCreated(std::io::Result<()>),
     Attempted(Result<Box<NetworkManager>, NmError>),
 }
 
 /// NetworkManager on the system bus, reconnected whenever the connection is lost.
 pub struct Follower {
     state: State,
+    /// Where the bus's socket is, if the address names a file.
+    socket: Option<PathBuf>,
 }
 
 impl Follower {
     /// The follower for `source`: `None` when the daemon follows the kernel only, by choice or
-    /// (with `auto`) because there is no system bus. With `nm`, NetworkManager must be on the
-    /// bus at start.
+    /// (with `auto`) because the bus's address names no socket file that could appear later.
+    /// With `nm`, NetworkManager must be on the bus at start.
     pub async fn start(source: Source) -> Result<Option<Follower>, NmError> {
-        let connected = |nm: NetworkManager| {
+        let socket = system_bus_socket();
+        let connected = |nm: NetworkManager, socket: Option<PathBuf>| {
             if nm.present() {
                 log::info!("NetworkManager manages {:?}", nm.interfaces());
             } else {
@@ -66,6 +77,7 @@ impl Follower {
             }
             Some(Follower {
                 state: State::Connected(Box::new(nm)),
+                socket,
             })
         };
         match source {
@@ -75,29 +87,86 @@ impl Follower {
                 if !nm.present() {
                     return Err(NmError::Absent);
                 }
-                Ok(connected(nm))
+                Ok(connected(nm, socket))
             }
-            Source::Auto => match NetworkManager::connect().await {
-                Ok(nm) => Ok(connected(nm)),
-                Err(e @ NmError::Bus(_)) => {
-                    log::debug!("{e}; following the kernel only");
-                    Ok(None)
+            Source::Auto => {
+                // Watch before the first attempt: a socket made right after a failed attempt
+                // is then seen too.
+                let watch = socket.as_deref().map(SocketWatch::new);
+                match NetworkManager::connect().await {
+                    Ok(nm) => Ok(connected(nm, socket)),
+                    Err(e @ NmError::Bus(_)) => match (watch, &socket) {
+                        (Some(Ok(watch)), Some(path)) if !watch.exists() => {
+                            log::info!(
+                                "no system bus yet; following the kernel, and NetworkManager \
+                                 once {} appears",
+                                path.display()
+                            );
+                            Ok(Some(Follower {
+                                state: State::AwaitingSocket(Box::new(watch)),
+                                socket,
+                            }))
+                        }
+                        (Some(Err(watch_error)), Some(path)) => {
+                            log::warn!(
+                                "{e}; cannot watch {} ({watch_error}): retrying on a timer",
+                                path.display()
+                            );
+                            Ok(Some(Follower::waiting(FIRST_RETRY, socket)))
+                        }
+                        (Some(Ok(_)), Some(_)) => {
+                            log::warn!("{e}; following the kernel only until it answers");
+                            Ok(Some(Follower::waiting(FIRST_RETRY, socket)))
+                        }
+                        _ => {
+                            log::info!(
+                                "{e}; following the kernel only (the bus's address is no \
+                                 socket file to wait for)"
+                            );
+                            Ok(None)
+                        }
+                    },
+                    Err(e) => {
+                        log::warn!("{e}; following the kernel only until it answers");
+                        Ok(Some(Follower::waiting(FIRST_RETRY, socket)))
+                    }
                 }
-                Err(e) => {
-                    log::warn!("{e}; following the kernel only until it answers");
-                    Ok(Some(Follower::waiting(FIRST_RETRY)))
-                }
-            },
+            }
         }
     }
 
-    fn waiting(delay: Duration) -> Follower {
+    fn waiting(delay: Duration, socket: Option<PathBuf>) -> Follower {
         Follower {
             state: State::Waiting {
                 at: Instant::now() + delay,
                 delay,
             },
+            socket,
         }
+    }
+
+    /// After a failed attempt or a lost connection: without a socket at the bus's path,
+    /// waits for one to be created; otherwise retries after `delay`.
+    fn retry_later(&mut self, delay: Duration) {
+        let waiting = State::Waiting {
+            at: Instant::now() + delay,
+            delay,
+        };
+        let Some(path) = self.socket.as_deref() else {
+            self.state = waiting;
+            return;
+        };
+        self.state = match SocketWatch::new(path) {
+            Ok(watch) if !watch.exists() => {
+                log::debug!("waiting for {} to be created", path.display());
+                State::AwaitingSocket(Box::new(watch))
+            }
+            Ok(_) => waiting,
+            Err(e) => {
+                log::warn!("cannot watch {} ({e}): retrying on a timer", path.display());
+                waiting
+            }
+        };
     }
 
     /// Whether NetworkManager is followed right now.
@@ -112,6 +181,7 @@ impl Follower {
                 Some(message) => Wake::Message(message),
                 None => Wake::Lost,
             },
+            State::AwaitingSocket(watch) => Wake::SocketCreated(watch.appeared().await),
             State::Waiting { at, .. } => {
                 tokio::time::sleep_until((*at).into()).await;
                 Wake::Retry
@@ -121,6 +191,13 @@ impl Follower {
                 Err(e) => Err(NmError::Task(e.to_string())),
             }),
         }
+    }
+
+    fn attempt(&mut self, delay: Duration) {
+        self.state = State::Connecting {
+            task: tokio::spawn(async { NetworkManager::connect().await.map(Box::new) }),
+            delay,
+        };
     }
 
     /// Does what [`Follower::next`] woke up for.
@@ -135,26 +212,31 @@ impl Follower {
                 log::warn!(
                     "lost the system bus connection; following the kernel only until it is back"
                 );
-                *self = Follower::waiting(FIRST_RETRY);
+                self.retry_later(FIRST_RETRY);
             }
             Wake::Retry => {
                 let delay = match &self.state {
                     State::Waiting { delay, .. } => *delay,
                     _ => FIRST_RETRY,
                 };
-                self.state = State::Connecting {
-                    task: tokio::spawn(async { NetworkManager::connect().await.map(Box::new) }),
-                    delay,
-                };
+                self.attempt(delay);
+            }
+            Wake::SocketCreated(Ok(())) => {
+                log::debug!("the system bus's socket appeared; connecting");
+                self.attempt(FIRST_RETRY);
+            }
+            Wake::SocketCreated(Err(e)) => {
+                log::warn!("watching for the system bus failed ({e}): retrying on a timer");
+                *self = Follower::waiting(FIRST_RETRY, self.socket.take());
             }
             Wake::Attempted(Ok(nm)) => {
                 if nm.present() {
                     log::info!(
-                        "back on the system bus; following NetworkManager again ({:?})",
+                        "on the system bus; following NetworkManager ({:?})",
                         nm.interfaces()
                     );
                 } else {
-                    log::info!("back on the system bus; NetworkManager is not on it yet");
+                    log::info!("on the system bus; NetworkManager is not on it yet");
                 }
                 // Whatever NetworkManager changed while we were away.
                 for name in nm.interfaces() {
@@ -168,7 +250,7 @@ impl Follower {
                     _ => FIRST_RETRY,
                 };
                 log::debug!("system bus still unreachable ({e}); next attempt in {delay:?}");
-                *self = Follower::waiting(delay);
+                self.retry_later(delay);
             }
         }
     }
@@ -229,7 +311,7 @@ mod tests {
             "DBUS_SYSTEM_BUS_ADDRESS",
             "unix:path=/nonexistent/symroute-test/system_bus_socket",
         );
-        let mut follower = Follower::waiting(Duration::ZERO);
+        let mut follower = Follower::waiting(Duration::ZERO, None);
         let mut dirty = Dirty::default();
         let wake = follower.next().await;
         assert!(matches!(wake, Wake::Retry));

@@ -14,6 +14,7 @@ mod notify;
 #[cfg(test)]
 mod properties;
 mod retry;
+mod socket_watch;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -66,6 +66,19 @@ pub enum NmError {
     },
 }
 
+/// The file system path of the system bus's socket (`DBUS_SYSTEM_BUS_ADDRESS` is honoured,
+/// read by zbus's own parser), `None` for an address that is no socket file (abstract, TCP).
+pub fn system_bus_socket() -> Option<std::path::PathBuf> {
+    use zbus::address::transport::{Transport, UnixSocket};
+    match zbus::Address::system().ok()?.transport() {
+        Transport::Unix(unix) => match unix.path() {
+            UnixSocket::File(path) => Some(path.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A signal whose body is not what NetworkManager's API documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ignoring malformed D-Bus signal {member} on {path}: {reason}")]
@@ -230,6 +243,16 @@ pub fn sender_of(msg: &Message, owner: Option<&str>) -> Sender {
     }
 }
 
+/// Whether a call failed because NetworkManager owns its name but has not exported the object
+/// yet (between the two at its start).
+fn not_exported_yet(e: &NmError) -> bool {
+    matches!(e, NmError::Call { source: zbus::Error::MethodError(name, _, _), .. }
+        if matches!(name.as_str(),
+            "org.freedesktop.DBus.Error.UnknownMethod"
+                | "org.freedesktop.DBus.Error.UnknownObject"
+                | "org.freedesktop.DBus.Error.UnknownInterface"))
+}
+
 /// Inserts unless the map is full; `false` when it was full.
 fn insert_bounded(
     map: &mut HashMap<String, String>,
@@ -272,6 +295,9 @@ pub struct NetworkManager {
     /// A forged `NameOwnerChanged` got through (zbus should have dropped it): it may have
     /// pushed a real one out of the queue, so the bus is asked once after the drain.
     verify_owner: bool,
+    /// NetworkManager took its name before exporting its objects (it does, at start): its
+    /// devices are read again after its next signals, once per drain, until that works.
+    devices_pending: bool,
     /// Forged signals dropped so far (logged at powers of two, at debug level).
     dropped: u64,
     /// The device maps were full once (logged once).
@@ -316,6 +342,7 @@ impl NetworkManager {
             unknown_configs: BTreeSet::new(),
             unknown_overflow: false,
             verify_owner: false,
+            devices_pending: false,
             dropped: 0,
             full: false,
         };
@@ -447,6 +474,16 @@ impl NetworkManager {
                 Err(e) => log::debug!("{e}"),
             }
         }
+        if self.devices_pending {
+            match self.load_devices().await {
+                Ok(()) => {
+                    for name in self.devices.values() {
+                        dirty.mark_name(name.clone());
+                    }
+                }
+                Err(e) => log::debug!("{e}"),
+            }
+        }
         let overflow = std::mem::take(&mut self.unknown_overflow);
         if self.unknown_configs.is_empty() && !overflow {
             return;
@@ -495,6 +532,7 @@ impl NetworkManager {
         self.configs.clear();
         self.unknown_configs.clear();
         self.unknown_overflow = false;
+        self.devices_pending = false;
         self.owner = owner;
         let Some(owner) = self.owner.clone() else {
             return Ok(());
@@ -510,7 +548,13 @@ impl NetworkManager {
             .await
             .map_err(NmError::Bus)?;
         self.signals = Some(signals);
-        self.load_devices().await
+        match self.load_devices().await {
+            Err(e) if not_exported_yet(&e) => {
+                log::debug!("{e}; reading the devices again after its next signals");
+                Ok(())
+            }
+            result => result,
+        }
     }
 
     /// Who owns NetworkManager's name now, asked of the bus driver.
@@ -578,15 +622,18 @@ impl NetworkManager {
             .await
     }
 
+    /// Reads every device; [`NetworkManager::devices_pending`] until that works.
     async fn load_devices(&mut self) -> Result<(), NmError> {
         let call = |source| NmError::Call {
             what: "its devices".into(),
             source,
         };
+        self.devices_pending = true;
         let reply = self
             .call(PATH, BUS_NAME, "GetAllDevices", &())
             .await
             .map_err(call)?;
+        self.devices_pending = false;
         let paths: Vec<OwnedObjectPath> = reply.body().deserialize().map_err(call)?;
         for path in paths.iter().take(MAX_DEVICES) {
             if let Err(e) = self.load_device(path.as_str()).await {
