@@ -7,8 +7,8 @@
 #   ifupdown isc-dhcp-client dhcpcd-base  end-to-end tests with real ifup/ifdown, dhclient, dhcpcd
 #   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
 #   python3                               an unprivileged user forging D-Bus signals (stdlib only)
-#   keepalived openvpn bird2 openssl      third-party peers: VRRP VIPs, a VPN client and server
-#                                         (a PKI made at test time), eBGP with many routes
+#   keepalived openvpn bird2              third-party peers: VRRP VIPs, a VPN client and server
+#                                         (a static key made at test time), eBGP with many routes
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
@@ -23,7 +23,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev keepalived openvpn bird2 openssl"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev keepalived openvpn bird2"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2
