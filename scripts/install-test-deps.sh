@@ -8,21 +8,23 @@
 #   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
 #   python3                               an unprivileged user forging D-Bus signals (stdlib only)
 #   systemd-container mmdebstrap          the boot test: Debian roots booted with systemd-nspawn
+#   keepalived openvpn bird2              third-party peers: VRRP VIPs, a VPN client and server
+#                                         (a static key made at test time), eBGP with many routes
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
 # NetworkManager or dnsmasq in the root namespace would take over the machine's network or its
-# DNS port. So:
+# DNS port; a keepalived, OpenVPN or BIRD there would claim addresses or install routes. So:
 #   - while installing, /usr/sbin/policy-rc.d refuses every service start (invoke-rc.d and
 #     deb-systemd-invoke ask it first); an existing policy-rc.d is left as it is;
 #   - services of packages this run installed that manage the network (NetworkManager, dnsmasq,
-#     ifupdown's networking.service) are disabled at boot, so a reboot does not start them
+#     ifupdown's networking.service, keepalived, OpenVPN, BIRD) are disabled at boot, so a reboot does not start them
 #     either (ifupdown's postinst only writes a default /etc/network/interfaces with `lo`);
 #   - afterwards it checks that no network daemon appeared in the root network namespace, and
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev systemd-container mmdebstrap"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev systemd-container mmdebstrap keepalived openvpn bird2"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2
@@ -46,7 +48,7 @@ fi
 root_daemons() {
     root_ns=$(readlink /proc/1/ns/net 2>/dev/null || true)
     for comm in NetworkManager dnsmasq systemd-network networkd-dispat systemd-udevd \
-        wpa_supplicant ModemManager dhclient dhcpcd; do
+        wpa_supplicant ModemManager dhclient dhcpcd keepalived openvpn bird; do
         for pid in $(pgrep -x "$comm" 2>/dev/null || true); do
             if [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null || true)" = "$root_ns" ]; then
                 echo "$pid $comm"
@@ -81,12 +83,15 @@ if ! apt-get install -y -qq --no-install-recommends $missing; then
 fi
 
 # Not at boot either: these would manage the machine's own network or DNS.
-for pkg in network-manager dnsmasq ifupdown; do
+for pkg in network-manager dnsmasq ifupdown keepalived openvpn bird2; do
     case " $missing " in *" $pkg "*) ;; *) continue ;; esac
     case "$pkg" in
         network-manager) units="NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service" init="" ;;
         dnsmasq) units="dnsmasq.service" init=dnsmasq ;;
         ifupdown) units="networking.service" init=networking ;;
+        keepalived) units="keepalived.service" init=keepalived ;;
+        openvpn) units="openvpn.service" init=openvpn ;;
+        bird2) units="bird.service" init=bird ;;
     esac
     if command -v systemctl >/dev/null 2>&1; then
         # shellcheck disable=SC2086

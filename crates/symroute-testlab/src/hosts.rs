@@ -151,6 +151,21 @@ pub fn assert_reaches_service(from: &Netns, targets: &[&'static str], when: &str
     assert_eq!(unreachable(from, targets), [] as [&str; 0], "{when}");
 }
 
+/// Which of `addrs` do not answer `from`: `ADDR (ping)` when a ping gets no reply, `ADDR
+/// (TCP)` when the host service ([`SERVICE_PORT`], [`SERVICE_TAG`]) does not answer there.
+pub fn unanswered(from: &Netns, addrs: &[&str]) -> Vec<String> {
+    let mut silent = Vec::new();
+    for a in addrs {
+        if !crate::ping(from, a) {
+            silent.push(format!("{a} (ping)"));
+        }
+        if !reaches(from, a, SERVICE_PORT, SERVICE_TAG) {
+            silent.push(format!("{a} (TCP)"));
+        }
+    }
+    silent
+}
+
 /// A two-uplink host with what sits behind it on a real host: a Docker bridge with a
 /// container, a LAN client behind a gateway-less NIC, and the host service
 /// ([`SERVICE_PORT`], [`SERVICE_TAG`]) they and the lab's client talk to. Fields drop in

@@ -8,6 +8,7 @@
 
 pub mod beside;
 pub mod daemons;
+pub mod full_tunnels;
 pub mod hosts;
 pub mod lock;
 pub mod monitor;
@@ -16,7 +17,7 @@ mod state;
 pub mod syslog;
 pub mod tunnels;
 
-pub use state::{add_foreign_state, all_rules, assert_foreign_state, table_of};
+pub use state::{add_foreign_state, all_rules, assert_foreign_state, route_get, table_of};
 
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};

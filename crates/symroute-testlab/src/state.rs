@@ -39,3 +39,19 @@ pub fn assert_foreign_state(lab: &Lab) {
         "{table:?}"
     );
 }
+
+/// The interface and gateway `ip route get DST [mark MARK]` picks on `host`, e.g.
+/// `("wg0", None)` or `("eth0", Some("10.1.0.1"))`: where the host's own traffic goes.
+pub fn route_get(host: &Netns, dst: &str, mark: Option<&str>) -> (String, Option<String>) {
+    let mark = mark.map(|m| format!(" mark {m}")).unwrap_or_default();
+    let out = host.ip(&format!("route get {dst}{mark}"));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .map(|w| w.to_string())
+    };
+    (after("dev").unwrap_or_default(), after("via"))
+}

@@ -176,6 +176,22 @@ fn wait_for_check(
     );
 }
 
+/// Waits until `client` gets answers to pings and from the host service
+/// ([`crate::hosts::unanswered`]) at every one of `addrs`; panics, saying `when`, with what
+/// stayed silent and `host`'s routing state after `timeout`.
+pub fn wait_answered(client: &Netns, host: &Netns, addrs: &[&str], timeout: Duration, when: &str) {
+    let mut silent = Vec::new();
+    let answered = wait_until(timeout, || {
+        silent = crate::hosts::unanswered(client, addrs);
+        silent.is_empty()
+    });
+    assert!(
+        answered,
+        "no answer {when} from {silent:?}\n{}",
+        routing_state(host)
+    );
+}
+
 /// Rules of symroute whose source address is on no interface of `ns` any more.
 pub fn stale_rules(ns: &Netns) -> Vec<String> {
     let present = addresses_in(&ns.ip("-o addr show scope global"));

@@ -11,6 +11,11 @@
 //!   for udev). The machine's own NetworkManager, D-Bus, configuration and network are never
 //!   touched: everything lives in the test's namespaces and temporary directories.
 //!
+//! - [`Keepalived`] (VRRP VIPs, FAULT on demand, `use_vmac`), [`OpenVpnTunnel`] (a server behind
+//!   r1, the host as its client with `--redirect-gateway`) and [`Bird`] (eBGP with many routes
+//!   from a router to the host): third-party peers of a multi-homed host, each run in the lab's
+//!   namespaces with configuration and pid files in the test's temporary directories.
+//!
 //! Dropping any of them (also while a test panics) stops the daemons and every process they
 //! started in the private mount namespace, which unmounts everything with the namespace, and
 //! removes the temporary directories. On a panic the tails of the daemons' logs are printed
@@ -29,14 +34,20 @@ use std::time::{Duration, Instant};
 
 use crate::{ping, wait_until, Lab, Netns};
 
+mod bird;
 mod checks;
 mod dnsmasq;
+mod keepalived;
 mod networkd;
+mod openvpn;
 mod scenario;
 
+pub use bird::*;
 pub use checks::*;
 pub use dnsmasq::*;
+pub use keepalived::*;
 pub use networkd::*;
+pub use openvpn::*;
 pub use scenario::*;
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
