@@ -124,12 +124,20 @@ fn networkmanager_dhcp_uplinks_are_symmetric_through_the_dispatcher_script() {
             "{dev}: {v4:?}"
         );
     }
-    // Both uplinks had their `up`, and the hook ran on it (the rules exist and the
-    // dispatcher's output shows its change lines).
-    let events = nm.events();
-    for dev in UPLINKS {
-        assert!(events.contains(&format!("{dev} up")), "{events:?}");
-    }
+    // Both uplinks have their `up` (the hook may have made them symmetric on the earlier
+    // `dhcp4-change`, so `up` can still be on its way), and the hook ran (the rules exist and
+    // the dispatcher's output shows its change lines).
+    let both_up = || {
+        let events = nm.events();
+        UPLINKS
+            .iter()
+            .all(|dev| events.contains(&format!("{dev} up")))
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), both_up),
+        "{:?}",
+        nm.events()
+    );
     let out = nm.dispatcher_output();
     for dev in UPLINKS {
         assert!(out.contains(&format!("{dev}: +rule from")), "{out}");
