@@ -15,7 +15,7 @@ use crate::{Error, Settings};
 /// Everything: every link, address, rule and table.
 pub async fn full_snapshot(nl: &Netlink, settings: &Settings) -> Result<Snapshot, Error> {
     let links = kernel::links(nl).await?;
-    let (snapshot, _uplinks) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+    let (snapshot, _uplinks, _) = kernel::snapshot(nl, settings, Scope::All, links).await?;
     Ok(snapshot)
 }
 

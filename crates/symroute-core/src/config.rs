@@ -48,6 +48,7 @@ struct File {
     strict: Option<bool>,
     table_names: Option<bool>,
     metrics_textfile: Option<String>,
+    health: Option<crate::health::HealthFile>,
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -94,6 +95,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let offset = e.span().map_or(0, |s| s.start);
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
+        let key = match section_at(text, offset) {
+            Some(section) if !key.starts_with('[') => format!("{section}.{key}"),
+            _ => key,
+        };
         invalid(path, line_of(text, offset), key, message)
     })?;
     let defaults = Settings::default();
@@ -150,6 +155,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             ));
         }
     };
+    let health = match file.health {
+        None => None,
+        Some(h) => Some(crate::health::validate(h, rule_priority).map_err(|r| {
+            invalid(
+                path,
+                line_of_section_key(text, "health", r.key),
+                format!("health.{}", r.key),
+                r.message,
+            )
+        })?),
+    };
     let settings = Settings {
         table_base,
         rule_priority,
@@ -164,6 +180,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
         metrics_textfile,
+        health,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -241,6 +258,48 @@ fn key_in_message(message: &str) -> Option<String> {
     rest.split('`').next().map(str::to_string)
 }
 
+/// The `[section]` whose body holds `offset`, if any.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .skip(1)
+        .chain(text[..offset.min(text.len())].lines().last())
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?
+                .strip_suffix(']')
+                .map(|s| s.trim().to_string())
+        })
+}
+
+/// The line of `key` inside `[section]` (or of the header, or of `section.key = ...`).
+fn line_of_section_key(text: &str, section: &str, key: &str) -> usize {
+    let mut inside = false;
+    let mut header = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            let name = name.trim();
+            inside = name == section;
+            if inside && header.is_none() {
+                header = Some(i + 1);
+            }
+            if name == format!("{section}.{key}") {
+                return i + 1;
+            }
+            continue;
+        }
+        if let Some((k, _)) = l.split_once('=') {
+            let k = k.trim();
+            if (inside && k == key) || k == format!("{section}.{key}") {
+                return i + 1;
+            }
+        }
+    }
+    header.unwrap_or(1)
+}
+
 fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
@@ -303,7 +362,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `health`"
             )
         );
     }
@@ -335,6 +394,33 @@ mod tests {
                 .to_string();
             assert!(e.contains(":1: metrics_textfile: "), "{e}");
         }
+    }
+
+    #[test]
+    fn health_is_read_and_its_bad_values_name_the_key_and_line() {
+        assert_eq!(parse_str("").unwrap().health, None);
+        let s = parse_str(
+            "strict = true\n[health]\ntargets = [\"192.0.2.1\", \"2001:db8::1\"]\n\
+             interval = 0.5\nmode = \"balance\"\n[health.weights]\neth0 = 2\n",
+        )
+        .unwrap();
+        let h = s.health.unwrap();
+        assert_eq!(h.targets.len(), 2);
+        assert_eq!(h.weight_of("eth0"), 2);
+        assert_eq!(
+            error_of("ipv4 = true\n[health]\ntargets = [\"x\"]\n"),
+            "/etc/symroute/symroute.toml:3: health.targets: \"x\" is not an IP address"
+        );
+        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ninterval = 0.01\n", 3, "health.interval");
+        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ndown = 0\n", 3, "health.down");
+        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ntagets = 1\n", 3, "health.tagets");
+        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\nup = \"x\"\n", 3, "health.up");
+        assert_refused_at("[health]\ninterval = 1\n", 1, "health.targets");
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\n[health.weights]\neth0 = 0\n",
+            3,
+            "health.weights",
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
 use crate::plan::nft;
-use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
+use crate::health::{self, HealthState};
+use crate::plan::steer::{self, SteerPlan};
+use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, PlanError, Planner};
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -73,6 +75,9 @@ pub struct Report {
     pub nft: Option<String>,
     /// Interfaces that were refused or failed while others went on (only in [`Target::All`]).
     pub failures: Vec<Error>,
+    /// With `[health]`, when the run planned the steering: what it decided, one line per
+    /// family, and the uplinks it could steer to (what symrouted probes).
+    pub steering: Option<SteerPlan>,
 }
 
 impl Report {
@@ -107,6 +112,9 @@ impl Report {
     /// every failure logged. Returns whether the run had no failure.
     pub fn finish(&self, mode: Mode) -> bool {
         if mode == Mode::DryRun {
+            for line in self.steering.iter().flat_map(|s| &s.summary) {
+                println!("# steering {line}");
+            }
             for line in self.lines() {
                 println!("{line}");
             }
@@ -163,6 +171,8 @@ fn present<'a>(
     let routes = snapshot.routes_in(settings.protocol, table).collect();
     let rules = snapshot
         .rules_into(settings.protocol, table)
+        // A steering rule into an uplink's table is the steering's (`steer_work`).
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     (routes, rules)
@@ -217,6 +227,7 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
     };
     let present: Vec<Rule> = snapshot
         .rules_into(settings.protocol, MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     Work::ops("exempt".into(), diff(&[], &wanted, &[], &present))
@@ -235,6 +246,57 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
             Work::ops(name, diff(&[], &[], &g.routes, &g.rules))
         })
         .collect()
+}
+
+/// The steering of `[health]` (`plan/steer.rs`) from the verdicts symrouted wrote beside
+/// the run lock, as one [`Work`]; with `[health]` gone or on flush, the removal of what is
+/// left of it. `None` when there is nothing to look at.
+async fn steer_work(
+    nl: &Netlink,
+    snapshot: &mut Snapshot,
+    settings: &Settings,
+    flush: bool,
+    state_path: &Path,
+) -> Result<Option<(Work, Option<SteerPlan>)>, Error> {
+    let present_rules: Vec<Rule> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.is_steering(settings.protocol))
+        .cloned()
+        .collect();
+    let table = steer::steer_table(settings);
+    let health = settings.health.as_ref().filter(|_| !flush);
+    if health.is_none() && present_rules.is_empty() && !snapshot.tables.contains_key(&table) {
+        return Ok(None);
+    }
+    if !snapshot.tables.contains_key(&table) {
+        let routes = kernel::routes(nl, Some(table), None).await?;
+        snapshot.tables.insert(table, routes);
+    }
+    let present_routes: Vec<Route> = snapshot.routes_in(settings.protocol, table).cloned().collect();
+    let plan = match health {
+        Some(health) => {
+            let state = HealthState::read(state_path, HealthState::stale_after(health.interval));
+            let plan = steer::plan(snapshot, settings, health, state.as_ref());
+            if !plan.routes.is_empty() {
+                if let Some(foreign) = snapshot.table(table).iter().find(|r| r.protocol != settings.protocol) {
+                    return Err(Error::from(PlanError::ForeignTable {
+                        interface: "steering".into(),
+                        table,
+                        route: foreign.display(&snapshot.links).to_string(),
+                        protocol: foreign.protocol,
+                    }));
+                }
+            }
+            Some(plan)
+        }
+        None => None,
+    };
+    let (routes, rules) = plan
+        .as_ref()
+        .map_or((&[][..], &[][..]), |p| (&p.routes[..], &p.rules[..]));
+    let ops = diff(routes, rules, &present_routes, &present_rules);
+    Ok(Some((Work::ops("steering".into(), ops), plan)))
 }
 
 /// The uplinks a per-interface run plans besides the interface it is about: those whose
@@ -299,7 +361,8 @@ pub async fn reconcile_locked(
             None => (Scope::Garbage, None),
         },
     };
-    let (mut snapshot, uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    let (mut snapshot, uplinks, main_complete) =
+        kernel::snapshot(nl, settings, scope, links).await?;
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
@@ -362,6 +425,27 @@ pub async fn reconcile_locked(
             }
         }
     }
+    // After the tables it points at are written, before garbage; only from all of main (a
+    // veth's run reads main's routes through the veth alone, and its steering is unchanged).
+    let mut steering = None;
+    if main_complete || flush {
+        let state_path = health::state_path(
+            _held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
+        );
+        drop(planner);
+        match steer_work(nl, &mut snapshot, settings, flush, &state_path).await {
+            Ok(Some((w, plan))) => {
+                work.push(w);
+                steering = plan;
+            }
+            Ok(None) => {}
+            Err(e) => match target {
+                Target::All | Target::Flush => report.failures.push(e),
+                Target::Interface { .. } => log::warn!("{e}"),
+            },
+        }
+    }
+    report.steering = steering;
     work.extend(garbage_work(&snapshot, settings));
     if flush {
         work.push(exempt_work(&snapshot, settings, true));

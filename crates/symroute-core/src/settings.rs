@@ -90,6 +90,8 @@ pub struct Settings {
     pub table_names: bool,
     /// Where symrouted writes its node_exporter textfile; `None`: not at all.
     pub metrics_textfile: Option<std::path::PathBuf>,
+    /// `[health]`: probe the uplinks and steer new outbound traffic; `None`: neither.
+    pub health: Option<crate::health::HealthSettings>,
 }
 
 impl Default for Settings {
@@ -109,6 +111,7 @@ impl Default for Settings {
             strict: false,
             table_names: false,
             metrics_textfile: None,
+            health: None,
         }
     }
 }

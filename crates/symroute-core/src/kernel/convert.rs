@@ -169,6 +169,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut fwmark = None;
     let mut fwmask = None;
     let mut protocol = 0;
+    let mut suppress_prefixlen = None;
     // `not from X` must never be read as `from X`.
     let mut other = msg.header.tos != 0
         || msg.header.action != RuleAction::ToTable
@@ -185,9 +186,13 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::Protocol(p) => protocol = u8::from(*p),
             // The kernel reports these unset as all ones; set, they change what the rule does
             // (wg-quick's `lookup main suppress_prefixlength 0`).
-            RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
-                other |= *v != u32::MAX
-            }
+            RuleAttribute::SuppressPrefixLen(u32::MAX) => {}
+            // A prefix is at most 128 long: anything larger is no rule of ours.
+            RuleAttribute::SuppressPrefixLen(v) => match u8::try_from(*v) {
+                Ok(len) => suppress_prefixlen = Some(len),
+                Err(_) => other = true,
+            },
+            RuleAttribute::SuppressIfGroup(v) => other |= *v != u32::MAX,
             RuleAttribute::Other(_) => {}
             _ => other = true,
         }
@@ -209,6 +214,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
         fwmark,
         table,
         protocol,
+        suppress_prefixlen,
         other_selectors: other,
     })
 }
@@ -238,6 +244,9 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
     if let Some((mark, mask)) = rule.fwmark {
         msg.attributes.push(RuleAttribute::FwMark(mark));
         msg.attributes.push(RuleAttribute::FwMask(mask));
+    }
+    if let Some(len) = rule.suppress_prefixlen {
+        msg.attributes.push(RuleAttribute::SuppressPrefixLen(u32::from(len)));
     }
     msg
 }

@@ -368,6 +368,10 @@ pub struct Rule {
     pub fwmark: Option<(u32, u32)>,
     pub table: u32,
     pub protocol: u8,
+    /// `suppress_prefixlength N`: a route found with a prefix of N or less is passed over
+    /// (the steering rule `lookup main suppress_prefixlength 0` takes all of main but its
+    /// defaults).
+    pub suppress_prefixlen: Option<u8>,
     /// True when the kernel reported selectors symroute never sets (oif, uid range, ports,
     /// tos, `not`, ...): such a rule is never taken for one of the rules we want.
     pub other_selectors: bool,
@@ -386,6 +390,7 @@ impl Rule {
             fwmark: None,
             table,
             protocol: 0,
+            suppress_prefixlen: None,
             other_selectors: false,
         }
     }
@@ -414,6 +419,25 @@ impl Rule {
 
     pub fn with_family(self, family: Family) -> Rule {
         Rule { family, ..self }
+    }
+
+    /// `suppress_prefixlength LEN`.
+    pub fn with_suppress(self, len: u8) -> Rule {
+        Rule {
+            suppress_prefixlen: Some(len),
+            ..self
+        }
+    }
+
+    /// Whether this is one of symroute's steering rules (see `plan/steer.rs`): ours, and no
+    /// selector at all. Every other rule of ours has one (`from`, `to` or `fwmark`).
+    pub fn is_steering(&self, protocol: u8) -> bool {
+        self.protocol == protocol
+            && self.src.is_none()
+            && self.dst.is_none()
+            && self.iif.is_none()
+            && self.fwmark.is_none()
+            && !self.other_selectors
     }
 }
 
@@ -549,6 +573,9 @@ impl fmt::Display for Rule {
         match self.table {
             MAIN_TABLE => write!(f, " lookup main")?,
             table => write!(f, " lookup {table}")?,
+        }
+        if let Some(len) = self.suppress_prefixlen {
+            write!(f, " suppress_prefixlength {len}")?;
         }
         write!(f, " priority {}", self.priority)
     }

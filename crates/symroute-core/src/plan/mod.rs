@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod nft;
+pub mod steer;
 pub mod uplinks;
 
 pub use crate::model::Snapshot;
@@ -186,6 +187,7 @@ fn interface_plan(
             fwmark: Some((mark, settings.fwmark_mask)),
             table,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             other_selectors: false,
         }));
         rules.sort();
@@ -273,6 +275,7 @@ fn source_rules(
             fwmark: None,
             table,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             other_selectors: false,
         });
     }
@@ -314,6 +317,7 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
             fwmark: None,
             table: MAIN_TABLE,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             other_selectors: false,
         })
         .collect();
@@ -373,8 +377,10 @@ pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec
     let mut rules: Vec<Rule> = snapshot
         .rules
         .iter()
-        // Exemptions point at main and are planned by `plan_exempt`.
+        // Exemptions point at main and are planned by `plan_exempt`; steering rules by
+        // `steer::plan`.
         .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .filter(|r| match settings.interface_of_table(r.table) {
             Some(ifindex) => snapshot.link(ifindex).is_none(),
             None => true,
