@@ -411,10 +411,26 @@ mod tests {
             error_of("ipv4 = true\n[health]\ntargets = [\"x\"]\n"),
             "/etc/symroute/symroute.toml:3: health.targets: \"x\" is not an IP address"
         );
-        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ninterval = 0.01\n", 3, "health.interval");
-        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ndown = 0\n", 3, "health.down");
-        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\ntagets = 1\n", 3, "health.tagets");
-        assert_refused_at("[health]\ntargets = [\"192.0.2.1\"]\nup = \"x\"\n", 3, "health.up");
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ninterval = 0.01\n",
+            3,
+            "health.interval",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ndown = 0\n",
+            3,
+            "health.down",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ntagets = 1\n",
+            3,
+            "health.tagets",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\nup = \"x\"\n",
+            3,
+            "health.up",
+        );
         assert_refused_at("[health]\ninterval = 1\n", 1, "health.targets");
         assert_refused_at(
             "[health]\ntargets = [\"192.0.2.1\"]\n[health.weights]\neth0 = 0\n",

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::events::Action;
+use crate::health::{self, HealthState};
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, Scope};
 use crate::lock::{RunLock, LOCK_WAIT};
@@ -12,7 +13,6 @@ use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
 use crate::plan::nft;
-use crate::health::{self, HealthState};
 use crate::plan::steer::{self, SteerPlan};
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, PlanError, Planner};
 use crate::settings::Settings;
@@ -273,13 +273,20 @@ async fn steer_work(
         let routes = kernel::routes(nl, Some(table), None).await?;
         snapshot.tables.insert(table, routes);
     }
-    let present_routes: Vec<Route> = snapshot.routes_in(settings.protocol, table).cloned().collect();
+    let present_routes: Vec<Route> = snapshot
+        .routes_in(settings.protocol, table)
+        .cloned()
+        .collect();
     let plan = match health {
         Some(health) => {
             let state = HealthState::read(state_path, HealthState::stale_after(health.interval));
             let plan = steer::plan(snapshot, settings, health, state.as_ref());
             if !plan.routes.is_empty() {
-                if let Some(foreign) = snapshot.table(table).iter().find(|r| r.protocol != settings.protocol) {
+                if let Some(foreign) = snapshot
+                    .table(table)
+                    .iter()
+                    .find(|r| r.protocol != settings.protocol)
+                {
                     return Err(Error::from(PlanError::ForeignTable {
                         interface: "steering".into(),
                         table,

@@ -327,9 +327,12 @@ mod tests {
         check_text_format(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(text.contains("symroute_uplink_up{interface=\"eth0\",family=\"ipv4\"} 0\n"));
         assert!(text.contains("symroute_uplink_up{interface=\"eth1\",family=\"ipv6\"} 1\n"));
-        assert!(text.contains("symroute_uplink_probe_rtt_seconds{interface=\"eth1\",family=\"ipv6\"} 0.0025\n"));
+        assert!(text.contains(
+            "symroute_uplink_probe_rtt_seconds{interface=\"eth1\",family=\"ipv6\"} 0.0025\n"
+        ));
         assert!(!text.contains("symroute_uplink_probe_rtt_seconds{interface=\"eth0\""));
-        assert!(text.contains("symroute_uplink_transitions_total{interface=\"eth0\",family=\"ipv4\"} 1\n"));
+        assert!(text
+            .contains("symroute_uplink_transitions_total{interface=\"eth0\",family=\"ipv4\"} 1\n"));
     }
 
     #[test]

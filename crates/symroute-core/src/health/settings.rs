@@ -264,14 +264,22 @@ mod tests {
         assert_eq!(h.weight_of("eth1"), 1);
         assert_eq!(h.needed(Family::V4), 2);
         assert_eq!(h.needed(Family::V6), 0);
-        assert_eq!(health("targets = [\"192.0.2.1\"]\ninterval = 2").unwrap().interval, Duration::from_secs(2));
+        assert_eq!(
+            health("targets = [\"192.0.2.1\"]\ninterval = 2")
+                .unwrap()
+                .interval,
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let refused = |text: &str| health(text).unwrap_err();
         let r = refused("targets = [\"x\"]");
-        assert_eq!((r.key, r.message.as_str()), ("targets", "\"x\" is not an IP address"));
+        assert_eq!(
+            (r.key, r.message.as_str()),
+            ("targets", "\"x\" is not an IP address")
+        );
         assert_eq!(refused("targets = []").key, "targets");
         assert_eq!(refused("interval = 1").key, "targets");
         assert_eq!(refused("targets = [\"127.0.0.1\"]").key, "targets");
@@ -284,8 +292,14 @@ mod tests {
         assert_eq!(refused(&format!("{t}mode = \"random\"")).key, "mode");
         assert_eq!(refused(&format!("{t}priority = 32000")).key, "priority");
         assert_eq!(refused(&format!("{t}priority = 32765")).key, "priority");
-        assert_eq!(refused(&format!("{t}weights = {{ eth0 = 0 }}")).key, "weights");
-        assert_eq!(refused(&format!("{t}weights = {{ eth0 = 257 }}")).key, "weights");
+        assert_eq!(
+            refused(&format!("{t}weights = {{ eth0 = 0 }}")).key,
+            "weights"
+        );
+        assert_eq!(
+            refused(&format!("{t}weights = {{ eth0 = 257 }}")).key,
+            "weights"
+        );
     }
 
     #[test]

@@ -97,9 +97,8 @@ impl HealthState {
     }
 
     pub fn render(&self) -> String {
-        let mut text = String::from(
-            "# symroute uplink health, written by symrouted after each probe round\n",
-        );
+        let mut text =
+            String::from("# symroute uplink health, written by symrouted after each probe round\n");
         text += &format!("updated {:.3}\n", self.updated);
         for u in &self.uplinks {
             let rtt = u.rtt_ms.map_or("-".to_string(), |r| format!("{r:.3}"));

@@ -246,7 +246,8 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
         msg.attributes.push(RuleAttribute::FwMask(mask));
     }
     if let Some(len) = rule.suppress_prefixlen {
-        msg.attributes.push(RuleAttribute::SuppressPrefixLen(u32::from(len)));
+        msg.attributes
+            .push(RuleAttribute::SuppressPrefixLen(u32::from(len)));
     }
     msg
 }

@@ -16,7 +16,9 @@
 use std::net::IpAddr;
 
 use crate::health::{HealthSettings, HealthState, SteerMode};
-use crate::model::{route_type, scope, Extras, Family, Link, NextHop, NextHops, Route, Rule, Snapshot, MAIN_TABLE};
+use crate::model::{
+    route_type, scope, Extras, Family, Link, NextHop, NextHops, Route, Rule, Snapshot, MAIN_TABLE,
+};
 use crate::settings::Settings;
 
 /// An uplink main has a default route through, which steering can use and symrouted probes.
@@ -61,7 +63,11 @@ fn family_name(family: Family) -> &'static str {
 /// usable address of the family and a default route through it in main.
 pub fn candidates(snapshot: &Snapshot, settings: &Settings, family: Family) -> Vec<Candidate> {
     let mut found: Vec<Candidate> = Vec::new();
-    for route in snapshot.main_routes.iter().filter(|r| is_default(r, family)) {
+    for route in snapshot
+        .main_routes
+        .iter()
+        .filter(|r| is_default(r, family))
+    {
         for hop in route.nexthops.iter() {
             let Some(link) = snapshot.link(hop.ifindex) else {
                 continue;
@@ -157,9 +163,8 @@ pub fn plan(
                         Some(settings.table_for(best.ifindex))
                     }
                     (Some(p), None) if down(p) => {
-                        plan.summary.push(format!(
-                            "{name}: every uplink is down: main decides"
-                        ));
+                        plan.summary
+                            .push(format!("{name}: every uplink is down: main decides"));
                         None
                     }
                     (Some(p), _) => {
@@ -173,9 +178,8 @@ pub fn plan(
             SteerMode::Balance => {
                 if healthy.is_empty() {
                     if !found.is_empty() {
-                        plan.summary.push(format!(
-                            "{name}: every uplink is down: main decides"
-                        ));
+                        plan.summary
+                            .push(format!("{name}: every uplink is down: main decides"));
                     }
                     None
                 } else {
@@ -203,7 +207,8 @@ pub fn plan(
                         "{name}: new connections spread over {}",
                         shares.join(", ")
                     ));
-                    plan.routes.push(balanced_default(family, table, settings, hops));
+                    plan.routes
+                        .push(balanced_default(family, table, settings, hops));
                     Some(table)
                 }
             }
@@ -236,7 +241,11 @@ fn balanced_default(family: Family, table: u32, settings: &Settings, hops: Vec<N
         tos: 0,
         metric: 0,
         protocol: settings.protocol,
-        scope: if gateway { scope::UNIVERSE } else { scope::LINK },
+        scope: if gateway {
+            scope::UNIVERSE
+        } else {
+            scope::LINK
+        },
         kind: route_type::UNICAST,
         pref: match family {
             Family::V4 => None,
@@ -293,7 +302,9 @@ mod tests {
         assert!(p.rules.is_empty() && p.routes.is_empty());
         assert_eq!(p.candidates.len(), 2);
         assert_eq!(p.candidates[0].source, ip("10.1.0.2"));
-        assert!(plan(&snap, &s, &h, Some(&down(ETH1, "eth1"))).rules.is_empty());
+        assert!(plan(&snap, &s, &h, Some(&down(ETH1, "eth1")))
+            .rules
+            .is_empty());
         let p = plan(&snap, &s, &h, Some(&down(ETH0, "eth0")));
         assert_eq!(
             lines(&p),
@@ -302,7 +313,10 @@ mod tests {
                 "from all lookup 1003 priority 32701"
             ]
         );
-        assert_eq!(p.summary, ["ipv4: eth0 is down: new connections leave through eth1"]);
+        assert_eq!(
+            p.summary,
+            ["ipv4: eth0 is down: new connections leave through eth1"]
+        );
         let mut both = down(ETH0, "eth0");
         both.uplinks.extend(down(ETH1, "eth1").uplinks);
         assert!(plan(&snap, &s, &h, Some(&both)).rules.is_empty());
@@ -347,7 +361,12 @@ mod tests {
         let c = candidates(&snap, &s, Family::V4);
         assert_eq!(c.iter().map(|c| c.ifindex).collect::<Vec<_>>(), [ETH1]);
         // main's choice is not a candidate: failover has nothing to say.
-        let p = plan(&snap, &s, &health(SteerMode::Failover), Some(&down(ETH0, "eth0")));
+        let p = plan(
+            &snap,
+            &s,
+            &health(SteerMode::Failover),
+            Some(&down(ETH0, "eth0")),
+        );
         assert!(p.rules.is_empty());
     }
 }

@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use symroute_core::health::{state_path, unix_now, HealthSettings, HealthState, UplinkHealth, Verdict};
+use symroute_core::health::{
+    state_path, unix_now, HealthSettings, HealthState, UplinkHealth, Verdict,
+};
 use symroute_core::model::Family;
 use symroute_core::Candidate;
 use tokio::sync::mpsc;

@@ -117,7 +117,13 @@ impl Pinger {
         })?;
         let (addr, len) = sockaddr(SocketAddr::new(source, 0));
         // SAFETY: addr is a valid sockaddr of `len` bytes.
-        check(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
+        check(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                len,
+            )
+        })?;
         // SAFETY: the descriptor is owned by the AsyncFd and closed only when it is dropped.
         let fd = unsafe { AsyncFd::register(fd)? };
         Ok(Pinger {
@@ -128,7 +134,11 @@ impl Pinger {
 
     /// Sends one echo request with `seq` to `target`.
     pub fn send(&self, target: IpAddr, seq: u16) -> io::Result<()> {
-        let kind = if self.v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 };
+        let kind = if self.v6 {
+            ECHO_REQUEST_V6
+        } else {
+            ECHO_REQUEST_V4
+        };
         // type, code, checksum (the kernel's), identifier (the kernel's), sequence, payload.
         let mut packet = [0u8; 16];
         packet[0] = kind;
@@ -183,7 +193,11 @@ impl Pinger {
             });
             match got {
                 Ok(Ok((buf, n, Some(from)))) if n >= 8 => {
-                    let reply = if self.v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
+                    let reply = if self.v6 {
+                        ECHO_REPLY_V6
+                    } else {
+                        ECHO_REPLY_V4
+                    };
                     if buf[0] == reply {
                         return Ok((from, u16::from_be_bytes([buf[6], buf[7]])));
                     }
