@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::host::{Conf, HostFacts, Installed, Networkd};
+use crate::model::host::{Conf, HealthFacts, HostFacts, Installed, Networkd};
 use crate::model::nft::NFT;
 use crate::model::Link;
 
@@ -97,7 +97,37 @@ impl HostFacts {
             nft_binary: root.join(NFT.trim_start_matches('/')).is_file(),
             nft_table: None,
             nat: None,
+            health: read_health_facts(root),
         }
+    }
+}
+
+fn read_health_facts(root: &Path) -> HealthFacts {
+    let range = std::fs::read_to_string(root.join("proc/sys/net/ipv4/ping_group_range"))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((w.next()??, w.next()??))
+        });
+    let daemon_running = std::fs::read_dir(root.join("proc"))
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    && std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "symrouted")
+            })
+        })
+        .unwrap_or(false);
+    HealthFacts {
+        daemon_running,
+        ping_group_range: range,
+        multipath_hash_policy: (
+            read_number(&root.join("proc/sys/net/ipv4/fib_multipath_hash_policy")),
+            read_number(&root.join("proc/sys/net/ipv6/fib_multipath_hash_policy")),
+        ),
     }
 }
 

@@ -60,6 +60,19 @@ pub struct HostFacts {
     /// DNAT rules in nftables or legacy iptables (`kernel::nat::read`); `None`
     /// when they could not be read (root only, so the caller fills it in too).
     pub nat: Option<Nat>,
+    /// What `[health]` depends on ([`HealthFacts`]).
+    pub health: HealthFacts,
+}
+
+/// What `[health]` needs of the host besides the daemon's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthFacts {
+    /// A process named `symrouted` runs (in this PID namespace).
+    pub daemon_running: bool,
+    /// `net.ipv4.ping_group_range` (it governs IPv6 ping sockets too).
+    pub ping_group_range: Option<(u32, u32)>,
+    /// `net.ipv4.fib_multipath_hash_policy` and its IPv6 twin.
+    pub multipath_hash_policy: (Option<u32>, Option<u32>),
 }
 
 /// What the host's NAT configuration looks like, as far as it can be seen.

@@ -7,6 +7,7 @@
 //! [`integration`] (nftables, networkd, dispatchers, daemon).
 
 mod facts;
+mod health;
 mod integration;
 mod nat;
 mod routing;
@@ -49,8 +50,8 @@ impl Verdict {
 /// One verdict of one check, about one subject (an interface, a table, a file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `sync`, `tables`, `shadowing`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd` or
-    /// `integration`.
+    /// `sync`, `tables`, `shadowing`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd`,
+    /// `integration` or `health`.
     pub check: &'static str,
     pub verdict: Verdict,
     pub message: String,
@@ -73,6 +74,7 @@ const NAT: Check = Check("nat");
 const ARP: Check = Check("arp");
 const NETWORKD: Check = Check("networkd");
 const INTEGRATION: Check = Check("integration");
+const HEALTH: Check = Check("health");
 
 impl Check {
     fn finding(self, verdict: Verdict, message: String, fix: Option<String>) -> Finding {
@@ -160,6 +162,7 @@ pub fn diagnose(
     findings.extend(check_arp(snapshot, facts));
     findings.extend(check_networkd(&facts.networkd));
     findings.extend(check_integration(facts));
+    findings.extend(health::check_health(settings, facts));
     Diagnosis {
         ok: findings.iter().all(|f| f.verdict != Verdict::Fail),
         findings,

@@ -19,10 +19,12 @@ use crate::plan::{garbage_by_table, plan_exempt, Garbage, Planner};
 use crate::settings::{Prefix, Settings};
 use crate::views::iproute::{route_text, rule_text};
 
+mod health;
 mod render;
 mod shadow;
 
 pub use crate::views::iproute::{RouteView, RuleView};
+pub use health::{FamilyHealth, HealthView, SteeringStatus};
 pub use shadow::{shadows_of, Shadow, ShadowExtent};
 
 /// `schema_version` of the JSON of `status` and `explain`.
@@ -41,6 +43,9 @@ pub struct Status {
     pub exempt: ExemptStatus,
     /// Rules of ours whose interface is gone, with the routes left in their tables.
     pub stale: Vec<StaleTable>,
+    /// `[health]`'s steering (or what is left of it); absent without either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<SteeringStatus>,
 }
 
 /// Where one interface stands.
@@ -101,6 +106,9 @@ pub struct InterfaceStatus {
     /// Why a sync refuses this interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `[health]`: the uplink's verdicts as symrouted last wrote them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -143,6 +151,7 @@ fn interface_status(
     let managed = !link.loopback && settings.manages(&link.name);
     let rules: Vec<Rule> = snapshot
         .rules_into(settings.protocol, table)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     let routes: Vec<Route> = snapshot
@@ -221,6 +230,7 @@ fn interface_status(
         foreign,
         shadowed_by,
         error,
+        health: None,
     }
 }
 
@@ -238,6 +248,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
 
     let present_exempt: Vec<Rule> = snapshot
         .rules_into(settings.protocol, MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     let exempt = ExemptStatus {
@@ -277,6 +288,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         interfaces,
         exempt,
         stale,
+        steering: None,
     }
 }
 
