@@ -269,9 +269,8 @@ async fn steer_work(
     if health.is_none() && present_rules.is_empty() && !snapshot.tables.contains_key(&table) {
         return Ok(None);
     }
-    if !snapshot.tables.contains_key(&table) {
-        let routes = kernel::routes(nl, Some(table), None).await?;
-        snapshot.tables.insert(table, routes);
+    if let std::collections::btree_map::Entry::Vacant(e) = snapshot.tables.entry(table) {
+        e.insert(kernel::routes(nl, Some(table), None).await?);
     }
     let present_routes: Vec<Route> = snapshot
         .routes_in(settings.protocol, table)

@@ -31,6 +31,14 @@ pub struct Metrics {
     pub health: BTreeMap<(String, &'static str), UplinkGauges>,
 }
 
+/// A health series: its name, type, help text and value of one uplink (none: no sample).
+type HealthSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&UplinkGauges) -> Option<f64>,
+);
+
 /// One uplink's health in one family, as exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UplinkGauges {
@@ -117,7 +125,7 @@ impl Metrics {
         if self.health.is_empty() {
             return;
         }
-        let series: [(&str, &str, &str, fn(&UplinkGauges) -> Option<f64>); 4] = [
+        let series: [HealthSeries; 4] = [
             (
                 "uplink_up",
                 "gauge",
