@@ -112,8 +112,11 @@ impl Report {
     /// every failure logged. Returns whether the run had no failure.
     pub fn finish(&self, mode: Mode) -> bool {
         if mode == Mode::DryRun {
-            for line in self.steering.iter().flat_map(|s| &s.summary) {
-                println!("# steering {line}");
+            if let Some(steering) = &self.steering {
+                println!("# health: {}", steering.settings);
+                for line in &steering.summary {
+                    println!("# steering {line}");
+                }
             }
             for line in self.lines() {
                 println!("{line}");

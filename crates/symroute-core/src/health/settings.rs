@@ -79,6 +79,37 @@ impl HealthSettings {
         self.min_targets.min(count)
     }
 
+    /// The section in one line, for `symroute plan`:
+    /// `failover, targets 192.0.2.1 2001:db8::1, interval 1 s, timeout 1 s, down 3, up 3,
+    /// min_targets 1, priority 32700`, then the weights of balance.
+    pub fn line(&self) -> String {
+        let targets: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        let mut line = format!(
+            "{}, targets {}, interval {} s, timeout {} s, down {}, up {}, min_targets {}, priority {}",
+            self.mode.name(),
+            targets.join(" "),
+            self.interval.as_secs_f64(),
+            self.timeout.as_secs_f64(),
+            self.down,
+            self.up,
+            self.min_targets,
+            self.priority
+        );
+        if self.mode == SteerMode::Balance {
+            let weights: Vec<String> = self
+                .weights
+                .iter()
+                .map(|(p, w)| format!("{p}={w}"))
+                .collect();
+            if weights.is_empty() {
+                line += ", every weight 1";
+            } else {
+                line += &format!(", weights {} (others 1)", weights.join(" "));
+            }
+        }
+        line
+    }
+
     /// The weight of interface `name`: its own entry, else the most specific pattern that
     /// matches it (most characters other than `*` and `?`; equal ones: the first in
     /// alphabetical order), else [`DEFAULT_WEIGHT`].

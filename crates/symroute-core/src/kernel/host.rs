@@ -109,6 +109,17 @@ fn read_health_facts(root: &Path) -> HealthFacts {
             let mut w = t.split_whitespace().map(|n| n.parse::<u32>().ok());
             Some((w.next()??, w.next()??))
         });
+    // A symrouted of another network namespace (a container's, a test lab's) probes nothing
+    // here. One whose namespace cannot be read is given the benefit of the doubt when we are
+    // not root (root may read every process's but those of other user namespaces).
+    let own_net = std::fs::read_link(root.join("proc/self/ns/net")).ok();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    let ours = |pid: &Path| match (&own_net, std::fs::read_link(pid.join("ns/net"))) {
+        (Some(own), Ok(theirs)) => *own == theirs,
+        (None, Ok(_)) => true,
+        (_, Err(e)) => !root_user && e.kind() == std::io::ErrorKind::PermissionDenied,
+    };
     let daemon_running = std::fs::read_dir(root.join("proc"))
         .map(|entries| {
             entries.filter_map(Result::ok).any(|e| {
@@ -118,6 +129,7 @@ fn read_health_facts(root: &Path) -> HealthFacts {
                     .all(|b| b.is_ascii_digit())
                     && std::fs::read_to_string(e.path().join("comm"))
                         .is_ok_and(|c| c.trim_end() == "symrouted")
+                    && ours(&e.path())
             })
         })
         .unwrap_or(false);

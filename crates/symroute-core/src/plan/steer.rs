@@ -38,6 +38,8 @@ pub struct Candidate {
 /// What steering wants, with one line per family saying why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SteerPlan {
+    /// `[health]` in one line ([`HealthSettings::line`]).
+    pub settings: String,
     pub rules: Vec<Rule>,
     /// Routes of the steering table (balance only).
     pub routes: Vec<Route>,
@@ -141,7 +143,10 @@ pub fn plan(
     health: &HealthSettings,
     state: Option<&HealthState>,
 ) -> SteerPlan {
-    let mut plan = SteerPlan::default();
+    let mut plan = SteerPlan {
+        settings: health.line(),
+        ..SteerPlan::default()
+    };
     for family in [Family::V4, Family::V6] {
         if !settings.family_enabled(family) || health.targets_of(family).next().is_none() {
             continue;
