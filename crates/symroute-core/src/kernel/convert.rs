@@ -313,6 +313,15 @@ mod tests {
             .with_src(ip("10.2.0.9"), 32)
             .with_protocol(83);
         assert_eq!(rule_from(&rule_message(&rule)), Some(rule.clone()));
+        // The steering rule of [health]: no selector, suppress_prefixlength 0.
+        let steering = Rule::lookup(254, 32700).with_protocol(83).with_suppress(0);
+        let read = rule_from(&rule_message(&steering));
+        assert_eq!(read, Some(steering.clone()));
+        assert!(read.is_some_and(|r| r.is_steering(83)));
+        assert_eq!(
+            steering.to_string(),
+            "from all lookup main suppress_prefixlength 0 priority 32700"
+        );
         let marked = Rule {
             src: None,
             priority: 31998,
