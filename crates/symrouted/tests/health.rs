@@ -107,7 +107,13 @@ fn failover_moves_new_connections_off_a_dead_upstream_and_back() {
     };
     let host = &lab.host;
     let dir = TempDir::new("health-failover");
-    let config = config_file(&dir, "symroute.toml", &health_config("failover", ""));
+    let prom = dir.path().join("symroute.prom");
+    let top = format!("metrics_textfile = \"{}\"\n", prom.display());
+    let config = config_file(
+        &dir,
+        "symroute.toml",
+        &(top + &health_config("failover", "")),
+    );
     let daemon = Symrouted::start(host, &["--source", "netlink", "--config", &config]);
     wait_probed(&daemon.state_file());
     assert_eq!(outbound(host, false), Some(ip(HOST_ETH0_V4)));
@@ -145,6 +151,19 @@ fn failover_moves_new_connections_off_a_dead_upstream_and_back() {
     daemon.expect_log("eth0: IPv6 is down", SETTLE);
     assert_eq!(daemon.count("eth0: IPv4 is down"), 1);
     assert_eq!(daemon.count("eth1: IPv4 is down"), 0);
+    // The textfile: eth0 down in both families, eth1 up, one transition each.
+    eventually(SETTLE, "health in the metrics", || {
+        let text = std::fs::read_to_string(&prom).unwrap_or_default();
+        [
+            "symroute_uplink_up{interface=\"eth0\",family=\"ipv4\"} 0",
+            "symroute_uplink_up{interface=\"eth0\",family=\"ipv6\"} 0",
+            "symroute_uplink_up{interface=\"eth1\",family=\"ipv4\"} 1",
+            "symroute_uplink_transitions_total{interface=\"eth0\",family=\"ipv4\"} 1",
+            "symroute_uplink_probe_loss_ratio{interface=\"eth0\",family=\"ipv4\"} 1",
+        ]
+        .iter()
+        .all(|line| text.contains(line))
+    });
 
     Lab::restore_upstream(&lab.r1);
     let bound =
