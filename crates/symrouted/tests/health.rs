@@ -310,6 +310,10 @@ fn balance_spreads_new_connections_by_weight_and_never_through_a_dead_uplink() {
         assert!(on1 > 0 && on0 > on1, "weights 3:1 not followed: {count:?}");
     }
 
+    // A run beside finds the multipath route exactly as it plans it (nothing rewritten).
+    let log = ok_once(host, &["--once", "--config", &config]);
+    assert!(!log.contains("steering:"), "{log}");
+
     // r2's upstream dies: eth1 leaves the multipath route, nothing new goes through it.
     Lab::cut_upstream(&lab.r2);
     daemon.expect_log("eth1: IPv4 is down", SETTLE);

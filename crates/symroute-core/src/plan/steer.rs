@@ -244,7 +244,12 @@ fn balanced_default(family: Family, table: u32, settings: &Settings, hops: Vec<N
         dst: family.unspecified(),
         dst_len: 0,
         tos: 0,
-        metric: 0,
+        // What the kernel stores for a route written without one (IPv6 makes 0 its
+        // IP6_RT_PRIO_USER): asking for another would rewrite the route on every run.
+        metric: match family {
+            Family::V4 => 0,
+            Family::V6 => 1024,
+        },
         protocol: settings.protocol,
         scope: if gateway {
             scope::UNIVERSE

@@ -106,7 +106,7 @@ impl Pinger {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let name = device.as_bytes();
         // SAFETY: setsockopt reads `name.len()` bytes from a live slice.
-        check(unsafe {
+        let bound = check(unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
@@ -114,7 +114,18 @@ impl Pinger {
                 name.as_ptr().cast(),
                 name.len() as libc::socklen_t,
             )
-        })?;
+        });
+        match bound {
+            Ok(_) => {}
+            // Before Linux 5.7 binding to a device needs CAP_NET_RAW, which the unit does not
+            // grant: the bound source address alone still takes the uplink's table.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                log::debug!(
+                    "{device}: SO_BINDTODEVICE refused ({e}); probing by source address only"
+                );
+            }
+            Err(e) => return Err(e),
+        }
         let (addr, len) = sockaddr(SocketAddr::new(source, 0));
         // SAFETY: addr is a valid sockaddr of `len` bytes.
         check(unsafe {
