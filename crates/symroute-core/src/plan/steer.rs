@@ -80,6 +80,16 @@ pub fn candidates(snapshot: &Snapshot, settings: &Settings, family: Family) -> V
             let Some(source) = source_of(snapshot, link, family) else {
                 continue;
             };
+            // A table that is someone else's is refused to its interface: steering must not
+            // send traffic by another program's routes either.
+            let table = settings.table_for(link.index);
+            if snapshot
+                .table(table)
+                .iter()
+                .any(|r| r.protocol != settings.protocol)
+            {
+                continue;
+            }
             match found.iter_mut().find(|c| c.ifindex == link.index) {
                 Some(c) if c.metric <= route.metric => {}
                 Some(c) => {
@@ -370,6 +380,20 @@ mod tests {
         };
         let c = candidates(&snap, &s, Family::V4);
         assert_eq!(c.iter().map(|c| c.ifindex).collect::<Vec<_>>(), [ETH1]);
+        let mut foreign = host();
+        foreign.tables.insert(
+            1003,
+            vec![crate::fixtures::route(
+                1003,
+                "0.0.0.0",
+                0,
+                Some("10.2.0.1"),
+                ETH1,
+                4,
+            )],
+        );
+        let c = candidates(&foreign, &Settings::default(), Family::V4);
+        assert_eq!(c.iter().map(|c| c.ifindex).collect::<Vec<_>>(), [ETH0]);
         // main's choice is not a candidate: failover has nothing to say.
         let p = plan(
             &snap,
