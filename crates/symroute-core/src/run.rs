@@ -347,7 +347,8 @@ pub async fn reconcile(
 }
 
 /// [`reconcile`] for a caller that took the run lock itself (the daemon, which must not
-/// wait for it; `_held` is the proof, `None` only in a dry run), leaving the interfaces in
+/// wait for it; `held` is the proof, `None` only in a dry run, and where the verdicts of
+/// `[health]` are: beside it), leaving the interfaces in
 /// `skip` (by index) as they are, in a [`Target::All`] run and as companions of a
 /// per-interface run: the daemon keeps interfaces paused by a fight paused.
 pub async fn reconcile_locked(
@@ -355,7 +356,7 @@ pub async fn reconcile_locked(
     settings: &Settings,
     target: &Target,
     mode: Mode,
-    _held: Option<&RunLock>,
+    held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
 ) -> Result<Report, Error> {
     let links = kernel::links(nl).await?;
@@ -439,7 +440,7 @@ pub async fn reconcile_locked(
     let mut steering = None;
     if main_complete || flush {
         let state_path = health::state_path(
-            _held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
+            held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
         );
         drop(planner);
         match steer_work(nl, &mut snapshot, settings, flush, &state_path).await {
