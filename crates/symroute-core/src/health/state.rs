@@ -122,7 +122,13 @@ impl HealthState {
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
-                ["updated", t] => state.updated = t.parse().unwrap_or_default(),
+                ["updated", t] => {
+                    state.updated = t
+                        .parse()
+                        .ok()
+                        .filter(|t: &f64| t.is_finite())
+                        .unwrap_or(0.0)
+                }
                 ["uplink", name, index, family, verdict, rest @ ..] => {
                     let Ok(ifindex) = index.parse() else { continue };
                     let family = match *family {
@@ -139,14 +145,20 @@ impl HealthState {
                         rest.iter()
                             .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
                     };
+                    // Only finite numbers: a hand-edited "NaN" must not reach the views.
+                    let number = |key: &str| {
+                        field(key)
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .filter(|v| v.is_finite())
+                    };
                     state.uplinks.push(UplinkHealth {
                         interface: name.to_string(),
                         ifindex,
                         family,
                         verdict,
-                        loss: field("loss").and_then(|v| v.parse().ok()).unwrap_or(0.0),
-                        rtt_ms: field("rtt_ms").and_then(|v| v.parse().ok()),
-                        since: field("since").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                        loss: number("loss").unwrap_or(0.0),
+                        rtt_ms: number("rtt_ms"),
+                        since: number("since").unwrap_or(0.0),
                         transitions: field("transitions")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0),
@@ -225,5 +237,8 @@ mod tests {
     fn garbage_lines_are_skipped() {
         let s = HealthState::parse("uplink eth0 x ipv4 down\nuplink eth0 2 ipv9 down\nhello\n");
         assert!(s.uplinks.is_empty());
+        let s = HealthState::parse("updated NaN\nuplink eth0 2 ipv4 up loss=NaN rtt_ms=inf\n");
+        assert_eq!(s.updated, 0.0);
+        assert_eq!((s.uplinks[0].loss, s.uplinks[0].rtt_ms), (0.0, None));
     }
 }
