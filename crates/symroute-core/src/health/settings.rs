@@ -39,7 +39,7 @@ impl SteerMode {
 }
 
 /// `[health]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSettings {
     /// Probed through every uplink of the same family.
     pub targets: Vec<IpAddr>,
@@ -60,9 +60,6 @@ pub struct HealthSettings {
     /// `[health.weights]`: interface name or pattern → weight in balance mode.
     pub weights: BTreeMap<String, u32>,
 }
-
-// Durations and addresses compare exactly; the f64 of the file is gone once validated.
-impl Eq for HealthSettings {}
 
 impl HealthSettings {
     /// The targets of one family.
