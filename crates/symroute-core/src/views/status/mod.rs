@@ -307,6 +307,16 @@ impl Status {
         for r in &mut self.exempt.rules {
             r.table_protocol.name(names);
         }
+        if let Some(steering) = &mut self.steering {
+            steering
+                .rules
+                .iter_mut()
+                .for_each(|r| r.table_protocol.name(names));
+            steering
+                .routes
+                .iter_mut()
+                .for_each(|r| r.table_protocol.name(names));
+        }
     }
 
     /// Keeps only the interface called `name` (exemptions and stale state are global and
