@@ -78,6 +78,14 @@ fn plan_status_and_sync_steer_from_the_daemons_verdicts() {
         status["steering"]["rules"].as_array().map(Vec::len),
         Some(2)
     );
+    // As `ip -j rule` shows it.
+    let suppress = status["steering"]["rules"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r.get("suppress_prefixlen").is_some()))
+        .expect("the suppress rule");
+    assert_eq!(suppress["suppress_prefixlen"], 0, "{suppress}");
+    assert_eq!(suppress["table"], "main", "{suppress}");
+    assert_eq!(suppress["src"], "all", "{suppress}");
     let text = admin.ok(&["status"]).out;
     assert!(
         text.contains("health     IPv4 down (no answer, loss 100 %"),
