@@ -216,6 +216,7 @@ if [ "$WANT_DEB" = yes ]; then
     install -d -m 0755 "$doc"
     install -m 0644 packaging/deb/copyright "$doc/copyright"
     gzip -9n -c README.md >"$doc/README.md.gz"
+    install -m 0644 docs/grafana-health.json packaging/systemd/symrouted-health.conf "$doc/"
     install -d -m 0755 "$root/usr/share/lintian/overrides"
     if [ "$HAVE_UNIT" = yes ]; then
         cat packaging/deb/lintian-overrides
@@ -264,6 +265,8 @@ if [ "$WANT_RPM" = yes ]; then
     root=$WORK/rpm-stage
     stage "$root"
     install -D -m 0644 README.md "$root/usr/share/doc/symroute/README.md"
+    install -m 0644 docs/grafana-health.json packaging/systemd/symrouted-health.conf \
+        "$root/usr/share/doc/symroute/"
     lic=$root/usr/share/licenses/symroute
     install -d -m 0755 "$lic"
     # MIT text from the Debian copyright file; Apache-2.0 from the tree or the build host.

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::health::{self, HealthState};
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, Scope};
 use crate::model::host::HostFacts;
@@ -17,7 +18,7 @@ use crate::{Error, Settings};
 /// Everything: every link, address, rule and table.
 pub async fn full_snapshot(nl: &Netlink, settings: &Settings) -> Result<Snapshot, Error> {
     let links = kernel::links(nl).await?;
-    let (snapshot, _uplinks) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+    let (snapshot, _uplinks, _) = kernel::snapshot(nl, settings, Scope::All, links).await?;
     Ok(snapshot)
 }
 
@@ -39,12 +40,22 @@ pub async fn status(
     // Where our rules go among the other tools' rules, as a run would place them.
     let settings = &placement::placed(settings, &snapshot.rules);
     let mut report = status::status(&snapshot, settings);
+    report.add_health(&snapshot, settings, health_state(settings).as_ref());
     if let Some(name) = interface {
         if !report.retain_interface(name) {
             return Err(Error::UnknownInterface(name.to_string()));
         }
     }
     Ok(report)
+}
+
+/// symrouted's verdicts (`[health]`), when fresh.
+fn health_state(settings: &Settings) -> Option<HealthState> {
+    let interval = settings.health.as_ref()?.interval;
+    HealthState::read(
+        &health::state_path(Path::new(crate::lock::DEFAULT_LOCK_PATH)),
+        HealthState::stale_after(interval),
+    )
 }
 
 /// `symroute doctor`: the full snapshot and the host's facts, judged.

@@ -53,6 +53,7 @@ struct File {
     metrics_textfile: Option<String>,
     route_metrics: Option<toml::Table>,
     interface: Option<BTreeMap<String, InterfaceFile>>,
+    health: Option<crate::health::HealthFile>,
 }
 
 /// `[interface.NAME]` as written.
@@ -122,8 +123,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
         let key = match section_at(text, offset) {
-            Some(section) => format!("{section}.{key}"),
-            None => key,
+            Some(section) if !key.starts_with('[') => format!("{section}.{key}"),
+            _ => key,
         };
         invalid(path, line, key, message)
     })?;
@@ -226,6 +227,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         };
         interfaces.insert(name, InterfaceSettings { route_metrics });
     }
+    let health = match file.health {
+        None => None,
+        Some(h) => Some(crate::health::validate(h, rule_priority).map_err(|r| {
+            invalid(
+                path,
+                line_of_section_key(text, "health", r.key),
+                format!("health.{}", r.key),
+                r.message,
+            )
+        })?),
+    };
     let settings = Settings {
         table_base,
         rule_priority,
@@ -243,6 +255,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         metrics_textfile,
         route_metrics,
         interfaces,
+        health,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -324,6 +337,12 @@ fn missing_value_at(text: &str, offset: usize) -> Option<String> {
     let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let before = text[start..offset].trim_end();
     let before = before.strip_suffix('=')?;
+    // A value of the wrong type is reported at the value itself, also right after `=`:
+    // missing means nothing follows but a comment or the end of an inline table.
+    let after = text[offset..].lines().next().unwrap_or("").trim_start();
+    if !(after.is_empty() || after.starts_with(['#', '}', ','])) {
+        return None;
+    }
     let key_of = |s: &str| {
         let word: String = s
             .trim_end()
@@ -427,6 +446,33 @@ fn line_of_metric(text: &str, section: Option<&str>, name: &str) -> usize {
     fallback.unwrap_or(1)
 }
 
+/// The line of `key` inside `[section]` (or of the header, or of `section.key = ...`).
+fn line_of_section_key(text: &str, section: &str, key: &str) -> usize {
+    let mut inside = false;
+    let mut header = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            let name = name.trim();
+            inside = name == section;
+            if inside && header.is_none() {
+                header = Some(i + 1);
+            }
+            if name == format!("{section}.{key}") {
+                return i + 1;
+            }
+            continue;
+        }
+        if let Some((k, _)) = l.split_once('=') {
+            let k = k.trim();
+            if (inside && k == key) || k == format!("{section}.{key}") {
+                return i + 1;
+            }
+        }
+    }
+    header.unwrap_or(1)
+}
+
 fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
@@ -505,7 +551,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`, `health`"
             )
         );
     }
@@ -598,6 +644,49 @@ mod tests {
             "[interface.\"a/b\"]\nroute_metrics = {}\n",
             1,
             "interface.a/b",
+        );
+    }
+
+    #[test]
+    fn health_is_read_and_its_bad_values_name_the_key_and_line() {
+        assert_eq!(parse_str("").unwrap().health, None);
+        let s = parse_str(
+            "strict = true\n[health]\ntargets = [\"192.0.2.1\", \"2001:db8::1\"]\n\
+             interval = 0.5\nmode = \"balance\"\n[health.weights]\neth0 = 2\n",
+        )
+        .unwrap();
+        let h = s.health.unwrap();
+        assert_eq!(h.targets.len(), 2);
+        assert_eq!(h.weight_of("eth0"), 2);
+        assert_eq!(
+            error_of("ipv4 = true\n[health]\ntargets = [\"x\"]\n"),
+            "/etc/symroute/symroute.toml:3: health.targets: \"x\" is not an IP address"
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ninterval = 0.01\n",
+            3,
+            "health.interval",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ndown = 0\n",
+            3,
+            "health.down",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\ntagets = 1\n",
+            3,
+            "health.tagets",
+        );
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\nup = \"x\"\n",
+            3,
+            "health.up",
+        );
+        assert_refused_at("[health]\ninterval = 1\n", 1, "health.targets");
+        assert_refused_at(
+            "[health]\ntargets = [\"192.0.2.1\"]\n[health.weights]\neth0 = 0\n",
+            3,
+            "health.weights",
         );
     }
 

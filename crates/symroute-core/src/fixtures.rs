@@ -138,7 +138,7 @@ pub fn with_wg_quick(mut snapshot: Snapshot, wg0: u32) -> Snapshot {
     not_marked.fwmark = Some((51820, u32::MAX));
     not_marked.extra.invert = true;
     let mut suppress = rule(31998, None, MAIN_TABLE, 0);
-    suppress.extra.suppress = true;
+    suppress.suppress_prefixlen = Some(0);
     snapshot.rules.extend([suppress, not_marked]);
     snapshot.rules.sort_by_key(|r| r.priority);
     snapshot

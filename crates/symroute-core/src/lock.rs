@@ -47,9 +47,15 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
+    path: std::path::PathBuf,
 }
 
 impl RunLock {
+    /// Where the lock file is (the run directory's other files sit beside it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Waits at most `wait` for other runs to end, polling with a growing pause.
     pub fn acquire(path: &Path, wait: Duration) -> Result<RunLock, LockError> {
         let started = Instant::now();
@@ -81,7 +87,10 @@ impl RunLock {
                 return Ok(None);
             }
             if still_at_path(&dir, path, &file) {
-                return Ok(Some(RunLock { _file: file }));
+                return Ok(Some(RunLock {
+                    _file: file,
+                    path: path.to_path_buf(),
+                }));
             }
         }
         Err(LockError::Unsafe {

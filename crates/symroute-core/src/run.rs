@@ -5,13 +5,15 @@ use std::path::Path;
 
 use crate::error::Error;
 use crate::events::Action;
+use crate::health::{self, HealthState};
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, nftables, ApplyError, Scope};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Op;
 use crate::model::{Link, NftInstalled as Installed, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
-use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, Planner};
+use crate::plan::steer::{self, SteerPlan};
+use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, PlanError, Planner};
 use crate::plan::{nft, placement};
 use crate::settings::Settings;
 
@@ -73,6 +75,9 @@ pub struct Report {
     pub nft: Option<String>,
     /// Interfaces that were refused or failed while others went on (only in [`Target::All`]).
     pub failures: Vec<Error>,
+    /// With `[health]`, when the run planned the steering: what it decided, one line per
+    /// family, and the uplinks it could steer to (what symrouted probes).
+    pub steering: Option<SteerPlan>,
 }
 
 impl Report {
@@ -107,6 +112,12 @@ impl Report {
     /// every failure logged. Returns whether the run had no failure.
     pub fn finish(&self, mode: Mode) -> bool {
         if mode == Mode::DryRun {
+            if let Some(steering) = &self.steering {
+                println!("# health: {}", steering.settings);
+                for line in &steering.summary {
+                    println!("# steering {line}");
+                }
+            }
             for line in self.lines() {
                 println!("{line}");
             }
@@ -163,6 +174,8 @@ fn present<'a>(
     let routes = snapshot.routes_in(settings.protocol, table).collect();
     let rules = snapshot
         .rules_into(settings.protocol, table)
+        // A steering rule into an uplink's table is the steering's (`steer_work`).
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     (routes, rules)
@@ -240,6 +253,7 @@ fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool) -> Work {
     };
     let present: Vec<Rule> = snapshot
         .rules_into(settings.protocol, MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     Work::ops("exempt".into(), diff(&[], &wanted, &[], &present))
@@ -258,6 +272,63 @@ fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work> {
             Work::ops(name, diff(&[], &[], &g.routes, &g.rules))
         })
         .collect()
+}
+
+/// The steering of `[health]` (`plan/steer.rs`) from the verdicts symrouted wrote beside
+/// the run lock, as one [`Work`]; with `[health]` gone or on flush, the removal of what is
+/// left of it. `None` when there is nothing to look at.
+async fn steer_work(
+    nl: &Netlink,
+    snapshot: &mut Snapshot,
+    settings: &Settings,
+    flush: bool,
+    state_path: &Path,
+) -> Result<Option<(Work, Option<SteerPlan>)>, Error> {
+    let present_rules: Vec<Rule> = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.is_steering(settings.protocol))
+        .cloned()
+        .collect();
+    let table = steer::steer_table(settings);
+    let health = settings.health.as_ref().filter(|_| !flush);
+    if health.is_none() && present_rules.is_empty() && !snapshot.tables.contains_key(&table) {
+        return Ok(None);
+    }
+    if let std::collections::btree_map::Entry::Vacant(e) = snapshot.tables.entry(table) {
+        e.insert(kernel::routes(nl, Some(table), None).await?);
+    }
+    let present_routes: Vec<Route> = snapshot
+        .routes_in(settings.protocol, table)
+        .cloned()
+        .collect();
+    let plan = match health {
+        Some(health) => {
+            let state = HealthState::read(state_path, HealthState::stale_after(health.interval));
+            let plan = steer::plan(snapshot, settings, health, state.as_ref());
+            if !plan.routes.is_empty() {
+                if let Some(foreign) = snapshot
+                    .table(table)
+                    .iter()
+                    .find(|r| r.protocol != settings.protocol)
+                {
+                    return Err(Error::from(PlanError::ForeignTable {
+                        interface: "steering".into(),
+                        table,
+                        route: foreign.display(&snapshot.links).to_string(),
+                        protocol: foreign.protocol,
+                    }));
+                }
+            }
+            Some(plan)
+        }
+        None => None,
+    };
+    let (routes, rules) = plan
+        .as_ref()
+        .map_or((&[][..], &[][..]), |p| (&p.routes[..], &p.rules[..]));
+    let ops = diff(routes, rules, &present_routes, &present_rules);
+    Ok(Some((Work::ops("steering".into(), ops), plan)))
 }
 
 /// The interfaces a per-interface run plans besides the interface it is about: those whose
@@ -297,7 +368,8 @@ pub async fn reconcile(
 }
 
 /// [`reconcile`] for a caller that took the run lock itself (the daemon, which must not
-/// wait for it; `_held` is the proof, `None` only in a dry run), leaving the interfaces in
+/// wait for it; `held` is the proof, `None` only in a dry run, and where the verdicts of
+/// `[health]` are: beside it), leaving the interfaces in
 /// `skip` (by index) as they are, in a [`Target::All`] run and as companions of a
 /// per-interface run: the daemon keeps interfaces paused by a fight paused.
 pub async fn reconcile_locked(
@@ -305,10 +377,10 @@ pub async fn reconcile_locked(
     settings: &Settings,
     target: &Target,
     mode: Mode,
-    _held: Option<&RunLock>,
+    held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
 ) -> Result<Report, Error> {
-    reconcile_interrupted(nl, settings, target, mode, skip, &mut || {}).await
+    reconcile_interrupted(nl, settings, target, mode, held, skip, &mut || {}).await
 }
 
 /// [`reconcile_locked`] with `before_apply` called between reading the kernel and writing
@@ -319,10 +391,11 @@ pub async fn reconcile_interrupted(
     settings: &Settings,
     target: &Target,
     mode: Mode,
+    held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
     before_apply: &mut dyn FnMut(),
 ) -> Result<Report, Error> {
-    let first = pass(nl, settings, target, mode, skip, None, before_apply).await?;
+    let first = pass(nl, settings, target, mode, held, skip, None, before_apply).await?;
     let Some(cut_short) = first.cut_short else {
         return Ok(first.report);
     };
@@ -364,7 +437,7 @@ pub async fn reconcile_interrupted(
         Target::All | Target::Flush => (target.clone(), None),
     };
     log::debug!("{cut_short}: redoing the run");
-    let second = pass(nl, settings, &again, mode, skip, vanished, &mut || {}).await;
+    let second = pass(nl, settings, &again, mode, held, skip, vanished, &mut || {}).await;
     let failed_again = |e: &dyn std::fmt::Display| {
         log::error!(
             "{} disappeared during the run, and redoing the run without it failed ({e}): what \
@@ -413,11 +486,13 @@ struct Pass {
     cut_short: Option<ApplyError>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     nl: &Netlink,
     settings: &Settings,
     target: &Target,
     mode: Mode,
+    held: Option<&RunLock>,
     skip: &BTreeSet<u32>,
     vanished: Option<u32>,
     before_apply: &mut dyn FnMut(),
@@ -434,7 +509,8 @@ async fn pass(
             None => (Scope::Garbage(vanished), None),
         },
     };
-    let (mut snapshot, mut uplinks) = kernel::snapshot(nl, settings, scope, links).await?;
+    let (mut snapshot, mut uplinks, mut main_complete) =
+        kernel::snapshot(nl, settings, scope, links).await?;
     // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
     // them, every interface's rules move in this run, not only this one's.
     let mut everyone = false;
@@ -445,7 +521,8 @@ async fn pass(
         )
     {
         let links = std::mem::take(&mut snapshot.links);
-        (snapshot, uplinks) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+        (snapshot, uplinks, main_complete) =
+            kernel::snapshot(nl, settings, Scope::All, links).await?;
         everyone = true;
     }
     let settings = &placement::placed(settings, &snapshot.rules);
@@ -531,6 +608,27 @@ async fn pass(
             }
         }
     }
+    // After the tables it points at are written, before garbage; only from all of main (a
+    // veth's run reads main's routes through the veth alone, and its steering is unchanged).
+    let mut steering = None;
+    if main_complete || flush {
+        let state_path = health::state_path(
+            held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
+        );
+        drop(planner);
+        match steer_work(nl, &mut snapshot, settings, flush, &state_path).await {
+            Ok(Some((w, plan))) => {
+                work.push(w);
+                steering = plan;
+            }
+            Ok(None) => {}
+            Err(e) => match target {
+                Target::All | Target::Flush => report.failures.push(e),
+                Target::Interface { .. } => log::warn!("{e}"),
+            },
+        }
+    }
+    report.steering = steering;
     work.extend(garbage_work(&snapshot, settings));
     if flush {
         work.push(exempt_work(&snapshot, settings, true));

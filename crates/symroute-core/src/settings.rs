@@ -101,6 +101,8 @@ pub struct Settings {
     pub route_metrics: RouteMetrics,
     /// Settings of single interfaces (`[interface.NAME]`), by name.
     pub interfaces: BTreeMap<String, InterfaceSettings>,
+    /// `[health]`: probe the uplinks and steer new outbound traffic; `None`: neither.
+    pub health: Option<crate::health::HealthSettings>,
 }
 
 /// What `[interface.NAME]` sets for one interface.
@@ -130,6 +132,7 @@ impl Default for Settings {
             metrics_textfile: None,
             route_metrics: RouteMetrics::default(),
             interfaces: BTreeMap::new(),
+            health: None,
         }
     }
 }

@@ -115,6 +115,7 @@ fn an_interface_deleted_during_a_run_leaves_nothing_behind() {
             &settings,
             &target,
             Mode::Apply,
+            None,
             &BTreeSet::new(),
             &mut delete_eth1,
         ))

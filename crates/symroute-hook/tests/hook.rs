@@ -503,3 +503,70 @@ fn route_metrics_reach_the_table_and_a_second_event_writes_nothing() {
     );
     assert!(ping(&lab.client, HOST_ETH1_V4));
 }
+
+/// `[health]`: the daemon beside the hook finds eth0's upstream dead and steers new
+/// connections to eth1; every event the hook then runs plans the same steering from the
+/// daemon's verdicts (`/run/symroute/health`) and never undoes it.
+#[test]
+fn hook_events_beside_the_daemon_keep_the_health_steering() {
+    use symroute_testlab::daemons::{write_file, TempDir};
+    use symroute_testlab::{INTERNET_V4, INTERNET_V6};
+    let Some(lab) = converged_lab() else { return };
+    lab.add_internet();
+    let dir = TempDir::new("hook-health");
+    let config = dir.path().join("symroute.toml");
+    write_file(
+        &config,
+        &format!(
+            "[health]\ntargets = [\"{INTERNET_V4}\", \"{INTERNET_V6}\"]\ninterval = 0.2\n\
+             timeout = 0.15\ndown = 3\nup = 2\n"
+        ),
+        0o644,
+    );
+    let config = config.display().to_string();
+    let mut beside = DaemonBeside::start(&lab.host, HOOK, |bin| {
+        let mut cmd = lab.host.private_run(&[bin]);
+        cmd.args(["-v", "--source", "netlink", "--lock-file", DEFAULT_LOCK]);
+        cmd.args(["--config", &config]);
+        cmd
+    });
+    let steering = |ns: &Netns| -> Vec<String> {
+        all_rules(ns)
+            .into_iter()
+            .filter(|r| r.contains("from all lookup") && r.contains("proto"))
+            .filter(|r| !r.contains("lookup local") && !r.contains("lookup default"))
+            .filter(|r| !r.starts_with("32766:"))
+            .collect()
+    };
+    Lab::cut_upstream(&lab.r1);
+    assert!(
+        wait_until(Duration::from_secs(20), || steering(&lab.host).len() == 4),
+        "no steering: {:?}\n{}",
+        steering(&lab.host),
+        beside.log()
+    );
+    let steered = steering(&lab.host);
+    for (dev, event) in [
+        ("eth0", "up"),
+        ("eth0", "dhcp4-change"),
+        ("eth1", "up"),
+        ("eth0", "down"),
+        ("eth1", "reapply"),
+    ] {
+        let log = hook_ok(&lab.host, &["--config", &config, dev, event]);
+        assert!(
+            !log.contains("steering: -"),
+            "{dev} {event} undid the steering:\n{log}"
+        );
+        assert_eq!(steering(&lab.host), steered, "after {dev} {event}");
+    }
+    Lab::restore_upstream(&lab.r1);
+    assert!(
+        wait_until(Duration::from_secs(20), || steering(&lab.host).is_empty()),
+        "steering left after the repair: {:?}",
+        steering(&lab.host)
+    );
+    let log = hook_ok(&lab.host, &["--config", &config, "eth0", "up"]);
+    assert!(!log.contains("steering: +"), "{log}");
+    beside.assert_no_fight("");
+}

@@ -102,6 +102,26 @@ impl Drop for Service {
     }
 }
 
+/// Opens a TCP connection from `ns` to `addr:port` with an unbound socket (the kernel picks
+/// the source, as for any new outbound connection) and returns the source it picked, which
+/// tells the uplink it left through. Fails when no answer comes within `timeout`.
+pub fn tcp_source(ns: &Netns, addr: &str, port: u16, timeout: Duration) -> Result<IpAddr, String> {
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr}: {e}"))?;
+    let target = SocketAddr::new(ip, port);
+    in_netns(ns, move || {
+        let stream = TcpStream::connect_timeout(&target, timeout)
+            .map_err(|e| format!("connect {target}: {e}"))?;
+        stream
+            .local_addr()
+            .map(|a| a.ip())
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "connect thread panicked".to_string())?
+}
+
 /// Connects from `ns` to `addr:port` and reads the service's line. A lost SYN-ACK (an
 /// answer routed the wrong way) ends in the connect timeout.
 pub fn tcp_get(ns: &Netns, addr: &str, port: u16) -> Result<String, String> {

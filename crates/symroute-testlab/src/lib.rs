@@ -30,6 +30,10 @@ pub const HOST_ETH0_V4: &str = "10.1.0.2";
 pub const HOST_ETH1_V4: &str = "10.2.0.2";
 pub const HOST_ETH0_V6: &str = "fd01::2";
 pub const HOST_ETH1_V6: &str = "fd02::2";
+/// The "internet" of [`Lab::add_internet`]: an address of the client namespace that the
+/// host reaches through either router.
+pub const INTERNET_V4: &str = "198.51.100.1";
+pub const INTERNET_V6: &str = "2001:db8:100::1";
 
 /// Whether the caller may run root tests. Not root: skipped with a visible message, or a
 /// failure when `CI=true` (CI must never pass by skipping).
@@ -514,6 +518,33 @@ impl Lab {
             );
         }
         lab
+    }
+
+    /// Gives the client namespace an "internet" address of each family ([`INTERNET_V4`],
+    /// [`INTERNET_V6`], on its loopback: the lab has no dummy links) that both routers reach
+    /// through their defaults, so the host reaches it through either uplink. Also lets the
+    /// host's root use unprivileged ping sockets (`net.ipv4.ping_group_range`, per namespace
+    /// and off in a new one), as systemd's default does on a real host.
+    pub fn add_internet(&self) {
+        self.client.ip(&format!("addr add {INTERNET_V4}/32 dev lo"));
+        self.client
+            .ip(&format!("-6 addr add {INTERNET_V6}/128 dev lo"));
+        self.host
+            .sysctl("net.ipv4.ping_group_range", "0 2147483647");
+    }
+
+    /// `router` loses its upstream: it drops everything for the internet (a blackhole
+    /// route), while its link to the host stays up and it still forwards between the host
+    /// and the client's own addresses.
+    pub fn cut_upstream(router: &Netns) {
+        router.ip(&format!("route add blackhole {INTERNET_V4}/32"));
+        router.ip(&format!("-6 route add blackhole {INTERNET_V6}/128"));
+    }
+
+    /// Undoes [`Lab::cut_upstream`].
+    pub fn restore_upstream(router: &Netns) {
+        router.ip(&format!("route del blackhole {INTERNET_V4}/32"));
+        router.ip(&format!("-6 route del blackhole {INTERNET_V6}/128"));
     }
 
     /// The host's four addresses the client should reach once routing is symmetric.

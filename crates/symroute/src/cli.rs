@@ -18,6 +18,8 @@ address is answered through the interface it belongs to. Everything symroute ins
 carries protocol 83 (`symroute`); nothing else is ever changed. With iif_rules, symroute
 also owns the nftables table `inet symroute`, which marks each connection with the
 interface it came in through so that its answers (forwarded, DNAT'ed) leave through it too.
+With a [health] section, symrouted probes every uplink and new outbound connections are
+steered around a dead one (failover) or spread over the healthy ones (balance).
 
 status, plan, doctor and explain only read the kernel and work without root where the
 kernel allows it; sync and flush need CAP_NET_ADMIN.";
@@ -73,7 +75,8 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Show each interface's table, rules, routes and covered addresses, whether it is in
-    /// sync (else the pending changes), and anything stale or foreign in the way
+    /// sync (else the pending changes), anything stale or foreign in the way, and with
+    /// [health] each uplink's health and the steering
     Status {
         /// Only this interface (exemptions and stale state are still shown)
         #[arg(value_name = "INTERFACE")]
@@ -85,7 +88,8 @@ pub enum Command {
         #[arg(short, long, requires = "json")]
         pretty: bool,
     },
-    /// Print the changes a sync would make, one per line, and change nothing
+    /// Print the changes a sync would make, one per line, and change nothing; with [health],
+    /// comment lines first show the section and what the steering decides
     Plan {
         /// Only this interface [default: all, including state of vanished interfaces]
         #[arg(value_name = "INTERFACE")]
@@ -106,7 +110,7 @@ pub enum Command {
     },
     /// Check the host around symroute (sync state, tables, shadowing rules, where the kernel
     /// sends replies from the uplinks' addresses, rp_filter, ARP, systemd-networkd, event
-    /// integrations); exit 1 when something is wrong
+    /// integrations, uplink health); exit 1 when something is wrong
     Doctor {
         /// Print JSON (shape in docs/cli.md)
         #[arg(short, long)]

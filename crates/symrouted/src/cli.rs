@@ -54,6 +54,12 @@ of state once. The same holds when there is no system bus yet at start (symroute
 starts before dbus at boot): the kernel is followed at once, NetworkManager from the moment
 it is on the bus.
 
+With a [health] section in symroute.toml, symrouted also probes every uplink (ICMP echoes
+from the uplink's own address through its own device, every interval, per family), logs one
+line per transition (`eth0: IPv4 is down ...`), keeps the verdicts in /run/symroute/health for
+every run to steer by, and steers new outbound connections around an uplink found down
+(failover) or over the healthy ones by weight (balance). See symroute.toml(5).
+
 On SIGTERM or SIGINT symrouted exits and leaves rules and tables in place, so a restart drops
 no traffic; --flush removes them. SIGHUP rereads the configuration and syncs everything.";
 

@@ -16,6 +16,7 @@ use crate::cli::Source;
 use crate::dirty::{note, Deleted, Dirty, Echoes, Reason};
 use crate::fight::{likely_culprit, FightGuard, FightPolicy};
 use crate::follow::Follower;
+use crate::health::Health;
 use crate::lockwait::LockWaiter;
 use crate::metrics::Metrics;
 use crate::nm::NmError;
@@ -100,6 +101,9 @@ struct Daemon {
     /// What the metrics file holds, and the last error writing it (logged once).
     published: Option<Metrics>,
     publish_error: Option<String>,
+    /// `[health]`: the probes and verdicts.
+    health: Option<Health>,
+    lock_path: PathBuf,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -129,7 +133,10 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         metrics: Metrics::default(),
         published: None,
         publish_error: None,
+        health: None,
+        lock_path: options.lock_path.clone(),
     };
+    daemon.follow_health_settings();
     daemon.dirty.resync = true;
     let started = Instant::now();
     daemon.process().await;
@@ -179,6 +186,12 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 None => std::future::pending().await,
             }
         };
+        let probed = async {
+            match daemon.health.as_mut() {
+                Some(health) => health.next().await,
+                None => std::future::pending().await,
+            }
+        };
         let watchdog_due = async {
             match watchdog.as_mut() {
                 Some(tick) => {
@@ -200,6 +213,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     log::info!("configuration reloaded");
                     daemon.monitor.refilter(settings.protocol);
                     daemon.settings = settings;
+                    daemon.follow_health_settings();
                     // The file may have moved: write it again.
                     daemon.published = None;
                 }
@@ -217,6 +231,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     log::debug!("cannot ping the watchdog: {e}");
                 }
             }
+            probed = probed => daemon.probed(probed),
             _ = pause_over => daemon.retry_due(),
             _ = lock_free => {}
         }
@@ -250,6 +265,37 @@ impl Daemon {
         } else {
             "rtnetlink"
         }
+    }
+
+    /// Starts, restarts or stops probing as `[health]` says; the full run that follows
+    /// tells the probes which uplinks there are.
+    fn follow_health_settings(&mut self) {
+        let wanted = self.settings.health.clone();
+        match (&self.health, wanted) {
+            (Some(h), Some(w)) if *h.settings() == w => {}
+            (_, Some(w)) => {
+                self.health = Some(Health::new(w, &self.lock_path));
+                self.dirty.resync = true;
+            }
+            (Some(_), None) => {
+                self.health = None;
+                Health::remove_state(&self.lock_path);
+                self.metrics.health.clear();
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// A probe round ended: its verdict counted, and on a transition the uplink's run
+    /// (which plans the steering) is due.
+    fn probed(&mut self, probed: crate::health::Probed) {
+        let Some(health) = self.health.as_mut() else {
+            return;
+        };
+        if let Some(ifindex) = health.count(probed) {
+            self.dirty.mark(ifindex, Reason::Changed);
+        }
+        self.metrics.follow_health(health.uplinks());
     }
 
     fn announce_ready(&self, sources: &str, lock_waiting: bool) {
@@ -579,6 +625,10 @@ impl Daemon {
             report.failures.len(),
         );
         self.echoes.expect(report.changes().map(|change| change.op));
+        if let (Some(health), Some(steering)) = (self.health.as_mut(), report.steering.as_ref()) {
+            health.follow(&steering.candidates);
+            self.metrics.follow_health(health.uplinks());
+        }
         if report.change_count() >= BIG_RUN || *target == Target::All {
             release_memory();
         }

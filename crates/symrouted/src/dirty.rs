@@ -177,8 +177,8 @@ pub fn note(
             if echoes.rules.remove(&rule_key(rule)) {
                 return;
             }
-            if rule.table == MAIN_TABLE {
-                // An exemption rule: not tied to one interface.
+            if rule.table == MAIN_TABLE || rule.is_steering(settings.protocol) {
+                // An exemption or steering rule: not tied to one interface.
                 dirty.resync = true;
             } else if let Some(ifindex) = settings.interface_of_table(rule.table) {
                 dirty.mark(ifindex, Reason::Healing);
@@ -208,6 +208,17 @@ fn note_route(
         }
         if new && flags & NLM_F_REPLACE != 0 {
             dirty.every_link = true;
+        }
+        return;
+    }
+    if route.table == settings.table_base {
+        // The steering table of `[health]`'s balance mode (no interface's): the full run
+        // plans it.
+        // Additions of ours are our echoes; someone else's route there, or one of ours
+        // deleted by someone (or flushed by the kernel), is for a run to decide.
+        let ours_added = new && route.protocol == settings.protocol;
+        if !ours_added && (new || !echoes.routes.remove(&route.key())) {
+            dirty.resync = true;
         }
         return;
     }
@@ -325,6 +336,27 @@ mod tests {
         );
         assert!(dirty.is_empty(), "{dirty:?}");
         assert_eq!(echoes.len(), 0);
+    }
+
+    #[test]
+    fn steering_removed_by_someone_else_resyncs_and_our_own_changes_do_not() {
+        let balance = route(1000, "0.0.0.0", 3, 83);
+        let steer = Rule::lookup(1000, 32701).with_protocol(83);
+        let mut echoes = Echoes::default();
+        echoes.expect(&[Op::DelRoute(balance.clone()), Op::DelRule(steer.clone())]);
+        let ours = run(
+            &[
+                (0, new_route(&balance)),
+                (0, del_route(&balance)),
+                (0, Msg::DelRule(rule_message(&steer))),
+            ],
+            &mut echoes,
+        );
+        assert!(ours.is_empty(), "{ours:?}");
+        for event in [del_route(&balance), Msg::DelRule(rule_message(&steer))] {
+            let theirs = run(&[(0, event)], &mut Echoes::default());
+            assert!(theirs.resync, "{theirs:?}");
+        }
     }
 
     #[test]

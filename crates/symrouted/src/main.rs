@@ -7,6 +7,7 @@ mod daemon;
 mod dirty;
 mod fight;
 mod follow;
+mod health;
 mod lockwait;
 mod metrics;
 mod nm;

@@ -27,6 +27,25 @@ pub struct Metrics {
     pub last_success: Option<f64>,
     /// Per interface: whether its last run left it in sync.
     pub in_sync: BTreeMap<String, bool>,
+    /// `[health]`: per (interface, family) the last verdict and round.
+    pub health: BTreeMap<(String, &'static str), UplinkGauges>,
+}
+
+/// A health series: its name, type, help text and value of one uplink (none: no sample).
+type HealthSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&UplinkGauges) -> Option<f64>,
+);
+
+/// One uplink's health in one family, as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkGauges {
+    pub up: bool,
+    pub loss: f64,
+    pub rtt_ms: Option<f64>,
+    pub transitions: u64,
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines escaped.
@@ -75,6 +94,76 @@ impl Metrics {
     /// Forgets interfaces that are gone.
     pub fn retain_interfaces(&mut self, keep: impl Fn(&str) -> bool) {
         self.in_sync.retain(|name, _| keep(name));
+    }
+
+    /// Takes the verdicts of `[health]` (and forgets uplinks no longer probed).
+    pub fn follow_health<'a>(
+        &mut self,
+        uplinks: impl Iterator<Item = &'a symroute_core::health::UplinkHealth>,
+    ) {
+        use symroute_core::model::Family;
+        self.health = uplinks
+            .map(|u| {
+                let family = match u.family {
+                    Family::V4 => "ipv4",
+                    Family::V6 => "ipv6",
+                };
+                (
+                    (u.interface.clone(), family),
+                    UplinkGauges {
+                        up: u.verdict == symroute_core::health::Verdict::Up,
+                        loss: u.loss,
+                        rtt_ms: u.rtt_ms,
+                        transitions: u.transitions,
+                    },
+                )
+            })
+            .collect();
+    }
+
+    fn render_health(&self, out: &mut String) {
+        if self.health.is_empty() {
+            return;
+        }
+        let series: [HealthSeries; 4] = [
+            (
+                "uplink_up",
+                "gauge",
+                "Whether the uplink's probes pass (1) or it is down (0), per family.",
+                |g| Some(f64::from(u8::from(g.up))),
+            ),
+            (
+                "uplink_probe_loss_ratio",
+                "gauge",
+                "Share of the last probe round's targets that did not answer.",
+                |g| Some(g.loss),
+            ),
+            (
+                "uplink_probe_rtt_seconds",
+                "gauge",
+                "Mean round-trip time of the last probe round's answers.",
+                |g| g.rtt_ms.map(|ms| ms / 1e3),
+            ),
+            (
+                "uplink_transitions_total",
+                "counter",
+                "Up/down transitions of the uplink since symrouted started.",
+                |g| Some(g.transitions as f64),
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(out, "# HELP symroute_{name} {help}");
+            let _ = writeln!(out, "# TYPE symroute_{name} {kind}");
+            for ((interface, family), g) in &self.health {
+                if let Some(v) = value(g) {
+                    let _ = writeln!(
+                        out,
+                        "symroute_{name}{{interface=\"{}\",family=\"{family}\"}} {v}",
+                        escape_label(interface)
+                    );
+                }
+            }
+        }
     }
 
     pub fn render(&self) -> String {
@@ -128,6 +217,7 @@ impl Metrics {
                 u8::from(*ok)
             );
         }
+        self.render_health(&mut out);
         out
     }
 
@@ -218,6 +308,39 @@ mod tests {
         assert!(text.contains("symroute_interface_in_sync{interface=\"eth1\"} 1\n"));
         assert!(text.contains("symroute_interface_in_sync{interface=\"we\\\"ird\\\\\\n\"} 0\n"));
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn health_gauges_per_uplink_and_family() {
+        let mut m = Metrics::default();
+        m.health.insert(
+            ("eth0".into(), "ipv4"),
+            UplinkGauges {
+                up: false,
+                loss: 1.0,
+                rtt_ms: None,
+                transitions: 1,
+            },
+        );
+        m.health.insert(
+            ("eth1".into(), "ipv6"),
+            UplinkGauges {
+                up: true,
+                loss: 0.0,
+                rtt_ms: Some(2.5),
+                transitions: 0,
+            },
+        );
+        let text = m.render();
+        check_text_format(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(text.contains("symroute_uplink_up{interface=\"eth0\",family=\"ipv4\"} 0\n"));
+        assert!(text.contains("symroute_uplink_up{interface=\"eth1\",family=\"ipv6\"} 1\n"));
+        assert!(text.contains(
+            "symroute_uplink_probe_rtt_seconds{interface=\"eth1\",family=\"ipv6\"} 0.0025\n"
+        ));
+        assert!(!text.contains("symroute_uplink_probe_rtt_seconds{interface=\"eth0\""));
+        assert!(text
+            .contains("symroute_uplink_transitions_total{interface=\"eth0\",family=\"ipv4\"} 1\n"));
     }
 
     #[test]

@@ -18,32 +18,65 @@ fn parse(text: &str) -> Settings {
         .unwrap_or_else(|e| panic!("{e}\n--- text ---\n{text}"))
 }
 
-/// Every key the parser accepts, read from its own "unknown field" error.
-fn known_keys() -> Vec<String> {
-    let e = config::parse("no_such_key = 1\n", Path::new("x"))
-        .unwrap_err()
-        .to_string();
+/// The keys `text` (a file with an unknown key) says the parser accepts, from its "unknown
+/// field" error.
+fn accepted(text: &str) -> Vec<String> {
+    let e = config::parse(text, Path::new("x")).unwrap_err().to_string();
     let list = e.split("expected one of ").nth(1).expect(&e);
     list.split(", ")
         .map(|k| k.trim().trim_matches('`').to_string())
         .collect()
 }
 
-/// `(line index, key)` of every commented-out `#key = value` line.
+/// Every key the parser accepts: the top level's, and `[health]`'s as `health.KEY`.
+fn known_keys() -> Vec<String> {
+    let mut keys = accepted("no_such_key = 1\n");
+    keys.extend(
+        accepted("[health]\nno_such_key = 1\n")
+            .into_iter()
+            .map(|k| format!("health.{k}")),
+    );
+    keys
+}
+
+/// `(line index, key)` of every commented-out `#key = value` line; keys of `#[health]` are
+/// `health.KEY`, and a `#[section]` header is a line of its own (`health`, `health.weights`).
+/// The entries of `[health.weights]` are interface names, not keys.
 fn commented_settings(text: &str) -> Vec<(usize, String)> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let rest = line.strip_prefix('#')?;
-            let (key, _) = rest.split_once(" = ")?;
-            let key = key.trim();
-            (!key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .then(|| (i, key.to_string()))
-        })
-        .collect()
+    let mut section = String::new();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        if let Some(name) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = name.to_string();
+            found.push((i, section.clone()));
+            continue;
+        }
+        let Some((key, _)) = rest.split_once(" = ") else {
+            continue;
+        };
+        let key = key.trim();
+        let plain = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        match section.as_str() {
+            "" if plain => found.push((i, key.to_string())),
+            "health" if plain => found.push((i, format!("health.{key}"))),
+            // Weights: shown as examples; uncommented together with their header.
+            "health.weights" => found.push((i, format!("health.weights.{key}"))),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Whether `key` belongs to the `[health]` section (off by default: uncommenting any of it
+/// turns it on).
+fn in_health(key: &str) -> bool {
+    key == "health" || key.starts_with("health.")
 }
 
 /// The text with the chosen lines uncommented.
@@ -81,7 +114,10 @@ fn every_key_is_documented() {
             "key {key} is not in packaging/symroute.toml"
         );
     }
-    for key in &documented {
+    for key in documented
+        .iter()
+        .filter(|k| *k != "health.weights" && !k.starts_with("health.weights."))
+    {
         assert!(
             keys.contains(key),
             "packaging/symroute.toml shows unknown key {key}"
@@ -96,8 +132,42 @@ fn the_last_value_shown_for_each_key_is_the_default() {
     for (i, key) in commented_settings(&text) {
         last.insert(key, i);
     }
-    let lines: Vec<usize> = last.values().copied().collect();
+    let lines: Vec<usize> = last
+        .iter()
+        .filter(|(k, _)| !in_health(k))
+        .map(|(_, i)| *i)
+        .collect();
     assert_eq!(parse(&uncomment(&text, &lines)), Settings::default());
+}
+
+#[test]
+fn the_health_section_shown_is_valid_and_its_last_values_are_its_defaults() {
+    let text = shipped();
+    let mut last: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, key) in commented_settings(&text) {
+        last.insert(key, i);
+    }
+    // The section alone, with only the required targets: every other key at its default.
+    let health: Vec<usize> = last
+        .iter()
+        .filter(|(k, _)| *k == "health" || *k == "health.targets")
+        .map(|(_, i)| *i)
+        .collect();
+    let minimal = parse(&uncomment(&text, &health)).health.expect("[health]");
+    let lines: Vec<usize> = last
+        .iter()
+        .filter(|(k, _)| in_health(k) && !k.starts_with("health.weights"))
+        .map(|(_, i)| *i)
+        .collect();
+    assert_eq!(parse(&uncomment(&text, &lines)).health, Some(minimal));
+    // Weights are examples: with them the section is still accepted.
+    let all: Vec<usize> = last
+        .iter()
+        .filter(|(k, _)| in_health(k))
+        .map(|(_, i)| *i)
+        .collect();
+    let weighted = parse(&uncomment(&text, &all)).health.expect("[health]");
+    assert_eq!(weighted.weight_of("eth0"), 3);
 }
 
 #[test]

@@ -167,6 +167,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let mut fwmark = None;
     let mut fwmask = None;
     let mut protocol = 0;
+    let mut suppress_prefixlen = None;
     // `not from X` must never be read as `from X`.
     let mut extra = RuleExtra {
         invert: msg.header.flags.contains(RuleFlags::Invert),
@@ -192,9 +193,13 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
             RuleAttribute::Protocol(p) => protocol = u8::from(*p),
             // The kernel reports these unset as all ones; set, they change what the rule does
             // (wg-quick's `lookup main suppress_prefixlength 0`).
-            RuleAttribute::SuppressPrefixLen(v) | RuleAttribute::SuppressIfGroup(v) => {
-                extra.suppress |= *v != u32::MAX
-            }
+            RuleAttribute::SuppressPrefixLen(u32::MAX) => {}
+            // A prefix is at most 128 long: anything larger is no rule of ours.
+            RuleAttribute::SuppressPrefixLen(v) => match u8::try_from(*v) {
+                Ok(len) => suppress_prefixlen = Some(len),
+                Err(_) => extra.suppress = true,
+            },
+            RuleAttribute::SuppressIfGroup(v) => extra.suppress |= *v != u32::MAX,
             RuleAttribute::Other(_) => {}
             _ => extra.narrow = true,
         }
@@ -216,6 +221,7 @@ pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
         fwmark,
         table,
         protocol,
+        suppress_prefixlen,
         extra,
     })
 }
@@ -245,6 +251,10 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
     if let Some((mark, mask)) = rule.fwmark {
         msg.attributes.push(RuleAttribute::FwMark(mark));
         msg.attributes.push(RuleAttribute::FwMask(mask));
+    }
+    if let Some(len) = rule.suppress_prefixlen {
+        msg.attributes
+            .push(RuleAttribute::SuppressPrefixLen(u32::from(len)));
     }
     msg
 }
@@ -310,6 +320,15 @@ mod tests {
             .with_src(ip("10.2.0.9"), 32)
             .with_protocol(83);
         assert_eq!(rule_from(&rule_message(&rule)), Some(rule.clone()));
+        // The steering rule of [health]: no selector, suppress_prefixlength 0.
+        let steering = Rule::lookup(254, 32700).with_protocol(83).with_suppress(0);
+        let read = rule_from(&rule_message(&steering));
+        assert_eq!(read, Some(steering.clone()));
+        assert!(read.is_some_and(|r| r.is_steering(83)));
+        assert_eq!(
+            steering.to_string(),
+            "from all lookup main suppress_prefixlength 0 priority 32700"
+        );
         let marked = Rule {
             src: None,
             priority: 31998,

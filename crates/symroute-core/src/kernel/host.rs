@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::model::host::{Conf, HostFacts, Installed, Networkd};
+use crate::model::host::{Conf, HealthFacts, HostFacts, Installed, Networkd};
 use crate::model::nft::NFT;
 use crate::model::Link;
 
@@ -98,7 +98,49 @@ impl HostFacts {
             nft_table: None,
             nat: None,
             replies: None,
+            health: read_health_facts(root),
         }
+    }
+}
+
+fn read_health_facts(root: &Path) -> HealthFacts {
+    let range = std::fs::read_to_string(root.join("proc/sys/net/ipv4/ping_group_range"))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((w.next()??, w.next()??))
+        });
+    // A symrouted of another network namespace (a container's, a test lab's) probes nothing
+    // here. One whose namespace cannot be read is given the benefit of the doubt when we are
+    // not root (root may read every process's but those of other user namespaces).
+    let own_net = std::fs::read_link(root.join("proc/self/ns/net")).ok();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    let ours = |pid: &Path| match (&own_net, std::fs::read_link(pid.join("ns/net"))) {
+        (Some(own), Ok(theirs)) => *own == theirs,
+        (None, Ok(_)) => true,
+        (_, Err(e)) => !root_user && e.kind() == std::io::ErrorKind::PermissionDenied,
+    };
+    let daemon_running = std::fs::read_dir(root.join("proc"))
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    && std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "symrouted")
+                    && ours(&e.path())
+            })
+        })
+        .unwrap_or(false);
+    HealthFacts {
+        daemon_running,
+        ping_group_range: range,
+        multipath_hash_policy: (
+            read_number(&root.join("proc/sys/net/ipv4/fib_multipath_hash_policy")),
+            read_number(&root.join("proc/sys/net/ipv6/fib_multipath_hash_policy")),
+        ),
     }
 }
 

@@ -137,13 +137,13 @@ async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, R
 ///
 /// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
 /// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
-/// needs them again.
+/// needs them again; and whether all of main was read (steering is planned only then).
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
     scope: Scope,
     links: Vec<Link>,
-) -> Result<(Snapshot, Uplinks), ReadError> {
+) -> Result<(Snapshot, Uplinks, bool), ReadError> {
     let addresses = match scope {
         // Uplinks planned along with the interface need their own addresses.
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
@@ -171,6 +171,7 @@ pub async fn snapshot(
                 .interface_of_table(*t)
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
+    let mut main_complete = true;
     let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
@@ -182,6 +183,7 @@ pub async fn snapshot(
                 // A veth, a bridge port, a tun without routes: nothing of another interface
                 // depends on it, so a container host's veth churn never reads a large main.
                 Some(own_main) => {
+                    main_complete = false;
                     let uplinks = Uplinks::classify(&own_main, &[], &links);
                     (own_main, uplinks)
                 }
@@ -246,6 +248,7 @@ pub async fn snapshot(
             for t in stale.chain(vanished.map(|i| settings.table_for(i))) {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
+            main_complete = false;
             (Vec::new(), Uplinks::default())
         }
         Scope::All => {
@@ -274,7 +277,7 @@ pub async fn snapshot(
         rules,
         tables,
     };
-    Ok((snapshot, uplinks))
+    Ok((snapshot, uplinks, main_complete))
 }
 
 /// Main's routes through `x` when they are all a run for `x` needs of main; `None` when it

@@ -63,6 +63,19 @@ pub struct HostFacts {
     /// The kernel's route lookups of the host's replies from its uplinks' addresses
     /// (`views::replies::probes`), one per probe; `None` when they were not asked.
     pub replies: Option<Vec<(Probe, Answer)>>,
+    /// What `[health]` depends on ([`HealthFacts`]).
+    pub health: HealthFacts,
+}
+
+/// What `[health]` needs of the host besides the daemon's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthFacts {
+    /// A process named `symrouted` runs (in this PID namespace).
+    pub daemon_running: bool,
+    /// `net.ipv4.ping_group_range` (it governs IPv6 ping sockets too).
+    pub ping_group_range: Option<(u32, u32)>,
+    /// `net.ipv4.fib_multipath_hash_policy` and its IPv6 twin.
+    pub multipath_hash_policy: (Option<u32>, Option<u32>),
 }
 
 /// What the host's NAT configuration looks like, as far as it can be seen.

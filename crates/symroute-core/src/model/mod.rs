@@ -392,6 +392,10 @@ pub struct Rule {
     pub fwmark: Option<(u32, u32)>,
     pub table: u32,
     pub protocol: u8,
+    /// `suppress_prefixlength N`: a route found with a prefix of N or less is passed over
+    /// (the steering rule `lookup main suppress_prefixlength 0` takes all of main but its
+    /// defaults).
+    pub suppress_prefixlen: Option<u8>,
     /// What else the kernel reported that symroute never sets; all default on our rules.
     pub extra: RuleExtra,
 }
@@ -405,7 +409,7 @@ pub struct RuleExtra {
     /// Selectors outside the model: oif, uid range, ip protocol, ports, tos, l3mdev, a
     /// destination the model could not read.
     pub narrow: bool,
-    /// `suppress_prefixlength` or `suppress_ifgroup` is set.
+    /// `suppress_ifgroup` is set, or a `suppress_prefixlength` no prefix has.
     pub suppress: bool,
     /// What the rule does when it matches.
     pub action: RuleVerdict,
@@ -425,7 +429,8 @@ pub enum RuleVerdict {
 
 impl Rule {
     /// True when the kernel reported something symroute never sets (oif, uid range, ports,
-    /// tos, `not`, `suppress_prefixlength`, an action other than `lookup`, ...): such a rule
+    /// tos, `not`, `suppress_ifgroup`, an action other than `lookup`, ...; not
+    /// `suppress_prefixlength`, which is modelled): such a rule
     /// is never taken for one of the rules we want.
     pub fn other_selectors(&self) -> bool {
         self.extra != RuleExtra::default()
@@ -445,6 +450,7 @@ impl Rule {
             fwmark: None,
             table,
             protocol: 0,
+            suppress_prefixlen: None,
             extra: RuleExtra::default(),
         }
     }
@@ -473,6 +479,25 @@ impl Rule {
 
     pub fn with_family(self, family: Family) -> Rule {
         Rule { family, ..self }
+    }
+
+    /// `suppress_prefixlength LEN`.
+    pub fn with_suppress(self, len: u8) -> Rule {
+        Rule {
+            suppress_prefixlen: Some(len),
+            ..self
+        }
+    }
+
+    /// Whether this is one of symroute's steering rules (see `plan/steer.rs`): ours, and no
+    /// selector at all. Every other rule of ours has one (`from`, `to` or `fwmark`).
+    pub fn is_steering(&self, protocol: u8) -> bool {
+        self.protocol == protocol
+            && self.src.is_none()
+            && self.dst.is_none()
+            && self.iif.is_none()
+            && self.fwmark.is_none()
+            && !self.other_selectors()
     }
 }
 
@@ -668,6 +693,9 @@ impl fmt::Display for Rule {
         match self.table {
             MAIN_TABLE => write!(f, " lookup main")?,
             table => write!(f, " lookup {table}")?,
+        }
+        if let Some(len) = self.suppress_prefixlen {
+            write!(f, " suppress_prefixlength {len}")?;
         }
         write!(f, " priority {}", self.priority)
     }

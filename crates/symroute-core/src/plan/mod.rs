@@ -5,6 +5,7 @@
 pub mod diff;
 pub mod nft;
 pub mod placement;
+pub mod steer;
 pub mod uplinks;
 
 pub use crate::model::Snapshot;
@@ -190,6 +191,7 @@ fn interface_plan(
             fwmark: Some((mark, settings.fwmark_mask)),
             table,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             extra: RuleExtra::default(),
         }));
         rules.sort();
@@ -303,6 +305,7 @@ fn source_rules(
             fwmark: None,
             table,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             extra: RuleExtra::default(),
         });
     }
@@ -369,6 +372,7 @@ pub fn plan_exempt(settings: &Settings) -> Vec<Rule> {
             fwmark: None,
             table: MAIN_TABLE,
             protocol: settings.protocol,
+            suppress_prefixlen: None,
             extra: RuleExtra::default(),
         })
         .collect();
@@ -450,8 +454,10 @@ pub fn plan_garbage(snapshot: &Snapshot, settings: &Settings) -> (Vec<Rule>, Vec
     let mut rules: Vec<Rule> = snapshot
         .rules
         .iter()
-        // Exemptions point at main and are planned by `plan_exempt`.
+        // Exemptions point at main and are planned by `plan_exempt`; steering rules by
+        // `steer::plan`.
         .filter(|r| r.protocol == settings.protocol && r.table != MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .filter(|r| match settings.interface_of_table(r.table) {
             Some(ifindex) => snapshot.link(ifindex).is_none(),
             None => true,
@@ -1150,10 +1156,7 @@ mod tests {
             ..Rule::lookup(51820, 31999)
         });
         snap.rules.push(Rule {
-            extra: RuleExtra {
-                suppress: true,
-                ..RuleExtra::default()
-            },
+            suppress_prefixlen: Some(0),
             ..Rule::lookup(MAIN_TABLE, 31998)
         });
         snap

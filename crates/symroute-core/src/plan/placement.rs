@@ -147,10 +147,7 @@ mod tests {
             ..foreign(31999, 51820).with_family(family)
         };
         let suppress = Rule {
-            extra: RuleExtra {
-                suppress: true,
-                ..RuleExtra::default()
-            },
+            suppress_prefixlen: Some(0),
             ..foreign(31998, MAIN_TABLE).with_family(family)
         };
         vec![not_marked, suppress]

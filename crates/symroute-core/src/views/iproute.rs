@@ -67,6 +67,9 @@ pub struct RuleView {
     /// `0xff000000`: its mask, when it is not `0xffffffff`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fwmask: Option<String>,
+    /// `suppress_prefixlength N` (the steering rule into main of `[health]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppress_prefixlen: Option<u8>,
     #[serde(flatten)]
     pub table_protocol: TableAndProtocol,
     /// `ip rule` syntax.
@@ -191,6 +194,7 @@ impl RuleView {
                 .map(|(_, mask)| mask)
                 .filter(|m| *m != u32::MAX)
                 .map(|m| format!("{m:#x}")),
+            suppress_prefixlen: rule.suppress_prefixlen,
             table_protocol: TableAndProtocol::new(rule.table, rule.protocol),
             text: rule_text(rule),
         }

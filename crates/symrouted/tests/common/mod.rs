@@ -129,6 +129,17 @@ impl Symrouted {
         daemon
     }
 
+    /// Where the daemon keeps its uplink health (beside its lock file, when the lock is in
+    /// its own directory).
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("health")
+    }
+
+    /// The daemon's pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait_ready(&self) {
         let mut buf = [0u8; 512];
         loop {

@@ -9,6 +9,7 @@
 //! (nftables, networkd, dispatchers, daemon).
 
 mod facts;
+mod health;
 mod integration;
 mod nat;
 mod replies;
@@ -52,8 +53,8 @@ impl Verdict {
 /// One verdict of one check, about one subject (an interface, a table, a file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `sync`, `tables`, `shadowing`, `replies`, `rp_filter`, `iif_rules`, `nat`, `arp`, `networkd` or
-    /// `integration`.
+    /// `sync`, `tables`, `shadowing`, `replies`, `rp_filter`, `iif_rules`, `nat`, `arp`,
+    /// `networkd`, `integration` or `health`.
     pub check: &'static str,
     pub verdict: Verdict,
     pub message: String,
@@ -81,6 +82,7 @@ const NAT: Check = Check("nat");
 const ARP: Check = Check("arp");
 const NETWORKD: Check = Check("networkd");
 const INTEGRATION: Check = Check("integration");
+const HEALTH: Check = Check("health");
 
 impl Check {
     fn finding(self, verdict: Verdict, message: String, fix: Option<String>) -> Finding {
@@ -185,6 +187,7 @@ pub fn diagnose(
     findings.extend(check_arp(snapshot, facts));
     findings.extend(check_networkd(&facts.networkd));
     findings.extend(check_integration(facts));
+    findings.extend(health::check_health(settings, facts));
     Diagnosis {
         ok: findings.iter().all(|f| f.verdict != Verdict::Fail),
         findings,

@@ -231,7 +231,7 @@ fn explain_one(
     let rule_match = |rule: &Rule, certain: bool| RuleMatch {
         rule: RuleView::new(rule),
         ours: rule.protocol == settings.protocol,
-        certain: certain && !rule.other_selectors(),
+        certain: certain && !rule.other_selectors() && rule.suppress_prefixlen.is_none(),
     };
     let table_of = |table: u32| {
         settings

@@ -19,10 +19,12 @@ use crate::plan::{garbage_by_table, plan_exempt, Garbage, Planner};
 use crate::settings::{Prefix, Settings};
 use crate::views::iproute::{route_text, rule_text};
 
+mod health;
 mod render;
 mod shadow;
 
 pub use crate::views::iproute::{RouteView, RuleView};
+pub use health::{FamilyHealth, HealthView, SteeringStatus};
 pub use shadow::{shadows_of, Shadow, ShadowExtent};
 
 /// `schema_version` of the JSON of `status` and `explain`.
@@ -48,6 +50,9 @@ pub struct Status {
     /// With `scope`: the other interfaces that are not in sync (left out of `interfaces`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others_not_in_sync: Vec<String>,
+    /// `[health]`'s steering (or what is left of it); absent without either.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steering: Option<SteeringStatus>,
 }
 
 /// Where one interface stands.
@@ -118,6 +123,9 @@ pub struct InterfaceStatus {
     /// Why a sync refuses this interface.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `[health]`: the uplink's verdicts as symrouted last wrote them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,6 +168,7 @@ fn interface_status(
     let managed = !link.loopback && settings.manages(&link.name);
     let rules: Vec<Rule> = snapshot
         .rules_into(settings.protocol, table)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     let routes: Vec<Route> = snapshot
@@ -240,6 +249,7 @@ fn interface_status(
         foreign,
         shadowed_by,
         error,
+        health: None,
     }
 }
 
@@ -257,6 +267,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
 
     let present_exempt: Vec<Rule> = snapshot
         .rules_into(settings.protocol, MAIN_TABLE)
+        .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
     let exempt = ExemptStatus {
@@ -296,6 +307,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         stale,
         scope: None,
         others_not_in_sync: Vec::new(),
+        steering: None,
     }
 }
 
@@ -313,6 +325,16 @@ impl Status {
         }
         for r in &mut self.exempt.rules {
             r.table_protocol.name(names);
+        }
+        if let Some(steering) = &mut self.steering {
+            steering
+                .rules
+                .iter_mut()
+                .for_each(|r| r.table_protocol.name(names));
+            steering
+                .routes
+                .iter_mut()
+                .for_each(|r| r.table_protocol.name(names));
         }
     }
 

@@ -68,6 +68,28 @@ impl Status {
             if let Some(e) = &i.error {
                 field("error", vec![e.clone()]);
             }
+            if let Some(h) = &i.health {
+                let family = |name: &str, f: &Option<super::FamilyHealth>| {
+                    f.as_ref().map(|f| {
+                        let rtt = f
+                            .rtt_ms
+                            .map_or("no answer".to_string(), |r| format!("rtt {r:.1} ms"));
+                        format!(
+                            "{name} {} ({rtt}, loss {:.0} %, since {})",
+                            f.state,
+                            f.loss * 100.0,
+                            super::health::when(f.since)
+                        )
+                    })
+                };
+                field(
+                    "health",
+                    family("IPv4", &h.ipv4)
+                        .into_iter()
+                        .chain(family("IPv6", &h.ipv6))
+                        .collect(),
+                );
+            }
         }
         if !self.exempt.rules.is_empty() || !self.exempt.pending.is_empty() {
             out.push_str("exempt:\n");
@@ -75,6 +97,26 @@ impl Status {
                 out.push_str(&format!("  {:<10} {}\n", "rule", r.text));
             }
             for p in &self.exempt.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+        }
+        if let Some(st) = &self.steering {
+            let probed = if st.probed {
+                ""
+            } else {
+                ", no verdicts from symrouted (every uplink counts as up)"
+            };
+            out.push_str(&format!("steering ({}{probed}):\n", st.mode));
+            for l in &st.summary {
+                out.push_str(&format!("  {:<10} {l}\n", ""));
+            }
+            for r in &st.rules {
+                out.push_str(&format!("  {:<10} {}\n", "rule", r.text));
+            }
+            for r in &st.routes {
+                out.push_str(&format!("  {:<10} {}\n", "route", r.text));
+            }
+            for p in &st.pending {
                 out.push_str(&format!("  {:<10} {p}\n", "pending"));
             }
         }

@@ -49,6 +49,7 @@ pub fn shadows_of(snapshot: &Snapshot, settings: &Settings, ours: &Rule) -> Vec<
                 && f.table != ours.table
                 && f.table != LOCAL_TABLE
                 && !f.other_selectors()
+                && f.suppress_prefixlen.is_none()
                 && f.iif.as_deref().is_none_or(|i| i == "lo")
                 && f.fwmark.is_none_or(|(mark, mask)| mark & mask == 0)
                 && selector_covers(f.src, src)

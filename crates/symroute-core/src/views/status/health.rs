@@ -1,0 +1,165 @@
+//! `status`'s view of `[health]`: each uplink's verdicts (from symrouted's state file) and
+//! the steering rules, with what a sync would change in them.
+
+use serde::Serialize;
+
+use crate::health::{HealthState, UplinkHealth, Verdict};
+use crate::model::{Family, Route, Rule, Snapshot};
+use crate::plan::diff::diff;
+use crate::plan::steer;
+use crate::settings::Settings;
+use crate::views::iproute::{RouteView, RuleView};
+
+use super::{op_lines, Status};
+
+/// One family's verdict (`"health"` of an interface in `--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FamilyHealth {
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Share of the last round's targets that did not answer, 0 to 1.
+    pub loss: f64,
+    pub rtt_ms: Option<f64>,
+    /// Unix time of the last transition (or of the first round).
+    pub since: f64,
+}
+
+/// An interface's health: the worst of its families at the top, each family below.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthView {
+    pub state: &'static str,
+    pub loss: f64,
+    pub rtt_ms: Option<f64>,
+    pub since: f64,
+    pub ipv4: Option<FamilyHealth>,
+    pub ipv6: Option<FamilyHealth>,
+}
+
+// Verdicts compare exactly as read; f64 has no NaN here (parsed from "%.3f" numbers).
+impl Eq for HealthView {}
+
+fn family_health(u: &UplinkHealth) -> FamilyHealth {
+    FamilyHealth {
+        state: u.verdict.name(),
+        loss: u.loss,
+        rtt_ms: u.rtt_ms,
+        since: u.since,
+    }
+}
+
+impl HealthView {
+    fn of(state: &HealthState, ifindex: u32) -> Option<HealthView> {
+        let v4 = state.of(ifindex, Family::V4);
+        let v6 = state.of(ifindex, Family::V6);
+        let all: Vec<&UplinkHealth> = v4.into_iter().chain(v6).collect();
+        let first = all.first()?;
+        let down = all.iter().any(|u| u.verdict == Verdict::Down);
+        Some(HealthView {
+            state: if down { "down" } else { "up" },
+            loss: all.iter().map(|u| u.loss).fold(0.0, f64::max),
+            rtt_ms: all.iter().find_map(|u| u.rtt_ms),
+            since: all.iter().map(|u| u.since).fold(first.since, f64::max),
+            ipv4: v4.map(family_health),
+            ipv6: v6.map(family_health),
+        })
+    }
+}
+
+/// The steering rules (and balance's table) and what a sync would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SteeringStatus {
+    /// `failover` or `balance`; `none` when `[health]` is gone and steering is left over.
+    pub mode: &'static str,
+    /// Whether symrouted's verdicts were found (fresh); without them every uplink counts as
+    /// up.
+    pub probed: bool,
+    /// One line per family: what the steering does now.
+    pub summary: Vec<String>,
+    pub rules: Vec<RuleView>,
+    pub routes: Vec<RouteView>,
+    pub pending: Vec<String>,
+}
+
+impl Status {
+    /// Adds the verdicts of `state` to the interfaces and the steering `[health]` calls for
+    /// (or what is left of it without `[health]`).
+    pub fn add_health(
+        &mut self,
+        snapshot: &Snapshot,
+        settings: &Settings,
+        state: Option<&HealthState>,
+    ) {
+        if let Some(state) = state {
+            for i in &mut self.interfaces {
+                i.health = HealthView::of(state, i.ifindex);
+            }
+        }
+        let present_rules: Vec<Rule> = snapshot
+            .rules
+            .iter()
+            .filter(|r| r.is_steering(settings.protocol))
+            .cloned()
+            .collect();
+        let table = steer::steer_table(settings);
+        let present_routes: Vec<Route> = snapshot
+            .routes_in(settings.protocol, table)
+            .cloned()
+            .collect();
+        let (mode, plan) = match &settings.health {
+            Some(h) => (h.mode.name(), steer::plan(snapshot, settings, h, state)),
+            None if present_rules.is_empty() && present_routes.is_empty() => return,
+            None => ("none", steer::SteerPlan::default()),
+        };
+        let pending = op_lines(
+            &diff(&plan.routes, &plan.rules, &present_routes, &present_rules),
+            &snapshot.links,
+        );
+        self.in_sync &= pending.is_empty();
+        self.steering = Some(SteeringStatus {
+            mode,
+            probed: state.is_some(),
+            summary: plan.summary,
+            rules: present_rules.iter().map(RuleView::new).collect(),
+            routes: present_routes
+                .iter()
+                .map(|r| RouteView::new(r, &snapshot.links))
+                .collect(),
+            pending,
+        });
+    }
+}
+
+/// A unix time as `2026-12-07 14:20:05 UTC` (the state file's times; status has no time zone
+/// data to read).
+pub fn when(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_read_as_utc() {
+        assert_eq!(when(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(when(1_700_000_000.4), "2023-11-14 22:13:20 UTC");
+        assert_eq!(when(951_782_400.0), "2000-02-29 00:00:00 UTC");
+    }
+}
