@@ -13,10 +13,11 @@ MANDIR  ?= $(PREFIX)/share/man
 .PHONY: all build install uninstall test lint unit deps bench package package-test
 all: build
 
+# Only what install installs: the daemon, the admin CLI and xtask (man pages) in release, and
+# the hook in its own profile, statically linked where possible (its start-up is most of its
+# cost): target/dist/symroute-hook. A release target/release/symroute-hook would be unused.
 build:
-	$(CARGO) build --release --locked
-	# The hook statically linked where possible (its start-up is most of its cost):
-	# target/dist/symroute-hook, the one installed.
+	$(CARGO) build --release --locked --workspace --exclude symroute-hook --bins
 	CARGO=$(CARGO) scripts/build-hook.sh >/dev/null
 
 install: build
@@ -60,6 +61,7 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	scripts/lint-shell.sh
 
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
