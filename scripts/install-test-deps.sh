@@ -7,6 +7,8 @@
 #   ifupdown isc-dhcp-client dhcpcd-base  end-to-end tests with real ifup/ifdown, dhclient, dhcpcd
 #   util-linux procps coreutils           unshare/nsenter/mount/setpriv, sysctl, timeout
 #   python3                               an unprivileged user forging D-Bus signals (stdlib only)
+#   lintian debootstrap rpm dpkg-dev      the packaging test (tests/packaging/run.sh)
+#   (and) shellcheck                      `make lint` (scripts/lint-shell.sh), the packaging test
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
@@ -21,7 +23,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev shellcheck"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2
