@@ -1,6 +1,7 @@
 # symroute: build, install, test.
 #   sudo make install   build, install, and make this host's routing symmetric now
 #   sudo make test      install test dependencies and run every test (as CI does)
+#   make fuzz           run each fuzz target for FUZZ_SECONDS (60) seconds (docs/fuzzing.md)
 
 PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
@@ -9,8 +10,9 @@ CARGO   ?= $(shell scripts/ensure-toolchain.sh)
 BINS     = symroute-hook symrouted symroute
 UNITDIR ?= /etc/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
+FUZZ_SECONDS ?= 60
 
-.PHONY: all build install uninstall test lint unit deps bench package package-test
+.PHONY: all build install uninstall test lint unit deps bench package package-test fuzz
 all: build
 
 # Only what install installs: the daemon, the admin CLI and xtask (man pages) in release, and
@@ -80,3 +82,8 @@ package:
 # also part of `make test` through cargo test)
 package-test:
 	CARGO=$(CARGO) tests/packaging/run.sh
+
+# Every fuzz target (fuzz/, cargo-fuzz) for FUZZ_SECONDS seconds each, one after the other;
+# fails on a crash (docs/fuzzing.md). Not part of `make test`.
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO=$(CARGO) fuzz/run.sh

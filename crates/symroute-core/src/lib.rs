@@ -20,6 +20,10 @@ pub mod admin;
 pub mod config;
 mod error;
 mod events;
+// The fuzz targets' way in (fuzz/, docs/fuzzing.md); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernel;
 pub mod lock;
 pub mod logging;

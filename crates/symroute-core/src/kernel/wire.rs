@@ -492,7 +492,10 @@ mod tests {
         end_nested(&mut payload, hop);
         end_nested(&mut payload, nest);
         let route = round_trip(&payload);
-        assert_eq!(route.nexthops.as_slice(), [fixtures::hop(3, Some("10.1.0.1"))]);
+        assert_eq!(
+            route.nexthops.as_slice(),
+            [fixtures::hop(3, Some("10.1.0.1"))]
+        );
     }
 
     #[test]
