@@ -63,6 +63,8 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The fuzz targets' entry points (fuzz/ itself is a workspace of its own).
+	$(CARGO) clippy -p symroute-core --features fuzzing --locked -- -D warnings
 	scripts/lint-shell.sh
 
 unit:
