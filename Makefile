@@ -1,6 +1,7 @@
 # symroute: build, install, test.
 #   sudo make install   build, install, and make this host's routing symmetric now
 #   sudo make test      install test dependencies and run every test (as CI does)
+#   make fuzz           run each fuzz target for FUZZ_SECONDS (60) seconds (docs/fuzzing.md)
 
 PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
@@ -9,14 +10,16 @@ CARGO   ?= $(shell scripts/ensure-toolchain.sh)
 BINS     = symroute-hook symrouted symroute
 UNITDIR ?= /etc/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
+FUZZ_SECONDS ?= 60
 
-.PHONY: all build install uninstall test lint unit deps bench package package-test boot-test
+.PHONY: all build install uninstall test lint unit deps bench package package-test boot-test fuzz
 all: build
 
+# Only what install installs: the daemon, the admin CLI and xtask (man pages) in release, and
+# the hook in its own profile, statically linked where possible (its start-up is most of its
+# cost): target/dist/symroute-hook. A release target/release/symroute-hook would be unused.
 build:
-	$(CARGO) build --release --locked
-	# The hook statically linked where possible (its start-up is most of its cost):
-	# target/dist/symroute-hook, the one installed.
+	$(CARGO) build --release --locked --workspace --exclude symroute-hook --bins
 	CARGO=$(CARGO) scripts/build-hook.sh >/dev/null
 
 install: build
@@ -60,6 +63,9 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The fuzz targets' entry points (fuzz/ itself is a workspace of its own).
+	$(CARGO) clippy -p symroute-core --features fuzzing --locked -- -D warnings
+	scripts/lint-shell.sh
 
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
@@ -84,3 +90,8 @@ package-test:
 # `make test` through cargo test)
 boot-test:
 	CARGO=$(CARGO) tests/systemd/run.sh
+
+# Every fuzz target (fuzz/, cargo-fuzz) for FUZZ_SECONDS seconds each, one after the other;
+# fails on a crash (docs/fuzzing.md). Not part of `make test`.
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CARGO=$(CARGO) fuzz/run.sh

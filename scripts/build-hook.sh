@@ -18,10 +18,14 @@
 #   CARGO             cargo to use (default: scripts/ensure-toolchain.sh finds or installs one)
 #   CARGO_TARGET_DIR  cargo's target directory (default: target)
 #
-# The result is copied to TARGET/dist/symroute-hook, whose path is printed last on stdout.
-# Where static linking is not possible (no static C library, e.g. Fedora without
-# glibc-static; a host that is not glibc), it warns and that file is the ordinary dynamically
-# linked one (profile hook, target/hook/symroute-hook): slower to start, same behaviour.
+# The result is copied to TARGET/dist/symroute-hook, whose path is printed last on stdout;
+# builds running at the same time (make install beside make bench) each copy through their
+# own temporary file, so the last one wins whole.
+# Where static linking is not possible — the C compiler cannot link a trivial static-pie
+# program (no static C library, e.g. Debian without libc6-dev, Fedora without glibc-static),
+# or the host is not glibc — it says so and that file is the ordinary dynamically linked one
+# (profile hook, target/hook/symroute-hook): slower to start, same behaviour. When the static
+# C library is there and the static build fails anyway, that is an error, shown as it is.
 set -eu
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,15 +62,33 @@ if [ -z "$host" ] && [ -x "$OUT" ]; then
     echo "$OUT"
     exit 0
 fi
+# Temporary files of this run, removed however it ends.
+probe="" tmp=""
+trap 'rm -rf "$probe" "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+# Whether cc, the linker rustc runs for *-linux-gnu, can link a static-pie program: the
+# static C library and its start files are installed. What cc said is in $probe/err.
+static_libc() {
+    probe=$(mktemp -d "${TMPDIR:-/tmp}/symroute-static.XXXXXX")
+    printf 'int main(void) { return 0; }\n' >"$probe/probe.c"
+    cc -static-pie -o "$probe/probe" "$probe/probe.c" >"$probe/err" 2>&1
+}
+
 case "$host" in
     *-linux-gnu*)
-        if RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
-            "$CARGO" build --profile hook --locked -p symroute-hook --target "$host" >&2 &&
-            [ -x "$TARGET/$host/hook/symroute-hook" ]; then
+        if static_libc; then
+            # The static C library is there: a failure now is a real one, shown as cargo
+            # printed it, not a reason to install something else.
+            RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
+                "$CARGO" build --profile hook --locked -p symroute-hook --target "$host" >&2 ||
+                { say "the statically linked hook failed to build (cargo's error above)"; exit 1; }
             built=$TARGET/$host/hook/symroute-hook
         else
-            say "warning: the statically linked hook does not build (is the static C library," \
-                "libc6-dev or glibc-static, installed?); installing the dynamically linked one"
+            say "note: cc cannot link a static program (is the static C library, libc6-dev" \
+                "or glibc-static, installed?): building the dynamically linked hook, slower" \
+                "to start. cc said:"
+            sed 's/^/    /' "$probe/err" >&2
         fi
         ;;
     *-linux-musl*) ;; # statically linked by default
@@ -79,6 +101,10 @@ fi
 [ -x "$built" ] || { say "$built is missing"; exit 1; }
 mkdir -p "$TARGET/dist"
 # A copy, not a link: cargo hard-links its outputs, and a later build must not change this one.
-cp "$built" "$OUT.tmp"
-mv -f "$OUT.tmp" "$OUT"
+# Through a temporary file of this run's own in the same directory, renamed over the hook at
+# once: a concurrent build never sees a half-written hook nor loses its temporary file.
+tmp=$(mktemp "$TARGET/dist/.symroute-hook.XXXXXX")
+cp "$built" "$tmp"
+chmod 0755 "$tmp"
+mv -f "$tmp" "$OUT"
 echo "$OUT"

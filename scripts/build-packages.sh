@@ -110,8 +110,9 @@ BINS_ALL="symroute-hook symroute symrouted"
 RELEASE=${CARGO_TARGET_DIR:-$SRC/target}/release
 if [ "$RUN_CARGO" = yes ]; then
     CARGO=${CARGO:-$(scripts/ensure-toolchain.sh)}
-    say "cargo build --release (workspace binaries and xtask)"
-    "$CARGO" build --release --locked --workspace --bins >&2
+    # Not the hook: the package ships scripts/build-hook.sh's, never a release one.
+    say "cargo build --release (the workspace's binaries but the hook, and xtask)"
+    "$CARGO" build --release --locked --workspace --exclude symroute-hook --bins >&2
     say "scripts/build-hook.sh (the hook statically linked where possible)"
     CARGO=$CARGO scripts/build-hook.sh >/dev/null
 fi
@@ -133,7 +134,7 @@ for b in $BINS_ALL; do
 done
 case "$BINS" in
     *symroute-hook*) ;;
-    *) die "$RELEASE/symroute-hook is missing (run without --no-cargo)" ;;
+    *) die "no hook to package: $(dirname "$RELEASE")/dist/symroute-hook is missing (run without --no-cargo)" ;;
 esac
 [ -x "$RELEASE/xtask" ] || die "$RELEASE/xtask is missing (run without --no-cargo)"
 UNIT_SRC=packaging/systemd/symrouted.service

@@ -11,6 +11,7 @@ need_apt() {
     if [ -n "$missing" ]; then
         echo "installing$missing" >&2
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        # shellcheck disable=SC2086 # one argument per package
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
     fi
 }

@@ -71,7 +71,7 @@ if [ "${1:-}" = --remove ]; then
     exit 0
 fi
 
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 SBINDIR=$1
 DESTDIR=${2:-}
 case "$SBINDIR" in

@@ -10,6 +10,8 @@
 #   systemd-container mmdebstrap          the boot test: Debian roots booted with systemd-nspawn
 #   keepalived openvpn bird2              third-party peers: VRRP VIPs, a VPN client and server
 #                                         (a static key made at test time), eBGP with many routes
+#   lintian debootstrap rpm dpkg-dev      the packaging test (tests/packaging/run.sh)
+#   (and) shellcheck                      `make lint` (scripts/lint-shell.sh), the packaging test
 #
 # The tests run their own copies of NetworkManager, dnsmasq, D-Bus and networkd inside network
 # and mount namespaces. Installing the packages must not start them on the machine itself: a
@@ -24,7 +26,7 @@
 #     fails naming it if one did.
 set -eu
 
-PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev systemd-container mmdebstrap keepalived openvpn bird2"
+PACKAGES="iproute2 iputils-ping nftables iptables network-manager dnsmasq dbus systemd networkd-dispatcher ifupdown isc-dhcp-client dhcpcd-base util-linux procps coreutils python3 lintian debootstrap rpm dpkg-dev systemd-container mmdebstrap keepalived openvpn bird2 shellcheck"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: must run as root" >&2

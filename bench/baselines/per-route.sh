@@ -12,6 +12,7 @@ T=$((1000 + idx))
 for fam in 4 6; do
     ip -$fam route show table main dev "$IF" | sed -e 's/ proto [^ ]*//; s/ linkdown//; s/ expires [^ ]*//' |
         while read -r route; do
+            # shellcheck disable=SC2086 # the route's words are ip's arguments
             ip -$fam route replace $route dev "$IF" table $T proto 83 || exit 1
         done || exit 1
     have=$(ip -$fam rule show table "$T" priority 32000)

@@ -21,6 +21,10 @@ pub mod config;
 mod error;
 mod events;
 pub mod health;
+// The fuzz targets' way in (fuzz/, docs/fuzzing.md); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernel;
 pub mod lock;
 pub mod logging;

@@ -35,6 +35,26 @@ pub const HOST_ETH1_V6: &str = "fd02::2";
 pub const INTERNET_V4: &str = "198.51.100.1";
 pub const INTERNET_V6: &str = "2001:db8:100::1";
 
+/// Writes `line` to the test process's real stderr. libtest captures what `eprintln!` prints
+/// and shows it only for a failed test, so a skip said that way would pass in silence: what
+/// a skip says goes through here, past the capture, into `cargo test`'s output.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Skips `test`, which does not run by design (see [`slow_tests`]), with a visible
+/// `SKIPPED` line saying `why`.
+pub fn skip(test: &str, why: &str) {
+    say(&format!("SKIPPED {test}: {why}"));
+}
+
+/// Whether the slow tests run (minutes each, waiting on real protocol timers): with
+/// `SYMROUTE_SLOW_TESTS=1`, and always under `CI=true`, which must not pass without them.
+pub fn slow_tests() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var_os("SYMROUTE_SLOW_TESTS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Whether the caller may run root tests. Not root: skipped with a visible message, or a
 /// failure when `CI=true` (CI must never pass by skipping).
 pub fn require_root(test: &str) -> bool {
@@ -52,7 +72,7 @@ pub fn require(met: bool, test: &str, needs: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: {needs}, and CI=true");
     }
-    eprintln!("SKIPPED {test}: {needs}");
+    skip(test, needs);
     false
 }
 

@@ -13,7 +13,7 @@ use common::*;
 use futures::channel::mpsc;
 use futures::StreamExt;
 use symroute_testlab::daemons::TempDir;
-use symroute_testlab::{root_lab_with, test_name, wait_until, Lab, Netns};
+use symroute_testlab::{root_lab_with, skip, slow_tests, test_name, wait_until, Lab, Netns};
 use zbus::zvariant::OwnedObjectPath;
 
 const NM: &str = "org.freedesktop.NetworkManager";
@@ -339,13 +339,14 @@ fn networkmanager_uplinks_are_symmetric_with_the_daemon_alone() {
 /// The case hooks cannot see: r2's DHCP server moves to another pool and eth1's lease is
 /// refused at renewal and rebound to a new address, which NetworkManager 1.42 dispatches to
 /// no script. With dnsmasq's 2-minute leases the rebind comes about 105 s after the lease,
-/// so this runs only with SYMROUTE_SLOW_TESTS=1.
+/// so this runs only with SYMROUTE_SLOW_TESTS=1 or CI=true (`slow_tests`), and says SKIPPED
+/// otherwise.
 #[test]
 fn networkmanager_dhcp_rebind_to_a_new_address_is_followed_without_any_hook() {
-    if std::env::var_os("SYMROUTE_SLOW_TESTS").is_none() {
-        eprintln!(
-            "SKIPPED {}: takes about two minutes; set SYMROUTE_SLOW_TESTS=1",
-            test_name()
+    if !slow_tests() {
+        skip(
+            &test_name(),
+            "takes about two minutes; runs with SYMROUTE_SLOW_TESTS=1 or CI=true",
         );
         return;
     }

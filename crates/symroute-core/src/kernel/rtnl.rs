@@ -90,7 +90,7 @@ pub fn u32_at(buf: &[u8], at: usize) -> u32 {
 }
 
 /// Splits a datagram into its messages; stops at the first malformed length.
-fn messages(mut buf: &[u8]) -> impl Iterator<Item = Answer<'_>> {
+pub(crate) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Answer<'_>> {
     std::iter::from_fn(move || {
         let len = u32_at(buf, 0) as usize;
         if len < NLMSG_HDRLEN || len > buf.len() {

@@ -179,6 +179,11 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
     let mut nexthops = match multipath {
         Some(hops) => {
             let mut all = multipath_hops(family, hops);
+            if let [lone] = all.as_mut_slice() {
+                // One way out: its weight weighs against nothing, and the route is written
+                // back as a plain one, which has none (the kernel reports such a route so).
+                lone.hops = 0;
+            }
             all.sort_unstable();
             NextHops::from(all)
         }
@@ -193,6 +198,10 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
     if kind != route_type::UNICAST || exotic {
         nexthops.clear();
     }
+    // A /0 route is the default whatever address comes with it (the kernel sends none, and
+    // refuses one with host bits on a write): keep none, so that it is the same route as
+    // the one written back without it (found by fuzz/, docs/fuzzing.md).
+    let dst = dst.filter(|_| dst_len != 0);
     Some(Route {
         table,
         dst: dst.unwrap_or_else(|| family.unspecified()),
@@ -588,6 +597,57 @@ mod tests {
             assert_eq!(route_from(&bytes[16..]), convert::route_from(&msg));
             assert_eq!(route_from(&bytes[16..]).as_ref(), Some(&route));
         }
+    }
+
+    /// Decodes `payload` and checks that the route comes back the same from the bytes it is
+    /// written with (what fuzz/'s netlink targets check of any input).
+    fn round_trip(payload: &[u8]) -> Route {
+        let route = route_from(payload).expect("a route");
+        let mut buf = Vec::new();
+        route_message(&mut buf, RTM_NEWROUTE, 0, &route);
+        assert_eq!(route_from(&buf[16..]).as_ref(), Some(&route), "{buf:?}");
+        route
+    }
+
+    /// `struct rtmsg` (family, dst_len, src_len, tos, table, protocol, scope, type, flags).
+    fn rtmsg(family: u8, dst_len: u8, tos: u8) -> Vec<u8> {
+        let mut payload = vec![family, dst_len, 0, tos, 254, 0, 0, route_type::UNICAST];
+        payload.extend_from_slice(&0u32.to_ne_bytes());
+        payload
+    }
+
+    #[test]
+    fn a_destination_of_a_zero_length_prefix_is_the_default() {
+        // fuzz/artifacts netlink_dump crash-9353d3b5: 10.50.0.0/0 came back as 0.0.0.0/0.
+        let mut payload = rtmsg(AF_INET, 0, 3);
+        attr(&mut payload, RTA_DST, &[10, 50, 0, 0]);
+        let route = round_trip(&payload);
+        assert_eq!(route.dst, fixtures::ip("0.0.0.0"));
+        // netlink_monitor crash-47699631: the same for IPv6.
+        let mut payload = rtmsg(AF_INET6, 0, 0);
+        let fd77: Ipv6Addr = "fd77::".parse().unwrap();
+        attr(&mut payload, RTA_DST, &fd77.octets());
+        assert_eq!(round_trip(&payload).dst, fixtures::ip("::"));
+    }
+
+    #[test]
+    fn a_lone_hop_of_a_multipath_route_has_no_weight() {
+        // fuzz/artifacts netlink_dump crash-99e95098: `nexthop via 10.1.0.1 dev eth0
+        // weight 2` alone came back with weight 1, written as a plain route.
+        let mut payload = rtmsg(AF_INET, 16, 0);
+        attr(&mut payload, RTA_DST, &[10, 50, 0, 0]);
+        let nest = attr(&mut payload, RTA_MULTIPATH, &[]);
+        let hop = payload.len();
+        payload.extend_from_slice(&[0, 0, 0, 1]);
+        payload.extend_from_slice(&3u32.to_ne_bytes());
+        attr(&mut payload, RTA_GATEWAY, &[10, 1, 0, 1]);
+        end_nested(&mut payload, hop);
+        end_nested(&mut payload, nest);
+        let route = round_trip(&payload);
+        assert_eq!(
+            route.nexthops.as_slice(),
+            [fixtures::hop(3, Some("10.1.0.1"))]
+        );
     }
 
     #[test]

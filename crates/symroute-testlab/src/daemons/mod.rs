@@ -70,7 +70,7 @@ pub fn require_programs(test: &str, programs: &[&str]) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{msg}");
     }
-    eprintln!("SKIPPED {msg}");
+    crate::say(&format!("SKIPPED {msg}"));
     false
 }
 
