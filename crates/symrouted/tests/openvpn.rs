@@ -69,7 +69,7 @@ fn uplinks_answer_through_the_vpn(redirect: &str, addrs: &[&str], outside: &str,
 /// the server's end answers.
 #[track_caller]
 fn assert_vpn_carries(lab: &Lab, outside: &str, peer: &str) {
-    let (dev, _) = route_get(&lab.host, outside, None);
+    let (dev, _) = route_get(&lab.host, outside, None, None);
     assert_eq!(
         dev, TUNNEL_DEV,
         "the host's traffic to {outside} bypasses the VPN"
