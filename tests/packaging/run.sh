@@ -23,65 +23,23 @@ set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 T=$SRC/target/packaging-test
-NO_CARGO=""
-for arg in "$@"; do
-    case "$arg" in
-        --no-cargo) NO_CARGO=--no-cargo ;;
-        *) echo "usage: $0 [--no-cargo]" >&2; exit 2 ;;
-    esac
-done
+. "$SRC/tests/lib.sh"
+read_args "$@"
+need_root "packaging test"
 
-if [ "$(id -u)" -ne 0 ]; then
-    if [ "${CI:-}" = true ]; then
-        echo "packaging test: needs root and CI=true" >&2
-        exit 1
-    fi
-    echo "SKIPPED packaging test: needs root (run as root or via make)"
-    exit 0
-fi
-
-start=$(date +%s)
-mkdir -p "$T"
-LOG=$T/results.log
-: >"$LOG"
-ok() { echo "ok - $*" | tee -a "$LOG"; }
-bad() { echo "FAIL - $*" | tee -a "$LOG"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
-elapsed() { echo "($(($(date +%s) - start)) s)"; }
+start_log
 
 # --- tools -------------------------------------------------------------------------------
-missing=""
-for tool in lintian:lintian debootstrap:debootstrap rpmbuild:rpm dpkg-shlibdeps:dpkg-dev \
-    unshare:util-linux ip:iproute2 shellcheck:shellcheck; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
-done
-if [ -n "$missing" ]; then
-    echo "packaging test: installing$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
-fi
+install_missing "packaging test" lintian:lintian debootstrap:debootstrap rpmbuild:rpm \
+    dpkg-shlibdeps:dpkg-dev unshare:util-linux ip:iproute2 shellcheck:shellcheck
 
 # --- build -------------------------------------------------------------------------------
 UP=$(sed -n '/^\[workspace\.package\]/,/^\[/ s/^version *= *"\([^"]*\)".*/\1/p' "$SRC/Cargo.toml")
 V1=$UP-1 V2=$UP-2
 rm -rf "$T/pkg1" "$T/pkg2"
 echo "# building $V1 and $V2 (.deb, .rpm) $(elapsed)"
-build() {
-    if ! "$SRC/scripts/build-packages.sh" "$@" >"$T/build.out" 2>"$T/build.log"; then
-        tail -30 "$T/build.log" | sed 's/^/    /'
-        bad "scripts/build-packages.sh $* (log: $T/build.log)"
-        echo "packaging: 0 passed, 1 failed"
-        exit 1
-    fi
-}
-build $NO_CARGO --out "$T/pkg1" --version "$V1"
-build --no-cargo --out "$T/pkg2" --version "$V2"
+build_packages packaging $NO_CARGO --out "$T/pkg1" --version "$V1"
+build_packages packaging --no-cargo --out "$T/pkg2" --version "$V2"
 ARCH=$(dpkg --print-architecture)
 DEB1=$T/pkg1/symroute_${V1}_$ARCH.deb
 DEB2=$T/pkg2/symroute_${V2}_$ARCH.deb
@@ -354,8 +312,4 @@ scenario systemd "$DEB1" "$DEB2"
 echo "# isolated root: .rpm (no systemd) $(elapsed)"
 scenario rpm "$RPM1" "$RPM2"
 
-passed=$(grep -c '^ok - ' "$LOG" || true)
-failed=$(grep -c '^FAIL - ' "$LOG" || true)
-echo "# done $(elapsed)"
-echo "packaging: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish packaging

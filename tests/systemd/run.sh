@@ -32,22 +32,9 @@ set -eu
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 T=$SRC/target/systemd-test
-NO_CARGO=""
-for arg in "$@"; do
-    case "$arg" in
-        --no-cargo) NO_CARGO=--no-cargo ;;
-        *) echo "usage: $0 [--no-cargo]" >&2; exit 2 ;;
-    esac
-done
-
-if [ "$(id -u)" -ne 0 ]; then
-    if [ "${CI:-}" = true ]; then
-        echo "systemd boot test: needs root and CI=true" >&2
-        exit 1
-    fi
-    echo "SKIPPED systemd boot test: needs root (run as root or via make)"
-    exit 0
-fi
+. "$SRC/tests/lib.sh"
+read_args "$@"
+need_root "systemd boot test"
 
 # Everything below runs in a private mount namespace: every mount made here (tmpfs, overlays)
 # goes with it when the script ends, however it ends.
@@ -55,19 +42,7 @@ if [ -z "${SYMROUTE_BOOT_PRIVATE:-}" ]; then
     SYMROUTE_BOOT_PRIVATE=1 exec unshare --mount --propagation private sh "$0" "$@"
 fi
 
-start=$(date +%s)
-mkdir -p "$T"
-LOG=$T/results.log
-: >"$LOG"
-ok() { echo "ok - $*" | tee -a "$LOG"; }
-bad() { echo "FAIL - $*" | tee -a "$LOG"; }
-note() { echo "NOTE - $*" | tee -a "$LOG"; }
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok "$desc"; else bad "$desc"; fi
-}
-elapsed() { echo "($(($(date +%s) - start)) s)"; }
+start_log
 # wait_for SECONDS CMD...: runs CMD every 0.2 s until it succeeds, at most SECONDS.
 wait_for() {
     limit=$(($(date +%s) + $1))
@@ -79,28 +54,13 @@ wait_for() {
 }
 
 # --- tools -------------------------------------------------------------------------------
-missing=""
-for tool in systemd-nspawn:systemd-container mmdebstrap:mmdebstrap script:bsdutils \
-    nsenter:util-linux ip:iproute2; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool#*:}"
-done
-if [ -n "$missing" ]; then
-    echo "systemd boot test: installing$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
-fi
+install_missing "systemd boot test" systemd-nspawn:systemd-container mmdebstrap:mmdebstrap \
+    script:bsdutils nsenter:util-linux ip:iproute2
 
 # --- packages and roots ------------------------------------------------------------------
 echo "# building the .deb and the .rpm $(elapsed)"
 rm -rf "$T/pkg"
-if ! "$SRC/scripts/build-packages.sh" $NO_CARGO --out "$T/pkg" >"$T/build.out" 2>"$T/build.log"; then
-    tail -30 "$T/build.log" | sed 's/^/    /'
-    bad "scripts/build-packages.sh (log: $T/build.log)"
-    echo "systemd boot: 0 passed, 1 failed"
-    exit 1
-fi
+build_packages "systemd boot" $NO_CARGO --out "$T/pkg"
 DEB=$(grep '\.deb$' "$T/build.out" | head -1)
 RPM=$(grep '\.rpm$' "$T/build.out" | head -1)
 UNIT_IN_DEB=$T/unit-in-deb
@@ -510,8 +470,4 @@ fi
 halt
 fi
 
-passed=$(grep -c '^ok - ' "$LOG" || true)
-failed=$(grep -c '^FAIL - ' "$LOG" || true)
-echo "# done $(elapsed)"
-echo "systemd boot: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+finish "systemd boot"

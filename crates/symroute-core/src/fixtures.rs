@@ -2,7 +2,10 @@
 
 use std::net::IpAddr;
 
-use crate::model::{scope, Address, Link, NextHop, Route, Rule, Snapshot, LOCAL_TABLE, MAIN_TABLE};
+use crate::model::{
+    route_type, scope, Address, Answer, Link, NextHop, Route, Rule, Snapshot, LOCAL_TABLE,
+    MAIN_TABLE,
+};
 use crate::plan::{plan_exempt, plan_interface};
 use crate::settings::Settings;
 
@@ -69,6 +72,19 @@ pub fn unicast(
 pub fn route(table: u32, dst: &str, len: u8, gw: Option<&str>, dev: u32, proto: u8) -> Route {
     let metric = if gw.is_some() { 100 + dev } else { 0 };
     unicast(table, dst, len, metric, proto, vec![hop(dev, gw)])
+}
+
+/// The kernel's answer to a route lookup: through `oif` in `table`, the entry `matched`
+/// having matched.
+pub fn through(table: u32, oif: u32, gateway: Option<&str>, matched: Route) -> Answer {
+    Answer::Route {
+        table,
+        kind: route_type::UNICAST,
+        matched: Some(matched),
+        oif: Some(oif),
+        gateway: gateway.map(ip),
+        prefsrc: None,
+    }
 }
 
 pub fn rule(priority: u32, src: Option<(&str, u8)>, table: u32, protocol: u8) -> Rule {

@@ -1,13 +1,11 @@
 //! Batched writes against the real kernel: one result per write, in order, even though only
 //! the last write of a batch asks for an acknowledgement.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use symroute_core::model::Route;
 use symroute_core::{route_message, Netlink, NetlinkError};
+use symroute_testlab::hosts::in_netns;
 use symroute_testlab::{require_root, Netns};
 
 fn route(dst: [u8; 3], gateway: &str, ifindex: u32) -> Route {
@@ -15,22 +13,6 @@ fn route(dst: [u8; 3], gateway: &str, ifindex: u32) -> Route {
     Route::unicast(1042, dst, 24)
         .via(gateway.parse().expect("gateway"), ifindex)
         .with_protocol(83)
-}
-
-/// Runs `f` on a thread that lives in `ns`, so its sockets open there.
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        // SAFETY: setns on this thread only, with a namespace file we hold open.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 #[test]
@@ -79,7 +61,9 @@ fn every_write_gets_its_own_result_in_order() {
             let nl = Netlink::connect().expect("connect");
             nl.write_all(writes).await
         })
-    });
+    })
+    .join()
+    .expect("netns thread");
     assert_eq!(results.len(), 3000);
     for (i, result) in results.iter().enumerate() {
         if i % 700 == 699 {

@@ -5,13 +5,12 @@
 //! a table no interface owns. The run must say eth1 disappeared and leave nothing of it.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Mutex;
 
 use symroute_core::shell::block_on;
 use symroute_core::{reconcile_interrupted, Action, Mode, Netlink, Settings, Target};
+use symroute_testlab::hosts::in_netns;
 use symroute_testlab::{root_lab, table_of, Lab, Netns};
 
 /// The warnings and errors the run logs.
@@ -31,22 +30,6 @@ impl log::Log for Capture {
         }
     }
     fn flush(&self) {}
-}
-
-/// Runs `f` on a thread that lives in `ns`, so its sockets open there.
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        // SAFETY: setns on this thread only, with a namespace file we hold open.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 /// A LAN behind the host (lan0 10.50.0.1/24, a veth whose peer stays in the host), whose
@@ -122,7 +105,9 @@ fn an_interface_deleted_during_a_run_leaves_nothing_behind() {
         .map(|report| report.change_count())
         .map_err(|e| e.to_string());
         (result, deleted)
-    });
+    })
+    .join()
+    .expect("netns thread");
     let (result, deleted) = result;
     assert!(deleted, "the hook did not delete eth1");
     // The writes that made it (the LAN copy, the unreachable default) were undone.

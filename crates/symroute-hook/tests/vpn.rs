@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use symroute_testlab::hosts::{reaches, Service, SERVICE_PORT, SERVICE_TAG as TAG};
 use symroute_testlab::tunnels::{
-    openvpn_def1_ipv6, route_get, strongswan_up, symroute_priorities, tailscale_up, wg_quick_down,
+    openvpn_def1_ipv6, strongswan_up, symroute_priorities, tailscale_up, wg_quick_down,
     wg_quick_up, Tun, INTERNET_V4, INTERNET_V6, SWAN_VIP, TS_MARK, TS_PEER_V4, TS_TABLE, TS_V4,
     TS_V6, WG_TABLE, WG_V4, WG_V6,
 };
 use symroute_testlab::{
-    ping, root_lab, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
+    ping, root_lab, route_get, table_of, Lab, Netns, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4,
+    HOST_ETH1_V6,
 };
 
 const HOOK: &str = env!("CARGO_BIN_EXE_symroute-hook");
@@ -68,8 +69,7 @@ fn openvpn_def1_ipv6_tunnel_is_an_uplink_and_its_routes_stay_out_of_the_others()
     let Some(lab) = root_lab() else { return };
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
     hook_ok(&lab.host, &["--all"]);
-    let tun = Tun::open(&lab.host, "tun0");
-    openvpn_def1_ipv6(&lab.host, "tun0");
+    let tun = openvpn_def1_ipv6(&lab.host, "tun0");
     // OpenVPN's up script (or NetworkManager's vpn-up) for the tunnel.
     hook_ok(&lab.host, &["tun0", "up"]);
 
@@ -130,8 +130,7 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
     hook_ok(&lab.host, &["--all"]);
     assert_eq!(symroute_priorities(&lab.host, false), [32000]);
-    let tun = Tun::open(&lab.host, "wg0");
-    wg_quick_up(&lab.host, "wg0");
+    let tun = wg_quick_up(&lab.host, "wg0");
     // `ip rule add` put wg-quick's rules before ours: the replies go into the tunnel.
     let rules = lab.host.rules(false);
     assert!(
@@ -188,8 +187,7 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
     }
 
     // wg-quick down: the next run (here the uplink's own event) moves ours back.
-    wg_quick_down(&lab.host, "wg0");
-    drop(tun);
+    wg_quick_down(&lab.host, tun);
     hook_ok(&lab.host, &["eth0", "up"]);
     for v6 in [false, true] {
         assert_eq!(symroute_priorities(&lab.host, v6), [32000], "v6 {v6}");
@@ -201,8 +199,7 @@ fn wg_quick_full_tunnel_rules_no_longer_take_the_uplinks_replies() {
 fn tailscale_exit_node_rules_leave_replies_to_the_uplinks_and_the_rest_to_the_tunnel() {
     let Some(lab) = root_lab() else { return };
     let _service = Service::start(&lab.host, SERVICE_PORT, TAG);
-    let tun = Tun::open(&lab.host, "tailscale0");
-    tailscale_up(&lab.host, "tailscale0", true);
+    let tun = tailscale_up(&lab.host, "tailscale0", true);
     hook_ok(&lab.host, &["--all"]);
     // Before `5270: lookup 52`, after tailscaled's rules for its own marked packets.
     for v6 in [false, true] {

@@ -8,7 +8,6 @@
 
 pub mod beside;
 pub mod daemons;
-pub mod full_tunnels;
 pub mod hosts;
 pub mod lock;
 pub mod monitor;

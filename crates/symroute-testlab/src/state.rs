@@ -40,18 +40,28 @@ pub fn assert_foreign_state(lab: &Lab) {
     );
 }
 
-/// The interface and gateway `ip route get DST [mark MARK]` picks on `host`, e.g.
-/// `("wg0", None)` or `("eth0", Some("10.1.0.1"))`: where the host's own traffic goes.
-pub fn route_get(host: &Netns, dst: &str, mark: Option<&str>) -> (String, Option<String>) {
-    let mark = mark.map(|m| format!(" mark {m}")).unwrap_or_default();
-    let out = host.ip(&format!("route get {dst}{mark}"));
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let after = |key: &str| {
-        words
-            .iter()
-            .position(|w| *w == key)
-            .and_then(|i| words.get(i + 1))
-            .map(|w| w.to_string())
+/// The kernel's own answer to `ip [-6] route get TO [from FROM] [mark MARK]` in `ns`: the
+/// device, and the table when it is not main (`None` for main), e.g. `("wg0",
+/// Some("51820"))` or `("eth0", None)`: where the host's traffic goes.
+pub fn route_get(
+    ns: &Netns,
+    to: &str,
+    from: Option<&str>,
+    mark: Option<&str>,
+) -> (String, Option<String>) {
+    let mut args = format!("route get {to}");
+    if let Some(from) = from {
+        args += &format!(" from {from}");
+    }
+    if let Some(mark) = mark {
+        args += &format!(" mark {mark}");
+    }
+    let out = ns.ip(&args);
+    let word_after = |key: &str| {
+        out.split_whitespace()
+            .skip_while(|w| *w != key)
+            .nth(1)
+            .map(str::to_string)
     };
-    (after("dev").unwrap_or_default(), after("via"))
+    (word_after("dev").unwrap_or_default(), word_after("table"))
 }

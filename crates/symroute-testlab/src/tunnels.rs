@@ -1,7 +1,9 @@
-//! VPN clients on a host, reproduced with the routes, rules and tables their programs write
-//! (this kernel has no wireguard module, and tailscaled and charon need peers): each on a
-//! tun device the test itself holds open, so the tunnel has a carrier and every packet the
-//! host sends into it can be read back ([`Tun::saw_packet_to`]).
+//! VPN clients on a host, reproduced with the exact commands their programs run (this kernel
+//! has no wireguard module, and tailscaled and charon need peers): each on a tun device that
+//! the returned [`Tun`] holds open, as the VPN's own process would, so the tunnel has a
+//! carrier and every packet the host sends into it can be read back
+//! ([`Tun::saw_packet_to`]). Their rules come without a priority (wg-quick) or below 32000
+//! (tailscaled, charon), so on a host where symroute's rules exist they come first.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -109,95 +111,96 @@ pub const VPN_SERVER_V4: &str = "198.51.100.7";
 pub const INTERNET_V4: &str = "203.0.113.9";
 pub const INTERNET_V6: &str = "2001:db8:99::9";
 
+/// The routes OpenVPN's `redirect-gateway def1 ipv6` installs into the tunnel for IPv6
+/// (none of them half the address space), as `ip -6 route add` prefixes.
+pub const OPENVPN_DEF1_V6: [&str; 4] = ["::/3", "2000::/4", "3000::/4", "fc00::/7"];
+
 /// OpenVPN 2.6's client with `topology subnet`, `redirect-gateway def1 ipv6` and an IPv6
-/// tunnel address, on tun `dev`: the server's host route through eth0's gateway, the
-/// `0.0.0.0/1` + `128.0.0.0/1` pair through the server's tunnel address, and the IPv6 split
-/// `::/3`, `2000::/4`, `3000::/4`, `fc00::/7` into the device without a gateway.
-pub fn openvpn_def1_ipv6(host: &Netns, dev: &str) {
-    host.sh_ok_input(
-        &["ip", "-batch", "-"],
-        &format!(
-            "link set dev {dev} up mtu 1500
-             addr add 10.8.0.2/24 dev {dev}
-             addr add fd08::2/64 dev {dev} nodad
-             route add {VPN_SERVER_V4}/32 via 10.1.0.1
-             route add 0.0.0.0/1 via 10.8.0.1
-             route add 128.0.0.0/1 via 10.8.0.1
-             route add ::/3 dev {dev}
-             route add 2000::/4 dev {dev}
-             route add 3000::/4 dev {dev}
-             route add fc00::/7 dev {dev}
-            "
-        ),
+/// tunnel address, on tun `dev` (which it opens): the server's host route through eth0's
+/// gateway, the `0.0.0.0/1` + `128.0.0.0/1` pair through the server's tunnel address, and
+/// [`OPENVPN_DEF1_V6`] into the device without a gateway. (A tun device has no ARP, so its
+/// IPv6 address needs no DAD, and OpenVPN asks for none.)
+#[must_use]
+pub fn openvpn_def1_ipv6(host: &Netns, dev: &str) -> Tun {
+    let tun = Tun::open(host, dev);
+    let mut commands = format!(
+        "link set dev {dev} up mtu 1500
+         addr add 10.8.0.2/24 dev {dev}
+         addr add fd08::2/64 dev {dev}
+         route add {VPN_SERVER_V4}/32 via 10.1.0.1
+         route add 0.0.0.0/1 via 10.8.0.1
+         route add 128.0.0.0/1 via 10.8.0.1
+        "
     );
+    for prefix in OPENVPN_DEF1_V6 {
+        commands += &format!("route add {prefix} dev {dev}\n");
+    }
+    host.sh_ok_input(&["ip", "-batch", "-"], &commands);
+    tun
 }
 
-/// wg-quick's table (and fwmark) for a full tunnel.
+/// wg-quick's table (and fwmark) for a full tunnel: the first free table from 51820.
 pub const WG_TABLE: &str = "51820";
+/// The tunnel's addresses (`Address = 10.64.0.2/32, fd64::2/128`).
 pub const WG_V4: &str = "10.64.0.2";
 pub const WG_V6: &str = "fd64::2";
 
-/// What `wg-quick up` runs for `AllowedIPs = 0.0.0.0/0, ::/0` on interface `dev` (after
-/// `wg setconf`): addresses, the default routes in table 51820, the two rules per family
-/// that `ip rule add` places before the first rule after `local`, `src_valid_mark`, and
-/// the nftables table that keeps the tunnel's address from being spoofed and restores the
-/// mark on the answers to the tunnel's own packets.
-pub fn wg_quick_up(host: &Netns, dev: &str) {
-    batch(
-        host,
-        "-4",
-        &format!(
-            "address add {WG_V4}/32 dev {dev}
-             address add {WG_V6}/128 dev {dev} nodad
-             link set mtu 1420 up dev {dev}
-             route add 0.0.0.0/0 dev {dev} table {WG_TABLE}
-             rule add not fwmark {WG_TABLE} table {WG_TABLE}
-             rule add table main suppress_prefixlength 0
-            "
-        ),
-    );
-    batch(
-        host,
-        "-6",
-        &format!(
-            "route add ::/0 dev {dev} table {WG_TABLE}
-             rule add not fwmark {WG_TABLE} table {WG_TABLE}
-             rule add table main suppress_prefixlength 0
-            "
-        ),
-    );
-    host.sysctl("net.ipv4.conf.all.src_valid_mark", "1");
-    let mut nft = String::new();
-    for (family, pf, addr) in [("ip", "ip", WG_V4), ("ip6", "ip6", WG_V6)] {
-        nft += &format!(
-            "add table {family} wg-quick-{dev}
-             add chain {family} wg-quick-{dev} preraw {{ type filter hook prerouting priority -300; }}
-             add chain {family} wg-quick-{dev} premangle {{ type filter hook prerouting priority -150; }}
-             add chain {family} wg-quick-{dev} postmangle {{ type filter hook postrouting priority -150; }}
-             add rule {family} wg-quick-{dev} preraw iifname != \"{dev}\" {pf} daddr {addr} fib saddr type != local drop
-             add rule {family} wg-quick-{dev} postmangle meta l4proto udp mark {WG_TABLE} ct mark set mark
-             add rule {family} wg-quick-{dev} premangle meta l4proto udp meta mark set ct mark
-            "
+/// `wg-quick up DEV` with `AllowedIPs = 0.0.0.0/0, ::/0` and the nftables backend, command
+/// by command as wg-quick (1.0.20210914) runs them after `ip link add DEV type wireguard`
+/// (here a tun device the returned [`Tun`] holds: this kernel has no wireguard) and
+/// `wg setconf`: addresses, MTU and up, then per family (`add_default`) the two rules that
+/// `ip rule add` places before the first rule after `local`, the default route in table
+/// 51820, for IPv4 `src_valid_mark` (per namespace, like every `net.*` sysctl), and its
+/// nftables table against spoofed packets to the tunnel's address and for the conntrack
+/// mark. (`wg set DEV fwmark 51820` marks the tunnel's own UDP packets; none are sent here.)
+#[must_use]
+pub fn wg_quick_up(host: &Netns, dev: &str) -> Tun {
+    let tun = Tun::open(host, dev);
+    host.ip(&format!("-4 address add {WG_V4}/32 dev {dev}"));
+    host.ip(&format!("-6 address add {WG_V6}/128 dev {dev}"));
+    host.ip(&format!("link set mtu 1420 up dev {dev}"));
+    let t = WG_TABLE;
+    for (proto, pf, default, addr) in [
+        ("-4", "ip", "0.0.0.0/0", WG_V4),
+        ("-6", "ip6", "::/0", WG_V6),
+    ] {
+        host.ip(&format!("{proto} rule add not fwmark {t} table {t}"));
+        host.ip(&format!(
+            "{proto} rule add table main suppress_prefixlength 0"
+        ));
+        host.ip(&format!("{proto} route add {default} dev {dev} table {t}"));
+        if proto == "-4" {
+            host.sysctl("net.ipv4.conf.all.src_valid_mark", "1");
+        }
+        let table = format!("wg-quick-{dev}");
+        let nft = format!(
+            "add table {pf} {table}\n\
+             add chain {pf} {table} preraw {{ type filter hook prerouting priority -300; }}\n\
+             add chain {pf} {table} premangle {{ type filter hook prerouting priority -150; }}\n\
+             add chain {pf} {table} postmangle {{ type filter hook postrouting priority -150; }}\n\
+             add rule {pf} {table} preraw iifname != \"{dev}\" {pf} daddr {addr} fib saddr type != local drop\n\
+             add rule {pf} {table} postmangle meta l4proto udp mark {t} ct mark set mark \n\
+             add rule {pf} {table} premangle meta l4proto udp meta mark set ct mark \n"
         );
+        host.sh_ok_input(&["nft", "-f", "-"], &nft);
     }
-    host.sh_ok_input(&["nft", "-f", "-"], &nft);
+    tun
 }
 
-/// What `wg-quick down` undoes of [`wg_quick_up`] (the link itself goes with its [`Tun`]).
-pub fn wg_quick_down(host: &Netns, dev: &str) {
-    for family in ["-4", "-6"] {
-        batch(
-            host,
-            family,
-            &format!(
-                "rule delete table {WG_TABLE}
-                 rule delete table main suppress_prefixlength 0
-                "
-            ),
-        );
+/// `wg-quick down` of [`wg_quick_up`]: its rules (each family), the link (`ip link delete`:
+/// here the tun device goes with its [`Tun`]), then its nftables tables.
+pub fn wg_quick_down(host: &Netns, tun: Tun) {
+    let t = WG_TABLE;
+    for proto in ["-4", "-6"] {
+        host.ip(&format!("{proto} rule delete table {t}"));
+        host.ip(&format!(
+            "{proto} rule delete table main suppress_prefixlength 0"
+        ));
     }
-    host.sh_ok(&["nft", "delete", "table", "ip", &format!("wg-quick-{dev}")]);
-    host.sh_ok(&["nft", "delete", "table", "ip6", &format!("wg-quick-{dev}")]);
+    let table = format!("wg-quick-{}", tun.name);
+    drop(tun);
+    host.sh_ok(&["nft", "delete", "table", "ip", &table]);
+    host.sh_ok(&["nft", "delete", "table", "ip6", &table]);
 }
 
 /// tailscaled's routing table, the mark on its own sockets' packets, and its addresses.
@@ -207,15 +210,18 @@ pub const TS_V4: &str = "100.101.102.103";
 pub const TS_V6: &str = "fd7a:115c:a1e0::1234";
 pub const TS_PEER_V4: &str = "100.64.0.5";
 
-/// What tailscaled (Linux router, netlink mode) installs on `dev`: its addresses, peer and
-/// MagicDNS routes in table 52, with `exit_node` the default routes there too, and the
-/// rules 5210 (its own marked packets: main), 5230 (default), 5250 (unreachable) and 5270
-/// (everything else: table 52), for both families.
-pub fn tailscale_up(host: &Netns, dev: &str, exit_node: bool) {
+/// What tailscaled (Linux router, netlink mode) installs on tun `dev`, which it opens: its
+/// addresses, peer and MagicDNS routes in table 52, with `exit_node` the default routes
+/// there too and the throw route that keeps loopback out of the tunnel, and per family the
+/// rules 5210 (packets with its own mark `0x80000/0xff0000`: main), 5230 (default), 5250
+/// (unreachable) and 5270 (everything else: table 52).
+#[must_use]
+pub fn tailscale_up(host: &Netns, dev: &str, exit_node: bool) -> Tun {
+    let tun = Tun::open(host, dev);
     let mut v4 = format!(
         "link set dev {dev} up mtu 1280
          addr add {TS_V4}/32 dev {dev}
-         addr add {TS_V6}/128 dev {dev} nodad
+         addr add {TS_V6}/128 dev {dev}
          route add 100.100.100.100/32 dev {dev} table {TS_TABLE}
          route add {TS_PEER_V4}/32 dev {dev} table {TS_TABLE}
          route add fd7a:115c:a1e0::/48 dev {dev} table {TS_TABLE}
@@ -223,7 +229,8 @@ pub fn tailscale_up(host: &Netns, dev: &str, exit_node: bool) {
     );
     if exit_node {
         v4 += &format!(
-            "route add 0.0.0.0/0 dev {dev} table {TS_TABLE}
+            "route add throw 127.0.0.0/8 table {TS_TABLE}
+             route add 0.0.0.0/0 dev {dev} table {TS_TABLE}
              route add ::/0 dev {dev} table {TS_TABLE}
             "
         );
@@ -242,6 +249,7 @@ pub fn tailscale_up(host: &Netns, dev: &str, exit_node: bool) {
             ),
         );
     }
+    tun
 }
 
 /// `ip [-6] -batch -` with `text`: without the flag iproute2 takes each address's family
@@ -277,31 +285,6 @@ pub fn strongswan_up(host: &Netns) {
     );
 }
 
-/// The kernel's own answer to `ip [-6] route get TO [from FROM] [mark MARK]` in `ns`: the
-/// device, and the table when it is not main (`None` for main).
-pub fn route_get(
-    ns: &Netns,
-    to: &str,
-    from: Option<&str>,
-    mark: Option<&str>,
-) -> (String, Option<String>) {
-    let mut args = format!("route get {to}");
-    if let Some(from) = from {
-        args += &format!(" from {from}");
-    }
-    if let Some(mark) = mark {
-        args += &format!(" mark {mark}");
-    }
-    let out = ns.ip(&args);
-    let word_after = |key: &str| {
-        out.split_whitespace()
-            .skip_while(|w| *w != key)
-            .nth(1)
-            .map(str::to_string)
-    };
-    (word_after("dev").unwrap_or_default(), word_after("table"))
-}
-
 /// The priorities of symroute's rules (protocol 83) of one family in `ns`, ascending, each
 /// once.
 pub fn symroute_priorities(ns: &Netns, v6: bool) -> Vec<u32> {
@@ -315,66 +298,3 @@ pub fn symroute_priorities(ns: &Netns, v6: bool) -> Vec<u32> {
     p.dedup();
     p
 }
-
-impl Tun {
-    /// Creates tun device `name` in `ns`, up, with `addresses` (`ip addr add` syntax, IPv6
-    /// ones without DAD): a VPN's device before its routes and rules are added.
-    pub fn up(ns: &Netns, name: &str, addresses: &[&str]) -> Tun {
-        let tun = Tun::open(ns, name);
-        let mut batch = format!("link set {name} up\n");
-        for address in addresses {
-            let nodad = if address.contains(':') { " nodad" } else { "" };
-            batch += &format!("addr add {address} dev {name}{nodad}\n");
-        }
-        ns.sh_ok_input(&["ip", "-batch", "-"], &batch);
-        tun
-    }
-}
-
-/// Runs each line as `ip LINE` in `ns`, in order.
-fn ip_lines(ns: &Netns, lines: &str) {
-    for line in lines.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        ns.ip(line);
-    }
-}
-
-/// Only the routing part of `wg-quick up wg0` with `AllowedIPs = 0.0.0.0/0, ::/0` (its
-/// `add_default`), on a tun device `wg0` that already has its addresses.
-pub fn wg_quick_full_tunnel(ns: &Netns) {
-    ip_lines(
-        ns,
-        "-4 route add 0.0.0.0/0 dev wg0 table 51820
-         -4 rule add not fwmark 51820 table 51820
-         -4 rule add table main suppress_prefixlength 0
-         -6 route add ::/0 dev wg0 table 51820
-         -6 rule add not fwmark 51820 table 51820
-         -6 rule add table main suppress_prefixlength 0",
-    );
-}
-
-/// Only the routing part of tailscaled with an exit node on `tailscale0`: rules 5210–5270
-/// (its own marked packets skip to main) and table 52 with the default through the tunnel.
-pub fn tailscale_exit_node(ns: &Netns) {
-    for family in ["-4", "-6"] {
-        ip_lines(
-            ns,
-            &format!(
-                "{family} rule add pref 5210 fwmark 0x80000/0xff0000 table main
-                 {family} rule add pref 5230 fwmark 0x80000/0xff0000 table default
-                 {family} rule add pref 5250 fwmark 0x80000/0xff0000 type unreachable
-                 {family} rule add pref 5270 table 52"
-            ),
-        );
-    }
-    ip_lines(
-        ns,
-        "-4 route add 100.100.100.100 dev tailscale0 table 52
-         -4 route add throw 127.0.0.0/8 table 52
-         -4 route add default dev tailscale0 table 52
-         -6 route add ::/0 dev tailscale0 table 52",
-    );
-}
-
-/// The routes OpenVPN's `redirect-gateway def1 ipv6` installs into `tun0` (none of them half
-/// the address space), as `ip -6 route add` arguments.
-pub const OPENVPN_DEF1_V6: [&str; 4] = ["::/3", "2000::/4", "3000::/4", "fc00::/7"];

@@ -9,7 +9,7 @@ mod common;
 use common::{findings, Admin};
 use serde_json::Value;
 use symroute_testlab::hosts::{reaches, Service, SERVICE_PORT};
-use symroute_testlab::tunnels::{tailscale_exit_node, wg_quick_full_tunnel, Tun, OPENVPN_DEF1_V6};
+use symroute_testlab::tunnels::{openvpn_def1_ipv6, tailscale_up, wg_quick_up, OPENVPN_DEF1_V6};
 use symroute_testlab::{
     ping, root_lab, table_of, Lab, HOST_ETH0_V4, HOST_ETH0_V6, HOST_ETH1_V4, HOST_ETH1_V6,
 };
@@ -69,8 +69,7 @@ fn wg_quick_full_tunnel_takes_the_replies_and_doctor_names_its_rule() {
     let _service = Service::start(&lab.host, SERVICE_PORT, "host");
     let admin = Admin::new(&lab.host, "");
     admin.sync();
-    let _wg0 = Tun::up(&lab.host, "wg0", &["10.99.0.2/32", "fd99::2/128"]);
-    wg_quick_full_tunnel(&lab.host);
+    let _wg0 = wg_quick_up(&lab.host, "wg0");
 
     // What the issue saw: nothing behind either router reaches the host.
     for address in [HOST_ETH1_V4, HOST_ETH1_V6, HOST_ETH0_V4] {
@@ -137,12 +136,7 @@ fn tailscale_exit_node_takes_the_replies_and_doctor_names_its_rule() {
     let Some(lab) = root_lab() else { return };
     let admin = Admin::new(&lab.host, "");
     admin.sync();
-    let _ts = Tun::up(
-        &lab.host,
-        "tailscale0",
-        &["100.64.0.2/32", "fd7a:115c:a1e0::2/128"],
-    );
-    tailscale_exit_node(&lab.host);
+    let _ts = tailscale_up(&lab.host, "tailscale0", true);
     assert!(!ping(&lab.client, HOST_ETH1_V4));
 
     let doctor = admin.doctor();
@@ -167,13 +161,12 @@ fn openvpn_def1_ipv6_routes_in_the_uplink_tables_take_the_replies() {
     let Some(lab) = root_lab() else { return };
     let admin = Admin::new(&lab.host, "");
     admin.sync();
-    let _tun0 = Tun::up(&lab.host, "tun0", &["fd00:8::2/64"]);
+    let _tun0 = openvpn_def1_ipv6(&lab.host, "tun0");
     // The state the issue found after a sync: OpenVPN's routes in main, and copies of them
-    // in both uplink tables. Made by hand here: whoever made it, doctor must catch it.
+    // in both uplink tables. The copies made by hand here: whoever made them, doctor must
+    // catch them.
     let tables = [table_of(&lab.host, "eth0"), table_of(&lab.host, "eth1")];
     for prefix in OPENVPN_DEF1_V6 {
-        lab.host
-            .ip(&format!("-6 route add {prefix} dev tun0 metric 1024"));
         for table in &tables {
             lab.host.ip(&format!(
                 "-6 route add {prefix} dev tun0 table {table} proto 83 metric 1024"

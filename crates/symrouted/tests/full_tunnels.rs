@@ -1,13 +1,13 @@
 //! Full-tunnel VPNs whose own policy rules come ahead of symroute's: wg-quick with
 //! `AllowedIPs = 0.0.0.0/0, ::/0` and tailscaled using an exit node, each brought up with the
-//! exact commands the tool runs (on a tun device: this kernel has no wireguard) on a host that
+//! exact commands the tool runs (testlab's `tunnels`, on tun devices) on a host that
 //! `symrouted` already keeps symmetric. Replies from eth0's and eth1's addresses must still
 //! reach the client behind r1 and r2 (strict reverse-path filtering), IPv4 and IPv6, and the
 //! VPN must keep its own traffic: the host's outbound traffic into the tunnel, the tunnel's
 //! marked packets out through main.
 //!
-//! Both fail until the fix of issue 23 item 2 (VPN policy rules ahead of ours) lands: the
-//! VPN's rules land before priority 32000 and send every reply into the tunnel.
+//! The VPN's rules land before priority 32000 and would send every reply into the tunnel:
+//! the daemon places symroute's rules before them (plan/placement.rs).
 
 mod common;
 
@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use common::*;
 use symroute_testlab::daemons::wait_answered;
-use symroute_testlab::full_tunnels::{
-    tailscale_up, wg_quick_up, TS_DEV, TS_MARK, WG_DEV, WG_TABLE,
-};
 use symroute_testlab::hosts::{Service, SERVICE_PORT, SERVICE_TAG};
+use symroute_testlab::tunnels::{tailscale_up, wg_quick_up, TS_MARK, WG_TABLE};
 use symroute_testlab::{root_lab_with, route_get, Lab};
 
 const SETTLE: Duration = Duration::from_secs(10);
+const WG_DEV: &str = "wg0";
+const TS_DEV: &str = "tailscale0";
 
 /// Outside addresses the host's own traffic goes to, one per family.
 const OUTSIDE: [&str; 2] = ["192.0.2.1", "2001:db8::1"];
@@ -31,12 +31,12 @@ const OUTSIDE: [&str; 2] = ["192.0.2.1", "2001:db8::1"];
 #[track_caller]
 fn assert_vpn_routing(lab: &Lab, dev: &str, mark: &str, when: &str) {
     for dst in OUTSIDE {
-        let (out, _) = route_get(&lab.host, dst, None);
+        let (out, _) = route_get(&lab.host, dst, None, None);
         assert_eq!(
             out, dev,
             "{when}: the host's traffic to {dst} bypasses {dev}"
         );
-        let (out, _) = route_get(&lab.host, dst, Some(mark));
+        let (out, _) = route_get(&lab.host, dst, None, Some(mark));
         assert_eq!(
             out, "eth0",
             "{when}: {dev}'s own packets (mark {mark}) to {dst} do not leave through main"
@@ -59,15 +59,13 @@ fn symmetric_lab() -> Option<(Lab, Service, Symrouted)> {
     Some((lab, service, daemon))
 }
 
-/// Fails until the fix of issue 23 item 2 lands.
 #[test]
 fn wg_quick_full_tunnel_leaves_the_uplink_addresses_answering() {
     let Some((lab, _service, mut daemon)) = symmetric_lab() else {
         return;
     };
-    wg_quick_up(&lab.host);
-    let mark = WG_TABLE.to_string();
-    assert_vpn_routing(&lab, WG_DEV, &mark, "wg-quick up");
+    let _wg = wg_quick_up(&lab.host, WG_DEV);
+    assert_vpn_routing(&lab, WG_DEV, WG_TABLE, "wg-quick up");
     wait_answered(
         &lab.client,
         &lab.host,
@@ -75,17 +73,16 @@ fn wg_quick_full_tunnel_leaves_the_uplink_addresses_answering() {
         SETTLE,
         "with wg-quick's full tunnel",
     );
-    assert_vpn_routing(&lab, WG_DEV, &mark, "after the daemon's changes");
+    assert_vpn_routing(&lab, WG_DEV, WG_TABLE, "after the daemon's changes");
     daemon.assert_running();
 }
 
-/// Fails until the fix of issue 23 item 2 lands.
 #[test]
 fn tailscale_exit_node_leaves_the_uplink_addresses_answering() {
     let Some((lab, _service, mut daemon)) = symmetric_lab() else {
         return;
     };
-    tailscale_up(&lab.host);
+    let _ts = tailscale_up(&lab.host, TS_DEV, true);
     assert_vpn_routing(&lab, TS_DEV, TS_MARK, "tailscale up");
     wait_answered(
         &lab.client,

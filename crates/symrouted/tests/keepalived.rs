@@ -13,7 +13,7 @@ use symroute_testlab::daemons::{
     VrrpInstance,
 };
 use symroute_testlab::hosts::{Service, SERVICE_PORT, SERVICE_TAG};
-use symroute_testlab::{root_lab_with, Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6};
+use symroute_testlab::{root_lab_with, Lab, Netns, HOST_ETH0_V4, HOST_ETH1_V4, HOST_ETH1_V6};
 
 /// Generous for a loaded 2-core machine; what the daemon needs is logged.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -45,28 +45,56 @@ fn no_rules(host: &Netns, addrs: &[&str]) -> bool {
     !rules.iter().any(|(from, _)| addrs.contains(&from.as_str()))
 }
 
-#[test]
-fn daemon_gives_keepalived_vips_rules_and_takes_them_away_after_fault_and_stop() {
-    let Some(lab) = root_lab_with(PROGRAMS) else {
-        return;
-    };
-    let host = &lab.host;
-    let _service = Service::start(host, SERVICE_PORT, SERVICE_TAG);
-    let mut daemon = Symrouted::start(host, &["--source", "netlink"]);
-    let t1 = table_of(host, "eth1");
+/// A lab whose host answers on every address, kept symmetric by the daemon; `None` when
+/// skipped.
+fn symmetric_lab() -> Option<(Lab, Service, Symrouted)> {
+    let lab = root_lab_with(PROGRAMS)?;
+    let service = Service::start(&lab.host, SERVICE_PORT, SERVICE_TAG);
+    let daemon = Symrouted::start(&lab.host, &["--source", "netlink"]);
+    Some((lab, service, daemon))
+}
 
-    let started = Instant::now();
-    let mut keepalived = Keepalived::start(
+/// keepalived's instance on eth1 with [`VIPS_V4`], on keepalived's macvlan with `use_vmac`.
+fn keepalived_on_eth1(host: &Netns, excluded: &[&str], use_vmac: bool) -> Keepalived {
+    Keepalived::start(
         host,
         &VrrpInstance {
             interface: "eth1",
             virtual_router_id: VRID,
             vips: &VIPS_V4,
-            excluded: &VIPS_V6,
-            use_vmac: false,
+            excluded,
+            use_vmac,
             notify: None,
         },
+    )
+}
+
+/// After `event` the rules of `vips` go, nothing stale is left, and the uplink addresses
+/// keep answering.
+fn assert_vips_gone(lab: &Lab, vips: &[&str], event: &str) {
+    eventually(SETTLE, &format!("no VIP rule after {event}"), || {
+        no_rules(&lab.host, vips)
+    });
+    assert_no_stale_rules(&lab.host);
+    wait_answered(
+        &lab.client,
+        &lab.host,
+        &UPLINK_ADDRS,
+        SETTLE,
+        &format!("after {event}"),
     );
+}
+
+#[test]
+fn daemon_gives_keepalived_vips_rules_and_takes_them_away_after_fault_and_stop() {
+    let Some((lab, _service, mut daemon)) = symmetric_lab() else {
+        return;
+    };
+    let host = &lab.host;
+    let t1 = table_of(host, "eth1");
+
+    let started = Instant::now();
+    let mut keepalived = keepalived_on_eth1(host, &VIPS_V6, false);
     eventually(SETTLE, "a rule into eth1's table for every VIP", || {
         have_rules(host, &VIP_ADDRS, Some(&t1))
     });
@@ -77,11 +105,7 @@ fn daemon_gives_keepalived_vips_rules_and_takes_them_away_after_fault_and_stop()
     // The tracked file goes bad: FAULT, keepalived removes the VIPs.
     keepalived.set_fault(true);
     keepalived.wait_state("FAULT", 1);
-    eventually(SETTLE, "no VIP rule after FAULT", || {
-        no_rules(host, &VIP_ADDRS)
-    });
-    assert_no_stale_rules(host);
-    wait_answered(&lab.client, host, &UPLINK_ADDRS, SETTLE, "after FAULT");
+    assert_vips_gone(&lab, &VIP_ADDRS, "FAULT");
 
     // Recovered: MASTER again, the rules come back.
     keepalived.set_fault(false);
@@ -93,11 +117,7 @@ fn daemon_gives_keepalived_vips_rules_and_takes_them_away_after_fault_and_stop()
 
     // The service stops: VIPs and rules go, nothing stale, the uplinks keep answering.
     keepalived.stop();
-    eventually(SETTLE, "no VIP rule after keepalived stopped", || {
-        no_rules(host, &VIP_ADDRS)
-    });
-    assert_no_stale_rules(host);
-    wait_answered(&lab.client, host, &UPLINK_ADDRS, SETTLE, "after the stop");
+    assert_vips_gone(&lab, &VIP_ADDRS, "keepalived stopped");
     daemon.assert_running();
     assert!(daemon.terminate().success());
 }
@@ -107,30 +127,18 @@ fn daemon_gives_keepalived_vips_rules_and_takes_them_away_after_fault_and_stop()
 /// (`10.2.0.0/24 dev vrrp.52`) must not be copied into eth0's table as if the subnet were
 /// behind the host.
 ///
-/// Fails until the fix of issue 23 item 3 (macvlan/ipvlan on an uplink) lands: vrrp.52's
-/// table holds no default route, so the VIPs do not answer (as without symroute).
+/// vrrp.52's own table would hold no default route, so the VIPs would not answer (as
+/// without symroute): a macvlan takes its parent's ways out.
 #[test]
 fn daemon_answers_from_keepalived_vips_on_a_use_vmac_macvlan() {
-    let Some(lab) = root_lab_with(PROGRAMS) else {
+    let Some((lab, _service, mut daemon)) = symmetric_lab() else {
         return;
     };
     let host = &lab.host;
-    let _service = Service::start(host, SERVICE_PORT, SERVICE_TAG);
-    let mut daemon = Symrouted::start(host, &["--source", "netlink"]);
     let vmac = vmac_name(VRID);
     let on_vmac = ["10.2.0.10", "10.2.0.20"];
 
-    let mut keepalived = Keepalived::start(
-        host,
-        &VrrpInstance {
-            interface: "eth1",
-            virtual_router_id: VRID,
-            vips: &VIPS_V4,
-            excluded: &[],
-            use_vmac: true,
-            notify: None,
-        },
-    );
+    let mut keepalived = keepalived_on_eth1(host, &[], true);
     assert!(
         host.ip(&format!("-4 -o addr show dev {vmac}"))
             .contains("10.2.0.10/32"),
@@ -160,11 +168,7 @@ fn daemon_answers_from_keepalived_vips_on_a_use_vmac_macvlan() {
     );
 
     keepalived.stop();
-    eventually(SETTLE, "no VIP rule after keepalived stopped", || {
-        no_rules(host, &on_vmac)
-    });
-    assert_no_stale_rules(host);
-    wait_answered(&lab.client, host, &UPLINK_ADDRS, SETTLE, "after the stop");
+    assert_vips_gone(&lab, &on_vmac, "keepalived stopped");
     daemon.assert_running();
     assert!(daemon.terminate().success());
 }

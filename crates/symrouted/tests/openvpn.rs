@@ -69,7 +69,7 @@ fn uplinks_answer_through_the_vpn(redirect: &str, addrs: &[&str], outside: &str,
 /// the server's end answers.
 #[track_caller]
 fn assert_vpn_carries(lab: &Lab, outside: &str, peer: &str) {
-    let (dev, _) = route_get(&lab.host, outside, None);
+    let (dev, _) = route_get(&lab.host, outside, None, None);
     assert_eq!(
         dev, TUNNEL_DEV,
         "the host's traffic to {outside} bypasses the VPN"
@@ -92,9 +92,10 @@ fn openvpn_redirect_gateway_def1_keeps_both_uplinks_answering() {
 
 /// `def1 ipv6` adds `::/3`, `2000::/4`, `3000::/4` and `fc00::/7` on tun0 without a gateway.
 ///
-/// Fails until the fix of issue 23 item 1 (full-tunnel classification) lands: tun0 counts
-/// as "behind the host" for IPv6, those routes are copied into eth0's and eth1's tables, and
-/// every IPv6 reply from an uplink address goes into the tunnel.
+/// None of them covers half the address space: before full tunnels were classified by the
+/// share of the public space they take, tun0 counted as "behind the host" for IPv6, those
+/// routes were copied into eth0's and eth1's tables, and every IPv6 reply from an uplink
+/// address went into the tunnel.
 #[test]
 fn openvpn_redirect_gateway_def1_ipv6_keeps_both_uplinks_answering() {
     uplinks_answer_through_the_vpn(

@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::*;
 use symroute_testlab::hosts::{reaches, Service, SERVICE_PORT, SERVICE_TAG as TAG};
 use symroute_testlab::tunnels::{
-    route_get, symroute_priorities, tailscale_up, wg_quick_down, wg_quick_up, Tun, INTERNET_V4,
+    symroute_priorities, tailscale_up, wg_quick_down, wg_quick_up, INTERNET_V4,
 };
-use symroute_testlab::{ping, root_lab, wait_until, Lab, Netns};
+use symroute_testlab::{ping, root_lab, route_get, wait_until, Lab, Netns};
 
 /// Generous for a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -62,8 +62,7 @@ fn daemon_moves_the_rules_before_a_vpns_catch_alls_and_back() {
         daemon.log()
     );
 
-    let wg = Tun::open(&lab.host, "wg0");
-    wg_quick_up(&lab.host, "wg0");
+    let wg = wg_quick_up(&lab.host, "wg0");
     assert!(
         wait_until(SETTLE, || before_the_others(&lab.host)),
         "rules not moved before wg-quick's: {:?}\n{}",
@@ -73,8 +72,7 @@ fn daemon_moves_the_rules_before_a_vpns_catch_alls_and_back() {
     assert_client_reaches_all(&lab, "with wg-quick's rules");
     assert_eq!(route_get(&lab.host, INTERNET_V4, None, None).0, "wg0");
 
-    wg_quick_down(&lab.host, "wg0");
-    drop(wg);
+    wg_quick_down(&lab.host, wg);
     assert!(
         wait_until(SETTLE, || at_priority(&lab.host, 32000)),
         "rules not moved back: {:?}\n{}",
@@ -82,8 +80,7 @@ fn daemon_moves_the_rules_before_a_vpns_catch_alls_and_back() {
         daemon.log()
     );
 
-    let _ts = Tun::open(&lab.host, "tailscale0");
-    tailscale_up(&lab.host, "tailscale0", true);
+    let _ts = tailscale_up(&lab.host, "tailscale0", true);
     assert!(
         wait_until(SETTLE, || at_priority(&lab.host, 5269)),
         "rules not moved before tailscaled's: {:?}\n{}",

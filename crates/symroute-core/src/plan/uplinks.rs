@@ -98,6 +98,32 @@ fn covers_half(family: Family, spans: &mut [(u128, u128)]) -> bool {
     covered * 2 > last - first
 }
 
+/// Each interface's share of the public space, per family: the spans of its routes.
+type Spans = BTreeMap<(Family, u32), Vec<(u128, u128)>>;
+
+/// Adds the [`public_span`] of each of `routes` to `spans`, for every (family, interface)
+/// it goes through that `uplinks` does not hold yet; returns those that got a span.
+fn add_spans<'a>(
+    spans: &mut Spans,
+    routes: impl Iterator<Item = &'a Route>,
+    uplinks: &BTreeSet<(Family, u32)>,
+) -> BTreeSet<(Family, u32)> {
+    let mut added = BTreeSet::new();
+    for route in routes {
+        let Some(span) = public_span(route) else {
+            continue;
+        };
+        for nh in route.nexthops.iter() {
+            let way = (route.family(), nh.ifindex);
+            if !uplinks.contains(&way) {
+                spans.entry(way).or_default().push(span);
+                added.insert(way);
+            }
+        }
+    }
+    added
+}
+
 impl Uplinks {
     /// Classifies every interface main routes through; `vpn` are the routes of the tables
     /// other tools' catch-all rules look up before main (`placement::vpn_tables`), and
@@ -125,44 +151,22 @@ impl Uplinks {
         }
         // Direct routes are few (connected subnets, a tunnel's split default): their share
         // of the public space is summed per interface.
-        let mut spans: BTreeMap<(Family, u32), Vec<(u128, u128)>> = BTreeMap::new();
+        let mut spans = Spans::new();
         let direct = main
             .iter()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && !has_gateway(r));
-        for route in direct {
-            let Some(span) = public_span(route) else {
-                continue;
-            };
-            for nh in route.nexthops.iter() {
-                if !by_family.contains(&(route.family(), nh.ifindex)) {
-                    spans
-                        .entry((route.family(), nh.ifindex))
-                        .or_default()
-                        .push(span);
-                }
-            }
-        }
+        add_spans(&mut spans, direct, &by_family);
         for (way, list) in &mut spans {
             if covers_half(way.0, list) {
                 by_family.insert(*way);
             }
         }
         let by_main = by_family.clone();
-        let mut by_vpn_table = BTreeSet::new();
-        for route in vpn.iter().filter(|r| r.kind == route_type::UNICAST) {
-            let Some(span) = public_span(route) else {
-                continue;
-            };
-            for nh in route.nexthops.iter() {
-                if !by_family.contains(&(route.family(), nh.ifindex)) {
-                    spans
-                        .entry((route.family(), nh.ifindex))
-                        .or_default()
-                        .push(span);
-                    by_vpn_table.insert((route.family(), nh.ifindex));
-                }
-            }
-        }
+        let vpn_unicast = vpn
+            .iter()
+            .copied()
+            .filter(|r| r.kind == route_type::UNICAST);
+        let by_vpn_table = add_spans(&mut spans, vpn_unicast, &by_family);
         // Main's direct routes through them and the VPN tables' together.
         by_family.extend(by_vpn_table.into_iter().filter(|way| {
             spans

@@ -209,22 +209,10 @@ pub fn judge(snapshot: &Snapshot, settings: &Settings, answers: &[(Probe, Answer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{host, ip, route, synced, tunnel, with_wg_quick, ETH0, ETH1};
+    use crate::fixtures::{host, ip, route, synced, through, tunnel, with_wg_quick, ETH0, ETH1};
     use crate::model::{Rule, MAIN_TABLE};
 
     const WG0: u32 = 5;
-
-    /// The kernel's answer through `oif` in `table`, the entry `matched` having matched.
-    fn through(table: u32, oif: u32, gateway: Option<&str>, matched: Route) -> Answer {
-        Answer::Route {
-            table,
-            kind: route_type::UNICAST,
-            matched: Some(matched),
-            oif: Some(oif),
-            gateway: gateway.map(ip),
-            prefsrc: None,
-        }
-    }
 
     fn wg_quick(settings: &Settings) -> Snapshot {
         with_wg_quick(synced(host(), settings), WG0)

@@ -232,8 +232,8 @@ pub(super) fn check_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{host, ip, route, synced, tunnel, with_wg_quick, ETH1};
-    use crate::model::{route_type, Answer, Probe};
+    use crate::fixtures::{host, ip, route, synced, through, tunnel, with_wg_quick, ETH1};
+    use crate::model::{Answer, Probe};
     use crate::views::replies::probes;
 
     const WG0: u32 = 5;
@@ -256,22 +256,6 @@ mod tests {
                     .collect(),
             ),
             ..HostFacts::default()
-        }
-    }
-
-    fn through(
-        table: u32,
-        oif: u32,
-        gateway: Option<&str>,
-        matched: crate::model::Route,
-    ) -> Answer {
-        Answer::Route {
-            table,
-            kind: route_type::UNICAST,
-            matched: Some(matched),
-            oif: Some(oif),
-            gateway: gateway.map(ip),
-            prefsrc: None,
         }
     }
 
