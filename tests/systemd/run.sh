@@ -12,6 +12,11 @@
 #             READY, rules; systemctl reload; a bad config neither loops nor stops the running
 #             daemon; the watchdog restarts a SIGSTOPped daemon; systemd-analyze verify is
 #             clean, security exposure <= 2.0; TasksMax/MemoryMax enforced or a visible note.
+#             Then [health] (health_checks): refused without the drop-in (logged, routing goes
+#             on), refused for ping_group_range as Debian 12 leaves it (logged, doctor fails),
+#             then the shipped drop-in and the sysctl as the docs say: probes answered through
+#             the sandbox, the state file shows the uplinks up, an outage goes down and back;
+#             exposure with the drop-in <= 2.0.
 #   networkd  the same root rebooted with systemd-networkd configuring eth0/eth1: no ordering
 #             cycle, the daemon started by the boot before networkd, rules for its addresses.
 #   nobus     the minimal root with D-Bus masked: no cycle, the daemon waits for the bus.
@@ -154,7 +159,10 @@ boot() {
     : >"$CONSOLE"
     # script(1) gives nspawn the terminal its read-only console needs; PID 1 logs to the
     # console so that what it says before journald runs (ordering cycles) is there too.
-    script -qfec "systemd-nspawn --quiet --boot --network-namespace-path=/run/netns/$NS \
+    # /proc/sys/net stays writable, as on a host (nspawn makes it writable by itself only for
+    # a namespace it made): systemd-sysctl then applies /etc/sysctl.d's net.* keys, which
+    # [health] needs (ping_group_range); the namespace is the container's own.
+    SYSTEMD_NSPAWN_API_VFS_WRITABLE=network script -qfec "systemd-nspawn --quiet --boot --network-namespace-path=/run/netns/$NS \
         --capability=CAP_NET_ADMIN --register=no --keep-unit \
         --console=read-only --machine=$MACHINE --directory=$ROOT \
         -- --log-target=console --show-status=yes" "$CONSOLE" </dev/null >/dev/null 2>&1 &
@@ -238,6 +246,121 @@ addresses() {
     inside ip addr add "$2" dev eth1
     inside ip link set eth1 up
     inside ip route add default via 10.92.0.1 dev eth1 metric 101
+}
+
+# health_checks: [health] under the unit's sandbox, in the booted minimal root. The uplinks'
+# namespace answers pings for an "internet" address on its loopback (198.51.100.1,
+# 2001:db8:ff::1: through eth0 for both families, through eth1 for IPv4). First without the
+# health drop-in (refused, said in the journal, routing goes on), then with the shipped
+# drop-in copied as the docs say, its example targets still in it (probes dropped by
+# IPAddressAllow=), then with the targets listed (probes answered, the uplinks up with an RTT
+# in the state file), then an uplink's answers blackholed (it goes down and back up).
+HEALTH_DROPIN=/etc/systemd/system/symrouted.service.d/health.conf
+# invocation_has TEXT: the current run of symrouted.service logged TEXT.
+invocation_has() {
+    inv=$(show symrouted.service InvocationID)
+    [ -n "$inv" ] && inside journalctl -q -b "_SYSTEMD_INVOCATION_ID=$inv" -o cat | grep -qF -- "$1"
+}
+# uplink_state IF FAMILY STATE: the state file says IF's FAMILY is STATE, with an RTT for up.
+uplink_state() {
+    case $3 in
+        up) pattern="^uplink $1 [0-9]+ $2 up loss=0\.000 rtt_ms=[0-9.]+ " ;;
+        *) pattern="^uplink $1 [0-9]+ $2 $3 " ;;
+    esac
+    inside cat /run/symroute/health 2>/dev/null | grep -qE "$pattern"
+}
+restart_symrouted() {
+    inside systemctl daemon-reload
+    inside systemctl restart symrouted.service
+    wait_for 10 active symrouted.service
+}
+health_checks() {
+    ip -n "$NS-up" addr add 198.51.100.1/32 dev lo
+    ip -n "$NS-up" addr add 2001:db8:ff::1/128 dev lo
+    ip -n "$NS-up" addr add 2001:db8:91::1/64 dev uplink0 nodad
+    inside ip addr add 2001:db8:91::2/64 dev eth0 nodad
+    inside ip -6 route add default via 2001:db8:91::1 dev eth0 metric 100
+    inside cp /etc/symroute/symroute.toml /root/symroute.toml.before-health
+    inside sh -c 'printf "\n[health]\ntargets = [\"198.51.100.1\", \"2001:db8:ff::1\"]\ninterval = 0.5\ndown = 2\nup = 2\n" >>/etc/symroute/symroute.toml'
+    echo "    ping_group_range in the container: $(inside cat /proc/sys/net/ipv4/ping_group_range)"
+
+    # Without the drop-in: socket(AF_INET) is refused by RestrictAddressFamilies=.
+    restart_symrouted
+    check "[health] without the drop-in: one error per uplink says probing is refused" wait_for 10 eval "
+        invocation_has 'eth0: cannot probe: Address family not supported by protocol' &&
+        invocation_has 'eth1: cannot probe: Address family not supported by protocol'"
+    inside journalctl -q -b -u symrouted.service -o cat | grep -F 'cannot probe' | sort -u | sed 's/^/    | /'
+    inside ip addr add 10.91.0.12/24 dev eth0
+    check "[health] ... and the daemon still routes (a new address gets its rule)" eval "
+        wait_for 10 rule_for 10.91.0.12 && active symrouted.service"
+    inside ip addr del 10.91.0.12/24 dev eth0
+
+    # The drop-in as shipped, installed as its header and the docs say (the minimal root,
+    # like Debian's container images, drops /usr/share/doc: it comes from the .deb here).
+    inside mkdir -p "${HEALTH_DROPIN%/*}"
+    inside sh -c "cat >$HEALTH_DROPIN" <"$UNIT_IN_DEB/usr/share/doc/symroute/symrouted-health.conf"
+    restart_symrouted
+    # Debian 12 leaves net.ipv4.ping_group_range at the kernel's "1 0" (its systemd does
+    # not ship upstream's 50-default.conf): ping sockets are refused to every group.
+    check "[health] ping_group_range as Debian 12 leaves it (1 0): the error names the sysctl" wait_for 10 eval "
+        invocation_has 'eth0: cannot probe: Permission denied (os error 13): ping sockets are not allowed'"
+    inside journalctl -q -b _SYSTEMD_INVOCATION_ID="$(show symrouted.service InvocationID)" -o cat |
+        grep -F 'cannot probe' | sort -u | sed 's/^/    | /'
+    check "[health] ... and symroute doctor fails on it" eval "
+        inside symroute doctor 2>&1 | grep -q 'ping_group_range is \"1 0\"'"
+    # The sysctl as the docs say, kept in /etc/sysctl.d; the daemon retries its sockets every
+    # round, so no restart.
+    inside sh -c 'echo "net.ipv4.ping_group_range = 0 0" >/etc/sysctl.d/60-symroute-health.conf'
+    inside systemctl restart systemd-sysctl.service
+    check "[health] systemd-sysctl set ping_group_range to 0 0" eval "
+        [ \"\$(inside cat /proc/sys/net/ipv4/ping_group_range | tr -s '\t' ' ')\" = '0 0' ]"
+    # The drop-in's example targets are not ours: IPAddressAllow= drops every echo, if this
+    # systemd can enforce it (a cgroup BPF program: unified cgroups only).
+    wait_for 10 eval "(uplink_state eth0 ipv4 down && uplink_state eth1 ipv4 down && uplink_state eth0 ipv6 down) ||
+        (uplink_state eth0 ipv4 up && uplink_state eth1 ipv4 up && uplink_state eth0 ipv6 up)" || true
+    if [ "$(inside stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+        check "[health] the drop-in with targets it does not list: IPAddressAllow= drops the echoes, the uplinks go down" \
+            eval "uplink_state eth0 ipv4 down && uplink_state eth1 ipv4 down && uplink_state eth0 ipv6 down"
+        ALLOW_ENFORCED=yes
+    else
+        note "[health] IPAddressDeny=/IPAddressAllow= NOT ENFORCED here: the container's cgroups are not unified (this machine's are a v1/v2 hybrid), so systemd has no BPF firewall for units and the echoes to targets the drop-in does not list are answered; what IPAddressAllow= lets through is not tested (its syntax is: verify, show)"
+        ALLOW_ENFORCED=no
+    fi
+    inside cat /run/symroute/health | sed 's/^/    | /'
+
+    # The targets listed, as the drop-in says.
+    inside sed -i 's/^IPAddressAllow=.*/IPAddressAllow=198.51.100.1 2001:db8:ff::1/' "$HEALTH_DROPIN"
+    restart_symrouted
+    check "[health] with the targets in IPAddressAllow=: eth0 and eth1 up for IPv4, eth0 for IPv6, each with an RTT" \
+        wait_for 15 eval "uplink_state eth0 ipv4 up && uplink_state eth1 ipv4 up && uplink_state eth0 ipv6 up"
+    inside cat /run/symroute/health | sed 's/^/    | /'
+    check "[health] ... no socket refused" eval "! invocation_has 'cannot probe'"
+    if [ "$ALLOW_ENFORCED" = yes ]; then
+        check "[health] ... logged as up again" invocation_has 'eth0: IPv4 is up again'
+    fi
+    check "[health] the unit with the drop-in: IPAddressAllow= holds the targets" eval "
+        show symrouted.service IPAddressAllow | grep -q '198.51.100.1' &&
+        show symrouted.service IPAddressAllow | grep -q '2001:db8:ff::1'"
+    inside systemd-analyze verify --man=no symrouted.service >"$T/verify-health.out" 2>&1 && verify_rc=0 || verify_rc=$?
+    check "[health] systemd-analyze verify with the drop-in: clean" eval "[ $verify_rc -eq 0 ] && [ ! -s '$T/verify-health.out' ]"
+    sed 's/^/    | /' "$T/verify-health.out"
+
+    # eth0's IPv4 answers lost beyond its link: down, then back.
+    ip -n "$NS-up" route add blackhole 10.91.0.2/32
+    check "[health] eth0's answers blackholed: eth0 IPv4 down (logged), eth1 still up" wait_for 10 eval "
+        uplink_state eth0 ipv4 down && invocation_has 'eth0: IPv4 is down' && uplink_state eth1 ipv4 up"
+    ip -n "$NS-up" route del blackhole 10.91.0.2/32
+    check "[health] ... and up again once they come back" wait_for 10 uplink_state eth0 ipv4 up
+
+    exposure=$(inside systemd-analyze security symrouted.service 2>/dev/null |
+        sed -n 's/.*Overall exposure level for symrouted.service: \([0-9.]*\).*/\1/p')
+    check "[health] systemd-analyze security with the health drop-in: exposure ${exposure:-unknown} <= 2.0" \
+        awk -v e="${exposure:-99}" 'BEGIN { exit !(e <= 2.0) }'
+
+    # Back to the root as it was: the next boot reuses it.
+    inside rm -f "$HEALTH_DROPIN" /etc/sysctl.d/60-symroute-health.conf
+    inside cp /root/symroute.toml.before-health /etc/symroute/symroute.toml
+    restart_symrouted
 }
 
 # From here a failed command is a failed check, not the end of the run.
@@ -331,6 +454,8 @@ if want minimal && boot minimal; then
         check "[minimal] the service's cgroup enforces pids.max=16 and memory.max=512M" eval "
             [ \"\$(inside cat /sys/fs/cgroup$cg/pids.max)\" = 16 ] && [ \"\$(inside cat /sys/fs/cgroup$cg/memory.max)\" = 536870912 ]"
     fi
+
+    health_checks
     halt
 
     # === networkd: the same root rebooted, systemd-networkd configures the uplinks =======
