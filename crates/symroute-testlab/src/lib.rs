@@ -543,7 +543,8 @@ impl Lab {
     /// [`INTERNET_V6`], on its loopback: the lab has no dummy links) that both routers reach
     /// through their defaults, so the host reaches it through either uplink. Also lets the
     /// host's root use unprivileged ping sockets (`net.ipv4.ping_group_range`, per namespace
-    /// and off in a new one), as systemd's default does on a real host.
+    /// and off in a new one), as upstream systemd's default does on a real host (Debian 12
+    /// sets none: the admin does, symroute.toml(5)).
     pub fn add_internet(&self) {
         self.client.ip(&format!("addr add {INTERNET_V4}/32 dev lo"));
         self.client

@@ -3,8 +3,8 @@
 //! systemd with systemd-nspawn, each in a network namespace of its own, and checks the unit
 //! there: start, READY, reload, the watchdog, a bad config, `systemd-analyze verify` and
 //! `security`, `[health]` probing through the sandbox with the documented drop-in (and its
-//! refusal without it), no ordering cycle with cloud-init + ifupdown, networkd or NetworkManager, and
-//! the daemon following NetworkManager started after it. Needs root: skipped otherwise (a
+//! refusal without it), no ordering cycle with cloud-init + ifupdown, networkd or
+//! NetworkManager, and the daemon following NetworkManager started after it. Needs root: skipped otherwise (a
 //! failure with CI=true). `SYMROUTE_SKIP_BOOT_TEST=1` skips it on purpose (e.g. when a
 //! Makefile target runs the script itself).
 

@@ -245,13 +245,16 @@ async fn probe(
                 Ok(p) => pinger = Some(p),
                 Err(e) => {
                     let why = match e.raw_os_error() {
+                        // Debian 12 leaves the kernel's "1 0" (no group); upstream systemd's
+                        // 50-default.conf sets "0 2147483647".
                         Some(libc::EACCES) => format!(
-                            "{e}: ping sockets are not allowed for this group \
-                             (net.ipv4.ping_group_range; systemd's default is \"0 2147483647\")"
+                            "{e}: ping sockets are not allowed for root's group \
+                             (net.ipv4.ping_group_range must include 0, e.g. \"0 0\" in \
+                             /etc/sysctl.d; see symroute.toml(5))"
                         ),
                         Some(libc::EAFNOSUPPORT) => format!(
-                            "{e}: the service may not open IP sockets (see the [health] \
-                             drop-in in docs/configuration.md)"
+                            "{e}: the service may not open IP sockets (install the drop-in \
+                             /usr/share/doc/symroute/symrouted-health.conf; see symroute.toml(5))"
                         ),
                         _ => e.to_string(),
                     };

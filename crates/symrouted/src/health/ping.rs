@@ -3,12 +3,12 @@
 //!
 //! Why this socket: the kernel fills in the identifier and checksum and hands the socket only
 //! the answers to its own echoes, so nothing else on the host is read; it needs no
-//! capability, only `net.ipv4.ping_group_range` covering the daemon's group (systemd's
-//! default `0 2147483647`). A raw socket would need `CAP_NET_RAW` and see every ICMP packet
-//! of the host. The bound source address is what makes the probe take the uplink's own
-//! table (its `from` rule); the bound device makes sure it can leave through no other
-//! interface even when that table lacks a route (the probe fails instead of passing
-//! through another uplink).
+//! capability, only `net.ipv4.ping_group_range` covering the daemon's group (upstream
+//! systemd's default `0 2147483647` does; Debian 12 leaves the kernel's `1 0`, no group). A
+//! raw socket would need `CAP_NET_RAW` and see every ICMP packet of the host. The bound
+//! source address is what makes the probe take the uplink's own table (its `from` rule); the
+//! bound device makes sure it can leave through no other interface even when that table
+//! lacks a route (the probe fails instead of passing through another uplink).
 
 use std::io;
 use std::mem::size_of;

@@ -29,8 +29,8 @@ pub(super) fn check_health(settings: &Settings, facts: &HostFacts) -> Vec<Findin
                 "net.ipv4.ping_group_range is \"{low} {high}\": symrouted's probes (ping \
                  sockets) are refused for root's group 0"
             ),
-            "sysctl -w net.ipv4.ping_group_range=\"0 2147483647\" (systemd's default; keep \
-             it in /etc/sysctl.d)",
+            "echo 'net.ipv4.ping_group_range = 0 0' >/etc/sysctl.d/60-symroute-health.conf && \
+             systemctl restart systemd-sysctl (root's group; a wider range must include 0)",
         )),
         _ => {}
     }
