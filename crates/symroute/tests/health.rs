@@ -21,7 +21,8 @@ fn eth0_down(ifindex0: u32, ifindex1: u32) -> String {
     format!(
         "updated {now:.3}\n\
          uplink eth0 {ifindex0} ipv4 down loss=1.000 rtt_ms=- since={now:.3} transitions=1\n\
-         uplink eth1 {ifindex1} ipv4 up loss=0.000 rtt_ms=0.250 since={now:.3} transitions=0\n"
+         uplink eth1 {ifindex1} ipv4 up loss=0.000 rtt_ms=0.250 since={now:.3} transitions=0\n\
+         uplink eth1 {ifindex1} ipv6 up loss=0.000 rtt_ms=- since={now:.3} transitions=0 rounds=0\n"
     )
 }
 
@@ -64,6 +65,14 @@ fn plan_status_and_sync_steer_from_the_daemons_verdicts() {
         "{eth0}"
     );
     assert_eq!(eth0["health"]["ipv4"]["state"], "down", "{eth0}");
+    assert_eq!(eth0["health"]["probed"], true, "{eth0}");
+    // eth1's IPv6 was never probed (refused, or no round yet): up only by assumption.
+    let eth1 = status["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["ifname"] == "eth1"))
+        .expect("eth1 in status");
+    assert_eq!(eth1["health"]["ipv6"]["probed"], false, "{eth1}");
+    assert_eq!(eth1["health"]["probed"], false, "{eth1}");
     assert_eq!(status["in_sync"], false);
     assert!(!status["steering"]["pending"]
         .as_array()
@@ -89,6 +98,10 @@ fn plan_status_and_sync_steer_from_the_daemons_verdicts() {
     let text = admin.ok(&["status"]).out;
     assert!(
         text.contains("health     IPv4 down (no answer, loss 100 %"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IPv6 up (not probed yet: no probe round has finished"),
         "{text}"
     );
     assert!(text.contains("steering (failover):"), "{text}");

@@ -53,6 +53,9 @@ pub struct UplinkHealth {
     pub since: f64,
     /// Transitions since the daemon started.
     pub transitions: u64,
+    /// Probe rounds counted (0: none yet, as when the probes are refused: the verdict is
+    /// then only the assumption that the uplink is up).
+    pub rounds: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -103,14 +106,15 @@ impl HealthState {
         for u in &self.uplinks {
             let rtt = u.rtt_ms.map_or("-".to_string(), |r| format!("{r:.3}"));
             text += &format!(
-                "uplink {} {} {} {} loss={:.3} rtt_ms={rtt} since={:.3} transitions={}\n",
+                "uplink {} {} {} {} loss={:.3} rtt_ms={rtt} since={:.3} transitions={} rounds={}\n",
                 u.interface,
                 u.ifindex,
                 family_name(u.family),
                 u.verdict.name(),
                 u.loss,
                 u.since,
-                u.transitions
+                u.transitions,
+                u.rounds
             );
         }
         text
@@ -162,6 +166,8 @@ impl HealthState {
                         transitions: field("transitions")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0),
+                        // Written before rounds were counted: by a daemon that probed.
+                        rounds: field("rounds").and_then(|v| v.parse().ok()).unwrap_or(1),
                     });
                 }
                 _ => {}
@@ -214,6 +220,7 @@ mod tests {
                     rtt_ms: None,
                     since: 1_699_999_990.25,
                     transitions: 1,
+                    rounds: 7,
                 },
                 UplinkHealth {
                     interface: "eth1".into(),
@@ -224,6 +231,7 @@ mod tests {
                     rtt_ms: Some(1.25),
                     since: 1_699_999_000.0,
                     transitions: 0,
+                    rounds: 0,
                 },
             ],
         };

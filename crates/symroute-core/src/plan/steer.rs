@@ -305,6 +305,7 @@ mod tests {
                 rtt_ms: None,
                 since: 0.0,
                 transitions: 1,
+                rounds: 5,
             }],
         }
     }

@@ -119,6 +119,7 @@ impl Health {
                     rtt_ms: None,
                     since: unix_now(),
                     transitions: 0,
+                    rounds: 0,
                 })
             });
             track.health.interface = c.name.clone();

@@ -29,6 +29,7 @@ impl Track {
     /// when it changed.
     pub fn count(&mut self, round: &Round, needed: u32, down: u32, up: u32) -> Option<Verdict> {
         let h = &mut self.health;
+        h.rounds += 1;
         h.loss = if round.sent == 0 {
             1.0
         } else {
@@ -72,6 +73,7 @@ mod tests {
             rtt_ms: None,
             since: 0.0,
             transitions: 0,
+            rounds: 0,
         })
     }
 

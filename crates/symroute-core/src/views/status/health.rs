@@ -22,6 +22,9 @@ pub struct FamilyHealth {
     pub rtt_ms: Option<f64>,
     /// Unix time of the last transition (or of the first round).
     pub since: f64,
+    /// A probe round has been counted; `false`: `state` is only the assumption that the
+    /// uplink is up (the probes were refused, or none has finished yet).
+    pub probed: bool,
 }
 
 /// An interface's health: the worst of its families at the top, each family below.
@@ -31,6 +34,8 @@ pub struct HealthView {
     pub loss: f64,
     pub rtt_ms: Option<f64>,
     pub since: f64,
+    /// Every family has been probed ([`FamilyHealth::probed`]).
+    pub probed: bool,
     pub ipv4: Option<FamilyHealth>,
     pub ipv6: Option<FamilyHealth>,
 }
@@ -44,6 +49,7 @@ fn family_health(u: &UplinkHealth) -> FamilyHealth {
         loss: u.loss,
         rtt_ms: u.rtt_ms,
         since: u.since,
+        probed: u.rounds > 0,
     }
 }
 
@@ -59,6 +65,7 @@ impl HealthView {
             loss: all.iter().map(|u| u.loss).fold(0.0, f64::max),
             rtt_ms: all.iter().find_map(|u| u.rtt_ms),
             since: all.iter().map(|u| u.since).fold(first.since, f64::max),
+            probed: all.iter().all(|u| u.rounds > 0),
             ipv4: v4.map(family_health),
             ipv6: v6.map(family_health),
         })

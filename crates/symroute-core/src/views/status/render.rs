@@ -71,6 +71,13 @@ impl Status {
             if let Some(h) = &i.health {
                 let family = |name: &str, f: &Option<super::FamilyHealth>| {
                     f.as_ref().map(|f| {
+                        if !f.probed {
+                            return format!(
+                                "{name} {} (not probed yet: no probe round has finished; \
+                                 symrouted's log says why)",
+                                f.state
+                            );
+                        }
                         let rtt = f
                             .rtt_ms
                             .map_or("no answer".to_string(), |r| format!("rtt {r:.1} ms"));
