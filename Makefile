@@ -32,6 +32,8 @@ install: build
 	sed 's|/usr/sbin/symrouted|$(SBINDIR)/symrouted|' packaging/systemd/symrouted.service > symrouted.service.tmp
 	install -D -m 0644 symrouted.service.tmp $(DESTDIR)$(UNITDIR)/symrouted.service
 	rm -f symrouted.service.tmp
+	# The drop-in [health] needs (an admin copies it: docs/configuration.md).
+	install -D -m 0644 packaging/systemd/symrouted-health.conf $(DESTDIR)$(PREFIX)/share/symroute/symrouted-health.conf
 	scripts/install-integrations.sh $(SBINDIR) "$(DESTDIR)"
 	# Man pages, generated from the binaries' own command lines (as the packages do).
 	rm -rf target/man && target/release/xtask man target/man >/dev/null
@@ -53,6 +55,8 @@ uninstall:
 	-if [ -z "$(DESTDIR)" ]; then $(SBINDIR)/symroute-hook --flush; fi
 	for b in $(BINS); do rm -f $(DESTDIR)$(SBINDIR)/$$b; done
 	rm -f $(DESTDIR)$(UNITDIR)/symrouted.service
+	rm -f $(DESTDIR)$(PREFIX)/share/symroute/symrouted-health.conf
+	-rmdir $(DESTDIR)$(PREFIX)/share/symroute 2>/dev/null
 	rm -f $(DESTDIR)/etc/iproute2/rt_protos.d/symroute.conf
 	rm -f $(DESTDIR)$(MANDIR)/man8/symroute*.8 $(DESTDIR)$(MANDIR)/man5/symroute.toml.5
 	scripts/install-integrations.sh --remove "$(DESTDIR)"

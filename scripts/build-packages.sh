@@ -217,7 +217,11 @@ if [ "$WANT_DEB" = yes ]; then
     install -d -m 0755 "$doc"
     install -m 0644 packaging/deb/copyright "$doc/copyright"
     gzip -9n -c README.md >"$doc/README.md.gz"
-    install -m 0644 docs/grafana-health.json packaging/systemd/symrouted-health.conf "$doc/"
+    install -m 0644 docs/grafana-health.json "$doc/"
+    # Not under /usr/share/doc, which minimal and container images leave out (dpkg
+    # path-exclude): the drop-in [health] needs is configuration an admin copies.
+    install -D -m 0644 packaging/systemd/symrouted-health.conf \
+        "$root/usr/share/symroute/symrouted-health.conf"
     install -d -m 0755 "$root/usr/share/lintian/overrides"
     if [ "$HAVE_UNIT" = yes ]; then
         cat packaging/deb/lintian-overrides
@@ -266,8 +270,9 @@ if [ "$WANT_RPM" = yes ]; then
     root=$WORK/rpm-stage
     stage "$root"
     install -D -m 0644 README.md "$root/usr/share/doc/symroute/README.md"
-    install -m 0644 docs/grafana-health.json packaging/systemd/symrouted-health.conf \
-        "$root/usr/share/doc/symroute/"
+    install -m 0644 docs/grafana-health.json "$root/usr/share/doc/symroute/"
+    install -D -m 0644 packaging/systemd/symrouted-health.conf \
+        "$root/usr/share/symroute/symrouted-health.conf"
     lic=$root/usr/share/licenses/symroute
     install -d -m 0755 "$lic"
     # MIT text from the Debian copyright file; Apache-2.0 from the tree or the build host.

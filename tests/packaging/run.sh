@@ -67,7 +67,7 @@ UNIT=no
 SHARED="etc/iproute2/rt_protos.d/symroute.conf etc/symroute/symroute.toml
 usr/lib/NetworkManager/dispatcher.d/50-symroute usr/lib/systemd/networkd.conf.d/symroute.conf
 usr/share/man/man5/symroute.toml.5.gz usr/lib/dhcpcd/dhcpcd-hooks/50-symroute
-usr/share/doc/symroute/grafana-health.json usr/share/doc/symroute/symrouted-health.conf"
+usr/share/doc/symroute/grafana-health.json usr/share/symroute/symrouted-health.conf"
 for b in $BINS; do SHARED="$SHARED usr/sbin/$b"; done
 for p in $PAGES; do SHARED="$SHARED usr/share/man/man8/$p.gz"; done
 for s in routable configured degraded off no-carrier; do

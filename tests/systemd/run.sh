@@ -296,10 +296,10 @@ health_checks() {
         wait_for 10 rule_for 10.91.0.12 && active symrouted.service"
     inside ip addr del 10.91.0.12/24 dev eth0
 
-    # The drop-in as shipped, installed as its header and the docs say (the minimal root,
-    # like Debian's container images, drops /usr/share/doc: it comes from the .deb here).
+    # The drop-in as shipped (/usr/share/symroute, kept where minimal images drop
+    # /usr/share/doc), installed as its header and the docs say.
     inside mkdir -p "${HEALTH_DROPIN%/*}"
-    inside sh -c "cat >$HEALTH_DROPIN" <"$UNIT_IN_DEB/usr/share/doc/symroute/symrouted-health.conf"
+    inside cp /usr/share/symroute/symrouted-health.conf "$HEALTH_DROPIN"
     restart_symrouted
     # Debian 12 leaves net.ipv4.ping_group_range at the kernel's "1 0" (its systemd does
     # not ship upstream's 50-default.conf): ping sockets are refused to every group.

@@ -255,7 +255,7 @@ async fn probe(
                         ),
                         Some(libc::EAFNOSUPPORT) => format!(
                             "{e}: the service may not open IP sockets (install the drop-in \
-                             /usr/share/doc/symroute/symrouted-health.conf; see symroute.toml(5))"
+                             /usr/share/symroute/symrouted-health.conf; see symroute.toml(5))"
                         ),
                         _ => e.to_string(),
                     };
