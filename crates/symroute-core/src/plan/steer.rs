@@ -54,6 +54,22 @@ pub fn steer_table(settings: &Settings) -> u32 {
     settings.table_base
 }
 
+/// The steering of ours `snapshot` holds: its rules (no selector, our protocol) and the
+/// routes of [`steer_table`] — what a sync diffs the plan against, and status shows.
+pub fn present(snapshot: &Snapshot, settings: &Settings) -> (Vec<Route>, Vec<Rule>) {
+    let rules = snapshot
+        .rules
+        .iter()
+        .filter(|r| r.is_steering(settings.protocol))
+        .cloned()
+        .collect();
+    let routes = snapshot
+        .routes_in(settings.protocol, steer_table(settings))
+        .cloned()
+        .collect();
+    (routes, rules)
+}
+
 fn family_name(family: Family) -> &'static str {
     match family {
         Family::V4 => "ipv4",

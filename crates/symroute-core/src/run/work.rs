@@ -167,24 +167,19 @@ pub(super) async fn steer_work(
     flush: bool,
     state_path: &Path,
 ) -> Result<Option<(Work, Option<SteerPlan>)>, Error> {
-    let present_rules: Vec<Rule> = snapshot
-        .rules
-        .iter()
-        .filter(|r| r.is_steering(settings.protocol))
-        .cloned()
-        .collect();
     let table = steer::steer_table(settings);
     let health = settings.health.as_ref().filter(|_| !flush);
-    if health.is_none() && present_rules.is_empty() && !snapshot.tables.contains_key(&table) {
+    let steering_rules = snapshot
+        .rules
+        .iter()
+        .any(|r| r.is_steering(settings.protocol));
+    if health.is_none() && !steering_rules && !snapshot.tables.contains_key(&table) {
         return Ok(None);
     }
     if let std::collections::btree_map::Entry::Vacant(e) = snapshot.tables.entry(table) {
         e.insert(kernel::routes(nl, Some(table), None).await?);
     }
-    let present_routes: Vec<Route> = snapshot
-        .routes_in(settings.protocol, table)
-        .cloned()
-        .collect();
+    let (present_routes, present_rules) = steer::present(snapshot, settings);
     let plan = match health {
         Some(health) => {
             let state = HealthState::read(state_path, HealthState::stale_after(health.interval));

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::health::{HealthState, UplinkHealth, Verdict};
-use crate::model::{Family, Route, Rule, Snapshot};
+use crate::model::{Family, Snapshot};
 use crate::plan::diff::diff;
 use crate::plan::steer;
 use crate::settings::Settings;
@@ -101,17 +101,7 @@ impl Status {
                 i.health = HealthView::of(state, i.ifindex);
             }
         }
-        let present_rules: Vec<Rule> = snapshot
-            .rules
-            .iter()
-            .filter(|r| r.is_steering(settings.protocol))
-            .cloned()
-            .collect();
-        let table = steer::steer_table(settings);
-        let present_routes: Vec<Route> = snapshot
-            .routes_in(settings.protocol, table)
-            .cloned()
-            .collect();
+        let (present_routes, present_rules) = steer::present(snapshot, settings);
         let (mode, plan) = match &settings.health {
             Some(h) => (h.mode.name(), steer::plan(snapshot, settings, h, state)),
             None if present_rules.is_empty() && present_routes.is_empty() => return,
