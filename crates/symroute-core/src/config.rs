@@ -14,6 +14,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
 /// Larger files are refused unread: a real configuration is a few hundred bytes.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// The longest `verify_interval`, in seconds: a week.
+const MAX_VERIFY_INTERVAL: u64 = 7 * 24 * 3600;
+
 /// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -48,6 +51,7 @@ struct File {
     strict: Option<bool>,
     table_names: Option<bool>,
     metrics_textfile: Option<String>,
+    verify_interval: Option<u64>,
 }
 
 /// Loads `path`. A missing file at the default path means defaults; a missing file that
@@ -150,6 +154,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             ));
         }
     };
+    let verify_interval = file.verify_interval.map_or(defaults.verify_interval, |secs| {
+        (secs > 0).then(|| std::time::Duration::from_secs(secs))
+    });
+    if verify_interval.is_some_and(|d| d.as_secs() > MAX_VERIFY_INTERVAL) {
+        return Err(err(
+            "verify_interval",
+            format!("{} s is more than a week ({MAX_VERIFY_INTERVAL} s); use 0 to turn the verification off", file.verify_interval.unwrap_or_default()),
+        ));
+    }
     let settings = Settings {
         table_base,
         rule_priority,
@@ -164,6 +177,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         strict: file.strict.unwrap_or(defaults.strict),
         table_names: file.table_names.unwrap_or(defaults.table_names),
         metrics_textfile,
+        verify_interval,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -303,7 +317,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `verify_interval`"
             )
         );
     }
@@ -312,6 +326,16 @@ mod tests {
     fn wrong_type_names_the_key() {
         assert_refused_at("\n\ntable_base = \"high\"\n", 3, "table_base");
         assert_refused_at("strict = 1\n", 1, "strict");
+    }
+
+    #[test]
+    fn verify_interval_is_ten_minutes_by_default_and_off_at_zero() {
+        let secs = |text: &str| parse_str(text).unwrap().verify_interval.map(|d| d.as_secs());
+        assert_eq!(secs(""), Some(600));
+        assert_eq!(secs("verify_interval = 30\n"), Some(30));
+        assert_eq!(secs("verify_interval = 0\n"), None);
+        let e = parse_str("verify_interval = 99999999\n").unwrap_err().to_string();
+        assert!(e.contains(":1: verify_interval: "), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod config;
 mod error;
 mod events;
 mod kernel;
+pub mod kept;
 pub mod lock;
 pub mod logging;
 pub mod model;

@@ -90,6 +90,8 @@ pub struct Settings {
     pub table_names: bool,
     /// Where symrouted writes its node_exporter textfile; `None`: not at all.
     pub metrics_textfile: Option<std::path::PathBuf>,
+    /// How often symrouted checks its event path with a full run; `None`: never.
+    pub verify_interval: Option<std::time::Duration>,
 }
 
 impl Default for Settings {
@@ -109,6 +111,7 @@ impl Default for Settings {
             strict: false,
             table_names: false,
             metrics_textfile: None,
+            verify_interval: Some(std::time::Duration::from_secs(600)),
         }
     }
 }

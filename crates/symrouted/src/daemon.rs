@@ -1,11 +1,15 @@
-//! The event loop: wait for the kernel or NetworkManager, drain everything pending, run the
-//! core once per touched interface.
+//! The event loop: wait for the kernel or NetworkManager, drain everything pending, write
+//! main-table route changes from the kept model ([`incremental`]), run the core once per
+//! interface touched otherwise.
+
+mod incremental;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use symroute_core::kept::Kept;
 use symroute_core::lock::{RunLock, LOCK_WAIT};
 use symroute_core::{
     links, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
@@ -100,6 +104,10 @@ struct Daemon {
     /// What the metrics file holds, and the last error writing it (logged once).
     published: Option<Metrics>,
     publish_error: Option<String>,
+    /// The host as the last full run read it, kept current from notifications.
+    kept: Kept,
+    /// The pending full run is a periodic verification (`verify_interval`).
+    verifying: bool,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -111,7 +119,9 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     let nl = Netlink::connect().map_err(Error::from)?;
     // Subscribe first: whatever changes from here on is either in the first snapshot or
     // waiting in the socket.
-    let monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
+    let mut monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
+    // Our own route echoes are dropped in the kernel; the hook's arrive, for the model.
+    monitor.set_writer(settings.protocol, nl.port());
     let nm = Follower::start(options.source).await?;
 
     let mut daemon = Daemon {
@@ -129,6 +139,8 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         metrics: Metrics::default(),
         published: None,
         publish_error: None,
+        kept: Kept::default(),
+        verifying: false,
     };
     daemon.dirty.resync = true;
     let started = Instant::now();
@@ -144,6 +156,12 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     // that a loop stuck anywhere stops the pings and systemd restarts the daemon.
     let mut watchdog = watchdog_interval().map(|usec| {
         let mut tick = tokio::time::interval(usec / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
+    let verify_every = daemon.settings.verify_interval;
+    let mut verify = verify_every.map(|every| {
+        let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
@@ -183,6 +201,14 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 None => std::future::pending().await,
             }
         };
+        let verify_due = async {
+            match verify.as_mut() {
+                Some(tick) => {
+                    tick.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let watchdog_due = async {
             match watchdog.as_mut() {
                 Some(tick) => {
@@ -207,6 +233,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     // The file may have moved: write it again.
                     daemon.published = None;
                 }
+                daemon.kept.invalidate();
                 daemon.dirty.resync = true;
             }
             ready = daemon.monitor.readable() => ready?,
@@ -220,6 +247,11 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 if let Err(e) = notify("WATCHDOG=1") {
                     log::debug!("cannot ping the watchdog: {e}");
                 }
+            }
+            _ = verify_due => {
+                log::debug!("periodic verification");
+                daemon.verifying = daemon.dirty.is_empty();
+                daemon.dirty.resync = true;
             }
             _ = pause_over => daemon.retry_due(),
             _ = lock_free => {}
@@ -265,6 +297,7 @@ impl Daemon {
             dirty,
             echoes,
             settings,
+            kept,
             ..
         } = self;
         monitor.drain(|received| match received {
@@ -272,11 +305,18 @@ impl Daemon {
                 flags,
                 sender,
                 message,
-            } => note(dirty, echoes, settings, flags, sender, &message),
+            } => {
+                // Main-table route changes go to the model when it is kept; the rest (and
+                // everything while it is not) marks interfaces for runs.
+                if !kept.note(settings, flags, &message) {
+                    note(dirty, echoes, settings, flags, sender, &message);
+                }
+            }
             Received::Overrun => {
                 if !dirty.resync {
                     log::warn!("rtnetlink receive buffer overrun, events were lost: full resync");
                 }
+                kept.invalidate();
                 dirty.resync = true;
             }
         })?;
@@ -303,7 +343,7 @@ impl Daemon {
     /// waits for the lock: when another run has it, everything stays dirty and is tried
     /// again on the lock's timer.
     async fn process(&mut self) {
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && !self.kept.has_work() {
             return;
         }
         let Some(lock) = self.lock.try_take(Instant::now()) else {
@@ -318,6 +358,10 @@ impl Daemon {
         let now = Instant::now();
         let mut dirty = self.dirty.take();
         log::debug!("dirty: {dirty:?}");
+        if !dirty.resync && self.event_path(now, &mut dirty).await == incremental::Outcome::FullRun
+        {
+            dirty.resync = true;
+        }
         if dirty.resync {
             self.resync(dirty, now).await;
             return;
@@ -446,9 +490,14 @@ impl Daemon {
                 // A full run covers every interface but the paused ones.
                 self.retries.retain_links(|i| paused.contains(&i));
                 self.count_repairs(&report, &mut dirty.deleted);
+                if std::mem::take(&mut self.verifying) {
+                    self.verified(&report);
+                }
+                self.reload_model().await;
             }
             Err(e) => {
                 log::error!("{e}");
+                self.kept.invalidate();
                 self.dirty.resync = true;
                 for (ifindex, deleted) in dirty.deleted {
                     self.dirty
@@ -558,6 +607,10 @@ impl Daemon {
                 if !matches!(e, Error::UnknownInterface(_)) {
                     self.metrics.run_failed();
                 }
+                if matches!(e, Error::Apply(_)) {
+                    // Some writes may have been made: the model no longer knows our tables.
+                    self.kept.invalidate();
+                }
                 return Err(e);
             }
         };
@@ -566,6 +619,8 @@ impl Daemon {
             report.failures.len(),
         );
         self.echoes.expect(report.changes().map(|change| change.op));
+        self.kept
+            .wrote(&self.settings, report.changes().map(|change| change.op));
         if report.change_count() >= BIG_RUN || *target == Target::All {
             release_memory();
         }

@@ -95,7 +95,7 @@ async fn all_routes(
 
 /// A route dump, each route parsed as it arrives (a 100 000-route table is never held as
 /// raw messages) and kept when `keep` returns it.
-fn route_dump(
+pub(crate) fn route_dump(
     nl: &Netlink,
     table: Option<u32>,
     oif: Option<u32>,
@@ -115,7 +115,7 @@ fn route_dump(
     }
 }
 
-async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
+pub(crate) async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
     let parse = |answer: &Answer<'_>| {
         wire::address_from(answer).filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
     };

@@ -64,6 +64,24 @@ impl Uplinks {
             .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex))
     }
 
+    /// The (family, interface) pairs `route` makes uplinks: what a model kept route by
+    /// route counts to know when an interface's uplink status changes.
+    pub fn ways_of(route: &Route) -> impl Iterator<Item = (Family, u32)> + '_ {
+        let family = route.family();
+        route
+            .nexthops
+            .iter()
+            .filter(move |_| is_uplink_route(route))
+            .map(move |nh| (family, nh.ifindex))
+    }
+
+    /// The uplinks of a main whose [`Uplinks::ways_of`] are `ways`.
+    pub fn from_ways(ways: impl IntoIterator<Item = (Family, u32)>) -> Uplinks {
+        Uplinks {
+            by_family: ways.into_iter().collect(),
+        }
+    }
+
     /// Every interface that is an uplink of some family, ascending.
     pub fn indexes(&self) -> Vec<u32> {
         let mut all: Vec<u32> = self.by_family.iter().map(|(_, i)| *i).collect();

@@ -1,0 +1,379 @@
+//! The daemon's kept model of the host: read in full once (at start and after every full
+//! run), then kept current from rtnetlink notifications, so that a route added, removed or
+//! replaced in main becomes its writes without reading main again.
+//!
+//! What it keeps: links, addresses, main's routes by prefix ([`TableIndex`]), the routes of
+//! symroute's tables (also the hook's writes and anyone else's), and how many main routes
+//! make each interface an uplink of each family. A batch of main-table changes is planned
+//! by the ordinary [`Planner`] over the prefixes it touched only: every plan rule (what is
+//! mirrored, what an uplink shares of what is behind the host, own routes winning over
+//! those copies, `strict`) decides per prefix, given the uplinks; so the plan of the
+//! touched prefixes alone is exactly that part of a full plan, and nothing of the rules of
+//! what is copied is written twice. What it cannot express — an interface becoming or
+//! ceasing to be an uplink — the daemon hands to a full run ([`Kept::uplinks_changed`]).
+//! See docs/design.md, "The daemon's event path".
+
+mod routes;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_REPLACE};
+
+use crate::error::Error;
+use crate::kernel::{self, apply, netlink::Netlink, ReadError};
+use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::monitor::Change;
+use crate::plan::diff::diff_owned;
+use crate::plan::uplinks::Uplinks;
+use crate::plan::Planner;
+use crate::settings::Settings;
+pub use routes::{Place, Prefix, Removed, TableIndex};
+
+/// The writes one interface's table needs after a batch of main-table changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWrites {
+    pub ifindex: u32,
+    pub name: String,
+    pub ops: Vec<Op>,
+}
+
+/// What [`Kept::plan`] found.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub writes: Vec<TableWrites>,
+    /// Interfaces whose plan was refused (someone else's route in their table): a
+    /// per-interface run decides and reports.
+    pub refused: Vec<u32>,
+}
+
+/// The kept model; invalid (and every notification left to the per-interface runs) until
+/// [`Kept::load`] succeeds.
+#[derive(Debug, Default)]
+pub struct Kept {
+    valid: bool,
+    links: Vec<Link>,
+    addresses: Vec<Address>,
+    main: TableIndex,
+    /// Every table in symroute's range, with whatever routes are in it.
+    ours: BTreeMap<u32, TableIndex>,
+    /// Main routes that make each (family, interface) an uplink ([`Uplinks::ways_of`]).
+    ways: BTreeMap<(Family, u32), u32>,
+    /// The uplinks the last full run planned with.
+    settled: Uplinks,
+    /// Prefixes of main changed since the last plan.
+    pending: BTreeSet<Prefix>,
+    /// Interfaces whose routes the kernel may have changed without a notification.
+    refresh: BTreeSet<u32>,
+    addresses_stale: bool,
+}
+
+impl Kept {
+    pub fn is_valid(&self) -> bool {
+        self.valid
+    }
+
+    /// Forgets everything (events were lost): [`Kept::load`] must read it again.
+    pub fn invalidate(&mut self) {
+        *self = Kept::default();
+    }
+
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Main-table routes held.
+    pub fn main_len(&self) -> usize {
+        self.main.len()
+    }
+
+    /// Whether a plan or a refresh is waiting.
+    pub fn has_work(&self) -> bool {
+        self.valid && (!self.pending.is_empty() || !self.refresh.is_empty() || self.addresses_stale)
+    }
+
+    /// Reads links, addresses and every route (main into the index as the dump streams, our
+    /// tables beside it). Run after a full run: what it planned with is what is settled.
+    pub async fn load(&mut self, nl: &Netlink, settings: &Settings) -> Result<(), ReadError> {
+        self.invalidate();
+        let links = kernel::links(nl).await?;
+        let addresses = kernel::addresses(nl, None).await?;
+        let mut main = TableIndex::default();
+        let mut ours: BTreeMap<u32, TableIndex> = BTreeMap::new();
+        let mut ways: BTreeMap<(Family, u32), u32> = BTreeMap::new();
+        kernel::route_dump(nl, None, None, |route| {
+            if route.table == MAIN_TABLE {
+                for way in Uplinks::ways_of(&route) {
+                    *ways.entry(way).or_default() += 1;
+                }
+                main.insert(route, Place::Last);
+            } else if settings.interface_of_table(route.table).is_some() {
+                ours.entry(route.table)
+                    .or_default()
+                    .insert(route, Place::Last);
+            }
+            None
+        })?;
+        *self = Kept {
+            valid: true,
+            links,
+            addresses,
+            main,
+            ours,
+            settled: Uplinks::from_ways(ways.keys().copied()),
+            ways,
+            pending: BTreeSet::new(),
+            refresh: BTreeSet::new(),
+            addresses_stale: false,
+        };
+        Ok(())
+    }
+
+    fn count_ways(&mut self, route: &Route, add: bool) {
+        for way in Uplinks::ways_of(route) {
+            let n = self.ways.entry(way).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.ways.remove(&way);
+                }
+            }
+        }
+    }
+
+    /// Takes one notification into the model. Returns whether it was a main-table route
+    /// change that the model now plans ([`Kept::plan`]); everything else is still the
+    /// caller's to note (our tables' echoes, links, addresses, rules).
+    pub fn note(&mut self, settings: &Settings, flags: u16, change: &Change) -> bool {
+        if !self.valid {
+            return false;
+        }
+        match change {
+            Change::Route { route, added } if route.table == MAIN_TABLE => {
+                self.pending.insert(Prefix::of(route));
+                if *added {
+                    self.count_ways(route, true);
+                    let old = if flags & NLM_F_REPLACE != 0 {
+                        self.main.replace(route.clone())
+                    } else if route.family() == Family::V6 && self.v6_siblings(route) {
+                        // An IPv6 multipath route is reported whole, with the next hop just
+                        // appended: it stands for the route held under its key.
+                        self.main.replace(route.clone())
+                    } else {
+                        let place = if flags & NLM_F_APPEND != 0 {
+                            Place::Last
+                        } else {
+                            Place::First
+                        };
+                        self.main.insert(route.clone(), place);
+                        None
+                    };
+                    if let Some(old) = old {
+                        self.count_ways(&old, false);
+                    }
+                } else if let Removed::Gone(old) = self.main.remove(route) {
+                    self.count_ways(&old, false);
+                    if let Some(left) = self.main.get(&old.key()).cloned() {
+                        // A multipath route that lost next hops: count what is left.
+                        if left.nexthops.len() < old.nexthops.len() {
+                            self.count_ways(&left, true);
+                        }
+                    }
+                }
+                true
+            }
+            Change::Route { route, added } => {
+                if settings.interface_of_table(route.table).is_some() {
+                    let table = self.ours.entry(route.table).or_default();
+                    if *added {
+                        table.replace(route.clone());
+                    } else {
+                        table.remove(route);
+                    }
+                }
+                false
+            }
+            Change::Link(index) => {
+                self.refresh.insert(*index);
+                false
+            }
+            Change::Address(index) => {
+                // IPv4 drops the routes whose preferred source was a removed address
+                // without a notification.
+                self.addresses_stale = true;
+                self.refresh.insert(*index);
+                false
+            }
+            Change::LinkGone(_) => {
+                self.valid = false;
+                false
+            }
+            Change::RuleAdded(_) | Change::RuleRemoved(_) => false,
+        }
+    }
+
+    /// Whether main holds an IPv6 route under `route`'s key that shares a next hop with it or
+    /// could be its multipath sibling (both through gateways).
+    fn v6_siblings(&self, route: &Route) -> bool {
+        self.main.get(&route.key()).is_some_and(|held| {
+            held.nexthops.iter().any(|h| {
+                route
+                    .nexthops
+                    .iter()
+                    .any(|n| n.ifindex == h.ifindex && n.gateway == h.gateway)
+                    || (n_gw(route) && h.gateway.is_some())
+            })
+        })
+    }
+
+    /// Takes in writes of our own that the kernel confirmed: the monitor drops their
+    /// echoes ([`crate::monitor::Monitor::set_writer`]), so the model learns them here.
+    pub fn wrote<'a>(&mut self, settings: &Settings, ops: impl IntoIterator<Item = &'a Op>) {
+        if !self.valid {
+            return;
+        }
+        for op in ops {
+            match op {
+                Op::ReplaceRoute(route) if settings.interface_of_table(route.table).is_some() => {
+                    self.ours.entry(route.table).or_default().replace(route.clone());
+                }
+                Op::DelRoute(route) => {
+                    if let Some(table) = self.ours.get_mut(&route.table) {
+                        table.remove(route);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads links and addresses again, and the routes through interfaces that changed
+    /// (IPv4 drops routes through a link that goes down, and routes whose preferred source
+    /// was removed, without notifications): a dump filtered by the kernel, in every table.
+    pub async fn refresh(&mut self, nl: &Netlink, settings: &Settings) -> Result<(), ReadError> {
+        if self.refresh.is_empty() && !self.addresses_stale {
+            return Ok(());
+        }
+        self.links = kernel::links(nl).await?;
+        self.addresses = kernel::addresses(nl, None).await?;
+        self.addresses_stale = false;
+        for ifindex in std::mem::take(&mut self.refresh) {
+            let fresh = kernel::route_dump(nl, None, Some(ifindex), |route| {
+                route.uses_link(ifindex).then_some(route)
+            })?;
+            let gone = self.main.remove_where(|r| r.uses_link(ifindex));
+            for route in &gone {
+                self.count_ways(route, false);
+                self.pending.insert(Prefix::of(route));
+            }
+            for table in self.ours.values_mut() {
+                table.remove_where(|r| r.uses_link(ifindex));
+            }
+            for route in fresh {
+                if route.table == MAIN_TABLE {
+                    self.count_ways(&route, true);
+                    self.pending.insert(Prefix::of(&route));
+                    self.main.insert(route, Place::Last);
+                } else if settings.interface_of_table(route.table).is_some() {
+                    self.ours
+                        .entry(route.table)
+                        .or_default()
+                        .insert(route, Place::Last);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The uplinks main has now.
+    pub fn uplinks(&self) -> Uplinks {
+        Uplinks::from_ways(self.ways.keys().copied())
+    }
+
+    /// Whether an interface became or ceased to be an uplink of some family since the last
+    /// full run: every table's share of what is behind the host may change, which only a
+    /// full run plans.
+    pub fn uplinks_changed(&self) -> bool {
+        self.uplinks() != self.settled
+    }
+
+    /// The writes that bring the tables of `links` (all but loopback and those in `skip`)
+    /// in line with main for every prefix changed since the last plan. The prefixes are
+    /// taken: interfaces skipped are expected to get a run of their own.
+    pub fn plan(&mut self, settings: &Settings, skip: &BTreeSet<u32>) -> Planned {
+        let pending = std::mem::take(&mut self.pending);
+        let mut planned = Planned::default();
+        if pending.is_empty() || !self.valid {
+            return planned;
+        }
+        let main_routes: Vec<Route> = pending
+            .iter()
+            .flat_map(|p| self.main.prefix(p).cloned().collect::<Vec<_>>())
+            .collect();
+        let links: Vec<&Link> = self
+            .links
+            .iter()
+            .filter(|l| !l.loopback && !skip.contains(&l.index))
+            .collect();
+        let mut tables = BTreeMap::new();
+        for link in &links {
+            let table = settings.table_for(link.index);
+            let held: Vec<Route> = match self.ours.get(&table) {
+                Some(index) => pending
+                    .iter()
+                    .flat_map(|p| index.prefix(p).cloned().collect::<Vec<_>>())
+                    .collect(),
+                None => Vec::new(),
+            };
+            tables.insert(table, held);
+        }
+        let snapshot = Snapshot {
+            links: self.links.clone(),
+            addresses: self.addresses.clone(),
+            main_routes,
+            rules: Vec::new(),
+            tables,
+        };
+        let planner = Planner::with_uplinks(&snapshot, settings, self.uplinks());
+        for link in links {
+            let plan = match planner.interface(link) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    log::debug!("{e}");
+                    planned.refused.push(link.index);
+                    continue;
+                }
+            };
+            let wanted: Vec<Route> = plan
+                .routes
+                .into_iter()
+                .filter(|r| pending.contains(&Prefix::of(r)))
+                .collect();
+            let present: Vec<&Route> = snapshot.routes_in(settings.protocol, plan.table).collect();
+            let ops = diff_owned(wanted, &[], &present, &[]);
+            if !ops.is_empty() {
+                planned.writes.push(TableWrites {
+                    ifindex: link.index,
+                    name: link.name.clone(),
+                    ops,
+                });
+            }
+        }
+        planned
+    }
+
+    /// Applies one table's writes (see `kernel::apply`); `ops` keeps those the kernel took.
+    pub async fn apply(
+        &self,
+        nl: &Netlink,
+        interface: &str,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), Error> {
+        Ok(apply(nl, interface, ops, &self.links).await?)
+    }
+}
+
+fn n_gw(route: &Route) -> bool {
+    route.nexthops.iter().any(|n| n.gateway.is_some())
+}
