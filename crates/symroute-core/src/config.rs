@@ -154,9 +154,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             ));
         }
     };
-    let verify_interval = file.verify_interval.map_or(defaults.verify_interval, |secs| {
-        (secs > 0).then(|| std::time::Duration::from_secs(secs))
-    });
+    let verify_interval = file
+        .verify_interval
+        .map_or(defaults.verify_interval, |secs| {
+            (secs > 0).then(|| std::time::Duration::from_secs(secs))
+        });
     if verify_interval.is_some_and(|d| d.as_secs() > MAX_VERIFY_INTERVAL) {
         return Err(err(
             "verify_interval",
@@ -330,11 +332,18 @@ mod tests {
 
     #[test]
     fn verify_interval_is_ten_minutes_by_default_and_off_at_zero() {
-        let secs = |text: &str| parse_str(text).unwrap().verify_interval.map(|d| d.as_secs());
+        let secs = |text: &str| {
+            parse_str(text)
+                .unwrap()
+                .verify_interval
+                .map(|d| d.as_secs())
+        };
         assert_eq!(secs(""), Some(600));
         assert_eq!(secs("verify_interval = 30\n"), Some(30));
         assert_eq!(secs("verify_interval = 0\n"), None);
-        let e = parse_str("verify_interval = 99999999\n").unwrap_err().to_string();
+        let e = parse_str("verify_interval = 99999999\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(":1: verify_interval: "), "{e}");
     }
 

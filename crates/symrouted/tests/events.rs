@@ -111,14 +111,15 @@ fn full_run_would_write(host: &Netns) -> Vec<String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .map_err(|e| e.to_string())?;
-        let report = runtime.block_on(reconcile(
-            &nl,
-            &Settings::default(),
-            &Target::All,
-            Mode::DryRun,
-            std::path::Path::new("/nonexistent"),
-        ))
-        .map_err(|e| e.to_string())?;
+        let report = runtime
+            .block_on(reconcile(
+                &nl,
+                &Settings::default(),
+                &Target::All,
+                Mode::DryRun,
+                std::path::Path::new("/nonexistent"),
+            ))
+            .map_err(|e| e.to_string())?;
         let mut lines: Vec<String> = report.lines().collect();
         lines.extend(report.failures.iter().map(|f| format!("failure: {f}")));
         Ok::<_, String>(lines)
@@ -240,7 +241,8 @@ fn random_event_sequences_leave_what_a_full_run_computes() {
     }
     // The main-table route changes were written on the event path, not by runs.
     assert!(
-        log.lines().any(|l| l.contains("event path:") && !l.contains(": 0 change")),
+        log.lines()
+            .any(|l| l.contains("event path:") && !l.contains(": 0 change")),
         "no change went the event path:\n{log}"
     );
 }

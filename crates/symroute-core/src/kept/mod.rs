@@ -236,7 +236,10 @@ impl Kept {
         for op in ops {
             match op {
                 Op::ReplaceRoute(route) if settings.interface_of_table(route.table).is_some() => {
-                    self.ours.entry(route.table).or_default().replace(route.clone());
+                    self.ours
+                        .entry(route.table)
+                        .or_default()
+                        .replace(route.clone());
                 }
                 Op::DelRoute(route) => {
                     if let Some(table) = self.ours.get_mut(&route.table) {

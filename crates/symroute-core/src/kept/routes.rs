@@ -339,21 +339,30 @@ mod tests {
             .via("fe80::2".parse().unwrap(), 3);
         assert_eq!(t.remove(&one), Removed::Gone(both.clone()));
         let left = t.get(&both.key()).cloned();
-        assert_eq!(left.map(|r| r.nexthops.to_vec()), Some(vec![NextHop::via("fe80::1".parse().unwrap(), 2)]));
+        assert_eq!(
+            left.map(|r| r.nexthops.to_vec()),
+            Some(vec![NextHop::via("fe80::1".parse().unwrap(), 2)])
+        );
     }
 
     #[test]
     fn remove_where_unlinks_from_the_middle_of_chains() {
         let mut t = TableIndex::default();
         for i in 0..50u32 {
-            t.insert(via(&format!("192.0.{i}.0"), 2 + i % 3, "10.1.0.1"), Place::Last);
+            t.insert(
+                via(&format!("192.0.{i}.0"), 2 + i % 3, "10.1.0.1"),
+                Place::Last,
+            );
         }
         let gone = t.remove_where(|r| r.uses_link(3));
         assert_eq!(gone.len(), 17);
         assert_eq!(t.len(), 33);
         assert!(t.iter().all(|r| !r.uses_link(3)));
         for i in 0..50u32 {
-            assert_eq!(listed(&t, &format!("192.0.{i}.0")).len(), usize::from(i % 3 != 1));
+            assert_eq!(
+                listed(&t, &format!("192.0.{i}.0")).len(),
+                usize::from(i % 3 != 1)
+            );
         }
     }
 }

@@ -115,7 +115,10 @@ pub(crate) fn route_dump(
     }
 }
 
-pub(crate) async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
+pub(crate) async fn addresses(
+    nl: &Netlink,
+    ifindex: Option<u32>,
+) -> Result<Vec<Address>, ReadError> {
     let parse = |answer: &Answer<'_>| {
         wire::address_from(answer).filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
     };

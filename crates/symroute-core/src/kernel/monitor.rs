@@ -454,7 +454,10 @@ mod tests {
         assert_eq!(to(1, program[1].jf), 6);
         assert_eq!(to(3, program[3].jf), 6);
         assert_eq!(program[4].k, NLMSG_PID);
-        assert_eq!(program[5].k, u32::from_be_bytes(0x0102_0304u32.to_ne_bytes()));
+        assert_eq!(
+            program[5].k,
+            u32::from_be_bytes(0x0102_0304u32.to_ne_bytes())
+        );
         assert_eq!((to(5, program[5].jt), to(5, program[5].jf)), (7, 6));
         assert_eq!((program[6].k, program[7].k), (u32::MAX, 0));
     }

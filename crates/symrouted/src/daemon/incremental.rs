@@ -69,10 +69,7 @@ impl Daemon {
         }
         let mut written = 0;
         for mut table in planned.writes {
-            let result = self
-                .kept
-                .apply(&self.nl, &table.name, &mut table.ops)
-                .await;
+            let result = self.kept.apply(&self.nl, &table.name, &mut table.ops).await;
             self.echoes.expect(&table.ops);
             self.kept.wrote(&self.settings, &table.ops);
             written += table.ops.len();
@@ -104,7 +101,9 @@ impl Daemon {
                 started.elapsed().as_secs_f64() * 1e3
             ),
             Err(e) => {
-                log::warn!("{e}: main-table changes go to per-interface runs until the next full run");
+                log::warn!(
+                    "{e}: main-table changes go to per-interface runs until the next full run"
+                );
                 self.kept.invalidate();
             }
         }
@@ -119,8 +118,6 @@ impl Daemon {
         }
         self.metrics.verify_repairs += count as u64;
         let first = report.lines().next().unwrap_or_default();
-        log::warn!(
-            "verification: {count} change(s) the event path had missed (first: {first})"
-        );
+        log::warn!("verification: {count} change(s) the event path had missed (first: {first})");
     }
 }
