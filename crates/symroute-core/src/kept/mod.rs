@@ -380,3 +380,6 @@ impl Kept {
 fn n_gw(route: &Route) -> bool {
     route.nexthops.iter().any(|n| n.gateway.is_some())
 }
+
+#[cfg(test)]
+mod tests;
