@@ -78,15 +78,13 @@ fn step(rng: &mut Rng, lan_table: &str) -> Vec<String> {
         12 => vec![format!("-6 route append {v6} {gw6} {metric}")],
         // Behind the host: a direct route on the LAN bridge, copied into every uplink table.
         13 => vec![format!("route replace {v4} dev lan0 {metric}")],
-        // An address on eth1 comes or goes (its rule and prefix route with it).
-        14 => vec![
-            "addr add 10.2.0.50/24 dev eth1".into(),
-            "addr del 10.2.0.50/24 dev eth1".into(),
-        ][rng.below(2)..]
-            .iter()
-            .take(1)
-            .cloned()
-            .collect(),
+        // An address on eth1 comes or goes (its rule with it, and the routes that use it as
+        // their preferred source, which IPv4 drops without a notification).
+        14 => vec![match rng.below(3) {
+            0 => "addr add 10.2.0.50/24 dev eth1".to_string(),
+            1 => "addr del 10.2.0.50/24 dev eth1".to_string(),
+            _ => format!("route replace {v4} via 10.2.0.1 dev eth1 src 10.2.0.50"),
+        }],
         // The LAN link goes down or comes back (IPv4 drops its routes without a word).
         15 => vec![format!("link set lan0 {}", *rng.pick(&["down", "up"]))],
         // The LAN becomes an uplink or stops being one: a full run.

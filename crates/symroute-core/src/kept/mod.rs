@@ -15,7 +15,7 @@
 
 mod routes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_REPLACE};
 
@@ -251,38 +251,85 @@ impl Kept {
         }
     }
 
-    /// Reads links and addresses again, and the routes through interfaces that changed
-    /// (IPv4 drops routes through a link that goes down, and routes whose preferred source
-    /// was removed, without notifications): a dump filtered by the kernel, in every table.
+    /// Reads links and addresses again, and the routes of every table through interfaces
+    /// where IPv4 may have dropped some without a notification: a link that went down, an
+    /// interface that lost an address (its prefix routes and the routes with that preferred
+    /// source, through whichever interface). Each is a dump filtered by the kernel
+    /// (`RTA_OIF`), compared with what is held: only what differs becomes pending.
     pub async fn refresh(&mut self, nl: &Netlink, settings: &Settings) -> Result<(), ReadError> {
         if self.refresh.is_empty() && !self.addresses_stale {
             return Ok(());
         }
-        self.links = kernel::links(nl).await?;
-        self.addresses = kernel::addresses(nl, None).await?;
+        let links = kernel::links(nl).await?;
+        let addresses = kernel::addresses(nl, None).await?;
+        let mut reread = BTreeSet::new();
+        for index in std::mem::take(&mut self.refresh) {
+            let up = |links: &[Link]| links.iter().any(|l| l.index == index && l.up);
+            if up(&self.links) && !up(&links) {
+                reread.insert(index);
+            }
+        }
+        let removed: Vec<&Address> = self
+            .addresses
+            .iter()
+            .filter(|a| {
+                !addresses
+                    .iter()
+                    .any(|b| b.ifindex == a.ifindex && b.addr == a.addr)
+            })
+            .collect();
+        if !removed.is_empty() {
+            reread.extend(removed.iter().map(|a| a.ifindex));
+            for route in self.main.iter() {
+                if route
+                    .pref_src()
+                    .is_some_and(|src| removed.iter().any(|a| a.addr == src))
+                {
+                    reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
+                }
+            }
+        }
+        self.links = links;
+        self.addresses = addresses;
         self.addresses_stale = false;
-        for ifindex in std::mem::take(&mut self.refresh) {
-            let fresh = kernel::route_dump(nl, None, Some(ifindex), |route| {
-                route.uses_link(ifindex).then_some(route)
-            })?;
-            let gone = self.main.remove_where(|r| r.uses_link(ifindex));
-            for route in &gone {
-                self.count_ways(route, false);
-                self.pending.insert(Prefix::of(route));
+        for ifindex in reread {
+            self.reread(nl, settings, ifindex)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the routes through `ifindex` in line with the kernel's.
+    fn reread(&mut self, nl: &Netlink, settings: &Settings, ifindex: u32) -> Result<(), ReadError> {
+        let fresh = kernel::route_dump(nl, None, Some(ifindex), |route| {
+            route.uses_link(ifindex).then_some(route)
+        })?;
+        let (main, ours): (Vec<Route>, Vec<Route>) =
+            fresh.into_iter().partition(|r| r.table == MAIN_TABLE);
+        let wanted: HashSet<&Route> = main.iter().collect();
+        for gone in self
+            .main
+            .remove_where(|r| r.uses_link(ifindex) && !wanted.contains(r))
+        {
+            self.count_ways(&gone, false);
+            self.pending.insert(Prefix::of(&gone));
+        }
+        for route in main {
+            let prefix = Prefix::of(&route);
+            if !self.main.prefix(&prefix).any(|held| *held == route) {
+                self.count_ways(&route, true);
+                self.pending.insert(prefix);
+                self.main.insert(route, Place::Last);
             }
-            for table in self.ours.values_mut() {
-                table.remove_where(|r| r.uses_link(ifindex));
-            }
-            for route in fresh {
-                if route.table == MAIN_TABLE {
-                    self.count_ways(&route, true);
-                    self.pending.insert(Prefix::of(&route));
-                    self.main.insert(route, Place::Last);
-                } else if settings.interface_of_table(route.table).is_some() {
-                    self.ours
-                        .entry(route.table)
-                        .or_default()
-                        .insert(route, Place::Last);
+        }
+        let wanted: HashSet<&Route> = ours.iter().collect();
+        for table in self.ours.values_mut() {
+            table.remove_where(|r| r.uses_link(ifindex) && !wanted.contains(r));
+        }
+        for route in ours {
+            if settings.interface_of_table(route.table).is_some() {
+                let table = self.ours.entry(route.table).or_default();
+                if !table.prefix(&Prefix::of(&route)).any(|held| *held == route) {
+                    table.insert(route, Place::Last);
                 }
             }
         }
