@@ -159,12 +159,15 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
-    let verify_every = daemon.settings.verify_interval;
-    let mut verify = verify_every.map(|every| {
-        let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick
-    });
+    let verifier = |every: Option<std::time::Duration>| {
+        every.map(|every| {
+            let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        })
+    };
+    let mut verify_every = daemon.settings.verify_interval;
+    let mut verify = verifier(verify_every);
 
     loop {
         // Ready once the first full sync is done, or when the run lock stays taken: systemd
@@ -259,6 +262,10 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         daemon.drain().await?;
         daemon.process().await;
         daemon.publish();
+        if reloaded && verify_every != daemon.settings.verify_interval {
+            verify_every = daemon.settings.verify_interval;
+            verify = verifier(verify_every);
+        }
         if reloaded {
             if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
                 log::warn!("cannot tell the service manager the reload is done: {e}");
