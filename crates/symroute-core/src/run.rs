@@ -73,6 +73,9 @@ pub struct Report {
     pub nft: Option<String>,
     /// Interfaces that were refused or failed while others went on (only in [`Target::All`]).
     pub failures: Vec<Error>,
+    /// The uplinks the run planned with, as (family, interface index): the daemon's kept
+    /// model judges later changes against them.
+    pub uplinks: Vec<(crate::model::Family, u32)>,
 }
 
 impl Report {
@@ -303,7 +306,10 @@ pub async fn reconcile_locked(
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
-    let mut report = Report::default();
+    let mut report = Report {
+        uplinks: planner.uplinks().ways().collect(),
+        ..Report::default()
+    };
     let flush = *target == Target::Flush;
     let mut work = Vec::new();
     // Interfaces this run decides about, with their connection marks (`iif_rules`).

@@ -108,6 +108,8 @@ struct Daemon {
     kept: Kept,
     /// The pending full run is a periodic verification (`verify_interval`).
     verifying: bool,
+    /// A full run is due at once: main's uplinks changed while the last one ran.
+    again: bool,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -141,6 +143,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         publish_error: None,
         kept: Kept::default(),
         verifying: false,
+        again: false,
     };
     daemon.dirty.resync = true;
     let started = Instant::now();
@@ -358,6 +361,16 @@ impl Daemon {
         };
         self.held = Some(lock);
         self.process_locked().await;
+        // Bounded: main that keeps changing its uplinks under each run is followed by the
+        // next events, not in a loop here.
+        for _ in 0..2 {
+            if !std::mem::take(&mut self.again) {
+                break;
+            }
+            self.dirty.resync = true;
+            self.process_locked().await;
+        }
+        self.again = false;
         self.held = None;
     }
 
@@ -500,7 +513,9 @@ impl Daemon {
                 if std::mem::take(&mut self.verifying) {
                     self.verified(&report);
                 }
-                self.reload_model().await;
+                self.reload_model(&report).await;
+                // Main changed between the run's read and the model's: once more.
+                self.again = self.kept.uplinks_changed();
             }
             Err(e) => {
                 log::error!("{e}");

@@ -70,12 +70,12 @@ fn step(rng: &mut Rng, lan_table: &str) -> Vec<String> {
         8 => vec![format!(
             "route replace {v4} {metric} nexthop via 10.1.0.1 dev eth0 nexthop via 10.2.0.1 dev eth1"
         )],
-        9 => vec![format!("-6 route replace {v6} {gw6} {metric}")],
-        10 => vec![format!("-6 route del {v6} {metric}")],
+        9 => vec![format!("route replace {v6} {gw6} {metric}")],
+        10 => vec![format!("route del {v6} {metric}")],
         11 => vec![format!(
-            "-6 route replace {v6} {metric} nexthop via fd01::1 dev eth0 nexthop via fd02::1 dev eth1"
+            "route replace {v6} {metric} nexthop via fd01::1 dev eth0 nexthop via fd02::1 dev eth1"
         )],
-        12 => vec![format!("-6 route append {v6} {gw6} {metric}")],
+        12 => vec![format!("route append {v6} {gw6} {metric}")],
         // Behind the host: a direct route on the LAN bridge, copied into every uplink table.
         13 => vec![format!("route replace {v4} dev lan0 {metric}")],
         // An address on eth1 comes or goes (its rule with it, and the routes that use it as
@@ -189,6 +189,8 @@ fn sequences(args: &[&str], cases: usize, steps: usize, seed: u64, burst: usize)
         "the check sees nothing to do on a host symroute never touched"
     );
     let daemon = Symrouted::start(host, args);
+    // What the kernel said during each case, for a failure message.
+    let monitor = Monitor::start(host);
     let mut rng = Rng(seed | 1);
     for case in 0..cases {
         let case_seed = rng.next();
@@ -199,6 +201,7 @@ fn sequences(args: &[&str], cases: usize, steps: usize, seed: u64, burst: usize)
         }
         // One burst: the daemon sees the whole sequence at once, or in whatever pieces
         // it happens to drain.
+        monitor.marker(host, 10);
         let errors = batch(host, &done);
         if burst > 0 {
             eth1_routes(host, "add", burst as u32);
@@ -210,13 +213,16 @@ fn sequences(args: &[&str], cases: usize, steps: usize, seed: u64, burst: usize)
             left = full_run_would_write(host);
             left.is_empty()
         });
-        assert!(
-            converged,
-            "case {case} (seed {seed}, case seed {case_seed}): a full run would still write \
-             {left:#?}\nafter:\n{}\n(ip: {errors})\ndaemon log:\n{}",
-            done.join("\n"),
-            daemon.log()
-        );
+        if !converged {
+            let kernel = monitor.marker(host, 11);
+            panic!(
+                "case {case} (seed {seed}, case seed {case_seed}): a full run would still write \
+                 {left:#?}\nafter:\n{}\n(ip: {errors})\nthe kernel said:\n{}\ndaemon log:\n{}",
+                done.join("\n"),
+                kernel.join("\n"),
+                daemon.log()
+            );
+        }
         eprintln!(
             "case {case}: {} changes, converged after {:?}",
             done.len(),

@@ -21,10 +21,10 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_REPLACE};
 
 use crate::error::Error;
 use crate::kernel::{self, apply, netlink::Netlink, ReadError};
-use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::model::{Address, Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::monitor::Change;
 use crate::plan::diff::diff_owned;
-use crate::plan::uplinks::Uplinks;
+use crate::plan::uplinks::{is_copyable, Uplinks};
 use crate::plan::Planner;
 use crate::settings::Settings;
 pub use routes::{Place, Prefix, Removed, TableIndex};
@@ -44,6 +44,8 @@ pub struct Planned {
     /// Interfaces whose plan was refused (someone else's route in their table): a
     /// per-interface run decides and reports.
     pub refused: Vec<u32>,
+    /// Interfaces whose addresses changed but that were skipped: they need a run.
+    pub unplanned: Vec<u32>,
 }
 
 /// The kept model; invalid (and every notification left to the per-interface runs) until
@@ -60,11 +62,17 @@ pub struct Kept {
     ways: BTreeMap<(Family, u32), u32>,
     /// The uplinks the last full run planned with.
     settled: Uplinks,
-    /// Prefixes of main changed since the last plan.
-    pending: BTreeSet<Prefix>,
+    /// Prefixes of main changed since the last plan, with the main routes that left them:
+    /// a table may still hold a copy of one that the model does not know of (see
+    /// [`Kept::plan`]).
+    pending: BTreeMap<Prefix, Vec<Route>>,
     /// Interfaces whose routes the kernel may have changed without a notification.
     refresh: BTreeSet<u32>,
     addresses_stale: bool,
+    /// Interfaces whose addresses changed: planned whole (rules and table) from the model.
+    whole: BTreeSet<u32>,
+    /// Every policy rule, read again when an interface is planned whole.
+    rules: Vec<Rule>,
 }
 
 impl Kept {
@@ -88,12 +96,23 @@ impl Kept {
 
     /// Whether a plan or a refresh is waiting.
     pub fn has_work(&self) -> bool {
-        self.valid && (!self.pending.is_empty() || !self.refresh.is_empty() || self.addresses_stale)
+        self.valid
+            && (!self.pending.is_empty()
+                || !self.refresh.is_empty()
+                || !self.whole.is_empty()
+                || self.addresses_stale)
     }
 
     /// Reads links, addresses and every route (main into the index as the dump streams, our
-    /// tables beside it). Run after a full run: what it planned with is what is settled.
-    pub async fn load(&mut self, nl: &Netlink, settings: &Settings) -> Result<(), ReadError> {
+    /// tables beside it). Run after a full run, with the uplinks that run planned with
+    /// (`planned_with`): when main changed in between, they differ from the ones read here,
+    /// and [`Kept::uplinks_changed`] says so.
+    pub async fn load(
+        &mut self,
+        nl: &Netlink,
+        settings: &Settings,
+        planned_with: &[(Family, u32)],
+    ) -> Result<(), ReadError> {
         self.invalidate();
         let links = kernel::links(nl).await?;
         let addresses = kernel::addresses(nl, None).await?;
@@ -102,10 +121,12 @@ impl Kept {
         let mut ways: BTreeMap<(Family, u32), u32> = BTreeMap::new();
         kernel::route_dump(nl, None, None, |route| {
             if route.table == MAIN_TABLE {
-                for way in Uplinks::ways_of(&route) {
-                    *ways.entry(way).or_default() += 1;
+                let counted: Vec<(Family, u32)> = Uplinks::ways_of(&route).collect();
+                if main.insert(route, Place::Last) {
+                    for way in counted {
+                        *ways.entry(way).or_default() += 1;
+                    }
                 }
-                main.insert(route, Place::Last);
             } else if settings.interface_of_table(route.table).is_some() {
                 ours.entry(route.table)
                     .or_default()
@@ -119,13 +140,29 @@ impl Kept {
             addresses,
             main,
             ours,
-            settled: Uplinks::from_ways(ways.keys().copied()),
+            settled: Uplinks::from_ways(planned_with.iter().copied()),
             ways,
-            pending: BTreeSet::new(),
+            pending: BTreeMap::new(),
             refresh: BTreeSet::new(),
             addresses_stale: false,
+            whole: BTreeSet::new(),
+            rules: Vec::new(),
         };
         Ok(())
+    }
+
+    /// Marks `route`'s prefix for the next plan.
+    fn touch(&mut self, route: &Route) {
+        self.pending.entry(Prefix::of(route)).or_default();
+    }
+
+    /// Marks `route`'s prefix for the next plan, remembering that a route with its metric
+    /// left main.
+    fn left(&mut self, route: &Route) {
+        self.pending
+            .entry(Prefix::of(route))
+            .or_default()
+            .push(route.clone());
     }
 
     fn count_ways(&mut self, route: &Route, add: bool) {
@@ -151,14 +188,14 @@ impl Kept {
         }
         match change {
             Change::Route { route, added } if route.table == MAIN_TABLE => {
-                self.pending.insert(Prefix::of(route));
+                self.touch(route);
                 if *added {
-                    self.count_ways(route, true);
-                    let old = if flags & NLM_F_REPLACE != 0 {
-                        self.main.replace(route.clone())
-                    } else if route.family() == Family::V6 && self.v6_siblings(route) {
-                        // An IPv6 multipath route is reported whole, with the next hop just
-                        // appended: it stands for the route held under its key.
+                    let old = if flags & NLM_F_REPLACE != 0
+                        || (route.family() == Family::V6 && self.v6_siblings(route))
+                    {
+                        // (An IPv6 multipath route is reported whole, with the next hop
+                        // just appended: it stands for the route held under its key.)
+                        self.count_ways(route, true);
                         self.main.replace(route.clone())
                     } else {
                         let place = if flags & NLM_F_APPEND != 0 {
@@ -166,14 +203,20 @@ impl Kept {
                         } else {
                             Place::First
                         };
-                        self.main.insert(route.clone(), place);
+                        // Counted only when new: a notification replayed after a load may
+                        // report what the load already read.
+                        if self.main.insert(route.clone(), place) {
+                            self.count_ways(route, true);
+                        }
                         None
                     };
                     if let Some(old) = old {
                         self.count_ways(&old, false);
+                        self.left(&old);
                     }
                 } else if let Removed::Gone(old) = self.main.remove(route) {
                     self.count_ways(&old, false);
+                    self.left(&old);
                     if let Some(left) = self.main.get(&old.key()).cloned() {
                         // A multipath route that lost next hops: count what is left.
                         if left.nexthops.len() < old.nexthops.len() {
@@ -203,7 +246,15 @@ impl Kept {
                 // without a notification.
                 self.addresses_stale = true;
                 self.refresh.insert(*index);
-                false
+                // The interface's rules (and, when a family gains or loses its first rule,
+                // its table) are planned from the model, unless a setting makes one
+                // interface's addresses matter to others (`prefix_rules`: shared subnets;
+                // `iif_rules`: the nftables table of marked interfaces): then a run.
+                if settings.prefix_rules || settings.iif_rules {
+                    return false;
+                }
+                self.whole.insert(*index);
+                true
             }
             Change::LinkGone(_) => {
                 self.valid = false;
@@ -252,46 +303,34 @@ impl Kept {
     }
 
     /// Reads links and addresses again, and the routes of every table through interfaces
-    /// where IPv4 may have dropped some without a notification: a link that went down, an
-    /// interface that lost an address (its prefix routes and the routes with that preferred
-    /// source, through whichever interface). Each is a dump filtered by the kernel
-    /// (`RTA_OIF`), compared with what is held: only what differs becomes pending.
+    /// where IPv4 may have dropped some without a notification: one whose link or addresses
+    /// changed (a link set down loses its routes, and so does one whose last IPv4 address
+    /// goes), and one with a route whose preferred source is no address any more. Each is a
+    /// dump filtered by the kernel (`RTA_OIF`), compared with what is held: only what
+    /// differs becomes pending.
     pub async fn refresh(&mut self, nl: &Netlink, settings: &Settings) -> Result<(), ReadError> {
         if self.refresh.is_empty() && !self.addresses_stale {
             return Ok(());
         }
         let links = kernel::links(nl).await?;
         let addresses = kernel::addresses(nl, None).await?;
-        let mut reread = BTreeSet::new();
-        for index in std::mem::take(&mut self.refresh) {
-            let up = |links: &[Link]| links.iter().any(|l| l.index == index && l.up);
-            if up(&self.links) && !up(&links) {
-                reread.insert(index);
-            }
-        }
-        let removed: Vec<&Address> = self
-            .addresses
-            .iter()
-            .filter(|a| {
-                !addresses
-                    .iter()
-                    .any(|b| b.ifindex == a.ifindex && b.addr == a.addr)
-            })
-            .collect();
-        if !removed.is_empty() {
-            reread.extend(removed.iter().map(|a| a.ifindex));
-            for route in self.main.iter() {
-                if route
-                    .pref_src()
-                    .is_some_and(|src| removed.iter().any(|a| a.addr == src))
-                {
-                    reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
-                }
+        // Judged by what is there now, not by what changed since the last read: an earlier
+        // refresh may have read a state whose notification was still on its way.
+        let mut reread = std::mem::take(&mut self.refresh);
+        for route in self.main.iter() {
+            if route
+                .pref_src()
+                .is_some_and(|src| !addresses.iter().any(|a| a.addr == src))
+            {
+                reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
             }
         }
         self.links = links;
         self.addresses = addresses;
         self.addresses_stale = false;
+        if !self.whole.is_empty() {
+            self.rules = kernel::rules(nl).await?;
+        }
         for ifindex in reread {
             self.reread(nl, settings, ifindex)?;
         }
@@ -311,13 +350,13 @@ impl Kept {
             .remove_where(|r| r.uses_link(ifindex) && !wanted.contains(r))
         {
             self.count_ways(&gone, false);
-            self.pending.insert(Prefix::of(&gone));
+            self.left(&gone);
         }
         for route in main {
             let prefix = Prefix::of(&route);
             if !self.main.prefix(&prefix).any(|held| *held == route) {
                 self.count_ways(&route, true);
-                self.pending.insert(prefix);
+                self.touch(&route);
                 self.main.insert(route, Place::Last);
             }
         }
@@ -353,12 +392,25 @@ impl Kept {
     /// taken: interfaces skipped are expected to get a run of their own.
     pub fn plan(&mut self, settings: &Settings, skip: &BTreeSet<u32>) -> Planned {
         let pending = std::mem::take(&mut self.pending);
+        let whole = std::mem::take(&mut self.whole);
         let mut planned = Planned::default();
-        if pending.is_empty() || !self.valid {
+        if !self.valid {
+            return planned;
+        }
+        let mut skip = skip.clone();
+        for ifindex in whole {
+            if skip.contains(&ifindex) {
+                planned.unplanned.push(ifindex);
+                continue;
+            }
+            skip.insert(ifindex);
+            self.plan_whole(settings, ifindex, &mut planned);
+        }
+        if pending.is_empty() {
             return planned;
         }
         let main_routes: Vec<Route> = pending
-            .iter()
+            .keys()
             .flat_map(|p| self.main.prefix(p).cloned().collect::<Vec<_>>())
             .collect();
         let links: Vec<&Link> = self
@@ -371,7 +423,7 @@ impl Kept {
             let table = settings.table_for(link.index);
             let held: Vec<Route> = match self.ours.get(&table) {
                 Some(index) => pending
-                    .iter()
+                    .keys()
                     .flat_map(|p| index.prefix(p).cloned().collect::<Vec<_>>())
                     .collect(),
                 None => Vec::new(),
@@ -398,10 +450,41 @@ impl Kept {
             let wanted: Vec<Route> = plan
                 .routes
                 .into_iter()
-                .filter(|r| pending.contains(&Prefix::of(r)))
+                .filter(|r| pending.contains_key(&Prefix::of(r)))
                 .collect();
             let present: Vec<&Route> = snapshot.routes_in(settings.protocol, plan.table).collect();
-            let ops = diff_owned(wanted, &[], &present, &[]);
+            // A copy of a main route that left, which the model does not hold: our own
+            // writes are learnt when made, a deletion by someone else when its notification
+            // is read, so a deletion read after our rewrite of the same route hides that
+            // rewrite. Deleting by key what may be there costs nothing when it is not
+            // (the kernel's "no such route" is taken as done).
+            let copied_here = |r: &Route| {
+                r.uses_link(link.index)
+                    || (is_copyable(r)
+                        && (settings.strict || self.uplinks().is_uplink(r.family(), link.index)))
+            };
+            let mut unknown: Vec<Route> = pending
+                .values()
+                .flatten()
+                .filter(|old| copied_here(old))
+                .filter(|old| {
+                    let same = |r: &Route| r.key() == old.key().with_table(plan.table);
+                    !wanted.iter().any(same) && !present.iter().any(|r| same(r))
+                })
+                .map(|old| {
+                    let mut by_key = Route::unicast(plan.table, old.dst, old.dst_len)
+                        .with_metric(old.metric)
+                        .with_protocol(settings.protocol);
+                    by_key.tos = old.tos;
+                    // RT_SCOPE_NOWHERE: any scope (a copied direct route is scope link).
+                    by_key.scope = 255;
+                    by_key
+                })
+                .collect();
+            unknown.sort();
+            unknown.dedup();
+            let mut ops = diff_owned(wanted, &[], &present, &[]);
+            ops.extend(unknown.into_iter().map(Op::DelRoute));
             if !ops.is_empty() {
                 planned.writes.push(TableWrites {
                     ifindex: link.index,
@@ -411,6 +494,75 @@ impl Kept {
             }
         }
         planned
+    }
+
+    /// Plans `ifindex` whole (its rules and its table) from the model: main's routes with a
+    /// prefix through it, or, when its table gets copies of what is behind the host, with
+    /// a prefix of a copyable route through a non-uplink, and whatever its table holds.
+    fn plan_whole(&self, settings: &Settings, ifindex: u32, planned: &mut Planned) {
+        let Some(link) = self.links.iter().find(|l| l.index == ifindex) else {
+            // Gone: its deletion runs the garbage collection.
+            return;
+        };
+        let uplinks = self.uplinks();
+        let behind = settings.strict
+            || [Family::V4, Family::V6]
+                .iter()
+                .any(|f| uplinks.is_uplink(*f, ifindex));
+        let table = settings.table_for(ifindex);
+        let mut prefixes: BTreeSet<Prefix> = self
+            .main
+            .iter()
+            .filter(|r| {
+                r.uses_link(ifindex)
+                    || (behind
+                        && is_copyable(r)
+                        && !r
+                            .nexthops
+                            .iter()
+                            .any(|nh| uplinks.is_uplink(r.family(), nh.ifindex)))
+            })
+            .map(Prefix::of)
+            .collect();
+        let held: Vec<Route> = self
+            .ours
+            .get(&table)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        prefixes.extend(held.iter().map(Prefix::of));
+        let main_routes = prefixes
+            .iter()
+            .flat_map(|p| self.main.prefix(p).cloned().collect::<Vec<_>>())
+            .collect();
+        let snapshot = Snapshot {
+            links: self.links.clone(),
+            addresses: self.addresses.clone(),
+            main_routes,
+            rules: self.rules.clone(),
+            tables: BTreeMap::from([(table, held)]),
+        };
+        let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
+        let plan = match planner.interface(link) {
+            Ok(plan) => plan,
+            Err(e) => {
+                log::debug!("{e}");
+                planned.refused.push(ifindex);
+                return;
+            }
+        };
+        let present: Vec<&Route> = snapshot.routes_in(settings.protocol, table).collect();
+        let rules: Vec<Rule> = snapshot
+            .rules_into(settings.protocol, table)
+            .cloned()
+            .collect();
+        let ops = diff_owned(plan.routes, &plan.rules, &present, &rules);
+        if !ops.is_empty() {
+            planned.writes.push(TableWrites {
+                ifindex,
+                name: link.name.clone(),
+                ops,
+            });
+        }
     }
 
     /// Applies one table's writes (see `kernel::apply`); `ops` keeps those the kernel took.

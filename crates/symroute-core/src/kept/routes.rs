@@ -136,12 +136,12 @@ impl TableIndex {
     }
 
     /// Adds `route`; an identical route already there is not added twice (a notification
-    /// for what a dump already showed).
-    pub fn insert(&mut self, route: Route, place: Place) {
+    /// for what a dump already showed). Returns whether it was added.
+    pub fn insert(&mut self, route: Route, place: Place) -> bool {
         let prefix = Prefix::of(&route);
         let chain = self.chain(&prefix);
         if chain.iter().any(|i| self.slots[*i as usize] == route) {
-            return;
+            return false;
         }
         let key = route.key();
         let h = hash(&prefix);
@@ -169,6 +169,7 @@ impl TableIndex {
                 self.next[last as usize] = slot;
             }
         }
+        true
     }
 
     /// Puts `route` in place of the first route with its key (`NLM_F_REPLACE`); returns the

@@ -126,6 +126,20 @@ pub(crate) async fn addresses(
         .map_err(read_error("addresses"))
 }
 
+/// Every policy rule of both families.
+pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadError> {
+    Ok(nl
+        .dump(Msg::GetRule(convert::rule_dump_request()))
+        .await
+        .map_err(read_error("rules"))?
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewRule(r) => convert::rule_from(r),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Reads what a run over `scope` needs, given the links just read.
 ///
 /// A per-interface run reads all of main in one dump (not one filtered by the interface):

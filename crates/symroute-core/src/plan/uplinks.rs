@@ -75,6 +75,11 @@ impl Uplinks {
             .map(move |nh| (family, nh.ifindex))
     }
 
+    /// Every (family, interface) that is an uplink.
+    pub fn ways(&self) -> impl Iterator<Item = (Family, u32)> + '_ {
+        self.by_family.iter().copied()
+    }
+
     /// The uplinks of a main whose [`Uplinks::ways_of`] are `ways`.
     pub fn from_ways(ways: impl IntoIterator<Item = (Family, u32)>) -> Uplinks {
         Uplinks {

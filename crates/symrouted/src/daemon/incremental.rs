@@ -13,6 +13,9 @@ use std::time::Instant;
 
 use symroute_core::Report;
 
+/// Changes logged one per line per table and batch, as a run logs them.
+const LOGGED_CHANGES: usize = 50;
+
 use super::Daemon;
 use crate::dirty::{Dirty, Reason};
 use crate::retry::Key;
@@ -64,12 +67,23 @@ impl Daemon {
         }
         let started = Instant::now();
         let planned = self.kept.plan(&self.settings, &skip);
-        for ifindex in planned.refused {
+        for ifindex in planned.refused.into_iter().chain(planned.unplanned) {
             dirty.mark(ifindex, Reason::Changed);
         }
         let mut written = 0;
         for mut table in planned.writes {
             let result = self.kept.apply(&self.nl, &table.name, &mut table.ops).await;
+            for op in table.ops.iter().take(LOGGED_CHANGES) {
+                log::info!("{}: {}", table.name, op.display(self.kept.links()));
+            }
+            if table.ops.len() > LOGGED_CHANGES {
+                log::info!(
+                    "{}: ... and {} more changes ({} in all)",
+                    table.name,
+                    table.ops.len() - LOGGED_CHANGES,
+                    table.ops.len()
+                );
+            }
             self.echoes.expect(&table.ops);
             self.kept.wrote(&self.settings, &table.ops);
             written += table.ops.len();
@@ -92,9 +106,13 @@ impl Daemon {
 
     /// Reads the model again after a full run; without it the event path stays off and
     /// main-table changes are left to per-interface runs.
-    pub(super) async fn reload_model(&mut self) {
+    pub(super) async fn reload_model(&mut self, report: &Report) {
         let started = Instant::now();
-        match self.kept.load(&self.nl, &self.settings).await {
+        match self
+            .kept
+            .load(&self.nl, &self.settings, &report.uplinks)
+            .await
+        {
             Ok(()) => log::debug!(
                 "model: {} main route(s) read in {:.1} ms",
                 self.kept.main_len(),
