@@ -41,8 +41,8 @@ pub struct TableWrites {
 #[derive(Debug, Default)]
 pub struct Planned {
     pub writes: Vec<TableWrites>,
-    /// Interfaces whose plan was refused (someone else's route in their table): a
-    /// per-interface run decides and reports.
+    /// Interfaces whose plan was refused (someone else's route in their table), or that
+    /// lose every rule of a family: a per-interface run decides and reports.
     pub refused: Vec<u32>,
     /// Interfaces whose addresses changed but that were skipped: they need a run.
     pub unplanned: Vec<u32>,
@@ -354,9 +354,19 @@ impl Kept {
         }
         for route in main {
             let prefix = Prefix::of(&route);
-            if !self.main.prefix(&prefix).any(|held| *held == route) {
-                self.count_ways(&route, true);
-                self.touch(&route);
+            if self.main.prefix(&prefix).any(|held| *held == route) {
+                continue;
+            }
+            self.count_ways(&route, true);
+            self.touch(&route);
+            if route.family() == Family::V6 && self.v6_siblings(&route) {
+                // The whole multipath route, of which the model may hold a part through
+                // another interface.
+                if let Some(old) = self.main.replace(route) {
+                    self.count_ways(&old, false);
+                    self.left(&old);
+                }
+            } else {
                 self.main.insert(route, Place::Last);
             }
         }
@@ -555,6 +565,15 @@ impl Kept {
             .rules_into(settings.protocol, table)
             .cloned()
             .collect();
+        // A family losing its last rule empties its part of the table: a run reads the
+        // table itself, where the model may miss a route (see `unknown` in `plan`).
+        if rules
+            .iter()
+            .any(|r| !plan.rules.iter().any(|p| p.family == r.family))
+        {
+            planned.refused.push(ifindex);
+            return;
+        }
         let ops = diff_owned(plan.routes, &plan.rules, &present, &rules);
         if !ops.is_empty() {
             planned.writes.push(TableWrites {

@@ -269,3 +269,33 @@ fn a_new_way_out_is_left_to_a_full_run() {
     );
     assert!(!kept.uplinks_changed());
 }
+
+#[test]
+fn an_address_swap_is_planned_from_the_model_and_losing_a_family_is_left_to_a_run() {
+    let settings = settings();
+    let mut kept = loaded(&base_main());
+    let t1 = settings.table_for(ETH1);
+    kept.rules = vec![fixtures::rule(32000, Some(("10.2.0.2", 32)), t1, 83)];
+    // 10.2.0.2 replaced by 10.2.0.9: one rule in, one out, the table as it was.
+    kept.addresses
+        .retain(|a| a.addr != fixtures::ip("10.2.0.2"));
+    kept.addresses.push(addr(ETH1, "10.2.0.9", 24));
+    kept.note(&settings, 0, &Change::Address(ETH1));
+    kept.refresh.clear();
+    kept.addresses_stale = false;
+    let planned = kept.plan(&settings, &BTreeSet::new());
+    assert!(planned.refused.is_empty());
+    assert_eq!(planned.writes.len(), 1);
+    let ops = &planned.writes[0].ops;
+    assert!(
+        matches!(&ops[..], [Op::AddRule(new), Op::DelRule(old)]
+            if new.src == Some((fixtures::ip("10.2.0.9"), 32))
+            && old.src == Some((fixtures::ip("10.2.0.2"), 32))),
+        "{ops:?}"
+    );
+    // The last IPv4 address gone: a run, not the model.
+    kept.addresses.retain(|a| a.ifindex != ETH1);
+    kept.note(&settings, 0, &Change::Address(ETH1));
+    let planned = kept.plan(&settings, &BTreeSet::new());
+    assert_eq!(planned.refused, [ETH1]);
+}
