@@ -21,7 +21,7 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_REPLACE};
 
 use crate::error::Error;
 use crate::kernel::{self, apply, netlink::Netlink, ReadError};
-use crate::model::{Address, Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
+use crate::model::{Address, Family, Link, Op, Route, RouteKey, Rule, Snapshot, MAIN_TABLE};
 use crate::monitor::Change;
 use crate::plan::diff::diff_owned;
 use crate::plan::uplinks::{is_copyable, Uplinks};
@@ -447,7 +447,8 @@ impl Kept {
             rules: Vec::new(),
             tables,
         };
-        let planner = Planner::with_uplinks(&snapshot, settings, self.uplinks());
+        let uplinks = self.uplinks();
+        let planner = Planner::with_uplinks(&snapshot, settings, uplinks.clone());
         for link in links {
             let plan = match planner.interface(link) {
                 Ok(plan) => plan,
@@ -471,16 +472,18 @@ impl Kept {
             let copied_here = |r: &Route| {
                 r.uses_link(link.index)
                     || (is_copyable(r)
-                        && (settings.strict || self.uplinks().is_uplink(r.family(), link.index)))
+                        && (settings.strict || uplinks.is_uplink(r.family(), link.index)))
             };
+            let known: HashSet<RouteKey> = wanted
+                .iter()
+                .map(Route::key)
+                .chain(present.iter().map(|r| r.key()))
+                .collect();
             let mut unknown: Vec<Route> = pending
                 .values()
                 .flatten()
                 .filter(|old| copied_here(old))
-                .filter(|old| {
-                    let same = |r: &Route| r.key() == old.key().with_table(plan.table);
-                    !wanted.iter().any(same) && !present.iter().any(|r| same(r))
-                })
+                .filter(|old| !known.contains(&old.key().with_table(plan.table)))
                 .map(|old| {
                     let mut by_key = Route::unicast(plan.table, old.dst, old.dst_len)
                         .with_metric(old.metric)
