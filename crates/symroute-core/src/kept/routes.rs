@@ -1,9 +1,9 @@
 //! The routes of one table, indexed by prefix and kept current route by route: what the
 //! daemon's model holds of main (up to a full BGP table) and of each of symroute's tables.
 //!
-//! Compact on purpose (docs/architecture.md, "The kept model"): the routes live in one slab
+//! Compact on purpose (docs/design.md, "The daemon's event path"): the routes live in one slab
 //! (64 bytes each), chained by prefix through a parallel list of slot numbers, with one hash
-//! entry per prefix. A million routes are about 64 + 4 + 32 MB, not a `Vec` or a hash entry
+//! entry per prefix. A million routes are about 64 + 4 + 16 MB, not a `Vec` or a hash entry
 //! holding each route in a block of its own.
 
 use std::collections::HashMap;
@@ -59,15 +59,17 @@ pub struct TableIndex {
     slots: Vec<Route>,
     /// The next slot of the same hash chain, or `NONE`.
     next: Vec<u32>,
-    heads: HashMap<u64, u32>,
+    /// First slot of each chain, by a 32-bit hash of the prefix (8 bytes an entry; prefixes
+    /// whose hashes collide share a chain and are told apart by comparing them).
+    heads: HashMap<u32, u32>,
     free: Vec<u32>,
     len: usize,
 }
 
-fn hash(prefix: &Prefix) -> u64 {
+fn hash(prefix: &Prefix) -> u32 {
     let mut h = DefaultHasher::new();
     prefix.hash(&mut h);
-    h.finish()
+    h.finish() as u32
 }
 
 /// A freed slot: table 0 is never one a route lives in.
