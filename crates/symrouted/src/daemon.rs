@@ -629,10 +629,6 @@ impl Daemon {
                 if !matches!(e, Error::UnknownInterface(_)) {
                     self.metrics.run_failed();
                 }
-                if matches!(e, Error::Apply(_)) {
-                    // Some writes may have been made: the model no longer knows our tables.
-                    self.kept.invalidate();
-                }
                 return Err(e);
             }
         };

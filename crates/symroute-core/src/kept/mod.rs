@@ -414,7 +414,7 @@ impl Kept {
                 continue;
             }
             skip.insert(ifindex);
-            self.plan_whole(settings, ifindex, &mut planned);
+            self.plan_whole(settings, ifindex, &pending, &mut planned);
         }
         if pending.is_empty() {
             return planned;
@@ -464,38 +464,10 @@ impl Kept {
                 .filter(|r| pending.contains_key(&Prefix::of(r)))
                 .collect();
             let present: Vec<&Route> = snapshot.routes_in(settings.protocol, plan.table).collect();
-            // A copy of a main route that left, which the model does not hold: our own
-            // writes are learnt when made, a deletion by someone else when its notification
-            // is read, so a deletion read after our rewrite of the same route hides that
-            // rewrite. Deleting by key what may be there costs nothing when it is not
-            // (the kernel's "no such route" is taken as done).
-            let copied_here = |r: &Route| {
-                r.uses_link(link.index)
-                    || (is_copyable(r)
-                        && (settings.strict || uplinks.is_uplink(r.family(), link.index)))
-            };
-            let known: HashSet<RouteKey> = wanted
-                .iter()
-                .map(Route::key)
-                .chain(present.iter().map(|r| r.key()))
-                .collect();
-            let mut unknown: Vec<Route> = pending
-                .values()
-                .flatten()
-                .filter(|old| copied_here(old))
-                .filter(|old| !known.contains(&old.key().with_table(plan.table)))
-                .map(|old| {
-                    let mut by_key = Route::unicast(plan.table, old.dst, old.dst_len)
-                        .with_metric(old.metric)
-                        .with_protocol(settings.protocol);
-                    by_key.tos = old.tos;
-                    // RT_SCOPE_NOWHERE: any scope (a copied direct route is scope link).
-                    by_key.scope = 255;
-                    by_key
-                })
-                .collect();
-            unknown.sort();
-            unknown.dedup();
+            // Copies of main routes that left, which the model may not hold.
+            let unknown = unknown_copies(
+                settings, &uplinks, link.index, plan.table, &pending, &wanted, &present,
+            );
             let mut ops = diff_owned(wanted, &[], &present, &[]);
             ops.extend(unknown.into_iter().map(Op::DelRoute));
             if !ops.is_empty() {
@@ -512,7 +484,13 @@ impl Kept {
     /// Plans `ifindex` whole (its rules and its table) from the model: main's routes with a
     /// prefix through it, or, when its table gets copies of what is behind the host, with
     /// a prefix of a copyable route through a non-uplink, and whatever its table holds.
-    fn plan_whole(&self, settings: &Settings, ifindex: u32, planned: &mut Planned) {
+    fn plan_whole(
+        &self,
+        settings: &Settings,
+        ifindex: u32,
+        pending: &BTreeMap<Prefix, Vec<Route>>,
+        planned: &mut Planned,
+    ) {
         let Some(link) = self.links.iter().find(|l| l.index == ifindex) else {
             // Gone: its deletion runs the garbage collection.
             return;
@@ -554,7 +532,7 @@ impl Kept {
             rules: self.rules.clone(),
             tables: BTreeMap::from([(table, held)]),
         };
-        let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
+        let planner = Planner::with_uplinks(&snapshot, settings, uplinks.clone());
         let plan = match planner.interface(link) {
             Ok(plan) => plan,
             Err(e) => {
@@ -577,7 +555,17 @@ impl Kept {
             planned.refused.push(ifindex);
             return;
         }
-        let ops = diff_owned(plan.routes, &plan.rules, &present, &rules);
+        let unknown = unknown_copies(
+            settings,
+            &uplinks,
+            ifindex,
+            table,
+            pending,
+            &plan.routes,
+            &present,
+        );
+        let mut ops = diff_owned(plan.routes, &plan.rules, &present, &rules);
+        ops.extend(unknown.into_iter().map(Op::DelRoute));
         if !ops.is_empty() {
             planned.writes.push(TableWrites {
                 ifindex,
@@ -596,6 +584,49 @@ impl Kept {
     ) -> Result<(), Error> {
         Ok(apply(nl, interface, ops, &self.links).await?)
     }
+}
+
+/// Deletions by key of the copies that main routes which left (`pending`'s) may have left in
+/// `table` of interface `ifindex` without the model holding them: our own writes are learnt
+/// when made, a deletion by someone else when its notification is read, so a deletion read
+/// after our rewrite of the same route hides that rewrite. A deletion of what is not there
+/// costs nothing (the kernel's "no such route" is taken as done).
+fn unknown_copies(
+    settings: &Settings,
+    uplinks: &Uplinks,
+    ifindex: u32,
+    table: u32,
+    pending: &BTreeMap<Prefix, Vec<Route>>,
+    wanted: &[Route],
+    present: &[&Route],
+) -> Vec<Route> {
+    let copied_here = |r: &Route| {
+        r.uses_link(ifindex)
+            || (is_copyable(r) && (settings.strict || uplinks.is_uplink(r.family(), ifindex)))
+    };
+    let known: HashSet<RouteKey> = wanted
+        .iter()
+        .map(Route::key)
+        .chain(present.iter().map(|r| r.key()))
+        .collect();
+    let mut unknown: Vec<Route> = pending
+        .values()
+        .flatten()
+        .filter(|old| copied_here(old))
+        .filter(|old| !known.contains(&old.key().with_table(table)))
+        .map(|old| {
+            let mut by_key = Route::unicast(table, old.dst, old.dst_len)
+                .with_metric(old.metric)
+                .with_protocol(settings.protocol);
+            by_key.tos = old.tos;
+            // RT_SCOPE_NOWHERE: any scope (a copied direct route is scope link).
+            by_key.scope = 255;
+            by_key
+        })
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
 }
 
 fn n_gw(route: &Route) -> bool {
