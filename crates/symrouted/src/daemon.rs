@@ -361,6 +361,11 @@ impl Daemon {
         };
         self.held = Some(lock);
         self.process_locked().await;
+        if !self.kept.is_valid() && !self.dirty.resync && self.retries.next_wakeup().is_none() {
+            // The model was dropped after a failed run that has succeeded since: a full run
+            // reads it again, instead of leaving the event path off until the verification.
+            self.again = true;
+        }
         // Bounded: main that keeps changing its uplinks under each run is followed by the
         // next events, not in a loop here.
         for _ in 0..2 {
@@ -628,6 +633,11 @@ impl Daemon {
                 // Renamed or removed meanwhile: its own event follows, nothing failed.
                 if !matches!(e, Error::UnknownInterface(_)) {
                     self.metrics.run_failed();
+                }
+                if matches!(e, Error::Apply(_)) {
+                    // Writes before the failure were made but are not reported: the model
+                    // no longer knows our tables. Read again once nothing fails any more.
+                    self.kept.invalidate();
                 }
                 return Err(e);
             }

@@ -17,7 +17,7 @@ mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_EXCL, NLM_F_REPLACE};
 
 use crate::error::Error;
 use crate::kernel::{self, apply, netlink::Netlink, ReadError};
@@ -66,8 +66,11 @@ pub struct Kept {
     /// a table may still hold a copy of one that the model does not know of (see
     /// [`Kept::plan`]).
     pending: BTreeMap<Prefix, Vec<Route>>,
-    /// Interfaces whose routes the kernel may have changed without a notification.
+    /// Interfaces whose routes the kernel may have changed without a notification (their
+    /// links changed).
     refresh: BTreeSet<u32>,
+    /// Interfaces whose addresses changed.
+    readdressed: BTreeSet<u32>,
     addresses_stale: bool,
     /// Interfaces whose addresses changed: planned whole (rules and table) from the model.
     whole: BTreeSet<u32>,
@@ -144,6 +147,7 @@ impl Kept {
             ways,
             pending: BTreeMap::new(),
             refresh: BTreeSet::new(),
+            readdressed: BTreeSet::new(),
             addresses_stale: false,
             whole: BTreeSet::new(),
             rules: Vec::new(),
@@ -198,6 +202,15 @@ impl Kept {
                         self.count_ways(route, true);
                         self.main.replace(route.clone())
                     } else {
+                        if route.family() == Family::V4 && flags & NLM_F_EXCL != 0 {
+                            // The kernel inserted it with no other route under its key: any
+                            // the model holds there is from a notification replayed after
+                            // a load, and a later one puts back whatever is still there.
+                            for old in self.main.remove_key(&route.key()) {
+                                self.count_ways(&old, false);
+                                self.left(&old);
+                            }
+                        }
                         let place = if flags & NLM_F_APPEND != 0 {
                             Place::Last
                         } else {
@@ -245,7 +258,7 @@ impl Kept {
                 // IPv4 drops the routes whose preferred source was a removed address
                 // without a notification.
                 self.addresses_stale = true;
-                self.refresh.insert(*index);
+                self.readdressed.insert(*index);
                 // The interface's rules (and, when a family gains or loses its first rule,
                 // its table) are planned from the model, unless a setting makes one
                 // interface's addresses matter to others (`prefix_rules`: shared subnets;
@@ -317,6 +330,15 @@ impl Kept {
         // Judged by what is there now, not by what changed since the last read: an earlier
         // refresh may have read a state whose notification was still on its way.
         let mut reread = std::mem::take(&mut self.refresh);
+        for index in std::mem::take(&mut self.readdressed) {
+            // An interface with no IPv4 address left has lost its IPv4 routes.
+            if !addresses
+                .iter()
+                .any(|a| a.ifindex == index && a.addr.is_ipv4())
+            {
+                reread.insert(index);
+            }
+        }
         for route in self.main.iter() {
             if route
                 .pref_src()
@@ -356,6 +378,17 @@ impl Kept {
             let prefix = Prefix::of(&route);
             if self.main.prefix(&prefix).any(|held| *held == route) {
                 continue;
+            }
+            if route.family() == Family::V4
+                && self
+                    .main
+                    .prefix(&prefix)
+                    .any(|held| held.key() == route.key())
+            {
+                // Another IPv4 route under its key, through another interface: whether the
+                // kernel still has it the filtered dump cannot say. A full run decides.
+                self.valid = false;
+                return Ok(());
             }
             self.count_ways(&route, true);
             self.touch(&route);

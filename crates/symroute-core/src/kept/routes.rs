@@ -260,6 +260,21 @@ impl TableIndex {
         Removed::Nothing
     }
 
+    /// Takes out every route with `key`, returning them.
+    pub fn remove_key(&mut self, key: &RouteKey) -> Vec<Route> {
+        let prefix = Prefix {
+            dst: key.dst,
+            len: key.dst_len,
+            tos: key.tos,
+        };
+        let slots: Vec<u32> = self
+            .chain(&prefix)
+            .into_iter()
+            .filter(|i| self.slots[*i as usize].key() == *key)
+            .collect();
+        slots.into_iter().map(|i| self.unlink(&prefix, i)).collect()
+    }
+
     /// Takes out every route `drop` says yes to, returning them.
     pub fn remove_where(&mut self, mut drop: impl FnMut(&Route) -> bool) -> Vec<Route> {
         let slots: Vec<u32> = (0..self.slots.len() as u32)

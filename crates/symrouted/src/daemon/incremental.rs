@@ -40,6 +40,10 @@ impl Daemon {
             self.kept.invalidate();
             return Outcome::FullRun;
         }
+        if !self.kept.is_valid() {
+            log::debug!("the model cannot tell what the kernel changed: full run");
+            return Outcome::FullRun;
+        }
         if self.kept.uplinks_changed() {
             log::debug!("an interface became or ceased to be an uplink: full run");
             return Outcome::FullRun;
