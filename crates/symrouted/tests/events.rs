@@ -275,9 +275,9 @@ fn after_an_overrun_the_event_path_still_converges() {
 }
 
 /// The sequences with our own routes deleted by someone else in the middle of them (a
-/// `route flush table ... proto 83`). Known to fail now and then (about one run in five of
-/// 24 cases): a copy left behind in the flushed table after the runs that repair it and the
-/// event path interleave; the periodic verification repairs it. Run it by name to see it.
+/// `route flush table ... proto 83`). Known to fail now and then (once in 30 runs of 24
+/// cases): a copy left behind after the runs that repair the flushed table and the event
+/// path interleave; the periodic verification repairs it. Run it by name to see it.
 #[test]
 #[ignore = "known gap: stale copies after our routes are deleted by someone else mid-burst"]
 fn random_sequences_with_our_state_deleted_by_others() {
