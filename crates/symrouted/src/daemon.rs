@@ -114,6 +114,9 @@ struct Daemon {
     verifying: bool,
     /// A full run is due at once: main's uplinks changed while the last one ran.
     again: bool,
+    /// Events were lost while the model was read after a full run: the loop runs again
+    /// without waiting for an event (the burst that overran may be over).
+    rerun: bool,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -150,6 +153,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         kept: Kept::default(),
         verifying: false,
         again: false,
+        rerun: false,
     };
     daemon.follow_health_settings();
     daemon.dirty.resync = true;
@@ -271,6 +275,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 daemon.dirty.resync = true;
             }
             _ = pause_over => daemon.retry_due(),
+            _ = std::future::ready(()), if daemon.rerun => daemon.rerun = false,
             _ = lock_free => {}
         }
         daemon.drain().await?;
@@ -435,6 +440,11 @@ impl Daemon {
             self.process_locked().await;
         }
         self.again = false;
+        if self.kept.has_work() && !self.dirty.resync {
+            // Prefixes changed while the model was read (or still to plan): now, not with
+            // the next event.
+            self.process_locked().await;
+        }
         self.held = None;
     }
 
@@ -532,6 +542,7 @@ impl Daemon {
     /// run (and what they had deleted counted) when their pause ends.
     async fn resync(&mut self, mut dirty: Dirty, now: Instant) {
         log::debug!("full sync");
+        self.rerun = false;
         let links = match links(&self.nl).await {
             Ok(links) => links,
             Err(e) => {
@@ -579,7 +590,7 @@ impl Daemon {
                 }
                 self.reload_model(&report).await;
                 // Main changed between the run's read and the model's: once more.
-                self.again = self.kept.uplinks_changed();
+                self.again |= self.kept.uplinks_changed();
             }
             Err(e) => {
                 log::error!("{e}");

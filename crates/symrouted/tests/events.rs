@@ -1,7 +1,8 @@
 //! The daemon's event path against the real kernel, as a property: random sequences of
 //! link, address and route changes in main (adds, deletes, replaces, appends, multipath, a
 //! route behind the host, an interface becoming an uplink by a gateway, by its direct
-//! routes' share of the space or by a VPN table's routes, our own routes deleted by
+//! routes' share of the space or by a VPN table's routes, a VIP on a macvlan, our own
+//! routes deleted by
 //! someone else, an overrun forced by a tiny receive buffer) leave, once the daemon has
 //! caught up, exactly the state a fresh full reconcile computes: a full run would write
 //! nothing. Seeded: a failure names the seed (`SYMROUTE_EVENTS_SEED` replays it).
@@ -63,7 +64,7 @@ fn step(rng: &mut Rng, lan_table: &str, others_delete_ours: bool) -> Vec<String>
     let gw4 = *rng.pick(&GW4);
     let gw6 = *rng.pick(&GW6);
     let metric = *rng.pick(&METRICS);
-    match rng.below(22) {
+    match rng.below(23) {
         0..=2 => vec![format!("route add {v4} {gw4} {metric}")],
         3 => vec![format!("route append {v4} {gw4} {metric}")],
         4..=5 => vec![format!("route replace {v4} {gw4} {metric}")],
@@ -106,6 +107,12 @@ fn step(rng: &mut Rng, lan_table: &str, others_delete_ours: bool) -> Vec<String>
             "route {} {} dev vpn0 table 51820",
             *rng.pick(&["replace", "del"]),
             *rng.pick(&["0.0.0.0/0", "198.51.100.0/24"])
+        )],
+        // A VIP comes or goes on a macvlan of eth1 (keepalived's `use_vmac`): its table takes
+        // eth1's ways out.
+        20 => vec![format!(
+            "addr {} 10.2.0.71/32 dev mv0",
+            *rng.pick(&["add", "del"])
         )],
         // Someone deletes a route of ours.
         17 if others_delete_ours => vec![format!("route flush table {lan_table} proto 83")],
@@ -160,8 +167,8 @@ fn batch(host: &Netns, lines: &[String]) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
-/// A LAN bridge behind the host, and a tunnel-like `vpn0` with wg-quick's catch-all rule
-/// for its table 51820 (empty at first).
+/// A LAN bridge behind the host, a tunnel-like `vpn0` with wg-quick's catch-all rule for
+/// its table 51820 (empty at first), and a macvlan `mv0` on eth1 with a VIP.
 fn add_lan(host: &Netns) {
     host.sh_ok_input(
         &["ip", "-batch", "-"],
@@ -173,6 +180,9 @@ fn add_lan(host: &Netns) {
          addr add 10.9.0.2/24 dev vpn0
          addr add fd09::2/64 dev vpn0 nodad
          rule add not fwmark 0xca6c table 51820 priority 31000
+         link add mv0 link eth1 type macvlan mode bridge
+         link set mv0 up
+         addr add 10.2.0.70/32 dev mv0
         ",
     );
 }
@@ -246,16 +256,21 @@ fn sequences(
             let kernel = monitor.marker(host, 11);
             panic!(
                 "case {case} (seed {seed}, case seed {case_seed}): a full run would still write \
-                 {left:#?}\nafter:\n{}\n(ip: {errors})\nthe kernel said:\n{}\ndaemon log:\n{}",
+                 {left:#?}\nafter:\n{}\n(ip: {errors})\nthe kernel said:\n{}\nrules and \
+                 addresses now:\n{}\n{}\ndaemon log:\n{}",
                 done.join("\n"),
                 kernel.join("\n"),
+                host.sh_ok(&["ip", "rule"]),
+                host.sh_ok(&["ip", "-br", "addr"]),
                 daemon.log()
             );
         }
+        // (Shown with a later case's failure: what led up to it.)
         eprintln!(
-            "case {case}: {} changes, converged after {:?}",
+            "case {case}: {} changes, converged after {:?}:\n  {}",
             done.len(),
-            t.elapsed()
+            t.elapsed(),
+            done.join("\n  ")
         );
         restore(host);
     }

@@ -187,6 +187,19 @@ impl Kept {
         Ok(())
     }
 
+    /// Plans `route`'s prefix again: a change of main the last read already holds (see
+    /// symrouted's `reload_model`); a route that left may have left copies.
+    pub fn replan(&mut self, route: &Route, added: bool) {
+        if !self.valid {
+            return;
+        }
+        if added {
+            self.touch(route);
+        } else {
+            self.left(route);
+        }
+    }
+
     /// Marks `route`'s prefix for the next plan.
     fn touch(&mut self, route: &Route) {
         self.pending.entry(Prefix::of(route)).or_default();
@@ -599,11 +612,19 @@ impl Kept {
                 .iter()
                 .any(|f| uplinks.is_uplink(*f, ifindex));
         let table = settings.table_for(ifindex);
+        // A macvlan without a way out of its own takes its parent's.
+        let parents: Vec<(Family, u32)> = [Family::V4, Family::V6]
+            .into_iter()
+            .filter_map(|f| uplinks.parent(f, ifindex).map(|p| (f, p)))
+            .collect();
         let mut prefixes: BTreeSet<Prefix> = self
             .main
             .iter()
             .filter(|r| {
                 r.uses_link(ifindex)
+                    || parents
+                        .iter()
+                        .any(|(f, p)| r.family() == *f && r.uses_link(*p))
                     || (behind
                         && is_copyable(r)
                         && !r

@@ -178,16 +178,34 @@ impl Monitor {
 
     /// Reads every pending datagram without waiting and hands each notification (or
     /// overrun) to `on`. Returns how many datagrams were read.
-    pub fn drain(&mut self, mut on: impl FnMut(Received)) -> Result<usize, MonitorError> {
+    pub fn drain(&mut self, on: impl FnMut(Received)) -> Result<usize, MonitorError> {
+        self.drain_and(true, on)
+    }
+
+    /// [`Monitor::drain`], leaving tokio's readiness as it is: for a read in the middle of
+    /// other work, after which the event loop drains again anyway.
+    pub fn drain_now(&mut self, on: impl FnMut(Received)) -> Result<usize, MonitorError> {
+        self.drain_and(false, on)
+    }
+
+    fn drain_and(
+        &mut self,
+        clear: bool,
+        mut on: impl FnMut(Received),
+    ) -> Result<usize, MonitorError> {
         let Monitor { socket, buffer, .. } = self;
         let fd = socket.get_ref().as_raw_fd();
         // Taken before reading, so that clearing it below cannot swallow a datagram that
         // arrives after the last `recv` (tokio only clears the readiness it handed out).
-        let mut ready = socket
-            .readable()
-            .now_or_never()
-            .transpose()
-            .map_err(MonitorError::Read)?;
+        let mut ready = if clear {
+            socket
+                .readable()
+                .now_or_never()
+                .transpose()
+                .map_err(MonitorError::Read)?
+        } else {
+            None
+        };
         let mut datagrams = 0;
         loop {
             match receive_from_kernel(fd, buffer) {

@@ -11,13 +11,15 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use symroute_core::model::{Route, MAIN_TABLE};
+use symroute_core::monitor::{Change, Received};
 use symroute_core::Report;
 
 /// Changes logged one per line per table and batch, as a run logs them.
 const LOGGED_CHANGES: usize = 50;
 
 use super::Daemon;
-use crate::dirty::{Dirty, Reason};
+use crate::dirty::{note, Dirty, Reason};
 use crate::retry::Key;
 
 /// What the event path left to the caller.
@@ -112,16 +114,27 @@ impl Daemon {
     /// main-table changes are left to per-interface runs.
     pub(super) async fn reload_model(&mut self, report: &Report) {
         let started = Instant::now();
+        let Some(queued) = self.drain_before_load() else {
+            self.kept.invalidate();
+            return;
+        };
         match self
             .kept
             .load(&self.nl, &self.settings, &report.uplinks)
             .await
         {
-            Ok(()) => log::debug!(
-                "model: {} main route(s) read in {:.1} ms",
-                self.kept.main_len(),
-                started.elapsed().as_secs_f64() * 1e3
-            ),
+            Ok(()) => {
+                for (route, added) in &queued {
+                    self.kept.replan(route, *added);
+                }
+                log::debug!(
+                    "model: {} main route(s) read in {:.1} ms; {} change(s) queued before it \
+                     planned again",
+                    self.kept.main_len(),
+                    started.elapsed().as_secs_f64() * 1e3,
+                    queued.len()
+                )
+            }
             Err(e) => {
                 log::warn!(
                     "{e}: main-table changes go to per-interface runs until the next full run"
@@ -129,6 +142,48 @@ impl Daemon {
                 self.kept.invalidate();
             }
         }
+    }
+
+    /// Drains what is queued before the model is read. Main-table route changes are in the
+    /// read already: they are returned, for their prefixes to be planned again rather than
+    /// applied on top of the state read (an earlier replace or exclusive insert would undo a
+    /// later change the read holds). The rest marks interfaces for runs as usual. `None`
+    /// when events were lost (a full run follows).
+    fn drain_before_load(&mut self) -> Option<Vec<(Route, bool)>> {
+        let Daemon {
+            monitor,
+            dirty,
+            echoes,
+            settings,
+            ..
+        } = self;
+        let mut queued = Vec::new();
+        let mut lost = false;
+        let drained = monitor.drain_now(|received| match received {
+            Received::Message {
+                flags,
+                sender,
+                message,
+            } => match message {
+                Change::Route { route, added } if route.table == MAIN_TABLE => {
+                    queued.push((route, added));
+                }
+                message => note(dirty, echoes, settings, flags, sender, &message),
+            },
+            Received::Overrun => lost = true,
+        });
+        if let Err(e) = drained {
+            log::warn!("{e}: the model is read again by the next full run");
+            lost = true;
+        }
+        if lost {
+            // At once: the burst may be over, and no event would come to wake the loop.
+            self.again = true;
+            self.dirty.resync = true;
+            self.rerun = true;
+            return None;
+        }
+        Some(queued)
     }
 
     /// Counts and logs (once per verification) what a periodic verification changed.
