@@ -87,6 +87,9 @@ pub struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
+    /// Classifying main itself: for tests (a run and the views plan with the read's
+    /// classification, [`Planner::with_uplinks`]).
+    #[cfg(test)]
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Planner<'a> {
         Planner {
             snapshot,

@@ -42,8 +42,9 @@ pub(crate) use planned::plan_run;
 pub use planned::{Effect, Refusal, RunPlan};
 pub(crate) use read::{read, Read};
 pub use report::{Changes, Report, LOGGED_CHANGES};
-pub use side::{table_names, NftPlan};
+pub(crate) use side::NftRead;
 use side::{apply_nftables, write_table_names, TABLE_NAMES_PATH};
+pub use side::{table_names, NftPlan};
 pub(crate) use work::warn_included_and_excluded;
 pub use work::Subject;
 use work::Work;
@@ -198,9 +199,8 @@ async fn pass(
     vanished: Option<u32>,
     before_apply: &mut dyn FnMut(),
 ) -> Result<Pass, Error> {
-    let state_path = health::state_path(
-        held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
-    );
+    let state_path =
+        health::state_path(held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path));
     let mut read = read(nl, settings, target, mode, vanished, &state_path).await?;
     let settings = &placement::placed(settings, &read.snapshot.rules);
     if read.everyone {

@@ -101,14 +101,15 @@ pub(crate) fn plan_run(
             );
         }
         // A down-class event is a sync: the kernel, not the event, says what is gone.
-        (_, Some((link, Action::Sync | Action::Settle))) => match sync_work(&planner, settings, link)
-        {
-            Ok((w, mark)) => {
-                work.push(w);
-                planned.insert(link.index, mark);
+        (_, Some((link, Action::Sync | Action::Settle))) => {
+            match sync_work(&planner, settings, link) {
+                Ok((w, mark)) => {
+                    work.push(w);
+                    planned.insert(link.index, mark);
+                }
+                Err(e) => refusals.push(refuse(e, Some(link.index), Effect::FailsRun)),
             }
-            Err(e) => refusals.push(refuse(e, Some(link.index), Effect::FailsRun)),
-        },
+        }
         (_, Some((link, _))) => {
             work.push(remove_work(snapshot, settings, link));
             planned.insert(link.index, None);
@@ -198,7 +199,9 @@ impl RunPlan {
     /// Whether the run would write nothing: no operation, no nftables change. Refusals
     /// are not writes.
     pub fn writes_nothing(&self) -> bool {
-        self.work.iter().all(|w| w.ops.is_empty() && w.plan.is_none())
+        self.work
+            .iter()
+            .all(|w| w.ops.is_empty() && w.plan.is_none())
             && !matches!(self.nft, NftPlan::Change(_))
     }
 }

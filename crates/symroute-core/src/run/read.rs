@@ -85,8 +85,7 @@ pub(crate) async fn read(
             .rules
             .iter()
             .any(|r| r.is_steering(settings.protocol));
-        if (settings.health.is_some() || steering_rules) && !snapshot.tables.contains_key(&table)
-        {
+        if (settings.health.is_some() || steering_rules) && !snapshot.tables.contains_key(&table) {
             let routes = kernel::routes(nl, Some(table), None).await?;
             snapshot.tables.insert(table, routes);
         }
@@ -107,4 +106,21 @@ pub(crate) async fn read(
         health,
         nft,
     })
+}
+
+impl Read {
+    /// A read that found `snapshot` (all of it, nothing of `[health]` or nftables): for
+    /// tests of the plan and of the views over it.
+    #[cfg(test)]
+    pub(crate) fn of(snapshot: Snapshot, settings: &Settings) -> Read {
+        Read {
+            uplinks: Uplinks::of(&snapshot, settings),
+            snapshot,
+            main_complete: true,
+            link: None,
+            everyone: false,
+            health: None,
+            nft: NftRead::NotAsked,
+        }
+    }
 }

@@ -92,7 +92,11 @@ pub(super) fn sync_work(
         Work {
             idle: plan.rules.is_empty(),
             plan: Some(plan),
-            ..Work::ops(link.name.clone(), Subject::Interface(link.index), Vec::new())
+            ..Work::ops(
+                link.name.clone(),
+                Subject::Interface(link.index),
+                Vec::new(),
+            )
         },
         mark,
     ))
