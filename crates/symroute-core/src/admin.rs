@@ -11,7 +11,7 @@ use crate::model::host::HostFacts;
 use crate::model::{Answer, Probe, Query, Snapshot};
 use crate::plan::placement;
 use crate::plan::uplinks::{dependents, Uplinks};
-use crate::run::{self, NftRead, Read, RunPlan};
+use crate::run::{self, NftPlan, NftRead, Read, RunPlan};
 use crate::views::doctor::{self, Diagnosis};
 use crate::views::explain::{self, Explanation};
 use crate::views::replies;
@@ -57,6 +57,9 @@ pub async fn status(
         None => None,
     };
     run::warn_included_and_excluded(&snapshot.links, &settings, only.map(|l| l.index));
+    if let NftPlan::Unknown(why) = &plan.nft {
+        log::warn!("{why}");
+    }
     let mut report = status::status(snapshot, &settings, &plan, read.health.as_ref());
     if let Some(link) = only {
         // What `symroute sync NAME` plans along with it: every other interface when our

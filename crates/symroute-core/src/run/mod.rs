@@ -229,6 +229,9 @@ async fn pass(
         }
     }
     report.steering = plan.steering.take();
+    if let NftPlan::Unknown(why) = &plan.nft {
+        log::warn!("{why}");
+    }
     // Planned: main's routes (which can be 100 000) are not needed any more, and would be
     // a third copy beside each plan and its operations; the tables go once compared.
     let snapshot = &mut read.snapshot;

@@ -61,9 +61,9 @@ pub(super) fn read_nftables(
         Ok(installed) => NftRead::Installed(installed),
         Err(e) if mode == Mode::DryRun => {
             if settings.iif_rules {
-                let line = format!("{e}: what a sync would change in it is unknown");
-                log::warn!("{line}");
-                NftRead::Unknown(line)
+                // Said by whoever shows the plan (a dry run's warning, status's section,
+                // doctor's finding), once.
+                NftRead::Unknown(format!("{e}: what a sync would change in it is unknown"))
             } else {
                 log::debug!("{e}");
                 NftRead::NotAsked
