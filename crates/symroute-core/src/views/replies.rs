@@ -85,7 +85,7 @@ pub fn probes(snapshot: &Snapshot, uplinks: &Uplinks, settings: &Settings) -> Ve
         if !settings.family_enabled(family) {
             continue;
         }
-        let peers = peers(snapshot, &uplinks, family);
+        let peers = peers(snapshot, uplinks, family);
         for address in &snapshot.addresses {
             let managed = snapshot
                 .link(address.ifindex)
