@@ -400,7 +400,8 @@ impl Status {
         self.sync_also_writes = self
             .interfaces
             .iter()
-            .filter(|i| i.state == State::Pending && companions.contains(&i.ifname))
+            .filter(|i| i.ifname != name && i.state == State::Pending)
+            .filter(|i| companions.contains(&i.ifname))
             .map(|i| i.ifname.clone())
             .collect();
         self.interfaces.retain(|i| i.ifname == name);
