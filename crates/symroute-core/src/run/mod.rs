@@ -219,7 +219,10 @@ async fn pass(
     }
     let mut plan = plan_run(&read, settings, target, skip);
 
-    let mut report = Report::default();
+    let mut report = Report {
+        uplinks: read.uplinks.clone(),
+        ..Report::default()
+    };
     for Refusal { error, effect, .. } in std::mem::take(&mut plan.refusals) {
         match effect {
             Effect::FailsRun => return Err(error.into()),
