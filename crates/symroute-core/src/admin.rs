@@ -1,25 +1,44 @@
 //! What the admin command line (`symroute status|doctor|explain`) asks of the host, each a
 //! read through `kernel` followed by its pure view.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::health::{self, HealthState};
+use crate::health;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, nftables, Scope};
+use crate::kernel::{self, Scope};
 use crate::model::host::HostFacts;
 use crate::model::{Answer, Probe, Query, Snapshot};
 use crate::plan::placement;
+use crate::plan::uplinks::{dependents, Uplinks};
+use crate::run::{self, NftPlan, NftRead, Read, RunPlan};
 use crate::views::doctor::{self, Diagnosis};
 use crate::views::explain::{self, Explanation};
 use crate::views::replies;
 use crate::views::status::{self, Status};
-use crate::{Error, Settings};
+use crate::{Error, Mode, Settings, Target};
 
-/// Everything: every link, address, rule and table.
-pub async fn full_snapshot(nl: &Netlink, settings: &Settings) -> Result<Snapshot, Error> {
+/// Everything: every link, address, rule and table, with main's uplinks (classified once,
+/// by the read).
+pub async fn full_snapshot(
+    nl: &Netlink,
+    settings: &Settings,
+) -> Result<(Snapshot, Uplinks), Error> {
     let links = kernel::links(nl).await?;
-    let (snapshot, _uplinks, _) = kernel::snapshot(nl, settings, Scope::All, links).await?;
-    Ok(snapshot)
+    let (snapshot, uplinks, _) = kernel::snapshot(nl, settings, Scope::All, links).await?;
+    Ok((snapshot, uplinks))
+}
+
+/// The read of `symroute sync` (all of it), its plan and its operations: what status and
+/// doctor show. `settings` come back placed among the other tools' rules, as the run
+/// places them.
+async fn sync_plan(nl: &Netlink, settings: &Settings) -> Result<(Read, Settings, RunPlan), Error> {
+    let state_path = health::state_path(Path::new(crate::lock::DEFAULT_LOCK_PATH));
+    let read = run::read(nl, settings, &Target::All, Mode::DryRun, None, &state_path).await?;
+    let settings = placement::placed(settings, &read.snapshot.rules);
+    let mut plan = run::plan_run(&read, &settings, &Target::All, &BTreeSet::new());
+    plan.diff(&read.snapshot, &settings);
+    Ok((read, settings, plan))
 }
 
 /// `symroute status [INTERFACE]`.
@@ -28,51 +47,68 @@ pub async fn status(
     settings: &Settings,
     interface: Option<&str>,
 ) -> Result<Status, Error> {
-    let snapshot = full_snapshot(nl, settings).await?;
+    let (read, settings, plan) = sync_plan(nl, settings).await?;
+    let snapshot = &read.snapshot;
     let only = match interface {
         Some(name) => match snapshot.link_by_name(name) {
-            Some(link) => Some(link.index),
+            Some(link) => Some(link),
             None => return Err(Error::UnknownInterface(name.to_string())),
         },
         None => None,
     };
-    crate::run::warn_included_and_excluded(&snapshot.links, settings, only);
-    // Where our rules go among the other tools' rules, as a run would place them.
-    let settings = &placement::placed(settings, &snapshot.rules);
-    let mut report = status::status(&snapshot, settings);
-    report.add_health(&snapshot, settings, health_state(settings).as_ref());
-    if let Some(name) = interface {
-        if !report.retain_interface(name) {
-            return Err(Error::UnknownInterface(name.to_string()));
+    run::warn_included_and_excluded(&snapshot.links, &settings, only.map(|l| l.index));
+    if let NftPlan::Unknown(why) = &plan.nft {
+        log::warn!("{why}");
+    }
+    let mut report = status::status(snapshot, &settings, &plan, read.health.as_ref());
+    if let Some(link) = only {
+        // What `symroute sync NAME` plans along with it: every other interface when our
+        // rules move, as its run moves them all.
+        let companions: Vec<String> = if placement::misplaced(&snapshot.rules, &settings) {
+            snapshot.links.iter().map(|l| l.name.clone()).collect()
+        } else {
+            dependents(
+                &read.uplinks,
+                &snapshot.main_routes,
+                &snapshot.links,
+                link.index,
+                |other| {
+                    let table = settings.table_for(other.index);
+                    Ok::<_, Error>(
+                        snapshot
+                            .table(table)
+                            .iter()
+                            .any(|r| r.uses_link(link.index)),
+                    )
+                },
+            )?
+            .into_iter()
+            .map(|i| snapshot.link_name(i))
+            .collect()
+        };
+        if !report.retain_interface(&link.name, &companions) {
+            return Err(Error::UnknownInterface(link.name.clone()));
         }
     }
     Ok(report)
 }
 
-/// symrouted's verdicts (`[health]`), when fresh.
-fn health_state(settings: &Settings) -> Option<HealthState> {
-    let interval = settings.health.as_ref()?.interval;
-    HealthState::read(
-        &health::state_path(Path::new(crate::lock::DEFAULT_LOCK_PATH)),
-        HealthState::stale_after(interval),
-    )
-}
-
-/// `symroute doctor`: the full snapshot and the host's facts, judged.
+/// `symroute doctor`: the full snapshot, the sync's plan and the host's facts, judged.
 pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Error> {
-    let snapshot = full_snapshot(nl, settings).await?;
-    // Where our rules go among the other tools' rules, as a run would place them.
-    let settings = &placement::placed(settings, &snapshot.rules);
-    let report = status::status(&snapshot, settings);
+    let (read, settings, plan) = sync_plan(nl, settings).await?;
+    let snapshot = &read.snapshot;
+    let settings = &settings;
+    let report = status::status(snapshot, settings, &plan, read.health.as_ref());
     let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
-    // Needs CAP_NET_ADMIN; unknown otherwise. Not asked when nf_tables is not even loaded
-    // and nothing needs it (asking would load it).
-    if settings.iif_rules || kernel::nat::nf_tables_present(Path::new("/")) {
-        facts.nft_table = nftables::read_installed().ok();
-    }
+    // As the read found it (it needs CAP_NET_ADMIN; unknown otherwise). Not asked when
+    // nf_tables is not even loaded and nothing needs it (asking would load it).
+    facts.nft_table = match &read.nft {
+        NftRead::Installed(installed) => Some(installed.clone()),
+        _ => None,
+    };
     facts.nat = kernel::nat::read(Path::new("/"));
-    facts.replies = ask_replies(nl, &snapshot, settings).await;
-    let diagnosis = doctor::diagnose(&snapshot, settings, &report, &facts);
+    facts.replies = ask_replies(nl, snapshot, &read.uplinks, settings).await;
+    let diagnosis = doctor::diagnose(snapshot, &read.uplinks, settings, &report, &facts);
     // Also on stderr, one line each: `--json` readers and scripts see the findings only.
     for finding in diagnosis.unseen() {
         log::warn!("{}: {}", finding.check, finding.message);
@@ -85,10 +121,11 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
 async fn ask_replies(
     nl: &Netlink,
     snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
 ) -> Option<Vec<(Probe, Answer)>> {
     let mut out = Vec::new();
-    for probe in replies::probes(snapshot, settings) {
+    for probe in replies::probes(snapshot, uplinks, settings) {
         match kernel::lookup(nl, &probe.query, None, None).await {
             Ok(answer) => out.push((probe, answer)),
             Err(e) => {
@@ -107,7 +144,7 @@ pub async fn explain(
     settings: &Settings,
     query: &Query,
 ) -> Result<Explanation, Error> {
-    let snapshot = full_snapshot(nl, settings).await?;
+    let (snapshot, uplinks) = full_snapshot(nl, settings).await?;
     // Where our rules go among the other tools' rules, as a run would place them.
     let settings = &placement::placed(settings, &snapshot.rules);
     let iif_index = match &query.iif {
@@ -130,6 +167,7 @@ pub async fn explain(
     };
     Ok(explain::explain(
         &snapshot,
+        &uplinks,
         settings,
         query,
         &answer,

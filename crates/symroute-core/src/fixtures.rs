@@ -162,3 +162,13 @@ pub fn with_wg_quick(mut snapshot: Snapshot, wg0: u32) -> Snapshot {
         .insert(51820, vec![route(51820, "0.0.0.0", 0, None, wg0, 3)]);
     snapshot
 }
+
+/// `symroute status` of `snapshot`: the plan of a full sync of it, shown (with `settings`
+/// as given, not placed).
+pub fn status_of(snapshot: &Snapshot, settings: &Settings) -> crate::views::status::Status {
+    use crate::run::{plan_run, Read, Target};
+    let read = Read::of(snapshot.clone(), settings);
+    let mut plan = plan_run(&read, settings, &Target::All, &Default::default());
+    plan.diff(&read.snapshot, settings);
+    crate::views::status::status(&read.snapshot, settings, &plan, None)
+}

@@ -8,8 +8,8 @@
 //! The folders follow a run (docs/architecture.md): `model/` (plain data: [`Snapshot`],
 //! [`Op`], links, routes, rules), `kernel/` (everything that reads or writes the host),
 //! `plan/` (the pure decisions: plans, diff, the nftables table text), `views/` (pure
-//! reports over a snapshot: status, doctor, explain), `run.rs` (lock → read → plan → diff →
-//! apply).
+//! reports over a snapshot: status, doctor, explain), `run/` (lock → read → plan → diff →
+//! apply; the pure part, `plan_run`, is what status and doctor display).
 //!
 //! The modules are private; what the binaries and tests use is re-exported here, plus a few
 //! public namespaces: [`model`] (the plain types), [`admin`] (the admin CLI's reads and

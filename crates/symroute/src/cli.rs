@@ -76,7 +76,8 @@ pub struct Args {
 pub enum Command {
     /// Show each interface's table, rules, routes and covered addresses, whether it is in
     /// sync (else the pending changes), anything stale or foreign in the way, and with
-    /// [health] each uplink's health and the steering
+    /// [health] each uplink's health and the steering; pending is exactly what `sync` would
+    /// write (the same plan), and what `sync` would refuse is named
     Status {
         /// Only this interface (exemptions and stale state are still shown)
         #[arg(value_name = "INTERFACE")]

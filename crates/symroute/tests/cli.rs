@@ -1317,3 +1317,133 @@ fn json_rules_and_routes_read_like_ip_j() {
         .iter()
         .any(|r| r["dst"] == "default" && r["gateway"] == "10.2.0.1" && r["dev"] == "eth1"));
 }
+
+/// `symroute status --json` and `symroute plan` of the same host, which must agree: status
+/// says in sync exactly when the sync would write nothing and refuse nothing.
+#[track_caller]
+fn status_and_plan(admin: &Admin) -> (Value, Ran) {
+    let status = admin.status();
+    let plan = admin.run(&["plan"]);
+    let writes_nothing = plan.out.is_empty() && plan.code == Some(0);
+    assert_eq!(
+        status["in_sync"] == true,
+        writes_nothing,
+        "status: {status}\nplan: {plan:?}"
+    );
+    (status, plan)
+}
+
+#[test]
+fn a_lan_interfaces_status_counts_the_uplink_tables_its_sync_writes() {
+    let Some(lab) = root_lab() else { return };
+    let _svc = service_behind_host(&lab);
+    let t0 = table_of(&lab.host, "eth0");
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
+    assert_eq!(status_and_plan(&admin).0["in_sync"], true);
+    // eth0's copy of the LAN's route is lost (someone's `ip route flush`, a crash midway):
+    // answers from eth0's address to the LAN would leave through eth0's gateway.
+    lab.host.ip(&format!("route del 10.50.0.0/24 table {t0}"));
+
+    let (status, plan) = status_and_plan(&admin);
+    assert_eq!(interface(&status, "eth0")["state"], "pending", "{status}");
+    assert_eq!(interface(&status, "lan0")["state"], "in-sync", "{status}");
+    assert_contains(
+        &plan.out,
+        &format!("eth0: +route 10.50.0.0/24 dev lan0 table {t0}"),
+    );
+    // lan0's own table is as a sync leaves it, but `sync lan0` writes eth0's copy too: its
+    // status says so (it used to say "lan0: in sync").
+    let text = admin.ok(&["status", "lan0"]).out;
+    assert!(
+        text.ends_with(
+            "lan0: not in sync: run `symroute sync lan0` (it also writes the tables of eth0)\n"
+        ),
+        "{text}"
+    );
+    let scoped = admin.json(&["status", "lan0", "--json"]);
+    assert_eq!(scoped["sync_also_writes"], serde_json::json!(["eth0"]));
+    let written = admin.ok(&["sync", "lan0"]).err;
+    assert_contains(&written, "eth0: +route 10.50.0.0/24 dev lan0");
+
+    assert_eq!(status_and_plan(&admin).0["in_sync"], true);
+    let text = admin.ok(&["status", "lan0"]).out;
+    assert!(text.ends_with("\nlan0: in sync\n"), "{text}");
+}
+
+#[test]
+fn status_counts_table_inet_symroute_as_the_sync_does() {
+    let Some(lab) = root_lab() else { return };
+    let admin = Admin::new(&lab.host, "iif_rules = true\n");
+    admin.sync();
+    assert!(nft_table(&lab.host).is_some());
+    assert_eq!(status_and_plan(&admin).0["in_sync"], true);
+    // The table is gone (`nft flush ruleset` by a firewall reload): the fwmark rules are
+    // still there, and answers are no longer marked.
+    lab.host
+        .sh_ok_input(&["nft", "-f", "-"], "delete table inet symroute\n");
+
+    let (status, plan) = status_and_plan(&admin);
+    let pending = status["nftables"]["pending"].as_str().unwrap_or_default();
+    assert!(
+        pending.starts_with("nft: replace table inet symroute"),
+        "{status}"
+    );
+    assert_contains(&plan.out, pending);
+    assert!(interface(&status, "eth1")["state"] == "in-sync", "{status}");
+    let text = admin.ok(&["status"]).out;
+    assert_contains(
+        &text,
+        &format!("nftables (table inet symroute):\n  pending    {pending}\n"),
+    );
+    assert!(
+        text.ends_with("\nnot in sync: run `symroute sync`\n"),
+        "{text}"
+    );
+    assert_eq!(findings(&admin.doctor(), "sync")[0]["verdict"], "fail");
+
+    admin.sync();
+    assert!(nft_table(&lab.host).is_some());
+    let (status, _) = status_and_plan(&admin);
+    assert_eq!(status["in_sync"], true);
+    assert!(status.get("nftables").is_none(), "{status}");
+}
+
+#[test]
+fn status_names_what_a_sync_refuses_instead_of_asking_for_one() {
+    let Some(lab) = root_lab() else { return };
+    let t1 = table_of(&lab.host, "eth1");
+    let admin = Admin::new(&lab.host, "");
+    admin.sync();
+    // Another tool's route in eth1's table: symroute will not touch the table.
+    let foreign = format!("203.0.113.0/24 via 10.2.0.1 dev eth1 table {t1} proto static");
+    lab.host.ip(&format!("route add {foreign}"));
+
+    let (status, plan) = status_and_plan(&admin);
+    assert_eq!(plan.code, Some(1), "{plan:?}");
+    assert_eq!(plan.out, "", "a refused sync writes nothing");
+    let eth1 = interface(&status, "eth1");
+    assert_eq!(eth1["state"], "refused", "{status}");
+    let why = format!("eth1: table {t1} already holds a route that is not symroute's");
+    assert!(
+        text_is(&status["refusals"][0], |r| r.starts_with(&why)),
+        "{status}"
+    );
+    let text = admin.ok(&["status"]).out;
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("not in sync: a sync refuses {why}")),
+        "{text}"
+    );
+    assert!(!text.contains("run `symroute sync`"), "{text}");
+    let text = admin.ok(&["status", "eth1"]).out;
+    assert_contains(&text, &format!("eth1: not in sync: a sync refuses {why}"));
+    // The sync refuses just that, and writes nothing.
+    let before = ours(&lab.host);
+    assert_contains(&admin.exits(1, &["sync"]).err, &why);
+    assert_eq!(ours(&lab.host), before);
+
+    // Once the other tool's route is gone, nothing is left to do.
+    lab.host.ip(&format!("route del {foreign}"));
+    assert_eq!(status_and_plan(&admin).0["in_sync"], true);
+}

@@ -557,7 +557,7 @@ impl Kept {
             tables,
         };
         let uplinks = self.settled.clone();
-        let planner = Planner::with_uplinks(&snapshot, settings, uplinks.clone());
+        let planner = Planner::with_uplinks(&snapshot, settings, &uplinks);
         for link in links {
             let plan = match planner.interface(link) {
                 Ok(plan) => plan,
@@ -655,7 +655,7 @@ impl Kept {
                 tables
             },
         };
-        let planner = Planner::with_uplinks(&snapshot, settings, uplinks.clone());
+        let planner = Planner::with_uplinks(&snapshot, settings, &uplinks);
         let plan = match planner.interface(link) {
             Ok(plan) => plan,
             Err(e) => {

@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::route_metrics::RouteMetrics;
 use crate::settings::{Prefix, Settings};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use uplinks::{behind_routes, Uplinks};
 
@@ -82,13 +83,19 @@ impl PlanError {
 pub struct Planner<'a> {
     snapshot: &'a Snapshot,
     settings: &'a Settings,
-    uplinks: Uplinks,
+    uplinks: Cow<'a, Uplinks>,
 }
 
 impl<'a> Planner<'a> {
+    /// Classifying main itself: for tests (a run and the views plan with the read's
+    /// classification, [`Planner::with_uplinks`]).
+    #[cfg(test)]
     pub fn new(snapshot: &'a Snapshot, settings: &'a Settings) -> Planner<'a> {
-        let uplinks = Uplinks::of(snapshot, settings);
-        Planner::with_uplinks(snapshot, settings, uplinks)
+        Planner {
+            snapshot,
+            settings,
+            uplinks: Cow::Owned(Uplinks::of(snapshot, settings)),
+        }
     }
 
     /// With `uplinks` already classified from `snapshot.main_routes` (by the read that
@@ -96,15 +103,16 @@ impl<'a> Planner<'a> {
     pub fn with_uplinks(
         snapshot: &'a Snapshot,
         settings: &'a Settings,
-        uplinks: Uplinks,
+        uplinks: &'a Uplinks,
     ) -> Planner<'a> {
         Planner {
             snapshot,
             settings,
-            uplinks,
+            uplinks: Cow::Borrowed(uplinks),
         }
     }
 
+    #[cfg(test)]
     pub fn uplinks(&self) -> &Uplinks {
         &self.uplinks
     }

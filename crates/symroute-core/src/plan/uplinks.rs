@@ -269,6 +269,41 @@ impl Uplinks {
     }
 }
 
+/// The interfaces a run for `x` plans along with it, ascending: every uplink when `x` is
+/// behind the host (their tables copy its routes), the macvlans on `x` (one that took `x`'s
+/// ways out keeps copies of them when `x` loses its gateway), and the uplinks whose tables
+/// still hold a copy of a route through `x` from when it was behind the host
+/// (`holds_copy_through`, asked only about uplinks the rest leaves out). The read of a run
+/// for `x` reads these tables; `status X` names them.
+pub fn dependents<E>(
+    uplinks: &Uplinks,
+    main: &[Route],
+    links: &[Link],
+    x: u32,
+    mut holds_copy_through: impl FnMut(&Link) -> Result<bool, E>,
+) -> Result<Vec<u32>, E> {
+    let behind = uplinks.is_behind(main, x);
+    let mut candidates = uplinks.indexes();
+    candidates.extend(
+        links
+            .iter()
+            .filter(|l| l.parent == Some(x))
+            .map(|l| l.index),
+    );
+    candidates.sort_unstable();
+    candidates.dedup();
+    let mut out = Vec::new();
+    for y in candidates.into_iter().filter(|y| *y != x) {
+        let Some(link) = links.iter().find(|l| l.index == y) else {
+            continue;
+        };
+        if behind || link.parent == Some(x) || holds_copy_through(link)? {
+            out.push(y);
+        }
+    }
+    Ok(out)
+}
+
 /// The routes of `tables` (with their family: a rule of one family looks up only that
 /// family's routes) in `snapshot`.
 pub fn vpn_routes<'a>(snapshot: &'a Snapshot, tables: &[(Family, u32)]) -> Vec<&'a Route> {

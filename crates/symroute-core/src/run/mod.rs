@@ -1,17 +1,16 @@
 //! One run: lock → snapshot → plan → diff → apply, for one interface or all of them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::error::Error;
 use crate::events::Action;
 use crate::health;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, ApplyError, Scope};
+use crate::kernel::{self, ApplyError};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Link;
 use crate::plan::placement;
-use crate::plan::Planner;
 use crate::settings::Settings;
 
 /// What a run is about.
@@ -33,15 +32,22 @@ pub enum Mode {
     DryRun,
 }
 
+mod planned;
+mod read;
 mod report;
 mod side;
 mod work;
 
+pub(crate) use planned::plan_run;
+pub use planned::{Effect, Refusal, RunPlan};
+pub(crate) use read::{read, Read};
 pub use report::{Changes, Report, LOGGED_CHANGES};
-pub use side::table_names;
-use side::{sync_nftables, write_table_names, TABLE_NAMES_PATH};
+pub(crate) use side::NftRead;
+use side::{apply_nftables, write_table_names, TABLE_NAMES_PATH};
+pub use side::{table_names, NftPlan};
 pub(crate) use work::warn_included_and_excluded;
-use work::{companions, exempt_work, garbage_work, remove_work, steer_work, sync_work, Work};
+pub use work::Subject;
+use work::Work;
 
 /// Runs `target` against the kernel behind `nl`.
 ///
@@ -193,152 +199,47 @@ async fn pass(
     vanished: Option<u32>,
     before_apply: &mut dyn FnMut(),
 ) -> Result<Pass, Error> {
-    let links = kernel::links(nl).await?;
-    let (scope, link) = match target {
-        Target::All | Target::Flush => (Scope::All, None),
-        Target::Interface { name, action } => match links.iter().find(|l| &l.name == name) {
-            Some(link) => (Scope::Interface(link.index), Some((link.clone(), *action))),
-            None if *action == Action::Sync => {
-                return Err(Error::UnknownInterface(name.clone()));
-            }
-            // `down` or `remove` after the device vanished: only stale state is left to collect.
-            None => (Scope::Garbage(vanished), None),
-        },
-    };
-    let (mut snapshot, mut uplinks, mut main_complete) =
-        kernel::snapshot(nl, settings, scope, links).await?;
-    // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
-    // them, every interface's rules move in this run, not only this one's.
-    let mut everyone = false;
-    if matches!(link, Some((_, Action::Sync | Action::Settle)))
-        && placement::misplaced(
-            &snapshot.rules,
-            &placement::placed(settings, &snapshot.rules),
-        )
-    {
-        let links = std::mem::take(&mut snapshot.links);
-        (snapshot, uplinks, main_complete) =
-            kernel::snapshot(nl, settings, Scope::All, links).await?;
-        everyone = true;
-    }
-    let settings = &placement::placed(settings, &snapshot.rules);
-    if everyone {
+    let state_path =
+        health::state_path(held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path));
+    let mut read = read(nl, settings, target, mode, vanished, &state_path).await?;
+    let settings = &placement::placed(settings, &read.snapshot.rules);
+    if read.everyone {
         log::info!(
             "rules of other tools before ours came or went: every interface's rules move to \
              priority {}",
             settings.rule_priority
         );
     }
-    match (target, &link) {
-        (Target::All, _) => warn_included_and_excluded(&snapshot.links, settings, None),
+    match (target, &read.link) {
+        (Target::All, _) => warn_included_and_excluded(&read.snapshot.links, settings, None),
         (Target::Interface { .. }, Some((l, _))) => {
-            warn_included_and_excluded(&snapshot.links, settings, Some(l.index));
+            warn_included_and_excluded(&read.snapshot.links, settings, Some(l.index));
         }
         _ => {}
     }
-    // Main is classified once for every plan of the run (it can hold 100 000 routes).
-    let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
+    let mut plan = plan_run(&read, settings, target, skip);
 
     let mut report = Report {
-        uplinks: planner.uplinks().clone(),
+        uplinks: read.uplinks.clone(),
         ..Report::default()
     };
-    let flush = *target == Target::Flush;
-    let mut work = Vec::new();
-    // Interfaces this run decides about, with their connection marks (`iif_rules`).
-    let mut planned: BTreeMap<u32, Option<u32>> = BTreeMap::new();
-    if !flush {
-        // Before any `from` rule, so exempted traffic never takes an uplink's table.
-        work.push(exempt_work(&snapshot, settings, false));
-    }
-    match (target, link) {
-        (Target::All, _) => {
-            for link in snapshot.links.iter().filter(|l| !skip.contains(&l.index)) {
-                match sync_work(&planner, settings, link) {
-                    Ok((w, mark)) => {
-                        work.push(w);
-                        planned.insert(link.index, mark);
-                    }
-                    Err(e) => report.failures.push(e),
-                }
-            }
-        }
-        (Target::Flush, _) => {
-            work.extend(
-                snapshot
-                    .links
-                    .iter()
-                    .map(|l| remove_work(&snapshot, settings, l)),
-            );
-        }
-        // A down-class event is a sync: the kernel, not the event, says what is gone.
-        (_, Some((link, Action::Sync | Action::Settle))) => {
-            let (w, mark) = sync_work(&planner, settings, &link)?;
-            work.push(w);
-            planned.insert(link.index, mark);
-        }
-        (_, Some((link, _))) => {
-            work.push(remove_work(&snapshot, settings, &link));
-            planned.insert(link.index, None);
-        }
-        (_, None) => {}
-    }
-    if let Target::Interface { .. } = target {
-        // What changed may be behind the host (a bridge, a LAN, a tunnel), whose routes
-        // every uplink table copies: those tables follow in the same run. An uplink that is
-        // refused does not fail the run for the interface asked about; its own runs report it.
-        let others = if everyone {
-            snapshot
-                .links
-                .iter()
-                .filter(|l| !planned.contains_key(&l.index))
-                .collect()
-        } else {
-            companions(&snapshot, settings, &planned)
-        };
-        for uplink in others.into_iter().filter(|l| !skip.contains(&l.index)) {
-            match sync_work(&planner, settings, uplink) {
-                Ok((mut w, mark)) => {
-                    w.companion = true;
-                    work.push(w);
-                    planned.insert(uplink.index, mark);
-                }
-                Err(e) => log::debug!("{e}"),
-            }
+    for Refusal { error, effect, .. } in std::mem::take(&mut plan.refusals) {
+        match effect {
+            Effect::FailsRun => return Err(error.into()),
+            Effect::Failure => report.failures.push(error.into()),
+            Effect::Warning => log::warn!("{error}"),
+            Effect::Quiet => log::debug!("{error}"),
         }
     }
-    // After the tables it points at are written, before garbage; only from all of main (a
-    // veth's run reads main's routes through the veth alone, and its steering is unchanged).
-    let mut steering = None;
-    if main_complete || flush {
-        let state_path = health::state_path(
-            held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
-        );
-        drop(planner);
-        match steer_work(nl, &mut snapshot, settings, flush, &state_path).await {
-            Ok(Some((w, plan))) => {
-                work.push(w);
-                steering = plan;
-            }
-            Ok(None) => {}
-            Err(e) => match target {
-                Target::All | Target::Flush => report.failures.push(e),
-                Target::Interface { .. } => log::warn!("{e}"),
-            },
-        }
+    report.steering = plan.steering.take();
+    if let NftPlan::Unknown(why) = &plan.nft {
+        log::warn!("{why}");
     }
-    report.steering = steering;
-    work.extend(garbage_work(&snapshot, settings));
-    if flush {
-        work.push(exempt_work(&snapshot, settings, true));
-    }
-
     // Planned: main's routes (which can be 100 000) are not needed any more, and would be
     // a third copy beside each plan and its operations; the tables go once compared.
+    let snapshot = &mut read.snapshot;
     snapshot.main_routes = Vec::new();
-    for w in &mut work {
-        w.diff(&snapshot, settings);
-    }
+    plan.diff(snapshot, settings);
     snapshot.tables.clear();
     if mode == Mode::Apply {
         before_apply();
@@ -349,7 +250,7 @@ async fn pass(
         mut ops,
         companion,
         ..
-    } in work
+    } in std::mem::take(&mut plan.work)
     {
         match mode {
             Mode::DryRun => {
@@ -395,16 +296,23 @@ async fn pass(
         }
     }
     if cut_short.is_some() {
-        report.links = snapshot.links;
+        report.links = read.snapshot.links;
         return Ok(Pass { report, cut_short });
     }
     // After the rules: marks are only set once the rules that route them exist.
-    let nft = sync_nftables(&snapshot, settings, target, mode, &planned, &mut report);
+    let nft = match &plan.nft {
+        NftPlan::Change(change) => apply_nftables(change, mode).map(|line| {
+            report.nft = Some(line);
+        }),
+        NftPlan::Failed(e) => Err(e.clone().into()),
+        NftPlan::Unchanged | NftPlan::Unknown(_) => Ok(()),
+    };
+    let flush = *target == Target::Flush;
     if mode == Mode::Apply && settings.table_names {
         let names = if flush {
             Vec::new()
         } else {
-            table_names(&snapshot.links, settings)
+            table_names(&read.snapshot.links, settings)
         };
         if let Err(e) = write_table_names(Path::new(TABLE_NAMES_PATH), &names) {
             log::warn!("cannot write table names to {TABLE_NAMES_PATH}: {e}");
@@ -416,7 +324,7 @@ async fn pass(
             Target::Interface { .. } => return Err(e),
         }
     }
-    report.links = snapshot.links;
+    report.links = read.snapshot.links;
     Ok(Pass {
         report,
         cut_short: None,

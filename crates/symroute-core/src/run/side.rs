@@ -5,31 +5,49 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::kernel::nftables;
-use crate::model::{Link, NftInstalled as Installed, Snapshot};
+use crate::kernel::nftables::{self, NftError};
+use crate::model::{Link, NftChange, NftInstalled as Installed, Snapshot};
 use crate::plan::nft;
 use crate::settings::Settings;
 
-use super::{Mode, Report, Target};
+use super::{Mode, Target};
 
-/// Brings `table inet symroute` in line with the marked interfaces (`iif_rules`), or removes
-/// it. The kernel is asked for the installed table (no process) only when it can matter:
-/// with `iif_rules` on, on a full run or flush, or while fwmark rules of ours are left; `nft`
-/// runs only to change something.
-pub(super) fn sync_nftables(
+/// `table inet symroute` as a run found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NftRead {
+    /// Not asked: nothing of the run can depend on it (no `iif_rules`, no fwmark rule of
+    /// ours left, not a full run or flush), or it cannot be there (no nf_tables).
+    NotAsked,
+    Installed(Installed),
+    /// It could not be read; what a sync would change in it is unknown (a dry run or a
+    /// view, which may run without CAP_NET_ADMIN).
+    Unknown(String),
+    /// It could not be read, and the run fails for it once its rules are written.
+    Failed(NftError),
+}
+
+/// What a run does to `table inet symroute`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NftPlan {
+    /// Nothing: it is as wanted, or nothing could have changed it.
+    Unchanged,
+    Change(NftChange),
+    /// It could not be read (the line says why): what a sync would change is unknown.
+    Unknown(String),
+    /// It could not be read, which fails the run.
+    Failed(NftError),
+}
+
+/// Reads the installed `table inet symroute` when it can matter: with `iif_rules` on, on a
+/// full run or flush, or while fwmark rules of ours are left. The kernel is asked (no
+/// process); `nft` runs only to change something.
+pub(super) fn read_nftables(
     snapshot: &Snapshot,
     settings: &Settings,
     target: &Target,
     mode: Mode,
-    planned: &BTreeMap<u32, Option<u32>>,
-    report: &mut Report,
-) -> Result<(), Error> {
+) -> NftRead {
     let flush = *target == Target::Flush;
-    let wanted = if flush {
-        None
-    } else {
-        nft::table(&nft::marked_links(snapshot, settings, planned), settings)
-    };
     let leftovers = snapshot
         .rules
         .iter()
@@ -37,40 +55,68 @@ pub(super) fn sync_nftables(
     // Without nf_tables in the kernel there is no table to remove (and asking would load it).
     let full_run = *target == Target::All && crate::kernel::nat::nf_tables_present(Path::new("/"));
     if !(settings.iif_rules || flush || leftovers || full_run) {
-        return Ok(());
+        return NftRead::NotAsked;
     }
-    let installed = match nftables::read_installed() {
-        Ok(installed) => installed,
+    match nftables::read_installed() {
+        Ok(installed) => NftRead::Installed(installed),
         Err(e) if mode == Mode::DryRun => {
             if settings.iif_rules {
-                log::warn!("{e}: what a sync would change in it is unknown");
+                // Said by whoever shows the plan (a dry run's warning, status's section,
+                // doctor's finding), once.
+                NftRead::Unknown(format!("{e}: what a sync would change in it is unknown"))
             } else {
                 log::debug!("{e}");
+                NftRead::NotAsked
             }
-            return Ok(());
         }
         // Nothing was asked for and nothing can be seen: nothing to remove.
         Err(e) if !settings.iif_rules && !flush && !leftovers => {
             log::debug!("{e}");
-            return Ok(());
+            NftRead::NotAsked
         }
         // Without nf_tables nothing of ours can be there to flush.
-        Err(e) if flush && wanted.is_none() && !leftovers => {
+        Err(e) if flush && !leftovers => {
             log::debug!("{e}");
-            Installed::Absent
+            NftRead::Installed(Installed::Absent)
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => NftRead::Failed(e),
+    }
+}
+
+/// What `table inet symroute` should become once the run is done: the table of the marked
+/// interfaces (`iif_rules`, with the marks of `planned`), or none.
+pub(super) fn plan_nftables(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    target: &Target,
+    planned: &BTreeMap<u32, Option<u32>>,
+    read: &NftRead,
+) -> NftPlan {
+    let installed = match read {
+        NftRead::NotAsked => return NftPlan::Unchanged,
+        NftRead::Unknown(line) => return NftPlan::Unknown(line.clone()),
+        NftRead::Failed(e) => return NftPlan::Failed(e.clone()),
+        NftRead::Installed(installed) => installed,
     };
-    let Some(change) = nft::change(wanted.as_ref(), &installed) else {
-        return Ok(());
+    let wanted = if *target == Target::Flush {
+        None
+    } else {
+        nft::table(&nft::marked_links(snapshot, settings, planned), settings)
     };
+    match nft::change(wanted.as_ref(), installed) {
+        Some(change) => NftPlan::Change(change),
+        None => NftPlan::Unchanged,
+    }
+}
+
+/// Makes `change` (once the rules that route the marks exist), and returns its line.
+pub(super) fn apply_nftables(change: &NftChange, mode: Mode) -> Result<String, Error> {
     let line = change.line();
     if mode == Mode::Apply {
-        nftables::apply(&change)?;
+        nftables::apply(change)?;
         log::info!("{line}");
     }
-    report.nft = Some(line);
-    Ok(())
+    Ok(line)
 }
 
 /// Where `table_names` puts `1003 symroute-eth1` lines for `ip route show table NAME`.

@@ -2,12 +2,8 @@
 //! the companions, exemptions, steering and garbage a run writes besides.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use crate::error::Error;
 use crate::health::HealthState;
-use crate::kernel;
-use crate::kernel::netlink::Netlink;
 use crate::model::Op;
 use crate::model::{Link, Route, Rule, Snapshot, MAIN_TABLE};
 use crate::plan::diff::{diff, diff_owned};
@@ -15,24 +11,43 @@ use crate::plan::steer::{self, SteerPlan};
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, PlanError, Planner};
 use crate::settings::Settings;
 
+/// What a piece of a run's work is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An interface's table and rules, by index.
+    Interface(u32),
+    /// The exemption rules (`to PREFIX lookup main`).
+    Exempt,
+    /// `[health]`'s steering rules and table.
+    Steering,
+    /// What is left of an interface that is gone: a stale table and its rules.
+    Stale(u32),
+}
+
 /// The operations for one interface, named for logging.
-pub(super) struct Work {
-    pub(super) interface: String,
-    pub(super) ops: Vec<Op>,
+#[derive(Debug)]
+pub(crate) struct Work {
+    pub(crate) interface: String,
+    pub(crate) subject: Subject,
+    pub(crate) ops: Vec<Op>,
+    /// Planned to have no rule (idle, unmanaged): nothing to install.
+    pub(crate) idle: bool,
     /// A plan not yet compared with what is there (then `ops` is empty): diffed once main's
     /// routes are dropped, so a 100 000-route run holds main, the plan and the operations
     /// two at a time, never all three.
-    pub(super) plan: Option<InterfacePlan>,
+    pub(crate) plan: Option<InterfacePlan>,
     /// An uplink planned along with the interface a run is about: a failure to write it
     /// is logged, and does not fail that run.
-    pub(super) companion: bool,
+    pub(crate) companion: bool,
 }
 
 impl Work {
-    pub(super) fn ops(interface: String, ops: Vec<Op>) -> Work {
+    pub(super) fn ops(interface: String, subject: Subject, ops: Vec<Op>) -> Work {
         Work {
             interface,
+            subject,
             ops,
+            idle: false,
             plan: None,
             companion: false,
         }
@@ -69,14 +84,19 @@ pub(super) fn sync_work(
     planner: &Planner<'_>,
     settings: &Settings,
     link: &Link,
-) -> Result<(Work, Option<u32>), Error> {
+) -> Result<(Work, Option<u32>), PlanError> {
     let plan = planner.interface(link)?;
     warn_unmarkable(&plan, settings);
     let mark = plan.mark;
     Ok((
         Work {
+            idle: plan.rules.is_empty(),
             plan: Some(plan),
-            ..Work::ops(link.name.clone(), Vec::new())
+            ..Work::ops(
+                link.name.clone(),
+                Subject::Interface(link.index),
+                Vec::new(),
+            )
         },
         mark,
     ))
@@ -121,10 +141,14 @@ pub(crate) fn warn_included_and_excluded(links: &[Link], settings: &Settings, on
 
 pub(super) fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
     let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
-    Work::ops(
-        link.name.clone(),
-        diff_owned(Vec::new(), &[], &routes, &rules),
-    )
+    Work {
+        idle: true,
+        ..Work::ops(
+            link.name.clone(),
+            Subject::Interface(link.index),
+            diff_owned(Vec::new(), &[], &routes, &rules),
+        )
+    }
 }
 
 /// The exemption rules (`to PREFIX lookup main`): global, not tied to one interface.
@@ -139,7 +163,11 @@ pub(super) fn exempt_work(snapshot: &Snapshot, settings: &Settings, flush: bool)
         .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
         .collect();
-    Work::ops("exempt".into(), diff(&[], &wanted, &[], &present))
+    Work::ops(
+        "exempt".into(),
+        Subject::Exempt,
+        diff(&[], &wanted, &[], &present),
+    )
 }
 
 /// Stale state of interfaces that are gone, one [`Work`] per stale table.
@@ -152,21 +180,24 @@ pub(super) fn garbage_work(snapshot: &Snapshot, settings: &Settings) -> Vec<Work
                 Some(ifindex) => snapshot.link_name(ifindex),
                 None => format!("table {}", g.table),
             };
-            Work::ops(name, diff(&[], &[], &g.routes, &g.rules))
+            Work::ops(
+                name,
+                Subject::Stale(g.table),
+                diff(&[], &[], &g.routes, &g.rules),
+            )
         })
         .collect()
 }
 
-/// The steering of `[health]` (`plan/steer.rs`) from the verdicts symrouted wrote beside
-/// the run lock, as one [`Work`]; with `[health]` gone or on flush, the removal of what is
-/// left of it. `None` when there is nothing to look at.
-pub(super) async fn steer_work(
-    nl: &Netlink,
-    snapshot: &mut Snapshot,
+/// The steering of `[health]` (`plan/steer.rs`) from symrouted's verdicts (`state`), as
+/// one [`Work`]; with `[health]` gone or on flush, the removal of what is left of it.
+/// `None` when there is nothing to look at.
+pub(super) fn steer_work(
+    snapshot: &Snapshot,
     settings: &Settings,
     flush: bool,
-    state_path: &Path,
-) -> Result<Option<(Work, Option<SteerPlan>)>, Error> {
+    state: Option<&HealthState>,
+) -> Result<Option<(Work, Option<SteerPlan>)>, PlanError> {
     let table = steer::steer_table(settings);
     let health = settings.health.as_ref().filter(|_| !flush);
     let steering_rules = snapshot
@@ -176,26 +207,22 @@ pub(super) async fn steer_work(
     if health.is_none() && !steering_rules && !snapshot.tables.contains_key(&table) {
         return Ok(None);
     }
-    if let std::collections::btree_map::Entry::Vacant(e) = snapshot.tables.entry(table) {
-        e.insert(kernel::routes(nl, Some(table), None).await?);
-    }
     let (present_routes, present_rules) = steer::present(snapshot, settings);
     let plan = match health {
         Some(health) => {
-            let state = HealthState::read(state_path, HealthState::stale_after(health.interval));
-            let plan = steer::plan(snapshot, settings, health, state.as_ref());
+            let plan = steer::plan(snapshot, settings, health, state);
             if !plan.routes.is_empty() {
                 if let Some(foreign) = snapshot
                     .table(table)
                     .iter()
                     .find(|r| r.protocol != settings.protocol)
                 {
-                    return Err(Error::from(PlanError::ForeignTable {
+                    return Err(PlanError::ForeignTable {
                         interface: "steering".into(),
                         table,
                         route: foreign.display(&snapshot.links).to_string(),
                         protocol: foreign.protocol,
-                    }));
+                    });
                 }
             }
             Some(plan)
@@ -206,7 +233,10 @@ pub(super) async fn steer_work(
         .as_ref()
         .map_or((&[][..], &[][..]), |p| (&p.routes[..], &p.rules[..]));
     let ops = diff(routes, rules, &present_routes, &present_rules);
-    Ok(Some((Work::ops("steering".into(), ops), plan)))
+    Ok(Some((
+        Work::ops("steering".into(), Subject::Steering, ops),
+        plan,
+    )))
 }
 
 /// The interfaces a per-interface run plans besides the interface it is about: those whose

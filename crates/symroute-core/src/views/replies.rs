@@ -79,14 +79,13 @@ fn peers(snapshot: &Snapshot, uplinks: &Uplinks, family: Family) -> Vec<IpAddr> 
 /// The replies to ask the kernel about: from every address that wants a rule on a managed
 /// uplink of its family, to each of that family's peers. A reply the host sends carries no
 /// mark and no input interface (an output lookup, as `ip route get PEER from ADDRESS`).
-pub fn probes(snapshot: &Snapshot, settings: &Settings) -> Vec<Probe> {
-    let uplinks = Uplinks::of(snapshot, settings);
+pub fn probes(snapshot: &Snapshot, uplinks: &Uplinks, settings: &Settings) -> Vec<Probe> {
     let mut out = Vec::new();
     for family in [Family::V4, Family::V6] {
         if !settings.family_enabled(family) {
             continue;
         }
-        let peers = peers(snapshot, &uplinks, family);
+        let peers = peers(snapshot, uplinks, family);
         for address in &snapshot.addresses {
             let managed = snapshot
                 .link(address.ifindex)
@@ -154,8 +153,7 @@ impl Reply {
 }
 
 /// Judges the kernel's `answers`, one per probe of [`probes`] (in any order).
-pub fn judge(snapshot: &Snapshot, settings: &Settings, answers: &[(Probe, Answer)]) -> Vec<Reply> {
-    let uplinks = Uplinks::of(snapshot, settings);
+pub fn judge(snapshot: &Snapshot, uplinks: &Uplinks, answers: &[(Probe, Answer)]) -> Vec<Reply> {
     let links = &snapshot.links;
     answers
         .iter()
@@ -222,10 +220,11 @@ mod tests {
     fn every_uplink_address_is_asked_about_the_far_peer() {
         let settings = Settings::default();
         let snap = synced(host(), &settings);
-        let asked: Vec<(u32, String, String)> = probes(&snap, &settings)
-            .into_iter()
-            .map(|p| (p.owner, p.query.from.to_string(), p.query.to.to_string()))
-            .collect();
+        let asked: Vec<(u32, String, String)> =
+            probes(&snap, &Uplinks::of(&snap, &settings), &settings)
+                .into_iter()
+                .map(|p| (p.owner, p.query.from.to_string(), p.query.to.to_string()))
+                .collect();
         assert_eq!(
             asked,
             [
@@ -244,7 +243,7 @@ mod tests {
             route(1003, "0.0.0.0", 1, None, 6, 83),
             route(1003, "10.0.0.0", 8, None, 6, 83),
         ]);
-        let to: Vec<String> = probes(&snap, &settings)
+        let to: Vec<String> = probes(&snap, &Uplinks::of(&snap, &settings), &settings)
             .into_iter()
             .filter(|p| p.owner == ETH1)
             .map(|p| p.query.to.to_string())
@@ -260,13 +259,13 @@ mod tests {
     fn replies_into_a_tunnel_or_out_of_another_uplink_are_wrong() {
         let settings = Settings::default();
         let snap = wg_quick(&settings);
-        let probes = probes(&snap, &settings);
+        let probes = probes(&snap, &Uplinks::of(&snap, &settings), &settings);
         let default_wg0 = route(51820, "0.0.0.0", 0, None, WG0, 3);
         let answers: Vec<(Probe, Answer)> = probes
             .iter()
             .map(|p| (p.clone(), through(51820, WG0, None, default_wg0.clone())))
             .collect();
-        let replies = judge(&snap, &Settings::default(), &answers);
+        let replies = judge(&snap, &Uplinks::of(&snap, &Settings::default()), &answers);
         // eth0, eth1 and wg0 itself: a full tunnel is an uplink, its address is managed.
         assert_eq!(replies.len(), 3);
         let eth1 = &replies[1];
@@ -288,7 +287,11 @@ mod tests {
         };
         let via_eth0 = route(MAIN_TABLE, "0.0.0.0", 0, Some("10.1.0.1"), ETH0, 4);
         let out_eth0 = through(MAIN_TABLE, ETH0, Some("10.1.0.1"), via_eth0);
-        let replies = judge(&snap, &Settings::default(), &[(probe.clone(), out_eth0)]);
+        let replies = judge(
+            &snap,
+            &Uplinks::of(&snap, &Settings::default()),
+            &[(probe.clone(), out_eth0)],
+        );
         assert_eq!(replies[0].egress, Egress::OtherUplink);
         assert_eq!(
             replies[0].rule.as_ref().map(Rule::to_string).as_deref(),
@@ -297,14 +300,22 @@ mod tests {
 
         let ours = route(1003, "0.0.0.0", 0, Some("10.2.0.1"), ETH1, 83);
         let out_eth1 = through(1003, ETH1, Some("10.2.0.1"), ours);
-        let replies = judge(&snap, &Settings::default(), &[(probe.clone(), out_eth1)]);
+        let replies = judge(
+            &snap,
+            &Uplinks::of(&snap, &Settings::default()),
+            &[(probe.clone(), out_eth1)],
+        );
         assert_eq!(replies[0].egress, Egress::Own);
         assert!(!replies[0].is_wrong());
 
         let failed = Answer::Failed {
             errno: libc::ENETUNREACH,
         };
-        let replies = judge(&snap, &Settings::default(), &[(probe, failed)]);
+        let replies = judge(
+            &snap,
+            &Uplinks::of(&snap, &Settings::default()),
+            &[(probe, failed)],
+        );
         assert_eq!(replies[0].egress, Egress::NoRoute(Some(libc::ENETUNREACH)));
     }
 }

@@ -16,6 +16,7 @@ mod replies;
 mod routing;
 mod sysctl;
 
+use crate::plan::uplinks::Uplinks;
 use serde::Serialize;
 
 pub use crate::model::host::HostFacts;
@@ -169,9 +170,11 @@ impl Diagnosis {
     }
 }
 
-/// Runs every check. `status` must be [`status::status`] of the same snapshot.
+/// Runs every check. `status` must be [`status::status`] of the same snapshot, `uplinks`
+/// its main's uplinks (classified by the read).
 pub fn diagnose(
     snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
     status: &Status,
     facts: &HostFacts,
@@ -180,10 +183,10 @@ pub fn diagnose(
     findings.extend(check_sync(status));
     findings.extend(check_tables(snapshot, settings, status, facts));
     findings.extend(check_shadowing(status, settings));
-    findings.extend(replies::check_replies(snapshot, settings, facts));
+    findings.extend(replies::check_replies(snapshot, uplinks, settings, facts));
     findings.extend(check_rp_filter(snapshot, settings, status, facts));
     findings.extend(check_iif_rules(snapshot, settings, status, facts));
-    findings.extend(nat::check(snapshot, settings, facts));
+    findings.extend(nat::check(snapshot, uplinks, settings, facts));
     findings.extend(check_arp(snapshot, facts));
     findings.extend(check_networkd(&facts.networkd));
     findings.extend(check_integration(facts));
@@ -199,7 +202,9 @@ mod tests {
     use super::facts::networkd_key;
     use super::integration::NETWORKD_DROPIN;
     use super::*;
-    use crate::fixtures::{addr, host, link, route, rule, synced, with_vpn_catch_all, ETH0, ETH1};
+    use crate::fixtures::{
+        addr, host, link, route, rule, status_of, synced, with_vpn_catch_all, ETH0, ETH1,
+    };
     use crate::model::host::{Conf, Installed};
     use crate::model::MAIN_TABLE;
     use std::collections::BTreeMap;
@@ -207,7 +212,6 @@ mod tests {
 
     use crate::model::{NftInstalled, LOCAL_TABLE};
     use crate::plan::nft as nftables;
-    use crate::views::status::status;
 
     fn conf(rp: u32, announce: u32, ignore: u32, forwarding: u32) -> Conf {
         Conf {
@@ -244,7 +248,14 @@ mod tests {
     }
 
     fn run(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Diagnosis {
-        diagnose(snapshot, settings, &status(snapshot, settings), facts)
+        let uplinks = Uplinks::of(snapshot, settings);
+        diagnose(
+            snapshot,
+            &uplinks,
+            settings,
+            &status_of(snapshot, settings),
+            facts,
+        )
     }
 
     /// `diagnose` of the synced sample host under the default settings.

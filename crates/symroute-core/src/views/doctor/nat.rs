@@ -20,7 +20,12 @@ pub const FIX: &str = "add `iif_rules = true` to /etc/symroute/symroute.toml, th
 /// Forwarding on, DNAT rules, more than one uplink with an address of ours and `iif_rules`
 /// off: published ports reached through an uplink other than main's default are answered
 /// through the default.
-pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec<Finding> {
+pub fn check(
+    snapshot: &Snapshot,
+    uplinks: &Uplinks,
+    settings: &Settings,
+    facts: &HostFacts,
+) -> Vec<Finding> {
     let nat = facts.nat.as_ref();
     let forwarding = facts
         .conf
@@ -29,7 +34,6 @@ pub fn check(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Vec
     if !forwarding {
         return vec![NAT.ok("the host does not forward: no published ports to answer")];
     }
-    let uplinks = Uplinks::of(snapshot, settings);
     let names: Vec<&str> = uplinks
         .indexes()
         .into_iter()
@@ -123,7 +127,7 @@ mod tests {
             nat: nat.cloned(),
             ..facts.clone()
         };
-        check(snapshot, settings, &facts)
+        check(snapshot, &Uplinks::of(snapshot, settings), settings, &facts)
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::{Finding, REPLIES};
 use crate::error::errno_text;
 use crate::model::host::HostFacts;
 use crate::model::{Family, Rule, Snapshot};
+use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 use crate::views::iproute::{route_text, rule_text, table_name};
 use crate::views::replies::{judge, Egress, Reply};
@@ -154,6 +155,7 @@ fn culprit_and_fix(snapshot: &Snapshot, settings: &Settings, reply: &Reply) -> (
 
 pub(super) fn check_replies(
     snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
     facts: &HostFacts,
 ) -> Vec<Finding> {
@@ -163,7 +165,7 @@ pub(super) fn check_replies(
     if answers.is_empty() {
         return vec![REPLIES.skip("no managed address on an uplink")];
     }
-    let replies = judge(snapshot, settings, answers);
+    let replies = judge(snapshot, uplinks, answers);
     let mut out = Vec::new();
     // One finding per address: its first wrong reply names the culprit.
     let mut seen = Vec::new();
@@ -247,7 +249,7 @@ mod tests {
     ) -> HostFacts {
         HostFacts {
             replies: Some(
-                probes(snapshot, settings)
+                probes(snapshot, &Uplinks::of(snapshot, settings), settings)
                     .into_iter()
                     .map(|p| {
                         let a = answer(&p);
@@ -272,7 +274,12 @@ mod tests {
     fn healthy_host_replies_through_each_uplink() {
         let settings = Settings::default();
         let snap = synced(host(), &settings);
-        let found = check_replies(&snap, &settings, &facts(&snap, &settings, own));
+        let found = check_replies(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &facts(&snap, &settings, own),
+        );
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].verdict, super::super::Verdict::Ok);
         assert_eq!(
@@ -280,7 +287,12 @@ mod tests {
             "replies from 10.1.0.2, 10.2.0.2 leave through their own uplink (the kernel's \
              lookups of 2 replies)"
         );
-        let none = check_replies(&snap, &settings, &HostFacts::default());
+        let none = check_replies(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &HostFacts::default(),
+        );
         assert_eq!(none[0].verdict, super::super::Verdict::Skip);
     }
 
@@ -295,6 +307,7 @@ mod tests {
         let default_wg0 = route(51820, "0.0.0.0", 0, None, WG0, 3);
         let found = check_replies(
             &snap,
+            &Uplinks::of(&snap, &settings),
             &settings,
             &facts(&snap, &settings, |_| {
                 through(51820, WG0, None, default_wg0.clone())
@@ -327,6 +340,7 @@ mod tests {
         };
         let found = check_replies(
             &snap,
+            &Uplinks::of(&snap, &auto),
             &auto,
             &facts(&snap, &auto, |_| {
                 through(51820, WG0, None, default_wg0.clone())
@@ -349,6 +363,7 @@ mod tests {
         snap.tables.entry(1003).or_default().push(copy.clone());
         let found = check_replies(
             &snap,
+            &Uplinks::of(&snap, &settings),
             &settings,
             &facts(&snap, &settings, |p| match p.owner {
                 ETH1 if p.query.to == ip("64.0.0.1") => through(1003, TUN0, None, copy.clone()),

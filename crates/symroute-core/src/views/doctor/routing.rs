@@ -50,6 +50,23 @@ pub(super) fn check_sync(status: &Status) -> Vec<Finding> {
             "symroute sync",
         ));
     }
+    if let Some(steering) = &status.steering {
+        if let Some(first) = steering.pending.first() {
+            out.push(SYNC.fail(
+                format!(
+                    "steering: {} change(s) pending, first: {first}",
+                    steering.pending.len()
+                ),
+                "symroute sync (symrouted does it when its verdicts change)",
+            ));
+        }
+        if let Some(e) = &steering.error {
+            out.push(SYNC.fail(e.clone(), "see the `tables` findings for a free table_base"));
+        }
+    }
+    if let Some(pending) = status.nftables.as_ref().and_then(|n| n.pending.as_ref()) {
+        out.push(SYNC.fail(pending.clone(), "symroute sync"));
+    }
     for s in &status.stale {
         out.push(SYNC.fail(
             format!(

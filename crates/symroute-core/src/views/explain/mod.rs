@@ -142,12 +142,13 @@ pub fn reply_query(
 /// [`reply_query`], which decides whether the path is symmetric.
 pub fn explain(
     snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
     query: &Query,
     answer: &Answer,
     reply: Option<&Answer>,
 ) -> Explanation {
-    let mut out = explain_one(snapshot, settings, query, answer);
+    let mut out = explain_one(snapshot, uplinks, settings, query, answer);
     let Some(iif) = &query.iif else {
         return out;
     };
@@ -172,7 +173,7 @@ pub fn explain(
     let Some(reply) = reply else {
         return out;
     };
-    let back = explain_one(snapshot, settings, &reply_q, reply);
+    let back = explain_one(snapshot, uplinks, settings, &reply_q, reply);
     let what = if out.kind.as_deref() == Some("local") {
         format!("{} is this host's own address: delivered locally", query.to)
     } else {
@@ -214,6 +215,7 @@ fn via_text(gateway: Option<IpAddr>, dev: Option<&str>) -> String {
 
 fn explain_one(
     snapshot: &Snapshot,
+    uplinks: &Uplinks,
     settings: &Settings,
     query: &Query,
     answer: &Answer,
@@ -359,9 +361,8 @@ fn explain_one(
                     (Some(_), Some(dev))
                         if gateway.is_none()
                             && !catch_all_tunnel
-                            && oif.is_some_and(|i| {
-                                !Uplinks::of(snapshot, settings).is_uplink(Family::of(&query.to), i)
-                            }) =>
+                            && oif
+                                .is_some_and(|i| !uplinks.is_uplink(Family::of(&query.to), i)) =>
                     {
                         out.symmetric = Some(true);
                         out.verdict = format!(
@@ -473,7 +474,14 @@ mod tests {
 
     /// `explain` of a packet the host sends from `from` to `to`.
     fn sent(snap: &Snapshot, settings: &Settings, from: &str, to: &str, a: &Answer) -> Explanation {
-        explain(snap, settings, &query(from, to), a, None)
+        explain(
+            snap,
+            &Uplinks::of(snap, settings),
+            settings,
+            &query(from, to),
+            a,
+            None,
+        )
     }
 
     #[test]
@@ -704,7 +712,14 @@ mod tests {
 
         // The answer leaves through eth0: asymmetric.
         let back = unicast(MAIN_TABLE, ETH0, "10.1.0.1");
-        let e = explain(&snap, &settings, &q, &forward, Some(&back));
+        let e = explain(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &q,
+            &forward,
+            Some(&back),
+        );
         assert_eq!(e.symmetric, Some(false));
         assert_eq!(
             e.verdict,
@@ -733,7 +748,14 @@ mod tests {
 
         // The answer leaves through eth1: symmetric.
         let back = unicast(1003, ETH1, "10.2.0.1");
-        let e = explain(&snap, &settings, &q, &forward, Some(&back));
+        let e = explain(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &q,
+            &forward,
+            Some(&back),
+        );
         assert_eq!(e.symmetric, Some(true));
         assert_eq!(
             e.verdict,
@@ -754,7 +776,14 @@ mod tests {
 
         // The reverse-path filter drops it on entry.
         for errno in [EXDEV, EINVAL] {
-            let e = explain(&snap, &settings, &q, &Answer::Failed { errno }, None);
+            let e = explain(
+                &snap,
+                &Uplinks::of(&snap, &settings),
+                &settings,
+                &q,
+                &Answer::Failed { errno },
+                None,
+            );
             assert!(
                 e.verdict
                     .starts_with("dropped on entry to eth1: its reverse-path filter"),
@@ -765,7 +794,14 @@ mod tests {
 
         // A lookup that sends it back out eth1 (someone's `iif eth1` rule into a table
         // without a route for 10.50.0.0/24): a hairpin.
-        let e = explain(&snap, &settings, &q, &unicast(1003, ETH1, "10.2.0.1"), None);
+        let e = explain(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &q,
+            &unicast(1003, ETH1, "10.2.0.1"),
+            None,
+        );
         assert_eq!(e.symmetric, None);
         assert_eq!(
             e.verdict,
@@ -787,7 +823,14 @@ mod tests {
         assert_eq!(back_q.iif, None);
         assert_eq!(back_iif, None);
         let back = unicast(1003, ETH1, "10.2.0.1");
-        let e = explain(&snap, &settings, &q, &local(), Some(&back));
+        let e = explain(
+            &snap,
+            &Uplinks::of(&snap, &settings),
+            &settings,
+            &q,
+            &local(),
+            Some(&back),
+        );
         assert_eq!(e.symmetric, Some(true));
         assert!(
             e.verdict

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::health::{HealthState, UplinkHealth, Verdict};
 use crate::model::{Family, Snapshot};
-use crate::plan::diff::diff;
 use crate::plan::steer;
+use crate::run::{RunPlan, Subject};
 use crate::settings::Settings;
 use crate::views::iproute::{RouteView, RuleView};
 
@@ -85,43 +85,55 @@ pub struct SteeringStatus {
     pub rules: Vec<RuleView>,
     pub routes: Vec<RouteView>,
     pub pending: Vec<String>,
+    /// Why a sync refuses the steering (its table holds another tool's route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Status {
-    /// Adds the verdicts of `state` to the interfaces and the steering `[health]` calls for
-    /// (or what is left of it without `[health]`).
-    pub fn add_health(
+    /// Adds the verdicts of `state` to the interfaces, and the steering `plan` makes (or
+    /// removes, without `[health]`).
+    pub(super) fn add_health(
         &mut self,
         snapshot: &Snapshot,
         settings: &Settings,
         state: Option<&HealthState>,
+        plan: &RunPlan,
     ) {
         if let Some(state) = state {
             for i in &mut self.interfaces {
                 i.health = HealthView::of(state, i.ifindex);
             }
         }
+        let error = plan
+            .refusals
+            .iter()
+            .find(|r| r.ifindex.is_none())
+            .map(|r| r.error.to_string());
         let (present_routes, present_rules) = steer::present(snapshot, settings);
-        let (mode, plan) = match &settings.health {
-            Some(h) => (h.mode.name(), steer::plan(snapshot, settings, h, state)),
-            None if present_rules.is_empty() && present_routes.is_empty() => return,
-            None => ("none", steer::SteerPlan::default()),
+        let pending = op_lines(plan.ops_of(Subject::Steering), &snapshot.links);
+        let mode = match &settings.health {
+            Some(h) => h.mode.name(),
+            None if present_rules.is_empty() && present_routes.is_empty() && pending.is_empty() => {
+                return
+            }
+            None => "none",
         };
-        let pending = op_lines(
-            &diff(&plan.routes, &plan.rules, &present_routes, &present_rules),
-            &snapshot.links,
-        );
-        self.in_sync &= pending.is_empty();
         self.steering = Some(SteeringStatus {
             mode,
             probed: state.is_some(),
-            summary: plan.summary,
+            summary: plan
+                .steering
+                .as_ref()
+                .map(|p| p.summary.clone())
+                .unwrap_or_default(),
             rules: present_rules.iter().map(RuleView::new).collect(),
             routes: present_routes
                 .iter()
                 .map(|r| RouteView::new(r, &snapshot.links))
                 .collect(),
             pending,
+            error,
         });
     }
 }

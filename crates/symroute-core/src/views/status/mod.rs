@@ -2,7 +2,8 @@
 //! install: the pure half of `symroute status` (and of `doctor`'s sync check).
 //!
 //! [`status`] works on a full snapshot (`kernel::Scope::All`): every link, address, rule and
-//! table. It never writes; it computes the same plan and diff a sync would.
+//! table. It never writes; it shows the plan and operations of the sync of that snapshot
+//! (`run::plan_run`), the very ones `symroute sync` would write.
 //!
 //! The JSON shape (`symroute status --json`) is the serde form of [`Status`]; it is documented
 //! in `docs/cli.md`. Rules and routes use `ip -j`'s keys and value forms; `schema_version`
@@ -12,10 +13,11 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::health::HealthState;
 use crate::kernel::names::Names;
 use crate::model::{Family, Link, Op, Route, Rule, Snapshot, MAIN_TABLE};
-use crate::plan::diff::diff;
-use crate::plan::{garbage_by_table, plan_exempt, Garbage, Planner};
+use crate::plan::{garbage_by_table, Garbage};
+use crate::run::{NftPlan, RunPlan, Subject};
 use crate::settings::{Prefix, Settings};
 use crate::views::iproute::{route_text, rule_text};
 
@@ -50,9 +52,33 @@ pub struct Status {
     /// With `scope`: the other interfaces that are not in sync (left out of `interfaces`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others_not_in_sync: Vec<String>,
+    /// With `scope`: the other interfaces whose tables `symroute sync INTERFACE` writes
+    /// too (uplinks that copy routes through it, macvlans on it), as it would change them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sync_also_writes: Vec<String>,
     /// `[health]`'s steering (or what is left of it); absent without either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steering: Option<SteeringStatus>,
+    /// `table inet symroute` (`iif_rules`), when a sync would change it or it could not be
+    /// read; absent when it is as a sync leaves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<NftStatus>,
+    /// Why a sync refuses something, one line each naming it (an interface's table holding
+    /// another tool's route, a subnet shared under `prefix_rules`, the steering table).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<String>,
+}
+
+/// What a sync would do to `table inet symroute`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NftStatus {
+    /// The change, as `symroute plan` prints it (`nft: replace table inet symroute (2
+    /// interfaces)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// Why it could not be read: what a sync would change in it is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where one interface stands.
@@ -154,27 +180,25 @@ pub struct StaleTable {
     pub pending: Vec<String>,
 }
 
-fn op_lines(ops: &[Op], links: &[Link]) -> Vec<String> {
-    ops.iter().map(|op| op.display(links).to_string()).collect()
+fn op_lines<'a>(ops: impl IntoIterator<Item = &'a Op>, links: &[Link]) -> Vec<String> {
+    ops.into_iter()
+        .map(|op| op.display(links).to_string())
+        .collect()
 }
 
 fn interface_status(
-    planner: &Planner<'_>,
+    plan: &RunPlan,
     snapshot: &Snapshot,
     settings: &Settings,
     link: &Link,
 ) -> InterfaceStatus {
     let table = settings.table_for(link.index);
     let managed = !link.loopback && settings.manages(&link.name);
-    let rules: Vec<Rule> = snapshot
+    let rules: Vec<&Rule> = snapshot
         .rules_into(settings.protocol, table)
         .filter(|r| !r.is_steering(settings.protocol))
-        .cloned()
         .collect();
-    let routes: Vec<Route> = snapshot
-        .routes_in(settings.protocol, table)
-        .cloned()
-        .collect();
+    let routes: Vec<&Route> = snapshot.routes_in(settings.protocol, table).collect();
     let mut foreign: Vec<String> = snapshot
         .table(table)
         .iter()
@@ -214,22 +238,24 @@ fn interface_status(
         .flat_map(|r| shadows_of(snapshot, settings, r))
         .collect();
 
-    let (state, pending, error) = match planner.interface(link) {
-        Err(e) => (State::Refused, Vec::new(), Some(e.to_string())),
-        Ok(plan) => {
-            let ops = diff(&plan.routes, &plan.rules, &routes, &rules);
-            let state = if !ops.is_empty() {
+    // As the sync of the same snapshot does it: refused, or these operations.
+    let refusal = plan.refusals.iter().find(|r| r.ifindex == Some(link.index));
+    let (state, pending, error) = match refusal {
+        Some(refusal) => (State::Refused, Vec::new(), Some(refusal.error.to_string())),
+        None => {
+            let pending = op_lines(plan.ops_of(Subject::Interface(link.index)), &snapshot.links);
+            let state = if !pending.is_empty() {
                 State::Pending
             } else if !managed {
                 State::Unmanaged
-            } else if plan.rules.is_empty() {
+            } else if plan.idle(link.index).unwrap_or(true) {
                 State::Idle
             } else if !foreign.is_empty() {
                 State::Contested
             } else {
                 State::InSync
             };
-            (state, op_lines(&ops, &snapshot.links), None)
+            (state, pending, None)
         }
     };
     InterfaceStatus {
@@ -240,7 +266,7 @@ fn interface_status(
         table,
         state,
         addresses,
-        rules: rules.iter().map(RuleView::new).collect(),
+        rules: rules.iter().map(|r| RuleView::new(r)).collect(),
         routes: routes
             .iter()
             .map(|r| RouteView::new(r, &snapshot.links))
@@ -253,29 +279,30 @@ fn interface_status(
     }
 }
 
-/// The status of every interface of a full snapshot, of the exemption rules and of state
-/// left by vanished interfaces.
-pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
+/// The status of every interface of a full snapshot, of the exemption rules, of state
+/// left by vanished interfaces, of `[health]`'s steering and of `table inet symroute`: each
+/// as `plan` (the full sync of the same snapshot, [`crate::run::plan_run`], diffed) would
+/// change it. `health`: symrouted's verdicts, as the plan read them.
+pub fn status(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    plan: &RunPlan,
+    health: Option<&HealthState>,
+) -> Status {
     let mut links: Vec<&Link> = snapshot.links.iter().collect();
     links.sort_by_key(|l| l.index);
-    // Main is classified once for every interface's plan (it can hold 100 000 routes).
-    let planner = Planner::new(snapshot, settings);
     let interfaces: Vec<InterfaceStatus> = links
         .into_iter()
-        .map(|l| interface_status(&planner, snapshot, settings, l))
+        .map(|l| interface_status(plan, snapshot, settings, l))
         .collect();
 
-    let present_exempt: Vec<Rule> = snapshot
-        .rules_into(settings.protocol, MAIN_TABLE)
-        .filter(|r| !r.is_steering(settings.protocol))
-        .cloned()
-        .collect();
     let exempt = ExemptStatus {
-        rules: present_exempt.iter().map(RuleView::new).collect(),
-        pending: op_lines(
-            &diff(&[], &plan_exempt(settings), &[], &present_exempt),
-            &snapshot.links,
-        ),
+        rules: snapshot
+            .rules_into(settings.protocol, MAIN_TABLE)
+            .filter(|r| !r.is_steering(settings.protocol))
+            .map(RuleView::new)
+            .collect(),
+        pending: op_lines(plan.ops_of(Subject::Exempt), &snapshot.links),
     };
 
     let stale = garbage_by_table(snapshot, settings)
@@ -283,7 +310,7 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         .map(|g: Garbage| StaleTable {
             table: g.table,
             ifindex: settings.interface_of_table(g.table),
-            pending: op_lines(&diff(&[], &[], &g.routes, &g.rules), &snapshot.links),
+            pending: op_lines(plan.ops_of(Subject::Stale(g.table)), &snapshot.links),
             rules: g.rules.iter().map(RuleView::new).collect(),
             routes: g
                 .routes
@@ -293,22 +320,44 @@ pub fn status(snapshot: &Snapshot, settings: &Settings) -> Status {
         })
         .collect::<Vec<_>>();
 
-    let in_sync = interfaces.iter().all(|i| i.state.is_settled())
-        && exempt.pending.is_empty()
-        && stale.is_empty();
-    Status {
+    let nftables = match &plan.nft {
+        NftPlan::Unchanged => None,
+        NftPlan::Change(change) => Some(NftStatus {
+            pending: Some(change.line()),
+            error: None,
+        }),
+        NftPlan::Unknown(why) => Some(NftStatus {
+            pending: None,
+            error: Some(why.clone()),
+        }),
+        NftPlan::Failed(e) => Some(NftStatus {
+            pending: None,
+            error: Some(e.to_string()),
+        }),
+    };
+    let mut status = Status {
         schema_version: SCHEMA_VERSION,
         table_base: settings.table_base,
         rule_priority: settings.rule_priority,
         protocol: settings.protocol,
-        in_sync,
+        in_sync: false,
         interfaces,
         exempt,
         stale,
         scope: None,
         others_not_in_sync: Vec::new(),
+        sync_also_writes: Vec::new(),
         steering: None,
-    }
+        nftables,
+        refusals: plan.refusals.iter().map(|r| r.error.to_string()).collect(),
+    };
+    status.add_health(snapshot, settings, health, plan);
+    // Exactly when the sync would write nothing and refuse nothing (and nobody else's rule
+    // uses one of our tables, which a sync leaves as it is).
+    status.in_sync = plan.writes_nothing()
+        && plan.refusals.is_empty()
+        && status.interfaces.iter().all(|i| i.state.is_settled());
+    status
 }
 
 impl Status {
@@ -339,12 +388,20 @@ impl Status {
     }
 
     /// Keeps only the interface called `name` (exemptions and stale state are global and
-    /// stay). False when there is no such interface.
-    pub fn retain_interface(&mut self, name: &str) -> bool {
+    /// stay); `companions`: the interfaces `symroute sync NAME` plans along with it
+    /// ([`crate::plan::uplinks::dependents`]). False when there is no such interface.
+    pub fn retain_interface(&mut self, name: &str, companions: &[String]) -> bool {
         self.others_not_in_sync = self
             .interfaces
             .iter()
             .filter(|i| i.ifname != name && !i.state.is_settled())
+            .map(|i| i.ifname.clone())
+            .collect();
+        self.sync_also_writes = self
+            .interfaces
+            .iter()
+            .filter(|i| i.ifname != name && i.state == State::Pending)
+            .filter(|i| companions.contains(&i.ifname))
             .map(|i| i.ifname.clone())
             .collect();
         self.interfaces.retain(|i| i.ifname == name);
@@ -357,7 +414,7 @@ impl Status {
 mod tests {
     use super::*;
     use crate::fixtures::{
-        addr, host, ip, link, route, rule, synced, with_vpn_catch_all, ETH0, ETH1,
+        addr, host, ip, link, route, rule, status_of, synced, with_vpn_catch_all, ETH0, ETH1,
     };
 
     fn of<'a>(status: &'a Status, name: &str) -> &'a InterfaceStatus {
@@ -366,7 +423,7 @@ mod tests {
 
     #[test]
     fn fresh_host_has_everything_pending() {
-        let st = status(&host(), &Settings::default());
+        let st = status_of(&host(), &Settings::default());
         assert!(!st.in_sync);
         let eth1 = of(&st, "eth1");
         assert_eq!(eth1.state, State::Pending);
@@ -393,7 +450,7 @@ mod tests {
     #[test]
     fn synced_host_is_in_sync_with_rules_routes_and_covered_addresses() {
         let settings = Settings::default();
-        let st = status(&synced(host(), &settings), &settings);
+        let st = status_of(&synced(host(), &settings), &settings);
         assert!(st.in_sync, "{st:#?}");
         let eth1 = of(&st, "eth1");
         assert_eq!(eth1.state, State::InSync);
@@ -418,7 +475,7 @@ mod tests {
             exclude: vec!["docker*".into()],
             ..Settings::default()
         };
-        let st = status(&synced(snap, &settings), &settings);
+        let st = status_of(&synced(snap, &settings), &settings);
         assert_eq!(of(&st, "eth2").state, State::Idle);
         assert_eq!(of(&st, "docker0").state, State::Unmanaged);
         assert!(st.in_sync);
@@ -435,7 +492,7 @@ mod tests {
             vec![route(1003, "203.0.113.0", 24, Some("10.2.0.1"), ETH1, 4)],
         );
         snap.rules.push(rule(100, Some(("10.9.9.9", 32)), 1003, 4));
-        let st = status(&snap, &Settings::default());
+        let st = status_of(&snap, &Settings::default());
         let eth1 = of(&st, "eth1");
         assert_eq!(eth1.state, State::Refused);
         assert!(eth1.error.as_deref().unwrap().contains("table 1003"));
@@ -450,13 +507,81 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_is_named_instead_of_asking_for_a_sync() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        snap.tables.get_mut(&1003).unwrap().push(route(
+            1003,
+            "203.0.113.0",
+            24,
+            Some("10.2.0.1"),
+            ETH1,
+            4,
+        ));
+        let st = status_of(&snap, &settings);
+        assert!(!st.in_sync);
+        assert_eq!(st.refusals.len(), 1, "{st:#?}");
+        let text = st.render(false);
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("not in sync: a sync refuses eth1: table 1003 already holds a route"),
+            "{text}"
+        );
+        assert!(!last.contains("run `symroute sync`"), "{text}");
+        let mut st = status_of(&snap, &settings);
+        assert!(st.retain_interface("eth1", &[]));
+        assert!(
+            st.render(false).ends_with(
+                "eth1: not in sync: a sync refuses eth1: table 1003 already holds a \
+                            route that is not symroute's (203.0.113.0/24 via 10.2.0.1 dev eth1 \
+                            table 1003 metric 103, protocol 4); refusing to touch it (set \
+                            table_base to move symroute's tables)\n"
+            ),
+            "{}",
+            st.render(false)
+        );
+        // And what the sync would still write beside the refusal, it says.
+        snap.addresses.push(addr(ETH0, "10.1.0.9", 24));
+        let text = status_of(&snap, &settings).render(false);
+        assert!(
+            text.ends_with(
+                "not in sync: run `symroute sync`, but a sync refuses eth1: table \
+                            1003 already holds a route that is not symroute's (203.0.113.0/24 \
+                            via 10.2.0.1 dev eth1 table 1003 metric 103, protocol 4); refusing \
+                            to touch it (set table_base to move symroute's tables)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_scoped_status_counts_what_its_sync_writes_besides() {
+        let settings = Settings::default();
+        let mut snap = synced(host(), &settings);
+        // eth0's table lacks a route a sync of eth1 would write too (a companion).
+        snap.addresses.push(addr(ETH0, "10.1.0.9", 24));
+        let mut st = status_of(&snap, &settings);
+        assert!(st.retain_interface("eth1", &["eth0".to_string()]));
+        assert_eq!(st.sync_also_writes, ["eth0"]);
+        assert!(
+            st.render(false).ends_with(
+                "eth1: not in sync: run `symroute sync eth1` (it also writes the tables of eth0)\n"
+            ),
+            "{}",
+            st.render(false)
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["sync_also_writes"], serde_json::json!(["eth0"]));
+    }
+
+    #[test]
     fn a_foreign_twin_of_our_rule_is_not_in_sync() {
         let settings = Settings::default();
         let mut snap = synced(host(), &settings);
         // Ours, as another tool (protocol static) wrote it too.
         snap.rules
             .push(rule(32000, Some(("10.2.0.2", 32)), 1003, 4));
-        let st = status(&snap, &settings);
+        let st = status_of(&snap, &settings);
         let eth1 = of(&st, "eth1");
         assert_eq!(eth1.state, State::Contested);
         assert_eq!(
@@ -483,24 +608,24 @@ mod tests {
         let settings = Settings::default();
         let mut snap = synced(host(), &settings);
         snap.addresses.push(addr(ETH1, "10.2.0.9", 24));
-        let mut st = status(&snap, &settings);
-        assert!(st.retain_interface("eth0"));
+        let mut st = status_of(&snap, &settings);
+        assert!(st.retain_interface("eth0", &[]));
         assert_eq!(st.others_not_in_sync, ["eth1"]);
         let text = st.render(false);
         assert!(
             text.ends_with("eth0: in sync (elsewhere not in sync: eth1; run `symroute status`)\n"),
             "{text}"
         );
-        let mut st = status(&snap, &settings);
-        assert!(st.retain_interface("eth1"));
+        let mut st = status_of(&snap, &settings);
+        assert!(st.retain_interface("eth1", &[]));
         assert!(
             st.render(false)
                 .ends_with("eth1: not in sync: run `symroute sync eth1`\n"),
             "{}",
             st.render(false)
         );
-        let mut st = status(&synced(host(), &settings), &settings);
-        assert!(st.retain_interface("eth1"));
+        let mut st = status_of(&synced(host(), &settings), &settings);
+        assert!(st.retain_interface("eth1", &[]));
         assert!(st.render(false).ends_with("\neth1: in sync\n"));
     }
 
@@ -510,7 +635,7 @@ mod tests {
         let mut snap = synced(host(), &settings);
         snap.links.retain(|l| l.index != ETH1);
         snap.addresses.retain(|a| a.ifindex != ETH1);
-        let st = status(&snap, &settings);
+        let st = status_of(&snap, &settings);
         assert!(!st.in_sync);
         assert_eq!(st.stale.len(), 1);
         assert_eq!(st.stale[0].table, 1003);
@@ -530,12 +655,12 @@ mod tests {
             exempt: vec![Prefix::new(ip("172.17.0.0"), 16)],
             ..Settings::default()
         };
-        let st = status(&host(), &settings);
+        let st = status_of(&host(), &settings);
         assert_eq!(
             st.exempt.pending,
             ["+rule from all to 172.17.0.0/16 lookup main priority 31999"]
         );
-        let st = status(&synced(host(), &settings), &settings);
+        let st = status_of(&synced(host(), &settings), &settings);
         assert!(st.exempt.pending.is_empty() && st.in_sync);
         assert_eq!(st.exempt.rules[0].dst.as_deref(), Some("172.17.0.0"));
         assert_eq!(st.exempt.rules[0].dstlen, Some(16));
@@ -553,7 +678,7 @@ mod tests {
         );
         // Empty table: harmless.
         snap.rules.push(rule(300, None, 400, 4));
-        let st = status(&snap, &settings);
+        let st = status_of(&snap, &settings);
         let eth1 = of(&st, "eth1");
         assert_eq!(eth1.shadowed_by.len(), 1);
         assert_eq!(eth1.shadowed_by[0].extent, ShadowExtent::Full);
@@ -566,7 +691,7 @@ mod tests {
     #[test]
     fn json_shape_is_stable() {
         let settings = Settings::default();
-        let st = status(&synced(host(), &settings), &settings);
+        let st = status_of(&synced(host(), &settings), &settings);
         let json = serde_json::to_value(&st).unwrap();
         assert_eq!(json["table_base"], 1000);
         assert_eq!(json["in_sync"], true);
@@ -597,7 +722,7 @@ mod tests {
     #[test]
     fn names_replace_table_and_protocol_numbers() {
         let settings = Settings::default();
-        let mut st = status(&synced(host(), &settings), &settings);
+        let mut st = status_of(&synced(host(), &settings), &settings);
         let mut names = Names::default();
         names.parse(crate::kernel::names::Kind::Protocols, "83 symroute\n");
         names.parse(crate::kernel::names::Kind::Tables, "1003 symroute-eth1\n");

@@ -126,6 +126,18 @@ impl Status {
             for p in &st.pending {
                 out.push_str(&format!("  {:<10} {p}\n", "pending"));
             }
+            if let Some(e) = &st.error {
+                out.push_str(&format!("  {:<10} {e}\n", "error"));
+            }
+        }
+        if let Some(nft) = &self.nftables {
+            out.push_str("nftables (table inet symroute):\n");
+            if let Some(p) = &nft.pending {
+                out.push_str(&format!("  {:<10} {p}\n", "pending"));
+            }
+            if let Some(e) = &nft.error {
+                out.push_str(&format!("  {:<10} {e}\n", "unknown"));
+            }
         }
         for s in &self.stale {
             let whose = s
@@ -141,43 +153,85 @@ impl Status {
         out
     }
 
-    /// The last line: whether everything (or, with a scope, the interface asked about) is
-    /// in sync, and what to do when it is not. A scoped status speaks of its interface, and
-    /// of anything else out of sync as such.
-    fn verdict(&self) -> String {
-        let contested = "someone else's rule uses symroute's table (see foreign; `symroute \
-                         doctor` says how to fix it)";
-        let Some(scope) = &self.scope else {
-            let fixable = self
-                .interfaces
-                .iter()
-                .any(|i| matches!(i.state, State::Pending | State::Refused))
-                || !self.exempt.pending.is_empty()
-                || !self.stale.is_empty();
-            return if self.in_sync {
-                "in sync".into()
-            } else if fixable {
-                "not in sync: run `symroute sync`".into()
-            } else {
-                format!("not in sync: {contested}")
-            };
-        };
-        let own = match self.interfaces.first().map(|i| i.state) {
-            Some(State::Pending) => format!("{scope}: not in sync: run `symroute sync {scope}`"),
-            Some(State::Refused) => format!("{scope}: refused (see error)"),
-            Some(State::Contested) => format!("{scope}: not in sync: {contested}"),
-            Some(state) => format!("{scope}: {}", state.as_str()),
-            None => format!("{scope}: no such interface"),
-        };
-        let mut elsewhere = self.others_not_in_sync.clone();
+    /// Whether a sync would write something outside the interfaces' tables and rules.
+    fn pending_elsewhere(&self) -> Vec<String> {
+        let mut out = Vec::new();
         if !self.exempt.pending.is_empty() {
-            elsewhere.push("exemption rules".into());
+            out.push("exemption rules".into());
         }
-        elsewhere.extend(
+        if self
+            .steering
+            .as_ref()
+            .is_some_and(|s| !s.pending.is_empty())
+        {
+            out.push("steering".into());
+        }
+        if self.nftables.as_ref().is_some_and(|n| n.pending.is_some()) {
+            out.push("nftables".into());
+        }
+        out.extend(
             self.stale
                 .iter()
                 .map(|s| format!("stale table {}", s.table)),
         );
+        out
+    }
+
+    /// The last line: whether everything (or, with a scope, the interface asked about) is
+    /// in sync, and what to do when it is not: run a sync when it would write something,
+    /// and what it refuses (one line naming it) when it would refuse something. A scoped
+    /// status speaks of its interface and of what its sync writes besides, and of anything
+    /// else out of sync as such.
+    fn verdict(&self) -> String {
+        let contested = "someone else's rule uses symroute's table (see foreign; `symroute \
+                         doctor` says how to fix it)";
+        let refused = |first: &str, count: usize| match count {
+            1 => format!("a sync refuses {first}"),
+            n => format!("a sync refuses {first} (and {} more: see error)", n - 1),
+        };
+        let Some(scope) = &self.scope else {
+            let writes = self.interfaces.iter().any(|i| i.state == State::Pending)
+                || !self.pending_elsewhere().is_empty();
+            return match (self.in_sync, writes, self.refusals.first()) {
+                (true, ..) => "in sync".into(),
+                (false, true, None) => "not in sync: run `symroute sync`".into(),
+                (false, true, Some(first)) => format!(
+                    "not in sync: run `symroute sync`, but {}",
+                    refused(first, self.refusals.len())
+                ),
+                (false, false, Some(first)) => {
+                    format!("not in sync: {}", refused(first, self.refusals.len()))
+                }
+                (false, false, None) => format!("not in sync: {contested}"),
+            };
+        };
+        let also = match self.sync_also_writes.as_slice() {
+            [] => String::new(),
+            names => format!(" (it also writes the tables of {})", names.join(", ")),
+        };
+        let first = self.interfaces.first();
+        let own = match first.map(|i| i.state) {
+            Some(State::Pending) => {
+                format!("{scope}: not in sync: run `symroute sync {scope}`{also}")
+            }
+            Some(State::Refused) => format!(
+                "{scope}: not in sync: {}",
+                refused(first.and_then(|i| i.error.as_deref()).unwrap_or(scope), 1)
+            ),
+            Some(State::Contested) => format!("{scope}: not in sync: {contested}"),
+            Some(_) if !also.is_empty() => {
+                format!("{scope}: not in sync: run `symroute sync {scope}`{also}")
+            }
+            Some(state) => format!("{scope}: {}", state.as_str()),
+            None => format!("{scope}: no such interface"),
+        };
+        let mut elsewhere: Vec<String> = self
+            .others_not_in_sync
+            .iter()
+            .filter(|o| !self.sync_also_writes.contains(o))
+            .cloned()
+            .collect();
+        elsewhere.extend(self.pending_elsewhere());
         if elsewhere.is_empty() {
             own
         } else {
