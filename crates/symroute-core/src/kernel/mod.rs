@@ -12,6 +12,7 @@ pub mod nat;
 pub mod netlink;
 pub mod nftables;
 pub mod rtnl;
+mod main_by_interface;
 mod socket;
 pub mod timed;
 pub mod wire;
@@ -23,6 +24,7 @@ use netlink_packet_route::RouteNetlinkMessage as Msg;
 
 pub use lookup::lookup;
 use netlink::{Netlink, NetlinkError};
+use main_by_interface::MainByInterface;
 use rtnl::Answer;
 
 use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
@@ -128,16 +130,19 @@ async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, R
 
 /// Reads what a run over `scope` needs, given the links just read.
 ///
-/// A per-interface run reads all of main in one dump (not one filtered by the interface):
-/// an uplink's table holds copies of main's routes into bridges, LANs and tunnels
-/// ([`crate::plan::uplinks`]), so classifying and planning needs every interface's routes. When
-/// the interface is behind the host, or an uplink's table still holds copies through it,
-/// that uplink's table is read too and the run plans it as well ([`Snapshot::tables`] tells
-/// which were read).
+/// A per-interface run reads main's routes through the interface, and of the others what
+/// planning it needs: whether each is an uplink, the routes of those that are not (an
+/// uplink's table holds copies of main's routes into bridges, LANs and tunnels,
+/// [`crate::plan::uplinks`]) and every default route (steering), with dumps the kernel
+/// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
+/// all of main in one dump. When the interface is behind the host, or an uplink's table
+/// still holds copies through it, that uplink's table is read too, with all of its routes
+/// in main, and the run plans it as well ([`Snapshot::tables`] tells which were read).
 ///
 /// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
 /// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
-/// needs them again; and whether all of main was read (steering is planned only then).
+/// needs them again; and whether every default route of main was read (steering, which
+/// looks at nothing else of main, is planned only then).
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
@@ -171,7 +176,7 @@ pub async fn snapshot(
                 .interface_of_table(*t)
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
-    let mut main_complete = true;
+    let mut defaults_complete = true;
     let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
@@ -179,16 +184,21 @@ pub async fn snapshot(
             for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            match own_main_if_alone(nl, settings, &addresses, &rules, x).await? {
+            let others = main_by_interface::others(&links, x);
+            let own_main = if others.is_some() || !reads_all_main(settings, &addresses, x) {
+                Some(routes(nl, Some(MAIN_TABLE), Some(x)).await?)
+            } else {
+                None
+            };
+            match own_main {
                 // A veth, a bridge port, a tun without routes: nothing of another interface
                 // depends on it, so a container host's veth churn never reads a large main.
-                Some(own_main) => {
-                    main_complete = false;
+                Some(own_main) if alone(nl, settings, &addresses, &rules, x, &own_main).await? => {
+                    defaults_complete = false;
                     let uplinks = Uplinks::classify(&own_main, &[], &links);
                     (own_main, uplinks)
                 }
-                None => {
-                    let main = routes(nl, Some(MAIN_TABLE), None).await?;
+                own_main => {
                     // Where a full tunnel keeps its default (wg-quick's 51820, ...): small.
                     let vpn = placement::vpn_tables(&rules, settings);
                     for (_, t) in &vpn {
@@ -196,7 +206,17 @@ pub async fn snapshot(
                             tables.insert(*t, routes(nl, Some(*t), None).await?);
                         }
                     }
-                    let uplinks = {
+                    let mut by_interface = match (own_main, others) {
+                        (Some(own_main), Some(others)) => {
+                            Some(MainByInterface::read(nl, x, own_main, &others)?)
+                        }
+                        _ => None,
+                    };
+                    let main = match &mut by_interface {
+                        Some(read) => std::mem::take(&mut read.routes),
+                        None => routes(nl, Some(MAIN_TABLE), None).await?,
+                    };
+                    let classify = |main: &[Route], tables: &BTreeMap<u32, Vec<Route>>| {
                         let vpn_routes: Vec<&Route> = vpn
                             .iter()
                             .flat_map(|(family, t)| {
@@ -207,8 +227,9 @@ pub async fn snapshot(
                                     .filter(move |r| r.family() == *family)
                             })
                             .collect();
-                        Uplinks::classify(&main, &vpn_routes, &links)
+                        Uplinks::classify(main, &vpn_routes, &links)
                     };
+                    let uplinks = classify(&main, &tables);
                     let behind = uplinks.is_behind(&main, x);
                     // The uplinks, and the macvlans on `x` (uplinks or not: one that took
                     // `x`'s ways out keeps copies of them when `x` loses its gateway).
@@ -221,6 +242,9 @@ pub async fn snapshot(
                     );
                     dependents.sort_unstable();
                     dependents.dedup();
+                    // Planned whole: `x`, those planned with it, and the uplinks whose ways
+                    // out either takes (a macvlan's parent).
+                    let mut planned = vec![x];
                     for y in dependents {
                         let Some(link) = links.iter().find(|l| l.index == y) else {
                             continue;
@@ -231,15 +255,30 @@ pub async fn snapshot(
                         let table = settings.table_for(y);
                         // Copies of routes through `x` from when it was behind the host, or
                         // the ways out a macvlan takes from its parent `x`: a dump filtered
-                        // by table and oif costs next to nothing even beside 100 000 routes.
+                        // by table and oif costs a walk of that table.
                         if behind
                             || link.parent == Some(x)
                             || !routes(nl, Some(table), Some(x)).await?.is_empty()
                         {
                             tables.insert(table, routes(nl, Some(table), None).await?);
+                            planned.push(y);
                         }
                     }
-                    (main, uplinks)
+                    match by_interface {
+                        Some(mut read) => {
+                            read.routes = main;
+                            let parents: Vec<u32> = planned
+                                .iter()
+                                .filter_map(|i| links.iter().find(|l| l.index == *i))
+                                .filter_map(|l| l.parent)
+                                .collect();
+                            for y in planned.into_iter().chain(parents) {
+                                read.complete(nl, y)?;
+                            }
+                            (read.routes, uplinks)
+                        }
+                        None => (main, uplinks),
+                    }
                 }
             }
         }
@@ -248,7 +287,7 @@ pub async fn snapshot(
             for t in stale.chain(vanished.map(|i| settings.table_for(i))) {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            main_complete = false;
+            defaults_complete = false;
             (Vec::new(), Uplinks::default())
         }
         Scope::All => {
@@ -277,29 +316,31 @@ pub async fn snapshot(
         rules,
         tables,
     };
-    Ok((snapshot, uplinks, main_complete))
+    Ok((snapshot, uplinks, defaults_complete))
 }
 
-/// Main's routes through `x` when they are all a run for `x` needs of main; `None` when it
-/// must read all of main (and maybe uplink tables). All is needed when `x` has a global
-/// address (it has direct routes: it is an uplink or behind the host), when `strict` (every
-/// closed table gets the copies), when main routes through it in a way that matters to other
+/// Whether a run for `x` reads more of main than `x`'s own routes whatever they are: when
+/// `x` has a global address (it has direct routes: it is an uplink or behind the host), or
+/// when `strict` (every closed table gets the copies).
+fn reads_all_main(settings: &Settings, addresses: &[Address], x: u32) -> bool {
+    settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule())
+}
+
+/// Whether `own_main`, main's routes through `x`, is all a run for `x` needs of main: not
+/// when [`reads_all_main`], when main routes through it in a way that matters to other
 /// tables, or when a table of ours still holds a route through it (a stale copy). The dumps
-/// of the last checks are filtered by the kernel (`RTA_OIF`): for an address-less veth they
-/// are next to empty, and the first is the answer itself.
-async fn own_main_if_alone(
+/// of the last check are filtered by the kernel (`RTA_OIF`): for an address-less veth they
+/// are next to empty.
+async fn alone(
     nl: &Netlink,
     settings: &Settings,
     addresses: &[Address],
     rules: &[crate::model::Rule],
     x: u32,
-) -> Result<Option<Vec<Route>>, ReadError> {
-    if settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule()) {
-        return Ok(None);
-    }
-    let own_main = routes(nl, Some(MAIN_TABLE), Some(x)).await?;
-    if matters_to_others(&own_main) {
-        return Ok(None);
+    own_main: &[Route],
+) -> Result<bool, ReadError> {
+    if reads_all_main(settings, addresses, x) || matters_to_others(own_main) {
+        return Ok(false);
     }
     let mut ours: Vec<u32> = rules
         .iter()
@@ -311,10 +352,10 @@ async fn own_main_if_alone(
     ours.dedup();
     for table in ours {
         if !routes(nl, Some(table), Some(x)).await?.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
     }
-    Ok(Some(own_main))
+    Ok(true)
 }
 
 /// A write the kernel refused.

@@ -26,6 +26,10 @@ pub struct Uplinks {
     /// Uplinks only because they share the wire of an uplink (a macvlan without a way out
     /// of its own), with that parent.
     borrowed: BTreeMap<(Family, u32), u32>,
+    /// The loopback: a route through it leads back into the host, so it is neither a way
+    /// out nor behind the host (nothing there answers), and a run for another interface
+    /// need not read it.
+    loopback: BTreeSet<u32>,
 }
 
 /// Whether `route` is a way out on its own, never copied as behind the host: it has a
@@ -39,7 +43,7 @@ fn has_gateway(route: &Route) -> bool {
 }
 
 /// A main-table unicast route that makes its interfaces uplinks ([`is_way_out`]).
-fn is_uplink_route(route: &Route) -> bool {
+pub fn is_uplink_route(route: &Route) -> bool {
     route.table == MAIN_TABLE && route.kind == route_type::UNICAST && is_way_out(route)
 }
 
@@ -135,12 +139,22 @@ impl Uplinks {
     /// do (a full tunnel whose default lives in a table of its own). A macvlan or ipvlan
     /// without a way out of its own is an uplink wherever its parent is.
     pub fn classify(main: &[Route], vpn: &[&Route], links: &[Link]) -> Uplinks {
+        let loopback: BTreeSet<u32> = links
+            .iter()
+            .filter(|l| l.loopback)
+            .map(|l| l.index)
+            .collect();
+        let main: Vec<&Route> = main
+            .iter()
+            .filter(|r| !r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex)))
+            .collect();
         let mut by_family = BTreeSet::new();
         // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
         // through the same one: only a change of (family, interface) is looked up.
         let mut last = None;
         for way in main
             .iter()
+            .copied()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && has_gateway(r))
             .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family(), nh.ifindex)))
         {
@@ -154,6 +168,7 @@ impl Uplinks {
         let mut spans = Spans::new();
         let direct = main
             .iter()
+            .copied()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && !has_gateway(r));
         add_spans(&mut spans, direct, &by_family);
         for (way, list) in &mut spans {
@@ -165,7 +180,8 @@ impl Uplinks {
         let vpn_unicast = vpn
             .iter()
             .copied()
-            .filter(|r| r.kind == route_type::UNICAST);
+            .filter(|r| r.kind == route_type::UNICAST)
+            .filter(|r| !r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex)));
         let by_vpn_table = add_spans(&mut spans, vpn_unicast, &by_family);
         // Main's direct routes through them and the VPN tables' together.
         by_family.extend(by_vpn_table.into_iter().filter(|way| {
@@ -189,6 +205,7 @@ impl Uplinks {
             by_family,
             by_main,
             borrowed,
+            loopback,
         }
     }
 
@@ -217,8 +234,18 @@ impl Uplinks {
     /// Whether main has a route through `ifindex` that every uplink table copies (see
     /// [`behind_routes`]; a veth's or bridge port's `fe80::/64` is none).
     pub fn is_behind(&self, main: &[Route], ifindex: u32) -> bool {
-        main.iter()
-            .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex))
+        !self.loopback.contains(&ifindex)
+            && main.iter().any(|r| {
+                r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex)
+            })
+    }
+
+    /// Whether `route` leaves through an uplink of its family or the loopback: it is never
+    /// copied as behind the host.
+    fn leaves_host(&self, route: &Route) -> bool {
+        route.nexthops.iter().any(|nh| {
+            self.is_uplink(route.family(), nh.ifindex) || self.loopback.contains(&nh.ifindex)
+        })
     }
 
     /// Every interface that is an uplink of some family, ascending.
@@ -295,12 +322,7 @@ pub fn behind_routes(
     let candidates: Vec<&Route> = main
         .iter()
         .filter(|route| {
-            route.family() == family
-                && is_copyable(route)
-                && !route
-                    .nexthops
-                    .iter()
-                    .any(|nh| uplinks.is_uplink(family, nh.ifindex))
+            route.family() == family && is_copyable(route) && !uplinks.leaves_host(route)
         })
         .collect();
     if candidates.is_empty() {

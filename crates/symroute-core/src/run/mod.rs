@@ -205,7 +205,7 @@ async fn pass(
             None => (Scope::Garbage(vanished), None),
         },
     };
-    let (mut snapshot, mut uplinks, mut main_complete) =
+    let (mut snapshot, mut uplinks, mut defaults_read) =
         kernel::snapshot(nl, settings, scope, links).await?;
     // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
     // them, every interface's rules move in this run, not only this one's.
@@ -217,7 +217,7 @@ async fn pass(
         )
     {
         let links = std::mem::take(&mut snapshot.links);
-        (snapshot, uplinks, main_complete) =
+        (snapshot, uplinks, defaults_read) =
             kernel::snapshot(nl, settings, Scope::All, links).await?;
         everyone = true;
     }
@@ -304,10 +304,11 @@ async fn pass(
             }
         }
     }
-    // After the tables it points at are written, before garbage; only from all of main (a
-    // veth's run reads main's routes through the veth alone, and its steering is unchanged).
+    // After the tables it points at are written, before garbage; only with every default
+    // route of main (a veth's run reads main's routes through the veth alone, and its
+    // steering is unchanged).
     let mut steering = None;
-    if main_complete || flush {
+    if defaults_read || flush {
         let state_path = health::state_path(
             held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path),
         );
