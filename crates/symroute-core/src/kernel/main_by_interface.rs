@@ -156,8 +156,8 @@ fn dump(
             return ControlFlow::Continue(None);
         }
         // Old kernels that ignore the filter hand back everything.
-        let Some(route) = wire::route_from(answer.payload)
-            .filter(|r| r.table == MAIN_TABLE && r.uses_link(y))
+        let Some(route) =
+            wire::route_from(answer.payload).filter(|r| r.table == MAIN_TABLE && r.uses_link(y))
         else {
             return ControlFlow::Continue(None);
         };

@@ -6,13 +6,13 @@
 pub mod convert;
 pub mod host;
 mod lookup;
+mod main_by_interface;
 pub mod monitor;
 pub mod names;
 pub mod nat;
 pub mod netlink;
 pub mod nftables;
 pub mod rtnl;
-mod main_by_interface;
 mod socket;
 pub mod timed;
 pub mod wire;
@@ -23,13 +23,13 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 
 pub use lookup::lookup;
-use netlink::{Netlink, NetlinkError};
 use main_by_interface::MainByInterface;
+use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 
-use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
 use crate::plan::placement;
-use crate::plan::uplinks::{matters_to_others, Uplinks};
+use crate::plan::uplinks::{is_way_out, matters_to_others, Uplinks};
 use crate::settings::Settings;
 
 const ENOENT: i32 = libc::ENOENT;
@@ -242,6 +242,8 @@ pub async fn snapshot(
                     );
                     dependents.sort_unstable();
                     dependents.dedup();
+                    let stale_copies_possible =
+                        behind || !kept_its_ways_out(tables.get(&own), &uplinks, settings, x);
                     // Planned whole: `x`, those planned with it, and the uplinks whose ways
                     // out either takes (a macvlan's parent).
                     let mut planned = vec![x];
@@ -258,7 +260,8 @@ pub async fn snapshot(
                         // by table and oif costs a walk of that table.
                         if behind
                             || link.parent == Some(x)
-                            || !routes(nl, Some(table), Some(x)).await?.is_empty()
+                            || (stale_copies_possible
+                                && !routes(nl, Some(table), Some(x)).await?.is_empty())
                         {
                             tables.insert(table, routes(nl, Some(table), None).await?);
                             planned.push(y);
@@ -317,6 +320,41 @@ pub async fn snapshot(
         tables,
     };
     Ok((snapshot, uplinks, defaults_complete))
+}
+
+/// Whether `x` is an uplink and its own table (`own`, as read) holds a way out through `x`
+/// (a gateway or half the space, [`is_way_out`]) of each family it is an uplink of: then
+/// the last run for `x` saw it as the uplink it is now, and took any copies of its routes
+/// out of the other uplinks' tables.
+///
+/// Copies through `x` get into another uplink's table only from a run that planned that
+/// table while `x` was behind the host, so after `x` lost its way out; a run for `x` in
+/// between would have taken the way out from `x`'s table too. Looking for them costs a
+/// walk of each uplink's table in the kernel (one holding 1 000 000 routes: as long as
+/// the walk of main through `x`), so a run for `x` looks only when this says it may find
+/// some. What is missed — `x` lost its way out and got it back with no run for it in
+/// between, and another uplink's run copied its routes meanwhile — is taken out by the
+/// next run for that uplink, `symroute sync` or symrouted.
+fn kept_its_ways_out(
+    own: Option<&Vec<Route>>,
+    uplinks: &Uplinks,
+    settings: &Settings,
+    x: u32,
+) -> bool {
+    let families: Vec<Family> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| uplinks.is_uplink(*f, x))
+        .collect();
+    let own = own.map(Vec::as_slice).unwrap_or(&[]);
+    !families.is_empty()
+        && families.into_iter().all(|family| {
+            own.iter().any(|r| {
+                r.protocol == settings.protocol
+                    && r.family() == family
+                    && r.uses_link(x)
+                    && is_way_out(r)
+            })
+        })
 }
 
 /// Whether a run for `x` reads more of main than `x`'s own routes whatever they are: when

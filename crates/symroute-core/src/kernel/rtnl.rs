@@ -321,18 +321,19 @@ impl Socket {
         let mut out = Vec::new();
         for _ in 0..DUMP_ATTEMPTS {
             out.clear();
-            let answered = self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
-                match parse(answer) {
-                    ControlFlow::Continue(item) => {
-                        out.extend(item);
-                        true
+            let answered =
+                self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
+                    match parse(answer) {
+                        ControlFlow::Continue(item) => {
+                            out.extend(item);
+                            true
+                        }
+                        ControlFlow::Break(item) => {
+                            out.extend(item);
+                            false
+                        }
                     }
-                    ControlFlow::Break(item) => {
-                        out.extend(item);
-                        false
-                    }
-                }
-            })?;
+                })?;
             if answered.cut {
                 *self = Socket::open()?;
             }

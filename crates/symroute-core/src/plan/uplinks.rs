@@ -34,7 +34,7 @@ pub struct Uplinks {
 
 /// Whether `route` is a way out on its own, never copied as behind the host: it has a
 /// gateway, or it covers at least half of the address space (`0.0.0.0/1`, `::/1`).
-fn is_way_out(route: &Route) -> bool {
+pub fn is_way_out(route: &Route) -> bool {
     route.dst_len <= 1 || has_gateway(route)
 }
 
