@@ -33,7 +33,7 @@ use crate::plan::uplinks::is_uplink_route;
 /// The most interfaces besides the run's own whose routes are read by dumps of their own.
 /// A dump of all of main costs about seven filtered walks (handing over and parsing every
 /// route); an interface that is not an uplink costs one walk, an uplink next to nothing.
-pub const MOST_DUMPS: usize = 4;
+pub const MOST_DUMPS: usize = 6;
 
 /// Main's routes read interface by interface.
 #[derive(Debug, Default)]
