@@ -432,6 +432,21 @@ mod tests {
     }
 
     #[test]
+    fn the_loopback_is_neither_an_uplink_nor_behind_the_host() {
+        const LO: u32 = 1;
+        let mut main = docker_host();
+        main.push(route("10.97.0.0", 16, 0, &[(LO, None)]));
+        main.push(route("0.0.0.0", 1, 0, &[(LO, None)]));
+        let lo = crate::fixtures::link(LO, "lo");
+        assert!(lo.loopback);
+        let up = Uplinks::classify(&main, &[], &[lo]);
+        assert!(!up.is_uplink(Family::V4, LO) && !up.is_behind(&main, LO));
+        let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
+        assert!(v4.iter().all(|r| !r.uses_link(LO)), "{:?}", shown(&v4));
+        assert!(v4.iter().any(|r| r.uses_link(DOCKER0)));
+    }
+
+    #[test]
     fn non_uplink_direct_routes_are_copied_with_our_table_and_protocol() {
         let main = docker_host();
         let up = Uplinks::classify(&main, &[], &[]);
