@@ -17,6 +17,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/symroute/symroute.toml";
 /// Larger files are refused unread: a real configuration is a few hundred bytes.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// The longest `verify_interval`, in seconds: a week.
+const MAX_VERIFY_INTERVAL: u64 = 7 * 24 * 3600;
+
 /// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -54,6 +57,7 @@ struct File {
     route_metrics: Option<toml::Table>,
     interface: Option<BTreeMap<String, InterfaceFile>>,
     health: Option<crate::health::HealthFile>,
+    verify_interval: Option<u64>,
 }
 
 /// `[interface.NAME]` as written.
@@ -238,6 +242,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
             )
         })?),
     };
+    let verify_interval = file
+        .verify_interval
+        .map_or(defaults.verify_interval, |secs| {
+            (secs > 0).then(|| std::time::Duration::from_secs(secs))
+        });
+    if verify_interval.is_some_and(|d| d.as_secs() > MAX_VERIFY_INTERVAL) {
+        return Err(err(
+            "verify_interval",
+            format!("{} s is more than a week ({MAX_VERIFY_INTERVAL} s); use 0 to turn the verification off", file.verify_interval.unwrap_or_default()),
+        ));
+    }
     let settings = Settings {
         table_base,
         rule_priority,
@@ -256,6 +271,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         route_metrics,
         interfaces,
         health,
+        verify_interval,
         ..defaults
     };
     if !settings.ipv4 && !settings.ipv6 {
@@ -551,7 +567,7 @@ mod tests {
             error_of("ipv4 = true\ntabel_base = 2000\n"),
             format!(
                 "/etc/symroute/symroute.toml:2: tabel_base: {}",
-                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`, `health`"
+                "unknown field `tabel_base`, expected one of `table_base`, `rule_priority`, `ipv4`, `ipv6`, `include`, `exclude`, `prefix_rules`, `iif_rules`, `fwmark_mask`, `exempt`, `strict`, `table_names`, `metrics_textfile`, `route_metrics`, `interface`, `health`, `verify_interval`"
             )
         );
     }
@@ -560,6 +576,23 @@ mod tests {
     fn wrong_type_names_the_key() {
         assert_refused_at("\n\ntable_base = \"high\"\n", 3, "table_base");
         assert_refused_at("strict = 1\n", 1, "strict");
+    }
+
+    #[test]
+    fn verify_interval_is_ten_minutes_by_default_and_off_at_zero() {
+        let secs = |text: &str| {
+            parse_str(text)
+                .unwrap()
+                .verify_interval
+                .map(|d| d.as_secs())
+        };
+        assert_eq!(secs(""), Some(600));
+        assert_eq!(secs("verify_interval = 30\n"), Some(30));
+        assert_eq!(secs("verify_interval = 0\n"), None);
+        let e = parse_str("verify_interval = 99999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":1: verify_interval: "), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod health;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kept;
 mod kernel;
 pub mod lock;
 pub mod logging;

@@ -96,6 +96,8 @@ pub struct Settings {
     pub table_names: bool,
     /// Where symrouted writes its node_exporter textfile; `None`: not at all.
     pub metrics_textfile: Option<std::path::PathBuf>,
+    /// How often symrouted checks its event path with a full run; `None`: never.
+    pub verify_interval: Option<std::time::Duration>,
     /// Metrics set on every mirrored route (`route_metrics`), under those of the interface
     /// the route leaves through.
     pub route_metrics: RouteMetrics,
@@ -133,6 +135,7 @@ impl Default for Settings {
             route_metrics: RouteMetrics::default(),
             interfaces: BTreeMap::new(),
             health: None,
+            verify_interval: Some(std::time::Duration::from_secs(600)),
         }
     }
 }

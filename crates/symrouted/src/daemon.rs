@@ -1,11 +1,15 @@
-//! The event loop: wait for the kernel or NetworkManager, drain everything pending, run the
-//! core once per touched interface.
+//! The event loop: wait for the kernel or NetworkManager, drain everything pending, write
+//! main-table route changes from the kept model ([`incremental`]), run the core once per
+//! interface touched otherwise.
+
+mod incremental;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use symroute_core::kept::Kept;
 use symroute_core::lock::{RunLock, LOCK_WAIT};
 use symroute_core::{
     links, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
@@ -104,6 +108,12 @@ struct Daemon {
     /// `[health]`: the probes and verdicts.
     health: Option<Health>,
     lock_path: PathBuf,
+    /// The host as the last full run read it, kept current from notifications.
+    kept: Kept,
+    /// The pending full run is a periodic verification (`verify_interval`).
+    verifying: bool,
+    /// A full run is due at once: main's uplinks changed while the last one ran.
+    again: bool,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -115,7 +125,9 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
     let nl = Netlink::connect().map_err(Error::from)?;
     // Subscribe first: whatever changes from here on is either in the first snapshot or
     // waiting in the socket.
-    let monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
+    let mut monitor = Monitor::open(options.receive_buffer, settings.protocol)?;
+    // Our own route echoes are dropped in the kernel; the hook's arrive, for the model.
+    monitor.set_writer(settings.protocol, nl.port());
     let nm = Follower::start(options.source).await?;
 
     let mut daemon = Daemon {
@@ -135,6 +147,9 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         publish_error: None,
         health: None,
         lock_path: options.lock_path.clone(),
+        kept: Kept::default(),
+        verifying: false,
+        again: false,
     };
     daemon.follow_health_settings();
     daemon.dirty.resync = true;
@@ -150,6 +165,15 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
+    let verifier = |every: Option<std::time::Duration>| {
+        every.map(|every| {
+            let mut tick = tokio::time::interval_at((Instant::now() + every).into(), every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        })
+    };
+    let mut verify_every = daemon.settings.verify_interval;
+    let mut verify = verifier(verify_every);
 
     loop {
         // Ready once the first full sync is done, or when the run lock stays taken: systemd
@@ -192,6 +216,14 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 None => std::future::pending().await,
             }
         };
+        let verify_due = async {
+            match verify.as_mut() {
+                Some(tick) => {
+                    tick.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let watchdog_due = async {
             match watchdog.as_mut() {
                 Some(tick) => {
@@ -217,6 +249,7 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                     // The file may have moved: write it again.
                     daemon.published = None;
                 }
+                daemon.kept.invalidate();
                 daemon.dirty.resync = true;
             }
             ready = daemon.monitor.readable() => ready?,
@@ -232,6 +265,11 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
                 }
             }
             probed = probed => daemon.probed(probed),
+            _ = verify_due => {
+                log::debug!("periodic verification");
+                daemon.verifying = daemon.dirty.is_empty();
+                daemon.dirty.resync = true;
+            }
             _ = pause_over => daemon.retry_due(),
             _ = lock_free => {}
         }
@@ -245,6 +283,10 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
             if let Err(e) = notify(&format!("STATUS=following {sources}")) {
                 log::debug!("cannot tell the service manager our status: {e}");
             }
+        }
+        if reloaded && verify_every != daemon.settings.verify_interval {
+            verify_every = daemon.settings.verify_interval;
+            verify = verifier(verify_every);
         }
         if reloaded {
             if let Err(e) = notify(&format!("READY=1\nSTATUS=following {sources}")) {
@@ -324,6 +366,7 @@ impl Daemon {
             dirty,
             echoes,
             settings,
+            kept,
             ..
         } = self;
         monitor.drain(|received| match received {
@@ -331,11 +374,18 @@ impl Daemon {
                 flags,
                 sender,
                 message,
-            } => note(dirty, echoes, settings, flags, sender, &message),
+            } => {
+                // Main-table route changes go to the model when it is kept; the rest (and
+                // everything while it is not) marks interfaces for runs.
+                if !kept.note(settings, flags, &message) {
+                    note(dirty, echoes, settings, flags, sender, &message);
+                }
+            }
             Received::Overrun => {
                 if !dirty.resync {
                     log::warn!("rtnetlink receive buffer overrun, events were lost: full resync");
                 }
+                kept.invalidate();
                 dirty.resync = true;
             }
         })?;
@@ -362,7 +412,7 @@ impl Daemon {
     /// waits for the lock: when another run has it, everything stays dirty and is tried
     /// again on the lock's timer.
     async fn process(&mut self) {
-        if self.dirty.is_empty() {
+        if self.dirty.is_empty() && !self.kept.has_work() {
             return;
         }
         let Some(lock) = self.lock.try_take(Instant::now()) else {
@@ -370,6 +420,21 @@ impl Daemon {
         };
         self.held = Some(lock);
         self.process_locked().await;
+        if !self.kept.is_valid() && !self.dirty.resync && self.retries.next_wakeup().is_none() {
+            // The model was dropped after a failed run that has succeeded since: a full run
+            // reads it again, instead of leaving the event path off until the verification.
+            self.again = true;
+        }
+        // Bounded: main that keeps changing its uplinks under each run is followed by the
+        // next events, not in a loop here.
+        for _ in 0..2 {
+            if !std::mem::take(&mut self.again) {
+                break;
+            }
+            self.dirty.resync = true;
+            self.process_locked().await;
+        }
+        self.again = false;
         self.held = None;
     }
 
@@ -377,6 +442,10 @@ impl Daemon {
         let now = Instant::now();
         let mut dirty = self.dirty.take();
         log::debug!("dirty: {dirty:?}");
+        if !dirty.resync && self.event_path(now, &mut dirty).await == incremental::Outcome::FullRun
+        {
+            dirty.resync = true;
+        }
         if dirty.resync {
             self.resync(dirty, now).await;
             return;
@@ -505,9 +574,16 @@ impl Daemon {
                 // A full run covers every interface but the paused ones.
                 self.retries.retain_links(|i| paused.contains(&i));
                 self.count_repairs(&report, &mut dirty.deleted);
+                if std::mem::take(&mut self.verifying) {
+                    self.verified(&report);
+                }
+                self.reload_model(&report).await;
+                // Main changed between the run's read and the model's: once more.
+                self.again = self.kept.uplinks_changed();
             }
             Err(e) => {
                 log::error!("{e}");
+                self.kept.invalidate();
                 self.dirty.resync = true;
                 for (ifindex, deleted) in dirty.deleted {
                     self.dirty
@@ -617,6 +693,11 @@ impl Daemon {
                 if !matches!(e, Error::UnknownInterface(_)) {
                     self.metrics.run_failed();
                 }
+                if matches!(e, Error::Apply(_)) {
+                    // Writes before the failure were made but are not reported: the model
+                    // no longer knows our tables. Read again once nothing fails any more.
+                    self.kept.invalidate();
+                }
                 return Err(e);
             }
         };
@@ -629,6 +710,8 @@ impl Daemon {
             health.follow(&steering.candidates);
             self.metrics.follow_health(health.uplinks());
         }
+        self.kept
+            .wrote(&self.settings, report.changes().map(|change| change.op));
         if report.change_count() >= BIG_RUN || *target == Target::All {
             release_memory();
         }

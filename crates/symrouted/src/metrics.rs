@@ -23,6 +23,10 @@ pub struct Metrics {
     pub fights: u64,
     /// Runs that failed, or refused an interface.
     pub failures: u64,
+    /// Batches of main-table route changes written on the event path (no run).
+    pub event_writes: u64,
+    /// Changes a periodic verification (`verify_interval`) made: what the event path missed.
+    pub verify_repairs: u64,
     /// Unix time of the last run that ended without a failure.
     pub last_success: Option<f64>,
     /// Per interface: whether its last run left it in sync.
@@ -190,6 +194,16 @@ impl Metrics {
                 "Runs that failed or refused an interface.",
                 self.failures,
             ),
+            (
+                "event_writes",
+                "Batches of main-table route changes mirrored without a run.",
+                self.event_writes,
+            ),
+            (
+                "verify_repairs",
+                "Changes made by a periodic verification: what the event path had missed.",
+                self.verify_repairs,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP symroute_{name}_total {help}");
@@ -304,6 +318,7 @@ mod tests {
         assert!(text.contains("\nsymroute_failures_total 2\n"));
         assert!(text.contains("\nsymroute_repairs_total 2\n"));
         assert!(text.contains("\nsymroute_fights_total 1\n"));
+        assert!(text.contains("\nsymroute_verify_repairs_total 0\n"));
         assert!(text.contains("\nsymroute_last_success_timestamp_seconds "));
         assert!(text.contains("symroute_interface_in_sync{interface=\"eth1\"} 1\n"));
         assert!(text.contains("symroute_interface_in_sync{interface=\"we\\\"ird\\\\\\n\"} 0\n"));

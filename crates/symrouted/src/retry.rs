@@ -96,7 +96,6 @@ impl Retries {
         });
     }
 
-    #[cfg(test)]
     pub fn is_pending(&self, key: Key) -> bool {
         self.pending.contains_key(&key)
     }

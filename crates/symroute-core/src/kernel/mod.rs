@@ -100,7 +100,7 @@ async fn all_routes(
 
 /// A route dump, each route parsed as it arrives (a 100 000-route table is never held as
 /// raw messages) and kept when `keep` returns it.
-fn route_dump(
+pub(crate) fn route_dump(
     nl: &Netlink,
     table: Option<u32>,
     oif: Option<u32>,
@@ -120,12 +120,29 @@ fn route_dump(
     }
 }
 
-async fn addresses(nl: &Netlink, ifindex: Option<u32>) -> Result<Vec<Address>, ReadError> {
+pub(crate) async fn addresses(
+    nl: &Netlink,
+    ifindex: Option<u32>,
+) -> Result<Vec<Address>, ReadError> {
     let parse = |answer: &Answer<'_>| {
         wire::address_from(answer).filter(|a| ifindex.is_none_or(|i| a.ifindex == i))
     };
     nl.dump_with(&mut wire::address_dump_request(ifindex), parse)
         .map_err(read_error("addresses"))
+}
+
+/// Every policy rule of both families.
+pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadError> {
+    Ok(nl
+        .dump(Msg::GetRule(convert::rule_dump_request()))
+        .await
+        .map_err(read_error("rules"))?
+        .iter()
+        .filter_map(|m| match m {
+            Msg::NewRule(r) => convert::rule_from(r),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Reads what a run over `scope` needs, given the links just read.

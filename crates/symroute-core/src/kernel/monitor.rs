@@ -115,6 +115,8 @@ pub struct Monitor {
     buffer: Vec<u8>,
     /// Whether the in-kernel filter that drops our own route echoes is in place.
     pub filtered: bool,
+    /// The port of the socket whose echoes are ours ([`Monitor::set_writer`]).
+    writer: Option<u32>,
 }
 
 impl Monitor {
@@ -127,7 +129,7 @@ impl Monitor {
             // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
             log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
         }
-        let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol) {
+        let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol, None) {
             Ok(()) => true,
             Err(e) => {
                 log::debug!("no in-kernel filter for our own route echoes: {e}");
@@ -148,12 +150,22 @@ impl Monitor {
             socket,
             buffer: vec![0; DATAGRAM_BUFFER],
             filtered,
+            writer: None,
         })
     }
 
     /// Replaces the echo filter (after a configuration reload changed the protocol).
     pub fn refilter(&mut self, protocol: u8) {
-        self.filtered = attach_echo_filter(self.socket.get_ref().as_raw_fd(), protocol).is_ok();
+        self.filtered =
+            attach_echo_filter(self.socket.get_ref().as_raw_fd(), protocol, self.writer).is_ok();
+    }
+
+    /// Drops only the route echoes of the socket with port `port` (the caller's own writer),
+    /// so that routes tagged `protocol` that another process writes (the hook, under the
+    /// run lock) still arrive: a model of our tables kept from notifications needs them.
+    pub fn set_writer(&mut self, protocol: u8, port: u32) {
+        self.writer = (port != 0).then_some(port);
+        self.refilter(protocol);
     }
 
     /// Waits until at least one datagram (or an error) is pending. Cancel-safe.
@@ -291,10 +303,14 @@ const RTM_NEWROUTE: u32 = 24;
 const TYPE_LOW_BYTE: u32 = if cfg!(target_endian = "little") { 4 } else { 5 };
 const RTM_PROTOCOL: u32 = 16 + 5;
 
+/// Offset of `nlmsg_pid`, the port of the socket whose request caused a notification.
+const NLMSG_PID: u32 = 12;
+
 /// A classic BPF program that drops `RTM_NEWROUTE` notifications tagged with our
 /// protocol: those are the echoes of our own writes, and a 10 000-route mirror would
-/// otherwise queue 10 000 of them. Deletions of our routes still arrive (self-heal).
-fn echo_filter(protocol: u8) -> [libc::sock_filter; 6] {
+/// otherwise queue 10 000 of them. Deletions of our routes still arrive (self-heal). With
+/// `writer`, only the echoes of that socket are dropped.
+fn echo_filter(protocol: u8, writer: Option<u32>) -> Vec<libc::sock_filter> {
     let stmt = |code: u32, k: u32| libc::sock_filter {
         code: code as u16,
         jt: 0,
@@ -310,18 +326,31 @@ fn echo_filter(protocol: u8) -> [libc::sock_filter; 6] {
     let ld_byte = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
     let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
     let ret = libc::BPF_RET | libc::BPF_K;
-    [
-        stmt(ld_byte, TYPE_LOW_BYTE),
-        jump(jeq, RTM_NEWROUTE, 0, 2),
-        stmt(ld_byte, RTM_PROTOCOL),
-        jump(jeq, u32::from(protocol), 1, 0),
-        stmt(ret, u32::MAX),
-        stmt(ret, 0),
-    ]
+    match writer {
+        None => vec![
+            stmt(ld_byte, TYPE_LOW_BYTE),
+            jump(jeq, RTM_NEWROUTE, 0, 2),
+            stmt(ld_byte, RTM_PROTOCOL),
+            jump(jeq, u32::from(protocol), 1, 0),
+            stmt(ret, u32::MAX),
+            stmt(ret, 0),
+        ],
+        Some(port) => vec![
+            stmt(ld_byte, TYPE_LOW_BYTE),
+            jump(jeq, RTM_NEWROUTE, 0, 4),
+            stmt(ld_byte, RTM_PROTOCOL),
+            jump(jeq, u32::from(protocol), 0, 2),
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NLMSG_PID),
+            // Word loads read network byte order; the header is in host order.
+            jump(jeq, u32::from_be_bytes(port.to_ne_bytes()), 1, 0),
+            stmt(ret, u32::MAX),
+            stmt(ret, 0),
+        ],
+    }
 }
 
-fn attach_echo_filter(fd: RawFd, protocol: u8) -> io::Result<()> {
-    let mut program = echo_filter(protocol);
+fn attach_echo_filter(fd: RawFd, protocol: u8, writer: Option<u32>) -> io::Result<()> {
+    let mut program = echo_filter(protocol, writer);
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
@@ -410,7 +439,7 @@ mod tests {
 
     #[test]
     fn echo_filter_reads_type_then_protocol() {
-        let program = echo_filter(83);
+        let program = echo_filter(83, None);
         assert_eq!(program[0].k, TYPE_LOW_BYTE);
         assert_eq!(program[1].k, RTM_NEWROUTE);
         assert_eq!(program[3].k, 83);
@@ -418,5 +447,18 @@ mod tests {
         assert_eq!((program[3].jt, program[3].jf), (1, 0));
         assert_eq!(program[4].k, u32::MAX);
         assert_eq!(program[5].k, 0);
+        // With a writer: our protocol and that socket's port drop; another port is accepted.
+        let program = echo_filter(83, Some(0x0102_0304));
+        assert_eq!(program.len(), 8);
+        let to = |i: usize, jump: u8| i + 1 + usize::from(jump);
+        assert_eq!(to(1, program[1].jf), 6);
+        assert_eq!(to(3, program[3].jf), 6);
+        assert_eq!(program[4].k, NLMSG_PID);
+        assert_eq!(
+            program[5].k,
+            u32::from_be_bytes(0x0102_0304u32.to_ne_bytes())
+        );
+        assert_eq!((to(5, program[5].jt), to(5, program[5].jf)), (7, 6));
+        assert_eq!((program[6].k, program[7].k), (u32::MAX, 0));
     }
 }

@@ -59,6 +59,11 @@ fn decode(answer: &Answer<'_>) -> Option<RouteNetlinkMessage> {
 }
 
 impl Netlink {
+    /// The port id of the socket: the sender of the notifications its writes cause.
+    pub fn port(&self) -> u32 {
+        self.socket().port()
+    }
+
     /// Opens a strict-check socket (so the kernel filters dumps).
     pub fn connect() -> Result<Netlink, NetlinkError> {
         Ok(Netlink {

@@ -126,6 +126,27 @@ fn error_code(payload: &[u8]) -> i32 {
 }
 
 impl Socket {
+    /// The port id the kernel gave this socket (0 if it cannot say): notifications caused by
+    /// its writes carry it.
+    pub fn port(&self) -> u32 {
+        // SAFETY: sockaddr_nl is plain data, valid when zeroed.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into a live sockaddr_nl.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            addr.nl_pid
+        } else {
+            0
+        }
+    }
+
     /// A strict-check socket (so the kernel filters dumps) with small ACKs and buffers large
     /// enough for a batch of writes and its errors.
     pub fn open() -> Result<Socket, NetlinkError> {

@@ -196,6 +196,13 @@ pub struct RouteKey {
     pub metric: u32,
 }
 
+impl RouteKey {
+    /// The same key in `table`.
+    pub fn with_table(self, table: u32) -> RouteKey {
+        RouteKey { table, ..self }
+    }
+}
+
 impl Route {
     /// The family of its destination (and so of the route).
     pub fn family(&self) -> Family {

@@ -105,7 +105,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    #[cfg(test)]
     pub fn uplinks(&self) -> &Uplinks {
         &self.uplinks
     }

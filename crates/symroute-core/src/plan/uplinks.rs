@@ -102,6 +102,13 @@ fn covers_half(family: Family, spans: &mut [(u128, u128)]) -> bool {
     covered * 2 > last - first
 }
 
+/// Whether direct routes whose [`Uplinks::direct_shares`] sum to `sum` could cover half of
+/// `family`'s public space (they do not when the sum, overlaps counted twice, is under it).
+pub fn may_cover_half(family: Family, sum: u128) -> bool {
+    let (first, last) = public_space(family);
+    sum.saturating_mul(2) > last - first
+}
+
 /// Each interface's share of the public space, per family: the spans of its routes.
 type Spans = BTreeMap<(Family, u32), Vec<(u128, u128)>>;
 
@@ -138,23 +145,25 @@ impl Uplinks {
     /// ([`public_space`]; overlaps counted once), or when the VPN tables' routes through it
     /// do (a full tunnel whose default lives in a table of its own). A macvlan or ipvlan
     /// without a way out of its own is an uplink wherever its parent is.
-    pub fn classify(main: &[Route], vpn: &[&Route], links: &[Link]) -> Uplinks {
+    pub fn classify<'a, I>(main: I, vpn: &[&Route], links: &[Link]) -> Uplinks
+    where
+        I: IntoIterator<Item = &'a Route>,
+        I::IntoIter: Clone,
+    {
         let loopback: BTreeSet<u32> = links
             .iter()
             .filter(|l| l.loopback)
             .map(|l| l.index)
             .collect();
-        let main: Vec<&Route> = main
-            .iter()
-            .filter(|r| !r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex)))
-            .collect();
+        let through_loopback =
+            |r: &&Route| r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex));
+        let main = main.into_iter().filter(|r| !through_loopback(r));
         let mut by_family = BTreeSet::new();
         // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
         // through the same one: only a change of (family, interface) is looked up.
         let mut last = None;
         for way in main
-            .iter()
-            .copied()
+            .clone()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && has_gateway(r))
             .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family(), nh.ifindex)))
         {
@@ -167,8 +176,6 @@ impl Uplinks {
         // of the public space is summed per interface.
         let mut spans = Spans::new();
         let direct = main
-            .iter()
-            .copied()
             .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && !has_gateway(r));
         add_spans(&mut spans, direct, &by_family);
         for (way, list) in &mut spans {
@@ -246,6 +253,34 @@ impl Uplinks {
         route.nexthops.iter().any(|nh| {
             self.is_uplink(route.family(), nh.ifindex) || self.loopback.contains(&nh.ifindex)
         })
+    }
+
+    /// The (family, interface) pairs a main-table route with a gateway makes uplinks: what
+    /// a model kept route by route counts, so that it knows when that set changes.
+    pub fn gateway_ways(route: &Route) -> impl Iterator<Item = (Family, u32)> + '_ {
+        let family = route.family();
+        route
+            .nexthops
+            .iter()
+            .filter(move |_| {
+                route.table == MAIN_TABLE && route.kind == route_type::UNICAST && has_gateway(route)
+            })
+            .map(move |nh| (family, nh.ifindex))
+    }
+
+    /// What a direct main-table route adds to the share of the public space of each
+    /// (family, interface) it goes through, overlaps not taken out: a model kept route by
+    /// route sums these, and an interface whose sum stays under half ([`may_cover_half`])
+    /// cannot become an uplink by its share.
+    pub fn direct_shares(route: &Route) -> impl Iterator<Item = ((Family, u32), u128)> + '_ {
+        let direct =
+            route.table == MAIN_TABLE && route.kind == route_type::UNICAST && !has_gateway(route);
+        let size = public_span(route).map(|(first, last)| last - first + 1);
+        let family = route.family();
+        route
+            .nexthops
+            .iter()
+            .filter_map(move |nh| size.filter(|_| direct).map(|n| ((family, nh.ifindex), n)))
     }
 
     /// Every interface that is an uplink of some family, ascending.

@@ -239,7 +239,10 @@ async fn pass(
     // Main is classified once for every plan of the run (it can hold 100 000 routes).
     let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
 
-    let mut report = Report::default();
+    let mut report = Report {
+        uplinks: planner.uplinks().clone(),
+        ..Report::default()
+    };
     let flush = *target == Target::Flush;
     let mut work = Vec::new();
     // Interfaces this run decides about, with their connection marks (`iif_rules`).

@@ -4,6 +4,7 @@ use crate::error::Error;
 use crate::model::Link;
 use crate::model::Op;
 use crate::plan::steer::SteerPlan;
+use crate::plan::uplinks::Uplinks;
 
 use super::Mode;
 
@@ -49,6 +50,9 @@ pub struct Report {
     /// With `[health]`, when the run planned the steering: what it decided, one line per
     /// family, and the uplinks it could steer to (what symrouted probes).
     pub steering: Option<SteerPlan>,
+    /// The classification of main's interfaces the run planned with: the daemon's kept
+    /// model plans later changes with it, and judges whether they change it.
+    pub uplinks: Uplinks,
 }
 
 impl Report {
