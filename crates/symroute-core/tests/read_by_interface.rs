@@ -187,3 +187,38 @@ fn each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
         );
     }
 }
+
+/// Main's routes through `dev` in `table` (ours), both families.
+fn through(ns: &Netns, table: &str, dev: &str) -> Vec<String> {
+    table_state(ns, table)
+        .into_iter()
+        .filter(|l| l.contains(&format!("dev {dev} ")) && !l.contains("lookup"))
+        .collect()
+}
+
+#[test]
+fn a_lan_nic_that_gets_a_gateway_takes_its_copies_out_of_the_other_uplinks_table() {
+    let Some(lab) = root_lab() else { return };
+    // eth1 without its defaults: behind the host, its subnets copied into eth0's table.
+    lab.host.ip("-4 route del default via 10.2.0.1 dev eth1");
+    lab.host.ip("-6 route del default via fd02::1 dev eth1");
+    let all = run(&lab.host, Target::All, Mode::Apply);
+    assert!(all.failures.is_empty(), "{:?}", all.failures);
+    let t0 = table_of(&lab.host, "eth0");
+    let copies = through(&lab.host, &t0, "eth1");
+    assert!(
+        copies.iter().any(|r| r.starts_with("10.2.0.0/24 dev eth1")),
+        "eth0's table copies the LAN eth1 is: {copies:?}"
+    );
+    // The admin gives eth1 its gateway back; its hook runs.
+    lab.host
+        .ip("-4 route add default via 10.2.0.1 dev eth1 metric 101");
+    lab.host
+        .ip("-6 route add default via fd02::1 dev eth1 metric 101");
+    run(&lab.host, sync("eth1"), Mode::Apply);
+    assert_eq!(through(&lab.host, &t0, "eth1"), Vec::<String>::new());
+    let again = run(&lab.host, Target::All, Mode::DryRun);
+    assert_eq!(changes(&again), Vec::<String>::new(), "after eth1's run");
+    // Each uplink's address answers through its own strict router.
+    lab.assert_client_reaches_all();
+}
