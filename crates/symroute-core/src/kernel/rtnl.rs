@@ -534,6 +534,22 @@ mod tests {
         addr.nl_pid
     }
 
+    /// A real kernel, no privileges, nothing changed: a dump cut after its first answer
+    /// leaves the socket answering the next request in full (a fresh one: the rest of the
+    /// cut dump never reaches it).
+    #[test]
+    fn a_dump_cut_short_leaves_the_socket_ready_for_the_next_request() {
+        let mut socket = Socket::open().unwrap();
+        let request = || crate::kernel::wire::link_dump_request();
+        let all = socket.dump(&mut request(), |_| Some(())).unwrap();
+        let first = socket
+            .dump_until(&mut request(), |_| ControlFlow::Break(Some(())))
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let again = socket.dump(&mut request(), |_| Some(())).unwrap();
+        assert_eq!(again.len(), all.len());
+    }
+
     /// A real kernel, no privileges, nothing changed: an `NLMSG_ERROR` forged by a process
     /// for our next request, queued before the kernel's answer, is not taken for it.
     #[test]
