@@ -5,8 +5,10 @@
 //! keepalived-style macvlan on eth1, the plan of every interface's own run is the plan of a
 //! run over all of them, which read all of main in one dump.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use symroute_core::health::{HealthSettings, SteerMode};
 use symroute_core::shell::block_on;
 use symroute_core::{reconcile_locked, Action, Mode, Netlink, Report, Settings, Target};
 use symroute_testlab::hosts::in_netns;
@@ -51,6 +53,10 @@ fn host_of_every_kind(lab: &Lab, lan: &Netns) {
             i % 250 + 1
         );
     }
+    // And its IPv6 dump too, when steering does not need the default at its end.
+    for i in 0..600u32 {
+        batch += &format!("route add 2001:db8:{i:x}::/48 via fd01::1 dev eth0\n");
+    }
     // Behind the host, copied into every uplink's table.
     for i in 1..=200u32 {
         batch += &format!("route add 192.168.100.{i}/32 dev lan0\n");
@@ -60,7 +66,31 @@ fn host_of_every_kind(lab: &Lab, lan: &Netns) {
 }
 
 fn run(host: &Netns, target: Target, mode: Mode) -> Report {
-    let settings = Settings::default();
+    run_with(host, Settings::default(), target, mode)
+}
+
+/// Steering by uplink health (nobody probes: every uplink counts as up).
+fn steering() -> Settings {
+    Settings {
+        health: Some(HealthSettings {
+            targets: vec![
+                "192.0.2.1".parse().unwrap(),
+                "2001:db8:ffff::1".parse().unwrap(),
+            ],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            down: 3,
+            up: 3,
+            min_targets: 1,
+            mode: SteerMode::Failover,
+            priority: 32700,
+            weights: BTreeMap::new(),
+        }),
+        ..Settings::default()
+    }
+}
+
+fn run_with(host: &Netns, settings: Settings, target: Target, mode: Mode) -> Report {
     in_netns(host, move || {
         let nl = Netlink::connect().expect("netlink");
         block_on(reconcile_locked(
@@ -120,9 +150,21 @@ fn changes(report: &Report) -> Vec<String> {
 
 #[test]
 fn each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
+    each_interfaces_run_plans_what_all_plans(Settings::default());
+}
+
+/// With `[health]`, a run reads every default route (IPv6 dumps whole) and plans the
+/// steering as a run over all of main does.
+#[test]
+fn with_steering_each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
+    each_interfaces_run_plans_what_all_plans(steering());
+}
+
+fn each_interfaces_run_plans_what_all_plans(settings: Settings) {
     let Some(lab) = root_lab() else { return };
     let lan = Netns::new("lan");
     host_of_every_kind(&lab, &lan);
+    let run = |host: &Netns, target, mode| run_with(host, settings.clone(), target, mode);
     let all = run(&lab.host, Target::All, Mode::Apply);
     assert!(all.failures.is_empty(), "{:?}", all.failures);
     let built: Vec<(String, Vec<String>)> = INTERFACES
@@ -159,6 +201,8 @@ fn each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
         built[5].1
     );
 
+    let steered = all.steering.clone();
+    assert_eq!(steered.is_some(), settings.health.is_some());
     for (dev, (table, state)) in INTERFACES.iter().zip(&built) {
         // What a hook for it would do on the built host: nothing.
         let dry = run(&lab.host, sync(dev), Mode::DryRun);
@@ -167,6 +211,7 @@ fn each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
             Vec::<String>::new(),
             "{dev}'s run on the built host"
         );
+        assert_eq!(dry.steering, steered, "{dev}'s run plans the steering");
         // Its table emptied, its own run builds it again as the run over all built it.
         for family in ["-4", "-6"] {
             let _ = lab

@@ -9,8 +9,9 @@
 //! interface's IPv4 dump opens with its routes of `0.0.0.0/n`, defaults included: once one
 //! of its routes is a way out (it is an uplink) and the dump is past `0.0.0.0`, the rest of
 //! it (a BGP feed's 1 000 000 routes) is not read. IPv6 dumps end with the default (the
-//! tree is walked root last): they are read whole, as are the IPv4 dumps of interfaces
-//! that turn out not to be uplinks.
+//! tree is walked root last): they are read whole when steering (`[health]`) needs the
+//! defaults, otherwise cut like IPv4 ones once the interface is an uplink. The dumps of
+//! interfaces that turn out not to be uplinks are read whole.
 //!
 //! Each filtered dump still walks all of main in the kernel (about 70 ms per 1 000 000
 //! routes here, as long as `ip route show dev eth1` takes), even when it is cut short after
@@ -41,9 +42,8 @@ pub struct MainByInterface {
     pub routes: Vec<Route>,
     /// Interfaces whose routes were all read.
     whole: BTreeSet<u32>,
-    /// Interfaces whose IPv4 dump was cut once they were uplinks past their defaults (their
-    /// IPv6 routes were all read).
-    cut: BTreeSet<u32>,
+    /// The dumps cut once their interface was known as an uplink of that family.
+    cut: BTreeSet<(Family, u32)>,
     /// Multipath routes, by key: one through two interfaces is in the dumps of both.
     multipath: BTreeMap<RouteKey, Vec<usize>>,
 }
@@ -61,23 +61,29 @@ pub fn others(links: &[Link], x: u32) -> Option<Vec<u32>> {
 
 impl MainByInterface {
     /// `own` (all of main's routes through `x`), then what planning `x` needs of every one
-    /// of `others` ([`others`]).
+    /// of `others` ([`others`]); with `defaults`, every default route too (what steering
+    /// looks at).
     pub fn read(
         nl: &Netlink,
         x: u32,
         own: Vec<Route>,
         others: &[u32],
+        defaults: bool,
     ) -> Result<MainByInterface, ReadError> {
         let mut main = MainByInterface::default();
         main.add(own);
         main.whole.insert(x);
         for y in others {
-            let (v4, cut) = until_uplink(nl, *y)?;
-            main.add(v4);
-            main.add(dump(nl, Some(Family::V6), *y, |_| false)?.0);
-            if cut {
-                main.cut.insert(*y);
-            } else {
+            let mut whole = true;
+            for family in [Family::V4, Family::V6] {
+                let (routes, cut) = until_uplink(nl, *y, family, defaults)?;
+                main.add(routes);
+                if cut {
+                    main.cut.insert((family, *y));
+                    whole = false;
+                }
+            }
+            if whole {
                 main.whole.insert(*y);
             }
         }
@@ -90,8 +96,16 @@ impl MainByInterface {
         if self.whole.contains(&y) {
             return Ok(());
         }
-        // One that was not read at all (down: the kernel keeps none of its own routes).
-        let family = self.cut.contains(&y).then_some(Family::V4);
+        // Both families of one that was not read at all (down: the kernel keeps none of its
+        // own routes) or cut in both.
+        let family = match (
+            self.cut.remove(&(Family::V4, y)),
+            self.cut.remove(&(Family::V6, y)),
+        ) {
+            (true, false) => Some(Family::V4),
+            (false, true) => Some(Family::V6),
+            _ => None,
+        };
         let (rest, _) = dump(nl, family, y, |_| false)?;
         // What the cut dump read is read again: left out, by key and then in full.
         let mut read: BTreeMap<(u64, u128, u64), Vec<usize>> = BTreeMap::new();
@@ -108,7 +122,6 @@ impl MainByInterface {
             })
             .collect();
         self.add(new);
-        self.cut.remove(&y);
         self.whole.insert(y);
         Ok(())
     }
@@ -129,12 +142,21 @@ impl MainByInterface {
     }
 }
 
-/// `y`'s IPv4 routes in main up to the first that is past `0.0.0.0/n` once one of them made
-/// `y` an uplink; with whether the dump was cut there.
-fn until_uplink(nl: &Netlink, y: u32) -> Result<(Vec<Route>, bool), ReadError> {
+/// `y`'s routes of `family` in main up to the one after the first that made `y` an uplink;
+/// with `defaults`, IPv4 up to the first past `0.0.0.0/n` (its defaults come first) and
+/// IPv6 whole (its defaults come last). With whether the dump was cut.
+fn until_uplink(
+    nl: &Netlink,
+    y: u32,
+    family: Family,
+    defaults: bool,
+) -> Result<(Vec<Route>, bool), ReadError> {
+    if defaults && family == Family::V6 {
+        return dump(nl, Some(family), y, |_| false);
+    }
     let mut uplink = false;
-    dump(nl, Some(Family::V4), y, |route| {
-        if uplink && route.dst != IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+    dump(nl, Some(family), y, |route| {
+        if uplink && (!defaults || route.dst != IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
             return true;
         }
         uplink |= is_uplink_route(route);

@@ -158,8 +158,9 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 ///
 /// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
 /// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
-/// needs them again; and whether every default route of main was read (steering, which
-/// looks at nothing else of main, is planned only then).
+/// needs them again; and whether steering can be planned from what was read: with
+/// `[health]` every default route of main was (steering looks at nothing else of main);
+/// without, steering only takes away what is left of it and needs nothing of main.
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
@@ -225,7 +226,8 @@ pub async fn snapshot(
                     }
                     let mut by_interface = match (own_main, others) {
                         (Some(own_main), Some(others)) => {
-                            Some(MainByInterface::read(nl, x, own_main, &others)?)
+                            let defaults = settings.health.is_some();
+                            Some(MainByInterface::read(nl, x, own_main, &others, defaults)?)
                         }
                         _ => None,
                     };
