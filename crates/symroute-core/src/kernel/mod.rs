@@ -235,7 +235,7 @@ pub async fn snapshot(
                         Some(read) => std::mem::take(&mut read.routes),
                         None => routes(nl, Some(MAIN_TABLE), None).await?,
                     };
-                    let classify = |main: &[Route], tables: &BTreeMap<u32, Vec<Route>>| {
+                    let uplinks = {
                         let vpn_routes: Vec<&Route> = vpn
                             .iter()
                             .flat_map(|(family, t)| {
@@ -246,9 +246,8 @@ pub async fn snapshot(
                                     .filter(move |r| r.family() == *family)
                             })
                             .collect();
-                        Uplinks::classify(main, &vpn_routes, &links)
+                        Uplinks::classify(&main, &vpn_routes, &links)
                     };
-                    let uplinks = classify(&main, &tables);
                     let behind = uplinks.is_behind(&main, x);
                     // The uplinks, and the macvlans on `x` (uplinks or not: one that took
                     // `x`'s ways out keeps copies of them when `x` loses its gateway).
@@ -287,6 +286,8 @@ pub async fn snapshot(
                         }
                     }
                     match by_interface {
+                        // The uplinks stay as classified: what the rest adds goes through
+                        // interfaces already known as uplinks, or through none that is up.
                         Some(mut read) => {
                             read.routes = main;
                             let parents: Vec<u32> = planned
