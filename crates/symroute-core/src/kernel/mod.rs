@@ -6,6 +6,7 @@
 pub mod convert;
 pub mod host;
 mod lookup;
+mod main_by_interface;
 pub mod monitor;
 pub mod names;
 pub mod nat;
@@ -22,12 +23,13 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 use netlink_packet_route::RouteNetlinkMessage as Msg;
 
 pub use lookup::lookup;
+use main_by_interface::MainByInterface;
 use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 
-use crate::model::{Address, Link, Op, Route, Snapshot, MAIN_TABLE};
+use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
 use crate::plan::placement;
-use crate::plan::uplinks::{dependents, matters_to_others, Uplinks};
+use crate::plan::uplinks::{dependents, is_way_out, matters_to_others, Uplinks};
 use crate::settings::Settings;
 
 const ENOENT: i32 = libc::ENOENT;
@@ -154,16 +156,20 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 
 /// Reads what a run over `scope` needs, given the links just read.
 ///
-/// A per-interface run reads all of main in one dump (not one filtered by the interface):
-/// an uplink's table holds copies of main's routes into bridges, LANs and tunnels
-/// ([`crate::plan::uplinks`]), so classifying and planning needs every interface's routes. When
-/// the interface is behind the host, or an uplink's table still holds copies through it,
-/// that uplink's table is read too and the run plans it as well ([`Snapshot::tables`] tells
-/// which were read).
+/// A per-interface run reads main's routes through the interface, and of the others what
+/// planning it needs: whether each is an uplink, the routes of those that are not (an
+/// uplink's table holds copies of main's routes into bridges, LANs and tunnels,
+/// [`crate::plan::uplinks`]) and every default route (steering), with dumps the kernel
+/// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
+/// all of main in one dump. When the interface is behind the host, or an uplink's table
+/// still holds copies through it, that uplink's table is read too, with all of its routes
+/// in main, and the run plans it as well ([`Snapshot::tables`] tells which were read).
 ///
 /// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
 /// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
-/// needs them again; and whether all of main was read (steering is planned only then).
+/// needs them again; and whether steering can be planned from what was read: with
+/// `[health]` every default route of main was (steering looks at nothing else of main);
+/// without, steering only takes away what is left of it and needs nothing of main.
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
@@ -197,7 +203,7 @@ pub async fn snapshot(
                 .interface_of_table(*t)
                 .is_none_or(|i| !links.iter().any(|l| l.index == i))
         });
-    let mut main_complete = true;
+    let mut defaults_complete = true;
     let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
@@ -205,16 +211,21 @@ pub async fn snapshot(
             for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            match own_main_if_alone(nl, settings, &addresses, &rules, x).await? {
+            let others = main_by_interface::others(&links, x);
+            let own_main = if others.is_some() || !reads_all_main(settings, &addresses, x) {
+                Some(routes(nl, Some(MAIN_TABLE), Some(x)).await?)
+            } else {
+                None
+            };
+            match own_main {
                 // A veth, a bridge port, a tun without routes: nothing of another interface
                 // depends on it, so a container host's veth churn never reads a large main.
-                Some(own_main) => {
-                    main_complete = false;
+                Some(own_main) if alone(nl, settings, &addresses, &rules, x, &own_main).await? => {
+                    defaults_complete = false;
                     let uplinks = Uplinks::classify(&own_main, &[], &links);
                     (own_main, uplinks)
                 }
-                None => {
-                    let main = routes(nl, Some(MAIN_TABLE), None).await?;
+                own_main => {
                     // Where a full tunnel keeps its default (wg-quick's 51820, ...): small.
                     let vpn = placement::vpn_tables(&rules, settings);
                     for (_, t) in &vpn {
@@ -222,6 +233,17 @@ pub async fn snapshot(
                             tables.insert(*t, routes(nl, Some(*t), None).await?);
                         }
                     }
+                    let mut by_interface = match (own_main, others) {
+                        (Some(own_main), Some(others)) => {
+                            let defaults = settings.health.is_some();
+                            Some(MainByInterface::read(nl, x, own_main, &others, defaults)?)
+                        }
+                        _ => None,
+                    };
+                    let main = match &mut by_interface {
+                        Some(read) => std::mem::take(&mut read.routes),
+                        None => routes(nl, Some(MAIN_TABLE), None).await?,
+                    };
                     let uplinks = {
                         let vpn_routes: Vec<&Route> = vpn
                             .iter()
@@ -235,18 +257,43 @@ pub async fn snapshot(
                             .collect();
                         Uplinks::classify(&main, &vpn_routes, &links)
                     };
+                    let stale_copies_possible = uplinks.is_behind(&main, x)
+                        || !kept_its_ways_out(tables.get(&own), &uplinks, settings, x);
                     // Copies of routes through `x` from when it was behind the host are found
-                    // by a dump filtered by table and oif: next to nothing even beside 100 000
-                    // routes.
+                    // by a dump filtered by table and oif (a walk of that table), looked for
+                    // only where they can be.
                     let dependents = dependents(&uplinks, &main, &links, x, |link| {
+                        if !stale_copies_possible {
+                            return Ok(false);
+                        }
                         let table = settings.table_for(link.index);
                         read_routes(nl, Some(table), Some(x)).map(|r| !r.is_empty())
                     })?;
+                    // Planned whole: `x`, those planned with it, and the uplinks whose ways
+                    // out either takes (a macvlan's parent).
+                    let mut planned = vec![x];
                     for y in dependents {
                         let table = settings.table_for(y);
                         tables.insert(table, routes(nl, Some(table), None).await?);
+                        planned.push(y);
                     }
-                    (main, uplinks)
+                    match by_interface {
+                        // The uplinks stay as classified: what the rest adds goes through
+                        // interfaces already known as uplinks, or through none that is up.
+                        Some(mut read) => {
+                            read.routes = main;
+                            let parents: Vec<u32> = planned
+                                .iter()
+                                .filter_map(|i| links.iter().find(|l| l.index == *i))
+                                .filter_map(|l| l.parent)
+                                .collect();
+                            for y in planned.into_iter().chain(parents) {
+                                read.complete(nl, y)?;
+                            }
+                            (read.routes, uplinks)
+                        }
+                        None => (main, uplinks),
+                    }
                 }
             }
         }
@@ -255,7 +302,7 @@ pub async fn snapshot(
             for t in stale.chain(vanished.map(|i| settings.table_for(i))) {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
-            main_complete = false;
+            defaults_complete = false;
             (Vec::new(), Uplinks::default())
         }
         Scope::All => {
@@ -284,29 +331,66 @@ pub async fn snapshot(
         rules,
         tables,
     };
-    Ok((snapshot, uplinks, main_complete))
+    Ok((snapshot, uplinks, defaults_complete))
 }
 
-/// Main's routes through `x` when they are all a run for `x` needs of main; `None` when it
-/// must read all of main (and maybe uplink tables). All is needed when `x` has a global
-/// address (it has direct routes: it is an uplink or behind the host), when `strict` (every
-/// closed table gets the copies), when main routes through it in a way that matters to other
+/// Whether `x` is an uplink and its own table (`own`, as read) holds a way out through `x`
+/// (a gateway or half the space, [`is_way_out`]) of each family it is an uplink of: then
+/// the last run for `x` saw it as the uplink it is now, and took any copies of its routes
+/// out of the other uplinks' tables.
+///
+/// Copies through `x` get into another uplink's table only from a run that planned that
+/// table while `x` was behind the host, so after `x` lost its way out; a run for `x` in
+/// between would have taken the way out from `x`'s table too. Looking for them costs a
+/// walk of each uplink's table in the kernel (one holding 1 000 000 routes: as long as
+/// the walk of main through `x`), so a run for `x` looks only when this says it may find
+/// some. What is missed — `x` lost its way out and got it back with no run for it in
+/// between, and another uplink's run copied its routes meanwhile — is taken out by the
+/// next run for that uplink, `symroute sync` or symrouted.
+fn kept_its_ways_out(
+    own: Option<&Vec<Route>>,
+    uplinks: &Uplinks,
+    settings: &Settings,
+    x: u32,
+) -> bool {
+    let families: Vec<Family> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| uplinks.is_uplink(*f, x))
+        .collect();
+    let own = own.map(Vec::as_slice).unwrap_or(&[]);
+    !families.is_empty()
+        && families.into_iter().all(|family| {
+            own.iter().any(|r| {
+                r.protocol == settings.protocol
+                    && r.family() == family
+                    && r.uses_link(x)
+                    && is_way_out(r)
+            })
+        })
+}
+
+/// Whether a run for `x` reads more of main than `x`'s own routes whatever they are: when
+/// `x` has a global address (it has direct routes: it is an uplink or behind the host), or
+/// when `strict` (every closed table gets the copies).
+fn reads_all_main(settings: &Settings, addresses: &[Address], x: u32) -> bool {
+    settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule())
+}
+
+/// Whether `own_main`, main's routes through `x`, is all a run for `x` needs of main: not
+/// when [`reads_all_main`], when main routes through it in a way that matters to other
 /// tables, or when a table of ours still holds a route through it (a stale copy). The dumps
-/// of the last checks are filtered by the kernel (`RTA_OIF`): for an address-less veth they
-/// are next to empty, and the first is the answer itself.
-async fn own_main_if_alone(
+/// of the last check are filtered by the kernel (`RTA_OIF`): for an address-less veth they
+/// are next to empty.
+async fn alone(
     nl: &Netlink,
     settings: &Settings,
     addresses: &[Address],
     rules: &[crate::model::Rule],
     x: u32,
-) -> Result<Option<Vec<Route>>, ReadError> {
-    if settings.strict || addresses.iter().any(|a| a.ifindex == x && a.wants_rule()) {
-        return Ok(None);
-    }
-    let own_main = routes(nl, Some(MAIN_TABLE), Some(x)).await?;
-    if matters_to_others(&own_main) {
-        return Ok(None);
+    own_main: &[Route],
+) -> Result<bool, ReadError> {
+    if reads_all_main(settings, addresses, x) || matters_to_others(own_main) {
+        return Ok(false);
     }
     let mut ours: Vec<u32> = rules
         .iter()
@@ -318,10 +402,10 @@ async fn own_main_if_alone(
     ours.dedup();
     for table in ours {
         if !routes(nl, Some(table), Some(x)).await?.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
     }
-    Ok(Some(own_main))
+    Ok(true)
 }
 
 /// A write the kernel refused.

@@ -1,5 +1,6 @@
 //! The one place that talks rtnetlink: dumps and batched writes on a strict-check socket.
 
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
@@ -91,6 +92,15 @@ impl Netlink {
         parse: impl FnMut(&Answer<'_>) -> Option<T>,
     ) -> Result<Vec<T>, NetlinkError> {
         self.socket().dump(request, parse)
+    }
+
+    /// [`Netlink::dump_with`] that stops where `parse` breaks ([`Socket::dump_until`]).
+    pub fn dump_until<T>(
+        &self,
+        request: &mut [u8],
+        parse: impl FnMut(&Answer<'_>) -> ControlFlow<Option<T>, Option<T>>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        self.socket().dump_until(request, parse)
     }
 
     /// Sends one request that is answered by one message (`RTM_GETROUTE` for a destination,

@@ -8,6 +8,7 @@
 //! As on every netlink socket of ours ([`super::socket`]), only the kernel is believed:
 //! datagrams from other processes' sockets are dropped where they are received.
 
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::socket;
@@ -38,6 +39,16 @@ const RECEIVE_BUFFER: usize = 8 << 20;
 const RECV_BUFFER_LEN: usize = 64 << 10;
 /// A dump that the kernel flags as interrupted by a concurrent change is read again.
 const DUMP_ATTEMPTS: usize = 5;
+
+/// How an answer to a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answered {
+    /// A dump the kernel flagged as interrupted by a concurrent change (`NLM_F_DUMP_INTR`):
+    /// read again.
+    interrupted: bool,
+    /// A dump the reader stopped reading before its end: the socket still holds its rest.
+    cut: bool,
+}
 
 /// One netlink message of an answer: its type, flags and payload (after the header).
 pub struct Answer<'a> {
@@ -258,14 +269,15 @@ impl Socket {
 
     /// Sends one request (a whole message whose header's length and type are set; sequence
     /// number and flags are filled in here) and hands every answer message to `each` until
-    /// the kernel ends the answer. `each` returns false to reset what it gathered when the
-    /// answer is a dump the kernel had to restart.
+    /// the kernel ends the answer or `each` returns false. Returns whether the answer is
+    /// whole and not interrupted: a dump the kernel flagged as interrupted by a concurrent
+    /// change is read again by the caller.
     fn request(
         &mut self,
         request: &mut [u8],
         flags: u16,
-        mut each: impl FnMut(&Answer<'_>),
-    ) -> Result<bool, NetlinkError> {
+        mut each: impl FnMut(&Answer<'_>) -> bool,
+    ) -> Result<Answered, NetlinkError> {
         let seq = self.next_seq();
         request[6..8].copy_from_slice(&flags.to_ne_bytes());
         request[8..12].copy_from_slice(&seq.to_ne_bytes());
@@ -280,19 +292,23 @@ impl Socket {
                     continue;
                 }
                 interrupted |= answer.flags & NLM_F_DUMP_INTR != 0;
+                let ended = |cut| Answered { interrupted, cut };
                 match answer.kind {
                     NLMSG_NOOP | NLMSG_OVERRUN => {}
-                    NLMSG_DONE => return Ok(!interrupted),
+                    NLMSG_DONE => return Ok(ended(false)),
                     NLMSG_ERROR => {
                         return match error_code(answer.payload) {
-                            0 => Ok(!interrupted),
+                            0 => Ok(ended(false)),
                             errno => Err(NetlinkError::Errno(errno)),
                         };
                     }
                     _ => {
-                        each(&answer);
+                        let more = each(&answer);
                         if !dump {
-                            return Ok(true);
+                            return Ok(ended(false));
+                        }
+                        if !more {
+                            return Ok(ended(true));
                         }
                     }
                 }
@@ -307,13 +323,42 @@ impl Socket {
         request: &mut [u8],
         mut parse: impl FnMut(&Answer<'_>) -> Option<T>,
     ) -> Result<Vec<T>, NetlinkError> {
+        self.dump_until(request, |answer| ControlFlow::Continue(parse(answer)))
+    }
+
+    /// [`Socket::dump`] that stops reading where `parse` says so (`Break`, keeping what it
+    /// returns with it): the rest of the dump is never generated. The kernel walks a table
+    /// as its parts are read, so a dump of a 1 000 000-route table filtered by interface
+    /// costs the whole walk, and one cut after its first part next to nothing.
+    ///
+    /// A dump cannot be cancelled on its socket, and the socket takes no other request while
+    /// one runs: a cut dump closes the socket (the kernel drops the rest with it) and the
+    /// next request goes out on a fresh one.
+    pub fn dump_until<T>(
+        &mut self,
+        request: &mut [u8],
+        mut parse: impl FnMut(&Answer<'_>) -> ControlFlow<Option<T>, Option<T>>,
+    ) -> Result<Vec<T>, NetlinkError> {
         let mut out = Vec::new();
         for _ in 0..DUMP_ATTEMPTS {
             out.clear();
-            let complete = self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
-                out.extend(parse(answer))
-            })?;
-            if complete {
+            let answered =
+                self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
+                    match parse(answer) {
+                        ControlFlow::Continue(item) => {
+                            out.extend(item);
+                            true
+                        }
+                        ControlFlow::Break(item) => {
+                            out.extend(item);
+                            false
+                        }
+                    }
+                })?;
+            if answered.cut {
+                *self = Socket::open()?;
+            }
+            if !answered.interrupted {
                 // Grown by doubling while it streamed in; a large table keeps what it needs.
                 out.shrink_to_fit();
                 return Ok(out);
@@ -334,6 +379,7 @@ impl Socket {
             if let Some(parse) = parse.take() {
                 out = Some(parse(answer));
             }
+            true
         })?;
         out.ok_or(NetlinkError::Closed)
     }
@@ -486,6 +532,22 @@ mod tests {
         };
         assert_eq!(rc, 0);
         addr.nl_pid
+    }
+
+    /// A real kernel, no privileges, nothing changed: a dump cut after its first answer
+    /// leaves the socket answering the next request in full (a fresh one: the rest of the
+    /// cut dump never reaches it).
+    #[test]
+    fn a_dump_cut_short_leaves_the_socket_ready_for_the_next_request() {
+        let mut socket = Socket::open().unwrap();
+        let request = || crate::kernel::wire::link_dump_request();
+        let all = socket.dump(&mut request(), |_| Some(())).unwrap();
+        let first = socket
+            .dump_until(&mut request(), |_| ControlFlow::Break(Some(())))
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let again = socket.dump(&mut request(), |_| Some(())).unwrap();
+        assert_eq!(again.len(), all.len());
     }
 
     /// A real kernel, no privileges, nothing changed: an `NLMSG_ERROR` forged by a process

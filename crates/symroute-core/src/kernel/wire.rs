@@ -315,9 +315,19 @@ pub fn route_message(buf: &mut Vec<u8>, kind: u16, flags: u16, route: &Route) {
 /// A dump request for the routes of `table` (both families), optionally only those with a
 /// nexthop through `oif` (the kernel filters: strict checking is on).
 pub fn route_dump_request(table: Option<u32>, oif: Option<u32>) -> Vec<u8> {
+    family_route_dump_request(None, table, oif)
+}
+
+/// [`route_dump_request`] for one family (`None`: both).
+pub fn family_route_dump_request(
+    family: Option<Family>,
+    table: Option<u32>,
+    oif: Option<u32>,
+) -> Vec<u8> {
     let mut buf = Vec::with_capacity(48);
     let at = begin(&mut buf, RTM_GETROUTE, 0);
-    buf.extend_from_slice(&[AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let family = family.map_or(AF_UNSPEC, family_code);
+    buf.extend_from_slice(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     if let Some(table) = table {
         attr(&mut buf, RTA_TABLE, &table.to_ne_bytes());
     }

@@ -26,11 +26,15 @@ pub struct Uplinks {
     /// Uplinks only because they share the wire of an uplink (a macvlan without a way out
     /// of its own), with that parent.
     borrowed: BTreeMap<(Family, u32), u32>,
+    /// The loopback: a route through it leads back into the host, so it is neither a way
+    /// out nor behind the host (nothing there answers), and a run for another interface
+    /// need not read it.
+    loopback: BTreeSet<u32>,
 }
 
 /// Whether `route` is a way out on its own, never copied as behind the host: it has a
 /// gateway, or it covers at least half of the address space (`0.0.0.0/1`, `::/1`).
-fn is_way_out(route: &Route) -> bool {
+pub fn is_way_out(route: &Route) -> bool {
     route.dst_len <= 1 || has_gateway(route)
 }
 
@@ -39,7 +43,7 @@ fn has_gateway(route: &Route) -> bool {
 }
 
 /// A main-table unicast route that makes its interfaces uplinks ([`is_way_out`]).
-fn is_uplink_route(route: &Route) -> bool {
+pub fn is_uplink_route(route: &Route) -> bool {
     route.table == MAIN_TABLE && route.kind == route_type::UNICAST && is_way_out(route)
 }
 
@@ -146,7 +150,14 @@ impl Uplinks {
         I: IntoIterator<Item = &'a Route>,
         I::IntoIter: Clone,
     {
-        let main = main.into_iter();
+        let loopback: BTreeSet<u32> = links
+            .iter()
+            .filter(|l| l.loopback)
+            .map(|l| l.index)
+            .collect();
+        let through_loopback =
+            |r: &&Route| r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex));
+        let main = main.into_iter().filter(|r| !through_loopback(r));
         let mut by_family = BTreeSet::new();
         // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
         // through the same one: only a change of (family, interface) is looked up.
@@ -176,7 +187,8 @@ impl Uplinks {
         let vpn_unicast = vpn
             .iter()
             .copied()
-            .filter(|r| r.kind == route_type::UNICAST);
+            .filter(|r| r.kind == route_type::UNICAST)
+            .filter(|r| !r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex)));
         let by_vpn_table = add_spans(&mut spans, vpn_unicast, &by_family);
         // Main's direct routes through them and the VPN tables' together.
         by_family.extend(by_vpn_table.into_iter().filter(|way| {
@@ -200,6 +212,7 @@ impl Uplinks {
             by_family,
             by_main,
             borrowed,
+            loopback,
         }
     }
 
@@ -228,8 +241,18 @@ impl Uplinks {
     /// Whether main has a route through `ifindex` that every uplink table copies (see
     /// [`behind_routes`]; a veth's or bridge port's `fe80::/64` is none).
     pub fn is_behind(&self, main: &[Route], ifindex: u32) -> bool {
-        main.iter()
-            .any(|r| r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex))
+        !self.loopback.contains(&ifindex)
+            && main.iter().any(|r| {
+                r.uses_link(ifindex) && is_copyable(r) && !self.is_uplink(r.family(), ifindex)
+            })
+    }
+
+    /// Whether `route` leaves through an uplink of its family or the loopback: it is never
+    /// copied as behind the host.
+    fn leaves_host(&self, route: &Route) -> bool {
+        route.nexthops.iter().any(|nh| {
+            self.is_uplink(route.family(), nh.ifindex) || self.loopback.contains(&nh.ifindex)
+        })
     }
 
     /// The (family, interface) pairs a main-table route with a gateway makes uplinks: what
@@ -369,12 +392,7 @@ pub fn behind_routes(
     let candidates: Vec<&Route> = main
         .iter()
         .filter(|route| {
-            route.family() == family
-                && is_copyable(route)
-                && !route
-                    .nexthops
-                    .iter()
-                    .any(|nh| uplinks.is_uplink(family, nh.ifindex))
+            route.family() == family && is_copyable(route) && !uplinks.leaves_host(route)
         })
         .collect();
     if candidates.is_empty() {
@@ -481,6 +499,21 @@ mod tests {
             0,
             &[(TUN0, None)]
         )]));
+    }
+
+    #[test]
+    fn the_loopback_is_neither_an_uplink_nor_behind_the_host() {
+        const LO: u32 = 1;
+        let mut main = docker_host();
+        main.push(route("10.97.0.0", 16, 0, &[(LO, None)]));
+        main.push(route("0.0.0.0", 1, 0, &[(LO, None)]));
+        let lo = crate::fixtures::link(LO, "lo");
+        assert!(lo.loopback);
+        let up = Uplinks::classify(&main, &[], &[lo]);
+        assert!(!up.is_uplink(Family::V4, LO) && !up.is_behind(&main, LO));
+        let v4 = behind_routes(&main, &up, &Settings::default(), Family::V4, 1003, &[]);
+        assert!(v4.iter().all(|r| !r.uses_link(LO)), "{:?}", shown(&v4));
+        assert!(v4.iter().any(|r| r.uses_link(DOCKER0)));
     }
 
     #[test]

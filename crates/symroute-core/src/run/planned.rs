@@ -142,7 +142,7 @@ pub(crate) fn plan_run(
     }
     // After the tables it points at are written, before garbage; only from all of main.
     let mut steering = None;
-    if read.main_complete || flush {
+    if read.defaults_read || flush {
         match steer_work(snapshot, settings, flush, read.health.as_ref()) {
             Ok(Some((w, plan))) => {
                 work.push(w);

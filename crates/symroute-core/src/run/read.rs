@@ -23,8 +23,8 @@ pub(crate) struct Read {
     pub(crate) snapshot: Snapshot,
     /// Main's uplinks, classified once, by the read that needed them to choose its tables.
     pub(crate) uplinks: Uplinks,
-    /// All of main was read (steering is planned only then).
-    pub(crate) main_complete: bool,
+    /// Every default route of main was read (steering is planned only then).
+    pub(crate) defaults_read: bool,
     /// The interface a per-interface run is about, with what its event asks for; `None`
     /// when it is gone (only stale state is left to collect) and in other runs.
     pub(crate) link: Option<(Link, Action)>,
@@ -60,7 +60,7 @@ pub(crate) async fn read(
             None => (Scope::Garbage(vanished), None),
         },
     };
-    let (mut snapshot, mut uplinks, mut main_complete) =
+    let (mut snapshot, mut uplinks, mut defaults_read) =
         kernel::snapshot(nl, settings, scope, links).await?;
     // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
     // them, every interface's rules move in this run, not only this one's.
@@ -72,14 +72,14 @@ pub(crate) async fn read(
         )
     {
         let links = std::mem::take(&mut snapshot.links);
-        (snapshot, uplinks, main_complete) =
+        (snapshot, uplinks, defaults_read) =
             kernel::snapshot(nl, settings, Scope::All, links).await?;
         everyone = true;
     }
     let flush = *target == Target::Flush;
     // The steering is planned from all of main only (a veth's run reads main's routes
     // through the veth alone, and its steering is unchanged).
-    if main_complete || flush {
+    if defaults_read || flush {
         let table = steer::steer_table(settings);
         let steering_rules = snapshot
             .rules
@@ -93,14 +93,14 @@ pub(crate) async fn read(
     let health = settings
         .health
         .as_ref()
-        .filter(|_| main_complete && !flush)
+        .filter(|_| defaults_read && !flush)
         .and_then(|h| HealthState::read(state_path, HealthState::stale_after(h.interval)));
     let placed = placement::placed(settings, &snapshot.rules);
     let nft = read_nftables(&snapshot, &placed, target, mode);
     Ok(Read {
         snapshot,
         uplinks,
-        main_complete,
+        defaults_read,
         link,
         everyone,
         health,
@@ -116,7 +116,7 @@ impl Read {
         Read {
             uplinks: Uplinks::of(&snapshot, settings),
             snapshot,
-            main_complete: true,
+            defaults_read: true,
             link: None,
             everyone: false,
             health: None,

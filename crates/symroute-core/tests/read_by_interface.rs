@@ -1,0 +1,269 @@
+//! A run for one interface reads main interface by interface (kernel-filtered dumps, an
+//! uplink's cut once it is known as one): against the real kernel, on a host with two
+//! uplinks (eth0 carrying thousands of routes), a LAN, a bridge, an OpenVPN-style full
+//! tunnel (0/1 + 128/1), a wg-quick-style one (its default in a table of its own) and a
+//! keepalived-style macvlan on eth1, the plan of every interface's own run is the plan of a
+//! run over all of them, which read all of main in one dump.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use symroute_core::health::{HealthSettings, SteerMode};
+use symroute_core::shell::block_on;
+use symroute_core::{reconcile_locked, Action, Mode, Netlink, Report, Settings, Target};
+use symroute_testlab::hosts::in_netns;
+use symroute_testlab::{root_lab, table_of, Lab, Netns};
+
+const INTERFACES: [&str; 7] = ["eth0", "eth1", "br0", "lan0", "tun0", "tun1", "mac0"];
+
+fn host_of_every_kind(lab: &Lab, lan: &Netns) {
+    let mut batch = format!(
+        "link add br0 type bridge
+         link set br0 up
+         addr add 172.17.0.1/16 dev br0
+         addr add fd00:17::1/64 dev br0 nodad
+         link add lan0 type veth peer name lan0p netns {lan}
+         link set lan0 up
+         addr add 192.168.5.1/24 dev lan0
+         addr add fd05::1/64 dev lan0 nodad
+         tuntap add tun0 mode tun
+         link set tun0 up
+         addr add 10.8.0.2/24 dev tun0
+         route add 0.0.0.0/1 dev tun0
+         route add 128.0.0.0/1 dev tun0
+         tuntap add tun1 mode tun
+         link set tun1 up
+         addr add 10.64.0.2/24 dev tun1
+         route add default dev tun1 table 51820
+         rule add not fwmark 51820 table 51820 priority 32765
+         rule add table main suppress_prefixlength 0 priority 32764
+         link add mac0 link eth1 type macvlan mode bridge
+         link set mac0 up
+         addr add 10.2.0.50/24 dev mac0
+         route add 10.99.0.0/16 nexthop via 10.1.0.1 dev eth0 nexthop via 10.2.0.1 dev eth1
+         route add 10.98.0.0/16 nexthop dev br0 nexthop dev lan0
+        ",
+        lan = lan.name()
+    );
+    // eth0's IPv4 dump spans many parts: a run for another interface cuts it after the first.
+    for i in 0..3000u32 {
+        batch += &format!(
+            "route add 172.20.{}.{}/32 via 10.1.0.1 dev eth0\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    // And its IPv6 dump too, when steering does not need the default at its end.
+    for i in 0..600u32 {
+        batch += &format!("route add 2001:db8:{i:x}::/48 via fd01::1 dev eth0\n");
+    }
+    // Behind the host, copied into every uplink's table.
+    for i in 1..=200u32 {
+        batch += &format!("route add 192.168.100.{i}/32 dev lan0\n");
+    }
+    lab.host.sh_ok_input(&["ip", "-batch", "-"], &batch);
+    lan.ip("link set lan0p up");
+}
+
+fn run(host: &Netns, target: Target, mode: Mode) -> Report {
+    run_with(host, Settings::default(), target, mode)
+}
+
+/// Steering by uplink health (nobody probes: every uplink counts as up).
+fn steering() -> Settings {
+    Settings {
+        health: Some(HealthSettings {
+            targets: vec![
+                "192.0.2.1".parse().unwrap(),
+                "2001:db8:ffff::1".parse().unwrap(),
+            ],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            down: 3,
+            up: 3,
+            min_targets: 1,
+            mode: SteerMode::Failover,
+            priority: 32700,
+            weights: BTreeMap::new(),
+        }),
+        ..Settings::default()
+    }
+}
+
+fn run_with(host: &Netns, settings: Settings, target: Target, mode: Mode) -> Report {
+    in_netns(host, move || {
+        let nl = Netlink::connect().expect("netlink");
+        block_on(reconcile_locked(
+            &nl,
+            &settings,
+            &target,
+            mode,
+            None,
+            &BTreeSet::new(),
+        ))
+        .expect("run")
+    })
+    .join()
+    .expect("netns thread")
+}
+
+fn sync(name: &str) -> Target {
+    Target::Interface {
+        name: name.into(),
+        action: Action::Sync,
+    }
+}
+
+/// The routes of ours in `table` and the rules into it, both families.
+fn table_state(ns: &Netns, table: &str) -> Vec<String> {
+    let mut state = Vec::new();
+    for family in ["-4", "-6"] {
+        // A table the kernel never had (no route of that family) is empty.
+        state.extend(
+            ns.try_ip(&format!("{family} route show table {table} proto 83"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string),
+        );
+        state.extend(
+            ns.ip(&format!("{family} rule show table {table}"))
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    state
+}
+
+/// The first changes of `report` (enough to tell what went wrong).
+fn changes(report: &Report) -> Vec<String> {
+    report
+        .by_interface
+        .iter()
+        .flat_map(|c| {
+            c.ops
+                .iter()
+                .map(move |op| format!("{}: {op:?}", c.interface))
+        })
+        .take(8)
+        .collect()
+}
+
+#[test]
+fn each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
+    each_interfaces_run_plans_what_all_plans(Settings::default());
+}
+
+/// With `[health]`, a run reads every default route (IPv6 dumps whole) and plans the
+/// steering as a run over all of main does.
+#[test]
+fn with_steering_each_interfaces_run_plans_what_a_run_over_all_of_main_plans() {
+    each_interfaces_run_plans_what_all_plans(steering());
+}
+
+fn each_interfaces_run_plans_what_all_plans(settings: Settings) {
+    let Some(lab) = root_lab() else { return };
+    let lan = Netns::new("lan");
+    host_of_every_kind(&lab, &lan);
+    let run = |host: &Netns, target, mode| run_with(host, settings.clone(), target, mode);
+    let all = run(&lab.host, Target::All, Mode::Apply);
+    assert!(all.failures.is_empty(), "{:?}", all.failures);
+    let built: Vec<(String, Vec<String>)> = INTERFACES
+        .iter()
+        .map(|dev| {
+            let table = table_of(&lab.host, dev);
+            let state = table_state(&lab.host, &table);
+            (table, state)
+        })
+        .collect();
+    // The host as the planner sees it: every kind is there.
+    let eth1 = &built[1].1;
+    assert!(
+        eth1.iter().any(|r| r.starts_with("192.168.100.7 dev lan0")),
+        "eth1's table copies the LAN: {eth1:?}"
+    );
+    assert!(
+        !eth1
+            .iter()
+            .any(|r| r.contains("dev tun0") || r.contains("dev tun1")),
+        "full tunnels are uplinks, not behind the host: {eth1:?}"
+    );
+    assert!(
+        built[6]
+            .1
+            .iter()
+            .any(|r| r.starts_with("default via 10.2.0.1")),
+        "mac0 takes eth1's ways out: {:?}",
+        built[6].1
+    );
+    assert!(
+        built[5].1.iter().any(|r| r.starts_with("default dev tun1")),
+        "tun1 keeps its VPN table's default: {:?}",
+        built[5].1
+    );
+
+    let steered = all.steering.clone();
+    assert_eq!(steered.is_some(), settings.health.is_some());
+    for (dev, (table, state)) in INTERFACES.iter().zip(&built) {
+        // What a hook for it would do on the built host: nothing.
+        let dry = run(&lab.host, sync(dev), Mode::DryRun);
+        assert_eq!(
+            changes(&dry),
+            Vec::<String>::new(),
+            "{dev}'s run on the built host"
+        );
+        assert_eq!(dry.steering, steered, "{dev}'s run plans the steering");
+        // Its table emptied, its own run builds it again as the run over all built it.
+        for family in ["-4", "-6"] {
+            let _ = lab
+                .host
+                .try_ip(&format!("{family} route flush table {table}"));
+        }
+        run(&lab.host, sync(dev), Mode::Apply);
+        assert_eq!(
+            &table_state(&lab.host, table),
+            state,
+            "{dev}'s table rebuilt"
+        );
+        let again = run(&lab.host, Target::All, Mode::DryRun);
+        assert_eq!(
+            changes(&again),
+            Vec::<String>::new(),
+            "after {dev}'s own run"
+        );
+    }
+}
+
+/// Main's routes through `dev` in `table` (ours), both families.
+fn through(ns: &Netns, table: &str, dev: &str) -> Vec<String> {
+    table_state(ns, table)
+        .into_iter()
+        .filter(|l| l.contains(&format!("dev {dev} ")) && !l.contains("lookup"))
+        .collect()
+}
+
+#[test]
+fn a_lan_nic_that_gets_a_gateway_takes_its_copies_out_of_the_other_uplinks_table() {
+    let Some(lab) = root_lab() else { return };
+    // eth1 without its defaults: behind the host, its subnets copied into eth0's table.
+    lab.host.ip("-4 route del default via 10.2.0.1 dev eth1");
+    lab.host.ip("-6 route del default via fd02::1 dev eth1");
+    let all = run(&lab.host, Target::All, Mode::Apply);
+    assert!(all.failures.is_empty(), "{:?}", all.failures);
+    let t0 = table_of(&lab.host, "eth0");
+    let copies = through(&lab.host, &t0, "eth1");
+    assert!(
+        copies.iter().any(|r| r.starts_with("10.2.0.0/24 dev eth1")),
+        "eth0's table copies the LAN eth1 is: {copies:?}"
+    );
+    // The admin gives eth1 its gateway back; its hook runs.
+    lab.host
+        .ip("-4 route add default via 10.2.0.1 dev eth1 metric 101");
+    lab.host
+        .ip("-6 route add default via fd02::1 dev eth1 metric 101");
+    run(&lab.host, sync("eth1"), Mode::Apply);
+    assert_eq!(through(&lab.host, &t0, "eth1"), Vec::<String>::new());
+    let again = run(&lab.host, Target::All, Mode::DryRun);
+    assert_eq!(changes(&again), Vec::<String>::new(), "after eth1's run");
+    // Each uplink's address answers through its own strict router.
+    lab.assert_client_reaches_all();
+}
