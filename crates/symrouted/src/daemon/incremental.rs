@@ -176,6 +176,11 @@ impl Daemon {
             log::warn!("{e}: the model is read again by the next full run");
             lost = true;
         }
+        if !self.dirty.is_empty() {
+            // Marked while the runs held the loop (a link, an address, another tool's rule):
+            // run them now, not with whatever event comes next.
+            self.rerun = true;
+        }
         if lost {
             // At once: the burst may be over, and no event would come to wake the loop.
             self.again = true;
