@@ -40,6 +40,8 @@ mod views;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod layers;
 
 pub use error::Error;
 pub use events::{action_for, is_known_event, validate_interface_name, Action, ACTIONS};

@@ -27,9 +27,9 @@ use main_by_interface::MainByInterface;
 use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 
+use crate::model::rules;
+use crate::model::uplinks::{dependents, is_way_out, matters_to_others, Uplinks};
 use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
-use crate::plan::placement;
-use crate::plan::uplinks::{dependents, is_way_out, matters_to_others, Uplinks};
 use crate::settings::Settings;
 
 const ENOENT: i32 = libc::ENOENT;
@@ -159,7 +159,7 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 /// A per-interface run reads main's routes through the interface, and of the others what
 /// planning it needs: whether each is an uplink, the routes of those that are not (an
 /// uplink's table holds copies of main's routes into bridges, LANs and tunnels,
-/// [`crate::plan::uplinks`]) and every default route (steering), with dumps the kernel
+/// [`crate::model::uplinks`]) and every default route (steering), with dumps the kernel
 /// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
 /// all of main in one dump. When the interface is behind the host, or an uplink's table
 /// still holds copies through it, that uplink's table is read too, with all of its routes
@@ -227,7 +227,7 @@ pub async fn snapshot(
                 }
                 own_main => {
                     // Where a full tunnel keeps its default (wg-quick's 51820, ...): small.
-                    let vpn = placement::vpn_tables(&rules, settings);
+                    let vpn = rules::vpn_tables(&rules, settings.protocol);
                     for (_, t) in &vpn {
                         if !tables.contains_key(t) {
                             tables.insert(*t, routes(nl, Some(*t), None).await?);
@@ -309,7 +309,7 @@ pub async fn snapshot(
             // Main's routes stay in the dump's order.
             let main = all_routes(nl, &mut tables).await?;
             let uplinks = {
-                let vpn_routes: Vec<&Route> = placement::vpn_tables(&rules, settings)
+                let vpn_routes: Vec<&Route> = rules::vpn_tables(&rules, settings.protocol)
                     .into_iter()
                     .flat_map(|(family, t)| {
                         tables

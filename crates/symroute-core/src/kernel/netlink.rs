@@ -7,7 +7,7 @@ use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::{Answer, Socket};
-use crate::error::errno_text;
+use crate::model::errno_text;
 
 /// A failure of one netlink request, with the kernel's errno when it gave one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
