@@ -3,20 +3,18 @@
 //!
 //! The socket is subscribed before the daemon's first full sync, so a change made while the
 //! daemon starts is either in that sync's snapshot or waiting in this socket. Only the
-//! kernel's datagrams are read (`socket::receive_from_kernel`): a process sending to this
+//! kernel's datagrams are read (`Socket::receive_now`, on the one netlink socket of kernel/socket.rs): a process sending to this
 //! socket's port cannot fake a change.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 
 use futures::FutureExt;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::route::RouteFlags;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use tokio::io::unix::AsyncFd;
 
-use super::socket::{self, receive_from_kernel};
+use super::socket::{Route as Rtnetlink, Socket};
 use super::{convert, wire};
 use crate::model::{Route, Rule};
 
@@ -111,7 +109,7 @@ pub enum Received {
 
 /// The subscribed socket.
 pub struct Monitor {
-    socket: AsyncFd<Socket>,
+    socket: AsyncFd<Socket<Rtnetlink>>,
     buffer: Vec<u8>,
     /// Whether the in-kernel filter that drops our own route echoes is in place.
     pub filtered: bool,
@@ -123,13 +121,13 @@ impl Monitor {
     /// Opens the socket, sizes its receive buffer, installs the echo filter for routes
     /// tagged `protocol` and joins the groups. Must run inside a tokio runtime.
     pub fn open(receive_buffer: usize, protocol: u8) -> Result<Monitor, MonitorError> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Open)?;
-        socket.bind_auto().map_err(MonitorError::Open)?;
-        if !socket::set_receive_buffer(socket.as_raw_fd(), receive_buffer) {
+        let (socket, forced) =
+            Socket::<Rtnetlink>::listener(receive_buffer).map_err(MonitorError::Open)?;
+        if !forced {
             // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
             log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
         }
-        let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol, None) {
+        let filtered = match attach_echo_filter(&socket, protocol, None) {
             Ok(()) => true,
             Err(e) => {
                 log::debug!("no in-kernel filter for our own route echoes: {e}");
@@ -138,10 +136,9 @@ impl Monitor {
         };
         for group in GROUPS {
             socket
-                .add_membership(group)
+                .join(group)
                 .map_err(|source| MonitorError::Subscribe { group, source })?;
         }
-        socket.set_non_blocking(true).map_err(MonitorError::Open)?;
         // SAFETY: the socket moves into the AsyncFd, which owns it until it is deregistered
         // on drop: its descriptor cannot be closed or reused while tokio watches it.
         let socket = unsafe { AsyncFd::register(socket) }
@@ -156,8 +153,7 @@ impl Monitor {
 
     /// Replaces the echo filter (after a configuration reload changed the protocol).
     pub fn refilter(&mut self, protocol: u8) {
-        self.filtered =
-            attach_echo_filter(self.socket.get_ref().as_raw_fd(), protocol, self.writer).is_ok();
+        self.filtered = attach_echo_filter(self.socket.get_ref(), protocol, self.writer).is_ok();
     }
 
     /// Drops only the route echoes of the socket with port `port` (the caller's own writer),
@@ -194,7 +190,6 @@ impl Monitor {
         mut on: impl FnMut(Received),
     ) -> Result<usize, MonitorError> {
         let Monitor { socket, buffer, .. } = self;
-        let fd = socket.get_ref().as_raw_fd();
         // Taken before reading, so that clearing it below cannot swallow a datagram that
         // arrives after the last `recv` (tokio only clears the readiness it handed out).
         let mut ready = if clear {
@@ -208,7 +203,7 @@ impl Monitor {
         };
         let mut datagrams = 0;
         loop {
-            match receive_from_kernel(fd, buffer) {
+            match socket.get_ref().receive_now(buffer) {
                 Ok(Some(len)) if len > buffer.len() => {
                     // Cannot happen with a 64 KiB buffer; if it does, the rest is lost.
                     datagrams += 1;
@@ -367,27 +362,12 @@ fn echo_filter(protocol: u8, writer: Option<u32>) -> Vec<libc::sock_filter> {
     }
 }
 
-fn attach_echo_filter(fd: RawFd, protocol: u8, writer: Option<u32>) -> io::Result<()> {
-    let mut program = echo_filter(protocol, writer);
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: the kernel copies the program during the call; both live until it returns.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn attach_echo_filter(
+    socket: &Socket<Rtnetlink>,
+    protocol: u8,
+    writer: Option<u32>,
+) -> io::Result<()> {
+    socket.attach_filter(&mut echo_filter(protocol, writer))
 }
 
 #[cfg(test)]

@@ -7,36 +7,15 @@ use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::{Answer, Socket};
-use crate::model::errno_text;
-
-/// A failure of one netlink request, with the kernel's errno when it gave one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NetlinkError {
-    #[error("{}", errno_text(*.0))]
-    Errno(i32),
-    #[error("netlink connection closed")]
-    Closed,
-    #[error("dump kept being interrupted by concurrent changes")]
-    Interrupted,
-    #[error("cannot open netlink socket: {0}")]
-    Socket(String),
-}
-
-impl NetlinkError {
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            NetlinkError::Errno(e) => Some(*e),
-            _ => None,
-        }
-    }
-}
+pub use super::socket::NetlinkError;
+use super::socket::Route;
 
 /// A connection to the kernel's routing netlink: one socket, shared by clones. Calls are
 /// `async` for the callers' sake but never wait on anything but the kernel (see
 /// `kernel/rtnl.rs`), so they need no particular runtime.
 #[derive(Clone)]
 pub struct Netlink {
-    socket: Arc<Mutex<Socket>>,
+    socket: Arc<Mutex<Socket<Route>>>,
 }
 
 fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
@@ -71,7 +50,7 @@ impl Netlink {
         })
     }
 
-    fn socket(&self) -> MutexGuard<'_, Socket> {
+    fn socket(&self) -> MutexGuard<'_, Socket<Route>> {
         // A panic while holding the socket leaves it usable: every request starts afresh.
         self.socket.lock().unwrap_or_else(|e| e.into_inner())
     }
