@@ -1,9 +1,10 @@
-//! The one place that talks rtnetlink: dumps and batched writes on a strict-check socket.
+//! Netlink: rtnetlink dumps, gets and batched writes on one strict-check socket
+//! ([`super::socket::Socket`] of [`Route`]), shared by clones.
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::{Answer, Socket};
@@ -27,16 +28,6 @@ fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
     buf
 }
 
-fn decode(answer: &Answer<'_>) -> Option<RouteNetlinkMessage> {
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(answer.message) {
-        Ok(NetlinkMessage {
-            payload: NetlinkPayload::InnerMessage(inner),
-            ..
-        }) => Some(inner),
-        _ => None,
-    }
-}
-
 impl Netlink {
     /// The port id of the socket: the sender of the notifications its writes cause.
     pub fn port(&self) -> u32 {
@@ -53,14 +44,6 @@ impl Netlink {
     fn socket(&self) -> MutexGuard<'_, Socket<Route>> {
         // A panic while holding the socket leaves it usable: every request starts afresh.
         self.socket.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs one dump request and returns every inner message of the answer.
-    pub async fn dump(
-        &self,
-        request: RouteNetlinkMessage,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        self.socket().dump(&mut encode(request, 0), decode)
     }
 
     /// Runs a dump request (a whole message, see `kernel/wire.rs`) and parses each answer as
@@ -82,17 +65,6 @@ impl Netlink {
         self.socket().dump_until(request, parse)
     }
 
-    /// Sends one request that is answered by one message (`RTM_GETROUTE` for a destination,
-    /// `RTM_GETLINK` by name) and returns that answer.
-    pub async fn get(
-        &self,
-        request: RouteNetlinkMessage,
-    ) -> Result<RouteNetlinkMessage, NetlinkError> {
-        self.socket()
-            .get(&mut encode(request, 0), decode)?
-            .ok_or(NetlinkError::Closed)
-    }
-
     /// Sends one request (a whole message, see `kernel/wire.rs`) answered by one message and
     /// parses that answer.
     pub fn get_with<T>(
@@ -103,7 +75,8 @@ impl Netlink {
         self.socket().get(request, parse)
     }
 
-    /// Sends the writes in order, batched, and returns one result per write, in order.
+    /// Sends the writes, netlink-packet-route messages (what tests build), in order, batched,
+    /// and returns one result per write, in order.
     ///
     /// The kernel handles the messages of one socket in the order they were sent, so a route
     /// whose gateway depends on an earlier route can follow it in the same call.
