@@ -20,6 +20,7 @@ pub mod admin;
 pub mod config;
 mod error;
 mod events;
+mod glob;
 pub mod health;
 // The fuzz targets' way in (fuzz/, docs/fuzzing.md); not an API.
 #[cfg(feature = "fuzzing")]
