@@ -49,15 +49,6 @@ impl Error {
     }
 }
 
-/// `Network is unreachable (errno 101)`: the system's text, with the errno an admin can grep
-/// for.
-pub fn errno_text(errno: i32) -> String {
-    let text = std::io::Error::from_raw_os_error(errno).to_string();
-    // io::Error appends " (os error N)".
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-    format!("{text} (errno {errno})")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

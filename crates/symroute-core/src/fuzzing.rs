@@ -5,18 +5,15 @@
 //! Each function feeds its bytes to the code the binaries run on the same bytes, and checks
 //! what must hold of any input, so a fuzzer finds wrong answers as well as panics.
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
-
 use crate::kernel::monitor::{parse_datagram, Change, Received};
-use crate::kernel::rtnl::{messages, Answer};
-use crate::kernel::{convert, wire};
-use crate::model::Route;
+use crate::kernel::rtnl::messages;
+use crate::kernel::{wire, wire_rules};
+use crate::model::{Route, Rule, RuleExtra};
 
 /// A dump's answer as the run's reads decode it (`kernel/mod.rs`): routes, links and
-/// addresses by `kernel/wire.rs`, rules through netlink-packet-route and
-/// `convert::rule_from`. Every route decoded must come back the same from the bytes the
-/// run writes for it (its copy in an interface's table is encoded from it).
+/// addresses by `kernel/wire.rs`, rules by `kernel/wire_rules.rs`. Every route decoded must
+/// come back the same from the bytes the run writes for it (its copy in an interface's
+/// table is encoded from it), and so must every rule of the kind the run writes.
 pub fn dump_answer(bytes: &[u8]) {
     for answer in messages(bytes) {
         match answer.kind {
@@ -31,19 +28,28 @@ pub fn dump_answer(bytes: &[u8]) {
             wire::RTM_NEWADDR => {
                 let _ = wire::address_from(&answer);
             }
-            _ => rule(&answer),
+            wire_rules::RTM_NEWRULE => {
+                if let Some(rule) = wire_rules::rule_from(answer.payload) {
+                    assert_rule_round_trips(&rule);
+                }
+            }
+            _ => {}
         }
     }
 }
 
-fn rule(answer: &Answer<'_>) {
-    if let Ok(NetlinkMessage {
-        payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(rule)),
-        ..
-    }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(answer.message)
-    {
-        let _ = convert::rule_from(&rule);
+/// Encodes `rule` as the run writes it and decodes that again: the same rule, when it is
+/// one the run could have written (a plain lookup: nothing of [`RuleExtra`] set).
+fn assert_rule_round_trips(rule: &Rule) {
+    if rule.extra != RuleExtra::default() {
+        return;
     }
+    let mut buf = Vec::new();
+    wire_rules::rule_message(&mut buf, wire_rules::RTM_NEWRULE, 0, rule);
+    let again = messages(&buf)
+        .next()
+        .and_then(|answer| wire_rules::rule_from(answer.payload));
+    assert_eq!(again.as_ref(), Some(rule), "encoded as {buf:?}");
 }
 
 /// Encodes `route` as the run writes it and decodes that again: the same route.

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod config;
 mod error;
 mod events;
+mod glob;
 pub mod health;
 // The fuzz targets' way in (fuzz/, docs/fuzzing.md); not an API.
 #[cfg(feature = "fuzzing")]
@@ -40,6 +41,8 @@ mod views;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod layers;
 
 pub use error::Error;
 pub use events::{action_for, is_known_event, validate_interface_name, Action, ACTIONS};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::glob::glob_match;
 use crate::model::Family;
-use crate::settings::glob_match;
 
 /// Priority of the first steering rule by default: after the `from` rules (32000), so that
 /// answers stay symmetric, and before main (32766), clear of wg-quick's 32764/32765 pair

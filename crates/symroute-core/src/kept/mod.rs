@@ -25,11 +25,12 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_EXCL, NLM_F_REPLACE};
 
 use crate::error::Error;
 use crate::kernel::{self, apply, netlink::Netlink, ReadError};
+use crate::model::rules;
+use crate::model::uplinks::{is_copyable, may_cover_half, Uplinks};
 use crate::model::{Address, Family, Link, Op, Route, RouteKey, Rule, Snapshot, MAIN_TABLE};
 use crate::monitor::Change;
 use crate::plan::diff::diff_owned;
 use crate::plan::placement;
-use crate::plan::uplinks::{is_copyable, may_cover_half, Uplinks};
 use crate::plan::Planner;
 use crate::settings::Settings;
 pub use routes::{Place, Prefix, Removed, TableIndex};
@@ -136,7 +137,7 @@ impl Kept {
         let links = kernel::links(nl).await?;
         let addresses = kernel::addresses(nl, None).await?;
         let rules = kernel::rules(nl).await?;
-        let vpn_tables = placement::vpn_tables(&rules, settings);
+        let vpn_tables = rules::vpn_tables(&rules, settings.protocol);
         let mut vpn: BTreeMap<u32, Vec<Route>> =
             vpn_tables.iter().map(|(_, t)| (*t, Vec::new())).collect();
         let mut main = TableIndex::default();

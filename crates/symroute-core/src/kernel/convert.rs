@@ -1,15 +1,27 @@
-//! Translation between rtnetlink messages and the plain model.
+//! Model types as netlink-packet-route's typed messages: what other crates' tests build
+//! notifications and writes with (`route_message`, `rule_message`, re-exported by the
+//! crate), and, in this crate's tests, the typed reference that the one codec
+//! ([`super::wire`], [`super::wire_rules`]) is compared with. symroute itself reads and
+//! writes through that codec only.
 
+#[cfg(test)]
 use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::route::{
     RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
     RouteNextHopFlags, RoutePreference, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+#[cfg(test)]
+use netlink_packet_route::rule::RuleFlags;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::AddressFamily;
+#[cfg(test)]
+use netlink_packet_route::RouteNetlinkMessage;
 
+#[cfg(test)]
 use super::wire;
-use crate::model::{Family, Route, Rule, RuleExtra, RuleVerdict};
+use crate::model::{Family, Route, Rule};
+#[cfg(test)]
+use crate::model::{RuleExtra, RuleVerdict};
 
 /// `RT_TABLE_COMPAT`: what the header shows for tables above 255.
 const RT_TABLE_COMPAT: u8 = 252;
@@ -21,6 +33,7 @@ pub fn family_code(family: Family) -> AddressFamily {
     }
 }
 
+#[cfg(test)]
 fn family_of(code: AddressFamily) -> Option<Family> {
     match code {
         AddressFamily::Inet => Some(Family::V4),
@@ -51,6 +64,7 @@ fn metric_to(id: u16, v: u32) -> Option<RouteMetric> {
     })
 }
 
+#[cfg(test)]
 /// Reads a route of the IPv4 or IPv6 FIB from a typed message (a lookup's answer, a
 /// notification): its bytes, read by the one route decoder, [`wire::route_from`], which
 /// says what comes back for routes symroute cannot copy.
@@ -157,6 +171,7 @@ pub fn route_dump_request(table: Option<u32>, oif: Option<u32>) -> RouteMessage 
     msg
 }
 
+#[cfg(test)]
 pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let family = family_of(msg.header.family)?;
     let mut priority = 0;
@@ -260,6 +275,7 @@ pub fn rule_message(rule: &Rule) -> RuleMessage {
 }
 
 /// Appends `message` to `buf` as one netlink message whose header carries `flags`.
+#[cfg(test)]
 pub fn append(buf: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16) {
     let mut message = NetlinkMessage::from(message);
     message.header.flags = flags;
@@ -275,12 +291,6 @@ pub fn encoded(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
     let mut buf = Vec::new();
     append(&mut buf, message, flags);
     buf
-}
-
-pub fn rule_dump_request() -> RuleMessage {
-    let mut msg = RuleMessage::default();
-    msg.header.family = AddressFamily::Unspec;
-    msg
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! routes here, as long as `ip route show dev eth1` takes), even when it is cut short after
 //! its first part: so few dumps, few walks. Interfaces that are down hold no route of their
 //! own (the kernel removes them with the link, and refuses new ones), and the loopback is
-//! neither an uplink nor behind the host ([`crate::plan::uplinks`]): neither is read.
+//! neither an uplink nor behind the host ([`crate::model::uplinks`]): neither is read.
 //! Beyond [`MOST_DUMPS`] other interfaces, one dump of all of main is cheaper, and the
 //! caller reads that.
 
@@ -28,8 +28,8 @@ use std::ops::ControlFlow;
 use super::netlink::Netlink;
 use super::rtnl::Answer;
 use super::{read_error, wire, ReadError, ENOENT};
+use crate::model::uplinks::is_uplink_route;
 use crate::model::{Family, Link, Route, RouteKey, MAIN_TABLE};
-use crate::plan::uplinks::is_uplink_route;
 
 /// The most interfaces besides the run's own whose routes are read by dumps of their own.
 /// A dump of all of main costs about seven filtered walks (handing over and parsing every

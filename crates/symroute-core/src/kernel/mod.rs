@@ -1,6 +1,7 @@
 //! Everything that reads or writes the host: reading a [`Snapshot`] from the kernel and
-//! applying [`Op`]s to it ([`netlink`], [`convert`]), `table inet symroute` ([`nftables`]),
-//! route lookups ([`lookup`]), the files doctor looks at ([`host`]) and iproute2's table and
+//! applying [`Op`]s to it ([`netlink`] over the one netlink socket, [`socket`]; messages
+//! encoded and decoded by [`wire`] and [`wire_rules`]), `table inet symroute`
+//! ([`nftables`]), route lookups ([`lookup`]), the files doctor looks at ([`host`]) and iproute2's table and
 //! protocol names ([`names`]).
 
 pub mod convert;
@@ -16,20 +17,20 @@ pub mod rtnl;
 mod socket;
 pub mod timed;
 pub mod wire;
+pub mod wire_rules;
 
 use std::collections::BTreeMap;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST};
-use netlink_packet_route::RouteNetlinkMessage as Msg;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
 pub use lookup::lookup;
 use main_by_interface::MainByInterface;
 use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 
+use crate::model::rules::vpn_tables;
+use crate::model::uplinks::{dependents, is_way_out, matters_to_others, Uplinks};
 use crate::model::{Address, Family, Link, Op, Route, Snapshot, MAIN_TABLE};
-use crate::plan::placement;
-use crate::plan::uplinks::{dependents, is_way_out, matters_to_others, Uplinks};
 use crate::settings::Settings;
 
 const ENOENT: i32 = libc::ENOENT;
@@ -142,16 +143,13 @@ pub(crate) async fn addresses(
 
 /// Every policy rule of both families.
 pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadError> {
-    Ok(nl
-        .dump(Msg::GetRule(convert::rule_dump_request()))
-        .await
-        .map_err(read_error("rules"))?
-        .iter()
-        .filter_map(|m| match m {
-            Msg::NewRule(r) => convert::rule_from(r),
-            _ => None,
-        })
-        .collect())
+    let parse = |answer: &Answer<'_>| {
+        (answer.kind == wire_rules::RTM_NEWRULE)
+            .then(|| wire_rules::rule_from(answer.payload))
+            .flatten()
+    };
+    nl.dump_with(&mut wire_rules::rule_dump_request(), parse)
+        .map_err(read_error("rules"))
 }
 
 /// Reads what a run over `scope` needs, given the links just read.
@@ -159,7 +157,7 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 /// A per-interface run reads main's routes through the interface, and of the others what
 /// planning it needs: whether each is an uplink, the routes of those that are not (an
 /// uplink's table holds copies of main's routes into bridges, LANs and tunnels,
-/// [`crate::plan::uplinks`]) and every default route (steering), with dumps the kernel
+/// [`crate::model::uplinks`]) and every default route (steering), with dumps the kernel
 /// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
 /// all of main in one dump. When the interface is behind the host, or an uplink's table
 /// still holds copies through it, that uplink's table is read too, with all of its routes
@@ -181,16 +179,7 @@ pub async fn snapshot(
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
         Scope::Garbage(_) => Vec::new(),
     };
-    let rules = nl
-        .dump(Msg::GetRule(convert::rule_dump_request()))
-        .await
-        .map_err(read_error("rules"))?
-        .iter()
-        .filter_map(|m| match m {
-            Msg::NewRule(r) => convert::rule_from(r),
-            _ => None,
-        })
-        .collect::<Vec<_>>();
+    let rules = rules(nl).await?;
 
     let mut tables: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
     // Tables of our rules whose interface is gone, for garbage collection.
@@ -227,7 +216,7 @@ pub async fn snapshot(
                 }
                 own_main => {
                     // Where a full tunnel keeps its default (wg-quick's 51820, ...): small.
-                    let vpn = placement::vpn_tables(&rules, settings);
+                    let vpn = vpn_tables(&rules, settings.protocol);
                     for (_, t) in &vpn {
                         if !tables.contains_key(t) {
                             tables.insert(*t, routes(nl, Some(*t), None).await?);
@@ -309,7 +298,7 @@ pub async fn snapshot(
             // Main's routes stay in the dump's order.
             let main = all_routes(nl, &mut tables).await?;
             let uplinks = {
-                let vpn_routes: Vec<&Route> = placement::vpn_tables(&rules, settings)
+                let vpn_routes: Vec<&Route> = vpn_tables(&rules, settings.protocol)
                     .into_iter()
                     .flat_map(|(family, t)| {
                         tables
@@ -441,23 +430,16 @@ fn hint_for(op: &Op, errno: Option<i32>) -> Option<String> {
 /// the kernel or another tool still converges.
 fn request(op: &Op, buf: &mut Vec<u8>) {
     match op {
-        // Routes are encoded directly (there can be 100 000 of them); rules are few.
         Op::ReplaceRoute(r) => {
             wire::route_message(buf, wire::RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, r)
         }
         Op::DelRoute(r) => wire::route_message(buf, wire::RTM_DELROUTE, 0, r),
-        Op::AddRule(r) => rule_request(
-            buf,
-            Msg::NewRule(convert::rule_message(r)),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ),
+        Op::AddRule(r) => {
+            wire_rules::rule_message(buf, wire_rules::RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, r)
+        }
         // No NLM_F_EXCL on deletes: since Linux 5.19 it asks for a bulk delete.
-        Op::DelRule(r) => rule_request(buf, Msg::DelRule(convert::rule_message(r)), 0),
+        Op::DelRule(r) => wire_rules::rule_message(buf, wire_rules::RTM_DELRULE, 0, r),
     }
-}
-
-fn rule_request(buf: &mut Vec<u8>, message: Msg, flags: u16) {
-    convert::append(buf, message, NLM_F_REQUEST | flags);
 }
 
 fn is_benign(op: &Op, errno: i32) -> bool {

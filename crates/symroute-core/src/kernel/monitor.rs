@@ -3,21 +3,18 @@
 //!
 //! The socket is subscribed before the daemon's first full sync, so a change made while the
 //! daemon starts is either in that sync's snapshot or waiting in this socket. Only the
-//! kernel's datagrams are read (`socket::receive_from_kernel`): a process sending to this
+//! kernel's datagrams are read (`Socket::receive_now`, on the one netlink socket of kernel/socket.rs): a process sending to this
 //! socket's port cannot fake a change.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 
 use futures::FutureExt;
-use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::route::RouteFlags;
+use netlink_packet_core::{Emitable, NetlinkBuffer, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use tokio::io::unix::AsyncFd;
 
-use super::socket::{self, receive_from_kernel};
-use super::{convert, wire};
+use super::socket::{Route as Rtnetlink, Socket};
+use super::{wire, wire_rules};
 use crate::model::{Route, Rule};
 
 /// Largest datagram the kernel sends for a notification is one page-sized skb; 64 KiB holds
@@ -68,30 +65,22 @@ pub enum Change {
     RuleRemoved(Rule),
 }
 
-/// What `message` changed; `None` for what no decision depends on (other message types,
-/// route cache exceptions) and for what does not decode.
+/// What `message` changed, read as [`parse_datagram`] reads the same message's bytes:
+/// for tests (and fuzz seeds) that build notifications as netlink-packet-route messages.
+/// `None` for what no decision depends on (other message types, route cache exceptions)
+/// and for what does not decode.
 pub fn decode(message: &RouteNetlinkMessage) -> Option<Change> {
-    use RouteNetlinkMessage as Msg;
-    let route = |msg: &netlink_packet_route::route::RouteMessage, added| {
-        // Route cache exceptions (PMTU, redirects) are no part of any table.
-        if msg.header.flags.contains(RouteFlags::Cloned) {
-            return None;
+    let mut typed = NetlinkMessage::from(message.clone());
+    typed.finalize();
+    let mut bytes = vec![0; typed.buffer_len()];
+    typed.emit(&mut bytes);
+    let mut change = None;
+    parse_datagram(&bytes, &mut |received| {
+        if let Received::Message { message, .. } = received {
+            change = Some(message);
         }
-        Some(Change::Route {
-            route: convert::route_from(msg)?,
-            added,
-        })
-    };
-    match message {
-        Msg::NewLink(link) => Some(Change::Link(link.header.index)),
-        Msg::DelLink(link) => Some(Change::LinkGone(link.header.index)),
-        Msg::NewAddress(a) | Msg::DelAddress(a) => Some(Change::Address(a.header.index)),
-        Msg::NewRoute(r) => route(r, true),
-        Msg::DelRoute(r) => route(r, false),
-        Msg::NewRule(r) => convert::rule_from(r).map(Change::RuleAdded),
-        Msg::DelRule(r) => convert::rule_from(r).map(Change::RuleRemoved),
-        _ => None,
-    }
+    });
+    change
 }
 
 /// One thing read from the socket.
@@ -111,7 +100,7 @@ pub enum Received {
 
 /// The subscribed socket.
 pub struct Monitor {
-    socket: AsyncFd<Socket>,
+    socket: AsyncFd<Socket<Rtnetlink>>,
     buffer: Vec<u8>,
     /// Whether the in-kernel filter that drops our own route echoes is in place.
     pub filtered: bool,
@@ -123,13 +112,13 @@ impl Monitor {
     /// Opens the socket, sizes its receive buffer, installs the echo filter for routes
     /// tagged `protocol` and joins the groups. Must run inside a tokio runtime.
     pub fn open(receive_buffer: usize, protocol: u8) -> Result<Monitor, MonitorError> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(MonitorError::Open)?;
-        socket.bind_auto().map_err(MonitorError::Open)?;
-        if !socket::set_receive_buffer(socket.as_raw_fd(), receive_buffer) {
+        let (socket, forced) =
+            Socket::<Rtnetlink>::listener(receive_buffer).map_err(MonitorError::Open)?;
+        if !forced {
             // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
             log::debug!("SO_RCVBUFFORCE refused; receive buffer capped by net.core.rmem_max");
         }
-        let filtered = match attach_echo_filter(socket.as_raw_fd(), protocol, None) {
+        let filtered = match attach_echo_filter(&socket, protocol, None) {
             Ok(()) => true,
             Err(e) => {
                 log::debug!("no in-kernel filter for our own route echoes: {e}");
@@ -138,10 +127,9 @@ impl Monitor {
         };
         for group in GROUPS {
             socket
-                .add_membership(group)
+                .join(group)
                 .map_err(|source| MonitorError::Subscribe { group, source })?;
         }
-        socket.set_non_blocking(true).map_err(MonitorError::Open)?;
         // SAFETY: the socket moves into the AsyncFd, which owns it until it is deregistered
         // on drop: its descriptor cannot be closed or reused while tokio watches it.
         let socket = unsafe { AsyncFd::register(socket) }
@@ -156,8 +144,7 @@ impl Monitor {
 
     /// Replaces the echo filter (after a configuration reload changed the protocol).
     pub fn refilter(&mut self, protocol: u8) {
-        self.filtered =
-            attach_echo_filter(self.socket.get_ref().as_raw_fd(), protocol, self.writer).is_ok();
+        self.filtered = attach_echo_filter(self.socket.get_ref(), protocol, self.writer).is_ok();
     }
 
     /// Drops only the route echoes of the socket with port `port` (the caller's own writer),
@@ -194,7 +181,6 @@ impl Monitor {
         mut on: impl FnMut(Received),
     ) -> Result<usize, MonitorError> {
         let Monitor { socket, buffer, .. } = self;
-        let fd = socket.get_ref().as_raw_fd();
         // Taken before reading, so that clearing it below cannot swallow a datagram that
         // arrives after the last `recv` (tokio only clears the readiness it handed out).
         let mut ready = if clear {
@@ -208,7 +194,7 @@ impl Monitor {
         };
         let mut datagrams = 0;
         loop {
-            match receive_from_kernel(fd, buffer) {
+            match socket.get_ref().receive_now(buffer) {
                 Ok(Some(len)) if len > buffer.len() => {
                     // Cannot happen with a 64 KiB buffer; if it does, the rest is lost.
                     datagrams += 1;
@@ -236,8 +222,8 @@ impl Monitor {
     }
 }
 
-/// Splits a datagram into netlink messages; malformed ones are logged and skipped (a
-/// message this crate's netlink-packet-route version does not know is not an error).
+/// Splits a datagram into netlink messages and decodes each; malformed ones are logged and
+/// skipped, kinds no decision depends on are passed over.
 pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
     while !bytes.is_empty() {
         let buffer = match NetlinkBuffer::new_checked(bytes) {
@@ -253,19 +239,18 @@ pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
             return;
         }
         let kind = buffer.message_type();
-        if kind == wire::RTM_NEWROUTE || kind == wire::RTM_DELROUTE {
-            // Route notifications, most of a burst, go straight from their bytes through the
-            // dumps' decoder: no typed message to build and encode again.
+        if kind == NLMSG_OVERRUN {
+            on(Received::Overrun);
+        } else {
+            // Read straight from the bytes by the dumps' decoders (wire.rs, wire_rules.rs).
             let payload = bytes.get(NETLINK_HEADER_LEN..len).unwrap_or_default();
-            if let Some(message) = route_change(payload, kind == wire::RTM_NEWROUTE) {
+            if let Some(message) = change(kind, payload) {
                 on(Received::Message {
                     flags: buffer.flags(),
                     sender: buffer.port_number(),
                     message,
                 });
             }
-        } else {
-            typed(&bytes[..len], on);
         }
         // Messages are 4-byte aligned within a datagram.
         let next = (len + 3) & !3;
@@ -276,6 +261,30 @@ pub fn parse_datagram(mut bytes: &[u8], on: &mut impl FnMut(Received)) {
 /// `RTM_F_CLONED` in a route message's `rtm_flags`: a route cache exception.
 const RTM_F_CLONED: u32 = 0x200;
 const NETLINK_HEADER_LEN: usize = 16;
+const NLMSG_OVERRUN: u16 = 4;
+const RTM_DELLINK: u16 = 17;
+const RTM_DELADDR: u16 = 21;
+
+/// The change a notification of `kind` with `payload` (after the netlink header) says;
+/// `None` for kinds no decision depends on and for what does not decode.
+fn change(kind: u16, payload: &[u8]) -> Option<Change> {
+    // The interface index of `struct ifinfomsg` (16 bytes) and `struct ifaddrmsg` (8).
+    let index = |header_len: usize| {
+        let header = payload.get(..header_len)?;
+        Some(u32::from_ne_bytes(header.get(4..8)?.try_into().ok()?))
+    };
+    match kind {
+        wire::RTM_NEWROUTE | wire::RTM_DELROUTE => {
+            route_change(payload, kind == wire::RTM_NEWROUTE)
+        }
+        wire::RTM_NEWLINK => index(16).map(Change::Link),
+        RTM_DELLINK => index(16).map(Change::LinkGone),
+        wire::RTM_NEWADDR | RTM_DELADDR => index(8).map(Change::Address),
+        wire_rules::RTM_NEWRULE => wire_rules::rule_from(payload).map(Change::RuleAdded),
+        wire_rules::RTM_DELRULE => wire_rules::rule_from(payload).map(Change::RuleRemoved),
+        _ => None,
+    }
+}
 
 /// The change a route notification's payload (`struct rtmsg` and its attributes) says.
 fn route_change(payload: &[u8], added: bool) -> Option<Change> {
@@ -288,31 +297,6 @@ fn route_change(payload: &[u8], added: bool) -> Option<Change> {
         route: wire::route_from(payload)?,
         added,
     })
-}
-
-/// Any other notification, read as a typed message.
-fn typed(message: &[u8], on: &mut impl FnMut(Received)) {
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(message) {
-        Ok(NetlinkMessage {
-            header,
-            payload: NetlinkPayload::InnerMessage(message),
-            ..
-        }) => {
-            if let Some(message) = decode(&message) {
-                on(Received::Message {
-                    flags: header.flags,
-                    sender: header.port_number,
-                    message,
-                });
-            }
-        }
-        Ok(NetlinkMessage {
-            payload: NetlinkPayload::Overrun(_),
-            ..
-        }) => on(Received::Overrun),
-        Ok(_) => {}
-        Err(e) => log::debug!("skipping an rtnetlink message that does not parse: {e}"),
-    }
 }
 
 /// Netlink message type whose echo is dropped in the kernel.
@@ -367,27 +351,12 @@ fn echo_filter(protocol: u8, writer: Option<u32>) -> Vec<libc::sock_filter> {
     }
 }
 
-fn attach_echo_filter(fd: RawFd, protocol: u8, writer: Option<u32>) -> io::Result<()> {
-    let mut program = echo_filter(protocol, writer);
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_mut_ptr(),
-    };
-    // SAFETY: the kernel copies the program during the call; both live until it returns.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+fn attach_echo_filter(
+    socket: &Socket<Rtnetlink>,
+    protocol: u8,
+    writer: Option<u32>,
+) -> io::Result<()> {
+    socket.attach_filter(&mut echo_filter(protocol, writer))
 }
 
 #[cfg(test)]
@@ -398,7 +367,9 @@ mod tests {
     use netlink_packet_route::route::RouteMessage;
 
     use crate::fixtures;
+    use crate::kernel::convert;
     use crate::model::MAIN_TABLE;
+    use netlink_packet_route::route::RouteFlags;
 
     #[test]
     fn datagram_with_several_messages_yields_each_with_its_flags() {

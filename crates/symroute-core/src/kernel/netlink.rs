@@ -1,42 +1,22 @@
-//! The one place that talks rtnetlink: dumps and batched writes on a strict-check socket.
+//! Netlink: rtnetlink dumps, gets and batched writes on one strict-check socket
+//! ([`super::socket::Socket`] of [`Route`]), shared by clones.
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use netlink_packet_core::{Emitable, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{Emitable, NetlinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::rtnl::{Answer, Socket};
-use crate::error::errno_text;
-
-/// A failure of one netlink request, with the kernel's errno when it gave one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NetlinkError {
-    #[error("{}", errno_text(*.0))]
-    Errno(i32),
-    #[error("netlink connection closed")]
-    Closed,
-    #[error("dump kept being interrupted by concurrent changes")]
-    Interrupted,
-    #[error("cannot open netlink socket: {0}")]
-    Socket(String),
-}
-
-impl NetlinkError {
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            NetlinkError::Errno(e) => Some(*e),
-            _ => None,
-        }
-    }
-}
+pub use super::socket::NetlinkError;
+use super::socket::Route;
 
 /// A connection to the kernel's routing netlink: one socket, shared by clones. Calls are
 /// `async` for the callers' sake but never wait on anything but the kernel (see
 /// `kernel/rtnl.rs`), so they need no particular runtime.
 #[derive(Clone)]
 pub struct Netlink {
-    socket: Arc<Mutex<Socket>>,
+    socket: Arc<Mutex<Socket<Route>>>,
 }
 
 fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
@@ -46,16 +26,6 @@ fn encode(message: RouteNetlinkMessage, flags: u16) -> Vec<u8> {
     let mut buf = vec![0; message.buffer_len()];
     message.emit(&mut buf);
     buf
-}
-
-fn decode(answer: &Answer<'_>) -> Option<RouteNetlinkMessage> {
-    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(answer.message) {
-        Ok(NetlinkMessage {
-            payload: NetlinkPayload::InnerMessage(inner),
-            ..
-        }) => Some(inner),
-        _ => None,
-    }
 }
 
 impl Netlink {
@@ -71,17 +41,9 @@ impl Netlink {
         })
     }
 
-    fn socket(&self) -> MutexGuard<'_, Socket> {
+    fn socket(&self) -> MutexGuard<'_, Socket<Route>> {
         // A panic while holding the socket leaves it usable: every request starts afresh.
         self.socket.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs one dump request and returns every inner message of the answer.
-    pub async fn dump(
-        &self,
-        request: RouteNetlinkMessage,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        self.socket().dump(&mut encode(request, 0), decode)
     }
 
     /// Runs a dump request (a whole message, see `kernel/wire.rs`) and parses each answer as
@@ -103,17 +65,6 @@ impl Netlink {
         self.socket().dump_until(request, parse)
     }
 
-    /// Sends one request that is answered by one message (`RTM_GETROUTE` for a destination,
-    /// `RTM_GETLINK` by name) and returns that answer.
-    pub async fn get(
-        &self,
-        request: RouteNetlinkMessage,
-    ) -> Result<RouteNetlinkMessage, NetlinkError> {
-        self.socket()
-            .get(&mut encode(request, 0), decode)?
-            .ok_or(NetlinkError::Closed)
-    }
-
     /// Sends one request (a whole message, see `kernel/wire.rs`) answered by one message and
     /// parses that answer.
     pub fn get_with<T>(
@@ -124,7 +75,8 @@ impl Netlink {
         self.socket().get(request, parse)
     }
 
-    /// Sends the writes in order, batched, and returns one result per write, in order.
+    /// Sends the writes, netlink-packet-route messages (what tests build), in order, batched,
+    /// and returns one result per write, in order.
     ///
     /// The kernel handles the messages of one socket in the order they were sent, so a route
     /// whose gateway depends on an earlier route can follow it in the same call.

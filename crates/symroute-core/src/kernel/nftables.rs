@@ -8,13 +8,13 @@
 //!
 //! Nothing but `table inet symroute` is ever read or written.
 
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
 use super::timed::{self, TimedError};
 
-use super::socket;
+use super::rtnl::{attrs, Answer};
+use super::socket::{Netfilter, NetlinkError, Socket};
 pub use crate::model::nft::NFT;
 use crate::model::nft::TABLE;
 use crate::model::{NftChange, NftInstalled as Installed};
@@ -97,7 +97,6 @@ fn io_text(e: &std::io::Error) -> String {
 
 // nfnetlink: a `NFT_MSG_GETTABLE` request and its answer, by hand. The kernel answers a get
 // synchronously, within the `sendto`.
-const NETLINK_NETFILTER: isize = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -106,10 +105,7 @@ const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_USERDATA: u16 = 6;
 /// libnftnl's `NFTNL_UDATA_TABLE_COMMENT`: the TLV that holds a table's comment.
 const UDATA_TABLE_COMMENT: u8 = 0;
-const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
-const NLA_TYPE_MASK: u16 = 0x3fff;
-const REQUEST_SEQ: u32 = 0x5359_4d52;
 
 /// The `NFT_MSG_GETTABLE` request for `table inet symroute`.
 fn get_table_request(seq: u32) -> Vec<u8> {
@@ -132,28 +128,6 @@ fn get_table_request(seq: u32) -> Vec<u8> {
     msg
 }
 
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-}
-
-/// The netlink attributes in `buf`, as `(type, payload)`.
-fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while let (Some(len), Some(kind)) = (u16_at(buf, 0), u16_at(buf, 2)) {
-        let len = usize::from(len);
-        let Some(payload) = buf.get(4..len) else {
-            break;
-        };
-        out.push((kind & NLA_TYPE_MASK, payload));
-        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
-}
-
 /// The comment in a table's user data (libnftnl's TLVs: type, length, value).
 fn comment_of(mut udata: &[u8]) -> Option<String> {
     while let [kind, len, rest @ ..] = udata {
@@ -167,88 +141,45 @@ fn comment_of(mut udata: &[u8]) -> Option<String> {
     None
 }
 
-/// Reads one datagram of the answer to request `seq`: `Some(Ok)` for the table or its
-/// absence, `Some(Err(errno))` for another error, `None` when the datagram does not answer.
-fn parse_answer(mut buf: &[u8], seq: u32) -> Option<Result<Installed, i32>> {
-    while let (Some(len), Some(kind), Some(msg_seq)) =
-        (u32_at(buf, 0), u16_at(buf, 4), u32_at(buf, 8))
-    {
-        let len = usize::try_from(len).ok()?;
-        let msg = buf.get(..len)?;
-        if len < 16 {
-            return None;
-        }
-        if msg_seq == seq {
-            if kind == NLMSG_ERROR {
-                // An acknowledgement (0) is not the answer; none is asked for anyway.
-                return match (u32_at(msg, 16)? as i32).wrapping_neg() {
-                    0 => None,
-                    libc::ENOENT => Some(Ok(Installed::Absent)),
-                    errno => Some(Err(errno)),
-                };
-            }
-            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
-                let comment = attributes(msg.get(20..)?)
-                    .into_iter()
-                    .find(|(t, _)| *t == NFTA_TABLE_USERDATA)
-                    .and_then(|(_, udata)| comment_of(udata));
-                return Some(Ok(Installed::Present { comment }));
-            }
-        }
-        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+/// The table an answer to the `NFT_MSG_GETTABLE` request holds, with its comment; `None`
+/// for a message of another kind.
+fn table_of(answer: &Answer<'_>) -> Option<Installed> {
+    if answer.kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+        return None;
     }
-    None
+    let comment = attrs(answer.payload.get(4..)?)
+        .find(|(t, _)| *t == NFTA_TABLE_USERDATA)
+        .and_then(|(_, udata)| comment_of(udata));
+    Some(Installed::Present { comment })
 }
 
-/// Asks the kernel whether `table inet symroute` exists and for its comment. Needs
-/// CAP_NET_ADMIN, like every nfnetlink request.
-pub fn read_installed() -> Result<Installed, NftError> {
-    let read_error = |e: std::io::Error| NftError::Read(io_text(&e));
-    let socket = netlink_sys::Socket::new(NETLINK_NETFILTER).map_err(read_error)?;
-    let timeout = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt reads `timeout` (a live local of the size given) and nothing else.
-    let set = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            std::ptr::addr_of!(timeout).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(read_error(std::io::Error::last_os_error()));
+/// What the kernel's answer says: the table, its absence (`ENOENT`), or a failure
+/// (`EAGAIN` is asked again by the caller).
+fn installed(answer: Result<Option<Installed>, NetlinkError>) -> Result<Installed, NetlinkError> {
+    match answer {
+        Ok(Some(installed)) => Ok(installed),
+        Ok(None) => Err(NetlinkError::Closed),
+        Err(NetlinkError::Errno(libc::ENOENT)) => Ok(Installed::Absent),
+        Err(e) => Err(e),
     }
-    let kernel = netlink_sys::SocketAddr::new(0, 0);
+}
+
+/// Asks the kernel whether `table inet symroute` exists and for its comment, over the one
+/// netlink socket ([`Socket`] of [`Netfilter`]). Needs CAP_NET_ADMIN, like every nfnetlink
+/// request.
+pub fn read_installed() -> Result<Installed, NftError> {
+    let read_error = |e: NetlinkError| NftError::Read(e.to_string());
+    let mut socket = Socket::<Netfilter>::open().map_err(read_error)?;
     // The first request after nf_tables was loaded on demand is answered EAGAIN.
-    for attempt in 0..3u32 {
-        let seq = REQUEST_SEQ.wrapping_add(attempt);
-        socket
-            .send_to(&get_table_request(seq), &kernel, 0)
-            .map_err(read_error)?;
-        let answer = loop {
-            let mut buf = Vec::with_capacity(16 << 10);
-            let (_, sender) = socket.recv_from(&mut buf, 0).map_err(read_error)?;
-            // A process can send to our port too: only the kernel answers.
-            if !socket::from_kernel(&sender) {
-                continue;
-            }
-            if let Some(answer) = parse_answer(&buf, seq) {
-                break answer;
-            }
-        };
-        match answer {
+    for _ in 0..3 {
+        let mut request = get_table_request(0);
+        match installed(socket.get(&mut request, table_of)) {
             Ok(installed) => return Ok(installed),
-            Err(libc::EAGAIN) => continue,
-            Err(errno) => {
-                return Err(read_error(std::io::Error::from_raw_os_error(errno)));
-            }
+            Err(NetlinkError::Errno(libc::EAGAIN)) => continue,
+            Err(e) => return Err(read_error(e)),
         }
     }
-    Err(read_error(std::io::Error::from_raw_os_error(libc::EAGAIN)))
+    Err(read_error(NetlinkError::Errno(libc::EAGAIN)))
 }
 
 #[cfg(test)]
@@ -259,12 +190,14 @@ mod tests {
     fn get_table_request_bytes() {
         let msg = get_table_request(7);
         assert_eq!(msg.len(), 36);
-        assert_eq!(u32_at(&msg, 0), Some(36));
-        assert_eq!(u16_at(&msg, 4), Some(0x0a01));
-        assert_eq!(u16_at(&msg, 6), Some(NLM_F_REQUEST));
-        assert_eq!(u32_at(&msg, 8), Some(7));
+        let answers: Vec<_> = super::super::rtnl::messages(&msg).collect();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].kind, 0x0a01);
+        assert_eq!(answers[0].flags, NLM_F_REQUEST);
+        assert_eq!(answers[0].seq, 7);
         assert_eq!(&msg[16..20], &[1, 0, 0, 0]);
-        assert_eq!(attributes(&msg[20..]), [(1, &b"symroute\0"[..])]);
+        let found: Vec<_> = attrs(&msg[20..]).collect();
+        assert_eq!(found, [(1, &b"symroute\0"[..])]);
     }
 
     /// A netlink message of `kind` with sequence number `seq` and `payload`.
@@ -290,19 +223,23 @@ mod tests {
         a
     }
 
+    /// [`table_of`] of the one message in `datagram`.
+    fn parse(datagram: &[u8]) -> Option<Installed> {
+        let answers: Vec<_> = super::super::rtnl::messages(datagram).collect();
+        answers.first().and_then(table_of)
+    }
+
     #[test]
     fn answers_are_parsed() {
-        let error = |errno: i32| {
-            let mut p = (-errno).to_ne_bytes().to_vec();
-            p.extend_from_slice(&get_table_request(9)[..16]);
-            message(NLMSG_ERROR, 9, &p)
-        };
         assert_eq!(
-            parse_answer(&error(libc::ENOENT), 9),
-            Some(Ok(Installed::Absent))
+            installed(Err(NetlinkError::Errno(libc::ENOENT))),
+            Ok(Installed::Absent)
         );
-        assert_eq!(parse_answer(&error(libc::EPERM), 9), Some(Err(libc::EPERM)));
-        assert_eq!(parse_answer(&error(libc::EPERM), 8), None);
+        assert_eq!(
+            installed(Err(NetlinkError::Errno(libc::EPERM))),
+            Err(NetlinkError::Errno(libc::EPERM))
+        );
+        assert_eq!(installed(Ok(None)), Err(NetlinkError::Closed));
 
         let comment = b"symroute iif_rules 0123456789abcdef\0";
         let mut udata = vec![UDATA_TABLE_COMMENT, comment.len() as u8];
@@ -313,20 +250,20 @@ mod tests {
         payload.extend(attribute(NFTA_TABLE_USERDATA, &udata));
         let table = message(0x0a00, 9, &payload);
         assert_eq!(
-            parse_answer(&table, 9),
-            Some(Ok(Installed::Present {
+            parse(&table),
+            Some(Installed::Present {
                 comment: Some("symroute iif_rules 0123456789abcdef".into())
-            }))
+            })
         );
         let mut bare = vec![NFPROTO_INET, 0, 0, 0];
         bare.extend(attribute(NFTA_TABLE_NAME, b"symroute\0"));
         assert_eq!(
-            parse_answer(&message(0x0a00, 9, &bare), 9),
-            Some(Ok(Installed::Present { comment: None }))
+            parse(&message(0x0a00, 9, &bare)),
+            Some(Installed::Present { comment: None })
         );
         // Truncated or garbage input never panics.
         for cut in 0..table.len() {
-            let _ = parse_answer(&table[..cut], 9);
+            let _ = parse(&table[..cut]);
         }
         assert_eq!(comment_of(&[0, 200, 1]), None);
     }

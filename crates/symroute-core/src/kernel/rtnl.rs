@@ -1,5 +1,7 @@
-//! rtnetlink without a framework: one blocking socket, requests encoded straight into a
-//! reused buffer, answers handed to the caller in place as they arrive.
+//! Requests and answers without a framework, on the one netlink socket ([`Socket`], over
+//! rtnetlink or nfnetlink): one blocking socket, requests encoded straight into a reused
+//! buffer, answers handed to the caller in place as they arrive; dumps, gets and batched
+//! writes. Messages and attributes are framed here too ([`begin`], [`attr`], [`attrs`]).
 //!
 //! The kernel handles a routing request inside `sendmsg` and generates dump parts inside
 //! `recvmsg`, so a blocking socket never waits for anything but the kernel's own work; no
@@ -9,10 +11,9 @@
 //! datagrams from other processes' sockets are dropped where they are received.
 
 use std::ops::ControlFlow;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::socket;
-use crate::kernel::netlink::NetlinkError;
+pub use super::socket::Socket;
+use super::socket::{NetlinkError, Protocol};
 
 pub const NLMSG_HDRLEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
@@ -23,20 +24,11 @@ pub const NLM_F_REQUEST: u16 = 0x01;
 const NLM_F_ACK: u16 = 0x04;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_DUMP: u16 = 0x300;
-const NETLINK_CAP_ACK: libc::c_int = 10;
-const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
 
 /// Writes sent per `sendmsg`, bounded in count and bytes (a datagram larger than the send
 /// buffer fails with EMSGSIZE). Only the last write of a batch asks for an ACK; the kernel
 /// answers every failed write anyway, so successes cost no answer at all.
 const WRITE_BATCH: usize = 4096;
-const WRITE_BATCH_BYTES: usize = 240 << 10;
-/// Send buffer asked for so that one batch fits in one datagram.
-const SEND_BUFFER: libc::c_int = 1 << 20;
-/// Receive buffer asked for with `SO_RCVBUFFORCE` (root) or `SO_RCVBUF` (capped by rmem_max).
-const RECEIVE_BUFFER: usize = 8 << 20;
-/// Larger than any datagram the kernel sends (dump parts are at most 32 KiB).
-const RECV_BUFFER_LEN: usize = 64 << 10;
 /// A dump that the kernel flags as interrupted by a concurrent change is read again.
 const DUMP_ATTEMPTS: usize = 5;
 
@@ -58,36 +50,6 @@ pub struct Answer<'a> {
     pub payload: &'a [u8],
     /// The whole message, header included.
     pub message: &'a [u8],
-}
-
-pub struct Socket {
-    fd: OwnedFd,
-    seq: u32,
-    batch_bytes: usize,
-    recv: Vec<u8>,
-    send: Vec<u8>,
-}
-
-fn last_error() -> NetlinkError {
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(errno) => NetlinkError::Errno(errno),
-        None => NetlinkError::Closed,
-    }
-}
-
-fn set_int(fd: i32, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let ptr = &value as *const libc::c_int as *const libc::c_void;
-    // SAFETY: setsockopt reads `len` bytes from a live c_int; fd is an open socket.
-    unsafe { libc::setsockopt(fd, level, name, ptr, len) == 0 }
-}
-
-fn get_int(fd: i32, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let ptr = &mut value as *mut libc::c_int as *mut libc::c_void;
-    // SAFETY: getsockopt writes at most `len` bytes into a live c_int.
-    (unsafe { libc::getsockopt(fd, level, name, ptr, &mut len) } == 0).then_some(value)
 }
 
 fn u16_at(buf: &[u8], at: usize) -> u16 {
@@ -125,146 +87,10 @@ fn error_code(payload: &[u8]) -> i32 {
     -(u32_at(payload, 0) as i32)
 }
 
-impl Socket {
-    /// The port id the kernel gave this socket (0 if it cannot say): notifications caused by
-    /// its writes carry it.
-    pub fn port(&self) -> u32 {
-        // SAFETY: sockaddr_nl is plain data, valid when zeroed.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: getsockname writes at most `len` bytes into a live sockaddr_nl.
-        let rc = unsafe {
-            libc::getsockname(
-                self.fd.as_raw_fd(),
-                (&mut addr as *mut libc::sockaddr_nl).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            addr.nl_pid
-        } else {
-            0
-        }
-    }
-
-    /// A strict-check socket (so the kernel filters dumps) with small ACKs and buffers large
-    /// enough for a batch of writes and its errors.
-    pub fn open() -> Result<Socket, NetlinkError> {
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(NetlinkError::Socket(
-                std::io::Error::last_os_error().to_string(),
-            ));
-        }
-        // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let raw = fd.as_raw_fd();
-        if !set_int(raw, libc::SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1) {
-            return Err(NetlinkError::Socket(
-                std::io::Error::last_os_error().to_string(),
-            ));
-        }
-        // Small ACKs: the kernel would otherwise echo every request back in its ACK.
-        set_int(raw, libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        socket::set_receive_buffer(raw, RECEIVE_BUFFER);
-        if !set_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER) {
-            set_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SEND_BUFFER);
-        }
-        // The kernel reports twice the size it accounts; keep each datagram well inside.
-        let send_buffer = get_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
-        let batch_bytes =
-            (usize::try_from(send_buffer).unwrap_or(0) / 4).clamp(16 << 10, WRITE_BATCH_BYTES);
-        Ok(Socket {
-            fd,
-            seq: 0,
-            batch_bytes,
-            recv: Vec::with_capacity(RECV_BUFFER_LEN),
-            send: Vec::new(),
-        })
-    }
-
+impl<P: Protocol> Socket<P> {
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq
-    }
-
-    fn send_buffer(&self, buf: &[u8]) -> Result<(), NetlinkError> {
-        // SAFETY: sockaddr_nl is plain data; zeroed means "the kernel".
-        let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            // SAFETY: buf and kernel are live for the call; lengths match them.
-            let sent = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    buf.as_ptr() as *const libc::c_void,
-                    buf.len(),
-                    0,
-                    &kernel as *const libc::sockaddr_nl as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                )
-            };
-            if sent >= 0 {
-                return Ok(());
-            }
-            let e = last_error();
-            if e != NetlinkError::Errno(libc::EINTR) {
-                return Err(e);
-            }
-        }
-    }
-
-    /// Receives one datagram the kernel sent into the receive buffer (waiting for it);
-    /// returns its length. Datagrams from processes are dropped.
-    fn receive(&mut self) -> Result<usize, NetlinkError> {
-        // Received into spare capacity: zeroing 64 KiB first would cost more than a small
-        // dump.
-        self.recv.clear();
-        loop {
-            let room = self.recv.capacity();
-            // SAFETY: sockaddr_nl is plain data, valid when zeroed.
-            let mut sender: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-            let mut sender_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-            // SAFETY: the kernel writes at most `room` bytes into the buffer's allocation and
-            // at most `sender_len` bytes into `sender`.
-            let got = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    self.recv.as_mut_ptr() as *mut libc::c_void,
-                    room,
-                    0,
-                    (&mut sender as *mut libc::sockaddr_nl).cast(),
-                    &mut sender_len,
-                )
-            };
-            if got >= 0 && sender.nl_pid != 0 {
-                log::debug!(
-                    "dropped a netlink datagram from process port {}: only the kernel is believed",
-                    sender.nl_pid
-                );
-                continue;
-            }
-            if got > 0 {
-                let got = (got as usize).min(room);
-                // SAFETY: recvfrom initialized the first `got` bytes, within the capacity.
-                unsafe { self.recv.set_len(got) };
-                return Ok(got);
-            }
-            if got == 0 {
-                return Err(NetlinkError::Closed);
-            }
-            let e = last_error();
-            if e != NetlinkError::Errno(libc::EINTR) {
-                return Err(e);
-            }
-        }
     }
 
     /// Sends one request (a whole message whose header's length and type are set; sequence
@@ -282,7 +108,7 @@ impl Socket {
         request[6..8].copy_from_slice(&flags.to_ne_bytes());
         request[8..12].copy_from_slice(&seq.to_ne_bytes());
         request[12..16].copy_from_slice(&0u32.to_ne_bytes());
-        self.send_buffer(request)?;
+        self.send_to_kernel(request)?;
         let dump = flags & NLM_F_DUMP != 0;
         let mut interrupted = false;
         loop {
@@ -429,7 +255,7 @@ impl Socket {
         first_seq: u32,
         n: usize,
     ) -> Vec<Result<(), NetlinkError>> {
-        if let Err(e) = self.send_buffer(send) {
+        if let Err(e) = self.send_to_kernel(send) {
             return vec![Err(e); n];
         }
         let mut results: Vec<Result<(), NetlinkError>> = vec![Ok(()); n];
@@ -515,31 +341,16 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::socket::Route;
     use netlink_sys::protocols::NETLINK_ROUTE;
     use netlink_sys::SocketAddr;
-
-    fn port_of(socket: &Socket) -> u32 {
-        // SAFETY: sockaddr_nl is plain data, valid when zeroed.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: getsockname writes at most `len` bytes into a live sockaddr_nl.
-        let rc = unsafe {
-            libc::getsockname(
-                socket.fd.as_raw_fd(),
-                (&mut addr as *mut libc::sockaddr_nl).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        addr.nl_pid
-    }
 
     /// A real kernel, no privileges, nothing changed: a dump cut after its first answer
     /// leaves the socket answering the next request in full (a fresh one: the rest of the
     /// cut dump never reaches it).
     #[test]
     fn a_dump_cut_short_leaves_the_socket_ready_for_the_next_request() {
-        let mut socket = Socket::open().unwrap();
+        let mut socket = Socket::<Route>::open().unwrap();
         let request = || crate::kernel::wire::link_dump_request();
         let all = socket.dump(&mut request(), |_| Some(())).unwrap();
         let first = socket
@@ -554,12 +365,12 @@ mod tests {
     /// for our next request, queued before the kernel's answer, is not taken for it.
     #[test]
     fn forged_answers_are_not_believed() {
-        let mut ours = Socket::open().unwrap();
+        let mut ours = Socket::<Route>::open().unwrap();
         let links = ours
             .dump(&mut crate::kernel::wire::link_dump_request(), |_| Some(()))
             .unwrap();
         assert!(!links.is_empty(), "every namespace has lo");
-        let port = port_of(&ours);
+        let port = ours.port();
 
         let mut forged = Vec::new();
         let at = begin(&mut forged, NLMSG_ERROR, 0);

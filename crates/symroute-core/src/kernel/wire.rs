@@ -2,8 +2,9 @@
 //! straight into them: no intermediate list of generic attributes per message, which for a
 //! 100 000-route table was most of the reading and writing cost.
 //!
-//! The result is exactly what [`super::convert`] makes of the same message (tests compare
-//! the two); rules, which are few, still go through netlink-packet-route.
+//! The result is exactly what [`super::convert`]'s typed reference makes of the same message
+//! (tests compare the two). Rules are read and written the same way by
+//! [`super::wire_rules`]: one codec for links, addresses, routes and rules.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -130,10 +131,10 @@ fn u32_of(value: &[u8]) -> Option<u32> {
 }
 
 /// A route of the IPv4 or IPv6 FIB from an `RTM_NEWROUTE` payload: the one route decoder
-/// (typed messages come here through [`super::convert::route_from`]). Routes symroute cannot
-/// copy faithfully (source-specific IPv6 routes, encapsulation, nexthop objects, RFC 5549
-/// `via`) come back with no nexthop: they are never mirrored, yet still count when deciding
-/// whose table it is.
+/// (dumps, notifications, and in tests typed messages through `convert::route_from`).
+/// Routes symroute cannot copy faithfully (source-specific IPv6 routes, encapsulation,
+/// nexthop objects, RFC 5549 `via`) come back with no nexthop: they are never mirrored, yet
+/// still count when deciding whose table it is.
 pub fn route_from(payload: &[u8]) -> Option<Route> {
     let header = payload.get(..12)?;
     let family = family_of(header[0])?;

@@ -6,13 +6,17 @@
 use std::fmt;
 use std::net::IpAddr;
 
+mod errno;
 mod hops;
 pub mod host;
 mod lookup;
 pub mod nft;
 mod op;
+pub(crate) mod rules;
 mod snapshot;
+pub(crate) mod uplinks;
 
+pub use errno::errno_text;
 pub use hops::{Extras, NextHops};
 pub use lookup::{Answer, Probe, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};

@@ -15,7 +15,7 @@ pub struct Snapshot {
     /// Every policy rule of both families, ours and others'.
     pub rules: Vec<Rule>,
     /// Contents of the tables symroute looked into: its own, those of stale rules, and
-    /// those other tools' catch-all rules look up (`plan::placement::vpn_tables`).
+    /// those other tools' catch-all rules look up (`model::rules::vpn_tables`).
     pub tables: BTreeMap<u32, Vec<Route>>,
 }
 

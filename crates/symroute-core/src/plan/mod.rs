@@ -8,6 +8,8 @@ pub mod placement;
 pub mod steer;
 pub mod uplinks;
 
+use crate::model::rules;
+use crate::model::uplinks::{vpn_routes, Uplinks};
 pub use crate::model::Snapshot;
 use crate::model::{
     route_type, scope, Address, Extras, Family, Link, NextHops, Route, Rule, RuleExtra, MAIN_TABLE,
@@ -16,7 +18,7 @@ use crate::route_metrics::RouteMetrics;
 use crate::settings::{Prefix, Settings};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use uplinks::{behind_routes, Uplinks};
+use uplinks::behind_routes;
 
 /// Metric of the `unreachable default` that closes a strict table: after every real default.
 pub const STRICT_METRIC: u32 = u32::MAX;
@@ -94,7 +96,7 @@ impl<'a> Planner<'a> {
         Planner {
             snapshot,
             settings,
-            uplinks: Cow::Owned(Uplinks::of(snapshot, settings)),
+            uplinks: Cow::Owned(Uplinks::of(snapshot, settings.protocol)),
         }
     }
 
@@ -222,12 +224,12 @@ fn interface_plan(
     // tunnel (a full tunnel's default, Tailscale's peers) stays in its table, so that a
     // `strict` table does not cut the tunnel's own address off from the tunnel. Main's
     // routes win; an interface main already uses as a way out keeps main's ways alone.
-    let tables: Vec<(Family, u32)> = placement::vpn_tables(&snapshot.rules, settings)
+    let tables: Vec<(Family, u32)> = rules::vpn_tables(&snapshot.rules, settings.protocol)
         .into_iter()
         .filter(|(f, _)| families.contains(f) && !uplinks.is_uplink_by_main(*f, link.index))
         .collect();
     if !tables.is_empty() {
-        let vpn = uplinks::vpn_routes(snapshot, &tables);
+        let vpn = vpn_routes(snapshot, &tables);
         let copies = mirror_of(vpn.iter().copied(), settings, link.index, table);
         add_missing(&mut routes, copies.into_iter());
     }

@@ -10,49 +10,17 @@
 //! through that uplink, and everything else (unbound traffic, a VPN's own marked packets)
 //! meets the VPN's rules as before. See docs/design.md, "Rules of other tools".
 
-use crate::model::{Family, Rule, RuleVerdict, LOCAL_TABLE, MAIN_TABLE};
+use crate::model::{rules, Rule, MAIN_TABLE};
 use crate::settings::Settings;
 
 /// The lowest priority our `from` rules take: the `fwmark` rules of `iif_rules` sit two
 /// below them, and priority 0 is `local`'s.
 pub const LOWEST_PRIORITY: u32 = 3;
 
-/// Main's own rule: catch-all rules after it see only what main had no route for.
-const MAIN_PRIORITY: u32 = 32766;
-
-/// Whether a rule of another tool routes every unmarked packet the host sends, whatever
-/// its source and destination: no `from`, no `to`, no `iif` but `lo` (locally sent
-/// packets carry it), no selector symroute does not model, a mark test that unmarked
-/// packets pass (`not fwmark 51820`), and a lookup (of any table but `local`).
-///
-/// A rule that needs a mark is left alone: the mark is how a tool (Tailscale's and
-/// WireGuard's own sockets, Cilium's proxy, kube-proxy) routes its own packets its own
-/// way. Rules with a `from` or `to` are an administrator's explicit policy for those
-/// addresses, and `local` decides only for the host's own addresses. A rule that refuses
-/// everything (`unreachable`, `blackhole`, `prohibit`: a kill switch) is a deliberate
-/// block, not a way: our rules never go ahead of it to get around it.
+/// Whether a rule of another tool routes every unmarked packet the host sends
+/// ([`rules::is_catch_all`] with our protocol).
 pub fn is_catch_all(rule: &Rule, settings: &Settings) -> bool {
-    let any = |sel: Option<(std::net::IpAddr, u8)>| sel.is_none_or(|(_, len)| len == 0);
-    rule.protocol != settings.protocol
-        && any(rule.src)
-        && any(rule.dst)
-        && rule.iif.as_deref().is_none_or(|i| i == "lo")
-        && !rule.extra.narrow
-        && takes_unmarked(rule)
-        && rule.extra.action == RuleVerdict::Lookup
-        && rule.table != LOCAL_TABLE
-}
-
-/// Whether a packet without a mark matches the rule's mark test. `not` inverts the whole
-/// match: with a mark as the only selector it is `not fwmark M`, without any it matches
-/// nothing.
-fn takes_unmarked(rule: &Rule) -> bool {
-    let unmarked = rule.fwmark.is_none_or(|(mark, mask)| mark & mask == 0);
-    if rule.extra.invert {
-        rule.fwmark.is_some() && !unmarked
-    } else {
-        unmarked
-    }
+    rules::is_catch_all(rule, settings.protocol)
 }
 
 /// The priority of our `from` rules among `rules` (every rule of the host): the configured
@@ -100,35 +68,19 @@ pub fn misplaced(rules: &[Rule], settings: &Settings) -> bool {
         })
 }
 
-/// The tables (with their family) that other tools' catch-all rules look up before main:
-/// where a VPN keeps the default route of its full tunnel (wg-quick's 51820, Tailscale's
-/// 52, strongSwan's 220). Main, `local` and `default` are not among them.
-pub fn vpn_tables(rules: &[Rule], settings: &Settings) -> Vec<(Family, u32)> {
-    let mut tables: Vec<(Family, u32)> = rules
-        .iter()
-        .filter(|r| {
-            r.priority < MAIN_PRIORITY
-                && !matches!(r.table, MAIN_TABLE | LOCAL_TABLE | DEFAULT_TABLE)
-                && is_catch_all(r, settings)
-        })
-        .map(|r| (r.family, r.table))
-        .collect();
-    tables.sort_unstable();
-    tables.dedup();
-    tables
-}
-
-/// `RT_TABLE_DEFAULT`.
-const DEFAULT_TABLE: u32 = 253;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::ip;
-    use crate::model::RuleExtra;
+    use crate::model::rules::DEFAULT_TABLE;
+    use crate::model::{Family, RuleExtra, RuleVerdict, LOCAL_TABLE};
 
     fn settings() -> Settings {
         Settings::default()
+    }
+
+    fn vpn_tables(rules: &[Rule], settings: &Settings) -> Vec<(Family, u32)> {
+        rules::vpn_tables(rules, settings.protocol)
     }
 
     fn foreign(priority: u32, table: u32) -> Rule {

@@ -8,10 +8,10 @@ use crate::events::Action;
 use crate::health::HealthState;
 use crate::kernel::netlink::Netlink;
 use crate::kernel::{self, Scope};
+use crate::model::uplinks::Uplinks;
 use crate::model::{Link, Snapshot};
 use crate::plan::placement;
 use crate::plan::steer;
-use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 
 use super::side::{read_nftables, NftRead};
@@ -114,7 +114,7 @@ impl Read {
     #[cfg(test)]
     pub(crate) fn of(snapshot: Snapshot, settings: &Settings) -> Read {
         Read {
-            uplinks: Uplinks::of(&snapshot, settings),
+            uplinks: Uplinks::of(&snapshot, settings.protocol),
             snapshot,
             defaults_read: true,
             link: None,

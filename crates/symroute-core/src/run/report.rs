@@ -1,10 +1,10 @@
 //! What a run did: its operations per interface, the failures, the steering.
 
 use crate::error::Error;
+use crate::model::uplinks::Uplinks;
 use crate::model::Link;
 use crate::model::Op;
 use crate::plan::steer::SteerPlan;
-use crate::plan::uplinks::Uplinks;
 
 use super::Mode;
 

@@ -10,9 +10,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::model::uplinks::Uplinks;
 pub use crate::model::Probe;
 use crate::model::{link_name, route_type, Answer, Family, Link, Query, Route, Rule, Snapshot};
-use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 use crate::views::rule_walk::{deciding_rule, is_wide};
 
@@ -221,7 +221,7 @@ mod tests {
         let settings = Settings::default();
         let snap = synced(host(), &settings);
         let asked: Vec<(u32, String, String)> =
-            probes(&snap, &Uplinks::of(&snap, &settings), &settings)
+            probes(&snap, &Uplinks::of(&snap, settings.protocol), &settings)
                 .into_iter()
                 .map(|p| (p.owner, p.query.from.to_string(), p.query.to.to_string()))
                 .collect();
@@ -243,7 +243,7 @@ mod tests {
             route(1003, "0.0.0.0", 1, None, 6, 83),
             route(1003, "10.0.0.0", 8, None, 6, 83),
         ]);
-        let to: Vec<String> = probes(&snap, &Uplinks::of(&snap, &settings), &settings)
+        let to: Vec<String> = probes(&snap, &Uplinks::of(&snap, settings.protocol), &settings)
             .into_iter()
             .filter(|p| p.owner == ETH1)
             .map(|p| p.query.to.to_string())
@@ -259,13 +259,17 @@ mod tests {
     fn replies_into_a_tunnel_or_out_of_another_uplink_are_wrong() {
         let settings = Settings::default();
         let snap = wg_quick(&settings);
-        let probes = probes(&snap, &Uplinks::of(&snap, &settings), &settings);
+        let probes = probes(&snap, &Uplinks::of(&snap, settings.protocol), &settings);
         let default_wg0 = route(51820, "0.0.0.0", 0, None, WG0, 3);
         let answers: Vec<(Probe, Answer)> = probes
             .iter()
             .map(|p| (p.clone(), through(51820, WG0, None, default_wg0.clone())))
             .collect();
-        let replies = judge(&snap, &Uplinks::of(&snap, &Settings::default()), &answers);
+        let replies = judge(
+            &snap,
+            &Uplinks::of(&snap, Settings::default().protocol),
+            &answers,
+        );
         // eth0, eth1 and wg0 itself: a full tunnel is an uplink, its address is managed.
         assert_eq!(replies.len(), 3);
         let eth1 = &replies[1];
@@ -289,7 +293,7 @@ mod tests {
         let out_eth0 = through(MAIN_TABLE, ETH0, Some("10.1.0.1"), via_eth0);
         let replies = judge(
             &snap,
-            &Uplinks::of(&snap, &Settings::default()),
+            &Uplinks::of(&snap, Settings::default().protocol),
             &[(probe.clone(), out_eth0)],
         );
         assert_eq!(replies[0].egress, Egress::OtherUplink);
@@ -302,7 +306,7 @@ mod tests {
         let out_eth1 = through(1003, ETH1, Some("10.2.0.1"), ours);
         let replies = judge(
             &snap,
-            &Uplinks::of(&snap, &Settings::default()),
+            &Uplinks::of(&snap, Settings::default().protocol),
             &[(probe.clone(), out_eth1)],
         );
         assert_eq!(replies[0].egress, Egress::Own);
@@ -313,7 +317,7 @@ mod tests {
         };
         let replies = judge(
             &snap,
-            &Uplinks::of(&snap, &Settings::default()),
+            &Uplinks::of(&snap, Settings::default().protocol),
             &[(probe, failed)],
         );
         assert_eq!(replies[0].egress, Egress::NoRoute(Some(libc::ENETUNREACH)));

@@ -16,7 +16,7 @@ mod replies;
 mod routing;
 mod sysctl;
 
-use crate::plan::uplinks::Uplinks;
+use crate::model::uplinks::Uplinks;
 use serde::Serialize;
 
 pub use crate::model::host::HostFacts;
@@ -248,7 +248,7 @@ mod tests {
     }
 
     fn run(snapshot: &Snapshot, settings: &Settings, facts: &HostFacts) -> Diagnosis {
-        let uplinks = Uplinks::of(snapshot, settings);
+        let uplinks = Uplinks::of(snapshot, settings.protocol);
         diagnose(
             snapshot,
             &uplinks,

@@ -10,8 +10,8 @@
 
 use super::{Finding, NAT};
 use crate::model::host::HostFacts;
+use crate::model::uplinks::Uplinks;
 use crate::model::{Family, Snapshot};
-use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 
 /// The one configuration line that makes published ports answer through their uplink.
@@ -127,7 +127,12 @@ mod tests {
             nat: nat.cloned(),
             ..facts.clone()
         };
-        check(snapshot, &Uplinks::of(snapshot, settings), settings, &facts)
+        check(
+            snapshot,
+            &Uplinks::of(snapshot, settings.protocol),
+            settings,
+            &facts,
+        )
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! another interface or into a tunnel is named with the rule or route that sends it there.
 
 use super::{Finding, REPLIES};
-use crate::error::errno_text;
+use crate::model::errno_text;
 use crate::model::host::HostFacts;
+use crate::model::uplinks::Uplinks;
 use crate::model::{Family, Rule, Snapshot};
-use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 use crate::views::iproute::{route_text, rule_text, table_name};
 use crate::views::replies::{judge, Egress, Reply};
@@ -249,13 +249,17 @@ mod tests {
     ) -> HostFacts {
         HostFacts {
             replies: Some(
-                probes(snapshot, &Uplinks::of(snapshot, settings), settings)
-                    .into_iter()
-                    .map(|p| {
-                        let a = answer(&p);
-                        (p, a)
-                    })
-                    .collect(),
+                probes(
+                    snapshot,
+                    &Uplinks::of(snapshot, settings.protocol),
+                    settings,
+                )
+                .into_iter()
+                .map(|p| {
+                    let a = answer(&p);
+                    (p, a)
+                })
+                .collect(),
             ),
             ..HostFacts::default()
         }
@@ -276,7 +280,7 @@ mod tests {
         let snap = synced(host(), &settings);
         let found = check_replies(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &facts(&snap, &settings, own),
         );
@@ -289,7 +293,7 @@ mod tests {
         );
         let none = check_replies(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &HostFacts::default(),
         );
@@ -307,7 +311,7 @@ mod tests {
         let default_wg0 = route(51820, "0.0.0.0", 0, None, WG0, 3);
         let found = check_replies(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &facts(&snap, &settings, |_| {
                 through(51820, WG0, None, default_wg0.clone())
@@ -340,7 +344,7 @@ mod tests {
         };
         let found = check_replies(
             &snap,
-            &Uplinks::of(&snap, &auto),
+            &Uplinks::of(&snap, auto.protocol),
             &auto,
             &facts(&snap, &auto, |_| {
                 through(51820, WG0, None, default_wg0.clone())
@@ -363,7 +367,7 @@ mod tests {
         snap.tables.entry(1003).or_default().push(copy.clone());
         let found = check_replies(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &facts(&snap, &settings, |p| match p.owner {
                 ETH1 if p.query.to == ip("64.0.0.1") => through(1003, TUN0, None, copy.clone()),

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::error::errno_text;
 use crate::kernel::names::Names;
+use crate::model::errno_text;
+use crate::model::uplinks::Uplinks;
 use crate::model::{link_name, route_type, Family, Rule, Snapshot};
 pub use crate::model::{Answer, Query};
-use crate::plan::uplinks::Uplinks;
 use crate::settings::Settings;
 use crate::views::iproute::{family_name, is_zero, rule_text, table_name, RouteView, RuleView};
 use crate::views::rule_walk::{self, rules_in_order, selectors_match};
@@ -476,7 +476,7 @@ mod tests {
     fn sent(snap: &Snapshot, settings: &Settings, from: &str, to: &str, a: &Answer) -> Explanation {
         explain(
             snap,
-            &Uplinks::of(snap, settings),
+            &Uplinks::of(snap, settings.protocol),
             settings,
             &query(from, to),
             a,
@@ -714,7 +714,7 @@ mod tests {
         let back = unicast(MAIN_TABLE, ETH0, "10.1.0.1");
         let e = explain(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &q,
             &forward,
@@ -750,7 +750,7 @@ mod tests {
         let back = unicast(1003, ETH1, "10.2.0.1");
         let e = explain(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &q,
             &forward,
@@ -778,7 +778,7 @@ mod tests {
         for errno in [EXDEV, EINVAL] {
             let e = explain(
                 &snap,
-                &Uplinks::of(&snap, &settings),
+                &Uplinks::of(&snap, settings.protocol),
                 &settings,
                 &q,
                 &Answer::Failed { errno },
@@ -796,7 +796,7 @@ mod tests {
         // without a route for 10.50.0.0/24): a hairpin.
         let e = explain(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &q,
             &unicast(1003, ETH1, "10.2.0.1"),
@@ -825,7 +825,7 @@ mod tests {
         let back = unicast(1003, ETH1, "10.2.0.1");
         let e = explain(
             &snap,
-            &Uplinks::of(&snap, &settings),
+            &Uplinks::of(&snap, settings.protocol),
             &settings,
             &q,
             &local(),

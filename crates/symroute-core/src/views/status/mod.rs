@@ -389,7 +389,7 @@ impl Status {
 
     /// Keeps only the interface called `name` (exemptions and stale state are global and
     /// stay); `companions`: the interfaces `symroute sync NAME` plans along with it
-    /// ([`crate::plan::uplinks::dependents`]). False when there is no such interface.
+    /// ([`crate::model::uplinks::dependents`]). False when there is no such interface.
     pub fn retain_interface(&mut self, name: &str, companions: &[String]) -> bool {
         self.others_not_in_sync = self
             .interfaces
