@@ -588,7 +588,12 @@ impl Daemon {
                 if std::mem::take(&mut self.verifying) {
                     self.verified(&report);
                 }
-                self.reload_model(&report).await;
+                // The report of a first build holds every route written: it goes before the
+                // model is read, so the two never peak together.
+                let uplinks = report.uplinks.clone();
+                drop(report);
+                release_memory();
+                self.reload_model(&uplinks).await;
                 // Main changed between the run's read and the model's: once more.
                 self.again |= self.kept.uplinks_changed();
             }

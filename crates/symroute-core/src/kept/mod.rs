@@ -178,12 +178,10 @@ impl Kept {
             rules,
             ..Kept::default()
         };
-        let held: Vec<Route> = self.main.iter().cloned().collect();
-        for route in &held {
-            self.count_ways(route, true);
+        for route in self.main.iter() {
+            count(&mut self.ways, &mut self.shares, route, true);
         }
         self.loaded_ways = self.ways.keys().copied().collect();
-        // (Counting the shares in may have flagged those already at half: that is settled.)
         self.reclassify = read != *planned_with;
         Ok(())
     }
@@ -219,28 +217,8 @@ impl Kept {
     /// of the public space when direct. A share that may reach half of the space (before or
     /// after) leaves the classification to a full run.
     fn count_ways(&mut self, route: &Route, add: bool) {
-        for way in Uplinks::gateway_ways(route) {
-            let n = self.ways.entry(way).or_default();
-            if add {
-                *n += 1;
-            } else {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.ways.remove(&way);
-                }
-            }
-        }
-        for (way, size) in Uplinks::direct_shares(route) {
-            let sum = self.shares.entry(way).or_default();
-            let before = *sum;
-            *sum = if add {
-                sum.saturating_add(size)
-            } else {
-                sum.saturating_sub(size)
-            };
-            if may_cover_half(way.0, before) || may_cover_half(way.0, *sum) {
-                self.reclassify = true;
-            }
+        if count(&mut self.ways, &mut self.shares, route, add) {
+            self.reclassify = true;
         }
     }
 
@@ -708,6 +686,39 @@ impl Kept {
     ) -> Result<(), Error> {
         Ok(apply(nl, interface, ops, &self.links).await?)
     }
+}
+
+/// Counts `route` in (or out of) `ways` (its gateways) and `shares` (its share of the public
+/// space, when direct). Returns whether a share it changed is or was at half of the space.
+fn count(
+    ways: &mut BTreeMap<(Family, u32), u32>,
+    shares: &mut BTreeMap<(Family, u32), u128>,
+    route: &Route,
+    add: bool,
+) -> bool {
+    for way in Uplinks::gateway_ways(route) {
+        let n = ways.entry(way).or_default();
+        if add {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                ways.remove(&way);
+            }
+        }
+    }
+    let mut near_half = false;
+    for (way, size) in Uplinks::direct_shares(route) {
+        let sum = shares.entry(way).or_default();
+        let before = *sum;
+        *sum = if add {
+            sum.saturating_add(size)
+        } else {
+            sum.saturating_sub(size)
+        };
+        near_half |= may_cover_half(way.0, before) || may_cover_half(way.0, *sum);
+    }
+    near_half
 }
 
 /// Deletions by key of the copies that main routes which left (`pending`'s) may have left in

@@ -22,6 +22,7 @@ pub use lookup::{Answer, Probe, Query};
 pub use nft::{NftChange, NftInstalled, NftTable};
 pub use op::Op;
 pub use snapshot::Snapshot;
+pub use uplinks::Uplinks;
 
 /// `RT_TABLE_MAIN`.
 pub const MAIN_TABLE: u32 = 254;

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use symroute_core::model::Uplinks;
 use symroute_core::model::{Route, MAIN_TABLE};
 use symroute_core::monitor::{Change, Received};
 use symroute_core::Report;
@@ -112,17 +113,13 @@ impl Daemon {
 
     /// Reads the model again after a full run; without it the event path stays off and
     /// main-table changes are left to per-interface runs.
-    pub(super) async fn reload_model(&mut self, report: &Report) {
+    pub(super) async fn reload_model(&mut self, planned_with: &Uplinks) {
         let started = Instant::now();
         let Some(queued) = self.drain_before_load() else {
             self.kept.invalidate();
             return;
         };
-        match self
-            .kept
-            .load(&self.nl, &self.settings, &report.uplinks)
-            .await
-        {
+        match self.kept.load(&self.nl, &self.settings, planned_with).await {
             Ok(()) => {
                 for (route, added) in &queued {
                     self.kept.replan(route, *added);
