@@ -20,6 +20,7 @@
 mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_EXCL, NLM_F_REPLACE};
 
@@ -392,12 +393,18 @@ impl Kept {
                 reread.insert(index);
             }
         }
-        for route in self.main.iter() {
-            if route
-                .pref_src()
-                .is_some_and(|src| !addresses.iter().any(|a| a.addr == src))
-            {
-                reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
+        // (Counted by source in the index: a scan of main only when one went.)
+        let gone: Vec<IpAddr> = self
+            .main
+            .sources()
+            .filter(|src| !addresses.iter().any(|a| a.addr == **src))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            for route in self.main.iter() {
+                if route.pref_src().is_some_and(|src| gone.contains(&src)) {
+                    reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
+                }
             }
         }
         self.links = links;
@@ -499,8 +506,9 @@ impl Kept {
                 planned.unplanned.push(ifindex);
                 continue;
             }
-            skip.insert(ifindex);
-            self.plan_whole(settings, ifindex, &pending, &mut planned);
+            if self.plan_whole(settings, ifindex, &pending, &mut planned) {
+                skip.insert(ifindex);
+            }
         }
         if pending.is_empty() {
             return planned;
@@ -569,7 +577,41 @@ impl Kept {
         planned
     }
 
-    /// Plans `ifindex` whole (its rules and its table) from the model: main's routes with a
+    /// Plans the rules of `link` alone when its addresses changed but the families that get
+    /// rules did not: the table depends on the addresses only through those families (a
+    /// family without a rule never looks its routes up), so an address swap is a change of
+    /// rules, planned without a scan of main. Returns whether it did; the table's routes of
+    /// the batch's prefixes are then planned with everyone's.
+    fn plan_rules_alone(&self, settings: &Settings, link: &Link, planned: &mut Planned) -> bool {
+        let table = settings.table_for(link.index);
+        let bare = Snapshot {
+            links: self.links.clone(),
+            addresses: self.addresses.clone(),
+            main_routes: Vec::new(),
+            rules: self.rules.clone(),
+            tables: BTreeMap::from([(table, Vec::new())]),
+        };
+        let Ok(plan) = Planner::with_uplinks(&bare, settings, &self.settled).interface(link) else {
+            return false;
+        };
+        let present: Vec<Rule> = bare.rules_into(settings.protocol, table).cloned().collect();
+        let families = |rules: &[Rule]| rules.iter().map(|r| r.family).collect::<BTreeSet<_>>();
+        if present.is_empty() || families(&plan.rules) != families(&present) {
+            return false;
+        }
+        let ops = diff_owned(Vec::new(), &plan.rules, &[], &present);
+        if !ops.is_empty() {
+            planned.writes.push(TableWrites {
+                ifindex: link.index,
+                name: link.name.clone(),
+                ops,
+            });
+        }
+        true
+    }
+
+    /// Plans `ifindex` whole (its rules and its table) from the model, unless its rules alone
+    /// changed ([`Kept::plan_rules_alone`]; then returns false): main's routes with a
     /// prefix through it, or, when its table gets copies of what is behind the host, with
     /// a prefix of a copyable route through a non-uplink, and whatever its table holds.
     fn plan_whole(
@@ -578,13 +620,16 @@ impl Kept {
         ifindex: u32,
         pending: &BTreeMap<Prefix, Vec<Route>>,
         planned: &mut Planned,
-    ) {
+    ) -> bool {
         let Some(link) = self.links.iter().find(|l| l.index == ifindex) else {
             // Gone: its deletion runs the garbage collection.
-            return;
+            return true;
         };
         // Where the rules go among other tools' (a VPN's catch-alls), as a run places them.
         let settings = &placement::placed(settings, &self.rules);
+        if self.plan_rules_alone(settings, link, planned) {
+            return false;
+        }
         let uplinks = self.settled.clone();
         let behind = settings.strict
             || [Family::V4, Family::V6]
@@ -640,7 +685,7 @@ impl Kept {
             Err(e) => {
                 log::debug!("{e}");
                 planned.refused.push(ifindex);
-                return;
+                return true;
             }
         };
         let present: Vec<&Route> = snapshot.routes_in(settings.protocol, table).collect();
@@ -655,7 +700,7 @@ impl Kept {
             .any(|r| !plan.rules.iter().any(|p| p.family == r.family))
         {
             planned.refused.push(ifindex);
-            return;
+            return true;
         }
         let unknown = unknown_copies(
             settings,
@@ -675,9 +720,9 @@ impl Kept {
                 ops,
             });
         }
+        true
     }
 
-    /// Applies one table's writes (see `kernel::apply`); `ops` keeps those the kernel took.
     pub async fn apply(
         &self,
         nl: &Netlink,

@@ -64,6 +64,9 @@ pub struct TableIndex {
     heads: HashMap<u32, u32>,
     free: Vec<u32>,
     len: usize,
+    /// How many routes name each preferred source: IPv4 drops the routes of a removed
+    /// address silently, and this says without a scan whether any route used it.
+    sources: HashMap<IpAddr, u32>,
 }
 
 fn hash(prefix: &Prefix) -> u32 {
@@ -85,6 +88,7 @@ impl TableIndex {
             heads: HashMap::with_capacity(n),
             free: Vec::new(),
             len: 0,
+            sources: HashMap::new(),
         }
     }
 
@@ -121,7 +125,25 @@ impl TableIndex {
             .filter(move |r| Prefix::of(r) == prefix)
     }
 
+    fn count_source(&mut self, route: &Route, add: bool) {
+        let Some(src) = route.pref_src() else { return };
+        if add {
+            *self.sources.entry(src).or_default() += 1;
+        } else if let Some(n) = self.sources.get_mut(&src) {
+            *n -= 1;
+            if *n == 0 {
+                self.sources.remove(&src);
+            }
+        }
+    }
+
+    /// Every preferred source a route of the table names.
+    pub fn sources(&self) -> impl Iterator<Item = &IpAddr> {
+        self.sources.keys()
+    }
+
     fn slot_for(&mut self, route: Route) -> u32 {
+        self.count_source(&route, true);
         self.len += 1;
         match self.free.pop() {
             Some(i) => {
@@ -184,7 +206,12 @@ impl TableIndex {
             .into_iter()
             .find(|i| self.slots[*i as usize].key() == key)
         {
-            Some(i) => Some(std::mem::replace(&mut self.slots[i as usize], route)),
+            Some(i) => {
+                self.count_source(&route, true);
+                let old = std::mem::replace(&mut self.slots[i as usize], route);
+                self.count_source(&old, false);
+                Some(old)
+            }
             None => {
                 self.insert(route, Place::Last);
                 None
@@ -211,7 +238,9 @@ impl TableIndex {
         self.next[slot as usize] = NONE;
         self.free.push(slot);
         self.len -= 1;
-        std::mem::replace(&mut self.slots[slot as usize], hole())
+        let route = std::mem::replace(&mut self.slots[slot as usize], hole());
+        self.count_source(&route, false);
+        route
     }
 
     /// Takes out what a deletion notification names: the route with its key and next hops,
@@ -382,5 +411,27 @@ mod tests {
                 usize::from(i % 3 != 1)
             );
         }
+    }
+
+    #[test]
+    fn preferred_sources_are_counted_through_every_change() {
+        let src = |a: &str| -> IpAddr { a.parse().unwrap() };
+        let with = |dst: &str, a: &str| via(dst, 2, "10.1.0.1").with_pref_src(src(a));
+        let mut t = TableIndex::default();
+        t.insert(with("198.51.100.0", "10.1.0.2"), Place::Last);
+        t.insert(with("203.0.113.0", "10.1.0.2"), Place::Last);
+        t.insert(via("192.0.2.0", 2, "10.1.0.1"), Place::Last);
+        let sources = |t: &TableIndex| {
+            let mut v: Vec<IpAddr> = t.sources().copied().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sources(&t), vec![src("10.1.0.2")]);
+        t.replace(with("198.51.100.0", "10.1.0.50"));
+        assert_eq!(sources(&t), vec![src("10.1.0.2"), src("10.1.0.50")]);
+        t.remove(&with("203.0.113.0", "10.1.0.2"));
+        assert_eq!(sources(&t), vec![src("10.1.0.50")]);
+        t.remove_where(|r| r.pref_src().is_some());
+        assert!(sources(&t).is_empty());
     }
 }
