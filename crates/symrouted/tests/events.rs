@@ -58,13 +58,13 @@ const METRICS: [&str; 2] = ["", "metric 50"];
 
 /// One random change to the host, as `ip` arguments (several for a burst); failures (a
 /// delete of what is not there) are part of the game.
-fn step(rng: &mut Rng, lan_table: &str, others_delete_ours: bool) -> Vec<String> {
+fn step(rng: &mut Rng, lan_table: &str, known_gaps: bool) -> Vec<String> {
     let v4 = *rng.pick(&V4);
     let v6 = *rng.pick(&V6);
     let gw4 = *rng.pick(&GW4);
     let gw6 = *rng.pick(&GW6);
     let metric = *rng.pick(&METRICS);
-    match rng.below(23) {
+    match rng.below(24) {
         0..=2 => vec![format!("route add {v4} {gw4} {metric}")],
         3 => vec![format!("route append {v4} {gw4} {metric}")],
         4..=5 => vec![format!("route replace {v4} {gw4} {metric}")],
@@ -114,8 +114,15 @@ fn step(rng: &mut Rng, lan_table: &str, others_delete_ours: bool) -> Vec<String>
             "addr {} 10.2.0.71/32 dev mv0",
             *rng.pick(&["add", "del"])
         )],
+        // eth1 renumbered in one go (a DHCP client's new lease): for a moment it has no
+        // IPv4 address, and IPv4 drops its routes without a word (a known gap, below).
+        21 if known_gaps => vec![
+            "addr del 10.2.0.2/24 dev eth1".to_string(),
+            "addr add 10.2.0.2/24 dev eth1".to_string(),
+            "route replace default via 10.2.0.1 dev eth1 metric 101".to_string(),
+        ],
         // Someone deletes a route of ours.
-        17 if others_delete_ours => vec![format!("route flush table {lan_table} proto 83")],
+        17 if known_gaps => vec![format!("route flush table {lan_table} proto 83")],
         // A burst through eth1.
         _ => (0..rng.below(60) + 1)
             .map(|i| format!("route replace 172.31.{}.0/24 {gw4}", i))
@@ -215,7 +222,7 @@ fn sequences(
     steps: usize,
     seed: u64,
     burst: usize,
-    others_delete_ours: bool,
+    known_gaps: bool,
 ) -> String {
     let Some(lab) = root_lab() else {
         return String::new();
@@ -236,7 +243,7 @@ fn sequences(
         let mut case_rng = Rng(case_seed | 1);
         let mut done = Vec::new();
         for _ in 0..steps {
-            done.extend(step(&mut case_rng, &lan_table, others_delete_ours));
+            done.extend(step(&mut case_rng, &lan_table, known_gaps));
         }
         // One burst: the daemon sees the whole sequence at once, or in whatever pieces
         // it happens to drain.
@@ -311,12 +318,15 @@ fn after_an_overrun_the_event_path_still_converges() {
     assert!(log.contains("overrun"), "no overrun was forced:\n{log}");
 }
 
-/// The sequences with our own routes deleted by someone else in the middle of them (a
-/// `route flush table ... proto 83`). Known to fail now and then (once in 30 runs of 24
-/// cases): a copy left behind after the runs that repair the flushed table and the event
-/// path interleave; the periodic verification repairs it. Run it by name to see it.
+/// The sequences with two known gaps added: our own routes deleted by someone else in the
+/// middle of them (a `route flush table ... proto 83`), and eth1 renumbered within a burst
+/// (its only IPv4 address removed and added back: IPv4 flushes every route through it,
+/// copies included, without a notification). Either can leave a copy behind or missing until
+/// the periodic verification repairs it: the flush about once in 60 runs of 24 cases, the
+/// renumbering in about one case in 200 (each full run the renumbering causes is right; what
+/// the event path does with the burst around it is not always). Run it by name to see them.
 #[test]
-#[ignore = "known gap: stale copies after our routes are deleted by someone else mid-burst"]
-fn random_sequences_with_our_state_deleted_by_others() {
+#[ignore = "known gaps: our routes deleted by someone else, or eth1 renumbered, mid-burst"]
+fn random_sequences_with_known_gaps() {
     sequences(&["--source", "netlink"], 24, 10, seed(), 0, true);
 }

@@ -89,6 +89,9 @@ pub struct Kept {
     refresh: BTreeSet<u32>,
     /// Interfaces whose addresses changed.
     readdressed: BTreeSet<u32>,
+    /// IPv4 addresses removed since the last refresh, by interface, in order (`None`: one
+    /// the notification did not name).
+    v4_gone: Vec<(u32, Option<IpAddr>)>,
     addresses_stale: bool,
     /// Interfaces whose addresses changed: planned whole (rules and table) from the model.
     whole: BTreeSet<u32>,
@@ -308,7 +311,16 @@ impl Kept {
                 self.refresh.insert(*index);
                 false
             }
-            Change::Address(index) => {
+            Change::Address(index) | Change::AddressGone { index, .. } => {
+                if let Change::AddressGone { addr, .. } = change {
+                    // Whether the interface was left without an IPv4 address for a moment
+                    // is judged from these at the next refresh.
+                    match addr {
+                        Some(a) if a.is_ipv6() => {}
+                        Some(a) => self.v4_gone.push((*index, Some(*a))),
+                        None => self.v4_gone.push((*index, None)),
+                    }
+                }
                 // IPv4 drops the routes whose preferred source was a removed address
                 // without a notification.
                 self.addresses_stale = true;
@@ -384,13 +396,34 @@ impl Kept {
         // Judged by what is there now, not by what changed since the last read: an earlier
         // refresh may have read a state whose notification was still on its way.
         let mut reread = std::mem::take(&mut self.refresh);
+        let v4_of = |list: &[Address], index: u32| -> Vec<IpAddr> {
+            list.iter()
+                .filter(|a| a.ifindex == index && a.addr.is_ipv4())
+                .map(|a| a.addr)
+                .collect()
+        };
+        let gone = std::mem::take(&mut self.v4_gone);
         for index in std::mem::take(&mut self.readdressed) {
-            // An interface with no IPv4 address left has lost its IPv4 routes.
-            if !addresses
-                .iter()
-                .any(|a| a.ifindex == index && a.addr.is_ipv4())
-            {
+            // An interface that has no IPv4 address left, or had none for a moment in
+            // between (every one it had was removed, even if one came back: a DHCP
+            // renumbering), lost its IPv4 routes without a notification.
+            let now = v4_of(&addresses, index);
+            let mut left = v4_of(&self.addresses, index);
+            let had = !left.is_empty();
+            for (_, addr) in gone.iter().filter(|(i, _)| *i == index) {
+                match addr {
+                    Some(a) => left.retain(|b| b != a),
+                    None => left.clear(),
+                }
+            }
+            if now.is_empty() {
                 reread.insert(index);
+            } else if had && left.is_empty() {
+                // Renumbered: what IPv4 flushed in between (routes, copies, dead next hops
+                // of multipath routes that came back) is more than a re-read can tell
+                // apart from what came back the same. A full run reads it all.
+                self.valid = false;
+                return Ok(());
             }
         }
         // (Counted by source in the index: a scan of main only when one went.)
@@ -464,8 +497,14 @@ impl Kept {
             }
         }
         let wanted: HashSet<&Route> = ours.iter().collect();
+        let mut flushed = Vec::new();
         for table in self.ours.values_mut() {
-            table.remove_where(|r| r.uses_link(ifindex) && !wanted.contains(r));
+            flushed.extend(table.remove_where(|r| r.uses_link(ifindex) && !wanted.contains(r)));
+        }
+        // Copies the kernel took out with the link or the address while main's route came
+        // back the same (a renumbering): their prefixes are planned again.
+        for route in &flushed {
+            self.touch(route);
         }
         for route in ours {
             if settings.interface_of_table(route.table).is_some()

@@ -7,6 +7,7 @@
 //! socket's port cannot fake a change.
 
 use std::io;
+use std::net::IpAddr;
 
 use futures::FutureExt;
 use netlink_packet_core::{Emitable, NetlinkBuffer, NetlinkMessage};
@@ -54,8 +55,13 @@ pub enum Change {
     Link(u32),
     /// A link is gone (`RTM_DELLINK`).
     LinkGone(u32),
-    /// An address of the link was added or removed.
+    /// An address of the link was added.
     Address(u32),
+    /// An address of the link was removed: which (`None` when the message did not say).
+    AddressGone {
+        index: u32,
+        addr: Option<IpAddr>,
+    },
     /// A route was added (or replaced: `NLM_F_REPLACE` in the header flags) or removed.
     Route {
         route: Route,
@@ -279,7 +285,11 @@ fn change(kind: u16, payload: &[u8]) -> Option<Change> {
         }
         wire::RTM_NEWLINK => index(16).map(Change::Link),
         RTM_DELLINK => index(16).map(Change::LinkGone),
-        wire::RTM_NEWADDR | RTM_DELADDR => index(8).map(Change::Address),
+        wire::RTM_NEWADDR => index(8).map(Change::Address),
+        RTM_DELADDR => index(8).map(|index| Change::AddressGone {
+            index,
+            addr: wire::address_of(payload).map(|a| a.addr),
+        }),
         wire_rules::RTM_NEWRULE => wire_rules::rule_from(payload).map(Change::RuleAdded),
         wire_rules::RTM_DELRULE => wire_rules::rule_from(payload).map(Change::RuleRemoved),
         _ => None,

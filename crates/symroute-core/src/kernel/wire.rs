@@ -484,7 +484,12 @@ pub fn address_from(answer: &Answer<'_>) -> Option<Address> {
     if answer.kind != RTM_NEWADDR {
         return None;
     }
-    let payload = answer.payload;
+    address_of(answer.payload)
+}
+
+/// The address an `RTM_NEWADDR` or `RTM_DELADDR` payload (`struct ifaddrmsg` and its
+/// attributes) names.
+pub fn address_of(payload: &[u8]) -> Option<Address> {
     let header = payload.get(..8)?;
     let family = family_of(header[0])?;
     let mut local = None;
