@@ -55,6 +55,19 @@ pub struct Planned {
     pub unplanned: Vec<u32>,
 }
 
+impl Planned {
+    /// Records `ops` as `link`'s table's writes, when there are any.
+    fn add(&mut self, link: &Link, ops: Vec<Op>) {
+        if !ops.is_empty() {
+            self.writes.push(TableWrites {
+                ifindex: link.index,
+                name: link.name.clone(),
+                ops,
+            });
+        }
+    }
+}
+
 /// The kept model; invalid (and every notification left to the per-interface runs) until
 /// [`Kept::load`] succeeds.
 #[derive(Debug, Default)]
@@ -427,15 +440,18 @@ impl Kept {
             }
         }
         // (Counted by source in the index: a scan of main only when one went.)
-        let gone: Vec<IpAddr> = self
+        let sources_gone: Vec<IpAddr> = self
             .main
             .sources()
             .filter(|src| !addresses.iter().any(|a| a.addr == **src))
             .copied()
             .collect();
-        if !gone.is_empty() {
+        if !sources_gone.is_empty() {
             for route in self.main.iter() {
-                if route.pref_src().is_some_and(|src| gone.contains(&src)) {
+                if route
+                    .pref_src()
+                    .is_some_and(|src| sources_gone.contains(&src))
+                {
                     reread.extend(route.nexthops.iter().map(|nh| nh.ifindex));
                 }
             }
@@ -524,9 +540,7 @@ impl Kept {
     /// only a full run plans. Never false when the classification changed; sometimes true
     /// when it did not (a share near half, a VPN table's route).
     pub fn uplinks_changed(&self) -> bool {
-        self.reclassify
-            || self.ways.len() != self.loaded_ways.len()
-            || !self.ways.keys().all(|w| self.loaded_ways.contains(w))
+        self.reclassify || self.ways.keys().ne(self.loaded_ways.iter())
     }
 
     /// The writes that bring the tables of `links` (all but loopback and those in `skip`)
@@ -582,8 +596,8 @@ impl Kept {
             rules: self.rules.clone(),
             tables,
         };
-        let uplinks = self.settled.clone();
-        let planner = Planner::with_uplinks(&snapshot, settings, &uplinks);
+        let uplinks = &self.settled;
+        let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
         for link in links {
             let plan = match planner.interface(link) {
                 Ok(plan) => plan,
@@ -601,17 +615,11 @@ impl Kept {
             let present: Vec<&Route> = snapshot.routes_in(settings.protocol, plan.table).collect();
             // Copies of main routes that left, which the model may not hold.
             let unknown = unknown_copies(
-                settings, &uplinks, link.index, plan.table, &pending, &wanted, &present,
+                settings, uplinks, link.index, plan.table, &pending, &wanted, &present,
             );
             let mut ops = diff_owned(wanted, &[], &present, &[]);
             ops.extend(unknown.into_iter().map(Op::DelRoute));
-            if !ops.is_empty() {
-                planned.writes.push(TableWrites {
-                    ifindex: link.index,
-                    name: link.name.clone(),
-                    ops,
-                });
-            }
+            planned.add(link, ops);
         }
         planned
     }
@@ -639,13 +647,7 @@ impl Kept {
             return false;
         }
         let ops = diff_owned(Vec::new(), &plan.rules, &[], &present);
-        if !ops.is_empty() {
-            planned.writes.push(TableWrites {
-                ifindex: link.index,
-                name: link.name.clone(),
-                ops,
-            });
-        }
+        planned.add(link, ops);
         true
     }
 
@@ -669,7 +671,7 @@ impl Kept {
         if self.plan_rules_alone(settings, link, planned) {
             return false;
         }
-        let uplinks = self.settled.clone();
+        let uplinks = &self.settled;
         let behind = settings.strict
             || [Family::V4, Family::V6]
                 .iter()
@@ -718,7 +720,7 @@ impl Kept {
                 tables
             },
         };
-        let planner = Planner::with_uplinks(&snapshot, settings, &uplinks);
+        let planner = Planner::with_uplinks(&snapshot, settings, uplinks);
         let plan = match planner.interface(link) {
             Ok(plan) => plan,
             Err(e) => {
@@ -743,7 +745,7 @@ impl Kept {
         }
         let unknown = unknown_copies(
             settings,
-            &uplinks,
+            uplinks,
             ifindex,
             table,
             pending,
@@ -752,13 +754,7 @@ impl Kept {
         );
         let mut ops = diff_owned(plan.routes, &plan.rules, &present, &rules);
         ops.extend(unknown.into_iter().map(Op::DelRoute));
-        if !ops.is_empty() {
-            planned.writes.push(TableWrites {
-                ifindex,
-                name: link.name.clone(),
-                ops,
-            });
-        }
+        planned.add(link, ops);
         true
     }
 
