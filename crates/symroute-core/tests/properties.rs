@@ -123,7 +123,6 @@ proptest! {
 
 mod monitor {
     use proptest::prelude::*;
-    use symroute_core::model::Family;
     use symroute_core::monitor::{parse_datagram, Change, Received};
 
     fn received(bytes: &[u8]) -> Vec<Received> {
@@ -158,12 +157,19 @@ mod monitor {
             payload in prop::collection::vec(any::<u8>(), 0..300),
         ) {
             for r in received(&datagram(kind, flags, 0, &payload)) {
-                if let Received::Message { message: Change::Route { route, .. }, .. } = r {
-                    let max = match route.family() {
-                        Family::V4 => 32,
-                        Family::V6 => 128,
-                    };
-                    prop_assert!(route.dst_len <= max, "{route:?}");
+                let Received::Message { message, .. } = r else { continue };
+                match message {
+                    Change::Route { route, .. } => {
+                        let max = route.family().host_prefix_len();
+                        prop_assert!(route.dst_len <= max, "{route:?}");
+                    }
+                    Change::RuleAdded(rule) | Change::RuleRemoved(rule) => {
+                        let max = rule.family.host_prefix_len();
+                        for (_, len) in rule.src.iter().chain(rule.dst.iter()) {
+                            prop_assert!(*len <= max, "{rule:?}");
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

@@ -174,6 +174,10 @@ pub fn route_dump_request(table: Option<u32>, oif: Option<u32>) -> RouteMessage 
 #[cfg(test)]
 pub fn rule_from(msg: &RuleMessage) -> Option<Rule> {
     let family = family_of(msg.header.family)?;
+    let longest = family.host_prefix_len();
+    if msg.header.dst_len > longest || msg.header.src_len > longest {
+        return None;
+    }
     let mut priority = 0;
     let mut table = u32::from(msg.header.table);
     let mut src = None;

@@ -141,6 +141,11 @@ pub fn route_from(payload: &[u8]) -> Option<Route> {
     let (dst_len, src_len, tos, table8, protocol, scope, kind) = (
         header[1], header[2], header[3], header[4], header[5], header[6], header[7],
     );
+    // The kernel never sends a prefix longer than the family's address; a forged one is no
+    // route at all rather than one no write could reproduce.
+    if dst_len > family.host_prefix_len() || src_len > family.host_prefix_len() {
+        return None;
+    }
     let rtm_flags = u32_at(header, 8);
     let mut exotic = src_len != 0;
     let mut table = u32::from(table8);
@@ -505,6 +510,9 @@ pub fn address_of(payload: &[u8]) -> Option<Address> {
     }
     // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
     let addr = local.or(address)?;
+    if header[1] > Family::of(&addr).host_prefix_len() {
+        return None;
+    }
     Some(Address {
         ifindex: u32_at(header, 4),
         addr,
@@ -644,6 +652,20 @@ mod tests {
         let fd77: Ipv6Addr = "fd77::".parse().unwrap();
         attr(&mut payload, RTA_DST, &fd77.octets());
         assert_eq!(round_trip(&payload).dst, fixtures::ip("::"));
+    }
+
+    #[test]
+    fn a_prefix_longer_than_the_family_is_no_route() {
+        // CI's properties run: a forged `::/129` came back as a route no write reproduces.
+        assert_eq!(route_from(&rtmsg(AF_INET6, 129, 0)), None);
+        assert_eq!(route_from(&rtmsg(AF_INET, 33, 0)), None);
+        assert!(route_from(&rtmsg(AF_INET6, 128, 0)).is_some());
+        let mut address = vec![AF_INET, 33, 0, 0];
+        address.extend_from_slice(&3u32.to_ne_bytes());
+        attr(&mut address, IFA_LOCAL, &[192, 0, 2, 1]);
+        assert_eq!(address_of(&address), None);
+        address[1] = 32;
+        assert!(address_of(&address).is_some());
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub fn rule_from(payload: &[u8]) -> Option<Rule> {
         _ => return None,
     };
     let (dst_len, src_len, tos, action) = (header[1], header[2], header[3], header[7]);
+    // A prefix longer than the family's address is forged: no rule the kernel holds.
+    if dst_len > family.host_prefix_len() || src_len > family.host_prefix_len() {
+        return None;
+    }
     let mut rule = Rule {
         family,
         priority: 0,
