@@ -326,7 +326,7 @@ mod tests {
         let ours = route(1003, "192.0.2.0", 3, 83);
         let our_rule = rule(1003, 83);
         let mut echoes = Echoes::default();
-        echoes.expect(&[Op::DelRoute(ours.clone()), Op::DelRule(our_rule.clone())]);
+        echoes.expect(&[Op::DelRoute(ours.clone()), Op::del_rule(our_rule.clone())]);
         let dirty = run(
             &[
                 (0, new_route(&ours)),
@@ -345,7 +345,7 @@ mod tests {
         let balance = route(1000, "0.0.0.0", 3, 83);
         let steer = Rule::lookup(1000, 32701).with_protocol(83);
         let mut echoes = Echoes::default();
-        echoes.expect(&[Op::DelRoute(balance.clone()), Op::DelRule(steer.clone())]);
+        echoes.expect(&[Op::DelRoute(balance.clone()), Op::del_rule(steer.clone())]);
         let ours = run(
             &[
                 (0, new_route(&balance)),
@@ -389,8 +389,8 @@ mod tests {
             &mut Echoes::default(),
         );
         assert!(dirty.deleted[&3].restored_by(&Op::ReplaceRoute(ours.clone())));
-        assert!(dirty.deleted[&4].restored_by(&Op::AddRule(our_rule.clone())));
-        assert!(!dirty.deleted[&4].restored_by(&Op::AddRule(
+        assert!(dirty.deleted[&4].restored_by(&Op::add_rule(our_rule.clone())));
+        assert!(!dirty.deleted[&4].restored_by(&Op::add_rule(
             rule(1004, 83).with_src("10.2.0.9".parse().unwrap(), 32)
         )));
 

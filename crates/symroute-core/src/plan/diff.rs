@@ -61,12 +61,12 @@ pub fn diff_owned(
     ops.extend(
         wanted_rules_set
             .difference(&present_rules)
-            .map(|r| Op::AddRule((*r).clone())),
+            .map(|r| Op::add_rule((*r).clone())),
     );
     ops.extend(
         present_rules
             .difference(&wanted_rules_set)
-            .map(|r| Op::DelRule((*r).clone())),
+            .map(|r| Op::del_rule((*r).clone())),
     );
 
     ops.extend(
@@ -148,7 +148,7 @@ mod tests {
             vec![
                 Op::ReplaceRoute(route("10.2.0.0", None, 0)),
                 Op::ReplaceRoute(route("0.0.0.0", Some("10.2.0.1"), 101)),
-                Op::AddRule(rule("10.2.0.2")),
+                Op::add_rule(rule("10.2.0.2")),
             ]
         );
     }
@@ -169,7 +169,10 @@ mod tests {
         let ops = diff(&routes, &[rule("10.2.0.9")], &routes, &[rule("10.2.0.2")]);
         assert_eq!(
             ops,
-            vec![Op::AddRule(rule("10.2.0.9")), Op::DelRule(rule("10.2.0.2"))]
+            vec![
+                Op::add_rule(rule("10.2.0.9")),
+                Op::del_rule(rule("10.2.0.2"))
+            ]
         );
     }
 
@@ -180,7 +183,7 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                Op::DelRule(rule("10.2.0.2")),
+                Op::del_rule(rule("10.2.0.2")),
                 Op::DelRoute(routes[0].clone())
             ]
         );
@@ -189,7 +192,7 @@ mod tests {
     #[test]
     fn display_uses_ip_syntax() {
         assert_eq!(
-            Op::AddRule(rule("10.2.0.2")).to_string(),
+            Op::add_rule(rule("10.2.0.2")).to_string(),
             "+rule from 10.2.0.2 lookup 1003 priority 32000"
         );
     }
