@@ -17,6 +17,7 @@
 //! routes nearing half of the public space, a VPN table's routes, a new link.
 //! See docs/design.md, "The daemon's event path".
 
+mod packed;
 mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -182,7 +183,7 @@ impl Kept {
                         .filter(move |r| r.family() == *family)
                 })
                 .collect();
-            Uplinks::classify(main.iter(), &vpn_routes, &links)
+            Uplinks::classify_each(|visit| main.for_each(visit), &vpn_routes, &links)
         };
         *self = Kept {
             valid: true,
@@ -195,9 +196,10 @@ impl Kept {
             rules,
             ..Kept::default()
         };
-        for route in self.main.iter() {
-            count(&mut self.ways, &mut self.shares, route, true);
-        }
+        let (ways, shares) = (&mut self.ways, &mut self.shares);
+        self.main.for_each(|route| {
+            count(ways, shares, route, true);
+        });
         self.loaded_ways = self.ways.keys().copied().collect();
         self.reclassify = read != *planned_with;
         Ok(())
@@ -291,7 +293,7 @@ impl Kept {
                 } else if let Removed::Gone(old) = self.main.remove(route) {
                     self.count_ways(&old, false);
                     self.left(&old);
-                    if let Some(left) = self.main.get(&old.key()).cloned() {
+                    if let Some(left) = self.main.get(&old.key()) {
                         // A multipath route that lost next hops: count what is left.
                         if left.nexthops.len() < old.nexthops.len() {
                             self.count_ways(&left, true);
@@ -485,7 +487,7 @@ impl Kept {
         }
         for route in main {
             let prefix = Prefix::of(&route);
-            if self.main.prefix(&prefix).any(|held| *held == route) {
+            if self.main.prefix(&prefix).any(|held| held == route) {
                 continue;
             }
             if route.family() == Family::V4
@@ -527,7 +529,7 @@ impl Kept {
                 && !self.vpn.contains_key(&route.table)
             {
                 let table = self.ours.entry(route.table).or_default();
-                if !table.prefix(&Prefix::of(&route)).any(|held| *held == route) {
+                if !table.prefix(&Prefix::of(&route)).any(|held| held == route) {
                     table.insert(route, Place::Last);
                 }
             }
@@ -568,7 +570,7 @@ impl Kept {
         }
         let main_routes: Vec<Route> = pending
             .keys()
-            .flat_map(|p| self.main.prefix(p).cloned().collect::<Vec<_>>())
+            .flat_map(|p| self.main.prefix(p).collect::<Vec<_>>())
             .collect();
         let links: Vec<&Link> = self
             .links
@@ -581,7 +583,7 @@ impl Kept {
             let held: Vec<Route> = match self.ours.get(&table) {
                 Some(index) => pending
                     .keys()
-                    .flat_map(|p| index.prefix(p).cloned().collect::<Vec<_>>())
+                    .flat_map(|p| index.prefix(p).collect::<Vec<_>>())
                     .collect(),
                 None => Vec::new(),
             };
@@ -682,32 +684,31 @@ impl Kept {
             .into_iter()
             .filter_map(|f| uplinks.parent(f, ifindex).map(|p| (f, p)))
             .collect();
-        let mut prefixes: BTreeSet<Prefix> = self
-            .main
-            .iter()
-            .filter(|r| {
-                r.uses_link(ifindex)
-                    || parents
+        let mut prefixes: BTreeSet<Prefix> = BTreeSet::new();
+        self.main.for_each(|r| {
+            if r.uses_link(ifindex)
+                || parents
+                    .iter()
+                    .any(|(f, p)| r.family() == *f && r.uses_link(*p))
+                || (behind
+                    && is_copyable(r)
+                    && !r
+                        .nexthops
                         .iter()
-                        .any(|(f, p)| r.family() == *f && r.uses_link(*p))
-                    || (behind
-                        && is_copyable(r)
-                        && !r
-                            .nexthops
-                            .iter()
-                            .any(|nh| uplinks.is_uplink(r.family(), nh.ifindex)))
-            })
-            .map(Prefix::of)
-            .collect();
+                        .any(|nh| uplinks.is_uplink(r.family(), nh.ifindex)))
+            {
+                prefixes.insert(Prefix::of(r));
+            }
+        });
         let held: Vec<Route> = self
             .ours
             .get(&table)
-            .map(|t| t.iter().cloned().collect())
+            .map(|t| t.iter().collect())
             .unwrap_or_default();
         prefixes.extend(held.iter().map(Prefix::of));
         let main_routes = prefixes
             .iter()
-            .flat_map(|p| self.main.prefix(p).cloned().collect::<Vec<_>>())
+            .flat_map(|p| self.main.prefix(p).collect::<Vec<_>>())
             .collect();
         let snapshot = Snapshot {
             links: self.links.clone(),

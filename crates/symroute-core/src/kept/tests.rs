@@ -106,7 +106,7 @@ fn tables(kept: &Kept) -> BTreeMap<u32, Vec<Route>> {
     kept.ours
         .iter()
         .map(|(t, index)| {
-            let mut routes: Vec<Route> = index.iter().cloned().collect();
+            let mut routes: Vec<Route> = index.iter().collect();
             routes.sort();
             (*t, routes)
         })
@@ -195,7 +195,7 @@ proptest! {
             }
         }
         let main: Vec<Route> = kernel_main.into_values().collect();
-        let mut held: Vec<Route> = kept.main.iter().cloned().collect();
+        let mut held: Vec<Route> = kept.main.iter().collect();
         held.sort();
         prop_assert_eq!(&held, &main);
         if kept.uplinks_changed() {

@@ -142,36 +142,50 @@ impl Uplinks {
     pub fn classify<'a, I>(main: I, vpn: &[&Route], links: &[Link]) -> Uplinks
     where
         I: IntoIterator<Item = &'a Route>,
-        I::IntoIter: Clone,
     {
+        let main = main.into_iter();
+        Uplinks::classify_each(|visit| main.for_each(visit), vpn, links)
+    }
+
+    /// [`Uplinks::classify`] of the routes `main` shows its visitor, once each: for a
+    /// table kept in a form of its own (the daemon's packed model).
+    pub fn classify_each(
+        main: impl FnOnce(&mut dyn FnMut(&Route)),
+        vpn: &[&Route],
+        links: &[Link],
+    ) -> Uplinks {
         let loopback: BTreeSet<u32> = links
             .iter()
             .filter(|l| l.loopback)
             .map(|l| l.index)
             .collect();
         let through_loopback =
-            |r: &&Route| r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex));
-        let main = main.into_iter().filter(|r| !through_loopback(r));
+            |r: &Route| r.nexthops.iter().any(|nh| loopback.contains(&nh.ifindex));
         let mut by_family = BTreeSet::new();
-        // Main holds few uplinks and up to 100 000 routes through them, mostly in runs
-        // through the same one: only a change of (family, interface) is looked up.
+        // Main holds few uplinks and up to 1 000 000 routes through them, mostly in runs
+        // through the same one: only a change of (family, interface) is looked up. Direct
+        // routes are few (connected subnets, a tunnel's split default): they are kept, and
+        // their share of the public space is summed per interface.
         let mut last = None;
-        for way in main
-            .clone()
-            .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && has_gateway(r))
-            .flat_map(|r| r.nexthops.iter().map(move |nh| (r.family(), nh.ifindex)))
-        {
-            if last != Some(way) {
-                by_family.insert(way);
-                last = Some(way);
+        let mut direct: Vec<Route> = Vec::new();
+        main(&mut |r: &Route| {
+            if r.table != MAIN_TABLE || r.kind != route_type::UNICAST || through_loopback(r) {
+                return;
             }
-        }
-        // Direct routes are few (connected subnets, a tunnel's split default): their share
-        // of the public space is summed per interface.
+            if !has_gateway(r) {
+                direct.push(r.clone());
+                return;
+            }
+            for nh in r.nexthops.iter() {
+                let way = (r.family(), nh.ifindex);
+                if last != Some(way) {
+                    by_family.insert(way);
+                    last = Some(way);
+                }
+            }
+        });
         let mut spans = Spans::new();
-        let direct = main
-            .filter(|r| r.table == MAIN_TABLE && r.kind == route_type::UNICAST && !has_gateway(r));
-        add_spans(&mut spans, direct, &by_family);
+        add_spans(&mut spans, direct.iter(), &by_family);
         for (way, list) in &mut spans {
             if covers_half(way.0, list) {
                 by_family.insert(*way);
