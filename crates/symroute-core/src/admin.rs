@@ -72,6 +72,7 @@ pub async fn status(
                 &snapshot.main_routes,
                 &snapshot.links,
                 link.index,
+                settings.strict,
                 |other| {
                     let table = settings.table_for(other.index);
                     Ok::<_, Error>(

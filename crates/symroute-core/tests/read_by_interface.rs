@@ -12,7 +12,7 @@ use symroute_core::health::{HealthSettings, SteerMode};
 use symroute_core::shell::block_on;
 use symroute_core::{reconcile_locked, Action, Mode, Netlink, Report, Settings, Target};
 use symroute_testlab::hosts::in_netns;
-use symroute_testlab::{root_lab, table_of, Lab, Netns};
+use symroute_testlab::{ping, root_lab, table_of, Lab, Netns};
 
 const INTERFACES: [&str; 7] = ["eth0", "eth1", "br0", "lan0", "tun0", "tun1", "mac0"];
 
@@ -266,4 +266,70 @@ fn a_lan_nic_that_gets_a_gateway_takes_its_copies_out_of_the_other_uplinks_table
     assert_eq!(changes(&again), Vec::<String>::new(), "after eth1's run");
     // Each uplink's address answers through its own strict router.
     lab.assert_client_reaches_all();
+}
+
+/// IPv4 uplinks with IPv6 addresses but no IPv6 default: each NIC is behind the host in
+/// IPv6, where no uplink takes copies, so a run for eth1 does not plan (nor read all the
+/// routes of) eth0; it still plans what a run over all of main plans.
+#[test]
+fn with_ipv4_only_uplinks_each_run_plans_what_a_run_over_all_of_main_plans() {
+    let Some(lab) = root_lab() else { return };
+    lab.host.ip("-6 route del default via fd01::1 dev eth0");
+    lab.host.ip("-6 route del default via fd02::1 dev eth1");
+    let mut batch = String::new();
+    for i in 0..3000u32 {
+        batch += &format!(
+            "route add 172.20.{}.{}/32 via 10.1.0.1 dev eth0\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    lab.host.sh_ok_input(&["ip", "-batch", "-"], &batch);
+    let all = run(&lab.host, Target::All, Mode::Apply);
+    assert!(all.failures.is_empty(), "{:?}", all.failures);
+    // A copy missing from eth0's table is no business of eth1's run: it does not plan eth0.
+    let t0 = table_of(&lab.host, "eth0");
+    lab.host.ip(&format!("route del 172.20.0.1/32 table {t0}"));
+    let eth1 = run(&lab.host, sync("eth1"), Mode::DryRun);
+    assert_eq!(
+        changes(&eth1),
+        Vec::<String>::new(),
+        "eth1's run planned eth0 along"
+    );
+    run(&lab.host, sync("eth0"), Mode::Apply);
+    for dev in ["eth0", "eth1"] {
+        let table = table_of(&lab.host, dev);
+        let state = table_state(&lab.host, &table);
+        assert!(
+            state.iter().any(|r| r.starts_with("default via")),
+            "{dev}: {state:?}"
+        );
+        let dry = run(&lab.host, sync(dev), Mode::DryRun);
+        assert_eq!(
+            changes(&dry),
+            Vec::<String>::new(),
+            "{dev}'s run on the built host"
+        );
+        for family in ["-4", "-6"] {
+            let _ = lab
+                .host
+                .try_ip(&format!("{family} route flush table {table}"));
+        }
+        run(&lab.host, sync(dev), Mode::Apply);
+        assert_eq!(
+            &table_state(&lab.host, &table),
+            &state,
+            "{dev}'s table rebuilt"
+        );
+        let again = run(&lab.host, Target::All, Mode::DryRun);
+        assert_eq!(
+            changes(&again),
+            Vec::<String>::new(),
+            "after {dev}'s own run"
+        );
+    }
+    // Each uplink's IPv4 address answers through its own strict router.
+    for addr in &Lab::host_addresses()[..2] {
+        assert!(ping(&lab.client, addr), "the client reaches {addr}");
+    }
 }

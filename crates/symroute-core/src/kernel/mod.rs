@@ -251,13 +251,14 @@ pub async fn snapshot(
                     // Copies of routes through `x` from when it was behind the host are found
                     // by a dump filtered by table and oif (a walk of that table), looked for
                     // only where they can be.
-                    let dependents = dependents(&uplinks, &main, &links, x, |link| {
-                        if !stale_copies_possible {
-                            return Ok(false);
-                        }
-                        let table = settings.table_for(link.index);
-                        read_routes(nl, Some(table), Some(x)).map(|r| !r.is_empty())
-                    })?;
+                    let dependents =
+                        dependents(&uplinks, &main, &links, x, settings.strict, |link| {
+                            if !stale_copies_possible {
+                                return Ok(false);
+                            }
+                            let table = settings.table_for(link.index);
+                            read_routes(nl, Some(table), Some(x)).map(|r| !r.is_empty())
+                        })?;
                     // Planned whole: `x`, those planned with it, and the uplinks whose ways
                     // out either takes (a macvlan's parent).
                     let mut planned = vec![x];

@@ -255,6 +255,15 @@ impl Uplinks {
             })
     }
 
+    /// [`Uplinks::is_behind`] in `family` alone.
+    pub fn is_behind_in(&self, main: &[Route], ifindex: u32, family: Family) -> bool {
+        !self.loopback.contains(&ifindex)
+            && !self.is_uplink(family, ifindex)
+            && main
+                .iter()
+                .any(|r| r.family() == family && r.uses_link(ifindex) && is_copyable(r))
+    }
+
     /// Whether `route` leaves through an uplink of its family or the loopback: it is never
     /// copied as behind the host.
     pub fn leaves_host(&self, route: &Route) -> bool {
@@ -300,20 +309,28 @@ impl Uplinks {
     }
 }
 
-/// The interfaces a run for `x` plans along with it, ascending: every uplink when `x` is
-/// behind the host (their tables copy its routes), the macvlans on `x` (one that took `x`'s
-/// ways out keeps copies of them when `x` loses its gateway), and the uplinks whose tables
-/// still hold a copy of a route through `x` from when it was behind the host
+/// The interfaces a run for `x` plans along with it, ascending: the uplinks of each family
+/// `x` is behind the host in (their tables copy its routes of that family; with `strict`,
+/// every uplink's closed table takes them), the macvlans on `x` (one that took `x`'s ways
+/// out keeps copies of them when `x` loses its gateway), and the uplinks whose tables still
+/// hold a copy of a route through `x` from when it was behind the host
 /// (`holds_copy_through`, asked only about uplinks the rest leaves out). The read of a run
-/// for `x` reads these tables; `status X` names them.
+/// for `x` reads these tables; `status X` names them. An IPv4-only uplink is not planned
+/// along with an interface behind the host in IPv6 alone: its table would take nothing,
+/// and reading it means reading all of its routes in main.
 pub fn dependents<E>(
     uplinks: &Uplinks,
     main: &[Route],
     links: &[Link],
     x: u32,
+    strict: bool,
     mut holds_copy_through: impl FnMut(&Link) -> Result<bool, E>,
 ) -> Result<Vec<u32>, E> {
-    let behind = uplinks.is_behind(main, x);
+    let behind: Vec<Family> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| uplinks.is_behind_in(main, x, *f))
+        .collect();
+    let takes_copies = |y: u32| behind.iter().any(|f| strict || uplinks.is_uplink(*f, y));
     let mut candidates = uplinks.indexes();
     candidates.extend(
         links
@@ -328,7 +345,7 @@ pub fn dependents<E>(
         let Some(link) = links.iter().find(|l| l.index == y) else {
             continue;
         };
-        if behind || link.parent == Some(x) || holds_copy_through(link)? {
+        if takes_copies(y) || link.parent == Some(x) || holds_copy_through(link)? {
             out.push(y);
         }
     }

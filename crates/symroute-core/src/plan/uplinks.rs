@@ -103,6 +103,37 @@ mod tests {
     }
 
     #[test]
+    fn an_interface_behind_the_host_in_one_family_is_planned_with_that_familys_uplinks() {
+        use crate::model::uplinks::dependents;
+        // No IPv6 default: both NICs are IPv4 uplinks only, and behind the host in IPv6.
+        let main: Vec<Route> = docker_host()
+            .into_iter()
+            .filter(|r| !(r.family() == Family::V6 && r.dst_len == 0))
+            .collect();
+        let links: Vec<_> = [(ETH0, "eth0"), (ETH1, "eth1"), (DOCKER0, "docker0")]
+            .iter()
+            .map(|(i, n)| fixtures::link(*i, n))
+            .collect();
+        let up = Uplinks::classify(&main, &[], &links);
+        let along = |x: u32, strict: bool| {
+            dependents(&up, &main, &links, x, strict, |_| Ok::<_, ()>(false)).unwrap()
+        };
+        // eth1's IPv6 prefix goes into no IPv4-only uplink's table: eth0 (and its share of
+        // a large main) is not read for eth1's run.
+        assert_eq!(along(ETH1, false), Vec::<u32>::new());
+        assert_eq!(along(ETH1, true), [ETH0]);
+        // docker0 is behind in IPv4 too: every IPv4 uplink copies it.
+        assert_eq!(along(DOCKER0, false), [ETH0, ETH1]);
+        // With the IPv6 default back, eth0 takes eth1's IPv6 prefix.
+        let main = docker_host();
+        let up = Uplinks::classify(&main, &[], &links);
+        assert_eq!(
+            dependents(&up, &main, &links, ETH1, false, |_| Ok::<_, ()>(false)).unwrap(),
+            [ETH0]
+        );
+    }
+
+    #[test]
     fn uplinks_are_interfaces_with_a_gateway_or_half_the_space_per_family() {
         let mut main = docker_host();
         // A VPN client's split default through a tun without gateway.
