@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::rtnl::{attr, begin, finish, u32_at};
+use super::wire::{AF_INET, AF_INET6, AF_UNSPEC};
 use crate::model::{Family, Rule, RuleExtra, RuleVerdict};
 
 pub const RTM_NEWRULE: u16 = 32;
@@ -18,9 +19,6 @@ pub const RTM_GETRULE: u16 = 34;
 /// `struct fib_rule_hdr`: family, dst_len, src_len, tos, table, two reserved bytes, action,
 /// flags.
 const HEADER_LEN: usize = 12;
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
 const FIB_RULE_INVERT: u32 = 0x2;
 
 const FR_ACT_TO_TBL: u8 = 1;
