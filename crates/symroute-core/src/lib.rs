@@ -17,6 +17,7 @@
 //! and [`shell`] (what the binaries share: log level, configuration, exit status).
 
 pub mod admin;
+pub mod civil;
 pub mod config;
 mod error;
 mod events;

@@ -138,37 +138,7 @@ impl Status {
     }
 }
 
-/// A unix time as `2026-12-07 14:20:05 UTC` (the state file's times; status has no time zone
-/// data to read).
+/// A unix time as `2026-12-07 14:20:05 UTC` (the state file's times).
 pub fn when(unix: f64) -> String {
-    let secs = unix.max(0.0) as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unix_times_read_as_utc() {
-        assert_eq!(when(0.0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(when(1_700_000_000.4), "2023-11-14 22:13:20 UTC");
-        assert_eq!(when(951_782_400.0), "2000-02-29 00:00:00 UTC");
-    }
+    crate::civil::date_time(unix)
 }
