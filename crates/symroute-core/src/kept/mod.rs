@@ -255,6 +255,20 @@ impl Kept {
                 }
                 self.touch(route);
                 if *added {
+                    if flags & NLM_F_REPLACE != 0
+                        && self
+                            .main
+                            .get(&route.key())
+                            .is_some_and(|first| self.maybe_dropped(first))
+                    {
+                        // The kernel replaced the first route under the key it still held,
+                        // and IPv4 may have dropped the model's first without a word (its
+                        // link went down, its source went) before this change: the other
+                        // one, which the model would keep, may be what went. Only a full
+                        // run can tell.
+                        self.valid = false;
+                        return false;
+                    }
                     let old = if flags & NLM_F_REPLACE != 0
                         || (route.family() == Family::V6 && self.v6_siblings(route))
                     {
@@ -354,6 +368,35 @@ impl Kept {
             }
             Change::RuleAdded(_) | Change::RuleRemoved(_) => false,
         }
+    }
+
+    /// Whether IPv4 may have dropped `route` without a notification since the routes it can
+    /// lose that way were last read ([`Kept::refresh`]): it goes through a link that changed
+    /// (set down), or its preferred source was removed, or it goes through an interface whose
+    /// IPv4 addresses may all be gone.
+    fn maybe_dropped(&self, route: &Route) -> bool {
+        if route.family() != Family::V4 {
+            return false;
+        }
+        let gone = |index: u32| self.v4_gone.iter().filter(move |(i, _)| *i == index);
+        let source_gone = route.pref_src().is_some_and(|src| {
+            self.v4_gone
+                .iter()
+                .any(|(i, addr)| *addr == Some(src) || (addr.is_none() && route.uses_link(*i)))
+        });
+        source_gone
+            || route.nexthops.iter().any(|nh| {
+                self.refresh.contains(&nh.ifindex)
+                    || (gone(nh.ifindex).next().is_some()
+                        && self
+                            .addresses
+                            .iter()
+                            .filter(|a| a.ifindex == nh.ifindex && a.addr.is_ipv4())
+                            .all(|a| {
+                                gone(nh.ifindex)
+                                    .any(|(_, addr)| addr.is_none() || *addr == Some(a.addr))
+                            }))
+            })
     }
 
     /// Whether main holds an IPv6 route under `route`'s key that shares a next hop with it or

@@ -453,3 +453,44 @@ fn a_copy_the_model_lost_from_a_macvlan_table_goes_with_its_parents_route() {
     write(&mut kept, &mut kernel);
     assert_eq!(kernel.sorted(), wanted(&main));
 }
+
+#[test]
+fn a_replace_after_a_link_change_that_may_have_dropped_the_first_route_of_its_key_is_a_full_run() {
+    // `ip route replace X dev lan0`, `ip route append X via eth0`, then within one burst
+    // lan0 set down (IPv4 drops X dev lan0 without a word) and `ip route replace X nexthop
+    // via eth0 nexthop via eth1`: the kernel replaced X via eth0, the model's first is
+    // X dev lan0, and X via eth0 would have stayed in the model (and its copy in eth0's
+    // table) for good.
+    let settings = settings();
+    let mut main = base_main();
+    main.push(dest(0, vec![hop(LAN0, None)]));
+    main.push(dest(0, vec![hop(ETH0, Some("10.1.0.1"))]));
+    let both = dest(
+        0,
+        vec![hop(ETH0, Some("10.1.0.1")), hop(ETH1, Some("10.2.0.1"))],
+    );
+    let replace = Change::Route {
+        route: both,
+        added: true,
+    };
+    let mut kept = loaded(&main);
+    assert!(kept.note(&settings, NLM_F_REPLACE, &replace));
+    assert!(kept.is_valid(), "without a link change the model knows");
+    let mut kept = loaded(&main);
+    assert!(!kept.note(&settings, 0, &Change::Link(LAN0)));
+    assert!(!kept.note(&settings, NLM_F_REPLACE, &replace));
+    assert!(!kept.is_valid());
+    // So with the first one's preferred source removed (IPv4 drops its routes too).
+    let src = fixtures::ip("10.2.0.50");
+    let mut main = base_main();
+    main.push(dest(0, vec![hop(ETH1, Some("10.2.0.1"))]).with_pref_src(src));
+    main.push(dest(0, vec![hop(ETH0, Some("10.1.0.1"))]));
+    let mut kept = loaded(&main);
+    let gone = Change::AddressGone {
+        index: ETH1,
+        addr: Some(src),
+    };
+    kept.note(&settings, 0, &gone);
+    assert!(!kept.note(&settings, NLM_F_REPLACE, &replace));
+    assert!(!kept.is_valid());
+}
