@@ -383,10 +383,12 @@ impl TableIndex {
         self.free(slot)
     }
 
-    /// Takes out what a deletion notification names: the route with its key and next hops,
-    /// or (a deleted next hop of an IPv6 multipath route, which the kernel reports alone)
-    /// those next hops of the route with its key; a deletion without next hops takes the
-    /// first route with its key.
+    /// Takes out what a deletion notification names: the route with its key, next hops and
+    /// the rest of its value (IPv4 keeps routes under one key that differ only in their
+    /// preferred source, say), or (a deleted next hop of an IPv6 multipath route, which the
+    /// kernel reports alone) those next hops of the route with its key; a deletion without
+    /// next hops takes the first route with its key. A deletion of a route that is not held
+    /// (read again after it went) takes nothing.
     pub fn remove(&mut self, route: &Route) -> Removed {
         let key = route.key();
         let prefix = Prefix::of(route);
@@ -402,17 +404,35 @@ impl TableIndex {
             v
         };
         let wanted = hops(route);
-        if let Some(i) = same_key
-            .iter()
-            .copied()
-            .find(|i| wanted.is_empty() || hops(&self.route(*i)) == wanted)
-        {
+        let same_value = |held: &Route| {
+            (
+                held.protocol,
+                held.scope,
+                held.kind,
+                held.pref,
+                &held.extras,
+            ) == (
+                route.protocol,
+                route.scope,
+                route.kind,
+                route.pref,
+                &route.extras,
+            )
+        };
+        if let Some(i) = same_key.iter().copied().find(|i| {
+            let held = self.route(*i);
+            wanted.is_empty() || (hops(&held) == wanted && same_value(&held))
+        }) {
             return Removed::Gone(self.unlink(&prefix, i));
         }
-        // Some next hops of a multipath route (only whole slots hold several).
+        // Some next hops of an IPv6 multipath route (IPv4 deletes routes whole; only whole
+        // slots hold several).
         if let Some(i) = same_key.iter().copied().find(|i| {
             let held = hops(&self.route(*i));
-            i & WHOLE != 0 && wanted.iter().all(|nh| held.contains(nh))
+            i & WHOLE != 0
+                && route.family() == Family::V6
+                && held.len() > wanted.len()
+                && wanted.iter().all(|nh| held.contains(nh))
         }) {
             let slot = &mut self.whole[(i & !WHOLE) as usize];
             let before = slot.clone();
@@ -532,6 +552,28 @@ mod tests {
             left.map(|r| r.nexthops.to_vec()),
             Some(vec![NextHop::via("fe80::1".parse().unwrap(), 2)])
         );
+    }
+
+    #[test]
+    fn a_deletion_takes_the_route_it_names_not_one_that_shares_its_next_hops() {
+        // IPv4 keeps both under one key (`ip route replace` of the first, then `ip route
+        // append` of the other); a deletion read after the first went (the model read the
+        // table again in between) takes nothing.
+        let with_src =
+            via("198.51.100.0", 3, "10.2.0.1").with_pref_src("10.2.0.50".parse().unwrap());
+        let plain = via("198.51.100.0", 3, "10.2.0.1");
+        let mut t = TableIndex::default();
+        t.insert(with_src.clone(), Place::Last);
+        t.insert(plain.clone(), Place::Last);
+        assert_eq!(t.remove(&plain), Removed::Gone(plain.clone()));
+        assert_eq!(
+            t.prefix(&Prefix::of(&with_src)).collect::<Vec<_>>(),
+            std::slice::from_ref(&with_src)
+        );
+        assert_eq!(t.remove(&with_src), Removed::Gone(with_src.clone()));
+        t.insert(plain.clone(), Place::Last);
+        assert_eq!(t.remove(&with_src), Removed::Nothing);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
