@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use symroute_core::kept::Kept;
 use symroute_core::lock::{RunLock, LOCK_WAIT};
+use symroute_core::model::Uplinks;
 use symroute_core::{
     links, reconcile, reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target,
 };
@@ -117,6 +118,12 @@ struct Daemon {
     /// Events were lost while the model was read after a full run: the loop runs again
     /// without waiting for an event (the burst that overran may be over).
     rerun: bool,
+    /// The first full run's model is read after READY=1, not before: the host is in sync
+    /// once that run is done, and what waits for the unit need not wait for a second read
+    /// of a large main as well. Until then, events go to per-interface runs.
+    model_after_ready: bool,
+    /// The uplinks of the full run whose model is still to be read.
+    model_due: Option<Uplinks>,
 }
 
 /// Runs until SIGTERM or SIGINT; the installed state stays in place.
@@ -154,6 +161,8 @@ pub async fn run(settings: Settings, options: &Options, reload: Reload) -> Resul
         verifying: false,
         again: false,
         rerun: false,
+        model_after_ready: true,
+        model_due: None,
     };
     daemon.follow_health_settings();
     daemon.dirty.resync = true;
@@ -417,13 +426,17 @@ impl Daemon {
     /// waits for the lock: when another run has it, everything stays dirty and is tried
     /// again on the lock's timer.
     async fn process(&mut self) {
-        if self.dirty.is_empty() && !self.kept.has_work() {
+        if self.dirty.is_empty() && !self.kept.has_work() && self.model_due.is_none() {
             return;
         }
         let Some(lock) = self.lock.try_take(Instant::now()) else {
             return;
         };
         self.held = Some(lock);
+        if let Some(uplinks) = self.model_due.take() {
+            self.reload_model(&uplinks).await;
+            self.again |= self.kept.uplinks_changed();
+        }
         self.process_locked().await;
         if !self.kept.is_valid() && !self.dirty.resync && self.retries.next_wakeup().is_none() {
             // The model was dropped after a failed run that has succeeded since: a full run
@@ -593,9 +606,16 @@ impl Daemon {
                 let uplinks = report.uplinks.clone();
                 drop(report);
                 release_memory();
-                self.reload_model(&uplinks).await;
-                // Main changed between the run's read and the model's: once more.
-                self.again |= self.kept.uplinks_changed();
+                if std::mem::take(&mut self.model_after_ready) {
+                    // Read by the loop's next turn, once READY=1 is sent.
+                    self.model_due = Some(uplinks);
+                    self.rerun = true;
+                } else {
+                    self.model_due = None;
+                    self.reload_model(&uplinks).await;
+                    // Main changed between the run's read and the model's: once more.
+                    self.again |= self.kept.uplinks_changed();
+                }
             }
             Err(e) => {
                 log::error!("{e}");
