@@ -438,7 +438,11 @@ impl Daemon {
             self.again |= self.kept.uplinks_changed();
         }
         self.process_locked().await;
-        if !self.kept.is_valid() && !self.dirty.resync && self.retries.next_wakeup().is_none() {
+        if !self.kept.is_valid()
+            && self.model_due.is_none()
+            && !self.dirty.resync
+            && self.retries.next_wakeup().is_none()
+        {
             // The model was dropped after a failed run that has succeeded since: a full run
             // reads it again, instead of leaving the event path off until the verification.
             self.again = true;
