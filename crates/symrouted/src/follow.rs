@@ -19,6 +19,11 @@ use crate::socket_watch::SocketWatch;
 /// between attempts.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// dbus-daemon creates its socket (`bind`) a moment before it accepts on it (`listen`): an
+/// attempt right when the socket appears can be refused. A few quick attempts follow before
+/// the timer's backoff, so that a bus that starts after the daemon is followed at once.
+const FRESH_RETRY: Duration = Duration::from_millis(50);
+const FRESH_ATTEMPTS: u32 = 10;
 /// D-Bus messages handled per drain: a flood on the bus must not keep kernel events waiting.
 /// What is left stays queued for the next turn of the loop.
 pub const MAX_PER_DRAIN: usize = 64;
@@ -59,6 +64,8 @@ pub struct Follower {
     state: State,
     /// Where the bus's socket is, if the address names a file.
     socket: Option<PathBuf>,
+    /// Quick attempts left since the bus's socket appeared (see [`FRESH_RETRY`]).
+    fresh: u32,
 }
 
 impl Follower {
@@ -78,6 +85,7 @@ impl Follower {
             Some(Follower {
                 state: State::Connected(Box::new(nm)),
                 socket,
+                fresh: 0,
             })
         };
         match source {
@@ -105,6 +113,7 @@ impl Follower {
                             Ok(Some(Follower {
                                 state: State::AwaitingSocket(Box::new(watch)),
                                 socket,
+                                fresh: 0,
                             }))
                         }
                         (Some(Err(watch_error)), Some(path)) => {
@@ -142,6 +151,7 @@ impl Follower {
                 delay,
             },
             socket,
+            fresh: 0,
         }
     }
 
@@ -223,6 +233,7 @@ impl Follower {
             }
             Wake::SocketCreated(Ok(())) => {
                 log::debug!("the system bus's socket appeared; connecting");
+                self.fresh = FRESH_ATTEMPTS;
                 self.attempt(FIRST_RETRY);
             }
             Wake::SocketCreated(Err(e)) => {
@@ -238,11 +249,23 @@ impl Follower {
                 } else {
                     log::info!("on the system bus; NetworkManager is not on it yet");
                 }
+                self.fresh = 0;
                 // Whatever NetworkManager changed while we were away.
                 for name in nm.interfaces() {
                     dirty.mark_name(name);
                 }
                 self.state = State::Connected(nm);
+            }
+            Wake::Attempted(Err(e)) if self.fresh > 0 => {
+                self.fresh -= 1;
+                log::debug!(
+                    "the system bus's socket does not accept yet ({e}); connecting again in \
+                     {FRESH_RETRY:?}"
+                );
+                self.state = State::Waiting {
+                    at: Instant::now() + FRESH_RETRY,
+                    delay: FIRST_RETRY,
+                };
             }
             Wake::Attempted(Err(e)) => {
                 let delay = match &self.state {
@@ -323,5 +346,43 @@ mod tests {
         assert!(matches!(follower.state, State::Waiting { delay, .. } if delay == FIRST_RETRY));
         assert!(!follower.following());
         assert!(dirty.is_empty());
+    }
+
+    /// Right after the socket appeared, a refused attempt is tried again soon, a few times,
+    /// before the timer's backoff.
+    #[tokio::test]
+    async fn a_socket_that_just_appeared_is_tried_again_soon() {
+        std::env::set_var(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/symroute-test/system_bus_socket",
+        );
+        let mut follower = Follower::waiting(Duration::ZERO, None);
+        let mut dirty = Dirty::default();
+        follower
+            .handle(Wake::SocketCreated(Ok(())), &mut dirty)
+            .await;
+        assert_eq!(follower.fresh, FRESH_ATTEMPTS);
+        for left in (0..FRESH_ATTEMPTS).rev() {
+            let wake = follower.next().await;
+            if matches!(wake, Wake::Retry) {
+                follower.handle(wake, &mut dirty).await;
+                continue;
+            }
+            assert!(matches!(wake, Wake::Attempted(Err(_))));
+            let before = Instant::now();
+            follower.handle(wake, &mut dirty).await;
+            assert_eq!(follower.fresh, left);
+            assert!(
+                matches!(follower.state, State::Waiting { at, .. } if at <= before + FRESH_RETRY * 2)
+            );
+            let wake = follower.next().await;
+            follower.handle(wake, &mut dirty).await;
+        }
+        // Then the timer's backoff, as for any bus that does not answer.
+        let wake = follower.next().await;
+        follower.handle(wake, &mut dirty).await;
+        assert!(
+            matches!(follower.state, State::Waiting { delay, .. } if delay == Duration::from_secs(2))
+        );
     }
 }
