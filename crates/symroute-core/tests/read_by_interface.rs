@@ -204,33 +204,39 @@ fn each_interfaces_run_plans_what_all_plans(settings: Settings) {
     let steered = all.steering.clone();
     assert_eq!(steered.is_some(), settings.health.is_some());
     for (dev, (table, state)) in INTERFACES.iter().zip(&built) {
-        // What a hook for it would do on the built host: nothing.
-        let dry = run(&lab.host, sync(dev), Mode::DryRun);
-        assert_eq!(
-            changes(&dry),
-            Vec::<String>::new(),
-            "{dev}'s run on the built host"
-        );
+        let dry = rebuilt_by_its_own_run(&lab.host, &run, dev, table, state);
         assert_eq!(dry.steering, steered, "{dev}'s run plans the steering");
-        // Its table emptied, its own run builds it again as the run over all built it.
-        for family in ["-4", "-6"] {
-            let _ = lab
-                .host
-                .try_ip(&format!("{family} route flush table {table}"));
-        }
-        run(&lab.host, sync(dev), Mode::Apply);
-        assert_eq!(
-            &table_state(&lab.host, table),
-            state,
-            "{dev}'s table rebuilt"
-        );
-        let again = run(&lab.host, Target::All, Mode::DryRun);
-        assert_eq!(
-            changes(&again),
-            Vec::<String>::new(),
-            "after {dev}'s own run"
-        );
     }
+}
+
+/// On the built host, `dev`'s own run changes nothing; with its table emptied, it builds it
+/// again as the run over all of main built it (`state`), after which a run over all of main
+/// changes nothing. Returns the dry run's report.
+fn rebuilt_by_its_own_run(
+    host: &Netns,
+    run: &dyn Fn(&Netns, Target, Mode) -> Report,
+    dev: &str,
+    table: &str,
+    state: &[String],
+) -> Report {
+    let dry = run(host, sync(dev), Mode::DryRun);
+    assert_eq!(
+        changes(&dry),
+        Vec::<String>::new(),
+        "{dev}'s run on the built host"
+    );
+    for family in ["-4", "-6"] {
+        let _ = host.try_ip(&format!("{family} route flush table {table}"));
+    }
+    run(host, sync(dev), Mode::Apply);
+    assert_eq!(table_state(host, table), state, "{dev}'s table rebuilt");
+    let again = run(host, Target::All, Mode::DryRun);
+    assert_eq!(
+        changes(&again),
+        Vec::<String>::new(),
+        "after {dev}'s own run"
+    );
+    dry
 }
 
 /// Main's routes through `dev` in `table` (ours), both families.
@@ -304,29 +310,7 @@ fn with_ipv4_only_uplinks_each_run_plans_what_a_run_over_all_of_main_plans() {
             state.iter().any(|r| r.starts_with("default via")),
             "{dev}: {state:?}"
         );
-        let dry = run(&lab.host, sync(dev), Mode::DryRun);
-        assert_eq!(
-            changes(&dry),
-            Vec::<String>::new(),
-            "{dev}'s run on the built host"
-        );
-        for family in ["-4", "-6"] {
-            let _ = lab
-                .host
-                .try_ip(&format!("{family} route flush table {table}"));
-        }
-        run(&lab.host, sync(dev), Mode::Apply);
-        assert_eq!(
-            &table_state(&lab.host, &table),
-            &state,
-            "{dev}'s table rebuilt"
-        );
-        let again = run(&lab.host, Target::All, Mode::DryRun);
-        assert_eq!(
-            changes(&again),
-            Vec::<String>::new(),
-            "after {dev}'s own run"
-        );
+        rebuilt_by_its_own_run(&lab.host, &run, dev, &table, &state);
     }
     // Each uplink's IPv4 address answers through its own strict router.
     for addr in &Lab::host_addresses()[..2] {
