@@ -326,15 +326,20 @@ mod tests {
         assert_eq!(*seen.last().unwrap(), MAX_RETRY);
     }
 
-    /// Without a bus an attempt fails, is logged at debug level only, and the next one waits
-    /// longer; the daemon meanwhile follows the kernel (`following` is false).
-    #[tokio::test]
-    async fn a_failed_attempt_waits_longer_for_the_next() {
+    /// A follower about to attempt, at a bus address where no bus will ever be.
+    fn without_bus() -> Follower {
         std::env::set_var(
             "DBUS_SYSTEM_BUS_ADDRESS",
             "unix:path=/nonexistent/symroute-test/system_bus_socket",
         );
-        let mut follower = Follower::waiting(Duration::ZERO, None);
+        Follower::waiting(Duration::ZERO, None)
+    }
+
+    /// Without a bus an attempt fails, is logged at debug level only, and the next one waits
+    /// longer; the daemon meanwhile follows the kernel (`following` is false).
+    #[tokio::test]
+    async fn a_failed_attempt_waits_longer_for_the_next() {
+        let mut follower = without_bus();
         let mut dirty = Dirty::default();
         let wake = follower.next().await;
         assert!(matches!(wake, Wake::Retry));
@@ -352,11 +357,7 @@ mod tests {
     /// before the timer's backoff.
     #[tokio::test]
     async fn a_socket_that_just_appeared_is_tried_again_soon() {
-        std::env::set_var(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            "unix:path=/nonexistent/symroute-test/system_bus_socket",
-        );
-        let mut follower = Follower::waiting(Duration::ZERO, None);
+        let mut follower = without_bus();
         let mut dirty = Dirty::default();
         follower
             .handle(Wake::SocketCreated(Ok(())), &mut dirty)

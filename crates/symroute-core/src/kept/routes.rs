@@ -116,15 +116,6 @@ fn hole() -> Route {
 }
 
 impl TableIndex {
-    pub fn with_capacity(n: usize) -> TableIndex {
-        TableIndex {
-            packed: Vec::with_capacity(n),
-            next_packed: Vec::with_capacity(n),
-            heads: HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default()),
-            ..TableIndex::default()
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }
@@ -316,18 +307,22 @@ impl TableIndex {
         true
     }
 
-    /// Puts `slot`'s successor and predecessor (or the chain's head) around `with` instead.
-    fn relink(&mut self, prefix: &Prefix, slot: u32, with: u32) {
+    /// Makes what points at `slot` in `prefix`'s chain (its head or its predecessor) point
+    /// at `to` instead (`NONE`: the chain ends there).
+    fn repoint(&mut self, prefix: &Prefix, slot: u32, to: u32) {
         let h = hash(prefix);
-        self.set_next(with, self.next(slot));
         if self.heads.get(&h) == Some(&slot) {
-            self.heads.insert(h, with);
+            if to == NONE {
+                self.heads.remove(&h);
+            } else {
+                self.heads.insert(h, to);
+            }
         } else if let Some(prev) = self
             .chain(prefix)
             .into_iter()
             .find(|i| self.next(*i) == slot)
         {
-            self.set_next(prev, with);
+            self.set_next(prev, to);
         }
     }
 
@@ -356,7 +351,8 @@ impl TableIndex {
             // Else into a slot of the other slab, where the old one was in the chain.
             _ => {
                 let new = self.slot_for(route);
-                self.relink(&prefix, i, new);
+                self.set_next(new, self.next(i));
+                self.repoint(&prefix, i, new);
                 return Some(self.free(i));
             }
         };
@@ -365,21 +361,7 @@ impl TableIndex {
     }
 
     fn unlink(&mut self, prefix: &Prefix, slot: u32) -> Route {
-        let h = hash(prefix);
-        let next = self.next(slot);
-        if self.heads.get(&h) == Some(&slot) {
-            if next == NONE {
-                self.heads.remove(&h);
-            } else {
-                self.heads.insert(h, next);
-            }
-        } else if let Some(prev) = self
-            .chain(prefix)
-            .into_iter()
-            .find(|i| self.next(*i) == slot)
-        {
-            self.set_next(prev, next);
-        }
+        self.repoint(prefix, slot, self.next(slot));
         self.free(slot)
     }
 
