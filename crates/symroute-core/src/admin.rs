@@ -15,7 +15,7 @@ use crate::run::{self, NftPlan, NftRead, Read, RunPlan};
 use crate::views::doctor::{self, Diagnosis};
 use crate::views::explain::{self, Explanation};
 use crate::views::replies;
-use crate::views::status::{self, Status};
+use crate::views::status::{self, Listing, Status};
 use crate::{Error, Mode, Settings, Target};
 
 /// Everything: every link, address, rule and table, with main's uplinks (classified once,
@@ -60,7 +60,8 @@ pub async fn status(
     if let NftPlan::Unknown(why) = &plan.nft {
         log::warn!("{why}");
     }
-    let mut report = status::status(snapshot, &settings, &plan, read.health.as_ref());
+    let listing = only.map_or(Listing::Every, |l| Listing::Interface(l.index));
+    let mut report = status::status(snapshot, &settings, &plan, read.health.as_ref(), listing);
     if let Some(link) = only {
         // What `symroute sync NAME` plans along with it: every other interface when our
         // rules move, as its run moves them all.
@@ -99,7 +100,14 @@ pub async fn doctor(nl: &Netlink, settings: &Settings) -> Result<Diagnosis, Erro
     let (read, settings, plan) = sync_plan(nl, settings).await?;
     let snapshot = &read.snapshot;
     let settings = &settings;
-    let report = status::status(snapshot, settings, &plan, read.health.as_ref());
+    // Its findings name interfaces and operations, never the routes of their tables.
+    let report = status::status(
+        snapshot,
+        settings,
+        &plan,
+        read.health.as_ref(),
+        Listing::NoRoutes,
+    );
     let mut facts = HostFacts::read(Path::new("/"), &snapshot.links);
     // As the read found it (it needs CAP_NET_ADMIN; unknown otherwise). Not asked when
     // nf_tables is not even loaded and nothing needs it (asking would load it).

@@ -170,5 +170,6 @@ pub fn status_of(snapshot: &Snapshot, settings: &Settings) -> crate::views::stat
     let read = Read::of(snapshot.clone(), settings);
     let mut plan = plan_run(&read, settings, &Target::All, &Default::default());
     plan.diff(&read.snapshot, settings);
-    crate::views::status::status(&read.snapshot, settings, &plan, None)
+    use crate::views::status::{status, Listing};
+    status(&read.snapshot, settings, &plan, None, Listing::Every)
 }

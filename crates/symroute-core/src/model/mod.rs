@@ -100,9 +100,10 @@ pub mod route_type {
     pub const UNREACHABLE: u8 = 7;
     pub const THROW: u8 = 9;
 
-    /// The name `ip route` prints for a route type.
-    pub fn name(kind: u8) -> String {
-        match kind {
+    /// The name `ip route` prints for a route type (status prints it for each of
+    /// 100 000 routes: the known ones are not allocated).
+    pub fn name(kind: u8) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match kind {
             0 => "unspec",
             UNICAST => "unicast",
             LOCAL => "local",
@@ -114,9 +115,8 @@ pub mod route_type {
             8 => "prohibit",
             THROW => "throw",
             10 => "nat",
-            _ => return kind.to_string(),
-        }
-        .into()
+            _ => return std::borrow::Cow::Owned(kind.to_string()),
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! Keys and value forms are `ip -j`'s (documented in `docs/cli.md`); a change of either
 //! raises [`SCHEMA_VERSION`](super::status::SCHEMA_VERSION).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -83,7 +84,7 @@ pub struct RouteView {
     /// `unreachable`, `blackhole`, `prohibit`, `local`, ... or the type number; left out for
     /// unicast, as `ip -j` does.
     #[serde(rename = "type", skip_serializing_if = "is_unicast")]
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// `default` or `ADDRESS/LENGTH`.
     pub dst: String,
     /// A single-path route's gateway and device; a multipath route has `nexthops` instead.
@@ -214,14 +215,19 @@ impl RouteView {
     pub fn new(route: &Route, links: &[Link]) -> RouteView {
         let multipath = route.nexthops.len() > 1;
         let single = route.nexthops.first().filter(|_| !multipath);
+        let kind = route_type::name(route.kind);
+        let text = route_text(route, links);
+        // The text starts with the destination as `ip` writes it (`default` or
+        // `ADDRESS/LENGTH`), after the type unless unicast: formatted once, not twice.
+        let body = match route.kind {
+            route_type::UNICAST => text.as_str(),
+            _ => text.get(kind.len() + 1..).unwrap_or_default(),
+        };
+        let dst = body.split(' ').next().unwrap_or_default().to_string();
         RouteView {
             family: family_name(route.family()),
-            kind: route_type::name(route.kind),
-            dst: if route.dst_len == 0 {
-                "default".into()
-            } else {
-                format!("{}/{}", route.dst, route.dst_len)
-            },
+            kind,
+            dst,
             gateway: single.and_then(|nh| nh.gateway),
             dev: single.map(|nh| link_name(links, nh.ifindex)),
             table_protocol: TableAndProtocol::new(route.table, route.protocol),
@@ -251,7 +257,7 @@ impl RouteView {
                 })
                 .collect(),
             metrics: metrics_view(route),
-            text: route_text(route, links),
+            text,
         }
     }
 }
@@ -271,6 +277,31 @@ mod tests {
     use super::*;
     use crate::fixtures::{host, synced};
     use crate::settings::Settings;
+
+    #[test]
+    fn destination_and_type_are_those_of_the_text() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let mut route = snap.table(1003).first().cloned().expect("a route");
+        for (kind, dst_len, name, dst) in [
+            (route_type::UNICAST, 0, "unicast", "default"),
+            (route_type::UNREACHABLE, 0, "unreachable", "default"),
+            (route_type::THROW, 24, "throw", "10.2.0.0/24"),
+            (42, 24, "42", "10.2.0.0/24"),
+        ] {
+            route.kind = kind;
+            route.dst = "10.2.0.0".parse().unwrap();
+            route.dst_len = dst_len;
+            let view = RouteView::new(&route, &snap.links);
+            assert_eq!(
+                (view.kind.as_ref(), view.dst.as_str()),
+                (name, dst),
+                "{}",
+                view.text
+            );
+            assert!(view.text.contains(dst), "{}", view.text);
+        }
+    }
 
     #[test]
     fn multipath_route_has_nexthops_instead_of_gateway_and_dev() {

@@ -326,7 +326,7 @@ fn explain_one(
             out.table = Some(table_name(*table));
             out.table_of = table_of(*table);
             out.route = matched.as_ref().map(|r| RouteView::new(r, links));
-            out.kind = Some(route_type::name(*kind));
+            out.kind = Some(route_type::name(*kind).into_owned());
             out.dev = oif.map(|i| link_name(links, i));
             out.gateway = *gateway;
             out.prefsrc = *prefsrc;

@@ -137,7 +137,7 @@ pub struct InterfaceStatus {
     pub addresses: Vec<AddressStatus>,
     /// Rules of ours that point at `table`.
     pub rules: Vec<RuleView>,
-    /// Routes of ours in `table`.
+    /// Routes of ours in `table` (none when not listed: [`Listing`]).
     pub routes: Vec<RouteView>,
     /// What a sync would do, in order, in log-line syntax (`+rule from ...`).
     pub pending: Vec<String>,
@@ -186,11 +186,35 @@ fn op_lines<'a>(ops: impl IntoIterator<Item = &'a Op>, links: &[Link]) -> Vec<St
         .collect()
 }
 
+/// Whose tables' routes [`status`] lists: an uplink's table can hold 100 000 routes, a
+/// view each, which `status INTERFACE` would throw away for the others and `doctor` never
+/// shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every interface's.
+    Every,
+    /// The interface with this index alone.
+    Interface(u32),
+    /// None: the states, operations and findings are all that is shown.
+    NoRoutes,
+}
+
+impl Listing {
+    fn lists(self, ifindex: u32) -> bool {
+        match self {
+            Listing::Every => true,
+            Listing::Interface(i) => i == ifindex,
+            Listing::NoRoutes => false,
+        }
+    }
+}
+
 fn interface_status(
     plan: &RunPlan,
     snapshot: &Snapshot,
     settings: &Settings,
     link: &Link,
+    listing: Listing,
 ) -> InterfaceStatus {
     let table = settings.table_for(link.index);
     let managed = !link.loopback && settings.manages(&link.name);
@@ -198,7 +222,11 @@ fn interface_status(
         .rules_into(settings.protocol, table)
         .filter(|r| !r.is_steering(settings.protocol))
         .collect();
-    let routes: Vec<&Route> = snapshot.routes_in(settings.protocol, table).collect();
+    let routes: Vec<&Route> = if listing.lists(link.index) {
+        snapshot.routes_in(settings.protocol, table).collect()
+    } else {
+        Vec::new()
+    };
     let mut foreign: Vec<String> = snapshot
         .table(table)
         .iter()
@@ -282,18 +310,20 @@ fn interface_status(
 /// The status of every interface of a full snapshot, of the exemption rules, of state
 /// left by vanished interfaces, of `[health]`'s steering and of `table inet symroute`: each
 /// as `plan` (the full sync of the same snapshot, [`crate::run::plan_run`], diffed) would
-/// change it. `health`: symrouted's verdicts, as the plan read them.
+/// change it. `health`: symrouted's verdicts, as the plan read them; `listing`: whose
+/// tables' routes are listed (every interface's state is there whatever it says).
 pub fn status(
     snapshot: &Snapshot,
     settings: &Settings,
     plan: &RunPlan,
     health: Option<&HealthState>,
+    listing: Listing,
 ) -> Status {
     let mut links: Vec<&Link> = snapshot.links.iter().collect();
     links.sort_by_key(|l| l.index);
     let interfaces: Vec<InterfaceStatus> = links
         .into_iter()
-        .map(|l| interface_status(plan, snapshot, settings, l))
+        .map(|l| interface_status(plan, snapshot, settings, l, listing))
         .collect();
 
     let exempt = ExemptStatus {
@@ -717,6 +747,33 @@ mod tests {
         assert_eq!(eth1["addresses"][0]["covered"], true);
         assert!(eth1.get("error").is_none());
         assert_eq!(json["stale"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_listing_leaves_out_other_tables_routes_and_nothing_else() {
+        let settings = Settings::default();
+        let snap = synced(host(), &settings);
+        let read = crate::run::Read::of(snap.clone(), &settings);
+        let mut plan =
+            crate::run::plan_run(&read, &settings, &crate::Target::All, &Default::default());
+        plan.diff(&snap, &settings);
+        let every = status(&snap, &settings, &plan, None, Listing::Every);
+        assert!(!of(&every, "eth0").routes.is_empty() && !of(&every, "eth1").routes.is_empty());
+        let only = status(&snap, &settings, &plan, None, Listing::Interface(ETH1));
+        assert!(of(&only, "eth0").routes.is_empty());
+        assert_eq!(of(&only, "eth1").routes, of(&every, "eth1").routes);
+        let none = status(&snap, &settings, &plan, None, Listing::NoRoutes);
+        for st in [&only, &none] {
+            assert_eq!(st.in_sync, every.in_sync);
+            for (a, b) in st.interfaces.iter().zip(&every.interfaces) {
+                assert_eq!(
+                    (&a.ifname, a.state, &a.pending),
+                    (&b.ifname, b.state, &b.pending)
+                );
+                assert_eq!((&a.rules, &a.addresses), (&b.rules, &b.addresses));
+            }
+        }
+        assert!(none.interfaces.iter().all(|i| i.routes.is_empty()));
     }
 
     #[test]

@@ -32,13 +32,8 @@ impl Status {
                 i.table,
                 i.state.as_str()
             ));
-            let mut field = |label: &str, lines: Vec<String>| {
-                for (n, line) in lines.iter().enumerate() {
-                    let label = if n == 0 { label } else { "" };
-                    out.push_str(&format!("  {label:<10} {line}\n"));
-                }
-            };
             field(
+                &mut out,
                 "addresses",
                 i.addresses
                     .iter()
@@ -48,11 +43,13 @@ impl Status {
                     })
                     .collect(),
             );
-            field("rules", i.rules.iter().map(|r| r.text.clone()).collect());
-            field("routes", i.routes.iter().map(|r| r.text.clone()).collect());
-            field("pending", i.pending.clone());
-            field("foreign", i.foreign.clone());
+            lines(&mut out, "rules", i.rules.iter().map(|r| r.text.as_str()));
+            // Not copied line by line: an uplink's table can hold 100 000 routes.
+            lines(&mut out, "routes", i.routes.iter().map(|r| r.text.as_str()));
+            lines(&mut out, "pending", i.pending.iter().map(String::as_str));
+            lines(&mut out, "foreign", i.foreign.iter().map(String::as_str));
             field(
+                &mut out,
                 "shadowed",
                 i.shadowed_by
                     .iter()
@@ -66,7 +63,7 @@ impl Status {
                     .collect(),
             );
             if let Some(e) = &i.error {
-                field("error", vec![e.clone()]);
+                lines(&mut out, "error", std::iter::once(e.as_str()));
             }
             if let Some(h) = &i.health {
                 let family = |name: &str, f: &Option<super::FamilyHealth>| {
@@ -90,6 +87,7 @@ impl Status {
                     })
                 };
                 field(
+                    &mut out,
                     "health",
                     family("IPv4", &h.ipv4)
                         .into_iter()
@@ -240,5 +238,21 @@ impl Status {
                 elsewhere.join(", ")
             )
         }
+    }
+}
+
+/// [`lines`] of owned lines.
+fn field(out: &mut String, label: &str, owned: Vec<String>) {
+    lines(out, label, owned.iter().map(String::as_str));
+}
+
+/// `  LABEL      line`, then `             line` for the others: one block of `status`.
+fn lines<'a>(out: &mut String, label: &str, lines: impl Iterator<Item = &'a str>) {
+    let first = format!("  {label:<10} ");
+    let rest = " ".repeat(first.len());
+    for (n, line) in lines.enumerate() {
+        out.push_str(if n == 0 { &first } else { &rest });
+        out.push_str(line);
+        out.push('\n');
     }
 }
