@@ -6,6 +6,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+mod addr_text;
 mod errno;
 mod hops;
 pub mod host;
@@ -16,6 +17,7 @@ pub(crate) mod rules;
 mod snapshot;
 pub(crate) mod uplinks;
 
+use addr_text::AddrText;
 pub use errno::errno_text;
 pub use hops::{Extras, NextHops};
 pub use lookup::{Answer, Probe, Query};
@@ -547,7 +549,7 @@ impl fmt::Display for Named<'_, Route> {
         if this.dst_len == 0 {
             write!(f, "default")?;
         } else {
-            write!(f, "{}/{}", this.dst, this.dst_len)?;
+            write!(f, "{}/{}", AddrText(this.dst), this.dst_len)?;
         }
         if this.tos != 0 {
             write!(f, " tos {:#x}", this.tos)?;
@@ -624,7 +626,7 @@ impl fmt::Display for Named<'_, Route> {
 
 fn write_nexthop(f: &mut fmt::Formatter<'_>, nh: &NextHop, links: &[Link]) -> fmt::Result {
     if let Some(gw) = nh.gateway {
-        write!(f, " via {gw}")?;
+        write!(f, " via {}", AddrText(gw))?;
     }
     match links.iter().find(|l| l.index == nh.ifindex) {
         Some(link) => write!(f, " dev {}", link.name)?,

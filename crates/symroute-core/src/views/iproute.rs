@@ -30,7 +30,7 @@ pub struct TableAndProtocol {
 }
 
 impl TableAndProtocol {
-    fn new(table: u32, protocol: u8) -> TableAndProtocol {
+    pub fn new(table: u32, protocol: u8) -> TableAndProtocol {
         TableAndProtocol {
             table: table_name(table),
             table_id: table,
@@ -43,6 +43,23 @@ impl TableAndProtocol {
     pub fn name(&mut self, names: &Names) {
         self.table = names.table(self.table_id);
         self.protocol = names.protocol(self.protocol_id);
+    }
+
+    /// [`name`](Self::name) for many (the 100 000 routes of one table): each table and
+    /// protocol is looked up once, not once a route.
+    pub fn name_all<'a>(all: impl Iterator<Item = &'a mut TableAndProtocol>, names: &Names) {
+        let mut last: Option<TableAndProtocol> = None;
+        for tp in all {
+            match &last {
+                Some(l) if (l.table_id, l.protocol_id) == (tp.table_id, tp.protocol_id) => {
+                    tp.clone_from(l);
+                }
+                _ => {
+                    tp.name(names);
+                    last = Some(tp.clone());
+                }
+            }
+        }
     }
 }
 
@@ -213,6 +230,24 @@ pub fn rule_text(rule: &Rule) -> String {
 
 impl RouteView {
     pub fn new(route: &Route, links: &[Link]) -> RouteView {
+        RouteView::with_table(
+            route,
+            links,
+            TableAndProtocol::new(route.table, route.protocol),
+        )
+    }
+
+    /// [`RouteView::new`] of a route whose table and protocol are `table_protocol`'s (a
+    /// copy for each route of a table: not formatted again for each).
+    pub fn with_table(
+        route: &Route,
+        links: &[Link],
+        table_protocol: TableAndProtocol,
+    ) -> RouteView {
+        debug_assert_eq!(
+            (table_protocol.table_id, table_protocol.protocol_id),
+            (route.table, route.protocol)
+        );
         let multipath = route.nexthops.len() > 1;
         let single = route.nexthops.first().filter(|_| !multipath);
         let kind = route_type::name(route.kind);
@@ -230,7 +265,7 @@ impl RouteView {
             dst,
             gateway: single.and_then(|nh| nh.gateway),
             dev: single.map(|nh| link_name(links, nh.ifindex)),
-            table_protocol: TableAndProtocol::new(route.table, route.protocol),
+            table_protocol,
             scope: match route.scope {
                 scope::LINK => Some("link"),
                 scope::HOST => Some("host"),

@@ -25,7 +25,7 @@ mod health;
 mod render;
 mod shadow;
 
-pub use crate::views::iproute::{RouteView, RuleView};
+pub use crate::views::iproute::{RouteView, RuleView, TableAndProtocol};
 pub use health::{FamilyHealth, HealthView, SteeringStatus};
 pub use shadow::{shadows_of, Shadow, ShadowExtent};
 
@@ -295,10 +295,13 @@ fn interface_status(
         state,
         addresses,
         rules: rules.iter().map(|r| RuleView::new(r)).collect(),
-        routes: routes
-            .iter()
-            .map(|r| RouteView::new(r, &snapshot.links))
-            .collect(),
+        routes: {
+            let shared = TableAndProtocol::new(table, settings.protocol);
+            routes
+                .iter()
+                .map(|r| RouteView::with_table(r, &snapshot.links, shared.clone()))
+                .collect()
+        },
         pending,
         foreign,
         shadowed_by,
@@ -400,7 +403,8 @@ impl Status {
         let stale = self.stale.iter_mut().map(|s| (&mut s.rules, &mut s.routes));
         for (rules, routes) in interfaces.chain(stale) {
             rules.iter_mut().for_each(|r| r.table_protocol.name(names));
-            routes.iter_mut().for_each(|r| r.table_protocol.name(names));
+            let routes = routes.iter_mut().map(|r| &mut r.table_protocol);
+            TableAndProtocol::name_all(routes, names);
         }
         for r in &mut self.exempt.rules {
             r.table_protocol.name(names);
