@@ -564,7 +564,13 @@ impl fmt::Display for Named<'_, Route> {
                 }
             }
         }
-        write!(f, " table {}", this.table)?;
+        // As `ip route show table all` writes it: main's routes without their table.
+        match this.table {
+            MAIN_TABLE => {}
+            LOCAL_TABLE => write!(f, " table local")?,
+            253 => write!(f, " table default")?,
+            table => write!(f, " table {table}")?,
+        }
         if this.scope == scope::LINK {
             write!(f, " scope link")?;
         } else if this.scope == scope::HOST {

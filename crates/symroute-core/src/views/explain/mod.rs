@@ -739,7 +739,7 @@ mod tests {
                 "  packet   from 10.50.0.2 to 10.12.0.2 entering lan0, mark 0x3000000",
                 "  rule     from all lookup main priority 32766",
                 "  table    main",
-                "  route    default via 10.1.0.1 dev eth0 table 254 metric 102",
+                "  route    default via 10.1.0.1 dev eth0 metric 102",
                 "  egress   eth0 via 10.1.0.1",
                 "verdict  ASYMMETRIC: forwarded dev lan0, but the answer leaves via 10.1.0.1 \
                  dev eth0, not eth1 where this packet came in",
