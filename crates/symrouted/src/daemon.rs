@@ -528,6 +528,13 @@ impl Daemon {
             };
             match self.run(&target, &paused).await {
                 Ok(report) => {
+                    if reason == Reason::Healing {
+                        let table = self.settings.table_for(ifindex);
+                        if let Err(e) = self.kept.reread_table(&self.nl, table).await {
+                            log::warn!("{e}: the event path reads the host again");
+                            self.kept.invalidate();
+                        }
+                    }
                     self.metrics.interface(name, report.failures.is_empty());
                     self.complaints.report(Some(name), &[]);
                     self.retries.succeeded(Key::Link(ifindex));

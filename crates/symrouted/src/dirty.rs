@@ -154,7 +154,7 @@ pub fn note(
     change: &Change,
 ) {
     match change {
-        Change::Link(index) | Change::Address(index) | Change::AddressGone { index, .. } => {
+        Change::Link(index) | Change::Address { index, .. } | Change::AddressGone { index, .. } => {
             dirty.mark(*index, Reason::Changed)
         }
         // Its table and rules are garbage now; only a full run collects them.

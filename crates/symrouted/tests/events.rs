@@ -58,7 +58,7 @@ const METRICS: [&str; 2] = ["", "metric 50"];
 
 /// One random change to the host, as `ip` arguments (several for a burst); failures (a
 /// delete of what is not there) are part of the game.
-fn step(rng: &mut Rng, lan_table: &str, known_gaps: bool) -> Vec<String> {
+fn step(rng: &mut Rng, lan_table: &str, known_gap: bool) -> Vec<String> {
     let v4 = *rng.pick(&V4);
     let v6 = *rng.pick(&V6);
     let gw4 = *rng.pick(&GW4);
@@ -115,14 +115,15 @@ fn step(rng: &mut Rng, lan_table: &str, known_gaps: bool) -> Vec<String> {
             *rng.pick(&["add", "del"])
         )],
         // eth1 renumbered in one go (a DHCP client's new lease): for a moment it has no
-        // IPv4 address, and IPv4 drops its routes without a word (a known gap, below).
-        21 if known_gaps => vec![
+        // IPv4 address, and IPv4 drops its routes (and copies, and the next hops of
+        // multipath routes through it, which come back with the address) without a word.
+        21 => vec![
             "addr del 10.2.0.2/24 dev eth1".to_string(),
             "addr add 10.2.0.2/24 dev eth1".to_string(),
             "route replace default via 10.2.0.1 dev eth1 metric 101".to_string(),
         ],
-        // Someone deletes a route of ours.
-        17 if known_gaps => vec![format!("route flush table {lan_table} proto 83")],
+        // Someone deletes a route of ours (a known gap, below).
+        17 if known_gap => vec![format!("route flush table {lan_table} proto 83")],
         // A burst through eth1.
         _ => (0..rng.below(60) + 1)
             .map(|i| format!("route replace 172.31.{}.0/24 {gw4}", i))
@@ -222,7 +223,7 @@ fn sequences(
     steps: usize,
     seed: u64,
     burst: usize,
-    known_gaps: bool,
+    known_gap: bool,
 ) -> String {
     let Some(lab) = root_lab() else {
         return String::new();
@@ -243,7 +244,7 @@ fn sequences(
         let mut case_rng = Rng(case_seed | 1);
         let mut done = Vec::new();
         for _ in 0..steps {
-            done.extend(step(&mut case_rng, &lan_table, known_gaps));
+            done.extend(step(&mut case_rng, &lan_table, known_gap));
         }
         // One burst: the daemon sees the whole sequence at once, or in whatever pieces
         // it happens to drain.
@@ -263,12 +264,13 @@ fn sequences(
             let kernel = monitor.marker(host, 11);
             panic!(
                 "case {case} (seed {seed}, case seed {case_seed}): a full run would still write \
-                 {left:#?}\nafter:\n{}\n(ip: {errors})\nthe kernel said:\n{}\nrules and \
-                 addresses now:\n{}\n{}\ndaemon log:\n{}",
+                 {left:#?}\nafter:\n{}\n(ip: {errors})\nthe kernel said:\n{}\nrules, \
+                 addresses and main now:\n{}\n{}\n{}\ndaemon log:\n{}",
                 done.join("\n"),
                 kernel.join("\n"),
                 host.sh_ok(&["ip", "rule"]),
                 host.sh_ok(&["ip", "-br", "addr"]),
+                host.sh_ok(&["ip", "route"]),
                 daemon.log()
             );
         }
@@ -318,15 +320,13 @@ fn after_an_overrun_the_event_path_still_converges() {
     assert!(log.contains("overrun"), "no overrun was forced:\n{log}");
 }
 
-/// The sequences with two known gaps added: our own routes deleted by someone else in the
-/// middle of them (a `route flush table ... proto 83`), and eth1 renumbered within a burst
-/// (its only IPv4 address removed and added back: IPv4 flushes every route through it,
-/// copies included, without a notification). Either can leave a copy behind or missing until
-/// the periodic verification repairs it: the flush about once in 60 runs of 24 cases, the
-/// renumbering in about one case in 200 (each full run the renumbering causes is right; what
-/// the event path does with the burst around it is not always). Run it by name to see them.
+/// The sequences with a known gap added: our own routes deleted by someone else in the
+/// middle of them (a `route flush table ... proto 83`). A deletion notification read after
+/// a run that already put the route back takes it out of the model, which then misses a
+/// copy the kernel holds, until the periodic verification; about once in 60 runs of 24
+/// cases. Run it by name to see them.
 #[test]
-#[ignore = "known gaps: our routes deleted by someone else, or eth1 renumbered, mid-burst"]
+#[ignore = "known gap: our routes deleted by someone else mid-burst"]
 fn random_sequences_with_known_gaps() {
     sequences(&["--source", "netlink"], 24, 10, seed(), 0, true);
 }

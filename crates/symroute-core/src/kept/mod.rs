@@ -18,6 +18,7 @@
 //! See docs/design.md, "The daemon's event path".
 
 mod packed;
+mod renumber;
 mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -35,6 +36,7 @@ use crate::plan::diff::diff_owned;
 use crate::plan::placement;
 use crate::plan::Planner;
 use crate::settings::Settings;
+use renumber::{lost_all_v4, V4Event};
 pub use routes::{Place, Prefix, Removed, TableIndex};
 
 /// The writes one interface's table needs after a batch of main-table changes.
@@ -103,9 +105,9 @@ pub struct Kept {
     refresh: BTreeSet<u32>,
     /// Interfaces whose addresses changed.
     readdressed: BTreeSet<u32>,
-    /// IPv4 addresses removed since the last refresh, by interface, in order (`None`: one
-    /// the notification did not name).
-    v4_gone: Vec<(u32, Option<IpAddr>)>,
+    /// IPv4 addresses added and removed since the last refresh, by interface, in the
+    /// order the kernel sent them.
+    v4_events: Vec<(u32, V4Event)>,
     addresses_stale: bool,
     /// Interfaces whose addresses changed: planned whole (rules and table) from the model.
     whole: BTreeSet<u32>,
@@ -340,15 +342,20 @@ impl Kept {
                 self.refresh.insert(*index);
                 false
             }
-            Change::Address(index) | Change::AddressGone { index, .. } => {
-                if let Change::AddressGone { addr, .. } = change {
-                    // Whether the interface was left without an IPv4 address for a moment
-                    // is judged from these at the next refresh.
-                    match addr {
-                        Some(a) if a.is_ipv6() => {}
-                        Some(a) => self.v4_gone.push((*index, Some(*a))),
-                        None => self.v4_gone.push((*index, None)),
+            Change::Address { index, .. } | Change::AddressGone { index, .. } => {
+                // Whether the interface was left without an IPv4 address for a moment is
+                // judged from these at the next refresh ([`renumber`]).
+                match change {
+                    Change::Address {
+                        addr: Some(IpAddr::V4(a)),
+                        ..
+                    } => self
+                        .v4_events
+                        .push((*index, V4Event::Added(IpAddr::V4(*a)))),
+                    Change::AddressGone { addr, .. } if !addr.is_some_and(|a| a.is_ipv6()) => {
+                        self.v4_events.push((*index, V4Event::Removed(*addr)));
                     }
+                    _ => {}
                 }
                 // IPv4 drops the routes whose preferred source was a removed address
                 // without a notification.
@@ -380,24 +387,21 @@ impl Kept {
         if route.family() != Family::V4 {
             return false;
         }
-        let gone = |index: u32| self.v4_gone.iter().filter(move |(i, _)| *i == index);
         let source_gone = route.pref_src().is_some_and(|src| {
-            self.v4_gone
-                .iter()
-                .any(|(i, addr)| *addr == Some(src) || (addr.is_none() && route.uses_link(*i)))
+            self.v4_events.iter().any(|(i, event)| match event {
+                V4Event::Removed(addr) => {
+                    *addr == Some(src) || (addr.is_none() && route.uses_link(*i))
+                }
+                V4Event::Added(_) => false,
+            })
         });
         source_gone
             || route.nexthops.iter().any(|nh| {
                 self.refresh.contains(&nh.ifindex)
-                    || (gone(nh.ifindex).next().is_some()
-                        && self
-                            .addresses
-                            .iter()
-                            .filter(|a| a.ifindex == nh.ifindex && a.addr.is_ipv4())
-                            .all(|a| {
-                                gone(nh.ifindex)
-                                    .any(|(_, addr)| addr.is_none() || *addr == Some(a.addr))
-                            }))
+                    || lost_all_v4(
+                        &v4_of(&self.addresses, nh.ifindex),
+                        &events_of(&self.v4_events, nh.ifindex),
+                    )
             })
     }
 
@@ -454,32 +458,20 @@ impl Kept {
         // Judged by what is there now, not by what changed since the last read: an earlier
         // refresh may have read a state whose notification was still on its way.
         let mut reread = std::mem::take(&mut self.refresh);
-        let v4_of = |list: &[Address], index: u32| -> Vec<IpAddr> {
-            list.iter()
-                .filter(|a| a.ifindex == index && a.addr.is_ipv4())
-                .map(|a| a.addr)
-                .collect()
-        };
-        let gone = std::mem::take(&mut self.v4_gone);
+        let events = std::mem::take(&mut self.v4_events);
         for index in std::mem::take(&mut self.readdressed) {
-            // An interface that has no IPv4 address left, or had none for a moment in
-            // between (every one it had was removed, even if one came back: a DHCP
-            // renumbering), lost its IPv4 routes without a notification.
             let now = v4_of(&addresses, index);
-            let mut left = v4_of(&self.addresses, index);
-            let had = !left.is_empty();
-            for (_, addr) in gone.iter().filter(|(i, _)| *i == index) {
-                match addr {
-                    Some(a) => left.retain(|b| b != a),
-                    None => left.clear(),
-                }
-            }
             if now.is_empty() {
+                // No IPv4 address left: no IPv4 route through it either.
                 reread.insert(index);
-            } else if had && left.is_empty() {
-                // Renumbered: what IPv4 flushed in between (routes, copies, dead next hops
-                // of multipath routes that came back) is more than a re-read can tell
-                // apart from what came back the same. A full run reads it all.
+                continue;
+            }
+            if lost_all_v4(&v4_of(&self.addresses, index), &events_of(&events, index)) {
+                // Renumbered (a DHCP client's new lease): what IPv4 flushed in between
+                // (routes, copies, dead next hops of multipath routes that came back) is
+                // more than a re-read can tell apart from what came back the same, and
+                // notifications of routes added before the flush can still be on their way.
+                // A full run reads it all.
                 self.valid = false;
                 return Ok(());
             }
@@ -510,6 +502,22 @@ impl Kept {
         for ifindex in reread {
             self.reread(nl, settings, ifindex)?;
         }
+        Ok(())
+    }
+
+    /// Reads our `table` again, whole, after a run that repaired it: someone deleted routes
+    /// of ours there, and notifications of those deletions read after the run had put them
+    /// back would have taken them out of the model while the kernel holds them (a copy it
+    /// then never deletes, or one it never writes again).
+    pub async fn reread_table(&mut self, nl: &Netlink, table: u32) -> Result<(), ReadError> {
+        if !self.valid {
+            return Ok(());
+        }
+        let mut index = TableIndex::default();
+        for route in kernel::routes(nl, Some(table), None).await? {
+            index.insert(route, Place::Last);
+        }
+        self.ours.insert(table, index);
         Ok(())
     }
 
@@ -919,6 +927,23 @@ fn unknown_copies(
 
 fn n_gw(route: &Route) -> bool {
     route.nexthops.iter().any(|n| n.gateway.is_some())
+}
+
+/// The IPv4 addresses of interface `index` in `list`.
+fn v4_of(list: &[Address], index: u32) -> Vec<IpAddr> {
+    list.iter()
+        .filter(|a| a.ifindex == index && a.addr.is_ipv4())
+        .map(|a| a.addr)
+        .collect()
+}
+
+/// The IPv4 address notifications of interface `index`, in order.
+fn events_of(events: &[(u32, V4Event)], index: u32) -> Vec<V4Event> {
+    events
+        .iter()
+        .filter(|(i, _)| *i == index)
+        .map(|(_, e)| *e)
+        .collect()
 }
 
 #[cfg(test)]

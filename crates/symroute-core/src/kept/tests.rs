@@ -376,7 +376,14 @@ fn an_address_swap_is_planned_from_the_model_and_losing_a_family_is_left_to_a_ru
     kept.addresses
         .retain(|a| a.addr != fixtures::ip("10.2.0.2"));
     kept.addresses.push(addr(ETH1, "10.2.0.9", 24));
-    kept.note(&settings, 0, &Change::Address(ETH1));
+    kept.note(
+        &settings,
+        0,
+        &Change::Address {
+            index: ETH1,
+            addr: None,
+        },
+    );
     kept.refresh.clear();
     kept.addresses_stale = false;
     let planned = kept.plan(&settings, &BTreeSet::new());
@@ -391,7 +398,14 @@ fn an_address_swap_is_planned_from_the_model_and_losing_a_family_is_left_to_a_ru
     );
     // The last IPv4 address gone: a run, not the model.
     kept.addresses.retain(|a| a.ifindex != ETH1);
-    kept.note(&settings, 0, &Change::Address(ETH1));
+    kept.note(
+        &settings,
+        0,
+        &Change::Address {
+            index: ETH1,
+            addr: None,
+        },
+    );
     let planned = kept.plan(&settings, &BTreeSet::new());
     assert_eq!(planned.refused, [ETH1]);
 }

@@ -55,8 +55,12 @@ pub enum Change {
     Link(u32),
     /// A link is gone (`RTM_DELLINK`).
     LinkGone(u32),
-    /// An address of the link was added.
-    Address(u32),
+    /// An address of the link was added (or its flags or lifetimes changed): which (`None`
+    /// when the message did not say).
+    Address {
+        index: u32,
+        addr: Option<IpAddr>,
+    },
     /// An address of the link was removed: which (`None` when the message did not say).
     AddressGone {
         index: u32,
@@ -285,7 +289,10 @@ fn change(kind: u16, payload: &[u8]) -> Option<Change> {
         }
         wire::RTM_NEWLINK => index(16).map(Change::Link),
         RTM_DELLINK => index(16).map(Change::LinkGone),
-        wire::RTM_NEWADDR => index(8).map(Change::Address),
+        wire::RTM_NEWADDR => index(8).map(|index| Change::Address {
+            index,
+            addr: wire::address_of(payload).map(|a| a.addr),
+        }),
         RTM_DELADDR => index(8).map(|index| Change::AddressGone {
             index,
             addr: wire::address_of(payload).map(|a| a.addr),
