@@ -52,15 +52,20 @@ pub enum Scope {
     Garbage(Option<u32>),
 }
 
-/// Whether [`snapshot`] reads the tables of the interfaces that exist, or leaves them to be
-/// walked by the diff ([`walk_table`]) once the run has planned: a run over a
-/// 1 000 000-route uplink would otherwise hold main, that table and its wanted copy at once.
-/// `status` and `doctor` read them (they show what is there); a run leaves them.
+/// Whether [`snapshot`] reads the tables of the interfaces that exist whole, or leaves those
+/// of more than [`LARGE_TABLE`] routes to be walked by the diff ([`walk_table`]) once the
+/// run has planned: a run over a 1 000 000-route uplink would otherwise hold main, that table
+/// and its wanted copy at once. `status` and `doctor` read them (they show what is there); a
+/// run leaves the large ones (a small table costs no second dump).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tables {
     Read,
-    Left,
+    LeaveLarge,
 }
+
+/// Routes past which a run leaves an interface's table for the diff (4 MiB at 64 bytes a
+/// route): the read of it stops there.
+pub const LARGE_TABLE: usize = 65_536;
 
 /// What [`snapshot`] read.
 #[derive(Debug)]
@@ -73,8 +78,9 @@ pub struct Snapshotted {
     /// route of main was (steering looks at nothing else of main); without, steering only
     /// takes away what is left of it and needs nothing of main.
     pub defaults_complete: bool,
-    /// With [`Tables::Left`]: the tables of interfaces the run may plan that were not read
-    /// (not in [`Snapshot::tables`]); a per-interface run's are its own and its dependents'.
+    /// With [`Tables::LeaveLarge`]: the tables of interfaces the run may plan that were not
+    /// read, being large (not in [`Snapshot::tables`]); a per-interface run's are among its
+    /// own and its dependents'.
     pub left: BTreeSet<u32>,
 }
 
@@ -121,21 +127,72 @@ fn read_routes(
 
 /// Every route of every table in one dump: main's returned, the others' put into `tables`
 /// as they stream in (holding all of them in one list first would hold a 100 000-route main
-/// beside a 100 000-route copy of it twice), except those of the tables in `left`.
+/// beside a 100 000-route copy of it twice). A table of `leavable` that grows past
+/// [`LARGE_TABLE`] routes is dropped and put into `left`, and the rest of it skipped.
 async fn all_routes(
     nl: &Netlink,
     tables: &mut BTreeMap<u32, Vec<Route>>,
-    left: &BTreeSet<u32>,
+    leavable: &BTreeSet<u32>,
+    left: &mut BTreeSet<u32>,
 ) -> Result<Vec<Route>, ReadError> {
-    route_dump(nl, None, None, |route| {
+    let parse = |answer: &Answer<'_>| {
+        if answer.kind != wire::RTM_NEWROUTE
+            // Skipped unparsed: a 1 000 000-route table left for the diff costs its bytes only.
+            || wire::route_table(answer.payload).is_some_and(|t| left.contains(&t))
+        {
+            return None;
+        }
+        let route = wire::route_from(answer.payload)?;
         if route.table == MAIN_TABLE {
             return Some(route);
         }
-        if !left.contains(&route.table) {
-            tables.entry(route.table).or_default().push(route);
+        let table = route.table;
+        let routes = tables.entry(table).or_default();
+        if routes.len() >= LARGE_TABLE && leavable.contains(&table) {
+            tables.remove(&table);
+            left.insert(table);
+        } else {
+            routes.push(route);
         }
         None
-    })
+    };
+    match nl.dump_with(&mut wire::route_dump_request(None, None), parse) {
+        Ok(routes) => Ok(routes),
+        Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(read_error("routes")(e)),
+    }
+}
+
+/// The routes of `table`, unless it holds more than [`LARGE_TABLE`]: then `None`, and the
+/// dump is cut there (the kernel never generates the rest). `seen` is shown every route
+/// read, also of a table that turns out large, and `None` when the dump starts again.
+fn read_unless_large(
+    nl: &Netlink,
+    table: u32,
+    mut seen: impl FnMut(Option<&Route>),
+) -> Result<Option<Vec<Route>>, ReadError> {
+    let mut routes = Vec::new();
+    let mut large = false;
+    walk_table(nl, table, |walked| match walked {
+        Walked::Again => {
+            seen(None);
+            routes.clear();
+            ControlFlow::Continue(())
+        }
+        Walked::Route(_) if routes.len() >= LARGE_TABLE => {
+            large = true;
+            ControlFlow::Break(())
+        }
+        Walked::Route(route) => {
+            seen(Some(route));
+            routes.push(route.clone());
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok((!large).then(|| {
+        routes.shrink_to_fit();
+        routes
+    }))
 }
 
 /// What a walk of a table hands its reader ([`walk_table`]).
@@ -225,8 +282,8 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 /// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
 /// all of main in one dump. When the interface is behind the host, or an uplink's table
 /// still holds copies through it, that uplink's table is read too, with all of its routes
-/// in main, and the run plans it as well ([`Snapshot::tables`], or with [`Tables::Left`]
-/// [`Snapshotted::left`], tells which were read).
+/// in main, and the run plans it as well ([`Snapshot::tables`], and with
+/// [`Tables::LeaveLarge`] [`Snapshotted::left`], tells which were read).
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
@@ -257,12 +314,29 @@ pub async fn snapshot(
     let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
+            // What a large own table's first part showed of ways out (the rest is not read).
+            let mut own_ways_out = [false; 2];
             match read_tables {
                 Tables::Read => {
                     tables.insert(own, routes(nl, Some(own), None).await?);
                 }
-                Tables::Left => {
-                    left.insert(own);
+                Tables::LeaveLarge => {
+                    let seen = |route: Option<&Route>| match route {
+                        Some(r) => {
+                            if r.protocol == settings.protocol && r.uses_link(x) && is_way_out(r) {
+                                own_ways_out[r.family() as usize] = true;
+                            }
+                        }
+                        None => own_ways_out = [false; 2],
+                    };
+                    match read_unless_large(nl, own, seen)? {
+                        Some(routes) => {
+                            tables.insert(own, routes);
+                        }
+                        None => {
+                            left.insert(own);
+                        }
+                    }
                 }
             }
             for t in stale {
@@ -319,6 +393,7 @@ pub async fn snapshot(
                             Some(routes) => Ok(routes
                                 .iter()
                                 .any(|r| is_own_way_out(r, settings, family, x))),
+                            None if own_ways_out[family as usize] => Ok(true),
                             None => holds_own_way_out(nl, settings, own, family, x),
                         })?;
                     // Copies of routes through `x` from when it was behind the host are found
@@ -341,9 +416,14 @@ pub async fn snapshot(
                             Tables::Read => {
                                 tables.insert(table, routes(nl, Some(table), None).await?);
                             }
-                            Tables::Left => {
-                                left.insert(table);
-                            }
+                            Tables::LeaveLarge => match read_unless_large(nl, table, |_| {})? {
+                                Some(routes) => {
+                                    tables.insert(table, routes);
+                                }
+                                None => {
+                                    left.insert(table);
+                                }
+                            },
                         }
                         planned.push(y);
                     }
@@ -377,9 +457,10 @@ pub async fn snapshot(
         }
         Scope::All => {
             let vpn = vpn_tables(&rules, settings.protocol);
-            if read_tables == Tables::Left {
+            let mut leavable = BTreeSet::new();
+            if read_tables == Tables::LeaveLarge {
                 // A VPN's table is read whole: planning copies its routes.
-                left.extend(
+                leavable.extend(
                     links
                         .iter()
                         .map(|l| settings.table_for(l.index))
@@ -387,7 +468,7 @@ pub async fn snapshot(
                 );
             }
             // Main's routes stay in the dump's order.
-            let main = all_routes(nl, &mut tables, &left).await?;
+            let main = all_routes(nl, &mut tables, &leavable, &mut left).await?;
             let uplinks = {
                 let vpn_routes: Vec<&Route> = vpn
                     .into_iter()

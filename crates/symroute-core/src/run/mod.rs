@@ -208,7 +208,7 @@ async fn pass(
         mode,
         vanished,
         &state_path,
-        Tables::Left,
+        Tables::LeaveLarge,
     )
     .await?;
     let settings = &placement::placed(settings, &read.snapshot.rules);

@@ -37,7 +37,7 @@ pub(crate) struct Read {
     /// `table inet symroute` as installed, when it can matter.
     pub(crate) nft: NftRead,
     /// The tables of interfaces the run may plan that were left unread
-    /// ([`kernel::Tables::Left`]): the diff walks them once main is dropped.
+    /// ([`kernel::Tables::LeaveLarge`]): the diff walks them once main is dropped.
     pub(crate) left: BTreeSet<u32>,
 }
 
