@@ -3,10 +3,13 @@
 //! 70 000 routes through eth0, the walked table is diffed as a read one is (a no-op writes
 //! nothing, a change in main writes just that change), and a route of another tool in it
 //! refuses eth0 as before: a run for eth0 fails and writes nothing, a run over all
-//! interfaces reports eth0 and still does eth1.
+//! interfaces reports eth0 and still does eth1; with `[health]`, whose steering passes an
+//! uplink with such a table by, a run finds that route before it plans.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+use symroute_core::health::{HealthSettings, SteerMode};
 use symroute_core::shell::block_on;
 use symroute_core::{
     reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target, LARGE_TABLE,
@@ -17,11 +20,33 @@ use symroute_testlab::{ping, root_lab, table_of, Netns, HOST_ETH0_V4, HOST_ETH1_
 const ROUTES: u32 = 70_000;
 
 fn run(host: &Netns, target: Target, mode: Mode) -> Result<Report, Error> {
+    run_with(host, Settings::default(), target, mode)
+}
+
+/// Steering by uplink health (nobody probes: every uplink counts as up).
+fn steering() -> Settings {
+    Settings {
+        health: Some(HealthSettings {
+            targets: vec!["192.0.2.1".parse().unwrap()],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            down: 3,
+            up: 3,
+            min_targets: 1,
+            mode: SteerMode::Failover,
+            priority: 32700,
+            weights: BTreeMap::new(),
+        }),
+        ..Settings::default()
+    }
+}
+
+fn run_with(host: &Netns, settings: Settings, target: Target, mode: Mode) -> Result<Report, Error> {
     in_netns(host, move || {
         let nl = Netlink::connect().expect("netlink");
         block_on(reconcile_locked(
             &nl,
-            &Settings::default(),
+            &settings,
             &target,
             mode,
             None,
@@ -135,4 +160,41 @@ fn a_large_table_walked_after_planning_is_diffed_and_refused_as_a_read_one() {
     assert_eq!(all.failures[0].to_string(), why);
     assert_eq!(state(host, &t0), before, "nothing of eth0 is written");
     assert!(ping(&lab.client, HOST_ETH1_V4));
+
+    // With [health]: refused before planning, and the steering passes eth0 by.
+    let refused = run_with(host, steering(), eth0(), Mode::DryRun).expect_err("eth0 is refused");
+    assert_eq!(refused.to_string(), why);
+    let all = run_with(host, steering(), Target::All, Mode::DryRun).expect("run over all");
+    let candidates: Vec<&str> = all
+        .steering
+        .iter()
+        .flat_map(|s| s.candidates.iter().map(|c| c.name.as_str()))
+        .collect();
+    assert!(candidates.contains(&"eth1"), "{candidates:?}");
+    assert!(!candidates.contains(&"eth0"), "{candidates:?}");
+    // So does a run for a LAN behind the host, which plans eth0 along (and leaves it, refused).
+    host.sh_ok_input(
+        &["ip", "-batch", "-"],
+        "link add lan0 type veth peer name lan0p
+         link set lan0 up
+         link set lan0p up
+         addr add 10.50.0.1/24 dev lan0",
+    );
+    let lan0 = Target::Interface {
+        name: "lan0".into(),
+        action: Action::Sync,
+    };
+    let behind = run_with(host, steering(), lan0, Mode::DryRun).expect("lan0's run");
+    let candidates: Vec<&str> = behind
+        .steering
+        .iter()
+        .flat_map(|s| s.candidates.iter().map(|c| c.name.as_str()))
+        .collect();
+    assert!(candidates.contains(&"eth1"), "{candidates:?}");
+    assert!(!candidates.contains(&"eth0"), "{candidates:?}");
+    assert!(
+        behind.by_interface.iter().all(|c| c.interface != "eth0"),
+        "{:?}",
+        ops(&behind)
+    );
 }

@@ -79,8 +79,11 @@ pub struct Snapshotted {
     /// takes away what is left of it and needs nothing of main.
     pub defaults_complete: bool,
     /// With [`Tables::LeaveLarge`]: the tables of interfaces the run may plan that were not
-    /// read, being large (not in [`Snapshot::tables`]); a per-interface run's are among its
-    /// own and its dependents'.
+    /// read, being large; a per-interface run's are among its own and its dependents'. One
+    /// found holding another tool's route (`--all`: in the dump that skipped it; a
+    /// per-interface run: in the part it read, or, with `[health]`, whose steering passes
+    /// such an uplink by, anywhere) is in [`Snapshot::tables`] with the first such route
+    /// alone: planning refuses its interface by it, as by the whole table.
     pub left: BTreeSet<u32>,
 }
 
@@ -128,18 +131,26 @@ fn read_routes(
 /// Every route of every table in one dump: main's returned, the others' put into `tables`
 /// as they stream in (holding all of them in one list first would hold a 100 000-route main
 /// beside a 100 000-route copy of it twice). A table of `leavable` that grows past
-/// [`LARGE_TABLE`] routes is dropped and put into `left`, and the rest of it skipped.
+/// [`LARGE_TABLE`] routes is dropped and put into `left`, and the rest of it skipped but for
+/// its first route of another protocol than ours (`foreign`).
 async fn all_routes(
     nl: &Netlink,
+    protocol: u8,
     tables: &mut BTreeMap<u32, Vec<Route>>,
     leavable: &BTreeSet<u32>,
     left: &mut BTreeSet<u32>,
+    foreign: &mut BTreeMap<u32, Route>,
 ) -> Result<Vec<Route>, ReadError> {
     let parse = |answer: &Answer<'_>| {
-        if answer.kind != wire::RTM_NEWROUTE
-            // Skipped unparsed: a 1 000 000-route table left for the diff costs its bytes only.
-            || wire::route_table(answer.payload).is_some_and(|t| left.contains(&t))
-        {
+        if answer.kind != wire::RTM_NEWROUTE {
+            return None;
+        }
+        // Skipped unparsed: a 1 000 000-route table left for the diff costs its bytes only.
+        if let Some(table) = wire::route_table(answer.payload).filter(|t| left.contains(t)) {
+            let theirs = answer.payload.get(5).is_some_and(|p| *p != protocol);
+            if theirs && !foreign.contains_key(&table) {
+                foreign.extend(wire::route_from(answer.payload).map(|r| (table, r)));
+            }
             return None;
         }
         let route = wire::route_from(answer.payload)?;
@@ -149,7 +160,13 @@ async fn all_routes(
         let table = route.table;
         let routes = tables.entry(table).or_default();
         if routes.len() >= LARGE_TABLE && leavable.contains(&table) {
-            tables.remove(&table);
+            let first = tables
+                .remove(&table)
+                .into_iter()
+                .flatten()
+                .chain([route])
+                .find(|r| r.protocol != protocol);
+            foreign.extend(first.map(|r| (table, r)));
             left.insert(table);
         } else {
             routes.push(route);
@@ -163,14 +180,24 @@ async fn all_routes(
     }
 }
 
-/// The routes of `table`, unless it holds more than [`LARGE_TABLE`]: then `None`, and the
-/// dump is cut there (the kernel never generates the rest). `seen` is shown every route
-/// read, also of a table that turns out large, and `None` when the dump starts again.
+/// A table read unless large ([`read_unless_large`]).
+enum Large {
+    No(Vec<Route>),
+    /// With its first route of another protocol than ours, if one was found.
+    Yes(Option<Route>),
+}
+
+/// The routes of `table`, unless it holds more than [`LARGE_TABLE`]: then the dump is cut
+/// there (the kernel never generates the rest), and what comes back is the first route of
+/// another protocol in the part read, or with `[health]` (whose steering passes an uplink
+/// with such a route by) in all of it, walked for it. `seen` is shown every route read,
+/// also of a table that turns out large, and `None` when the dump starts again.
 fn read_unless_large(
     nl: &Netlink,
+    settings: &Settings,
     table: u32,
     mut seen: impl FnMut(Option<&Route>),
-) -> Result<Option<Vec<Route>>, ReadError> {
+) -> Result<Large, ReadError> {
     let mut routes = Vec::new();
     let mut large = false;
     walk_table(nl, table, |walked| match walked {
@@ -189,10 +216,23 @@ fn read_unless_large(
             ControlFlow::Continue(())
         }
     })?;
-    Ok((!large).then(|| {
+    if !large {
         routes.shrink_to_fit();
-        routes
-    }))
+        return Ok(Large::No(routes));
+    }
+    let theirs = |r: &Route| r.protocol != settings.protocol;
+    let mut first = routes.into_iter().find(theirs);
+    if first.is_none() && settings.health.is_some() {
+        walk_table(nl, table, |walked| match walked {
+            Walked::Again => ControlFlow::Continue(()),
+            Walked::Route(r) if theirs(r) => {
+                first = Some(r.clone());
+                ControlFlow::Break(())
+            }
+            Walked::Route(_) => ControlFlow::Continue(()),
+        })?;
+    }
+    Ok(Large::Yes(first))
 }
 
 /// What a walk of a table hands its reader ([`walk_table`]).
@@ -300,6 +340,7 @@ pub async fn snapshot(
 
     let mut tables: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
     let mut left = BTreeSet::new();
+    let mut foreign = BTreeMap::new();
     // Tables of our rules whose interface is gone, for garbage collection.
     let stale = rules
         .iter()
@@ -329,12 +370,13 @@ pub async fn snapshot(
                         }
                         None => own_ways_out = [false; 2],
                     };
-                    match read_unless_large(nl, own, seen)? {
-                        Some(routes) => {
+                    match read_unless_large(nl, settings, own, seen)? {
+                        Large::No(routes) => {
                             tables.insert(own, routes);
                         }
-                        None => {
+                        Large::Yes(theirs) => {
                             left.insert(own);
+                            foreign.extend(theirs.map(|r| (own, r)));
                         }
                     }
                 }
@@ -416,14 +458,17 @@ pub async fn snapshot(
                             Tables::Read => {
                                 tables.insert(table, routes(nl, Some(table), None).await?);
                             }
-                            Tables::LeaveLarge => match read_unless_large(nl, table, |_| {})? {
-                                Some(routes) => {
-                                    tables.insert(table, routes);
+                            Tables::LeaveLarge => {
+                                match read_unless_large(nl, settings, table, |_| {})? {
+                                    Large::No(routes) => {
+                                        tables.insert(table, routes);
+                                    }
+                                    Large::Yes(theirs) => {
+                                        left.insert(table);
+                                        foreign.extend(theirs.map(|r| (table, r)));
+                                    }
                                 }
-                                None => {
-                                    left.insert(table);
-                                }
-                            },
+                            }
                         }
                         planned.push(y);
                     }
@@ -468,7 +513,15 @@ pub async fn snapshot(
                 );
             }
             // Main's routes stay in the dump's order.
-            let main = all_routes(nl, &mut tables, &leavable, &mut left).await?;
+            let main = all_routes(
+                nl,
+                settings.protocol,
+                &mut tables,
+                &leavable,
+                &mut left,
+                &mut foreign,
+            )
+            .await?;
             let uplinks = {
                 let vpn_routes: Vec<&Route> = vpn
                     .into_iter()
@@ -487,6 +540,9 @@ pub async fn snapshot(
     };
     // A table read after all (a VPN's that is also an interface's) is the snapshot's.
     left.retain(|t| !tables.contains_key(t));
+    for (table, route) in foreign.into_iter().filter(|(t, _)| left.contains(t)) {
+        tables.insert(table, vec![route]);
+    }
     let snapshot = Snapshot {
         links,
         addresses,
