@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::health;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, Scope};
+use crate::kernel::{self, Scope, Tables};
 use crate::model::host::HostFacts;
 use crate::model::uplinks::{dependents, Uplinks};
 use crate::model::{Answer, Probe, Query, Snapshot};
@@ -25,8 +25,8 @@ pub async fn full_snapshot(
     settings: &Settings,
 ) -> Result<(Snapshot, Uplinks), Error> {
     let links = kernel::links(nl).await?;
-    let (snapshot, uplinks, _) = kernel::snapshot(nl, settings, Scope::All, links).await?;
-    Ok((snapshot, uplinks))
+    let read = kernel::snapshot(nl, settings, Scope::All, links, Tables::Read).await?;
+    Ok((read.snapshot, read.uplinks))
 }
 
 /// The read of `symroute sync` (all of it), its plan and its operations: what status and
@@ -34,10 +34,19 @@ pub async fn full_snapshot(
 /// places them.
 async fn sync_plan(nl: &Netlink, settings: &Settings) -> Result<(Read, Settings, RunPlan), Error> {
     let state_path = health::state_path(Path::new(crate::lock::DEFAULT_LOCK_PATH));
-    let read = run::read(nl, settings, &Target::All, Mode::DryRun, None, &state_path).await?;
+    let read = run::read(
+        nl,
+        settings,
+        &Target::All,
+        Mode::DryRun,
+        None,
+        &state_path,
+        Tables::Read,
+    )
+    .await?;
     let settings = placement::placed(settings, &read.snapshot.rules);
     let mut plan = run::plan_run(&read, &settings, &Target::All, &BTreeSet::new());
-    plan.diff(&read.snapshot, &settings);
+    plan.diff(&read, &settings, None)?;
     Ok((read, settings, plan))
 }
 

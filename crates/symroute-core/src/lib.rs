@@ -51,7 +51,7 @@ pub use kernel::convert::{route_message, rule_message};
 pub use kernel::monitor;
 pub use kernel::names::Names;
 pub use kernel::netlink::{Netlink, NetlinkError};
-pub use kernel::{links, lookup, ReadError};
+pub use kernel::{links, lookup, ReadError, LARGE_TABLE};
 pub use model::{Op, Snapshot};
 pub use plan::placement::is_catch_all;
 pub use plan::steer::{Candidate, SteerPlan};

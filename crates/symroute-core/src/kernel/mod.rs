@@ -19,7 +19,8 @@ pub mod timed;
 pub mod wire;
 pub mod wire_rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
@@ -49,6 +50,44 @@ pub enum Scope {
     /// with the index of one that vanished during a run, its table too (a first build cut
     /// short leaves routes there before any rule points at it).
     Garbage(Option<u32>),
+}
+
+/// Whether [`snapshot`] reads the tables of the interfaces that exist whole, or leaves those
+/// of more than [`LARGE_TABLE`] routes to be walked by the diff ([`walk_table`]) once the
+/// run has planned: a run over a 1 000 000-route uplink would otherwise hold main, that table
+/// and its wanted copy at once. `status` and `doctor` read them (they show what is there); a
+/// run leaves the large ones (a small table costs no second dump).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    Read,
+    LeaveLarge,
+}
+
+/// Routes past which a run leaves an interface's table for the diff (256 KiB at 64 bytes a
+/// route): the read of it stops there. Small, because what was read of a large table is
+/// dropped, not used (the diff walks all of it again), and is still counted in the run's
+/// peak (at 1 000 000 routes, 65 536 here cost the hook's no-op 4 MiB more); a table of a
+/// few thousand routes costs its second dump next to nothing.
+pub const LARGE_TABLE: usize = 4096;
+
+/// What [`snapshot`] read.
+#[derive(Debug)]
+pub struct Snapshotted {
+    pub snapshot: Snapshot,
+    /// Main's uplinks ([`Uplinks::classify`] of [`Snapshot::main_routes`]): the read needs
+    /// them to choose the tables, and planning needs them again.
+    pub uplinks: Uplinks,
+    /// Whether steering can be planned from what was read: with `[health]` every default
+    /// route of main was (steering looks at nothing else of main); without, steering only
+    /// takes away what is left of it and needs nothing of main.
+    pub defaults_complete: bool,
+    /// With [`Tables::LeaveLarge`]: the tables of interfaces the run may plan that were not
+    /// read, being large; a per-interface run's are among its own and its dependents'. One
+    /// found holding another tool's route (`--all`: in the dump that skipped it; a
+    /// per-interface run: in the part it read, or, with `[health]`, whose steering passes
+    /// such an uplink by, anywhere) is in [`Snapshot::tables`] with the first such route
+    /// alone: planning refuses its interface by it, as by the whole table.
+    pub left: BTreeSet<u32>,
 }
 
 /// A failed read, naming what was being read.
@@ -94,18 +133,143 @@ fn read_routes(
 
 /// Every route of every table in one dump: main's returned, the others' put into `tables`
 /// as they stream in (holding all of them in one list first would hold a 100 000-route main
-/// beside a 100 000-route copy of it twice).
+/// beside a 100 000-route copy of it twice). A table of `leavable` that grows past
+/// [`LARGE_TABLE`] routes is dropped and put into `left`, and the rest of it skipped but for
+/// its first route of another protocol than ours (`foreign`).
 async fn all_routes(
     nl: &Netlink,
+    protocol: u8,
     tables: &mut BTreeMap<u32, Vec<Route>>,
+    leavable: &BTreeSet<u32>,
+    left: &mut BTreeSet<u32>,
+    foreign: &mut BTreeMap<u32, Route>,
 ) -> Result<Vec<Route>, ReadError> {
-    route_dump(nl, None, None, |route| {
+    let parse = |answer: &Answer<'_>| {
+        if answer.kind != wire::RTM_NEWROUTE {
+            return None;
+        }
+        // Skipped unparsed: a 1 000 000-route table left for the diff costs its bytes only.
+        if let Some(table) = wire::route_table(answer.payload).filter(|t| left.contains(t)) {
+            let theirs = answer.payload.get(5).is_some_and(|p| *p != protocol);
+            if theirs && !foreign.contains_key(&table) {
+                foreign.extend(wire::route_from(answer.payload).map(|r| (table, r)));
+            }
+            return None;
+        }
+        let route = wire::route_from(answer.payload)?;
         if route.table == MAIN_TABLE {
             return Some(route);
         }
-        tables.entry(route.table).or_default().push(route);
+        let table = route.table;
+        let routes = tables.entry(table).or_default();
+        if routes.len() >= LARGE_TABLE && leavable.contains(&table) {
+            let first = tables
+                .remove(&table)
+                .into_iter()
+                .flatten()
+                .chain([route])
+                .find(|r| r.protocol != protocol);
+            foreign.extend(first.map(|r| (table, r)));
+            left.insert(table);
+        } else {
+            routes.push(route);
+        }
         None
-    })
+    };
+    match nl.dump_with(&mut wire::route_dump_request(None, None), parse) {
+        Ok(routes) => Ok(routes),
+        Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(read_error("routes")(e)),
+    }
+}
+
+/// A table read unless large ([`read_unless_large`]).
+enum Large {
+    No(Vec<Route>),
+    /// With its first route of another protocol than ours, if one was found.
+    Yes(Option<Route>),
+}
+
+/// The routes of `table`, unless it holds more than [`LARGE_TABLE`]: then the dump is cut
+/// there (the kernel never generates the rest), and what comes back is the first route of
+/// another protocol in the part read, or with `[health]` (whose steering passes an uplink
+/// with such a route by) in all of it, walked for it. `seen` is shown every route read,
+/// also of a table that turns out large, and `None` when the dump starts again.
+fn read_unless_large(
+    nl: &Netlink,
+    settings: &Settings,
+    table: u32,
+    mut seen: impl FnMut(Option<&Route>),
+) -> Result<Large, ReadError> {
+    let mut routes = Vec::new();
+    let mut large = false;
+    walk_table(nl, table, |walked| match walked {
+        Walked::Again => {
+            seen(None);
+            routes.clear();
+            ControlFlow::Continue(())
+        }
+        Walked::Route(_) if routes.len() >= LARGE_TABLE => {
+            large = true;
+            ControlFlow::Break(())
+        }
+        Walked::Route(route) => {
+            seen(Some(route));
+            routes.push(route.clone());
+            ControlFlow::Continue(())
+        }
+    })?;
+    if !large {
+        routes.shrink_to_fit();
+        return Ok(Large::No(routes));
+    }
+    let theirs = |r: &Route| r.protocol != settings.protocol;
+    let mut first = routes.into_iter().find(theirs);
+    if first.is_none() && settings.health.is_some() {
+        walk_table(nl, table, |walked| match walked {
+            Walked::Again => ControlFlow::Continue(()),
+            Walked::Route(r) if theirs(r) => {
+                first = Some(r.clone());
+                ControlFlow::Break(())
+            }
+            Walked::Route(_) => ControlFlow::Continue(()),
+        })?;
+    }
+    Ok(Large::Yes(first))
+}
+
+/// What a walk of a table hands its reader ([`walk_table`]).
+#[derive(Debug)]
+pub enum Walked<'a> {
+    Route(&'a Route),
+    /// The kernel started the dump again (a concurrent change interrupted it): what the
+    /// walk handed over so far is void.
+    Again,
+}
+
+/// Walks the routes of `table` in the kernel's order, keeping none: `visit` folds them into
+/// what it needs, and may stop the walk (`Break`; the rest is never generated).
+pub fn walk_table(
+    nl: &Netlink,
+    table: u32,
+    mut visit: impl FnMut(Walked<'_>) -> ControlFlow<()>,
+) -> Result<(), ReadError> {
+    let each = |answer: Option<&Answer<'_>>| match answer {
+        None => visit(Walked::Again),
+        Some(answer) if answer.kind == wire::RTM_NEWROUTE => {
+            match wire::route_from(answer.payload) {
+                // Old kernels that ignore the filter hand back everything.
+                Some(route) if route.table == table => visit(Walked::Route(&route)),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+        Some(_) => ControlFlow::Continue(()),
+    };
+    match nl.walk(&mut wire::route_dump_request(Some(table), None), each) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(ENOENT) => Ok(()),
+        Err(e) => Err(read_error(format!("routes of table {table}"))(e)),
+    }
 }
 
 /// A route dump, each route parsed as it arrives (a 100 000-route table is never held as
@@ -161,19 +325,15 @@ pub(crate) async fn rules(nl: &Netlink) -> Result<Vec<crate::model::Rule>, ReadE
 /// filters by interface ([`main_by_interface`]); with more interfaces than that pays for,
 /// all of main in one dump. When the interface is behind the host, or an uplink's table
 /// still holds copies through it, that uplink's table is read too, with all of its routes
-/// in main, and the run plans it as well ([`Snapshot::tables`] tells which were read).
-///
-/// Returns the snapshot with its main's uplinks ([`Uplinks::classify`] of
-/// [`Snapshot::main_routes`]): the read needs them to choose the tables, and planning
-/// needs them again; and whether steering can be planned from what was read: with
-/// `[health]` every default route of main was (steering looks at nothing else of main);
-/// without, steering only takes away what is left of it and needs nothing of main.
+/// in main, and the run plans it as well ([`Snapshot::tables`], and with
+/// [`Tables::LeaveLarge`] [`Snapshotted::left`], tells which were read).
 pub async fn snapshot(
     nl: &Netlink,
     settings: &Settings,
     scope: Scope,
     links: Vec<Link>,
-) -> Result<(Snapshot, Uplinks, bool), ReadError> {
+    read_tables: Tables,
+) -> Result<Snapshotted, ReadError> {
     let addresses = match scope {
         // Uplinks planned along with the interface need their own addresses.
         Scope::Interface(_) | Scope::All => addresses(nl, None).await?,
@@ -182,6 +342,8 @@ pub async fn snapshot(
     let rules = rules(nl).await?;
 
     let mut tables: BTreeMap<u32, Vec<Route>> = BTreeMap::new();
+    let mut left = BTreeSet::new();
+    let mut foreign = BTreeMap::new();
     // Tables of our rules whose interface is gone, for garbage collection.
     let stale = rules
         .iter()
@@ -196,7 +358,32 @@ pub async fn snapshot(
     let (main_routes, uplinks) = match scope {
         Scope::Interface(x) => {
             let own = settings.table_for(x);
-            tables.insert(own, routes(nl, Some(own), None).await?);
+            // What a large own table's first part showed of ways out (the rest is not read).
+            let mut own_ways_out = [false; 2];
+            match read_tables {
+                Tables::Read => {
+                    tables.insert(own, routes(nl, Some(own), None).await?);
+                }
+                Tables::LeaveLarge => {
+                    let seen = |route: Option<&Route>| match route {
+                        Some(r) => {
+                            if r.protocol == settings.protocol && r.uses_link(x) && is_way_out(r) {
+                                own_ways_out[r.family() as usize] = true;
+                            }
+                        }
+                        None => own_ways_out = [false; 2],
+                    };
+                    match read_unless_large(nl, settings, own, seen)? {
+                        Large::No(routes) => {
+                            tables.insert(own, routes);
+                        }
+                        Large::Yes(theirs) => {
+                            left.insert(own);
+                            foreign.extend(theirs.map(|r| (own, r)));
+                        }
+                    }
+                }
+            }
             for t in stale {
                 tables.insert(t, routes(nl, Some(t), None).await?);
             }
@@ -247,7 +434,13 @@ pub async fn snapshot(
                         Uplinks::classify(&main, &vpn_routes, &links)
                     };
                     let stale_copies_possible = uplinks.is_behind(&main, x)
-                        || !kept_its_ways_out(tables.get(&own), &uplinks, settings, x);
+                        || !kept_its_ways_out(&uplinks, x, |family| match tables.get(&own) {
+                            Some(routes) => Ok(routes
+                                .iter()
+                                .any(|r| is_own_way_out(r, settings, family, x))),
+                            None if own_ways_out[family as usize] => Ok(true),
+                            None => holds_own_way_out(nl, settings, own, family, x),
+                        })?;
                     // Copies of routes through `x` from when it was behind the host are found
                     // by a dump filtered by table and oif (a walk of that table), looked for
                     // only where they can be.
@@ -264,7 +457,22 @@ pub async fn snapshot(
                     let mut planned = vec![x];
                     for y in dependents {
                         let table = settings.table_for(y);
-                        tables.insert(table, routes(nl, Some(table), None).await?);
+                        match read_tables {
+                            Tables::Read => {
+                                tables.insert(table, routes(nl, Some(table), None).await?);
+                            }
+                            Tables::LeaveLarge => {
+                                match read_unless_large(nl, settings, table, |_| {})? {
+                                    Large::No(routes) => {
+                                        tables.insert(table, routes);
+                                    }
+                                    Large::Yes(theirs) => {
+                                        left.insert(table);
+                                        foreign.extend(theirs.map(|r| (table, r)));
+                                    }
+                                }
+                            }
+                        }
                         planned.push(y);
                     }
                     match by_interface {
@@ -296,10 +504,29 @@ pub async fn snapshot(
             (Vec::new(), Uplinks::default())
         }
         Scope::All => {
+            let vpn = vpn_tables(&rules, settings.protocol);
+            let mut leavable = BTreeSet::new();
+            if read_tables == Tables::LeaveLarge {
+                // A VPN's table is read whole: planning copies its routes.
+                leavable.extend(
+                    links
+                        .iter()
+                        .map(|l| settings.table_for(l.index))
+                        .filter(|t| !vpn.iter().any(|(_, v)| v == t)),
+                );
+            }
             // Main's routes stay in the dump's order.
-            let main = all_routes(nl, &mut tables).await?;
+            let main = all_routes(
+                nl,
+                settings.protocol,
+                &mut tables,
+                &leavable,
+                &mut left,
+                &mut foreign,
+            )
+            .await?;
             let uplinks = {
-                let vpn_routes: Vec<&Route> = vpn_tables(&rules, settings.protocol)
+                let vpn_routes: Vec<&Route> = vpn
                     .into_iter()
                     .flat_map(|(family, t)| {
                         tables
@@ -314,6 +541,11 @@ pub async fn snapshot(
             (main, uplinks)
         }
     };
+    // A table read after all (a VPN's that is also an interface's) is the snapshot's.
+    left.retain(|t| !tables.contains_key(t));
+    for (table, route) in foreign.into_iter().filter(|(t, _)| left.contains(t)) {
+        tables.insert(table, vec![route]);
+    }
     let snapshot = Snapshot {
         links,
         addresses,
@@ -321,11 +553,17 @@ pub async fn snapshot(
         rules,
         tables,
     };
-    Ok((snapshot, uplinks, defaults_complete))
+    Ok(Snapshotted {
+        snapshot,
+        uplinks,
+        defaults_complete,
+        left,
+    })
 }
 
-/// Whether `x` is an uplink and its own table (`own`, as read) holds a way out through `x`
-/// (a gateway or half the space, [`is_way_out`]) of each family it is an uplink of: then
+/// Whether `x` is an uplink and its own table holds a way out through `x` (a gateway or half
+/// the space, [`is_way_out`]) of each family it is an uplink of (`holds(family)`, from the
+/// table as read or by [`holds_own_way_out`]): then
 /// the last run for `x` saw it as the uplink it is now, and took any copies of its routes
 /// out of the other uplinks' tables.
 ///
@@ -338,25 +576,62 @@ pub async fn snapshot(
 /// between, and another uplink's run copied its routes meanwhile — is taken out by the
 /// next run for that uplink, `symroute sync` or symrouted.
 fn kept_its_ways_out(
-    own: Option<&Vec<Route>>,
     uplinks: &Uplinks,
-    settings: &Settings,
     x: u32,
-) -> bool {
+    mut holds: impl FnMut(Family) -> Result<bool, ReadError>,
+) -> Result<bool, ReadError> {
     let families: Vec<Family> = [Family::V4, Family::V6]
         .into_iter()
         .filter(|f| uplinks.is_uplink(*f, x))
         .collect();
-    let own = own.map(Vec::as_slice).unwrap_or(&[]);
-    !families.is_empty()
-        && families.into_iter().all(|family| {
-            own.iter().any(|r| {
-                r.protocol == settings.protocol
-                    && r.family() == family
-                    && r.uses_link(x)
-                    && is_way_out(r)
-            })
-        })
+    if families.is_empty() {
+        return Ok(false);
+    }
+    for family in families {
+        if !holds(family)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A route of ours in `x`'s table that [`kept_its_ways_out`] looks for.
+fn is_own_way_out(route: &Route, settings: &Settings, family: Family, x: u32) -> bool {
+    route.protocol == settings.protocol
+        && route.family() == family
+        && route.uses_link(x)
+        && is_way_out(route)
+}
+
+/// Whether `table`, `x`'s own, not read, holds a way out of ours through `x` of `family`:
+/// its routes through `x` (the kernel filters) read up to the first that is one. Such a table
+/// usually starts with it (the default route), so the dump is cut at its first part; only a
+/// table without one is walked whole.
+fn holds_own_way_out(
+    nl: &Netlink,
+    settings: &Settings,
+    table: u32,
+    family: Family,
+    x: u32,
+) -> Result<bool, ReadError> {
+    let parse = |answer: &Answer<'_>| {
+        if answer.kind != wire::RTM_NEWROUTE {
+            return ControlFlow::Continue(None);
+        }
+        match wire::route_from(answer.payload) {
+            // Old kernels that ignore the filter hand back everything.
+            Some(r) if r.table == table && is_own_way_out(&r, settings, family, x) => {
+                ControlFlow::Break(Some(()))
+            }
+            _ => ControlFlow::Continue(None),
+        }
+    };
+    let request = &mut wire::family_route_dump_request(Some(family), Some(table), Some(x));
+    match nl.dump_until(request, parse) {
+        Ok(found) => Ok(!found.is_empty()),
+        Err(e) if e.errno() == Some(ENOENT) => Ok(false),
+        Err(e) => Err(read_error(format!("routes of table {table} through if{x}"))(e)),
+    }
 }
 
 /// Whether a run for `x` reads more of main than `x`'s own routes whatever they are: when

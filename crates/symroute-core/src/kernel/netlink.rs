@@ -65,6 +65,15 @@ impl Netlink {
         self.socket().dump_until(request, parse)
     }
 
+    /// A dump handed to `each` as it streams, keeping nothing ([`Socket::walk`]).
+    pub fn walk(
+        &self,
+        request: &mut [u8],
+        each: impl FnMut(Option<&Answer<'_>>) -> ControlFlow<()>,
+    ) -> Result<(), NetlinkError> {
+        self.socket().walk(request, each)
+    }
+
     /// Sends one request (a whole message, see `kernel/wire.rs`) answered by one message and
     /// parses that answer.
     pub fn get_with<T>(

@@ -193,6 +193,32 @@ impl<P: Protocol> Socket<P> {
         Err(NetlinkError::Interrupted)
     }
 
+    /// A dump handed to `each` answer by answer, keeping nothing: for a reader that folds a
+    /// large table into what it needs as it streams (a run's diff). `each` gets `None` when
+    /// the dump starts again after the kernel flagged it interrupted (what it was told so
+    /// far is void), and stops the dump by breaking, as [`Socket::dump_until`].
+    pub fn walk(
+        &mut self,
+        request: &mut [u8],
+        mut each: impl FnMut(Option<&Answer<'_>>) -> ControlFlow<()>,
+    ) -> Result<(), NetlinkError> {
+        for attempt in 0..DUMP_ATTEMPTS {
+            if attempt > 0 {
+                let _ = each(None);
+            }
+            let answered = self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
+                each(Some(answer)).is_continue()
+            })?;
+            if answered.cut {
+                *self = Socket::open()?;
+            }
+            if !answered.interrupted {
+                return Ok(());
+            }
+        }
+        Err(NetlinkError::Interrupted)
+    }
+
     /// Sends one request answered by one message and parses it.
     pub fn get<T>(
         &mut self,

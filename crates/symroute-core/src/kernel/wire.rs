@@ -130,6 +130,16 @@ fn u32_of(value: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(value).ok().map(u32::from_ne_bytes)
 }
 
+/// The table of the route in an `RTM_NEWROUTE` payload, without parsing the rest: what a
+/// dump that skips whole tables needs to look at (the kernel puts `RTA_TABLE` first).
+pub fn route_table(payload: &[u8]) -> Option<u32> {
+    let header = payload.get(..12)?;
+    attrs(&payload[12..])
+        .find(|(id, _)| *id == RTA_TABLE)
+        .and_then(|(_, value)| u32_of(value))
+        .or(Some(u32::from(header[4])))
+}
+
 /// A route of the IPv4 or IPv6 FIB from an `RTM_NEWROUTE` payload: the one route decoder
 /// (dumps, notifications, and in tests typed messages through `convert::route_from`).
 /// Routes symroute cannot copy faithfully (source-specific IPv6 routes, encapsulation,
@@ -621,6 +631,17 @@ mod tests {
             assert_eq!(route_from(&bytes[16..]), convert::route_from(&msg));
             assert_eq!(route_from(&bytes[16..]).as_ref(), Some(&route));
         }
+    }
+
+    #[test]
+    fn the_table_of_a_route_is_read_without_the_rest() {
+        for route in samples() {
+            let bytes = generic(RTM_NEWROUTE, 0, &route);
+            assert_eq!(route_table(&bytes[16..]), Some(route.table), "{route:?}");
+        }
+        // Without RTA_TABLE, the header's byte.
+        assert_eq!(route_table(&rtmsg(AF_INET, 0, 0)), Some(254));
+        assert_eq!(route_table(&[AF_INET]), None);
     }
 
     /// Decodes `payload` and checks that the route comes back the same from the bytes it is

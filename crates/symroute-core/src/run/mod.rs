@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::events::Action;
 use crate::health;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, ApplyError};
+use crate::kernel::{self, ApplyError, Tables};
 use crate::lock::{RunLock, LOCK_WAIT};
 use crate::model::Link;
 use crate::plan::placement;
@@ -201,7 +201,16 @@ async fn pass(
 ) -> Result<Pass, Error> {
     let state_path =
         health::state_path(held.map_or(Path::new(crate::lock::DEFAULT_LOCK_PATH), RunLock::path));
-    let mut read = read(nl, settings, target, mode, vanished, &state_path).await?;
+    let mut read = read(
+        nl,
+        settings,
+        target,
+        mode,
+        vanished,
+        &state_path,
+        Tables::LeaveLarge,
+    )
+    .await?;
     let settings = &placement::placed(settings, &read.snapshot.rules);
     if read.everyone {
         log::info!(
@@ -218,11 +227,28 @@ async fn pass(
         _ => {}
     }
     let mut plan = plan_run(&read, settings, target, skip);
+    // Refused at planning: the interface's tables need not be walked.
+    if let Some(i) = plan
+        .refusals
+        .iter()
+        .position(|r| r.effect == Effect::FailsRun)
+    {
+        return Err(plan.refusals.swap_remove(i).error.into());
+    }
+    // Planned: main's routes (which can be 1 000 000) are not needed any more, and would
+    // be a third copy beside each plan and its operations; the tables the read left are
+    // walked now, each against its plan, and the others go once compared.
+    read.snapshot.main_routes = Vec::new();
+    plan.diff(&read, settings, Some(nl))?;
+    let snapshot = &mut read.snapshot;
+    snapshot.tables.clear();
 
     let mut report = Report {
         uplinks: read.uplinks.clone(),
         ..Report::default()
     };
+    // After the diff, which refuses a table holding another protocol's route: nothing is
+    // written before, so a refused run writes nothing.
     for Refusal { error, effect, .. } in std::mem::take(&mut plan.refusals) {
         match effect {
             Effect::FailsRun => return Err(error.into()),
@@ -235,12 +261,6 @@ async fn pass(
     if let NftPlan::Unknown(why) = &plan.nft {
         log::warn!("{why}");
     }
-    // Planned: main's routes (which can be 100 000) are not needed any more, and would be
-    // a third copy beside each plan and its operations; the tables go once compared.
-    let snapshot = &mut read.snapshot;
-    snapshot.main_routes = Vec::new();
-    plan.diff(snapshot, settings);
-    snapshot.tables.clear();
     if mode == Mode::Apply {
         before_apply();
     }

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::events::Action;
-use crate::model::{Link, Op, Snapshot};
+use crate::kernel::netlink::Netlink;
+use crate::kernel::ReadError;
+use crate::model::{Link, Op};
 use crate::plan::steer::SteerPlan;
 use crate::plan::{PlanError, Planner};
 use crate::settings::Settings;
@@ -14,7 +16,8 @@ use crate::settings::Settings;
 use super::read::Read;
 use super::side::{plan_nftables, NftPlan};
 use super::work::{
-    companions, exempt_work, garbage_work, remove_work, steer_work, sync_work, Subject, Work,
+    companions, exempt_work, garbage_work, remove_work, steer_work, sync_work, Subject,
+    TableSource, Work,
 };
 use super::Target;
 
@@ -30,6 +33,10 @@ pub struct RunPlan {
     pub steering: Option<SteerPlan>,
     /// `table inet symroute` (`iif_rules`), written after the rules.
     pub nft: NftPlan,
+    /// What `nft` was planned from: the run's target and the interfaces it plans, with
+    /// their marks (planned again without those the diff refuses).
+    target: Target,
+    planned: BTreeMap<u32, Option<u32>>,
 }
 
 /// Something a run refuses to write, and what that does to the run.
@@ -84,7 +91,8 @@ pub(crate) fn plan_run(
         (Target::All, _) => {
             for link in snapshot.links.iter().filter(|l| !skip.contains(&l.index)) {
                 match sync_work(&planner, settings, link) {
-                    Ok((w, mark)) => {
+                    Ok((mut w, mark)) => {
+                        w.refusal = Some((Effect::Failure, refusals.len()));
                         work.push(w);
                         planned.insert(link.index, mark);
                     }
@@ -93,17 +101,13 @@ pub(crate) fn plan_run(
             }
         }
         (Target::Flush, _) => {
-            work.extend(
-                snapshot
-                    .links
-                    .iter()
-                    .map(|l| remove_work(snapshot, settings, l)),
-            );
+            work.extend(snapshot.links.iter().map(|l| remove_work(settings, l)));
         }
         // A down-class event is a sync: the kernel, not the event, says what is gone.
         (_, Some((link, Action::Sync | Action::Settle))) => {
             match sync_work(&planner, settings, link) {
-                Ok((w, mark)) => {
+                Ok((mut w, mark)) => {
+                    w.refusal = Some((Effect::FailsRun, refusals.len()));
                     work.push(w);
                     planned.insert(link.index, mark);
                 }
@@ -111,7 +115,7 @@ pub(crate) fn plan_run(
             }
         }
         (_, Some((link, _))) => {
-            work.push(remove_work(snapshot, settings, link));
+            work.push(remove_work(settings, link));
             planned.insert(link.index, None);
         }
         (_, None) => {}
@@ -127,12 +131,13 @@ pub(crate) fn plan_run(
                 .filter(|l| !planned.contains_key(&l.index))
                 .collect()
         } else {
-            companions(snapshot, settings, &planned)
+            companions(snapshot, settings, &planned, &read.left)
         };
         for uplink in others.into_iter().filter(|l| !skip.contains(&l.index)) {
             match sync_work(&planner, settings, uplink) {
                 Ok((mut w, mark)) => {
                     w.companion = true;
+                    w.refusal = Some((Effect::Quiet, refusals.len()));
                     work.push(w);
                     planned.insert(uplink.index, mark);
                 }
@@ -168,16 +173,74 @@ pub(crate) fn plan_run(
         refusals,
         steering,
         nft,
+        target: target.clone(),
+        planned,
     }
 }
 
 impl RunPlan {
-    /// Turns every plan into its operations against what `snapshot` holds (main's routes
-    /// are not needed any more: a run drops them first).
-    pub(crate) fn diff(&mut self, snapshot: &Snapshot, settings: &Settings) {
-        for w in &mut self.work {
-            w.diff(snapshot, settings);
+    /// Turns every plan into its operations against the tables as they are: those `read`
+    /// holds, and, with `nl`, those it left ([`Read::left`]) walked in the kernel now (main's
+    /// routes are not needed any more: a run drops them first). A plan whose table turns
+    /// out to hold a route of another protocol becomes its refusal, where planning would
+    /// have put it among the others, and writes nothing.
+    pub(crate) fn diff(
+        &mut self,
+        read: &Read,
+        settings: &Settings,
+        nl: Option<&Netlink>,
+    ) -> Result<(), ReadError> {
+        let tables = TableSource {
+            snapshot: &read.snapshot,
+            kernel: nl.map(|nl| (nl, &read.left)),
+        };
+        let mut found: Vec<(usize, Refusal)> = Vec::new();
+        let mut kept = Vec::with_capacity(self.work.len());
+        for mut w in std::mem::take(&mut self.work) {
+            match w.diff(&tables, settings)? {
+                None => kept.push(w),
+                Some(error) => {
+                    let (effect, at) = w.refusal.unwrap_or((Effect::Failure, usize::MAX));
+                    let ifindex = match w.subject {
+                        Subject::Interface(i) => Some(i),
+                        _ => None,
+                    };
+                    if let Some(i) = ifindex {
+                        self.planned.remove(&i);
+                    }
+                    found.push((
+                        at,
+                        Refusal {
+                            error,
+                            ifindex,
+                            effect,
+                        },
+                    ));
+                }
+            }
         }
+        self.work = kept;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let planned_before = std::mem::take(&mut self.refusals);
+        let mut found = found.into_iter().peekable();
+        for (i, refusal) in planned_before.into_iter().enumerate() {
+            while let Some((_, r)) = found.next_if(|(at, _)| *at <= i) {
+                self.refusals.push(r);
+            }
+            self.refusals.push(refusal);
+        }
+        self.refusals.extend(found.map(|(_, r)| r));
+        // Its mark goes with it, as when planning refuses it.
+        self.nft = plan_nftables(
+            &read.snapshot,
+            settings,
+            &self.target,
+            &self.planned,
+            &read.nft,
+        );
+        Ok(())
     }
 
     /// The operations for `subject` (once diffed).
@@ -203,5 +266,90 @@ impl RunPlan {
             .iter()
             .all(|w| w.ops.is_empty() && w.plan.is_none())
             && !matches!(self.nft, NftPlan::Change(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, ETH0, ETH1};
+    use crate::plan::placement;
+
+    /// The plan and its operations when the read left `table` (as a run's does) and then
+    /// finds `routes` in it, beside those a status shows (the table read before planning).
+    fn left_and_read(
+        target: &Target,
+        link: Option<(Link, Action)>,
+        table: u32,
+        routes: Vec<crate::model::Route>,
+    ) -> (RunPlan, RunPlan) {
+        let settings = Settings::default();
+        let snapshot = fixtures::synced(fixtures::host(), &settings);
+        let settings = placement::placed(&settings, &snapshot.rules);
+        let mut read = Read::of(snapshot, &settings);
+        read.link = link;
+        read.snapshot.tables.remove(&table);
+        let mut run = plan_run(&read, &settings, target, &BTreeSet::new());
+        read.snapshot.tables.insert(table, routes);
+        let mut status = plan_run(&read, &settings, target, &BTreeSet::new());
+        run.diff(&read, &settings, None).unwrap();
+        status.diff(&read, &settings, None).unwrap();
+        (run, status)
+    }
+
+    fn foreign_in_1003() -> Vec<crate::model::Route> {
+        vec![
+            fixtures::route(1003, "10.2.0.0", 24, None, ETH1, 83),
+            fixtures::route(1003, "10.9.0.0", 24, Some("10.2.0.1"), ETH1, 4),
+        ]
+    }
+
+    #[test]
+    fn a_foreign_route_found_as_the_table_is_walked_refuses_it_as_planning_would() {
+        let (run, status) = left_and_read(&Target::All, None, 1003, foreign_in_1003());
+        assert_eq!(run.refusals, status.refusals);
+        assert!(matches!(
+            run.refusals.as_slice(),
+            [Refusal {
+                error: PlanError::ForeignTable { table: 1003, .. },
+                ifindex: Some(ETH1),
+                effect: Effect::Failure,
+            }]
+        ));
+        assert_eq!(run.ops_of(Subject::Interface(ETH1)).count(), 0);
+        assert_eq!(run.idle(ETH1), None);
+        assert!(run.idle(ETH0).is_some());
+        let ops = |plan: &RunPlan| plan.work.iter().map(|w| w.ops.clone()).collect::<Vec<_>>();
+        assert_eq!(ops(&run), ops(&status));
+    }
+
+    #[test]
+    fn the_interface_a_run_is_about_refused_as_its_table_is_walked_fails_the_run() {
+        let eth1 = fixtures::link(ETH1, "eth1");
+        let target = Target::Interface {
+            name: "eth1".into(),
+            action: Action::Sync,
+        };
+        let (run, status) =
+            left_and_read(&target, Some((eth1, Action::Sync)), 1003, foreign_in_1003());
+        // Refused at planning, the interface is planned again as a companion of itself
+        // (its table was read) and refused quietly too; the run fails on the first.
+        assert_eq!(run.refusals[..], status.refusals[..1]);
+        assert_eq!(run.refusals[0].effect, Effect::FailsRun);
+        assert_eq!(run.ops_of(Subject::Interface(ETH1)).count(), 0);
+    }
+
+    #[test]
+    fn a_table_of_ours_walked_after_planning_is_diffed_as_one_read_before() {
+        let mut table = foreign_in_1003();
+        table[1].protocol = 83;
+        let (run, status) = left_and_read(&Target::All, None, 1003, table);
+        assert!(run.refusals.is_empty());
+        let ops: Vec<&Op> = run.ops_of(Subject::Interface(ETH1)).collect();
+        assert_eq!(
+            ops,
+            status.ops_of(Subject::Interface(ETH1)).collect::<Vec<_>>()
+        );
+        assert!(!ops.is_empty());
     }
 }

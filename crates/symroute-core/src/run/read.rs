@@ -1,13 +1,14 @@
 //! The read of a run: everything it needs of the host, read once, before anything is
 //! planned (`planned.rs` is pure and asks the host nothing).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::error::Error;
 use crate::events::Action;
 use crate::health::HealthState;
 use crate::kernel::netlink::Netlink;
-use crate::kernel::{self, Scope};
+use crate::kernel::{self, Scope, Snapshotted, Tables};
 use crate::model::uplinks::Uplinks;
 use crate::model::{Link, Snapshot};
 use crate::plan::placement;
@@ -35,11 +36,15 @@ pub(crate) struct Read {
     pub(crate) health: Option<HealthState>,
     /// `table inet symroute` as installed, when it can matter.
     pub(crate) nft: NftRead,
+    /// The tables of interfaces the run may plan that were left unread
+    /// ([`kernel::Tables::LeaveLarge`]): the diff walks them once main is dropped.
+    pub(crate) left: BTreeSet<u32>,
 }
 
 /// Reads what a run of `target` needs. `vanished`: an interface that disappeared during
 /// the run being redone (its table is collected too). `state_path`: where symrouted keeps
-/// `[health]`'s verdicts.
+/// `[health]`'s verdicts. `tables`: whether the interfaces' tables are read (`status` and
+/// `doctor` show them) or left for the diff to walk (a run).
 pub(crate) async fn read(
     nl: &Netlink,
     settings: &Settings,
@@ -47,6 +52,7 @@ pub(crate) async fn read(
     mode: Mode,
     vanished: Option<u32>,
     state_path: &Path,
+    tables: Tables,
 ) -> Result<Read, Error> {
     let links = kernel::links(nl).await?;
     let (scope, link) = match target {
@@ -60,8 +66,12 @@ pub(crate) async fn read(
             None => (Scope::Garbage(vanished), None),
         },
     };
-    let (mut snapshot, mut uplinks, mut defaults_read) =
-        kernel::snapshot(nl, settings, scope, links).await?;
+    let Snapshotted {
+        mut snapshot,
+        mut uplinks,
+        defaults_complete: mut defaults_read,
+        mut left,
+    } = kernel::snapshot(nl, settings, scope, links, tables).await?;
     // Where our rules go depends on other tools' rules (a VPN's catch-alls): when that moved
     // them, every interface's rules move in this run, not only this one's.
     let mut everyone = false;
@@ -72,8 +82,9 @@ pub(crate) async fn read(
         )
     {
         let links = std::mem::take(&mut snapshot.links);
-        (snapshot, uplinks, defaults_read) =
-            kernel::snapshot(nl, settings, Scope::All, links).await?;
+        let all = kernel::snapshot(nl, settings, Scope::All, links, tables).await?;
+        (snapshot, uplinks, defaults_read, left) =
+            (all.snapshot, all.uplinks, all.defaults_complete, all.left);
         everyone = true;
     }
     let flush = *target == Target::Flush;
@@ -105,6 +116,7 @@ pub(crate) async fn read(
         everyone,
         health,
         nft,
+        left,
     })
 }
 
@@ -121,6 +133,7 @@ impl Read {
             everyone: false,
             health: None,
             nft: NftRead::NotAsked,
+            left: BTreeSet::new(),
         }
     }
 }

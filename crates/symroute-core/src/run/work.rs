@@ -1,15 +1,20 @@
 //! The work of a run, interface by interface: each plan turned into its operations, and
 //! the companions, exemptions, steering and garbage a run writes besides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 use crate::health::HealthState;
+use crate::kernel::netlink::Netlink;
+use crate::kernel::{self, ReadError, Walked};
 use crate::model::Op;
-use crate::model::{Link, Route, Rule, Snapshot, MAIN_TABLE};
-use crate::plan::diff::{diff, diff_owned};
+use crate::model::{Link, Rule, Snapshot, MAIN_TABLE};
+use crate::plan::diff::{diff, Comparison};
 use crate::plan::steer::{self, SteerPlan};
 use crate::plan::{garbage_by_table, plan_exempt, Garbage, InterfacePlan, PlanError, Planner};
 use crate::settings::Settings;
+
+use super::planned::Effect;
 
 /// What a piece of a run's work is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +38,14 @@ pub(crate) struct Work {
     /// Planned to have no rule (idle, unmanaged): nothing to install.
     pub(crate) idle: bool,
     /// A plan not yet compared with what is there (then `ops` is empty): diffed once main's
-    /// routes are dropped, so a 100 000-route run holds main, the plan and the operations
-    /// two at a time, never all three.
+    /// routes are dropped, against its table walked then (a run does not read it before),
+    /// so a 1 000 000-route run holds main and the plan, or the plan and the operations,
+    /// never the table as it is beside them.
     pub(crate) plan: Option<InterfacePlan>,
+    /// For a plan that gets rules: what its refusal does when its table turns out to hold
+    /// a route of another protocol (found as the diff walks it, not at planning), and how
+    /// many refusals planning had made before it (where it goes among them).
+    pub(crate) refusal: Option<(Effect, usize)>,
     /// An uplink planned along with the interface a run is about: a failure to write it
     /// is logged, and does not fail that run.
     pub(crate) companion: bool,
@@ -49,34 +59,91 @@ impl Work {
             ops,
             idle: false,
             plan: None,
+            refusal: None,
             companion: false,
         }
     }
 
-    /// Turns a pending plan into its operations.
-    pub(super) fn diff(&mut self, snapshot: &Snapshot, settings: &Settings) {
-        if let Some(plan) = self.plan.take() {
-            let (routes, rules) = present(snapshot, settings, plan.table);
-            self.ops = diff_owned(plan.routes, &plan.rules, &routes, &rules);
+    /// Turns a pending plan into its operations, walking its table as it is (from `tables`)
+    /// against it; or, when a plan that gets rules finds a route of another protocol there,
+    /// its refusal (the same [`PlanError::ForeignTable`] planning makes over a snapshot
+    /// holding the table), and no operation.
+    pub(super) fn diff(
+        &mut self,
+        tables: &TableSource<'_>,
+        settings: &Settings,
+    ) -> Result<Option<PlanError>, ReadError> {
+        let Some(plan) = self.plan.take() else {
+            return Ok(None);
+        };
+        // Only an interface that would get something is refused (`interface_plan`).
+        let refusable = !plan.rules.is_empty();
+        let mut comparison = Comparison::new(plan.routes);
+        let mut foreign = None;
+        tables.walk(plan.table, |walked| match walked {
+            Walked::Again => {
+                comparison.restart();
+                ControlFlow::Continue(())
+            }
+            Walked::Route(route) if route.protocol == settings.protocol => {
+                comparison.present(route);
+                ControlFlow::Continue(())
+            }
+            Walked::Route(route) if refusable => {
+                foreign = Some(route.clone());
+                ControlFlow::Break(())
+            }
+            Walked::Route(_) => ControlFlow::Continue(()),
+        })?;
+        if let Some(route) = foreign {
+            return Ok(Some(PlanError::ForeignTable {
+                interface: plan.name,
+                table: plan.table,
+                route: route.display(&tables.snapshot.links).to_string(),
+                protocol: route.protocol,
+            }));
+        }
+        let rules = present_rules(tables.snapshot, settings, plan.table);
+        self.ops = comparison.ops(&plan.rules, &rules);
+        Ok(None)
+    }
+}
+
+/// Where the diff finds the tables as they are: in the snapshot, or, for those the read
+/// left (`left`), walked in the kernel.
+pub(crate) struct TableSource<'a> {
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) kernel: Option<(&'a Netlink, &'a BTreeSet<u32>)>,
+}
+
+impl TableSource<'_> {
+    fn walk(
+        &self,
+        table: u32,
+        mut visit: impl FnMut(Walked<'_>) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        match self.kernel {
+            Some((nl, left)) if left.contains(&table) => kernel::walk_table(nl, table, visit),
+            _ => {
+                for route in self.snapshot.table(table) {
+                    if visit(Walked::Route(route)).is_break() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
 
-/// What is present for `table` and ours: the rules pointing at it and its routes (borrowed:
-/// a 100 000-route table is not copied to be compared).
-pub(super) fn present<'a>(
-    snapshot: &'a Snapshot,
-    settings: &Settings,
-    table: u32,
-) -> (Vec<&'a Route>, Vec<Rule>) {
-    let routes = snapshot.routes_in(settings.protocol, table).collect();
-    let rules = snapshot
+/// Our rules pointing at `table`.
+fn present_rules(snapshot: &Snapshot, settings: &Settings, table: u32) -> Vec<Rule> {
+    snapshot
         .rules_into(settings.protocol, table)
         // A steering rule into an uplink's table is the steering's (`steer_work`).
         .filter(|r| !r.is_steering(settings.protocol))
         .cloned()
-        .collect();
-    (routes, rules)
+        .collect()
 }
 
 /// The work of syncing `link`, and its plan's connection mark (`iif_rules`).
@@ -139,14 +206,22 @@ pub(crate) fn warn_included_and_excluded(links: &[Link], settings: &Settings, on
     }
 }
 
-pub(super) fn remove_work(snapshot: &Snapshot, settings: &Settings, link: &Link) -> Work {
-    let (routes, rules) = present(snapshot, settings, settings.table_for(link.index));
+/// The removal of everything of ours for `link`: a plan of nothing, diffed like the others.
+pub(super) fn remove_work(settings: &Settings, link: &Link) -> Work {
     Work {
         idle: true,
+        plan: Some(InterfacePlan {
+            ifindex: link.index,
+            name: link.name.clone(),
+            table: settings.table_for(link.index),
+            routes: Vec::new(),
+            rules: Vec::new(),
+            mark: None,
+        }),
         ..Work::ops(
             link.name.clone(),
             Subject::Interface(link.index),
-            diff_owned(Vec::new(), &[], &routes, &rules),
+            Vec::new(),
         )
     }
 }
@@ -240,17 +315,21 @@ pub(super) fn steer_work(
 }
 
 /// The interfaces a per-interface run plans besides the interface it is about: those whose
-/// tables the snapshot read because they depend on it (uplinks holding copies through it,
-/// macvlans on it).
+/// tables the read chose because they depend on it (uplinks holding copies through it,
+/// macvlans on it), read into the snapshot or `left` for the diff.
 pub(super) fn companions<'a>(
     snapshot: &'a Snapshot,
     settings: &Settings,
     planned: &BTreeMap<u32, Option<u32>>,
+    left: &BTreeSet<u32>,
 ) -> Vec<&'a Link> {
     snapshot
         .links
         .iter()
         .filter(|l| !planned.contains_key(&l.index))
-        .filter(|l| snapshot.tables.contains_key(&settings.table_for(l.index)))
+        .filter(|l| {
+            let table = settings.table_for(l.index);
+            snapshot.tables.contains_key(&table) || left.contains(&table)
+        })
         .collect()
 }

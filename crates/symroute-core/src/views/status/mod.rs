@@ -760,7 +760,7 @@ mod tests {
         let read = crate::run::Read::of(snap.clone(), &settings);
         let mut plan =
             crate::run::plan_run(&read, &settings, &crate::Target::All, &Default::default());
-        plan.diff(&snap, &settings);
+        let _ = plan.diff(&read, &settings, None);
         let every = status(&snap, &settings, &plan, None, Listing::Every);
         assert!(!of(&every, "eth0").routes.is_empty() && !of(&every, "eth1").routes.is_empty());
         let only = status(&snap, &settings, &plan, None, Listing::Interface(ETH1));
