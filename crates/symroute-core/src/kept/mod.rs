@@ -23,11 +23,12 @@ mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_EXCL, NLM_F_REPLACE};
 
 use crate::error::Error;
-use crate::kernel::{self, apply, netlink::Netlink, ReadError};
+use crate::kernel::{self, apply, netlink::Netlink, ReadError, Walked};
 use crate::model::rules;
 use crate::model::uplinks::{is_copyable, may_cover_half, Uplinks};
 use crate::model::{Address, Family, Link, Op, Route, RouteKey, Rule, Snapshot, MAIN_TABLE};
@@ -162,18 +163,29 @@ impl Kept {
             vpn_tables.iter().map(|(_, t)| (*t, Vec::new())).collect();
         let mut main = TableIndex::default();
         let mut ours: BTreeMap<u32, TableIndex> = BTreeMap::new();
-        kernel::route_dump(nl, None, None, |route| {
+        kernel::walk_routes(nl, None, None, |walked| {
+            let route = match walked {
+                Walked::Route(route) => route,
+                Walked::Again => {
+                    // Started again (a change interrupted the dump): a route deleted in
+                    // between would stay in the model.
+                    main = TableIndex::default();
+                    ours.clear();
+                    vpn.values_mut().for_each(Vec::clear);
+                    return ControlFlow::Continue(());
+                }
+            };
             if route.table == MAIN_TABLE {
-                main.insert(route, Place::Last);
+                main.insert(route.clone(), Place::Last);
             } else if let Some(routes) = vpn.get_mut(&route.table) {
                 // (Before ours: any table above `table_base` could be an interface's.)
-                routes.push(route);
+                routes.push(route.clone());
             } else if settings.interface_of_table(route.table).is_some() {
                 ours.entry(route.table)
                     .or_default()
-                    .insert(route, Place::Last);
+                    .insert(route.clone(), Place::Last);
             }
-            None
+            ControlFlow::Continue(())
         })?;
         let read = {
             let vpn_routes: Vec<&Route> = vpn_tables

@@ -172,27 +172,39 @@ fn dump(
     y: u32,
     mut enough: impl FnMut(&Route) -> bool,
 ) -> Result<(Vec<Route>, bool), ReadError> {
+    let mut routes = Vec::new();
     let mut cut = false;
-    let parse = |answer: &Answer<'_>| {
+    let each = |answer: Option<&Answer<'_>>| {
+        let Some(answer) = answer else {
+            // Started again (a change interrupted the dump): what it handed over is void.
+            routes.clear();
+            cut = false;
+            return ControlFlow::Continue(());
+        };
         if answer.kind != wire::RTM_NEWROUTE {
-            return ControlFlow::Continue(None);
+            return ControlFlow::Continue(());
         }
         // Old kernels that ignore the filter hand back everything.
         let Some(route) =
             wire::route_from(answer.payload).filter(|r| r.table == MAIN_TABLE && r.uses_link(y))
         else {
-            return ControlFlow::Continue(None);
+            return ControlFlow::Continue(());
         };
-        if enough(&route) {
+        let stop = enough(&route);
+        routes.push(route);
+        if stop {
             cut = true;
-            ControlFlow::Break(Some(route))
+            ControlFlow::Break(())
         } else {
-            ControlFlow::Continue(Some(route))
+            ControlFlow::Continue(())
         }
     };
     let request = &mut wire::family_route_dump_request(family, Some(MAIN_TABLE), Some(y));
-    match nl.dump_until(request, parse) {
-        Ok(routes) => Ok((routes, cut)),
+    match nl.walk(request, each) {
+        Ok(()) => {
+            routes.shrink_to_fit();
+            Ok((routes, cut))
+        }
         Err(e) if e.errno() == Some(ENOENT) => Ok((Vec::new(), false)),
         Err(e) => Err(read_error(format!("main's routes through if{y}"))(e)),
     }

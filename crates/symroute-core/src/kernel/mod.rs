@@ -27,6 +27,7 @@ pub use lookup::lookup;
 use netlink::{Netlink, NetlinkError};
 use rtnl::Answer;
 pub use snapshot::{snapshot, Scope, Snapshotted};
+pub(crate) use tables::walk_routes;
 pub use tables::{walk_table, Tables, Walked, LARGE_TABLE};
 
 use crate::model::{Address, Link, Op, Route};

@@ -143,7 +143,9 @@ impl<P: Protocol> Socket<P> {
     }
 
     /// Runs a dump request and parses every answer with `parse`, streaming: no answer is held
-    /// beyond its datagram. An interrupted dump is read again from the start.
+    /// beyond its datagram. An interrupted dump is read again from the start, and only what
+    /// `parse` returned is forgotten: a reader that keeps state of its own walks instead
+    /// ([`Socket::walk`]), which tells it when the dump starts again.
     pub fn dump<T>(
         &mut self,
         request: &mut [u8],

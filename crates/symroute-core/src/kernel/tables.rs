@@ -30,7 +30,7 @@ pub enum Tables {
 pub const LARGE_TABLE: usize = 4096;
 
 /// Every route of every table in one dump: main's returned, the others' put into `tables`
-/// as they stream in (holding all of them in one list first would hold a 100 000-route main
+/// (empty before, as `left` and `foreign`) as they stream in (holding all of them in one list first would hold a 100 000-route main
 /// beside a 100 000-route copy of it twice). A table of `leavable` that grows past
 /// [`LARGE_TABLE`] routes is dropped and put into `left`, and the rest of it skipped but for
 /// its first route of another protocol than ours (`foreign`).
@@ -42,9 +42,19 @@ pub(super) async fn all_routes(
     left: &mut BTreeSet<u32>,
     foreign: &mut BTreeMap<u32, Route>,
 ) -> Result<Vec<Route>, ReadError> {
-    let parse = |answer: &Answer<'_>| {
+    let mut main = Vec::new();
+    let each = |answer: Option<&Answer<'_>>| {
+        let Some(answer) = answer else {
+            // The kernel started the dump again (a change interrupted it): what it handed
+            // over is void, tables included (a route deleted in between would stay).
+            main.clear();
+            tables.clear();
+            left.clear();
+            foreign.clear();
+            return ControlFlow::Continue(());
+        };
         if answer.kind != wire::RTM_NEWROUTE {
-            return None;
+            return ControlFlow::Continue(());
         }
         // Skipped unparsed: a 1 000 000-route table left for the diff costs its bytes only.
         if let Some(table) = wire::route_table(answer.payload).filter(|t| left.contains(t)) {
@@ -52,11 +62,14 @@ pub(super) async fn all_routes(
             if theirs && !foreign.contains_key(&table) {
                 foreign.extend(wire::route_from(answer.payload).map(|r| (table, r)));
             }
-            return None;
+            return ControlFlow::Continue(());
         }
-        let route = wire::route_from(answer.payload)?;
+        let Some(route) = wire::route_from(answer.payload) else {
+            return ControlFlow::Continue(());
+        };
         if route.table == MAIN_TABLE {
-            return Some(route);
+            main.push(route);
+            return ControlFlow::Continue(());
         }
         let table = route.table;
         let routes = tables.entry(table).or_default();
@@ -72,10 +85,14 @@ pub(super) async fn all_routes(
         } else {
             routes.push(route);
         }
-        None
+        ControlFlow::Continue(())
     };
-    match nl.dump_with(&mut wire::route_dump_request(None, None), parse) {
-        Ok(routes) => Ok(routes),
+    match nl.walk(&mut wire::route_dump_request(None, None), each) {
+        Ok(()) => {
+            // Grown by doubling while it streamed in; a large main keeps what it needs.
+            main.shrink_to_fit();
+            Ok(main)
+        }
         Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
         Err(e) => Err(read_error("routes")(e)),
     }
@@ -150,22 +167,38 @@ pub enum Walked<'a> {
 pub fn walk_table(
     nl: &Netlink,
     table: u32,
+    visit: impl FnMut(Walked<'_>) -> ControlFlow<()>,
+) -> Result<(), ReadError> {
+    walk_routes(nl, Some(table), None, visit)
+}
+
+/// [`walk_table`] of a dump filtered by table and output interface, each optional.
+pub(crate) fn walk_routes(
+    nl: &Netlink,
+    table: Option<u32>,
+    oif: Option<u32>,
     mut visit: impl FnMut(Walked<'_>) -> ControlFlow<()>,
 ) -> Result<(), ReadError> {
+    // Old kernels that ignore the filter hand back everything.
+    let wanted = |route: &Route| {
+        table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i))
+    };
     let each = |answer: Option<&Answer<'_>>| match answer {
         None => visit(Walked::Again),
         Some(answer) if answer.kind == wire::RTM_NEWROUTE => {
             match wire::route_from(answer.payload) {
-                // Old kernels that ignore the filter hand back everything.
-                Some(route) if route.table == table => visit(Walked::Route(&route)),
+                Some(route) if wanted(&route) => visit(Walked::Route(&route)),
                 _ => ControlFlow::Continue(()),
             }
         }
         Some(_) => ControlFlow::Continue(()),
     };
-    match nl.walk(&mut wire::route_dump_request(Some(table), None), each) {
+    match nl.walk(&mut wire::route_dump_request(table, oif), each) {
         Ok(()) => Ok(()),
         Err(e) if e.errno() == Some(ENOENT) => Ok(()),
-        Err(e) => Err(read_error(format!("routes of table {table}"))(e)),
+        Err(e) => Err(read_error(match table {
+            Some(t) => format!("routes of table {t}"),
+            None => "routes".to_string(),
+        })(e)),
     }
 }
