@@ -165,13 +165,7 @@ fn a_large_table_walked_after_planning_is_diffed_and_refused_as_a_read_one() {
     let refused = run_with(host, steering(), eth0(), Mode::DryRun).expect_err("eth0 is refused");
     assert_eq!(refused.to_string(), why);
     let all = run_with(host, steering(), Target::All, Mode::DryRun).expect("run over all");
-    let candidates: Vec<&str> = all
-        .steering
-        .iter()
-        .flat_map(|s| s.candidates.iter().map(|c| c.name.as_str()))
-        .collect();
-    assert!(candidates.contains(&"eth1"), "{candidates:?}");
-    assert!(!candidates.contains(&"eth0"), "{candidates:?}");
+    assert_steers_to_eth1_only(&all);
     // So does a run for a LAN behind the host, which plans eth0 along (and leaves it, refused).
     host.sh_ok_input(
         &["ip", "-batch", "-"],
@@ -185,16 +179,21 @@ fn a_large_table_walked_after_planning_is_diffed_and_refused_as_a_read_one() {
         action: Action::Sync,
     };
     let behind = run_with(host, steering(), lan0, Mode::DryRun).expect("lan0's run");
-    let candidates: Vec<&str> = behind
+    assert_steers_to_eth1_only(&behind);
+    assert!(
+        behind.by_interface.iter().all(|c| c.interface != "eth0"),
+        "{:?}",
+        ops(&behind)
+    );
+}
+
+/// The steering of `report` has eth1 among its candidates, and not eth0 (refused).
+fn assert_steers_to_eth1_only(report: &Report) {
+    let candidates: Vec<&str> = report
         .steering
         .iter()
         .flat_map(|s| s.candidates.iter().map(|c| c.name.as_str()))
         .collect();
     assert!(candidates.contains(&"eth1"), "{candidates:?}");
     assert!(!candidates.contains(&"eth0"), "{candidates:?}");
-    assert!(
-        behind.by_interface.iter().all(|c| c.interface != "eth0"),
-        "{:?}",
-        ops(&behind)
-    );
 }
