@@ -530,7 +530,7 @@ impl Daemon {
                 Ok(report) => {
                     if reason == Reason::Healing {
                         let table = self.settings.table_for(ifindex);
-                        if let Err(e) = self.kept.reread_table(&self.nl, table).await {
+                        if let Err(e) = self.kept.reread_table(&self.nl, table) {
                             log::warn!("{e}: the event path reads the host again");
                             self.kept.invalidate();
                         }

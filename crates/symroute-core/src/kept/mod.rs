@@ -521,14 +521,21 @@ impl Kept {
     /// of ours there, and notifications of those deletions read after the run had put them
     /// back would have taken them out of the model while the kernel holds them (a copy it
     /// then never deletes, or one it never writes again).
-    pub async fn reread_table(&mut self, nl: &Netlink, table: u32) -> Result<(), ReadError> {
+    pub fn reread_table(&mut self, nl: &Netlink, table: u32) -> Result<(), ReadError> {
         if !self.valid {
             return Ok(());
         }
+        // Walked into the index: a 1 000 000-route table is not held twice.
         let mut index = TableIndex::default();
-        for route in kernel::routes(nl, Some(table), None).await? {
-            index.insert(route, Place::Last);
-        }
+        kernel::walk_table(nl, table, |walked| {
+            match walked {
+                Walked::Route(route) => {
+                    index.insert(route.clone(), Place::Last);
+                }
+                Walked::Again => index = TableIndex::default(),
+            }
+            ControlFlow::Continue(())
+        })?;
         self.ours.insert(table, index);
         Ok(())
     }
