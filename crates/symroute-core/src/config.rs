@@ -118,19 +118,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let line = line_of(text, offset);
+        // Named with its section, as the checks after parsing name it (`health.interval`).
+        let in_section = |key: String| match section_at(text, offset) {
+            Some(section) if !key.starts_with('[') => format!("{section}.{key}"),
+            _ => key,
+        };
         if let Some(key) = missing_value_at(text, offset) {
             let message = format!(
                 "the value is missing (write `{key} = VALUE`, or remove the line for the default)"
             );
-            return invalid(path, line, key, message);
+            return invalid(path, line, in_section(key), message);
         }
         let message = e.message().trim().to_string();
         let key = key_in_message(&message).unwrap_or_else(|| key_at(text, offset));
-        let key = match section_at(text, offset) {
-            Some(section) if !key.starts_with('[') => format!("{section}.{key}"),
-            _ => key,
-        };
-        invalid(path, line, key, message)
+        invalid(path, line, in_section(key), message)
     })?;
     let defaults = Settings::default();
     let err =
@@ -739,6 +740,9 @@ mod tests {
         }
         assert!(error_of("route_metrics = { mtu = }\n")
             .starts_with("/etc/symroute/symroute.toml:1: route_metrics.mtu: the value is missing"));
+        // In a section: named as the checks name it.
+        assert!(error_of("[health]\ninterval =\n")
+            .starts_with("/etc/symroute/symroute.toml:2: health.interval: the value is missing"));
     }
 
     #[test]
