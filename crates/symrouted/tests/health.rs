@@ -316,6 +316,11 @@ fn balance_spreads_new_connections_by_weight_and_never_through_a_dead_uplink() {
         "{multipath}"
     );
 
+    // The kernel picks each connection's uplink by a hash seeded at random per namespace:
+    // 40 connections split about 30:10 (24:16 to 36:4 in 40 runs), but a rare seed splits
+    // them evenly (one CI run saw 18:22 in IPv4). Each family must use both uplinks; the
+    // weights are judged over both families.
+    let mut totals = (0, 0);
     for (v6, eth0, eth1) in [
         (false, HOST_ETH0_V4, HOST_ETH1_V4),
         (true, HOST_ETH0_V6, HOST_ETH1_V6),
@@ -330,8 +335,10 @@ fn balance_spreads_new_connections_by_weight_and_never_through_a_dead_uplink() {
             if v6 { "IPv6" } else { "IPv4" }
         );
         assert_eq!(on0 + on1, 40, "{count:?}");
-        assert!(on1 > 0 && on0 > on1, "weights 3:1 not followed: {count:?}");
+        assert!(on0 > 0 && on1 > 0, "one uplink left out: {count:?}");
+        totals = (totals.0 + on0, totals.1 + on1);
     }
+    assert!(totals.0 > totals.1, "weights 3:1 not followed: {totals:?}");
 
     // A run beside finds the multipath route exactly as it plans it (nothing rewritten).
     let log = ok_once(host, &["--once", "--config", &config]);
