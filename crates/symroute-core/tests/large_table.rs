@@ -6,15 +6,9 @@
 //! interfaces reports eth0 and still does eth1; with `[health]`, whose steering passes an
 //! uplink with such a table by, a run finds that route before it plans.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+mod common;
 
-use symroute_core::health::{HealthSettings, SteerMode};
-use symroute_core::shell::block_on;
-use symroute_core::{
-    reconcile_locked, Action, Error, Mode, Netlink, Op, Report, Settings, Target, LARGE_TABLE,
-};
-use symroute_testlab::hosts::in_netns;
+use symroute_core::{Action, Error, Mode, Op, Report, Settings, Target, LARGE_TABLE};
 use symroute_testlab::{ping, root_lab, table_of, Netns, HOST_ETH0_V4, HOST_ETH1_V4};
 
 const ROUTES: u32 = 70_000;
@@ -23,38 +17,12 @@ fn run(host: &Netns, target: Target, mode: Mode) -> Result<Report, Error> {
     run_with(host, Settings::default(), target, mode)
 }
 
-/// Steering by uplink health (nobody probes: every uplink counts as up).
 fn steering() -> Settings {
-    Settings {
-        health: Some(HealthSettings {
-            targets: vec!["192.0.2.1".parse().unwrap()],
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(500),
-            down: 3,
-            up: 3,
-            min_targets: 1,
-            mode: SteerMode::Failover,
-            priority: 32700,
-            weights: BTreeMap::new(),
-        }),
-        ..Settings::default()
-    }
+    common::steering(&["192.0.2.1"])
 }
 
 fn run_with(host: &Netns, settings: Settings, target: Target, mode: Mode) -> Result<Report, Error> {
-    in_netns(host, move || {
-        let nl = Netlink::connect().expect("netlink");
-        block_on(reconcile_locked(
-            &nl,
-            &settings,
-            &target,
-            mode,
-            None,
-            &BTreeSet::new(),
-        ))
-    })
-    .join()
-    .expect("netns thread")
+    common::run_in(host, settings, target, mode)
 }
 
 fn eth0() -> Target {

@@ -5,13 +5,9 @@
 //! keepalived-style macvlan on eth1, the plan of every interface's own run is the plan of a
 //! run over all of them, which read all of main in one dump.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+mod common;
 
-use symroute_core::health::{HealthSettings, SteerMode};
-use symroute_core::shell::block_on;
-use symroute_core::{reconcile_locked, Action, Mode, Netlink, Report, Settings, Target};
-use symroute_testlab::hosts::in_netns;
+use symroute_core::{Action, Mode, Report, Settings, Target};
 use symroute_testlab::{ping, root_lab, table_of, Lab, Netns};
 
 const INTERFACES: [&str; 7] = ["eth0", "eth1", "br0", "lan0", "tun0", "tun1", "mac0"];
@@ -69,42 +65,12 @@ fn run(host: &Netns, target: Target, mode: Mode) -> Report {
     run_with(host, Settings::default(), target, mode)
 }
 
-/// Steering by uplink health (nobody probes: every uplink counts as up).
 fn steering() -> Settings {
-    Settings {
-        health: Some(HealthSettings {
-            targets: vec![
-                "192.0.2.1".parse().unwrap(),
-                "2001:db8:ffff::1".parse().unwrap(),
-            ],
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_millis(500),
-            down: 3,
-            up: 3,
-            min_targets: 1,
-            mode: SteerMode::Failover,
-            priority: 32700,
-            weights: BTreeMap::new(),
-        }),
-        ..Settings::default()
-    }
+    common::steering(&["192.0.2.1", "2001:db8:ffff::1"])
 }
 
 fn run_with(host: &Netns, settings: Settings, target: Target, mode: Mode) -> Report {
-    in_netns(host, move || {
-        let nl = Netlink::connect().expect("netlink");
-        block_on(reconcile_locked(
-            &nl,
-            &settings,
-            &target,
-            mode,
-            None,
-            &BTreeSet::new(),
-        ))
-        .expect("run")
-    })
-    .join()
-    .expect("netns thread")
+    common::run_in(host, settings, target, mode).expect("run")
 }
 
 fn sync(name: &str) -> Target {

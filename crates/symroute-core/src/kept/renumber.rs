@@ -45,10 +45,7 @@ pub(super) fn lost_all_v4(read: &[IpAddr], events: &[V4Event]) -> bool {
 mod tests {
     use super::V4Event::{Added, Removed};
     use super::*;
-
-    fn a(text: &str) -> IpAddr {
-        text.parse().unwrap()
-    }
+    use crate::fixtures::ip as a;
 
     #[test]
     fn the_only_address_removed_and_added_back_is_a_moment_without() {

@@ -70,11 +70,23 @@ fn read_routes(
     table: Option<u32>,
     oif: Option<u32>,
 ) -> Result<Vec<Route>, ReadError> {
-    // Unfiltered dumps (and old kernels that ignore the filter) hand back everything.
-    let wanted = |route: &Route| {
-        table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i))
-    };
-    route_dump(nl, table, oif, |route| wanted(&route).then_some(route))
+    route_dump(nl, table, oif, |route| {
+        asked_for(&route, table, oif).then_some(route)
+    })
+}
+
+/// Whether a dump filtered by `table` and `oif` asked for `route`: unfiltered dumps (and old
+/// kernels that ignore the filter) hand back everything.
+fn asked_for(route: &Route, table: Option<u32>, oif: Option<u32>) -> bool {
+    table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i))
+}
+
+/// The error of a failed route dump of `table` (all tables with `None`).
+fn routes_error(table: Option<u32>) -> impl FnOnce(NetlinkError) -> ReadError {
+    read_error(match table {
+        Some(t) => format!("routes of table {t}"),
+        None => "routes".to_string(),
+    })
 }
 
 /// A route dump, each route parsed as it arrives (a 100 000-route table is never held as
@@ -92,10 +104,7 @@ pub(crate) fn route_dump(
     match nl.dump_with(&mut wire::route_dump_request(table, oif), parse) {
         Ok(routes) => Ok(routes),
         Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
-        Err(e) => Err(read_error(match table {
-            Some(t) => format!("routes of table {t}"),
-            None => "routes".to_string(),
-        })(e)),
+        Err(e) => Err(routes_error(table)(e)),
     }
 }
 

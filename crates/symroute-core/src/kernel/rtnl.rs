@@ -168,31 +168,26 @@ impl<P: Protocol> Socket<P> {
         mut parse: impl FnMut(&Answer<'_>) -> ControlFlow<Option<T>, Option<T>>,
     ) -> Result<Vec<T>, NetlinkError> {
         let mut out = Vec::new();
-        for _ in 0..DUMP_ATTEMPTS {
-            out.clear();
-            let answered =
-                self.request(request, NLM_F_REQUEST | NLM_F_DUMP, |answer| {
-                    match parse(answer) {
-                        ControlFlow::Continue(item) => {
-                            out.extend(item);
-                            true
-                        }
-                        ControlFlow::Break(item) => {
-                            out.extend(item);
-                            false
-                        }
-                    }
-                })?;
-            if answered.cut {
-                *self = Socket::open()?;
+        self.walk(request, |answer| {
+            let Some(answer) = answer else {
+                // Started again: what the first try returned is void.
+                out.clear();
+                return ControlFlow::Continue(());
+            };
+            match parse(answer) {
+                ControlFlow::Continue(item) => {
+                    out.extend(item);
+                    ControlFlow::Continue(())
+                }
+                ControlFlow::Break(item) => {
+                    out.extend(item);
+                    ControlFlow::Break(())
+                }
             }
-            if !answered.interrupted {
-                // Grown by doubling while it streamed in; a large table keeps what it needs.
-                out.shrink_to_fit();
-                return Ok(out);
-            }
-        }
-        Err(NetlinkError::Interrupted)
+        })?;
+        // Grown by doubling while it streamed in; a large table keeps what it needs.
+        out.shrink_to_fit();
+        Ok(out)
     }
 
     /// A dump handed to `each` answer by answer, keeping nothing: for a reader that folds a

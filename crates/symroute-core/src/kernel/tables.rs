@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use super::netlink::Netlink;
 use super::rtnl::Answer;
-use super::{read_error, wire, ReadError, ENOENT};
+use super::{asked_for, routes_error, wire, ReadError, ENOENT};
 use crate::model::{Route, MAIN_TABLE};
 use crate::settings::Settings;
 
@@ -94,7 +94,7 @@ pub(super) async fn all_routes(
             Ok(main)
         }
         Err(e) if e.errno() == Some(ENOENT) => Ok(Vec::new()),
-        Err(e) => Err(read_error("routes")(e)),
+        Err(e) => Err(routes_error(None)(e)),
     }
 }
 
@@ -179,15 +179,11 @@ pub(crate) fn walk_routes(
     oif: Option<u32>,
     mut visit: impl FnMut(Walked<'_>) -> ControlFlow<()>,
 ) -> Result<(), ReadError> {
-    // Old kernels that ignore the filter hand back everything.
-    let wanted = |route: &Route| {
-        table.is_none_or(|t| route.table == t) && oif.is_none_or(|i| route.uses_link(i))
-    };
     let each = |answer: Option<&Answer<'_>>| match answer {
         None => visit(Walked::Again),
         Some(answer) if answer.kind == wire::RTM_NEWROUTE => {
             match wire::route_from(answer.payload) {
-                Some(route) if wanted(&route) => visit(Walked::Route(&route)),
+                Some(route) if asked_for(&route, table, oif) => visit(Walked::Route(&route)),
                 _ => ControlFlow::Continue(()),
             }
         }
@@ -196,9 +192,6 @@ pub(crate) fn walk_routes(
     match nl.walk(&mut wire::route_dump_request(table, oif), each) {
         Ok(()) => Ok(()),
         Err(e) if e.errno() == Some(ENOENT) => Ok(()),
-        Err(e) => Err(read_error(match table {
-            Some(t) => format!("routes of table {t}"),
-            None => "routes".to_string(),
-        })(e)),
+        Err(e) => Err(routes_error(table)(e)),
     }
 }
